@@ -1,0 +1,397 @@
+"""Stage 3, plan: a valid ``Spec`` -> a pure, typed description of what runs where.
+
+The plan decides everything: container names, flags, environment, mounts, the serve command
+per node. Renderers only format it (shell, compose, runbook) and the runner only executes it,
+so the three can never disagree about a flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from vllmgen.spec import Node, SecretRef, Spec
+
+CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
+HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
+SERVE_CONFIG_FILE = "serve-config.yaml"
+LABEL_PREFIX = "io.vllmgen"
+
+Backend = Literal["single", "mp", "ray"]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount. ``anchor`` says what a relative ``source`` is relative to."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    anchor: Literal["absolute", "home", "deploy_dir"] = "absolute"
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """A container variable whose value is read at apply time from the caller's env or a file."""
+
+    name: str
+    from_env: str | None = None
+    from_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str
+    entrypoint: str
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    secrets: tuple[SecretEnv, ...]
+    mounts: tuple[Mount, ...]
+    labels: tuple[tuple[str, str], ...]
+    network_mode: Literal["host", "bridge"] = "host"
+    ports: tuple[tuple[int, int], ...] = ()
+    ipc_host: bool = True
+    shm_size: str | None = None
+    gpus: str = "all"
+    devices: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    ulimits: tuple[tuple[str, int, int], ...] = ()
+    restart: str = "no"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    address: str
+    role: Literal["head", "worker"]
+    rank: int
+    gpus: int
+    container: Container
+    docker_host: str | None
+    serves: bool = field(default=False)
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    tag: str
+    base: str
+    pip_index_url: str | None
+    uv_index_url: str | None
+    requirements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServeExec:
+    """The Ray backend serves from inside the running head container, once the cluster is whole."""
+
+    node: str
+    container: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+    served_name: str
+    api_key: SecretEnv | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    spec_file: str
+    backend: Backend
+    image: ImageBuild
+    daemon: dict[str, Any]
+    serve_config: dict[str, Any]
+    nodes: tuple[NodePlan, ...]
+    serve_exec: ServeExec | None
+    endpoint: Endpoint
+    secrets: tuple[SecretEnv, ...]
+    model_ref: str
+
+    @property
+    def head(self) -> NodePlan:
+        return self.nodes[0]
+
+    @property
+    def workers(self) -> tuple[NodePlan, ...]:
+        return self.nodes[1:]
+
+    def node(self, name: str) -> NodePlan:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def serve_argv(self, node: NodePlan) -> tuple[str, ...] | None:
+        """Arguments after ``vllm serve`` that this node runs, if it runs any."""
+        if self.serve_exec and self.serve_exec.node == node.name:
+            return self.serve_exec.argv[2:]
+        if node.serves:
+            return node.container.command[1:]
+        return None
+
+
+def build_plan(spec: Spec, spec_file: str) -> Plan:
+    backend = _backend(spec)
+    ordered = _ordered_nodes(spec)
+    secrets = _secrets(spec)
+    image = _image(spec, backend)
+    model_ref = spec.model.path if spec.model.host_path else spec.model.source
+    serve_base = ("serve", model_ref, "--config", CONFIG_IN_CONTAINER, *spec.serve.extra_args)
+    serve_config = _serve_config(spec, backend, ordered[0])
+    # a change to the image or the shared serve config must replace containers too
+    inputs = json.dumps([asdict(image), serve_config], sort_keys=True)
+    nodes = tuple(
+        _node_plan(spec, node, rank, backend, image.tag, secrets, serve_base, inputs)
+        for rank, node in enumerate(ordered)
+    )
+    serve_exec = None
+    if backend == "ray":
+        serve_exec = ServeExec(nodes[0].name, nodes[0].container.name, ("vllm", *serve_base))
+    return Plan(
+        name=spec.name,
+        spec_file=spec_file,
+        backend=backend,
+        image=image,
+        daemon=_daemon(spec),
+        serve_config=serve_config,
+        nodes=nodes,
+        serve_exec=serve_exec,
+        endpoint=Endpoint(
+            address=ordered[0].address,
+            port=spec.serve.port,
+            served_name=_served_name(spec),
+            api_key=next((s for s in secrets if s.name == "VLLM_API_KEY"), None),
+        ),
+        secrets=secrets,
+        model_ref=model_ref,
+    )
+
+
+def _backend(spec: Spec) -> Backend:
+    if spec.cluster.backend == "ray":
+        return "ray"
+    return "mp" if len(spec.nodes) > 1 else "single"
+
+
+def _ordered_nodes(spec: Spec) -> list[Node]:
+    """Head first (rank 0), workers in the order the spec lists them."""
+    head = spec.head
+    return [head, *(node for node in spec.nodes if node is not head)]
+
+
+def _served_name(spec: Spec) -> str:
+    return spec.model.served_name or spec.model.source
+
+
+def _secret(name: str, ref: SecretRef) -> SecretEnv:
+    return SecretEnv(name=name, from_env=ref.env, from_file=ref.file)
+
+
+def _secrets(spec: Spec) -> tuple[SecretEnv, ...]:
+    out = []
+    if spec.secrets.hf_token:
+        out.append(_secret("HF_TOKEN", spec.secrets.hf_token))
+    if spec.secrets.api_key:
+        out.append(_secret("VLLM_API_KEY", spec.secrets.api_key))
+    return tuple(out)
+
+
+def _image(spec: Spec, backend: Backend) -> ImageBuild:
+    image = spec.image
+    version = image.vllm_version
+    requirements = []
+    if image.vllm_extras and version:
+        requirements.append(f"vllm[{','.join(sorted(set(image.vllm_extras)))}]=={version}")
+    requirements += image.packages
+    requirements += image.git_packages
+    if backend == "ray":
+        # vLLM images stopped shipping Ray around v0.18; install a pinned one for the ray backend.
+        requirements.append(f"ray[default]=={image.ray_version}")
+    tag = image.name or f"vllmgen/{spec.name}:{image.base_tag or 'latest'}"
+    return ImageBuild(
+        tag=tag,
+        base=image.base,
+        pip_index_url=image.pip_index_url,
+        uv_index_url=image.uv_index_url or image.pip_index_url,
+        requirements=tuple(requirements),
+    )
+
+
+def _daemon(spec: Spec) -> dict[str, Any]:
+    daemon = dict(spec.docker.daemon)
+    if spec.docker.registry_mirrors:
+        daemon["registry-mirrors"] = list(spec.docker.registry_mirrors)
+    return dict(sorted(daemon.items()))
+
+
+def _serve_config(spec: Spec, backend: Backend, head: Node) -> dict[str, Any]:
+    """The shared part of ``vllm serve``: identical on every node, so it lives in one YAML file."""
+    serve, model = spec.serve, spec.model
+    config: dict[str, Any] = {
+        "served-model-name": _served_name(spec),
+        "host": serve.host,
+        "port": serve.port,
+        "tensor-parallel-size": serve.tensor_parallel_size,
+        "pipeline-parallel-size": serve.pipeline_parallel_size,
+    }
+    if serve.data_parallel_size > 1:
+        config["data-parallel-size"] = serve.data_parallel_size
+    optional = {
+        "revision": model.revision,
+        "dtype": model.dtype,
+        "quantization": model.quantization,
+        "gpu-memory-utilization": serve.gpu_memory_utilization,
+        "max-model-len": serve.max_model_len,
+        "max-num-seqs": serve.max_num_seqs,
+        "reasoning-parser": serve.reasoning_parser,
+        "tool-call-parser": serve.tool_call_parser,
+    }
+    config.update({key: value for key, value in optional.items() if value is not None})
+    if model.trust_remote_code:
+        config["trust-remote-code"] = True
+    if serve.enforce_eager:
+        config["enforce-eager"] = True
+    if serve.enable_prefix_caching is not None:
+        # a boolean pair in vLLM: the config file only knows flags that are switched on
+        key = "enable-prefix-caching" if serve.enable_prefix_caching else "no-enable-prefix-caching"
+        config[key] = True
+    if serve.tool_call_parser:
+        config["enable-auto-tool-choice"] = True
+    if serve.speculative_config is not None:
+        config["speculative-config"] = json.dumps(serve.speculative_config, sort_keys=True, separators=(",", ":"))
+    if backend == "ray":
+        config["distributed-executor-backend"] = "ray"
+    elif backend == "mp":
+        config.update(
+            {
+                "distributed-executor-backend": "mp",
+                "nnodes": len(spec.nodes),
+                "master-addr": head.address,
+                "master-port": spec.cluster.master_port,
+            }
+        )
+    return config
+
+
+def _node_plan(
+    spec: Spec,
+    node: Node,
+    rank: int,
+    backend: Backend,
+    image: str,
+    secrets: tuple[SecretEnv, ...],
+    serve_base: tuple[str, ...],
+    inputs: str,
+) -> NodePlan:
+    role: Literal["head", "worker"] = "head" if rank == 0 else "worker"
+    serves = backend != "ray"
+    if backend == "ray":
+        entrypoint, command = "ray", _ray_start(spec, node, role)
+    else:
+        entrypoint = "vllm"
+        command = serve_base
+        if backend == "mp":
+            command = (*command, "--node-rank", str(rank), *(("--headless",) if rank else ()))
+    hcas = node.ib_hcas if node.ib_hcas is not None else spec.cluster.ib_hcas
+    container = Container(
+        name=f"{spec.runtime.container_prefix or spec.name}-{node.name}",
+        image=image,
+        entrypoint=entrypoint,
+        command=command,
+        env=_env(spec, node, hcas),
+        secrets=secrets,
+        mounts=_mounts(spec, node, with_config=serves or role == "head"),
+        labels=(),
+        network_mode=spec.runtime.network,
+        ports=((spec.serve.port, spec.serve.port),) if spec.runtime.network == "bridge" else (),
+        ipc_host=spec.runtime.ipc_host,
+        shm_size=spec.runtime.shm_size,
+        devices=("/dev/infiniband",) if hcas else (),
+        cap_add=("IPC_LOCK",) if hcas else (),
+        ulimits=(("memlock", -1, -1),) if hcas else (),
+        restart=spec.runtime.restart,
+    )
+    labels = (
+        (f"{LABEL_PREFIX}.deployment", spec.name),
+        (f"{LABEL_PREFIX}.node", node.name),
+        (f"{LABEL_PREFIX}.role", role),
+        (f"{LABEL_PREFIX}.config-hash", container_hash(container, inputs)),
+    )
+    return NodePlan(
+        name=node.name,
+        address=node.address,
+        role=role,
+        rank=rank,
+        gpus=node.gpus,
+        container=_replace_labels(container, labels),
+        docker_host=node.docker_host,
+        serves=serves,
+    )
+
+
+def _ray_start(spec: Spec, node: Node, role: str) -> tuple[str, ...]:
+    head = spec.head
+    where = (
+        ("--head", f"--port={spec.cluster.ray_port}")
+        if role == "head"
+        else (f"--address={head.address}:{spec.cluster.ray_port}",)
+    )
+    return (
+        "start",
+        "--block",
+        *where,
+        f"--node-ip-address={node.address}",
+        f"--num-gpus={node.gpus}",
+        "--disable-usage-stats",
+    )
+
+
+def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]:
+    env = {**spec.runtime.env, **node.env}
+    if len(spec.nodes) > 1 or spec.cluster.backend == "ray":
+        env["VLLM_HOST_IP"] = node.address
+    nic = node.nic or spec.cluster.nic
+    if nic:
+        env["NCCL_SOCKET_IFNAME"] = nic
+        env["GLOO_SOCKET_IFNAME"] = nic
+    if hcas:
+        env["NCCL_IB_HCA"] = ",".join(hcas)
+    if spec.model.hf_endpoint:
+        env["HF_ENDPOINT"] = spec.model.hf_endpoint
+    if spec.model.modelscope:
+        env["VLLM_USE_MODELSCOPE"] = "True"
+    return tuple(sorted(env.items()))
+
+
+def _host_mount(source: str, target: str, read_only: bool = False) -> Mount:
+    if source == "~" or source.startswith("~/"):
+        return Mount(source[2:], target, read_only, anchor="home")
+    return Mount(source, target, read_only)
+
+
+def _mounts(spec: Spec, node: Node, *, with_config: bool) -> tuple[Mount, ...]:
+    mounts = [_host_mount(node.hf_cache or spec.model.hf_cache, HF_CACHE_IN_CONTAINER)]
+    host_path = node.model_host_path or spec.model.host_path
+    if host_path:
+        mounts.append(_host_mount(host_path, spec.model.path, read_only=True))
+    mounts += [_host_mount(v.host, v.container, v.read_only) for v in spec.runtime.volumes]
+    if with_config:
+        mounts.append(Mount(SERVE_CONFIG_FILE, CONFIG_IN_CONTAINER, read_only=True, anchor="deploy_dir"))
+    return tuple(mounts)
+
+
+def container_hash(container: Container, inputs: str) -> str:
+    """Identifies a container's definition: the runner leaves a container alone when it matches."""
+    data = json.dumps([asdict(_replace_labels(container, ())), inputs], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _replace_labels(container: Container, labels: tuple[tuple[str, str], ...]) -> Container:
+    return replace(container, labels=labels)

@@ -1,0 +1,225 @@
+"""Stage 2b, cross-field rules: what no single field can know on its own.
+
+Each rule is a small generator of ``Finding``s over a spec that already passed the model;
+``check_rules`` runs them all, so a user sees every problem at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from vllmgen.errors import Path
+from vllmgen.spec import Spec
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Path
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+
+Rule = Callable[[Spec], Iterator[Finding]]
+
+# Flags vllmgen derives from typed fields; in extra_args they would contradict the spec.
+OWNED_FLAGS = {
+    "--model": "model.source / model.path",
+    "--served-model-name": "model.served_name",
+    "--host": "serve.host",
+    "--port": "serve.port",
+    "--api-key": "secrets.api_key (a key on a command line leaks into `ps` and logs)",
+    "--tensor-parallel-size": "serve.tensor_parallel_size",
+    "--pipeline-parallel-size": "serve.pipeline_parallel_size",
+    "--data-parallel-size": "serve.data_parallel_size",
+    "--distributed-executor-backend": "cluster.backend",
+    "--nnodes": "the nodes list",
+    "--node-rank": "the nodes list",
+    "--master-addr": "the head node's address",
+    "--master-port": "cluster.master_port",
+    "--headless": "the node roles",
+    "--trust-remote-code": "model.trust_remote_code",
+    "--revision": "model.revision",
+    "--gpu-memory-utilization": "serve.gpu_memory_utilization",
+    "--max-model-len": "serve.max_model_len",
+    "--max-num-seqs": "serve.max_num_seqs",
+    "--enable-prefix-caching": "serve.enable_prefix_caching",
+    "--no-enable-prefix-caching": "serve.enable_prefix_caching",
+    "--enforce-eager": "serve.enforce_eager",
+    "--reasoning-parser": "serve.reasoning_parser",
+    "--tool-call-parser": "serve.tool_call_parser",
+    "--speculative-config": "serve.speculative_config",
+    "--config": "the generated serve-config.yaml",
+    "--dtype": "model.dtype",
+    "--quantization": "model.quantization",
+}
+
+# Environment variables vllmgen sets itself from typed fields.
+OWNED_ENV = {
+    "VLLM_HOST_IP": "nodes[].address",
+    "NCCL_SOCKET_IFNAME": "cluster.nic / nodes[].nic",
+    "GLOO_SOCKET_IFNAME": "cluster.nic / nodes[].nic",
+    "NCCL_IB_HCA": "cluster.ib_hcas / nodes[].ib_hcas",
+    "HF_TOKEN": "secrets.hf_token",
+    "HUGGING_FACE_HUB_TOKEN": "secrets.hf_token",
+    "VLLM_API_KEY": "secrets.api_key",
+    "HF_ENDPOINT": "model.hf_endpoint",
+    "VLLM_USE_MODELSCOPE": "model.modelscope",
+}
+
+
+def check_rules(spec: Spec) -> list[Finding]:
+    return [finding for rule in RULES for finding in rule(spec)]
+
+
+def one_head(spec: Spec) -> Iterator[Finding]:
+    heads = [i for i, node in enumerate(spec.nodes) if node.role == "head"]
+    if len(spec.nodes) == 1:
+        if spec.nodes[0].role == "worker":
+            yield Finding(("nodes", 0, "role"), "a deployment with one node needs that node to be the head")
+        return
+    if not heads:
+        yield Finding(("nodes",), "exactly one node needs 'role: head'; none has it")
+    for index in heads[1:]:
+        yield Finding(("nodes", index, "role"), f"exactly one node can be the head; nodes[{heads[0]}] already is")
+    for index, node in enumerate(spec.nodes):
+        if node.role is None:
+            yield Finding(("nodes", index), "with several nodes each needs 'role: head' or 'role: worker'")
+
+
+def unique_nodes(spec: Spec) -> Iterator[Finding]:
+    for field in ("name", "address"):
+        seen: dict[str, int] = {}
+        for index, node in enumerate(spec.nodes):
+            value = getattr(node, field).lower()
+            if value in seen:
+                yield Finding(("nodes", index, field), f"duplicate {field} {value!r} (also nodes[{seen[value]}].{field})")
+            else:
+                seen[value] = index
+
+
+def world_size(spec: Spec) -> Iterator[Finding]:
+    serve = spec.serve
+    gpus = " + ".join(str(node.gpus) for node in spec.nodes)
+    if serve.world_size != spec.total_gpus:
+        yield Finding(
+            ("serve", "tensor_parallel_size"),
+            f"tensor x pipeline x data parallel = {serve.tensor_parallel_size} x {serve.pipeline_parallel_size}"
+            f" x {serve.data_parallel_size} = {serve.world_size} must equal the GPUs of all nodes"
+            f" ({gpus} = {spec.total_gpus})",
+        )
+    if len(spec.nodes) > 1:
+        first = spec.nodes[0].gpus
+        for index, node in enumerate(spec.nodes[1:], start=1):
+            if node.gpus != first:
+                yield Finding(
+                    ("nodes", index, "gpus"),
+                    f"every node of a multi-node deployment needs the same GPU count (nodes[0] has {first})",
+                )
+        if serve.data_parallel_size > 1:
+            yield Finding(
+                ("serve", "data_parallel_size"),
+                "data parallelism across nodes is not supported by vllmgen yet; use one node per deployment",
+            )
+
+
+def multi_node(spec: Spec) -> Iterator[Finding]:
+    if len(spec.nodes) == 1:
+        return
+    if spec.cluster.backend is None:
+        yield Finding(("cluster", "backend"), "several nodes need an explicit backend: 'ray' or 'mp'")
+    if spec.runtime.network != "host":
+        yield Finding(("runtime", "network"), "several nodes need host networking (Ray, NCCL and Gloo connect node to node)")
+    for index, node in enumerate(spec.nodes):
+        try:
+            ipaddress.ip_address(node.address)
+        except ValueError:
+            yield Finding(
+                ("nodes", index, "address"),
+                "multi-node deployments need an IP address here: it becomes VLLM_HOST_IP and the Ray/master address",
+            )
+    if not spec.cluster.nic and not all(node.nic for node in spec.nodes):
+        yield Finding(
+            ("cluster", "nic"),
+            "no data NIC set: NCCL and Gloo guess an interface and often pick the wrong one; set cluster.nic",
+            "warning",
+        )
+
+
+def ports(spec: Spec) -> Iterator[Finding]:
+    used = {("serve", "port"): spec.serve.port}
+    if spec.cluster.backend == "ray":
+        used[("cluster", "ray_port")] = spec.cluster.ray_port
+    if spec.cluster.backend == "mp" and len(spec.nodes) > 1:
+        used[("cluster", "master_port")] = spec.cluster.master_port
+    seen: dict[int, Path] = {}
+    for path, port in used.items():
+        if port in seen:
+            other = ".".join(map(str, seen[port]))
+            yield Finding(path, f"port {port} is already used by {other}")
+        seen[port] = path
+
+
+def runtime(spec: Spec) -> Iterator[Finding]:
+    if spec.runtime.ipc_host and spec.runtime.shm_size:
+        yield Finding(("runtime", "shm_size"), "shm_size has no effect with ipc_host: true; set ipc_host: false to use it")
+    if not spec.runtime.ipc_host and not spec.runtime.shm_size:
+        yield Finding(("runtime", "ipc_host"), "without ipc_host, set runtime.shm_size (Docker's 64 MB breaks NCCL)")
+    for index, volume in enumerate(spec.runtime.volumes):
+        if volume.container in (spec.model.path, "/root/.cache/huggingface", "/etc/vllmgen"):
+            yield Finding(("runtime", "volumes", index, "container"), f"{volume.container} is mounted by vllmgen already")
+    sources = [("runtime", "env", name) for name in spec.runtime.env] + [
+        ("nodes", index, "env", name) for index, node in enumerate(spec.nodes) for name in node.env
+    ]
+    for path in sources:
+        name = str(path[-1])
+        if name in OWNED_ENV:
+            yield Finding(path, f"{name} is set by vllmgen from {OWNED_ENV[name]}")
+
+
+def image(spec: Spec) -> Iterator[Finding]:
+    tag = spec.image.base_tag
+    if tag in (None, "latest") and "@" not in spec.image.base:
+        yield Finding(
+            ("image", "base"),
+            "unpinned base image ('latest' moves): pin a release tag such as vllm/vllm-openai:v0.32.0",
+            "warning",
+        )
+    if spec.image.vllm_extras and not spec.image.vllm_version:
+        yield Finding(("image", "vllm_extras"), "vLLM extras are pinned to the base image's version: pin image.base to a vX.Y.Z tag")
+    if spec.image.uv_index_url and not spec.image.pip_index_url:
+        yield Finding(("image", "uv_index_url"), "uv_index_url without pip_index_url: pip keeps using PyPI", "warning")
+
+
+def model(spec: Spec) -> Iterator[Finding]:
+    source = spec.model.source
+    if spec.model.host_path is None and any(node.model_host_path for node in spec.nodes):
+        yield Finding(("model", "host_path"), "nodes override model_host_path, so model.host_path is needed too")
+    if spec.model.host_path is None and (source.count("/") != 1 or source.startswith("/") or " " in source):
+        yield Finding(("model", "source"), "expected a Hugging Face repo id 'org/name' (or set model.host_path)")
+
+
+def serve_options(spec: Spec) -> Iterator[Finding]:
+    config = spec.serve.speculative_config
+    if config is not None and not isinstance(config.get("method"), str):
+        yield Finding(("serve", "speculative_config"), "speculative_config needs a 'method' (e.g. method: qwen3_next_mtp)")
+    args = spec.serve.extra_args
+    if args and not args[0].startswith("-"):
+        yield Finding(("serve", "extra_args", 0), "extra_args starts with a flag such as '--max-num-batched-tokens'")
+    for index, arg in enumerate(args):
+        flag = normalise_flag(arg)
+        if flag in OWNED_FLAGS:
+            yield Finding(("serve", "extra_args", index), f"{flag} is set by vllmgen from {OWNED_FLAGS[flag]}")
+
+
+def normalise_flag(arg: str) -> str:
+    """'--trust_remote_code=1' -> '--trust-remote-code' (vLLM accepts both spellings)."""
+    if not arg.startswith("--"):
+        return arg
+    name = arg.split("=", 1)[0]
+    return "--" + name[2:].replace("_", "-")
+
+
+RULES: list[Rule] = [one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, serve_options]

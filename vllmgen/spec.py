@@ -1,0 +1,350 @@
+"""Stage 2a, the spec language: pydantic models, one per section of the YAML.
+
+Per-field rules live here (types, ranges, formats); rules that relate several fields live in
+``vllmgen.rules``. Every model forbids unknown keys so a typo is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+SPEC_VERSION = 1
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _fail(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+# --- scalar formats -------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IMAGE_REF = re.compile(
+    r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+_PINNED_REQ = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?==[A-Za-z0-9.+!_-]+$")
+_GIT_REQ = re.compile(r"^(?:[A-Za-z0-9._-]+ @ )?git\+(https|ssh)://[^\s@]+(?:@[^\s#]+)?(?:#[^\s]*)?$")
+_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
+_SECRETISH = re.compile(r"(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise _fail("name", "expected a DNS label: lower-case letters, digits and '-', 1-63 characters")
+    return value
+
+
+def _address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    looks_numeric = all(label.isdigit() for label in labels)  # 10.0.0.300 is a bad IP, not a hostname
+    if len(value) > 253 or looks_numeric or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+        raise _fail("address", "expected an IPv4/IPv6 address or a hostname")
+    return value
+
+
+def _ifname(value: str) -> str:
+    if not _IFNAME.match(value) or value in {".", ".."}:
+        raise _fail("ifname", "expected a network interface name (at most 15 characters: letters, digits, '_.:-')")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise _fail("env_name", "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    return value
+
+
+def _abs_path(value: str) -> str:
+    if not value.startswith("/") and not value.startswith("~/") and value != "~":
+        raise _fail("abs_path", "expected an absolute path (starting with '/' or '~/')")
+    if "\x00" in value or "\n" in value:
+        raise _fail("abs_path", "a path cannot hold NUL or newline characters")
+    return value
+
+
+def _container_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise _fail("container_path", "expected an absolute path inside the container (starting with '/')")
+    if ":" in value or "\n" in value or "\x00" in value:
+        raise _fail("container_path", "a container path cannot hold ':', NUL or newline")
+    return value
+
+
+def _text(value: str) -> str:
+    """Free text that ends up in scripts: any printable text, never a literal token."""
+    if _CONTROL.search(value) or "\n" in value:
+        raise _fail("text", "expected one line of text without control characters")
+    return value
+
+
+def looks_like_secret(value: str) -> bool:
+    """A Hugging Face or OpenAI-style token written out in full."""
+    return bool(_SECRETISH.search(value))
+
+
+def _size(value: str | int) -> str:
+    text = str(value)
+    if not _SIZE.match(text):
+        raise _fail("size", "expected a size such as '10g', '512m' or a byte count")
+    return text
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s'\"\\]+$", value):
+        raise _fail("url", "expected an http(s) URL without spaces or quotes")
+    return value
+
+
+def _pinned(value: str) -> str:
+    if not _PINNED_REQ.match(value):
+        raise _fail("pinned", "expected a pinned requirement 'name==version' (unpinned installs drift between builds)")
+    return value
+
+
+def _git(value: str) -> str:
+    if not _GIT_REQ.match(value):
+        raise _fail("git_req", "expected 'git+https://host/repo.git@ref' (optionally 'name @ git+...')")
+    return value
+
+
+def _image_ref(value: str) -> str:
+    if not _IMAGE_REF.match(value):
+        raise _fail("image_ref", "expected an image reference such as vllm/vllm-openai:v0.32.0")
+    return value
+
+
+def _version(value: str) -> str:
+    if not re.match(r"^[0-9]+(\.[0-9]+){1,2}$", value):
+        raise _fail("version", "expected a version such as 2.49.2")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 < value <= 1:
+        raise _fail("fraction", "expected a fraction in (0, 1]")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Address = Annotated[str, AfterValidator(_address)]
+IfName = Annotated[str, AfterValidator(_ifname)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+HostPath = Annotated[str, AfterValidator(_abs_path)]
+ContainerPath = Annotated[str, AfterValidator(_container_path)]
+Text = Annotated[str, AfterValidator(_text)]
+Url = Annotated[str, AfterValidator(_url)]
+Size = Annotated[str, BeforeValidator(_size)]
+ImageRef = Annotated[str, AfterValidator(_image_ref)]
+Version = Annotated[str, AfterValidator(_version)]
+Fraction = Annotated[float, AfterValidator(_fraction)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+EnvMap = dict[EnvName, Text]
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+class SecretRef(Model):
+    """Where a secret is read at apply time. Never the value itself."""
+
+    env: EnvName | None = Field(None, description="read from this environment variable of the caller")
+    file: HostPath | None = Field(None, description="read from this file on the host running the script")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_literals(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            raise _fail(
+                "literal_secret",
+                "secrets are given by reference only: write {env: VAR_NAME} or {file: /path/to/file}, "
+                "never the value",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise _fail("secret_ref", "give exactly one of 'env' or 'file'")
+        return self
+
+
+class Secrets(Model):
+    hf_token: SecretRef | None = Field(None, description="Hugging Face token, passed to containers as HF_TOKEN")
+    api_key: SecretRef | None = Field(
+        None, description="API key the server requires, passed as VLLM_API_KEY (never on a command line)"
+    )
+
+
+class Image(Model):
+    base: ImageRef = Field(
+        "vllm/vllm-openai:v0.32.0", description="base image, normally vllm/vllm-openai:<tag>; pin the tag"
+    )
+    name: ImageRef | None = Field(None, description="tag of the image built from the generated Dockerfile (default vllmgen/<name>:<base tag>)")
+    pip_index_url: Url | None = Field(None, description="PyPI mirror, set as PIP_INDEX_URL in the image")
+    uv_index_url: Url | None = Field(None, description="uv index, set as UV_INDEX_URL (defaults to pip_index_url)")
+    packages: list[Annotated[str, AfterValidator(_pinned)]] = Field(
+        default_factory=list, description="extra pip packages, pinned with '==' (e.g. 'flashinfer-python==0.2.5')"
+    )
+    git_packages: list[Annotated[str, AfterValidator(_git)]] = Field(
+        default_factory=list,
+        description="packages from git, e.g. 'git+https://github.com/huggingface/transformers.git@v4.56.0'",
+    )
+    vllm_extras: list[Literal["audio", "video", "tensorizer", "runai", "fastsafetensors", "bench"]] = Field(
+        default_factory=list, description="vLLM extras installed at the base image's vLLM version"
+    )
+    ray_version: Version = Field("2.49.2", description="ray[default] version installed when the backend is ray")
+
+    @property
+    def base_tag(self) -> str | None:
+        match = _IMAGE_REF.match(self.base)
+        return match.group("tag") if match else None
+
+    @property
+    def vllm_version(self) -> str | None:
+        """'0.32.0' for a base tagged v0.32.0; None for latest, nightly or a digest."""
+        tag = (self.base_tag or "").removeprefix("v")
+        return tag if re.match(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", tag) else None
+
+
+
+class Docker(Model):
+    registry_mirrors: list[Url] = Field(default_factory=list, description="daemon.json registry-mirrors")
+    daemon: dict[str, Any] = Field(
+        default_factory=dict, description="other daemon.json keys, passed through as written"
+    )
+
+    @field_validator("daemon")
+    @classmethod
+    def _no_clash(cls, daemon: dict[str, Any]) -> dict[str, Any]:
+        if "registry-mirrors" in daemon:
+            raise _fail("daemon_clash", "set registry mirrors with docker.registry_mirrors, not here")
+        return daemon
+
+
+class ModelSource(Model):
+    source: Text = Field(description="Hugging Face repo id (org/name) or, with host_path, a label for the model")
+    host_path: HostPath | None = Field(None, description="directory holding the weights on every host")
+    path: ContainerPath = Field("/models/model", description="where the weights appear inside the container")
+    served_name: Text | None = Field(None, description="name clients use (--served-model-name)")
+    revision: Text | None = Field(None, description="Hugging Face revision: branch, tag or commit")
+    trust_remote_code: bool = False
+    hf_cache: HostPath = Field("~/.cache/huggingface", description="host directory mounted as the HF cache")
+    hf_endpoint: Url | None = Field(None, description="Hugging Face mirror, set as HF_ENDPOINT")
+    modelscope: bool = Field(False, description="download from ModelScope (VLLM_USE_MODELSCOPE)")
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
+    quantization: Text | None = None
+
+
+class Volume(Model):
+    host: HostPath
+    container: ContainerPath
+    read_only: bool = False
+
+
+class Runtime(Model):
+    network: Literal["host", "bridge"] = Field("host", description="host networking (needed across nodes) or a port map")
+    ipc_host: bool = Field(True, description="--ipc=host (shared memory for NCCL and PyTorch)")
+    shm_size: Size | None = Field(None, description="--shm-size, when ipc_host is false")
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "no"
+    volumes: list[Volume] = Field(default_factory=list)
+    env: EnvMap = Field(default_factory=dict, description="environment for every container")
+    container_prefix: Name | None = Field(None, description="container names start with this (default: the deployment name)")
+
+
+class Cluster(Model):
+    backend: Literal["ray", "mp"] | None = Field(
+        None, description="ray (head/worker containers, as run_cluster.sh) or mp (--nnodes/--node-rank); required with several nodes"
+    )
+    ray_port: Port = 6379
+    master_port: Port = 29500
+    nic: IfName | None = Field(None, description="data NIC for every node (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
+    ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] = Field(
+        default_factory=list, description="InfiniBand HCAs for every node (NCCL_IB_HCA)"
+    )
+
+
+class Node(Model):
+    name: Name
+    address: Address = Field(description="control IP or hostname; also VLLM_HOST_IP")
+    role: Literal["head", "worker"] | None = Field(None, description="exactly one head; optional for one node")
+    gpus: int = Field(ge=1, le=64, description="GPUs on this node used by the deployment")
+    nic: IfName | None = Field(None, description="overrides cluster.nic")
+    ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] | None = Field(None, description="overrides cluster.ib_hcas")
+    env: EnvMap = Field(default_factory=dict, description="merged over runtime.env")
+    model_host_path: HostPath | None = Field(None, description="overrides model.host_path on this node")
+    hf_cache: HostPath | None = Field(None, description="overrides model.hf_cache on this node")
+    docker_host: Text | None = Field(
+        None, description="Docker endpoint used by 'apply --all' (ssh://user@host, tcp://host:2376)"
+    )
+
+
+class Serve(Model):
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: Fraction | None = Field(None, description="fraction of each GPU's memory, in (0, 1]")
+    max_model_len: int | None = Field(None, ge=1)
+    max_num_seqs: int | None = Field(None, ge=1)
+    enable_prefix_caching: bool | None = None
+    enforce_eager: bool | None = None
+    reasoning_parser: Text | None = None
+    tool_call_parser: Text | None = Field(None, description="also turns on --enable-auto-tool-choice")
+    speculative_config: dict[str, Any] | None = Field(None, description="a mapping with a 'method'; rendered as JSON")
+    host: Text = "0.0.0.0"
+    port: Port = 8000
+    extra_args: list[Text] = Field(default_factory=list, description="any other vllm serve flags, one item per word")
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
+
+
+class Spec(Model):
+    """A vLLM deployment: the image, the model, the hosts and how vLLM serves across them."""
+
+    version: Literal[1] = Field(description="spec format version")
+    name: Name = Field(description="deployment name; build/<name>/ holds its artifacts")
+    image: Image = Field(default_factory=Image)
+    docker: Docker = Field(default_factory=Docker)
+    model: ModelSource
+    secrets: Secrets = Field(default_factory=Secrets)
+    runtime: Runtime = Field(default_factory=Runtime)
+    cluster: Cluster = Field(default_factory=Cluster)
+    nodes: list[Node] = Field(min_length=1)
+    serve: Serve = Field(default_factory=Serve)
+
+    @property
+    def head(self) -> Node:
+        if len(self.nodes) == 1:
+            return self.nodes[0]
+        return next(node for node in self.nodes if node.role == "head")
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(node.gpus for node in self.nodes)

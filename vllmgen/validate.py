@@ -1,0 +1,156 @@
+"""Stage 2, validate: loaded data -> a ``Spec``, or every problem at once with its position.
+
+Three passes, all collected before anything is reported: a scan for literal secrets anywhere
+in the document, the pydantic model (types, formats, unknown keys), and, when the model holds,
+the cross-field rules in ``vllmgen.rules``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from vllmgen.errors import Diagnostic, Path, SpecError
+from vllmgen.load import LoadedSpec, load_file
+from vllmgen.rules import Finding, check_rules
+from vllmgen.spec import Spec, looks_like_secret
+
+
+@dataclass(frozen=True)
+class ValidSpec:
+    spec: Spec
+    source: LoadedSpec
+    warnings: list[Diagnostic]
+
+
+def validate_file(path: str, *, strict: bool = False) -> ValidSpec:
+    return validate(load_file(path), strict=strict)
+
+
+def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
+    diagnostics = [loaded.diagnostic(path, message) for path, message in _literal_secrets(loaded.data, ())]
+    spec = None
+    if not isinstance(loaded.data, dict):
+        diagnostics.append(loaded.diagnostic((), "expected a mapping at the top of the spec"))
+    else:
+        try:
+            spec = Spec.model_validate(loaded.data)
+        except ValidationError as exc:
+            diagnostics.extend(_from_pydantic(exc, loaded))
+    if spec is not None:
+        diagnostics.extend(_from_finding(finding, loaded, strict) for finding in check_rules(spec))
+    if any(d.severity == "error" for d in diagnostics):
+        raise SpecError(diagnostics)
+    assert spec is not None
+    return ValidSpec(spec, loaded, sorted(diagnostics))
+
+
+def _from_finding(finding: Finding, loaded: LoadedSpec, strict: bool) -> Diagnostic:
+    severity = "error" if strict or finding.severity == "error" else "warning"
+    return loaded.diagnostic(finding.path, finding.message, severity=severity)
+
+
+def _literal_secrets(node: Any, path: Path) -> list[tuple[Path, str]]:
+    if isinstance(node, dict):
+        return [hit for key, value in node.items() for hit in _literal_secrets(value, (*path, key))]
+    if isinstance(node, list):
+        return [hit for index, value in enumerate(node) for hit in _literal_secrets(value, (*path, index))]
+    if isinstance(node, str) and looks_like_secret(node):
+        return [
+            (
+                path,
+                "this looks like a literal token; secrets are given by reference only "
+                "(secrets.hf_token: {env: HF_TOKEN} or {file: /path/to/token})",
+            )
+        ]
+    return []
+
+
+# --- pydantic errors -> diagnostics ---------------------------------------------------------
+
+
+def _from_pydantic(exc: ValidationError, loaded: LoadedSpec) -> list[Diagnostic]:
+    out = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        on_key = bool(loc) and loc[-1] == "[key]"
+        if on_key:
+            loc = loc[:-1]
+        kind = error["type"]
+        if kind in {"literal_secret"} and any(looks_like_secret(str(v)) for v in _strings(error.get("input"))):
+            continue  # already reported by the document-wide scan
+        message = _message(error, loc)
+        if kind == "missing":
+            out.append(loaded.diagnostic(loc[:-1], message.replace("{field}", str(loc[-1]))))
+            continue
+        out.append(loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden"))
+    return out
+
+
+def _strings(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else []
+
+
+def _message(error: dict[str, Any], loc: Path) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "missing":
+        return "required field '{field}' is missing"
+    if kind == "extra_forbidden":
+        unknown = str(loc[-1])
+        allowed = _fields_at(loc[:-1])
+        hint = difflib.get_close_matches(unknown, allowed, n=1, cutoff=0.6)
+        suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(allowed)}"
+        return f"unknown key '{unknown}'{suggestion}"
+    if msg.startswith("Input should be "):
+        msg = "expected " + msg.removeprefix("Input should be ")
+    elif msg.startswith("Value error, "):
+        msg = msg.removeprefix("Value error, ")
+    got = error.get("input")
+    if isinstance(got, (str, int, float, bool)) and kind not in {"literal_secret"}:
+        msg += f", got {got!r}"
+    return msg
+
+
+def _fields_at(loc: Path) -> list[str]:
+    """Field names of the model that sits at ``loc`` in the spec (for did-you-mean)."""
+    current: Any = Spec
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            current = _item_type(current)
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = field.annotation
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional[...] and Annotated[...] down to the model or container type."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = options[0] if len(options) == 1 else annotation
+            if len(options) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _item_type(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    return args[0] if args else None
