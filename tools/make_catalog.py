@@ -32,13 +32,26 @@ NAMED_TYPES = {
 }
 
 
-def serve_parser() -> argparse.ArgumentParser:
-    """The serve subparser, built as vllm's CLI main() builds it."""
+def torch_compat() -> None:
+    """Older vLLM (0.17) asks torch._C._cpu for AVX-512 support; the torch 2.13 on
+    this machine moved that to torch.cpu. Only kernel loading uses it, not parsing."""
+    import torch
+
+    if not hasattr(torch._C._cpu, "_is_avx512_supported"):
+        torch._C._cpu._is_avx512_supported = torch.cpu._is_avx512_supported
+
+
+def serve_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """(top-level `vllm` parser, its `serve` subparser), built as vLLM's CLI main()
+    builds them: the top-level parse_args is where --config, underscores and
+    dotted JSON keys are handled, the subparser holds the serve flags."""
+    torch_compat()
     from vllm.entrypoints.cli.serve import ServeSubcommand
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     top = FlexibleArgumentParser(prog="vllm")
-    return ServeSubcommand().subparser_init(top.add_subparsers(dest="subparser"))
+    serve = ServeSubcommand().subparser_init(top.add_subparsers(dest="subparser"))
+    return top, serve
 
 
 def type_name(fn) -> str | None:
@@ -127,7 +140,7 @@ def registry_names(module: str, manager: str, dicts: tuple[str, ...]) -> list[st
 
 
 def build_catalog() -> dict:
-    parser = serve_parser()
+    parser = serve_parsers()[1]
     deprecated = deprecated_actions(parser)
     group_of = {
         id(a): g.title for g in parser._action_groups for a in g._group_actions

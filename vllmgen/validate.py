@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vllmgen.errors import Diagnostic, Path, SpecError
+from vllmgen.errors import Diagnostic, Path, SpecError, format_path
 from vllmgen.load import LoadedSpec, load_file
 from vllmgen.rules import Finding, check_rules
 from vllmgen.spec import Spec, looks_like_secret
@@ -85,8 +85,9 @@ def _from_pydantic(exc: ValidationError, loaded: LoadedSpec) -> list[Diagnostic]
         if kind in {"literal_secret"} and any(looks_like_secret(str(v)) for v in _strings(error.get("input"))):
             continue  # already reported by the document-wide scan
         message = _message(error, loc)
-        if kind == "missing":
-            out.append(loaded.diagnostic(loc[:-1], message.replace("{field}", str(loc[-1]))))
+        if kind == "missing":  # point at the mapping that lacks the key
+            line, col = loaded.positions.of(loc[:-1])
+            out.append(Diagnostic(loaded.file, line, col, format_path(loc), message))
             continue
         out.append(loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden"))
     return out
@@ -99,7 +100,9 @@ def _strings(value: Any) -> list[str]:
 def _message(error: dict[str, Any], loc: Path) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "missing":
-        return "required field '{field}' is missing"
+        return "required field is missing"
+    if kind == "too_short":
+        return f"expected at least {error['ctx']['min_length']} item(s)"
     if kind == "extra_forbidden":
         unknown = str(loc[-1])
         allowed = _fields_at(loc[:-1])

@@ -12,6 +12,8 @@ import re
 from typing import Any
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Characters YAML refuses raw, or reads as line breaks: DEL, C1 controls (NEL), U+2028/9, non-characters.
+_NOT_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 
 
 def dump(data: dict[str, Any], header: str = "") -> str:
@@ -25,7 +27,8 @@ def _key(key: str) -> str:
 
 
 def _scalar(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    return _NOT_PRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def _mapping(data: dict[str, Any], indent: int) -> list[str]:

@@ -1,0 +1,79 @@
+"""Parse `vllm serve` argument lists with vLLM's own parser; start nothing.
+
+Run with the python of a venv made by tools/setup_vllm_cpu.sh. Reads a JSON list
+from stdin, one item per command:
+    {"id": "svc-a", "argv": ["MODEL", "--tensor-parallel-size", "2"],
+     "config": "build/svc-a/config.yaml" or null,   # passed as --config PATH
+     "validate": false}                              # optional, see below
+and prints a JSON list, in the same order:
+    {"id": "svc-a", "ok": true, "error": null, "set": {"tensor_parallel_size": 2}}
+"set" holds every parsed value that differs from its default, so a caller can
+check that a flag (or YAML key) landed where it meant it to. "validate": true
+also runs `vllm serve`'s pre-launch checks (validate_parsed_serve_args), which
+may look at files (a chat template path) that exist only where vLLM runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_catalog import jsonable, serve_parsers  # noqa: E402
+
+
+class ParseError(Exception):
+    pass
+
+
+def _raise(self, message):
+    raise ParseError(message)
+
+
+# argparse reports a bad command line by printing usage and exiting; raise instead.
+argparse.ArgumentParser.error = _raise
+
+
+def check(top, serve, item: dict) -> dict:
+    argv = ["serve", *item["argv"]]
+    if item.get("config"):
+        argv += ["--config", item["config"]]
+    result = {"id": item["id"], "ok": False, "error": None, "set": None}
+    try:
+        args = top.parse_args(argv)
+        if item.get("validate"):
+            from vllm.entrypoints.cli.serve import ServeSubcommand
+
+            ServeSubcommand().validate(args)
+    except ParseError as exc:
+        result["error"] = str(exc)
+    except SystemExit as exc:  # --help, --version
+        result["error"] = f"parser exited with status {exc.code}"
+    except Exception as exc:  # vLLM's own checks raise ValueError, AssertionError, ...
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        result["ok"] = True
+        result["set"] = {
+            k: jsonable(v)
+            for k, v in sorted(vars(args).items())
+            if k != "subparser" and v != serve.get_default(k)
+        }
+    return result
+
+
+def main() -> int:
+    items = json.load(sys.stdin)
+    # vLLM logs to stdout; keep the real stdout for the JSON alone.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    top, serve = serve_parsers()
+    results = [check(top, serve, item) for item in items]
+    out.write(json.dumps(results, indent=1) + "\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
