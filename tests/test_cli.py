@@ -145,3 +145,11 @@ def test_internal_error_exits_123_without_traceback(tmp_path):
     result = vllmgen("render", str(TWO_NODE), "-o", str(blocker / "sub"))
     assert result.returncode == 123
     assert "internal error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_readme_reference_is_generated_from_the_models():
+    from vllmgen.reference import markdown
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- reference:start -->\n")[1].split("<!-- reference:end -->")[0]
+    assert section == markdown()

@@ -158,20 +158,26 @@ def build_catalog() -> dict:
     from vllm.config.speculative import SpeculativeConfig
 
     method = typing.get_type_hints(SpeculativeConfig)["method"]
-    tool_module = "vllm.tool_parsers"
-    if importlib.util.find_spec(tool_module) is None:  # before the move out of entrypoints
-        tool_module = "vllm.entrypoints.openai.tool_parsers"
     version = importlib.metadata.version("vllm").split("+")[0]
     return {
         "vllm_version": version,
         "flags": flags,
+        **parser_registries(),
+        "speculative_methods": sorted(literal_values(method)),
+    }
+
+
+def parser_registries() -> dict[str, list[str]]:
+    tool_module = "vllm.tool_parsers"
+    if importlib.util.find_spec(tool_module) is None:  # before the move out of entrypoints
+        tool_module = "vllm.entrypoints.openai.tool_parsers"
+    return {
         "reasoning_parsers": registry_names(
             "vllm.reasoning", "ReasoningParserManager", ("reasoning_parsers", "lazy_parsers")
         ),
         "tool_call_parsers": registry_names(
             tool_module, "ToolParserManager", ("tool_parsers", "lazy_parsers")
         ),
-        "speculative_methods": sorted(literal_values(method)),
     }
 
 

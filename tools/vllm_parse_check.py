@@ -21,7 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_catalog import jsonable, serve_parsers  # noqa: E402
+from make_catalog import jsonable, parser_registries, serve_parsers  # noqa: E402
 
 
 class ParseError(Exception):
@@ -36,23 +36,38 @@ def _raise(self, message):
 argparse.ArgumentParser.error = _raise
 
 
-def check(top, serve, item: dict) -> dict:
+def check_registries(args, registries: dict) -> None:
+    """The parser takes any parser name; `vllm serve` checks them against its
+    registries while setting up the server, before loading the model."""
+    reasoning = getattr(args, "reasoning_parser", None)
+    if reasoning and not getattr(args, "reasoning_parser_plugin", None):
+        if reasoning not in registries["reasoning_parsers"]:
+            raise KeyError(f"invalid reasoning parser: {reasoning}")
+    tool = getattr(args, "tool_call_parser", None)
+    if args.enable_auto_tool_choice and not getattr(args, "tool_parser_plugin", None):
+        if tool not in registries["tool_call_parsers"]:
+            raise KeyError(f"invalid tool call parser: {tool}")
+
+
+def check(top, serve, registries: dict, item: dict) -> dict:
     argv = ["serve", *item["argv"]]
     if item.get("config"):
         argv += ["--config", item["config"]]
     result = {"id": item["id"], "ok": False, "error": None, "set": None}
     try:
         args = top.parse_args(argv)
-        if item.get("validate"):
+        if item.get("validate"):  # as main() does, before the server setup
             from vllm.entrypoints.cli.serve import ServeSubcommand
 
             ServeSubcommand().validate(args)
+        check_registries(args, registries)
     except ParseError as exc:
         result["error"] = str(exc)
     except SystemExit as exc:  # --help, --version
         result["error"] = f"parser exited with status {exc.code}"
     except Exception as exc:  # vLLM's own checks raise ValueError, AssertionError, ...
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        result["error"] = f"{type(exc).__name__}: {msg}"
     else:
         result["ok"] = True
         result["set"] = {
@@ -69,7 +84,8 @@ def main() -> int:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     top, serve = serve_parsers()
-    results = [check(top, serve, item) for item in items]
+    registries = parser_registries()
+    results = [check(top, serve, registries, item) for item in items]
     out.write(json.dumps(results, indent=1) + "\n")
     out.flush()
     return 0

@@ -99,8 +99,17 @@ def render(spec: Path, output: Path, check: bool, strict: bool) -> None:
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of the spec (for editors: yaml-language-server)."""
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True,
+    help="json: JSON Schema for editors (yaml-language-server); markdown: the field reference.",
+)
+def schema(fmt: str) -> None:
+    """Print the spec's JSON Schema, or its field reference as Markdown."""
+    if fmt == "markdown":
+        from vllmgen.reference import markdown
+
+        click.echo(markdown(), nl=False)
+        return
     from vllmgen.spec import Spec
 
     click.echo(json.dumps(Spec.model_json_schema(), indent=2, sort_keys=True))

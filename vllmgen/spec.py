@@ -218,7 +218,7 @@ class Image(Model):
     vllm_extras: list[Literal["audio", "video", "tensorizer", "runai", "fastsafetensors", "bench"]] = Field(
         default_factory=list, description="vLLM extras installed at the base image's vLLM version"
     )
-    ray_version: Version = Field("2.49.2", description="ray[default] version installed when the backend is ray")
+    ray_version: Version = Field("2.60.0", description="ray[default] version installed when the backend is ray")
 
     @property
     def base_tag(self) -> str | None:
@@ -253,26 +253,26 @@ class ModelSource(Model):
     path: ContainerPath = Field("/models/model", description="where the weights appear inside the container")
     served_name: Text | None = Field(None, description="name clients use (--served-model-name)")
     revision: Text | None = Field(None, description="Hugging Face revision: branch, tag or commit")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="run the model repo's own code (--trust-remote-code)")
     hf_cache: HostPath = Field("~/.cache/huggingface", description="host directory mounted as the HF cache")
     hf_endpoint: Url | None = Field(None, description="Hugging Face mirror, set as HF_ENDPOINT")
     modelscope: bool = Field(False, description="download from ModelScope (VLLM_USE_MODELSCOPE)")
-    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
-    quantization: Text | None = None
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(None, description="--dtype")
+    quantization: Text | None = Field(None, description="--quantization method, e.g. fp8 or awq")
 
 
 class Volume(Model):
-    host: HostPath
-    container: ContainerPath
-    read_only: bool = False
+    host: HostPath = Field(description="absolute path on the host ('~/' allowed)")
+    container: ContainerPath = Field(description="absolute path inside the container")
+    read_only: bool = Field(False, description="mount read-only")
 
 
 class Runtime(Model):
     network: Literal["host", "bridge"] = Field("host", description="host networking (needed across nodes) or a port map")
     ipc_host: bool = Field(True, description="--ipc=host (shared memory for NCCL and PyTorch)")
     shm_size: Size | None = Field(None, description="--shm-size, when ipc_host is false")
-    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "no"
-    volumes: list[Volume] = Field(default_factory=list)
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = Field("no", description="Docker restart policy")
+    volumes: list[Volume] = Field(default_factory=list, description="extra bind mounts on every node")
     env: EnvMap = Field(default_factory=dict, description="environment for every container")
     container_prefix: Name | None = Field(None, description="container names start with this (default: the deployment name)")
 
@@ -281,8 +281,8 @@ class Cluster(Model):
     backend: Literal["ray", "mp"] | None = Field(
         None, description="ray (head/worker containers, as run_cluster.sh) or mp (--nnodes/--node-rank); required with several nodes"
     )
-    ray_port: Port = 6379
-    master_port: Port = 29500
+    ray_port: Port = Field(6379, description="Ray GCS port on the head (ray backend)")
+    master_port: Port = Field(29500, description="torch.distributed port on the head (mp backend, several nodes)")
     nic: IfName | None = Field(None, description="data NIC for every node (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
     ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] = Field(
         default_factory=list, description="InfiniBand HCAs for every node (NCCL_IB_HCA)"
@@ -290,7 +290,7 @@ class Cluster(Model):
 
 
 class Node(Model):
-    name: Name
+    name: Name = Field(description="node name (DNS label); names its folder in build/ and its container")
     address: Address = Field(description="control IP or hostname; also VLLM_HOST_IP")
     role: Literal["head", "worker"] | None = Field(None, description="exactly one head; optional for one node")
     gpus: int = Field(ge=1, le=64, description="GPUs on this node used by the deployment")
@@ -305,19 +305,19 @@ class Node(Model):
 
 
 class Serve(Model):
-    tensor_parallel_size: int = Field(1, ge=1)
-    pipeline_parallel_size: int = Field(1, ge=1)
-    data_parallel_size: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs each layer is split across (--tensor-parallel-size)")
+    pipeline_parallel_size: int = Field(1, ge=1, description="pipeline stages (--pipeline-parallel-size)")
+    data_parallel_size: int = Field(1, ge=1, description="model replicas (--data-parallel-size); one node only")
     gpu_memory_utilization: Fraction | None = Field(None, description="fraction of each GPU's memory, in (0, 1]")
-    max_model_len: int | None = Field(None, ge=1)
-    max_num_seqs: int | None = Field(None, ge=1)
-    enable_prefix_caching: bool | None = None
-    enforce_eager: bool | None = None
-    reasoning_parser: Text | None = None
+    max_model_len: int | None = Field(None, ge=1, description="context length limit (--max-model-len)")
+    max_num_seqs: int | None = Field(None, ge=1, description="concurrent sequences (--max-num-seqs)")
+    enable_prefix_caching: bool | None = Field(None, description="true/false sets the flag pair; unset keeps vLLM's default")
+    enforce_eager: bool | None = Field(None, description="skip CUDA graphs (--enforce-eager)")
+    reasoning_parser: Text | None = Field(None, description="--reasoning-parser, e.g. deepseek_r1")
     tool_call_parser: Text | None = Field(None, description="also turns on --enable-auto-tool-choice")
     speculative_config: dict[str, Any] | None = Field(None, description="a mapping with a 'method'; rendered as JSON")
-    host: Text = "0.0.0.0"
-    port: Port = 8000
+    host: Text = Field("0.0.0.0", description="address the server binds inside the container")
+    port: Port = Field(8000, description="HTTP port of the OpenAI-compatible server")
     extra_args: list[Text] = Field(default_factory=list, description="any other vllm serve flags, one item per word")
 
     @property
@@ -330,14 +330,14 @@ class Spec(Model):
 
     version: Literal[1] = Field(description="spec format version")
     name: Name = Field(description="deployment name; build/<name>/ holds its artifacts")
-    image: Image = Field(default_factory=Image)
-    docker: Docker = Field(default_factory=Docker)
-    model: ModelSource
-    secrets: Secrets = Field(default_factory=Secrets)
-    runtime: Runtime = Field(default_factory=Runtime)
-    cluster: Cluster = Field(default_factory=Cluster)
-    nodes: list[Node] = Field(min_length=1)
-    serve: Serve = Field(default_factory=Serve)
+    image: Image = Field(default_factory=Image, description="the image built on the vLLM base (-> Dockerfile)")
+    docker: Docker = Field(default_factory=Docker, description="Docker daemon settings (-> daemon.json)")
+    model: ModelSource = Field(description="what is served and where its weights come from")
+    secrets: Secrets = Field(default_factory=Secrets, description="references to secrets, resolved at start time")
+    runtime: Runtime = Field(default_factory=Runtime, description="container options shared by every node")
+    cluster: Cluster = Field(default_factory=Cluster, description="how nodes form one vLLM instance")
+    nodes: list[Node] = Field(min_length=1, description="the hosts; exactly one head")
+    serve: Serve = Field(default_factory=Serve, description="vllm serve options (-> serve-config.yaml)")
 
     @property
     def head(self) -> Node:

@@ -19,6 +19,7 @@ TOOLKIT_FIX = (
     "install the NVIDIA Container Toolkit (package nvidia-container-toolkit), then "
     "sudo nvidia-ctk runtime configure --runtime=docker; sudo systemctl restart docker"
 )
+SDK_MISSING = "docker SDK not installed"
 MIRROR_FIX = 'add the mirrors to "registry-mirrors" in /etc/docker/daemon.json, then sudo systemctl restart docker'
 
 # Substrings, lower-cased, seen in real CLI and SDK output (tests/fixtures/doctor/docker/).
@@ -66,12 +67,15 @@ def check_daemon(error: str | None, info: Mapping[str, object] | None) -> CheckR
     if error is None and info is not None:
         version = info.get("ServerVersion", "?")
         return ok(name, f"reachable, Docker {version}")
-    kind = classify_error(error or "")
+    text = error or "no answer"
+    kind = classify_error(text)
     if kind == "permission_denied":
         return skip(name, "socket permission denied (see docker.socket_permission)")
     if kind == "no_daemon":
-        return fail(name, _first_line(error or ""), START_FIX)
-    return fail(name, _first_line(error or "no answer"), START_FIX)
+        return fail(name, f"no Docker daemon answers: {_first_line(text)}", START_FIX)
+    if text.startswith(SDK_MISSING):
+        return fail(name, text, "pip install docker (doctor talks to the daemon through the docker SDK)")
+    return fail(name, _first_line(text), START_FIX)
 
 
 def runtimes(info: Mapping[str, object]) -> list[str]:

@@ -178,3 +178,15 @@ def check_nodes_consistent(inventories: Mapping[str, Sequence[Gpu]]) -> CheckRes
         return fail(name, " / ".join(problems), "install the same GPU model and driver version on every node")
     first = next(iter(seen))
     return ok(name, f"{len(seen)} nodes: {', '.join(models[first])}, driver {', '.join(drivers[first])}")
+
+
+def format_inventory(gpus: Sequence[Gpu], cuda_version: str | None = None) -> str:
+    """Human-readable inventory, one line per GPU."""
+    lines = [
+        f"GPU {g.index}: {g.name}, {g.memory_total_mib} MiB ({g.memory_used_mib} used), driver {g.driver_version}, "
+        f"compute capability {g.compute_cap}, bus {g.pci_bus_id}"
+        for g in gpus
+    ]
+    if cuda_version:
+        lines.append(f"driver supports CUDA up to {cuda_version}")
+    return "\n".join(lines)

@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=head \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=586d3a8287bf594c \
+    --label io.vllmgen.config-hash=082ba94d242edd1b \
     --gpus all \
     --network host \
     --shm-size 10.24g \

@@ -21,7 +21,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=worker-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=b7b36976493e2637 \
+    --label io.vllmgen.config-hash=849c498c73f1cfe4 \
     --gpus all \
     --network host \
     --shm-size 10.24g \
