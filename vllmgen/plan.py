@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
 
 CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
@@ -371,8 +372,9 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
 
 
 def _host_mount(source: str, target: str, read_only: bool = False) -> Mount:
-    if source == "~" or source.startswith("~/"):
-        return Mount(source[2:], target, read_only, anchor="home")
+    word = host_word(source)
+    if isinstance(word, Anchored):
+        return Mount(word.rest, target, read_only, anchor=word.anchor)
     return Mount(source, target, read_only)
 
 

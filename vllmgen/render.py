@@ -20,7 +20,7 @@ import jinja2
 from vllmgen import __version__, yamlout
 from vllmgen.dockercli import mount_word, run_options
 from vllmgen.plan import SERVE_CONFIG_FILE, NodePlan, Plan, SecretEnv
-from vllmgen.shell import Anchored, Word, join_words, quote_word
+from vllmgen.shell import Anchored, Word, host_word, join_words, quote_word
 
 MANIFEST = "manifest.json"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -70,12 +70,6 @@ def _safe_text(value: str) -> ShellText:
     return ShellText(re.sub(r"[\x00-\x1f\x7f]", "?", str(value)))
 
 
-def _host_path(path: str) -> Word:
-    if path == "~" or path.startswith("~/"):
-        return Anchored("home", path[2:])
-    return path
-
-
 @functools.cache
 def _environment(shell: bool) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -87,7 +81,7 @@ def _environment(shell: bool) -> jinja2.Environment:
         autoescape=False,
         finalize=_finalize_shell if shell else None,
     )
-    env.filters.update(words=_words, var=_var, host_path=_host_path, safe_text=_safe_text)
+    env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text)
     return env
 
 

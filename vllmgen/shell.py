@@ -24,6 +24,13 @@ class Anchored:
 Word = str | Anchored
 
 
+def host_word(path: str) -> Word:
+    """A host path as a word: '~/x' becomes $HOME-anchored, since quoting would stop '~' expanding."""
+    if path == "~" or path.startswith("~/"):
+        return Anchored("home", path[2:])
+    return path
+
+
 def quote_word(word: Word) -> str:
     if isinstance(word, Anchored):
         var = f'"${{{ANCHOR_VARS[word.anchor]}}}"'
