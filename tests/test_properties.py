@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vllmgen.dockercli import run_argv
 from vllmgen.errors import SpecError
-from vllmgen.load import LoadedSpec, Positions
+from vllmgen import yamlout
+from vllmgen.errors import format_path
+from vllmgen.load import load_text
 from vllmgen.plan import build_plan
 from vllmgen.render import render
 from vllmgen.validate import validate
@@ -78,7 +80,8 @@ def _set(data: dict, path: tuple, value: Any) -> dict:
 
 
 def _compile(data: dict):
-    valid = validate(LoadedSpec("prop.yaml", data, Positions()))
+    # through real YAML text, so refusals carry real positions and the loader is exercised too
+    valid = validate(load_text(yamlout.dump(data), "prop.yaml"))
     plan = build_plan(valid.spec, "prop.yaml")
     return plan, render(plan)
 
@@ -116,6 +119,12 @@ text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_siz
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(TEXT_FIELDS), value=text)
+@example(field=("runtime", "env", "A"), value="'; touch /tmp/pwned #")
+@example(field=("serve", "extra_args", 1), value="$(touch /tmp/pwned)")
+@example(field=("nodes", 0, "env", "N"), value="`id` \\ \"q\" ${HOME} *")
+@example(field=("model", "host_path"), value="/data/my model's $dir")
+@example(field=("runtime", "volumes", 0, "host"), value="~/weights dir")
+@example(field=("model", "served_name"), value="on")
 def test_free_text_is_refused_with_a_position_or_carried_byte_exact(field, value, fake_docker, tmp_path_factory):
     data = _set(BASE, field, value)
     if field == ("secrets", "api_key", "file"):
@@ -125,7 +134,9 @@ def test_free_text_is_refused_with_a_position_or_carried_byte_exact(field, value
     except SpecError as exc:
         assert exc.diagnostics, "a refusal names at least one problem"
         for diagnostic in exc.diagnostics:
-            assert diagnostic.file == "prop.yaml" and diagnostic.path and diagnostic.message
+            assert diagnostic.file == "prop.yaml" and diagnostic.line >= 1 and diagnostic.message
+        # the refusal points at the field that holds the text (or, for a rule, its own field)
+        assert any(d.path.startswith(format_path(field[:2])) for d in exc.diagnostics), exc.diagnostics
         return
     build = tmp_path_factory.mktemp("build") / "prop"
     write(artifacts, build)
@@ -142,7 +153,8 @@ def test_free_text_is_refused_with_a_position_or_carried_byte_exact(field, value
     config = yaml.safe_load((build / "serve-config.yaml").read_text())
     carried = [arg for n in ("a", "b") for arg in _expected_argv(plan, n, build, None)]
     carried += [str(v) for v in config.values()]
-    assert any(value in word for word in carried)
+    expanded = "/home/op/" + value[2:] if value.startswith("~/") else value  # start.sh expands ~ to $HOME
+    assert any(expanded in word for word in carried)
 
 
 def _run_start_with_key(build: Path, node: str, fake_docker: Path):
