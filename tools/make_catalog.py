@@ -83,7 +83,9 @@ def jsonable(value):
         items = [jsonable(v) for v in value]
         return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
     if dataclasses.is_dataclass(value):
-        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+        return jsonable(
+            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        )
     return None  # an object with no stable text form (repr may hold an address)
 
 
@@ -103,13 +105,13 @@ def flag_entry(action, deprecated: set) -> tuple[str, dict]:
         longs = [s for s in longs if s not in negatives]
     name = longs[0]
     takes_value = action.nargs != 0
-    choices = None
-    if action.choices is not None:
-        choices = [jsonable(c) for c in action.choices]
+    choices = action.choices
+    if choices is not None and not isinstance(choices, (list, tuple, set, frozenset)):
+        choices = list(choices)  # e.g. dict keys; a set gets sorted by jsonable
     return name, {
         "aliases": sorted(s for s in action.option_strings if s not in (name, pair)),
         "boolean_pair": pair,
-        "choices": choices,
+        "choices": jsonable(choices),
         "default": jsonable(action.default),
         "deprecated": action in deprecated,
         "group": None,  # filled in by the caller
@@ -142,9 +144,7 @@ def registry_names(module: str, manager: str, dicts: tuple[str, ...]) -> list[st
 def build_catalog() -> dict:
     parser = serve_parsers()[1]
     deprecated = deprecated_actions(parser)
-    group_of = {
-        id(a): g.title for g in parser._action_groups for a in g._group_actions
-    }
+    group_of = {id(a): g.title for g in parser._action_groups for a in g._group_actions}
     flags = {}
     for action in parser._actions:
         if not action.option_strings or isinstance(
@@ -169,11 +169,15 @@ def build_catalog() -> dict:
 
 def parser_registries() -> dict[str, list[str]]:
     tool_module = "vllm.tool_parsers"
-    if importlib.util.find_spec(tool_module) is None:  # before the move out of entrypoints
+    if (
+        importlib.util.find_spec(tool_module) is None
+    ):  # before the move out of entrypoints
         tool_module = "vllm.entrypoints.openai.tool_parsers"
     return {
         "reasoning_parsers": registry_names(
-            "vllm.reasoning", "ReasoningParserManager", ("reasoning_parsers", "lazy_parsers")
+            "vllm.reasoning",
+            "ReasoningParserManager",
+            ("reasoning_parsers", "lazy_parsers"),
         ),
         "tool_call_parsers": registry_names(
             tool_module, "ToolParserManager", ("tool_parsers", "lazy_parsers")

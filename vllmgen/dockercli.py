@@ -21,7 +21,9 @@ def run_options(container: Container) -> list[tuple[Word, ...]]:
     """Every ``docker run`` option with its value, in a fixed order (one line each in scripts)."""
     options: list[tuple[Word, ...]] = [("--detach",), ("--name", container.name)]
     options += [("--label", f"{key}={value}") for key, value in container.labels]
-    options += [("--gpus", container.gpus), ("--network", container.network_mode)]
+    if container.gpus:  # empty: the runner's --no-gpus rehearsal
+        options.append(("--gpus", container.gpus))
+    options.append(("--network", container.network_mode))
     options += [("--publish", f"{host}:{inner}") for host, inner in container.ports]
     if container.ipc_host:
         options.append(("--ipc", "host"))

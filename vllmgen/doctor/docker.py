@@ -55,11 +55,11 @@ def _first_line(text: str) -> str:
 
 def check_socket_permission(error: str | None) -> CheckResult:
     name = "docker.socket_permission"
-    if error and classify_error(error) == "permission_denied":
+    if error is None:
+        return ok(name, "this user may use the docker socket")
+    if classify_error(error) == "permission_denied":
         return fail(name, _first_line(error), PERMISSION_FIX)
-    if error and classify_error(error) == "no_daemon":
-        return skip(name, "no daemon to ask")
-    return ok(name, "this user may use the docker socket")
+    return skip(name, "could not ask the daemon (see docker.daemon)")
 
 
 def check_daemon(error: str | None, info: Mapping[str, object] | None) -> CheckResult:

@@ -191,6 +191,7 @@ def kv_cache(config: Mapping[str, object], kv_dtype_bytes: float | None = None) 
     if cfg.get("quantization_config") is not None and kv_dtype_bytes is None:
         size = 2  # the KV cache stays in the activation dtype unless kv_cache_dtype says otherwise
     kinds = layer_kinds(cfg)
+    # Sliding-window layers are counted as full attention: an upper bound on their KV.
     full = sum(1 for k in kinds if k != "linear_attention")
     linear = len(kinds) - full
     nk, nv = _int(cfg, "linear_num_key_heads"), _int(cfg, "linear_num_value_heads")
@@ -328,7 +329,8 @@ def fit(
 
 def check_fit(result: Fit) -> CheckResult:
     name = "model.fit"
-    detail = f"{result.params / 1e9:.1f}B params, {result.weights_gib:.1f} GiB weights on {result.gpus} GPU(s): {result.message}"
+    size = f"{result.params / 1e9:.1f}B params, {result.weights_gib:.1f} GiB weights on {result.gpus} GPU(s)"
+    detail = f"{size}: {result.message}"
     if result.fits:
         return ok(name, detail)
     return fail(

@@ -77,7 +77,9 @@ def check_free_disk(path: str, free_bytes: int | None, required_bytes: int, what
     )
 
 
-def check_model_path(path: str, entries: Sequence[str] | None, index: Mapping[str, object] | None = None) -> CheckResult:
+def check_model_path(
+    path: str, entries: Sequence[str] | None, index: Mapping[str, object] | None = None
+) -> CheckResult:
     """The directory exists and holds config.json plus weights; a safetensors index names no missing shard."""
     name = "storage.model_path"
     if entries is None:

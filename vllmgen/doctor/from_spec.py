@@ -1,0 +1,74 @@
+"""What a spec expects of one node, as the plain values the host checks take."""
+
+from __future__ import annotations
+
+import os
+
+from vllmgen.doctor import fit, storage
+from vllmgen.doctor.checks import CheckResult, skip
+from vllmgen.doctor.host import GpuFacts, HostExpectation
+from vllmgen.doctor.probe import Probe
+from vllmgen.plan import NodePlan, Plan
+from vllmgen.spec import Spec
+
+IMAGE_DISK_BYTES = 30 * 1024**3  # a vLLM image unpacked, with room for one rebuild
+DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install
+
+
+def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
+    """Ports this node listens on: the API on serving heads, Ray's GCS, the torch master."""
+    ports = set()
+    if node.role == "head":
+        ports.add(spec.serve.port)
+        if plan.backend == "ray":
+            ports.add(spec.cluster.ray_port)
+        if plan.backend == "mp":
+            ports.add(spec.cluster.master_port)
+    return tuple(sorted(ports))
+
+
+def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_cuda: str | None) -> HostExpectation:
+    source = next(n for n in spec.nodes if n.name == node.name)
+    model_path = source.model_host_path or spec.model.host_path
+    shm = None if spec.runtime.ipc_host else storage.parse_size(spec.runtime.shm_size or "64m")
+    return HostExpectation(
+        gpus=node.gpus,
+        gpu_memory_utilization=spec.serve.gpu_memory_utilization,
+        image_cuda=image_cuda,
+        address=node.address,
+        data_nic=source.nic or spec.cluster.nic,
+        ports=node_ports(plan, spec, node),
+        bind_host="0.0.0.0",
+        hcas=tuple(source.ib_hcas if source.ib_hcas is not None else spec.cluster.ib_hcas),
+        shm_bytes=shm,
+        disk=((DOCKER_ROOT, IMAGE_DISK_BYTES, "the vLLM image"),) if docker else (),
+        model_path=os.path.expanduser(model_path) if model_path else None,
+        docker=docker,
+        docker_image=plan.image.tag,
+        registry_mirrors=tuple(spec.docker.registry_mirrors),
+    )
+
+
+def model_fit(probe: Probe, spec: Spec, facts: GpuFacts, expect: HostExpectation) -> list[CheckResult]:
+    """Weights + KV cache against the GPUs this host reports, when the model's config.json is here."""
+    if not expect.model_path:
+        return [skip("model.fit", "no model.host_path: config.json is not on this host (use validate --model-config)")]
+    config = probe.read_json(f"{expect.model_path.rstrip('/')}/config.json")
+    if config is None:
+        return [skip("model.fit", f"no readable config.json in {expect.model_path}")]
+    if not facts.gpus:
+        return [skip("model.fit", "no GPU inventory to size against")]
+    estimate = fit_for_spec(spec, config, facts.gpus[0].memory_total_gib)
+    return [fit.check_tp(config, spec.serve.tensor_parallel_size), fit.check_fit(estimate)]
+
+
+def fit_for_spec(spec: Spec, config: dict, gpu_mem_gib: float) -> fit.Fit:
+    serve = spec.serve
+    return fit.fit(
+        config,
+        gpus=spec.total_gpus,
+        gpu_mem_gib=gpu_mem_gib,
+        util=serve.gpu_memory_utilization or 0.9,
+        tp=serve.tensor_parallel_size,
+        max_model_len=serve.max_model_len or 4096,
+    )

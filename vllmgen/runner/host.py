@@ -1,0 +1,190 @@
+"""Access to a node's host beside its Docker engine: files, $HOME, restarting Docker, nvidia-smi.
+
+The Docker API reaches containers and images, not the host's files. daemon.json, the user's
+home (for ``~/`` mounts), the deployment folder that containers mount, and the daemon restart
+go through a subprocess: directly for the local host, through ``ssh`` for an ``ssh://`` node.
+A ``tcp://`` endpoint gives no such access; steps that need it say so.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from vllmgen.runner import daemon_json
+
+DEFAULT_RESTART = ("systemctl", "restart", "docker")
+
+
+@dataclass(frozen=True)
+class Completed:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class NoHostAccess(Exception):
+    """This node's host cannot be reached beside its Docker endpoint (a tcp:// endpoint)."""
+
+
+class Host(Protocol):
+    description: str
+    daemon_json_path: str
+    restart_command: tuple[str, ...]
+
+    def run(self, argv: list[str], *, input: str | None = None, timeout: float = 120) -> Completed: ...
+
+    def home(self) -> str: ...
+
+    def read_text(self, path: str) -> str | None: ...
+
+    def replace_text(self, path: str, text: str, backup: str | None) -> None: ...
+
+    def put_files(self, directory: str, files: dict[str, bytes]) -> None: ...
+
+
+@dataclass
+class LocalHost:
+    """The machine vllmgen runs on."""
+
+    daemon_json_path: str = daemon_json.DEFAULT_PATH
+    restart_command: tuple[str, ...] = DEFAULT_RESTART
+    description: str = "this host"
+
+    def run(self, argv: list[str], *, input: str | None = None, timeout: float = 120) -> Completed:
+        if not shutil.which(argv[0]):
+            return Completed(127, "", f"{argv[0]}: command not found")
+        out = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        return Completed(out.returncode, out.stdout, out.stderr)
+
+    def home(self) -> str:
+        return str(Path.home())
+
+    def read_text(self, path: str) -> str | None:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def replace_text(self, path: str, text: str, backup: str | None) -> None:
+        if backup:
+            shutil.copy2(path, backup)
+        daemon_json.write_atomic(Path(path), text)
+
+    def put_files(self, directory: str, files: dict[str, bytes]) -> None:
+        raise AssertionError("the local host uses the deployment folder in place")
+
+
+@dataclass
+class SshHost:
+    """A node reached as ``ssh://[user@]host[:port]``; commands run through the ssh client."""
+
+    target: str
+    port: int | None = None
+    daemon_json_path: str = daemon_json.DEFAULT_PATH
+    restart_command: tuple[str, ...] = DEFAULT_RESTART
+    description: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.description = f"ssh {self.target}"
+
+    def ssh_argv(self, remote: list[str]) -> list[str]:
+        port = ["-p", str(self.port)] if self.port else []
+        return ["ssh", "-o", "BatchMode=yes", *port, self.target, "--", shlex.join(remote)]
+
+    def run(self, argv: list[str], *, input: str | None = None, timeout: float = 120) -> Completed:
+        out = subprocess.run(self.ssh_argv(argv), input=input, capture_output=True, text=True, timeout=timeout,
+                             check=False)
+        return Completed(out.returncode, out.stdout, out.stderr)
+
+    def _sh(self, script: str, *args: str, input: str | None = None) -> Completed:
+        return self.run(["sh", "-c", script, "vllmgen", *args], input=input)
+
+    def home(self) -> str:
+        out = self._sh('printf %s "$HOME"')
+        if out.rc != 0 or not out.stdout.startswith("/"):
+            raise NoHostAccess(f"cannot read $HOME over {self.description}: {out.stderr.strip()}")
+        return out.stdout
+
+    def read_text(self, path: str) -> str | None:
+        out = self._sh('if [ -e "$1" ]; then cat -- "$1"; else exit 3; fi', path)
+        if out.rc == 3:
+            return None
+        if out.rc != 0:
+            raise NoHostAccess(f"cannot read {path} over {self.description}: {out.stderr.strip()}")
+        return out.stdout
+
+    def replace_text(self, path: str, text: str, backup: str | None) -> None:
+        script = ('set -e; if [ -n "$2" ]; then cp -p -- "$1" "$2"; fi; '
+                  'mkdir -p -- "$(dirname -- "$1")"; cat > "$1.vllmgen-new"; mv -f -- "$1.vllmgen-new" "$1"')
+        out = self._sh(script, path, backup or "", input=text)
+        if out.rc != 0:
+            raise NoHostAccess(f"cannot write {path} over {self.description}: {out.stderr.strip()}")
+
+    def put_files(self, directory: str, files: dict[str, bytes]) -> None:
+        for name, data in files.items():
+            out = self._sh('set -e; mkdir -p -- "$1"; cat > "$1/$2"', directory, name, input=data.decode())
+            if out.rc != 0:
+                raise NoHostAccess(f"cannot copy {name} to {directory} over {self.description}: {out.stderr.strip()}")
+
+
+@dataclass
+class UnreachableHost:
+    """A ``tcp://`` endpoint: Docker's API only; no files, no commands on the host."""
+
+    endpoint: str
+    daemon_json_path: str = daemon_json.DEFAULT_PATH
+    restart_command: tuple[str, ...] = DEFAULT_RESTART
+    description: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.description = f"the Docker endpoint {self.endpoint}"
+
+    def _refuse(self, what: str) -> NoHostAccess:
+        return NoHostAccess(
+            f"{what} needs the host itself, and {self.endpoint} reaches only its Docker API;"
+            " give the node an ssh:// docker_host, or run `vllmgen apply SPEC --node NAME` on that host"
+        )
+
+    def run(self, argv: list[str], *, input: str | None = None, timeout: float = 120) -> Completed:
+        raise self._refuse(f"running {argv[0]}")
+
+    def home(self) -> str:
+        raise self._refuse("a mount under ~/")
+
+    def read_text(self, path: str) -> str | None:
+        raise self._refuse(f"reading {path}")
+
+    def replace_text(self, path: str, text: str, backup: str | None) -> None:
+        raise self._refuse(f"writing {path}")
+
+    def put_files(self, directory: str, files: dict[str, bytes]) -> None:
+        raise self._refuse("copying the deployment folder")
+
+
+def for_endpoint(endpoint: str | None, *, daemon_json_path: str = daemon_json.DEFAULT_PATH,
+                 restart_command: tuple[str, ...] = DEFAULT_RESTART) -> Host:
+    """The host beside a Docker endpoint: local for unix:// (or none), ssh for ssh://, none for tcp://."""
+    options = {"daemon_json_path": daemon_json_path, "restart_command": restart_command}
+    scheme = urlsplit(endpoint).scheme if endpoint else "unix"
+    if scheme in ("unix", "npipe", ""):
+        return LocalHost(**options)
+    if scheme == "ssh":
+        parts = urlsplit(endpoint)
+        target = f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
+        return SshHost(target, parts.port, **options)
+    return UnreachableHost(str(endpoint), **options)
+
+
+def is_local(host: Host) -> bool:
+    return isinstance(host, LocalHost)
+
+
+def default_endpoint() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
