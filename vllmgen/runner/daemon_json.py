@@ -50,7 +50,8 @@ def parse(text: str | None, where: str) -> dict[str, Any] | None:
     try:
         document = json.loads(text)
     except ValueError as exc:
-        raise DaemonJsonError(f"{where} is not valid JSON ({exc}); fix it by hand, vllmgen will not overwrite it") from exc
+        raise DaemonJsonError(
+            f"{where} is not valid JSON ({exc}); fix it by hand, vllmgen will not overwrite it") from exc
     if not isinstance(document, dict):
         raise DaemonJsonError(f"{where} holds a JSON {type(document).__name__}, not an object; fix it by hand")
     return document

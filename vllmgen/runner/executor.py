@@ -36,22 +36,20 @@ GPUS_LABEL = "io.vllmgen.gpus"  # "none" on a container started with --no-gpus
 _FROM = re.compile(r"^FROM[ \t]+\S+", re.MULTILINE)
 
 # Run inside the Ray head with its python: the alive nodes' addresses and the cluster's GPUs.
+# (Double quotes only, so that the printed `docker exec ... -c '...'` reads as written.)
 RAY_PROBE = (
-    "import json, ray; ray.init(address='auto', logging_level='ERROR', log_to_driver=False); "
-    "nodes = [n['NodeManagerAddress'] for n in ray.nodes() if n.get('Alive')]; "
-    "print(json.dumps({'gpus': ray.cluster_resources().get('GPU', 0), 'nodes': sorted(nodes)}))"
+    'import json, ray; ray.init(address="auto", logging_level="ERROR", log_to_driver=False); '
+    'nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]; '
+    'print(json.dumps({"gpus": ray.cluster_resources().get("GPU", 0), "nodes": sorted(nodes)}))'
 )
-# Run inside a container: is a `vllm serve` process there already?
+# Run inside a container: the pids of `vllm serve` processes there.
 SERVING_PROBE = (
     "import os\n"
-    "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-    "    try:\n"
-    "        argv = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
-    "    except OSError:\n"
-    "        continue\n"
-    "    names = [os.path.basename(a) for a in argv[:2]]\n"
-    "    if b'vllm' in names and b'serve' in argv[:4]:\n"
-    "        print(pid)\n"
+    "def argv(pid):\n"
+    "    try: return open(f\"/proc/{pid}/cmdline\", \"rb\").read().split(b\"\\0\")\n"
+    "    except OSError: return []\n"
+    "print(*[p for p in os.listdir(\"/proc\") if p.isdigit() and b\"serve\" in argv(p)[:4]"
+    " and b\"vllm\" in [os.path.basename(a) for a in argv(p)[:2]]])"
 )
 # How ServeExec runs detached: its output goes to the container's, so `docker logs` shows it.
 SERVE_WRAPPER = ("/bin/sh", "-c", 'exec "$@" >/proc/1/fd/1 2>/proc/1/fd/2', "vllmgen-serve")
@@ -341,7 +339,14 @@ class DockerSdkExecutor:
         return None if container is None else self._state(container)
 
     def run(self, request: RunRequest) -> None:
-        self._call(lambda: self._docker().containers.run(**self._run_kwargs(request)))
+        try:
+            self._call(lambda: self._docker().containers.run(**self._run_kwargs(request)))
+        except EngineError:
+            # created but never started (no GPU driver, no such binary): leave nothing half-made behind
+            leftover = self._get(request.container.name)
+            if leftover is not None and leftover.status == "created":
+                self._call(lambda: leftover.remove(force=True))
+            raise
 
     def _run_kwargs(self, request: RunRequest) -> dict[str, Any]:
         from docker.types import DeviceRequest, Ulimit
@@ -494,6 +499,13 @@ class DryRunExecutor:
         self.assume_api_key = assume_api_key
         self.containers = dict(containers or {})
         self.images = dict(images or {})
+        self.served: set[str] = set()  # containers where a dry-run `vllm serve` was started
+
+    def _on_host(self, argv: list[str] | tuple[str, ...]) -> str:
+        """A command run on the node's host: directly, or through ssh."""
+        if isinstance(self.host, hosts.SshHost):
+            return shlex.join(self.host.ssh_argv(list(argv)))
+        return shlex.join(argv)
 
     def _docker(self, *words: Word) -> str:
         host = ("--host", self.endpoint) if self.endpoint else ()
@@ -522,10 +534,10 @@ class DryRunExecutor:
                      f"{copy}cat > {shlex.quote(path)} <<'EOF'\n{text.rstrip()}\nEOF")
 
     def restart_daemon(self) -> None:
-        self._record("restart-daemon", command=shlex.join(self.host.restart_command))
+        self._record("restart-daemon", command=self._on_host(self.host.restart_command))
 
     def gpu_count(self) -> int | None:
-        self._record("gpu-count", command="nvidia-smi --query-gpu=index --format=csv,noheader | wc -l")
+        self._record("gpu-count", command=self._on_host(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"]))
         return None
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
@@ -540,7 +552,8 @@ class DryRunExecutor:
             command = self._docker("build", "--network", "host", "--tag", tag, *label_words, str(context))
         else:  # the FROM line was swapped: feed the changed Dockerfile on stdin
             base = _FROM.search(dockerfile)
-            swap = f"sed '0,/^FROM /s|^FROM .*|{base.group(0) if base else ''}|' {shlex.quote(str(context / 'Dockerfile'))}"
+            original = shlex.quote(str(context / "Dockerfile"))
+            swap = f"sed '0,/^FROM /s|^FROM .*|{base.group(0) if base else ''}|' {original}"
             command = swap + " | " + self._docker("build", "--network", "host", "--tag", tag, *label_words,
                                                   "--file", "-", str(context))
         self._record("build", tag, command)
@@ -582,10 +595,13 @@ class DryRunExecutor:
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False) -> ExecResult:
         words = ["exec", *(("--detach",) if detach else ()), name, *argv]
         self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}", self._docker(*words))
+        if detach and "vllm" in argv and "serve" in argv:
+            self.served.add(name)
         return ExecResult(None if detach else 0, "")
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
-        self._record("list", deployment, self._docker("ps", "--all", "--filter", f"label=io.vllmgen.deployment={deployment}"))
+        command = self._docker("ps", "--all", "--filter", f"label=io.vllmgen.deployment={deployment}")
+        self._record("list", deployment, command)
         return [state for state in self.containers.values() if state.labels.get("io.vllmgen.deployment") == deployment]
 
     def cluster_view(self, name: str) -> ClusterView | None:
@@ -594,7 +610,7 @@ class DryRunExecutor:
 
     def serving(self, name: str) -> bool:
         self._record("serving", name, self._docker("exec", name, "python3", "-c", SERVING_PROBE))
-        return False
+        return name in self.served
 
     def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
              timeout: float = 10) -> HttpResult:
@@ -606,7 +622,8 @@ class DryRunExecutor:
             words += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
         command = " ".join(w if w.startswith("-H \"Auth") else shlex.quote(w) for w in [*words, url])
         path = url.split("/", 3)[-1] if url.count("/") >= 3 else ""
-        self._record("http", f"{method} /{path}{'' if authorized else ' (no key)'}", command)
+        unauthenticated = " (no key)" if path.startswith("v1") and not authorized else ""
+        self._record("http", f"{method} /{path}{unauthenticated}", command)
         if path.startswith("v1") and self.assume_api_key and not authorized:
             return HttpResult(401, '{"error": "Unauthorized"}')
         if path == "v1/models":

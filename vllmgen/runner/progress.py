@@ -67,7 +67,8 @@ def wait_for(
         value, status = poll()
         now = clock()
         if value is not None:
-            progress.say(f"{what}: ok after {now - start:.0f}s ({status})" if status else f"{what}: ok after {now - start:.0f}s", node)
+            done = f"{what}: ok after {now - start:.0f}s"
+            progress.say(f"{done} ({status})" if status else done, node)
             return value
         if now - start >= timeout:
             raise WaitTimeout(now - start, status)

@@ -42,8 +42,12 @@ def source(secret: SecretEnv) -> str:
 
 
 def resolve(secrets: tuple[SecretEnv, ...], *, environ: Mapping[str, str] | None = None,
-            home: str | None = None, example: str = "secrets.env.example") -> Secrets:
-    """Every secret's value, or one RunnerError listing all that are missing."""
+            home: str | None = None, example: str = "secrets.env.example",
+            files: Mapping[str, str] | None = None) -> Secrets:
+    """Every secret's value, or one RunnerError listing all that are missing.
+
+    ``environ`` and ``files`` (path as written in the spec -> content) stand in for the real ones in tests.
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     missing: list[str] = []
@@ -53,9 +57,11 @@ def resolve(secrets: tuple[SecretEnv, ...], *, environ: Mapping[str, str] | None
             if path == "~" or path.startswith("~/"):
                 path = str(Path(home or Path.home()) / path[2:])
             try:
-                value = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                missing.append(f"{secret.name}: cannot read {secret.from_file} ({exc.strerror})")
+                text = files[secret.from_file] if files is not None else Path(path).read_text(encoding="utf-8")
+                value = text.strip()
+            except (OSError, KeyError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not given"
+                missing.append(f"{secret.name}: cannot read {secret.from_file} ({why})")
                 continue
         else:
             value = environ.get(secret.from_env or secret.name, "")

@@ -36,8 +36,9 @@ def _short(result: HttpResult) -> str:
 
 def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, timeout: float,
                  alive: Callable[[], str | None], what: str = "the model to load (/health)",
-                 step: str = STEP, interval: float = 3.0) -> None:
-    """Poll /health until 200. ``alive`` raises (a container exited) or returns a status note."""
+                 step: str = STEP, interval: float = 3.0, logs: Callable[[], str] | None = None) -> None:
+    """Poll /health until 200. ``alive`` raises (a container exited) or returns a status note;
+    ``logs`` gives the server's last log lines for the timeout's message."""
     url = f"{base_url(endpoint)}/health"
 
     def poll() -> tuple[bool | None, str]:
@@ -50,12 +51,15 @@ def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, 
         wait_for(progress, what, poll, timeout=timeout, interval=interval, node=executor.node)
     except WaitTimeout as exc:
         raise fail(executor.node, step, f"{url} is not healthy after {exc.waited:.0f}s: {exc.last}",
-                   f"look at the logs (docker logs {executor.node} containers); raise --timeout if the model"
-                   " is still loading") from exc
+                   "read the server's log below; raise --timeout if the model is still loading",
+                   logs() if logs else None) from exc
 
 
-def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress: Progress) -> list[str]:
-    """The checks after /health is 200; returns one line per check passed, raises on the first failure."""
+def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress: Progress,
+           logs: Callable[[], str] | None = None) -> list[str]:
+    """The checks after /health is 200; returns one line per check passed, raises on the first failure.
+
+    ``logs`` gives the server's last log lines, shown when it answers with an error."""
     url = base_url(endpoint)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     passed = []
@@ -77,7 +81,8 @@ def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress
             "max_tokens": 8, "temperature": 0}
     chat = executor.http("POST", f"{url}/v1/chat/completions", headers, body, timeout=120)
     if chat.status != 200:
-        raise fail(executor.node, STEP, f"POST {url}/v1/chat/completions: {_short(chat)}")
+        raise fail(executor.node, STEP, f"POST {url}/v1/chat/completions: {_short(chat)}",
+                   "the server's log below has the cause", logs() if logs and chat.status >= 500 else None)
     try:
         answer = chat.json()["choices"][0]["message"].get("content")
     except (ValueError, KeyError, IndexError, TypeError) as exc:

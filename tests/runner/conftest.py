@@ -1,0 +1,84 @@
+"""Fixtures of the runner's slow tier: private dockerds in network namespaces, cached images and venvs.
+
+Needs root, dockerd, ip, nsenter, curl and debootstrap (tests/infra/setup.sh installs and caches
+them). Without them the slow tests fail, saying what is missing, unless VLLMGEN_ALLOW_SKIP=1.
+Everything a test starts (namespaces, daemons, their containers, /dev/shm/psm_* files) is
+removed by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from infra import cache
+from infra.dockerd import missing_tools, shm_psm_files
+from infra.images import write_fake_vllm
+
+from .support import Cluster, make_cluster
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("VLLMGEN_ALLOW_SKIP") == "1":
+        pytest.skip(reason)
+    pytest.fail(f"{reason} (run tests/infra/setup.sh as root; VLLMGEN_ALLOW_SKIP=1 skips instead)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def infra_ready() -> None:
+    if os.geteuid() != 0:
+        _unavailable("the slow runner tests need root (dockerd, network namespaces)")
+    missing = missing_tools()
+    if missing:
+        _unavailable(f"missing for the slow runner tests: {', '.join(missing)}")
+
+
+@pytest.fixture(scope="session", autouse=False)
+def psm_cleanup() -> Iterator[None]:
+    """torch in `--ipc host` containers leaves /dev/shm/psm_* behind; remove those that appeared."""
+    before = shm_psm_files()
+    yield
+    for name in shm_psm_files() - before:
+        try:
+            os.unlink(f"/dev/shm/{name}")
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def python_prefix(infra_ready: None) -> str:
+    try:
+        return str(cache.python_prefix())
+    except RuntimeError as exc:
+        _unavailable(str(exc))
+        raise
+
+
+@pytest.fixture(scope="session")
+def fake_vllm(tmp_path_factory: pytest.TempPathFactory, python_prefix: str) -> str:
+    folder = tmp_path_factory.mktemp("fake-vllm")
+    write_fake_vllm(folder, Path(python_prefix) / "bin" / "python3")
+    folder.chmod(0o755)
+    return str(folder)
+
+
+# Keys of the daemon's own, which the merge must keep (and which dockerd must still accept).
+FOREIGN_DAEMON_CONFIG = {"debug": False, "labels": ["vllmgen-test=kept"]}
+
+
+@pytest.fixture(scope="module")
+def one_host(infra_ready: None, psm_cleanup: None) -> Iterator[Cluster]:
+    cluster = make_cluster(1, "s", FOREIGN_DAEMON_CONFIG)
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def two_hosts(infra_ready: None, psm_cleanup: None) -> Iterator[Cluster]:
+    cluster = make_cluster(2, "m")
+    yield cluster
+    cluster.remove()
+
+

@@ -1,0 +1,129 @@
+"""Helpers of the runner's slow tier: namespace clusters, spec files, the CLI inside a namespace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from infra.dockerd import Dockerd
+from infra.images import TESTBASE, ensure_base_images
+from infra.netns import Hosts, make_hosts
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Cluster:
+    """Namespace hosts, one private dockerd each, with the test base image loaded."""
+
+    def __init__(self, hosts: Hosts, daemons: list[Dockerd]):
+        self.hosts = hosts
+        self.daemons = daemons
+
+    def vllmgen(self, *args: str, host: int = 0, timeout: float = 600, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess:
+        """`vllmgen ARGS` run inside host ``host``'s namespace (its view of the network)."""
+        argv = ["nsenter", f"--net={self.hosts.path(host)}", sys.executable, "-m", "vllmgen", *args]
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        environment.pop("DOCKER_HOST", None)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT,
+                              check=False)
+
+    def remove(self) -> None:
+        for daemon in self.daemons:
+            daemon.remove()
+        self.hosts.remove()
+
+
+def make_cluster(count: int, tag: str, config: dict | None = None) -> Cluster:
+    hosts = make_hosts(count, tag=tag)
+    daemons: list[Dockerd] = []
+    try:
+        for index in range(count):
+            daemons.append(Dockerd.start(netns=hosts.path(index), config=config))
+            ensure_base_images(daemons[-1].client())
+    except BaseException:
+        Cluster(hosts, daemons).remove()
+        raise
+    return Cluster(hosts, daemons)
+
+
+def write_spec(folder: Path, spec: dict) -> Path:
+    """Write SPEC and render it into folder/build, as a person would before `apply`."""
+    from vllmgen.compile import compile_file
+    from vllmgen.write import write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    compiled = compile_file(path)
+    write(compiled.artifacts, folder / "build" / compiled.plan.name)
+    return path
+
+
+def apply_args(spec: Path, *extra: str, daemon: Dockerd | None = None) -> list[str]:
+    """`vllmgen apply` of a rendered test spec; with ``daemon``, its daemon.json merged (and the daemon
+    restarted through dockerd-ctl.sh) when the spec's keys are missing."""
+    args = ["apply", str(spec), "--build-dir", str(spec.parent / "build"), "--base-image", TESTBASE, *extra]
+    if daemon is not None:
+        args += ["--daemon-json", str(daemon.config), "--docker-restart", daemon.restart_command, "--yes"]
+    return args
+
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def single_spec(endpoint: str, python: str, fake: str, folder: Path, *, name: str = "vg-single",
+                port: int = 18000) -> dict:
+    """One node, the seed's image recipe, an API key, and the stand-in vLLM on PATH."""
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    return {
+        "version": 1,
+        "name": name,
+        "image": {"base": "vllm/vllm-openai:v0.32.0",
+                  "git_packages": ["git+https://github.com/huggingface/transformers.git@v4.57.1"]},
+        "docker": {"registry_mirrors": ["https://mirror.vllmgen.invalid"],
+                   "daemon": {"log-driver": "json-file", "log-opts": {"max-size": "10m"}}},
+        "model": {"source": "test/tiny", "host_path": str(folder / "model"), "path": "/models/tiny",
+                  "served_name": "tiny", "hf_cache": str(folder / "hf-cache")},
+        "secrets": {"api_key": {"env": "VG_TEST_API_KEY"}},
+        "runtime": {
+            "network": "host",
+            "volumes": [{"host": python, "container": python, "read_only": True},
+                        {"host": fake, "container": "/opt/fake", "read_only": True}],
+            "env": {"PATH": f"/opt/fake/bin:{PATH}"},
+        },
+        "nodes": [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": endpoint}],
+        "serve": {"port": port},
+    }
+
+
+def ray_spec(cluster: Cluster, python: str, ray_venv: str, fake: str, folder: Path, *, name: str = "vg-ray",
+             worker_address: str | None = None, gpus: int = 4) -> dict:
+    """Two namespace hosts, Ray from the cached venv, `--num-gpus` as the spec says; the stand-in serves."""
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    addresses = cluster.hosts.addresses
+    return {
+        "version": 1,
+        "name": name,
+        "image": {"base": "vllm/vllm-openai:v0.32.0", "ray_version": "2.60.0"},
+        "model": {"source": "test/tiny", "host_path": str(folder / "model"), "path": "/models/tiny",
+                  "served_name": "tiny", "hf_cache": str(folder / "hf-cache")},
+        "runtime": {
+            "network": "host",
+            "volumes": [{"host": python, "container": python, "read_only": True},
+                        {"host": ray_venv, "container": ray_venv, "read_only": True},
+                        {"host": fake, "container": "/opt/fake", "read_only": True}],
+            "env": {"PATH": f"/opt/fake/bin:{ray_venv}/bin:{PATH}", "RAY_USAGE_STATS_ENABLED": "0"},
+        },
+        "cluster": {"backend": "ray", "nic": "vg0", "ray_port": 6379},
+        "nodes": [
+            {"name": "head", "role": "head", "address": addresses[0], "gpus": gpus,
+             "docker_host": cluster.daemons[0].endpoint},
+            {"name": "worker-1", "role": "worker", "address": worker_address or addresses[1], "gpus": gpus,
+             "docker_host": cluster.daemons[1].endpoint},
+        ],
+        "serve": {"tensor_parallel_size": 2 * gpus, "port": 18000},
+    }

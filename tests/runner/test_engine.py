@@ -1,0 +1,138 @@
+"""The runner against a real Docker engine: one namespace host with its own dockerd.
+
+What is real: dockerd 20.10 (vfs, no registry), the generated Dockerfile built with its FROM
+swapped for a local image (its `RUN uv pip install ...` runs, with a recording `uv`), the
+generated container flags, daemon.json merged into the file the daemon is restarted with.
+What is not: GPUs (`--gpus all` fails here, asserted below; the rest runs with --no-gpus) and
+vLLM itself (a stand-in serves the OpenAI routes; tests/runner/test_vllm_e2e.py runs the real one).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from infra.images import UV_CALLS
+
+from .support import Cluster, apply_args, single_spec, write_spec
+
+pytestmark = pytest.mark.slow
+
+API_KEY = {"VG_TEST_API_KEY": "test-key-not-secret-123"}
+GPU_ERROR = 'could not select device driver "" with capabilities: [[gpu]]'
+
+
+def _ok(result) -> str:  # noqa: ANN001
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stderr
+
+
+def test_gpus_fail_here_with_the_seeds_error_and_daemon_json_is_merged(
+        one_host: Cluster, tmp_path: Path, python_prefix: str, fake_vllm: str) -> None:
+    daemon = one_host.daemons[0]
+    spec = write_spec(tmp_path, single_spec(daemon.endpoint, python_prefix, fake_vllm, tmp_path, name="vg-gpu"))
+    result = one_host.vllmgen(*apply_args(spec, "--all", "--yes", "--timeout", "60",
+                                          "--daemon-json", str(daemon.config),
+                                          "--docker-restart", daemon.restart_command), env=API_KEY)
+    assert result.returncode == 4, result.stderr
+    assert f"node solo, step head: {GPU_ERROR}" in result.stderr
+    assert "nvidia-ctk runtime configure" in result.stderr and "--no-gpus" in result.stderr
+
+    # daemon.json: the spec's keys merged in, the daemon's own kept, a backup, and dockerd runs with it
+    merged = json.loads(daemon.config.read_text())
+    assert merged["debug"] is False and merged["labels"] == ["vllmgen-test=kept"]
+    assert merged["registry-mirrors"] == ["https://mirror.vllmgen.invalid"]
+    assert merged["log-opts"] == {"max-size": "10m"}
+    backups = sorted(daemon.dir.glob("daemon.json.vllmgen-backup-*"))
+    assert len(backups) == 1 and json.loads(backups[0].read_text()) == {"debug": False, "labels": ["vllmgen-test=kept"]}
+    info = daemon.client().info()
+    assert info["RegistryConfig"]["Mirrors"] == ["https://mirror.vllmgen.invalid/"]
+    assert info["LoggingDriver"] == "json-file" and "vllmgen-test=kept" in info["Labels"]
+    assert "daemon-json: merged" in result.stderr
+
+    # applied again: daemon.json is left alone, no second restart or backup
+    again = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "60",
+                                         "--daemon-json", str(daemon.config), "--docker-restart", "false"), env=API_KEY)
+    _ok(again)
+    assert "daemon-json: unchanged" in again.stderr
+    assert len(list(daemon.dir.glob("daemon.json.vllmgen-backup-*"))) == 1
+    _ok(one_host.vllmgen("down", str(spec)))
+
+
+def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, python_prefix: str,
+                                           fake_vllm: str) -> None:
+    daemon = one_host.daemons[0]
+    client = daemon.client()
+    bystander = client.containers.run("local/vllmgen-rootfs:bookworm-v2", ["sleep", "600"], name="not-ours",
+                                      detach=True, network_mode="host")
+    spec_dict = single_spec(daemon.endpoint, python_prefix, fake_vllm, tmp_path)
+    spec = write_spec(tmp_path, spec_dict)
+    apply = apply_args(spec, "--all", "--no-gpus", "--timeout", "60", daemon=daemon)
+
+    first = _ok(one_host.vllmgen(*apply, env=API_KEY))
+    assert "image: built" in first and "head: created" in first
+    assert "verify: /v1/models lists tiny" in first
+    assert "verify: a request without the API key is refused (401)" in first
+    head = client.containers.get("vg-single-solo")
+    labels = head.labels
+    assert labels["io.vllmgen.deployment"] == "vg-single" and labels["io.vllmgen.gpus"] == "none"
+    # the generated Dockerfile's RUN line ran, with the seed's requirement
+    uv_calls = head.exec_run(["cat", UV_CALLS]).output.decode()
+    assert "git+https://github.com/huggingface/transformers.git@v4.57.1" in uv_calls
+    # the container runs exactly the generated command, with the secret in its environment only
+    assert head.attrs["Config"]["Entrypoint"] == ["vllm"]
+    assert head.attrs["Config"]["Cmd"][:4] == ["serve", "/models/tiny", "--config", "/etc/vllmgen/serve-config.yaml"]
+    assert "VLLM_API_KEY=test-key-not-secret-123" in head.attrs["Config"]["Env"]
+    assert "test-key-not-secret-123" not in first
+
+    status = json.loads(_ok_out(one_host.vllmgen("status", str(spec), "--output", "json", env=API_KEY)))
+    assert status["endpoint"]["health"] == 200 and status["endpoint"]["models"] == ["tiny"]
+    assert status["nodes"][0]["containers"] == [
+        {"name": "vg-single-solo", "status": "running", "exit_code": 0, "current": True}]
+    table = _ok_out(one_host.vllmgen("status", str(spec)))
+    assert "vg-single-solo  running  current" in table
+
+    second = _ok(one_host.vllmgen(*apply, env=API_KEY))
+    assert "nothing changed" in second and "image: unchanged" in second and "head: unchanged" in second
+    assert client.containers.get("vg-single-solo").id == head.id
+
+    spec_dict["serve"]["max_model_len"] = 128  # a different serve config: a different container
+    write_spec(tmp_path, spec_dict)
+    third = _ok(one_host.vllmgen(*apply, env=API_KEY))
+    assert "head: replaced (vg-single-solo: its definition changed" in third
+    assert client.containers.get("vg-single-solo").id != head.id
+
+    down = one_host.vllmgen("down", str(spec))
+    assert _ok_out(down).strip() == "removed 1 container(s): vg-single-solo"
+    assert [c.name for c in client.containers.list(all=True)] == ["not-ours"]
+    assert "absent" in _ok_out(one_host.vllmgen("status", str(spec)))
+    bystander.remove(force=True)
+
+
+def test_a_container_that_exits_shows_its_log(one_host: Cluster, tmp_path: Path, python_prefix: str,
+                                              fake_vllm: str) -> None:
+    daemon = one_host.daemons[0]
+    spec_dict = single_spec(daemon.endpoint, python_prefix, fake_vllm, tmp_path, name="vg-crash")
+    spec_dict["runtime"]["env"]["FAKE_VLLM_FAIL"] = "1"
+    spec = write_spec(tmp_path, spec_dict)
+    result = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "30", daemon=daemon), env=API_KEY)
+    assert result.returncode == 4
+    assert "node solo, step head: vg-crash-solo exited at once (exit code 3)" in result.stderr
+    assert "| fake vllm: simulated start-up failure (FAKE_VLLM_FAIL)" in result.stderr
+    _ok(one_host.vllmgen("down", str(spec)))
+
+
+def test_missing_secret_stops_before_any_container(one_host: Cluster, tmp_path: Path, python_prefix: str,
+                                                   fake_vllm: str) -> None:
+    daemon = one_host.daemons[0]
+    spec = write_spec(tmp_path, single_spec(daemon.endpoint, python_prefix, fake_vllm, tmp_path, name="vg-nokey"))
+    result = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus"), env={"VG_TEST_API_KEY": ""})
+    assert result.returncode == 4
+    assert "VLLM_API_KEY: environment variable VG_TEST_API_KEY is empty or not set" in result.stderr
+    assert daemon.client().containers.list(all=True, filters={"label": "io.vllmgen.deployment=vg-nokey"}) == []
+
+
+def _ok_out(result) -> str:  # noqa: ANN001
+    _ok(result)
+    return result.stdout

@@ -1,0 +1,424 @@
+"""The runner's step plan through the dry-run executor: fast, no Docker.
+
+Golden call logs live in tests/runner/golden/<spec>.<scope>.txt; regenerate them with
+VLLMGEN_UPDATE_GOLDEN=1 after an intended change, and review the diff.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vllmgen.cli import cli, main
+from vllmgen.compile import compile_file
+from vllmgen.errors import RunnerError
+from vllmgen.runner import daemon_json, status, targets
+from vllmgen.runner.executor import (
+    IMAGE_HASH_LABEL,
+    ClusterView,
+    ContainerState,
+    DryRunExecutor,
+    Recorder,
+    dockerfile_for,
+    image_hash,
+)
+from vllmgen.runner.host import LocalHost, SshHost, UnreachableHost, for_endpoint
+from vllmgen.runner.progress import Progress, WaitTimeout, wait_for
+from vllmgen.runner.secrets import resolve
+from vllmgen.runner.steps import Apply, Options, down, plan_steps
+from vllmgen.write import check
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+GOLDEN = Path(__file__).parent / "golden"
+SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456"}
+SECRET_FILES = {"/etc/vllmgen/api-key": "file-key-value-789\n"}
+
+
+def _compiled(spec: Path):
+    compiled = compile_file(spec)
+    return compiled, ROOT / "build" / compiled.plan.name
+
+
+def _apply(spec: Path, names=None, *, containers=None, images=None, cluster=None, options=None, host=None,
+           stream=None):
+    compiled, deploy_dir = _compiled(spec)
+    plan = compiled.plan
+    recorder = Recorder(stream=stream or io.StringIO())
+    names = names or [n.name for n in plan.nodes]
+    # a daemon.json path that exists nowhere: the dry run reads the local file, and this machine's must not matter
+    executors = targets.executors(plan, names, remote=True, dry_run=recorder,
+                                  daemon_json_path="/nonexistent/vllmgen-test/daemon.json")
+    for executor in executors.values():
+        assert isinstance(executor, DryRunExecutor)
+        executor.containers = dict(containers or {})
+        executor.images = dict(images or {})
+        if cluster is not None:
+            executor.assume_cluster = cluster
+        if host is not None:
+            executor.host = host
+    progress_stream = io.StringIO()
+    runner = Apply(plan, executors, deploy_dir, options=options or Options(confirm=lambda q: True, settle=0),
+                   progress=Progress(progress_stream), drift=check(compiled.artifacts, deploy_dir), environ=SECRETS,
+                   secret_files=SECRET_FILES)
+    return runner, recorder, progress_stream
+
+
+def _log(recorder: Recorder) -> str:
+    return "".join(f"{c.node} {c.op} {c.detail}".rstrip() + "\n" for c in recorder.calls)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
+def test_call_log_matches_golden(spec: Path) -> None:
+    runner, recorder, _ = _apply(spec)
+    report = runner.run()
+    log = _log(recorder)
+    golden = GOLDEN / f"{spec.stem}.all.txt"
+    if os.environ.get("VLLMGEN_UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(log)
+    assert log == golden.read_text(), f"call log changed; VLLMGEN_UPDATE_GOLDEN=1 to accept ({golden})"
+    assert report.changed, "a first apply changes something"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
+def test_step_order(spec: Path) -> None:
+    compiled, _ = _compiled(spec)
+    plan = compiled.plan
+    names = [step.name for step in plan_steps(plan, tuple(n.name for n in plan.nodes))]
+    expected = ["preflight", "daemon-json", "image", "head"]
+    if plan.workers:
+        expected.append("workers")
+    if plan.backend == "ray":
+        expected += ["cluster", "serve"]
+    elif plan.backend == "mp":
+        expected.append("cluster")
+    assert names == expected + ["verify"]
+
+
+def test_worker_scope_stops_after_its_container() -> None:
+    spec = ROOT / "specs" / "seed-two-node-ray.yaml"
+    runner, recorder, _ = _apply(spec, ["worker-1"])
+    runner.run()
+    assert [s.name for s in runner.steps] == ["preflight", "daemon-json", "image", "workers"]
+    assert {c.node for c in recorder.calls} == {"worker-1"}
+    assert [c.op for c in recorder.calls if c.op in ("run", "exec-detached", "http")] == ["run"]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
+def test_dry_run_docker_run_is_the_start_script(spec: Path) -> None:
+    """The printed `docker run` and build/<name>/nodes/*/start.sh run the same words."""
+    out = io.StringIO()
+    runner, _, _ = _apply(spec, stream=out)
+    runner.run()
+    deploy_dir = str((ROOT / "build" / runner.plan.name).resolve())
+    printed = [shlex.split(line.replace('"${HOME}"', "$HOME")) for line in out.getvalue().splitlines()
+               if line.startswith("docker run ") or line.startswith("docker --host")]
+    printed = [words for words in printed if "run" in words[:4]]
+    for node in runner.plan.nodes:
+        script = (ROOT / "build" / runner.plan.name / "nodes" / node.name / "start.sh").read_text()
+        block = script[script.index("docker run \\"):].replace("\\\n", " ")
+        words = shlex.split(block.replace('"${HOME}"', "$HOME").replace('"${deploy_dir}"', deploy_dir))
+        words = [w for w in words if w]
+        mine = next(p for p in printed if f"{node.container.name}" in p)
+        if mine[1] == "--host":
+            del mine[1:3]
+        assert mine == words
+
+
+def test_second_apply_changes_nothing() -> None:
+    spec = ROOT / "specs" / "seed-two-node-ray.yaml"
+    compiled, deploy_dir = _compiled(spec)
+    plan = compiled.plan
+    containers = {n.container.name: ContainerState(n.container.name, "running", None, dict(n.container.labels))
+                  for n in plan.nodes}
+    images = {plan.image.tag: {IMAGE_HASH_LABEL: image_hash(dockerfile_for(deploy_dir, None))}}
+    runner, recorder, progress = _apply(spec, containers=containers, images=images)
+    # the head already serves: the serving probe answers yes
+    for executor in runner.executors.values():
+        executor.served = {plan.head.container.name}
+    report = runner.run()
+    assert report.changed == []
+    assert "nothing changed" in progress.getvalue()
+    assert not [c for c in recorder.calls if c.op in ("run", "remove", "build", "exec-detached", "write-daemon-json")]
+
+
+def test_changed_hash_replaces_the_whole_group() -> None:
+    spec = ROOT / "specs" / "seed-two-node-mp.yaml"
+    compiled, _ = _compiled(spec)
+    plan = compiled.plan
+    containers = {n.container.name: ContainerState(n.container.name, "running", None, dict(n.container.labels))
+                  for n in plan.nodes}
+    stale = dict(plan.head.container.labels) | {"io.vllmgen.config-hash": "0000"}
+    containers[plan.head.container.name] = ContainerState(plan.head.container.name, "running", None, stale)
+    runner, recorder, _ = _apply(spec, containers=containers)
+    report = runner.run()
+    results = {(o.step, o.node): o.result for o in report.outcomes}
+    assert results[("head", plan.head.name)] == "replaced"
+    assert all(results[("workers", w.name)] == "replaced" for w in plan.workers)
+    removes = [c.detail for c in recorder.calls if c.op == "remove"]
+    assert removes == [n.container.name for n in plan.nodes]
+
+
+def test_exited_container_is_replaced_and_single_node_group_alone() -> None:
+    spec = ROOT / "specs" / "seed-single-node.yaml"
+    compiled, _ = _compiled(spec)
+    node = compiled.plan.head
+    containers = {node.container.name: ContainerState(node.container.name, "exited", 1, dict(node.container.labels))}
+    runner, _, progress = _apply(spec, containers=containers)
+    runner.run()
+    assert "it is exited (exit code 1)" in progress.getvalue()
+
+
+def test_foreign_container_with_our_name_is_never_touched() -> None:
+    spec = ROOT / "specs" / "seed-single-node.yaml"
+    compiled, _ = _compiled(spec)
+    name = compiled.plan.head.container.name
+    runner, recorder, _ = _apply(spec, containers={name: ContainerState(name, "running", None, {})})
+    with pytest.raises(RunnerError, match=f"a container named {name} exists and is not this deployment"):
+        runner.run()
+    assert not [c for c in recorder.calls if c.op in ("run", "remove")]
+
+
+def test_worker_that_never_joins_is_named() -> None:
+    spec = ROOT / "specs" / "seed-two-node-ray.yaml"
+    runner, _, _ = _apply(spec, cluster=ClusterView(8, ("10.0.0.1",)),
+                          options=Options(confirm=lambda q: True, settle=0, timeout=0))
+    with pytest.raises(RunnerError) as caught:
+        runner.run()
+    message = str(caught.value)
+    assert message.startswith(
+        "node worker-1, step cluster: worker-1 (10.0.0.2) did not join the Ray cluster at 10.0.0.1")
+    assert "what to do: check that 10.0.0.2 is the address of worker-1" in message
+
+
+def test_secrets_never_printed_and_missing_ones_listed() -> None:
+    spec = ROOT / "specs" / "china-mirror.yaml"
+    out = io.StringIO()
+    runner, recorder, progress = _apply(spec, stream=out)
+    runner.run()
+    text = out.getvalue() + progress.getvalue() + _log(recorder) + repr(runner.secrets)
+    for value in SECRETS.values():
+        assert value not in text
+    assert '-H "Authorization: Bearer ${VLLM_API_KEY}"' in out.getvalue()
+    # with an API key, verify also proves an unauthenticated call is refused
+    assert any(c.op == "http" and c.detail == "GET /v1/models (no key)" for c in recorder.calls)
+    with pytest.raises(RunnerError, match="HF_TOKEN: environment variable HF_TOKEN is empty or not set; "
+                                          "VLLM_API_KEY: environment variable QWEN_API_KEY"):
+        resolve(runner.plan.secrets, environ={})
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    from vllmgen.plan import SecretEnv
+
+    (tmp_path / "key").write_text("s3cret\n")
+    values = resolve((SecretEnv("VLLM_API_KEY", from_file="~/key"),), environ={}, home=str(tmp_path))
+    assert values["VLLM_API_KEY"] == "s3cret" and "s3cret" not in repr(values)
+
+
+def test_stale_build_dir_stops_before_anything_runs() -> None:
+    spec = ROOT / "specs" / "seed-single-node.yaml"
+    runner, recorder, _ = _apply(spec)
+    runner.drift = ["Dockerfile differs"]
+    with pytest.raises(RunnerError, match="out of date with the spec"):
+        runner.run()
+    assert recorder.calls == []
+
+
+# --- daemon.json --------------------------------------------------------------------------------
+
+
+def test_merge_keeps_foreign_keys_and_unions_lists() -> None:
+    current = json.dumps({"debug": True, "registry-mirrors": ["https://mine.example"], "log-opts": {"max-file": "9"}})
+    wanted = {"registry-mirrors": ["https://docker.m.daocloud.io"], "log-opts": {"max-size": "100m"},
+              "log-driver": "json-file"}
+    merge = daemon_json.merge(current, wanted)
+    assert merge.merged == {
+        "debug": True,
+        "registry-mirrors": ["https://mine.example", "https://docker.m.daocloud.io"],
+        "log-opts": {"max-file": "9", "max-size": "100m"},
+        "log-driver": "json-file",
+    }
+    assert merge.changes == ("+ log-driver", "~ log-opts", "~ registry-mirrors")
+    assert not daemon_json.merge(merge.text, wanted).changed
+
+
+def test_merge_refuses_a_broken_file() -> None:
+    with pytest.raises(daemon_json.DaemonJsonError, match="not valid JSON"):
+        daemon_json.merge("{oops", {"a": 1})
+    with pytest.raises(daemon_json.DaemonJsonError, match="not an object"):
+        daemon_json.merge("[1]", {"a": 1})
+
+
+def test_daemon_json_step_backs_up_writes_and_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": true}\n')
+    host = LocalHost(daemon_json_path=str(path), restart_command=("true",))
+    spec = ROOT / "specs" / "china-mirror.yaml"
+    runner, recorder, _ = _apply(spec, host=host)
+    runner.run()
+    ops = [c.op for c in recorder.calls]
+    assert ops[ops.index("read-daemon-json"):ops.index("read-daemon-json") + 4] == [
+        "read-daemon-json", "write-daemon-json", "restart-daemon", "ping"]
+    assert path.read_text() == '{"debug": true}\n'  # dry run: printed, not written
+
+
+def test_daemon_json_needs_consent(tmp_path: Path) -> None:
+    host = LocalHost(daemon_json_path=str(tmp_path / "daemon.json"))
+    spec = ROOT / "specs" / "china-mirror.yaml"
+    runner, recorder, _ = _apply(spec, host=host, options=Options(confirm=lambda q: False, settle=0))
+    with pytest.raises(RunnerError, match="rerun with --yes"):
+        runner.run()
+    assert "write-daemon-json" not in [c.op for c in recorder.calls]
+
+
+def test_write_atomic_keeps_mode(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text("{}")
+    path.chmod(0o600)
+    daemon_json.write_atomic(path, '{"a": 1}\n')
+    assert path.read_text() == '{"a": 1}\n' and (path.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["daemon.json"]
+
+
+# --- hosts, endpoints, scope ------------------------------------------------------------------------
+
+
+def test_hosts_by_endpoint() -> None:
+    assert isinstance(for_endpoint(None), LocalHost)
+    assert isinstance(for_endpoint("unix:///run/x.sock"), LocalHost)
+    ssh = for_endpoint("ssh://ops@gpu-2:2222")
+    assert isinstance(ssh, SshHost) and ssh.ssh_argv(["cat", "/a b"]) == [
+        "ssh", "-o", "BatchMode=yes", "-p", "2222", "ops@gpu-2", "--", "cat '/a b'"]
+    assert isinstance(for_endpoint("tcp://gpu-2:2376"), UnreachableHost)
+
+
+def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
+    spec = ROOT / "specs" / "seed-two-node-ray.yaml"
+    compiled, deploy_dir = _compiled(spec)
+    plan = compiled.plan
+    plan = replace(plan, nodes=tuple(replace(n, docker_host=f"ssh://root@{n.address}") for n in plan.nodes))
+    out = io.StringIO()
+    recorder = Recorder(stream=out)
+    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
+    for executor in executors.values():
+        executor.host.home = lambda: "/root"  # what `ssh host 'printf %s "$HOME"'` answers
+    Apply(plan, executors, deploy_dir, options=Options(confirm=lambda q: True, settle=0),
+          progress=Progress(io.StringIO()),
+          environ=SECRETS, secret_files=SECRET_FILES).run()
+    text = out.getvalue()
+    assert "docker --host ssh://root@10.0.0.1 run" in text
+    assert "ssh -o BatchMode=yes root@10.0.0.1 -- 'sh -c '" in text
+    assert "/root/.vllmgen/deployments/qwen3-next-tp16-ray/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro" in text
+
+
+def test_cli_scope_and_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    runner = CliRunner()
+    spec = str(ROOT / "specs" / "seed-single-node.yaml")
+    both = runner.invoke(cli, ["apply", spec, "--node", "gpu-1", "--all"])
+    assert both.exit_code == 2 and "not both" in both.output
+    unknown = runner.invoke(cli, ["apply", spec, "--node", "nope"])
+    assert unknown.exit_code == 2 and "its nodes are gpu-1" in unknown.output
+    result = runner.invoke(cli, ["apply", spec, "--node", "gpu-1", "--dry-run", "--build-dir", str(ROOT / "build")],
+                           env={"HF_TOKEN": "hf_test"})
+    assert result.exit_code == 0, result.output
+    assert "docker run --detach --name qwen3-next-single-gpu-1" in result.output
+    assert "curl -sS -X GET http://10.0.0.1:8000/health" in result.output
+    nogpu = runner.invoke(cli, ["apply", spec, "--node", "gpu-1", "--dry-run", "--no-gpus", "--build-dir",
+                                str(ROOT / "build"), "--base-image", "local/base:1"], env={"HF_TOKEN": "hf_test"})
+    assert nogpu.exit_code == 0 and "--gpus" not in nogpu.output and "--label io.vllmgen.gpus=none" in nogpu.output
+    assert "sed '0,/^FROM /s|^FROM .*|FROM local/base:1|'" in nogpu.output
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    argv = ["vllmgen", "apply", spec, "--node", "gpu-1", "--dry-run", "--build-dir", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 4 and "is out of date with the spec" in capsys.readouterr().err
+
+
+def test_down_workers_first_and_only_ours() -> None:
+    spec = ROOT / "specs" / "seed-two-node-ray.yaml"
+    compiled, _ = _compiled(spec)
+    plan = compiled.plan
+    recorder = Recorder(stream=io.StringIO())
+    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
+    for node in plan.nodes:
+        executors[node.name].containers = {
+            node.container.name: ContainerState(node.container.name, "running", None, dict(node.container.labels)),
+            "someone-else": ContainerState("someone-else", "running", None, {"io.vllmgen.deployment": "other"}),
+        }
+    removed = down(plan, executors, Progress(io.StringIO()))
+    assert removed == [plan.workers[0].container.name, plan.head.container.name]
+
+
+def test_status_table_and_json() -> None:
+    spec = ROOT / "specs" / "seed-two-node-ray.yaml"
+    compiled, _ = _compiled(spec)
+    plan = compiled.plan
+    recorder = Recorder(stream=io.StringIO())
+    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
+    executors["head"].containers = {plan.head.container.name: ContainerState(
+        plan.head.container.name, "running", None, dict(plan.head.container.labels))}
+    report = status.collect(plan, executors)
+    text = status.table(report)
+    assert "qwen3-next-tp16-ray-head  running  current" in text
+    assert "worker-1  worker  -" in text and "absent" in text
+    assert "ray cluster: 2 of 2 nodes (head, worker-1), 16 of 16 GPUs" in text
+    assert json.loads(status.as_json(report))["endpoint"]["health"] == 200
+
+
+def test_wait_for_reports_progress_and_times_out() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    polls = iter([(None, "0 of 2"), (None, "1 of 2"), ("done", "2 of 2")])
+    value = wait_for(Progress(out, clock=lambda: now[0]), "nodes", lambda: next(polls), timeout=100, interval=6,
+                     report_every=5, sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    assert value == "done"
+    assert "still waiting for nodes, 6s: 1 of 2" in out.getvalue() and "nodes: ok after 12s (2 of 2)" in out.getvalue()
+    with pytest.raises(WaitTimeout, match="after 5s: never"):
+        now[0] = 0.0
+        wait_for(Progress(io.StringIO()), "x", lambda: (None, "never"), timeout=5, interval=1,
+                 sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+
+
+def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What DockerSdkExecutor hands the engine for the seed's Ray worker (no daemon needed)."""
+    from vllmgen.runner.executor import DockerSdkExecutor, RunRequest
+
+    spec = ROOT / "specs" / "seed-two-node-ray.yaml"
+    compiled, deploy_dir = _compiled(spec)
+    worker = compiled.plan.node("worker-1")
+    host = LocalHost()
+    monkeypatch.setattr(host, "home", lambda: "/home/ops")
+    executor = DockerSdkExecutor("worker-1", "unix:///nonexistent.sock", host)
+    kwargs = executor._run_kwargs(RunRequest(worker.container, str(deploy_dir), {"HF_TOKEN": "hf_x"}))
+    request = kwargs.pop("device_requests")[0]
+    assert (request["Count"], request["Capabilities"]) == (-1, [["gpu"]])
+    ulimit = kwargs.pop("ulimits")[0]
+    assert (ulimit["Name"], ulimit["Soft"], ulimit["Hard"]) == ("memlock", -1, -1)
+    assert kwargs == {
+        "image": "vllmgen/qwen3-next-tp16-ray:v0.32.0",
+        "name": "qwen3-next-tp16-ray-worker-1",
+        "entrypoint": ["ray"],
+        "command": ["start", "--block", "--address=10.0.0.1:6379", "--node-ip-address=10.0.0.2", "--num-gpus=8",
+                    "--disable-usage-stats"],
+        "detach": True,
+        "labels": dict(worker.container.labels),
+        "network_mode": "host",
+        "environment": {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_IB_HCA": "mlx5_0", "NCCL_SOCKET_IFNAME": "eth0",
+                        "VLLM_HOST_IP": "10.0.0.2", "HF_TOKEN": "hf_x"},
+        "volumes": ["/home/ops/.cache/huggingface:/root/.cache/huggingface:rw",
+                    "/mnt/data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro"],
+        "shm_size": "10.24g",
+        "devices": ["/dev/infiniband:/dev/infiniband:rwm"],
+        "cap_add": ["IPC_LOCK"],
+    }
+    without = executor._run_kwargs(RunRequest(worker.container, str(deploy_dir), {"HF_TOKEN": "x"}, gpus=False))
+    assert "device_requests" not in without and without["labels"]["io.vllmgen.gpus"] == "none"

@@ -1,0 +1,110 @@
+"""``vllmgen status``: each node's containers, the cluster view and the endpoint's health.
+
+Read-only and quick: short timeouts, and a node that does not answer is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from vllmgen.plan import Plan
+from vllmgen.runner.executor import EngineError, Executor
+from vllmgen.runner.host import NoHostAccess
+from vllmgen.runner.steps import HASH_LABEL, NODE_LABEL
+from vllmgen.runner.verify import base_url
+
+
+def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None = None) -> dict[str, Any]:
+    nodes = []
+    head_running = False
+    for node in plan.nodes:
+        if node.name not in executors:
+            continue
+        executor = executors[node.name]
+        entry: dict[str, Any] = {"node": node.name, "role": node.role, "address": node.address,
+                                 "endpoint": executor.endpoint or "local", "containers": []}
+        try:
+            found = executor.list_containers(plan.name)
+        except (EngineError, NoHostAccess) as exc:
+            entry["error"] = str(exc)
+            nodes.append(entry)
+            continue
+        for state in found:
+            if state.labels.get(NODE_LABEL) != node.name:
+                continue
+            current = state.labels.get(HASH_LABEL) == dict(node.container.labels).get(HASH_LABEL)
+            entry["containers"].append({"name": state.name, "status": state.status, "exit_code": state.exit_code,
+                                        "current": current})
+            if node.role == "head" and state.running:
+                head_running = True
+        nodes.append(entry)
+
+    head = executors.get(plan.head.name)
+    cluster: dict[str, Any] | None = None
+    if plan.backend == "ray" and head is not None:
+        want = sum(node.gpus for node in plan.nodes)
+        cluster = {"expected_nodes": len(plan.nodes), "expected_gpus": want}
+        if head_running:
+            try:
+                view = head.cluster_view(plan.head.container.name)
+            except EngineError as exc:
+                view, cluster["error"] = None, str(exc)
+            if view is not None:
+                names = {node.address: node.name for node in plan.nodes}
+                cluster.update(nodes=[names.get(address, address) for address in view.nodes], gpus=view.gpus)
+        else:
+            cluster["error"] = "the head container is not running"
+
+    endpoint: dict[str, Any] = {"url": base_url(plan.endpoint), "served_name": plan.endpoint.served_name}
+    if head is not None:
+        health = head.http("GET", f"{endpoint['url']}/health", timeout=3)
+        endpoint["health"] = health.status or health.body
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        models = head.http("GET", f"{endpoint['url']}/v1/models", headers, timeout=3)
+        endpoint["models_status"] = models.status or models.body
+        if models.status == 200:
+            try:
+                endpoint["models"] = [m.get("id") for m in models.json().get("data", [])]
+            except (ValueError, AttributeError):
+                pass
+        elif models.status == 401 and not api_key:
+            endpoint["models_status"] = "401 (set the API key's variable to list models)"
+    return {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
+            "endpoint": endpoint}
+
+
+def healthy(report: dict[str, Any]) -> bool:
+    return report["endpoint"].get("health") == 200
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = [("NODE", "ROLE", "CONTAINER", "STATE", "SPEC")]
+    for node in report["nodes"]:
+        if "error" in node:
+            rows.append((node["node"], node["role"], "-", f"unreachable: {node['error'][:60]}", "-"))
+            continue
+        if not node["containers"]:
+            rows.append((node["node"], node["role"], "-", "absent", "-"))
+        for c in node["containers"]:
+            state = c["status"] + (f" ({c['exit_code']})" if c["status"] == "exited" else "")
+            rows.append((node["node"], node["role"], c["name"], state, "current" if c["current"] else "stale"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    cluster = report["cluster"]
+    if cluster is not None:
+        if "nodes" in cluster:
+            lines.append(f"ray cluster: {len(cluster['nodes'])} of {cluster['expected_nodes']} nodes "
+                         f"({', '.join(cluster['nodes'])}), {cluster['gpus']:g} of {cluster['expected_gpus']} GPUs")
+        else:
+            lines.append(f"ray cluster: unknown ({cluster.get('error', 'no answer')})")
+    endpoint = report["endpoint"]
+    models = ", ".join(endpoint.get("models", [])) or str(endpoint.get("models_status", "-"))
+    lines.append(f"endpoint {endpoint['url']}: /health {endpoint.get('health', '-')}; models: {models}")
+    return "\n".join(lines)
+
+
+def as_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=True)

@@ -1,0 +1,500 @@
+"""The ordered steps of ``apply`` (and ``down``), computed from a Plan and run through Executors.
+
+    preflight    engines answer; GPUs present; the deployment folder matches the spec; secrets resolve
+    daemon-json  merge the plan's keys into each host's daemon.json; restart Docker only if it changed
+    image        build the generated Dockerfile on each node (skipped when the image-hash label matches)
+    head         start the head container (left alone when its config-hash label matches the plan)
+    workers      start the workers, in parallel
+    cluster      ray: every node and GPU in `ray.cluster_resources()`; mp: the followers joined (/health)
+    serve        ray: `vllm serve` exec'd in the head, detached, its output in `docker logs`
+    verify       /health, /v1/models, one chat completion, the API key enforced
+
+Every step runs for the nodes in scope (``--node NAME`` or ``--all``) and reports per node:
+created, replaced, unchanged, ... A second apply on a healthy deployment reports only
+"unchanged" and "ok".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
+from vllmgen.errors import RunnerError
+from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
+from vllmgen.runner import daemon_json, secrets, verify
+from vllmgen.runner.executor import (
+    GPUS_LABEL,
+    IMAGE_HASH_LABEL,
+    SERVE_WRAPPER,
+    EngineError,
+    Executor,
+    RunRequest,
+    dockerfile_for,
+    image_hash,
+)
+from vllmgen.runner.host import NoHostAccess
+from vllmgen.runner.progress import Progress, WaitTimeout, fail, wait_for
+
+T = TypeVar("T")
+HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
+DEPLOYMENT_LABEL = f"{LABEL_PREFIX}.deployment"
+NODE_LABEL = f"{LABEL_PREFIX}.node"
+UNCHANGED = ("unchanged", "ok", "skipped")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    nodes: tuple[str, ...]
+    title: str
+
+
+@dataclass(frozen=True)
+class Options:
+    timeout: float = 1200.0  # seconds, for each wait (cluster, model load)
+    gpus: bool = True  # False: start containers without --gpus (a rehearsal on hosts without GPUs)
+    base_image: str | None = None  # build FROM this instead of the spec's base
+    remote_dir: str = ".vllmgen/deployments"  # under $HOME on ssh:// nodes: the deployment files they mount
+    confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
+    settle: float = 2.0  # seconds a new container must stay up before its step reports it started
+    poll: float = 3.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: str
+    node: str
+    result: str  # created, replaced, unchanged, built, merged, started, ok, skipped
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result not in UNCHANGED]
+
+    def summary(self) -> str:
+        if not self.changed:
+            return "nothing changed: the deployment was already as the spec says"
+        return "changed: " + ", ".join(f"{o.node} {o.step} {o.result}" for o in self.changed)
+
+
+def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
+    """The steps ``apply`` runs for the nodes in scope, in order."""
+    scope = [node for node in plan.nodes if node.name in nodes]
+    names = tuple(node.name for node in scope)
+    head_in = plan.head.name in names
+    workers = tuple(node.name for node in scope if node.role == "worker")
+    steps = [
+        Step("preflight", names, "engines answer, GPUs, deployment folder, secrets"),
+        Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
+        Step("image", names, f"build {plan.image.tag}"),
+    ]
+    if head_in:
+        steps.append(Step("head", (plan.head.name,), f"start {plan.head.container.name}"))
+    if workers:
+        steps.append(Step("workers", workers, "start the workers, in parallel"))
+    if head_in and plan.backend == "ray":
+        steps.append(Step("cluster", (plan.head.name,), "every node and GPU joined the Ray cluster"))
+        steps.append(Step("serve", (plan.head.name,), "start vllm serve in the head container"))
+    elif head_in and plan.backend == "mp":
+        steps.append(Step("cluster", (plan.head.name,), "the followers joined and the model loaded (/health)"))
+    if head_in:
+        steps.append(Step("verify", (plan.head.name,), "/health, /v1/models, a chat completion, the API key"))
+    return steps
+
+
+def _engine_hint(error: str) -> str | None:
+    kind = classify_error(error)
+    if kind == "permission_denied":
+        return PERMISSION_FIX
+    if kind == "no_daemon":
+        return START_FIX + "; or check the node's docker_host"
+    if kind == "no_gpu_driver":
+        return TOOLKIT_FIX + "; or rehearse without GPUs: --no-gpus"
+    return None
+
+
+class Apply:
+    """One ``vllmgen apply``: the plan's steps over the executors of the nodes in scope."""
+
+    def __init__(self, plan: Plan, executors: Mapping[str, Executor], deploy_dir: Path, *,
+                 options: Options | None = None, progress: Progress | None = None,
+                 drift: list[str] | None = None, environ: Mapping[str, str] | None = None,
+                 secret_files: Mapping[str, str] | None = None):
+        self.plan = plan
+        self.executors = dict(executors)
+        self.deploy_dir = deploy_dir
+        self.options = options or Options()
+        self.progress = progress or Progress()
+        self.drift = drift or []
+        self.environ = environ
+        self.secret_files = secret_files
+        self.report = Report()
+        self.secrets: Mapping[str, str] = {}
+        self.node_dirs: dict[str, str] = {}
+        self._decided: dict[str, tuple[str, str]] | None = None
+        self.steps = plan_steps(plan, tuple(self.executors))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _node(self, name: str) -> NodePlan:
+        return self.plan.node(name)
+
+    def _outcome(self, step: str, node: str, result: str, detail: str = "") -> None:
+        self.report.outcomes.append(Outcome(step, node, result, detail))
+        self.progress.say(f"{step}: {result}" + (f" ({detail})" if detail else ""), node)
+
+    def _each(self, names: tuple[str, ...], fn: Callable[[str], T]) -> list[T]:
+        """Run ``fn`` per node; at once when every executor allows it. All failures are reported."""
+        concurrent = len(names) > 1 and all(self.executors[n].concurrent for n in names)
+        if not concurrent:
+            return [fn(name) for name in names]
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            futures = [pool.submit(fn, name) for name in names]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise RunnerError("\n".join(str(error) for error in errors))
+        return [f.result() for f in futures]
+
+    def _engine(self, node: str, step: str, fn: Callable[[], T], todo: str | None = None) -> T:
+        try:
+            return fn()
+        except EngineError as exc:
+            raise fail(node, step, str(exc), _engine_hint(str(exc)) or todo) from exc
+        except NoHostAccess as exc:
+            raise fail(node, step, str(exc)) from exc
+
+    # --- apply --------------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        for step in self.steps:
+            self.progress.say(f"== {step.name}: {step.title} [{', '.join(step.nodes)}]")
+            getattr(self, "step_" + step.name.replace("-", "_"))(step)
+        self.progress.say(self.report.summary())
+        return self.report
+
+    def step_preflight(self, step: Step) -> None:
+        if self.drift:
+            raise fail(None, step.name,
+                       f"{self.deploy_dir} is out of date with the spec ({len(self.drift)} file(s) differ)",
+                       "run `vllmgen render SPEC`, review the change, then apply: apply runs what was rendered")
+        self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
+                                       example=str(self.deploy_dir / "secrets.env.example"))
+        self._each(step.nodes, lambda name: self._preflight(step.name, name))
+
+    def _preflight(self, step: str, name: str) -> None:
+        executor, node = self.executors[name], self._node(name)
+        info = self._engine(name, step, executor.ping, "check that the node's docker_host is right and reachable")
+        detail = f"Docker {info.version}, API {info.api_version}"
+        if self.options.gpus:
+            if info.runtimes and "nvidia" not in info.runtimes:
+                self.progress.say("warning: Docker has no 'nvidia' runtime registered; --gpus may fail "
+                                  f"({TOOLKIT_FIX})", name)
+            count = executor.gpu_count()
+            if count is not None and count < node.gpus:
+                raise fail(name, step, f"the host has {count} GPU(s); the spec gives node {name} {node.gpus}",
+                           "fix nodes[].gpus in the spec, or free the GPUs")
+            detail += f", {count} GPU(s)" if count is not None else ", GPU count not checked (no nvidia-smi)"
+        else:
+            detail += ", without GPUs (--no-gpus)"
+        self._outcome(step, name, "ok", detail)
+
+    def step_daemon_json(self, step: Step) -> None:
+        self._each(step.nodes, lambda name: self._daemon_json(step.name, name))
+
+    def _daemon_json(self, step: str, name: str) -> None:
+        executor = self.executors[name]
+        if not self.plan.daemon:
+            self._outcome(step, name, "skipped", "the spec sets no daemon.json keys")
+            return
+        path = executor.host.daemon_json_path
+        current = self._engine(name, step, executor.read_daemon_json)
+        try:
+            merge = daemon_json.merge(current, self.plan.daemon, f"{path} on {name}")
+        except daemon_json.DaemonJsonError as exc:
+            raise fail(name, step, str(exc)) from exc
+        if not merge.changed:
+            self._outcome(step, name, "unchanged", path)
+            return
+        changes = ", ".join(merge.changes)
+        question = (f"node {name}: {path} changes ({changes}); Docker must restart to load it, which stops"
+                    " containers without a restart policy. Write it and restart Docker?")
+        if not self.options.confirm(question):
+            raise fail(name, step, f"{path} needs {changes}; not changed (no confirmation)",
+                       "rerun with --yes, or merge build/<name>/daemon.json by hand and restart Docker")
+        backup = daemon_json.backup_name(path) if merge.current is not None else None
+        self._engine(name, step, lambda: executor.write_daemon_json(merge.text, backup))
+        self.progress.say(f"{step}: wrote {path}" + (f" (backup {backup})" if backup else ""), name)
+        self._engine(name, step, executor.restart_daemon)
+        restore = (f"restore it: cp {backup} {path}, then restart Docker" if backup
+                   else f"remove {path} and restart Docker")
+
+        def answers() -> tuple[bool | None, str]:
+            try:
+                executor.ping()
+                return True, "Docker answers"
+            except EngineError as exc:
+                return None, str(exc)
+
+        try:
+            wait_for(self.progress, "Docker to come back after the restart", answers, timeout=60, interval=1, node=name)
+        except WaitTimeout as exc:
+            raise fail(name, step, f"Docker did not come back after loading the new {path}: {exc.last}",
+                       f"check `journalctl -u docker`; {restore}") from exc
+        self._outcome(step, name, "merged", changes)
+
+    def step_image(self, step: Step) -> None:
+        try:
+            dockerfile = dockerfile_for(self.deploy_dir, self.options.base_image)
+        except (OSError, ValueError) as exc:
+            raise fail(None, step.name, str(exc), "run `vllmgen render SPEC` first") from exc
+        labels = {IMAGE_HASH_LABEL: image_hash(dockerfile)}  # one label: each is a build step (a layer copy on vfs)
+        self._each(step.nodes, lambda name: self._image(step.name, name, dockerfile, labels))
+
+    def _image(self, step: str, name: str, dockerfile: str, labels: dict[str, str]) -> None:
+        executor, tag = self.executors[name], self.plan.image.tag
+        existing = self._engine(name, step, lambda: executor.image_labels(tag))
+        if existing is not None and existing.get(IMAGE_HASH_LABEL) == labels[IMAGE_HASH_LABEL]:
+            self._outcome(step, name, "unchanged", tag)
+            return
+        self.progress.say(f"{step}: building {tag} (base {self.options.base_image or self.plan.image.base})", name)
+        self._engine(name, step, lambda: executor.build_image(
+            self.deploy_dir, tag, dockerfile, labels, lambda line: self.progress.say(f"{step}: {line}", name)),
+            "read the build output above; a failing RUN line is the Dockerfile's (build/<name>/Dockerfile)")
+        self._outcome(step, name, "built", tag)
+
+    # containers ---------------------------------------------------------------------------------
+
+    def _request(self, name: str) -> RunRequest:
+        return RunRequest(self._node(name).container, self.node_dirs.get(name, ""), self.secrets, self.options.gpus)
+
+    def _decide(self, name: str) -> tuple[str, str]:
+        """create / replace / unchanged, and why, for one node's container."""
+        executor, node = self.executors[name], self._node(name)
+        container = node.container
+        state = self._engine(name, "head" if node.role == "head" else "workers",
+                             lambda: executor.inspect(container.name))
+        wanted = self._request(name).labels
+        if state is None:
+            return "create", "not there"
+        if state.labels.get(DEPLOYMENT_LABEL) != self.plan.name or state.labels.get(NODE_LABEL) != name:
+            raise fail(name, "head" if node.role == "head" else "workers",
+                       f"a container named {container.name} exists and is not this deployment's node {name}"
+                       f" (labels {dict(state.labels) or 'none'})",
+                       f"remove or rename it (docker rm -f {container.name}); vllmgen touches only its own containers")
+        if state.labels.get(HASH_LABEL) != wanted[HASH_LABEL]:
+            change = f"{state.labels.get(HASH_LABEL)} -> {wanted[HASH_LABEL]}"
+            return "replace", f"its definition changed (config-hash {change})"
+        if state.labels.get(GPUS_LABEL) != wanted.get(GPUS_LABEL):
+            return "replace", "it was started " + ("without" if state.labels.get(GPUS_LABEL) else "with") + " GPUs"
+        if not state.running:
+            return "replace", f"it is {state.status} (exit code {state.exit_code})"
+        return "unchanged", "running, config-hash matches"
+
+    def _decisions(self) -> dict[str, tuple[str, str]]:
+        if self._decided is not None:
+            return self._decided
+        names = [n.name for n in self.plan.nodes if n.name in self.executors]
+        decided = {name: self._decide(name) for name in names}
+        whole = len(self.plan.nodes) > 1 and len(names) == len(self.plan.nodes)
+        if whole and any(action != "unchanged" for action, _ in decided.values()):
+            # Ray workers and torch.distributed followers belong to one head: restart the group together
+            for name, (action, _) in decided.items():
+                if action == "unchanged":
+                    decided[name] = ("replace", "another node of the group changes; the group restarts together")
+        self._decided = decided
+        return decided
+
+    def _start(self, step: str, name: str) -> None:
+        executor, node = self.executors[name], self._node(name)
+        action, why = self._decisions()[name]
+        if action == "unchanged":
+            self._outcome(step, name, "unchanged", f"{node.container.name}: {why}")
+            return
+        files = tuple(m.source for m in node.container.mounts if m.anchor == "deploy_dir")
+        remote = f"{self.options.remote_dir}/{self.plan.name}"
+        if not remote.startswith("/") and files:
+            remote = self._engine(name, step, lambda: f"{executor.host.home()}/{remote}")
+        self.node_dirs[name] = self._engine(
+            name, step, lambda: executor.prepare_deploy_dir(self.deploy_dir, files, remote))
+        if action == "replace":
+            self.progress.say(f"{step}: removing {node.container.name}: {why}", name)
+            self._engine(name, step, lambda: executor.remove(node.container.name))
+        self._engine(name, step, lambda: executor.run(self._request(name)))
+        self._settle(step, name)
+        self._outcome(step, name, "created" if action == "create" else "replaced", f"{node.container.name}: {why}")
+
+    def _settle(self, step: str, name: str) -> None:
+        """A container that dies at once (bad flag, missing binary) is reported here, with its logs."""
+        executor, container = self.executors[name], self._node(name).container.name
+        deadline = time.monotonic() + self.options.settle
+        while True:
+            state = self._engine(name, step, lambda: executor.inspect(container))
+            if state is not None and not state.running and state.status != "created":
+                raise fail(name, step, f"{container} exited at once (exit code {state.exit_code})",
+                           f"see its log below (docker logs {container}); fix the spec and apply again",
+                           executor.logs(container))
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.5)
+
+    def step_head(self, step: Step) -> None:
+        self._decisions()
+        self._start(step.name, step.nodes[0])
+
+    def step_workers(self, step: Step) -> None:
+        self._decisions()  # inspected once, before the workers start in parallel
+        self._each(step.nodes, lambda name: self._start(step.name, name))
+
+    def _alive(self, step: str, todo: Callable[[NodePlan], str] | None = None) -> str | None:
+        """Raise, with its logs, if a container in scope is no longer running."""
+        for name, executor in self.executors.items():
+            node = self._node(name)
+            container = node.container.name
+            state = self._engine(name, step, lambda e=executor, c=container: e.inspect(c))
+            if state is None or not state.running:
+                how = "is gone" if state is None else f"exited (exit code {state.exit_code})"
+                advice = todo(node) if todo else "read its log below; then `vllmgen apply` again"
+                raise fail(name, step, f"{container} {how}", advice,
+                           executor.logs(container, tail=15) if state is not None else None)
+        return None
+
+    def _head_logs(self) -> str:
+        head = self.plan.head
+        return self.executors[head.name].logs(head.container.name, tail=20)
+
+    def step_cluster(self, step: Step) -> None:
+        if self.plan.backend == "mp":
+            head = self.executors[self.plan.head.name]
+            self._note_missing_workers()
+            verify.wait_healthy(head, self.plan.endpoint, self.progress, timeout=self.options.timeout,
+                                alive=lambda: self._alive(step.name), step=step.name,
+                                what="the followers to join and the model to load (/health)",
+                                interval=self.options.poll, logs=self._head_logs)
+            self._outcome(step.name, self.plan.head.name, "ok", f"{len(self.plan.nodes)} node(s), /health 200")
+            return
+        self._ray_cluster(step.name)
+
+    def _note_missing_workers(self) -> None:
+        for node in self.plan.workers:
+            if node.name not in self.executors:
+                self.progress.say(f"{node.name} is started by its own `vllmgen apply SPEC --node {node.name}` on "
+                                  f"{node.address}; waiting for it", self.plan.head.name)
+
+    def _ray_cluster(self, step: str) -> None:
+        head_node = self.plan.head
+        head = self.executors[head_node.name]
+        container = head_node.container.name
+        want_gpus = sum(node.gpus for node in self.plan.nodes)
+        want_nodes = {node.address: node.name for node in self.plan.nodes}
+        self._note_missing_workers()
+        seen: list[tuple[float, tuple[str, ...]]] = []
+
+        def todo(node: NodePlan) -> str:
+            if node.role == "head":
+                return f"read its log below (docker logs {container}); fix the spec and apply again"
+            return (f"{node.name} ({node.address}) stopped before joining the Ray cluster at {head_node.address}: "
+                    f"check that {node.address} is its address on a network that reaches {head_node.address}, "
+                    "and read its log below")
+
+        def poll() -> tuple[bool | None, str]:
+            self._alive(step, todo)
+            view = self._engine(head_node.name, step, lambda: head.cluster_view(container))
+            if view is None:
+                return None, "Ray is not answering in the head yet"
+            seen[:] = [(view.gpus, view.nodes)]
+            status = f"{len(view.nodes)} of {len(want_nodes)} nodes, {view.gpus:g} of {want_gpus} GPUs"
+            joined = set(want_nodes) <= set(view.nodes) and view.gpus >= want_gpus
+            return (True if joined else None), status
+
+        try:
+            wait_for(self.progress, f"{len(want_nodes)} Ray node(s) with {want_gpus} GPU(s)", poll,
+                     timeout=self.options.timeout, interval=self.options.poll, node=head_node.name)
+        except WaitTimeout as exc:
+            gpus, alive = seen[0] if seen else (0.0, ())
+            missing = [(address, name) for address, name in want_nodes.items() if address not in alive]
+            if not missing:
+                raise fail(head_node.name, step,
+                           f"the Ray cluster has {gpus:g} of {want_gpus} GPUs after {exc.waited:.0f}s",
+                           f"check --num-gpus in each node's command (docker exec {container} ray status)") from exc
+            first_address, first = missing[0]
+            names = ", ".join(f"{name} ({address})" for address, name in missing)
+            executor = self.executors.get(first)
+            logs = executor.logs(self._node(first).container.name) if executor else None
+            raise fail(first, step,
+                       f"{names} did not join the Ray cluster at {head_node.address} within {exc.waited:.0f}s "
+                       f"({exc.last})",
+                       f"check that {first_address} is the address of {first} on a network that reaches "
+                       f"{head_node.address}, and that the Ray port is open between them; "
+                       f"`docker exec {container} ray status` shows who joined", logs) from exc
+        self._outcome(step, head_node.name, "ok", f"{len(want_nodes)} node(s), {want_gpus} GPU(s)")
+
+    def step_serve(self, step: Step) -> None:
+        serve = self.plan.serve_exec
+        assert serve is not None
+        head = self.executors[serve.node]
+        if self._engine(serve.node, step.name, lambda: head.serving(serve.container)):
+            self._outcome(step.name, serve.node, "unchanged", "vllm serve is running in the head")
+            return
+        argv = (*SERVE_WRAPPER, *serve.argv)
+        self._engine(serve.node, step.name, lambda: head.exec(serve.container, argv, detach=True))
+        self._outcome(step.name, serve.node, "started", f"follow it: docker logs -f {serve.container}")
+
+    def step_verify(self, step: Step) -> None:
+        head = self.executors[self.plan.head.name]
+        serve = self.plan.serve_exec
+
+        def alive() -> str | None:
+            self._alive(step.name)
+            if serve and not self._engine(serve.node, step.name, lambda: head.serving(serve.container)):
+                raise fail(serve.node, step.name, f"vllm serve is no longer running in {serve.container}",
+                           "read its output below (docker logs); fix the spec and apply again",
+                           head.logs(serve.container))
+            return None
+
+        verify.wait_healthy(head, self.plan.endpoint, self.progress, timeout=self.options.timeout, alive=alive,
+                            interval=self.options.poll, logs=self._head_logs)
+        api_key = self.secrets.get("VLLM_API_KEY") if self.plan.endpoint.api_key else None
+        container = self.plan.head.container.name
+        passed = verify.verify(head, self.plan.endpoint, api_key, self.progress,
+                               logs=lambda: head.logs(container, tail=40))
+        self.report.outcomes.append(Outcome(step.name, self.plan.head.name, "ok", "; ".join(passed)))
+
+
+# --- down -------------------------------------------------------------------------------------
+
+
+def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | None = None) -> list[str]:
+    """Remove this deployment's containers (by label) from the nodes in scope, workers first."""
+    progress = progress or Progress()
+    order = [n for n in plan.workers if n.name in executors] + [n for n in (plan.head,) if n.name in executors]
+    removed: list[str] = []
+    for node in order:
+        executor = executors[node.name]
+        try:
+            found = executor.list_containers(plan.name)
+        except EngineError as exc:
+            raise fail(node.name, "down", str(exc), _engine_hint(str(exc))) from exc
+        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name]
+        if not mine:
+            progress.say("down: nothing to remove", node.name)
+        for state in mine:
+            try:
+                executor.remove(state.name)
+            except EngineError as exc:
+                raise fail(node.name, "down", f"removing {state.name}: {exc}") from exc
+            progress.say(f"down: removed {state.name} ({state.status})", node.name)
+            removed.append(state.name)
+    return removed
+
