@@ -24,3 +24,15 @@ def test_every_broken_spec_has_expected_text():
     stems = {p.stem for p in BROKEN.glob("*.yaml")}
     assert stems == {p.stem for p in BROKEN.glob("*.expected")}
     assert len(stems) >= 8, os.listdir(BROKEN)
+
+
+def test_version_without_catalog_warns_naming_both_versions(tmp_path):
+    spec = tmp_path / "old.yaml"
+    spec.write_text(
+        "version: 1\nname: old\nimage: {base: 'vllm/vllm-openai:v0.20.0'}\nmodel: {source: a/b}\n"
+        "nodes: [{name: a, address: 10.0.0.1, gpus: 1}]\nserve: {extra_args: [--swap-space, '4']}\n"
+    )
+    valid = validate_file(str(spec))  # --swap-space exists in 0.17.1, the nearest older catalog
+    assert [str(d).split(": ", 1)[1] for d in valid.warnings] == [
+        "image.base: warning: no flag catalog for vLLM 0.20.0; checking serve options against the nearest older one, 0.17.1"
+    ]

@@ -53,7 +53,7 @@ BASE: dict[str, Any] = {
         {"name": "a", "address": "10.0.0.1", "gpus": 1, "role": "head", "env": {"N": "1"}},
         {"name": "b", "address": "10.0.0.2", "gpus": 1, "role": "worker"},
     ],
-    "serve": {"tensor_parallel_size": 2, "extra_args": ["--max-num-batched-tokens", "8"], "reasoning_parser": "x"},
+    "serve": {"tensor_parallel_size": 2, "extra_args": ["--max-num-batched-tokens", "8"], "reasoning_parser": "deepseek_r1"},
 }
 
 # Every free-text field whose value reaches a script, as (path into the spec, setter).

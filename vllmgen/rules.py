@@ -71,7 +71,9 @@ OWNED_ENV = {
 
 
 def check_rules(spec: Spec) -> list[Finding]:
-    return [finding for rule in RULES for finding in rule(spec)]
+    from vllmgen.rules_catalog import serve_flags_exist  # imports this module's Finding
+
+    return [finding for rule in (*RULES, serve_flags_exist) for finding in rule(spec)]
 
 
 def one_head(spec: Spec) -> Iterator[Finding]:
