@@ -207,21 +207,8 @@ def serve_options(spec: Spec) -> Iterator[Finding]:
     config = spec.serve.speculative_config
     if config is not None and not isinstance(config.get("method"), str):
         yield Finding(("serve", "speculative_config"), "speculative_config needs a 'method' (e.g. method: qwen3_next_mtp)")
-    args = spec.serve.extra_args
-    if args and not args[0].startswith("-"):
-        yield Finding(("serve", "extra_args", 0), "extra_args starts with a flag such as '--max-num-batched-tokens'")
-    for index, arg in enumerate(args):
-        flag = normalise_flag(arg)
-        if flag in OWNED_FLAGS:
-            yield Finding(("serve", "extra_args", index), f"{flag} is set by vllmgen from {OWNED_FLAGS[flag]}")
-
-
-def normalise_flag(arg: str) -> str:
-    """'--trust_remote_code=1' -> '--trust-remote-code' (vLLM accepts both spellings)."""
-    if not arg.startswith("--"):
-        return arg
-    name = arg.split("=", 1)[0]
-    return "--" + name[2:].replace("_", "-")
+    # extra_args are checked in vllmgen.rules_catalog, where the flag catalog resolves aliases
+    # (-tp) to the canonical names OWNED_FLAGS lists
 
 
 RULES: list[Rule] = [one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, serve_options]

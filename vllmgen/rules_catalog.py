@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vllmgen import catalog
-from vllmgen.rules import Finding
+from vllmgen.rules import OWNED_FLAGS, Finding
 from vllmgen.spec import Spec
 
 
@@ -42,9 +42,17 @@ def _extra_args(spec: Spec, cat: catalog.Catalog) -> Iterator[Finding]:
             if not arg.startswith("--"):
                 continue
         if not arg.startswith("-") or _is_number(arg):
-            yield Finding(("serve", "extra_args", index), f"{arg!r} is not a flag, and the flag before it takes no value")
+            message = (
+                "extra_args starts with a flag such as '--max-num-batched-tokens'"
+                if index == 0
+                else f"{arg!r} is not a flag, and the flag before it takes no value"
+            )
+            yield Finding(("serve", "extra_args", index), message)
             continue
         info = cat.lookup(arg)
+        flag = info.name if info else catalog.normalise_flag(arg)
+        if flag in OWNED_FLAGS:
+            yield Finding(("serve", "extra_args", index), f"{flag} is set by vllmgen from {OWNED_FLAGS[flag]}")
         if info is None:
             yield Finding(("serve", "extra_args", index), _unknown_flag(arg, cat))
             expects_value = "=" not in arg  # a value after it belongs to it: one error, not two
