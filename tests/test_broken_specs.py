@@ -30,7 +30,7 @@ def test_version_without_catalog_warns_naming_both_versions(tmp_path):
     spec = tmp_path / "old.yaml"
     spec.write_text(
         "version: 1\nname: old\nimage: {base: 'vllm/vllm-openai:v0.20.0'}\nmodel: {source: a/b}\n"
-        "nodes: [{name: a, address: 10.0.0.1, gpus: 1}]\nserve: {extra_args: [--swap-space, '4']}\n"
+        "nodes: [{name: a, address: 192.0.2.1, gpus: 1}]\nserve: {extra_args: [--swap-space, '4']}\n"
     )
     valid = validate_file(str(spec))  # --swap-space exists in 0.17.1, the nearest older catalog
     assert [str(d).split(": ", 1)[1] for d in valid.warnings] == [

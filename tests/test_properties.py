@@ -50,8 +50,8 @@ BASE: dict[str, Any] = {
     "runtime": {"env": {"A": "b"}, "volumes": [{"host": "/srv/x", "container": "/x"}]},
     "cluster": {"backend": "mp", "nic": "eth0"},
     "nodes": [
-        {"name": "a", "address": "10.0.0.1", "gpus": 1, "role": "head", "env": {"N": "1"}},
-        {"name": "b", "address": "10.0.0.2", "gpus": 1, "role": "worker"},
+        {"name": "a", "address": "192.0.2.1", "gpus": 1, "role": "head", "env": {"N": "1"}},
+        {"name": "b", "address": "192.0.2.2", "gpus": 1, "role": "worker"},
     ],
     "serve": {"tensor_parallel_size": 2, "extra_args": ["--max-num-batched-tokens", "8"], "reasoning_parser": "deepseek_r1"},
 }

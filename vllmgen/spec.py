@@ -62,7 +62,7 @@ def _address(value: str) -> str:
     except ValueError:
         pass
     labels = value.rstrip(".").split(".")
-    looks_numeric = all(label.isdigit() for label in labels)  # 10.0.0.300 is a bad IP, not a hostname
+    looks_numeric = all(label.isdigit() for label in labels)  # 192.0.2.300 is a bad IP, not a hostname
     if len(value) > 253 or looks_numeric or not all(_HOSTNAME_LABEL.match(label) for label in labels):
         raise _fail("address", "expected an IPv4/IPv6 address or a hostname")
     return value

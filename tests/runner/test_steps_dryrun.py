@@ -189,14 +189,14 @@ def test_foreign_container_with_our_name_is_never_touched() -> None:
 
 def test_worker_that_never_joins_is_named() -> None:
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
-    runner, _, _ = _apply(spec, cluster=ClusterView(8, ("10.0.0.1",)),
+    runner, _, _ = _apply(spec, cluster=ClusterView(8, ("192.0.2.1",)),
                           options=Options(confirm=lambda q: True, settle=0, timeout=0))
     with pytest.raises(RunnerError) as caught:
         runner.run()
     message = str(caught.value)
     assert message.startswith(
-        "node worker-1, step cluster: worker-1 (10.0.0.2) did not join the Ray cluster at 10.0.0.1")
-    assert "what to do: check that 10.0.0.2 is the address of worker-1" in message
+        "node worker-1, step cluster: worker-1 (192.0.2.2) did not join the Ray cluster at 192.0.2.1")
+    assert "what to do: check that 192.0.2.2 is the address of worker-1" in message
 
 
 def test_secrets_never_printed_and_missing_ones_listed() -> None:
@@ -314,8 +314,8 @@ def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
           progress=Progress(io.StringIO()),
           environ=SECRETS, secret_files=SECRET_FILES).run()
     text = out.getvalue()
-    assert "docker --host ssh://root@10.0.0.1 run" in text
-    assert "ssh -o BatchMode=yes root@10.0.0.1 -- 'sh -c '" in text
+    assert "docker --host ssh://root@192.0.2.1 run" in text
+    assert "ssh -o BatchMode=yes root@192.0.2.1 -- 'sh -c '" in text
     assert "/root/.vllmgen/deployments/qwen3-next-tp16-ray/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro" in text
 
 
@@ -330,7 +330,7 @@ def test_cli_scope_and_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
                            env={"HF_TOKEN": "hf_test"})
     assert result.exit_code == 0, result.output
     assert "docker run --detach --name qwen3-next-single-gpu-1" in result.output
-    assert "curl -sS -X GET http://10.0.0.1:8000/health" in result.output
+    assert "curl -sS -X GET http://192.0.2.1:8000/health" in result.output
     nogpu = runner.invoke(cli, ["apply", spec, "--node", "gpu-1", "--dry-run", "--no-gpus", "--build-dir",
                                 str(ROOT / "build"), "--base-image", "local/base:1"], env={"HF_TOKEN": "hf_test"})
     assert nogpu.exit_code == 0 and "--gpus" not in nogpu.output and "--label io.vllmgen.gpus=none" in nogpu.output
@@ -407,13 +407,13 @@ def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyP
         "image": "vllmgen/qwen3-next-tp16-ray:v0.32.0",
         "name": "qwen3-next-tp16-ray-worker-1",
         "entrypoint": ["ray"],
-        "command": ["start", "--block", "--address=10.0.0.1:6379", "--node-ip-address=10.0.0.2", "--num-gpus=8",
+        "command": ["start", "--block", "--address=192.0.2.1:6379", "--node-ip-address=192.0.2.2", "--num-gpus=8",
                     "--disable-usage-stats"],
         "detach": True,
         "labels": dict(worker.container.labels),
         "network_mode": "host",
         "environment": {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_IB_HCA": "mlx5_0", "NCCL_SOCKET_IFNAME": "eth0",
-                        "VLLM_HOST_IP": "10.0.0.2", "HF_TOKEN": "hf_x"},
+                        "VLLM_HOST_IP": "192.0.2.2", "HF_TOKEN": "hf_x"},
         "volumes": ["/home/ops/.cache/huggingface:/root/.cache/huggingface:rw",
                     "/mnt/data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro"],
         "shm_size": "10.24g",
