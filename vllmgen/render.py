@@ -144,7 +144,7 @@ def render(plan: Plan) -> list[Artifact]:
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan)}
     artifacts = [
         Artifact("Dockerfile", _template("Dockerfile.j2", **context)),
-        Artifact("daemon.json", json.dumps(plan.daemon, indent=2, sort_keys=True) + "\n"),
+        Artifact("daemon.json", json.dumps(plan.daemon, indent=2, sort_keys=True, allow_nan=False) + "\n"),
         Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
         Artifact("secrets.env.example", _template("secrets.env.example.j2", **context)),
         Artifact("README.md", _template("README.md.j2", **context)),

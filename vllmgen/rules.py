@@ -7,9 +7,10 @@ Each rule is a small generator of ``Finding``s over a spec that already passed t
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from vllmgen.errors import Path
 from vllmgen.spec import Spec
@@ -71,9 +72,10 @@ OWNED_ENV = {
 
 
 def check_rules(spec: Spec) -> list[Finding]:
-    from vllmgen.rules_catalog import serve_flags_exist  # imports this module's Finding
+    from vllmgen.rules_catalog import serve_flags_exist  # these import this module's Finding
+    from vllmgen.rules_mounts import mount_clashes
 
-    return [finding for rule in (*RULES, serve_flags_exist) for finding in rule(spec)]
+    return [finding for rule in (*RULES, serve_flags_exist, mount_clashes) for finding in rule(spec)]
 
 
 def one_head(spec: Spec) -> Iterator[Finding]:
@@ -169,9 +171,6 @@ def runtime(spec: Spec) -> Iterator[Finding]:
         yield Finding(("runtime", "shm_size"), "shm_size has no effect with ipc_host: true; set ipc_host: false to use it")
     if not spec.runtime.ipc_host and not spec.runtime.shm_size:
         yield Finding(("runtime", "ipc_host"), "without ipc_host, set runtime.shm_size (Docker's 64 MB breaks NCCL)")
-    for index, volume in enumerate(spec.runtime.volumes):
-        if volume.container in (spec.model.path, "/root/.cache/huggingface", "/etc/vllmgen"):
-            yield Finding(("runtime", "volumes", index, "container"), f"{volume.container} is mounted by vllmgen already")
     sources = [("runtime", "env", name) for name in spec.runtime.env] + [
         ("nodes", index, "env", name) for index, node in enumerate(spec.nodes) for name in node.env
     ]
@@ -203,6 +202,25 @@ def model(spec: Spec) -> Iterator[Finding]:
         yield Finding(("model", "source"), "expected a Hugging Face repo id 'org/name' (or set model.host_path)")
 
 
+def _non_finite(value: Any, path: Path) -> Iterator[Path]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
+
+
+def finite_numbers(spec: Spec) -> Iterator[Finding]:
+    """.inf and .nan would be written as JSON Infinity/NaN, which Docker and vLLM refuse."""
+    for root, value in ((("docker", "daemon"), spec.docker.daemon),
+                        (("serve", "speculative_config"), spec.serve.speculative_config)):
+        for path in _non_finite(value, root):
+            yield Finding(path, "expected a finite number: .inf and .nan would be written as Infinity and NaN, which JSON does not have")
+
+
 def serve_options(spec: Spec) -> Iterator[Finding]:
     config = spec.serve.speculative_config
     if config is not None and not isinstance(config.get("method"), str):
@@ -211,4 +229,6 @@ def serve_options(spec: Spec) -> Iterator[Finding]:
     # (-tp) to the canonical names OWNED_FLAGS lists
 
 
-RULES: list[Rule] = [one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, serve_options]
+RULES: list[Rule] = [
+    one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, finite_numbers, serve_options,
+]
