@@ -209,7 +209,7 @@ def _compose(plan: Plan, node: NodePlan) -> str:
         service["shm_size"] = container.shm_size
     service["restart"] = container.restart
     env = [f"{key}={_compose_escape(value)}" for key, value in container.env]
-    env += [secret.name for secret in container.secrets]  # passed through from the shell
+    env += [f"{secret.name}={_compose_secret(secret)}" for secret in container.secrets]
     if env:
         service["environment"] = env
     service["volumes"] = [_compose_volume(mount_word(mount)) for mount in container.mounts]
@@ -224,11 +224,30 @@ def _compose(plan: Plan, node: NodePlan) -> str:
         "resources": {"reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}
     }
     document = {"name": container.name, "services": {node.name: service}}
-    secrets = ", ".join(secret.name for secret in container.secrets)
     text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
-    if secrets:
-        text += f"\nExport {secrets} first (see ../../secrets.env.example): compose passes them through."
+    for secret in container.secrets:
+        text += "\n" + _compose_secret_note(secret)
     return yamlout.dump(document, text)
+
+
+def _compose_secret(secret: SecretEnv) -> str:
+    """The container variable vLLM reads, from the variable the spec names; compose refuses to start
+    without it (``:?``) rather than start vLLM with an empty key. Compose cannot read a file into a
+    variable, so a file secret is taken from the environment under its container name."""
+    source = secret.from_env or secret.name
+    if secret.from_file:
+        why = "compose cannot read the file it comes from; export it as this file's header says, or use start.sh"
+    else:
+        why = "see ../../secrets.env.example"
+    return f"${{{_var(source)}:?{source} is not set ({why})}}"
+
+
+def _compose_secret_note(secret: SecretEnv) -> str:
+    if secret.from_file:
+        read = f"$(cat -- {quote_word(host_word(secret.from_file))})"
+        return _safe_text(f"{secret.name} comes from a file; first: export {secret.name}=\"{read}\"")
+    source = secret.from_env or secret.name
+    return f"{secret.name} is read from ${source}: export it first (see ../../secrets.env.example)."
 
 
 def _manifest(plan: Plan, artifacts: list[Artifact]) -> str:
