@@ -221,7 +221,7 @@ def _compose(plan: Plan, node: NodePlan) -> str:
         service["ulimits"] = {name: {"soft": soft, "hard": hard} for name, soft, hard in container.ulimits}
     service["labels"] = {key: value for key, value in container.labels}
     service["deploy"] = {
-        "resources": {"reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}
+        "resources": {"reservations": {"devices": [{"count": "all", "capabilities": ["gpu"]}]}}
     }
     document = {"name": container.name, "services": {node.name: service}}
     text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
