@@ -244,7 +244,7 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
 
     from vllmgen.compile import compile_file
     from vllmgen.runner import targets
-    from vllmgen.runner.executor import Recorder
+    from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.steps import Apply, Options
     from vllmgen.write import check as check_tree
 
@@ -310,7 +310,7 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
     """Remove the containers apply started (by their labels), workers first. Every node unless --node."""
     from vllmgen.compile import plan_file
     from vllmgen.runner import targets
-    from vllmgen.runner.executor import Recorder
+    from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.steps import down as run_down
 
     _, plan = plan_file(spec)

@@ -20,12 +20,11 @@ from vllmgen.cli import cli, main
 from vllmgen.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.runner import daemon_json, status, targets
+from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     ClusterView,
     ContainerState,
-    DryRunExecutor,
-    Recorder,
     dockerfile_for,
     image_hash,
 )
@@ -390,7 +389,8 @@ def test_wait_for_reports_progress_and_times_out() -> None:
 
 def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     """What DockerSdkExecutor hands the engine for the seed's Ray worker (no daemon needed)."""
-    from vllmgen.runner.executor import DockerSdkExecutor, RunRequest
+    from vllmgen.runner.executor import RunRequest
+    from vllmgen.runner.sdk import DockerSdkExecutor
 
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
     compiled, deploy_dir = _compiled(spec)

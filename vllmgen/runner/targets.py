@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from vllmgen.plan import Plan
 from vllmgen.runner import host as hosts
-from vllmgen.runner.executor import ClusterView, DockerSdkExecutor, DryRunExecutor, Executor, Recorder
+from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.executor import ClusterView, Executor
+from vllmgen.runner.sdk import DockerSdkExecutor
 
 
 def scope(plan: Plan, node: str | None, all_nodes: bool) -> tuple[str, ...]:
