@@ -295,7 +295,9 @@ def test_hosts_by_endpoint() -> None:
     assert isinstance(for_endpoint("unix:///run/x.sock"), LocalHost)
     ssh = for_endpoint("ssh://ops@gpu-2:2222")
     assert isinstance(ssh, SshHost) and ssh.ssh_argv(["cat", "/a b"]) == [
-        "ssh", "-o", "BatchMode=yes", "-p", "2222", "ops@gpu-2", "--", "cat '/a b'"]
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=3", "-o", "StrictHostKeyChecking=yes", "-p", "2222", "-l", "ops",
+        "--", "gpu-2", "cat '/a b'"]
     assert isinstance(for_endpoint("tcp://gpu-2:2376"), UnreachableHost)
 
 
@@ -314,7 +316,8 @@ def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
           environ=SECRETS, secret_files=SECRET_FILES).run()
     text = out.getvalue()
     assert "docker --host ssh://root@10.0.0.1 run" in text
-    assert "ssh -o BatchMode=yes root@10.0.0.1 -- 'sh -c '" in text
+    assert "StrictHostKeyChecking=yes -l root -- 10.0.0.1 'sh -c '" in text
+    assert "# --- node head (ssh://root@10.0.0.1)" in text
     assert "/root/.vllmgen/deployments/qwen3-next-tp16-ray/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro" in text
 
 

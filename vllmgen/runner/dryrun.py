@@ -46,6 +46,7 @@ class Recorder:
     calls: list[Call] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _last_node: str | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)  # node -> where its commands go, for the headers
 
     def record(self, node: str, op: str, detail: str = "", command: str | None = None) -> None:
         with self._lock:
@@ -54,7 +55,8 @@ class Recorder:
                 return
             stream = self.stream or sys.stdout
             if node != self._last_node:
-                print(f"\n# --- node {node}", file=stream)
+                where = self.endpoints.get(node)
+                print(f"\n# --- node {node}" + (f" ({where})" if where else ""), file=stream)
                 self._last_node = node
             print(command, file=stream, flush=True)
 
@@ -83,6 +85,7 @@ class DryRunExecutor:
         self.containers = dict(containers or {})
         self.images = dict(images or {})
         self.served: set[str] = set()  # containers where a dry-run `vllm serve` was started
+        recorder.endpoints[node] = endpoint or f"local {hosts.default_endpoint()}"
 
     def _on_host(self, argv: list[str] | tuple[str, ...]) -> str:
         """A command run on the node's host: directly, or through ssh."""

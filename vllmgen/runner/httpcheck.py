@@ -1,4 +1,7 @@
-"""HTTP requests to a node's endpoint (health, models, chat), with the standard library."""
+"""HTTP requests to a node's endpoint (health, models, chat), with the standard library.
+
+Straight to the node: no proxy from the environment (behind one, /health would ask the proxy).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from typing import Any
 from vllmgen.runner.executor import HttpResult
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_request(method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
                  timeout: float = 10) -> HttpResult:
     """One HTTP request with the standard library; never raises for HTTP or connection errors."""
@@ -19,7 +25,7 @@ def http_request(method: str, url: str, headers: Mapping[str, str] | None = None
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _DIRECT.open(request, timeout=timeout) as response:
             return HttpResult(response.status, response.read().decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
         return HttpResult(exc.code, exc.read().decode("utf-8", "replace"))

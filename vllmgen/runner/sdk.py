@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import shlex
 import tarfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vllmgen.runner import dockerargs
+from vllmgen import endpoints
+from vllmgen.runner import dockerargs, ssh
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
     RAY_PROBE,
@@ -30,51 +32,81 @@ from vllmgen.runner.executor import (
 from vllmgen.runner.httpcheck import http_request
 
 
+API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
+BUILD_TIMEOUT = 3600  # a build's output may pause for long (a big pip install)
+ATTEMPTS = 3  # a call whose connection dropped is tried again, twice, when repeating it is harmless
+
+
 class DockerSdkExecutor:
     """A node's Docker engine through the docker SDK; its host through ``host``."""
 
     concurrent = True
 
-    def __init__(self, node: str, endpoint: str | None, host: hosts.Host | None = None, *, timeout: int = 1800):
+    def __init__(self, node: str, endpoint: str | None, host: hosts.Host | None = None, *,
+                 timeout: float = API_TIMEOUT):
         self.node = node
         self.endpoint = endpoint
         self.host = host or hosts.for_endpoint(endpoint)
         self._timeout = timeout
         self._client: Any = None
+        self._dialer: Any = None
 
-    # the client is made on first use: constructing it already talks to the engine
+    @property
+    def _where(self) -> str:
+        return self.endpoint or hosts.default_endpoint()
+
+    # the client is made on first use, and asks the engine its API version then
     def _docker(self) -> Any:
         if self._client is None:
             import docker
 
-            try:
-                self._client = docker.DockerClient(
-                    base_url=self.endpoint or hosts.default_endpoint(),
-                    timeout=self._timeout,
-                    use_ssh_client=bool(self.endpoint and self.endpoint.startswith("ssh://")),
-                )
-            except docker.errors.DockerException as exc:
-                raise EngineError(str(exc)) from exc
+            if self.endpoint and self.endpoint.startswith("ssh://"):
+                client, self._dialer = ssh.docker_client(endpoints.parse(self.endpoint), self._timeout)
+            else:
+                client = docker.DockerClient(base_url=self._where, version="1.41", timeout=self._timeout)
+                client.api.trust_env = False  # the engine, never a proxy from the environment
+            self._client = client
+            client.api._version = client.api.version(api_version=False)["ApiVersion"]
         return self._client
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
+        """``fn`` with the engine's errors as EngineError; a dropped connection tried again when ``retry``."""
         import docker
         import requests
 
-        try:
-            return fn()
-        except docker.errors.APIError as exc:
-            raise EngineError(exc.explanation or str(exc)) from exc
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise EngineError(str(exc)) from exc
+        for attempt in range(ATTEMPTS):
+            try:
+                return fn()
+            except docker.errors.APIError as exc:
+                raise EngineError(exc.explanation or str(exc)) from exc
+            except requests.exceptions.Timeout as exc:
+                self.close()
+                raise EngineError(f"the Docker engine at {self._where} did not answer within "
+                                  f"{self._timeout:g}s ({exc})") from exc
+            except (requests.exceptions.ConnectionError, OSError, docker.errors.DockerException) as exc:
+                # OSError: BrokenPipeError, ConnectionResetError, a missing ssh binary
+                why = self._dialer.last_error() if self._dialer else ""
+                self.close()
+                explained = ssh.explain(endpoints.parse(self._where), why) if why and self._dialer else ""
+                if retry and not explained and attempt < ATTEMPTS - 1:
+                    time.sleep(1 + attempt)
+                    continue
+                detail = explained or f"cannot reach the Docker engine at {self._where}: {why or exc}"
+                raise EngineError(detail) from exc
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
-            self._client = None
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+        if self._dialer is not None:
+            self._dialer.close()
+            self._dialer = None
 
     def ping(self) -> EngineInfo:
-        self._client = None  # after a daemon restart the old connection is gone
+        self.close()  # after a daemon restart the old connection is gone
         version = self._call(lambda: self._docker().version())
         info = self._call(lambda: self._docker().info())
         return EngineInfo(version.get("Version", "?"), version.get("ApiVersion", "?"),
@@ -96,7 +128,7 @@ class DockerSdkExecutor:
     def gpu_count(self) -> int | None:
         try:
             out = self.host.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], timeout=60)
-        except hosts.NoHostAccess:
+        except hosts.NoHostAccess:  # a tcp:// endpoint: not checked; ssh failures are errors
             return None
         if out.rc != 0:
             return None
@@ -105,13 +137,14 @@ class DockerSdkExecutor:
     def image_labels(self, tag: str) -> dict[str, str] | None:
         import docker
 
-        try:
-            image = self._docker().images.get(tag)
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as exc:
-            raise EngineError(exc.explanation or str(exc)) from exc
-        return dict(image.labels or {})
+        def get() -> Any:
+            try:
+                return self._docker().images.get(tag)
+            except docker.errors.ImageNotFound:
+                return None
+
+        image = self._call(get)
+        return None if image is None else dict(image.labels or {})
 
     def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
                     on_line: Callable[[str], None]) -> None:
@@ -121,7 +154,7 @@ class DockerSdkExecutor:
         def build() -> None:
             stream = self._docker().api.build(
                 fileobj=archive, custom_context=True, tag=tag, labels=labels, rm=True, forcerm=True,
-                decode=True, network_mode="host",
+                decode=True, network_mode="host", timeout=BUILD_TIMEOUT,
             )
             for event in stream:
                 if "error" in event:
@@ -134,7 +167,7 @@ class DockerSdkExecutor:
                     if line.startswith(("Step ", "Pulling", "Status:", "Successfully")):
                         on_line(line)
 
-        self._call(build)
+        self._call(build, retry=False)
 
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
         if hosts.is_local(self.host):
@@ -145,12 +178,13 @@ class DockerSdkExecutor:
     def _get(self, name: str) -> Any:
         import docker
 
-        try:
-            return self._docker().containers.get(name)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as exc:
-            raise EngineError(exc.explanation or str(exc)) from exc
+        def get() -> Any:
+            try:
+                return self._docker().containers.get(name)
+            except docker.errors.NotFound:
+                return None
+
+        return self._call(get)
 
     @staticmethod
     def _state(container: Any) -> ContainerState:
@@ -169,7 +203,7 @@ class DockerSdkExecutor:
 
     def run(self, request: RunRequest) -> None:
         try:
-            self._call(lambda: self._docker().containers.run(**self._run_kwargs(request)))
+            self._call(lambda: self._docker().containers.run(**self._run_kwargs(request)), retry=False)
         except EngineError:
             # created but never started (no GPU driver, no such binary): leave nothing half-made behind
             leftover = self._get(request.container.name)
@@ -199,7 +233,7 @@ class DockerSdkExecutor:
         container = self._get(name)
         if container is None:
             raise EngineError(f"no container {name}")
-        result = self._call(lambda: container.exec_run(list(argv), detach=detach))
+        result = self._call(lambda: container.exec_run(list(argv), detach=detach), retry=not detach)
         output = result.output.decode("utf-8", "replace") if isinstance(result.output, bytes) else ""
         return ExecResult(result.exit_code, output)
 
