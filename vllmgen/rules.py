@@ -221,6 +221,17 @@ def finite_numbers(spec: Spec) -> Iterator[Finding]:
             yield Finding(path, "expected a finite number: .inf and .nan would be written as Infinity and NaN, which JSON does not have")
 
 
+def daemon_values(spec: Spec) -> Iterator[Finding]:
+    """Values Docker would refuse for daemon.json keys it knows: found here, not after a restart."""
+    from vllmgen.daemon_keys import problems
+
+    for path, message in problems({**spec.docker.daemon, "registry-mirrors": spec.docker.registry_mirrors}):
+        if path[0] == "registry-mirrors":
+            yield Finding(("docker", "registry_mirrors", *path[1:]), message)
+        else:
+            yield Finding(("docker", "daemon", *path), message)
+
+
 def serve_options(spec: Spec) -> Iterator[Finding]:
     config = spec.serve.speculative_config
     if config is not None and not isinstance(config.get("method"), str):
@@ -230,5 +241,6 @@ def serve_options(spec: Spec) -> Iterator[Finding]:
 
 
 RULES: list[Rule] = [
-    one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, finite_numbers, serve_options,
+    one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, finite_numbers, daemon_values,
+    serve_options,
 ]
