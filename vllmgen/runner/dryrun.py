@@ -119,6 +119,17 @@ class DryRunExecutor:
         self._record("write-daemon-json", path,
                      f"{copy}cat > {shlex.quote(path)} <<'EOF'\n{text.rstrip()}\nEOF")
 
+    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
+        self._record("validate-daemon-json", self.host.daemon_json_path,
+                     f"# the merged file is checked first: {self._on_host(['dockerd', '--validate', '--config-file', 'FILE'])}"
+                     " (Docker >= 23; else vllmgen checks the keys it writes)")
+        return None, ""
+
+    def restore_daemon_json(self, original: str | None) -> None:
+        path = self.host.daemon_json_path
+        self._record("restore-daemon-json", path, f"rm -f {shlex.quote(path)}" if original is None
+                     else f"cat > {shlex.quote(path)} <<'EOF'\n{original.rstrip()}\nEOF")
+
     def restart_daemon(self) -> None:
         self._record("restart-daemon", command=self._on_host(self.host.restart_command))
 

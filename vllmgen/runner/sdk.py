@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vllmgen import endpoints
-from vllmgen.runner import dockerargs, ssh
+from vllmgen.runner import daemon_json, dockerargs, ssh
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
     RAY_PROBE,
@@ -117,6 +117,16 @@ class DockerSdkExecutor:
 
     def write_daemon_json(self, text: str, backup: str | None) -> None:
         self.host.replace_text(self.host.daemon_json_path, text, backup)
+
+    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
+        out = self.host.run(["sh", "-c", daemon_json.VALIDATE_SCRIPT, "vllmgen"], input=text, timeout=60)
+        return daemon_json.validation(out.rc, out.stdout + out.stderr)
+
+    def restore_daemon_json(self, original: str | None) -> None:
+        if original is None:
+            self.host.remove(self.host.daemon_json_path)
+        else:
+            self.host.replace_text(self.host.daemon_json_path, original, None)
 
     def restart_daemon(self) -> None:
         self.close()

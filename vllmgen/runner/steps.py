@@ -26,7 +26,7 @@ from typing import TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import daemon_json, secrets, verify
+from vllmgen.runner import daemon_step, secrets, verify
 from vllmgen.runner.executor import (
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
@@ -63,6 +63,7 @@ class Options:
     confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
     settle: float = 2.0  # seconds a new container must stay up before its step reports it started
     poll: float = 3.0
+    daemon_timeout: float = 60.0  # seconds Docker has to answer after a restart, before its old file is put back
 
 
 @dataclass(frozen=True)
@@ -211,48 +212,7 @@ class Apply:
         self._outcome(step, name, "ok", detail)
 
     def step_daemon_json(self, step: Step) -> None:
-        self._each(step.nodes, lambda name: self._daemon_json(step.name, name))
-
-    def _daemon_json(self, step: str, name: str) -> None:
-        executor = self.executors[name]
-        if not self.plan.daemon:
-            self._outcome(step, name, "skipped", "the spec sets no daemon.json keys")
-            return
-        path = executor.host.daemon_json_path
-        current = self._engine(name, step, executor.read_daemon_json)
-        try:
-            merge = daemon_json.merge(current, self.plan.daemon, f"{path} on {name}")
-        except daemon_json.DaemonJsonError as exc:
-            raise fail(name, step, str(exc)) from exc
-        if not merge.changed:
-            self._outcome(step, name, "unchanged", path)
-            return
-        changes = ", ".join(merge.changes)
-        question = (f"node {name}: {path} changes ({changes}); Docker must restart to load it, which stops"
-                    " containers without a restart policy. Write it and restart Docker?")
-        if not self.options.confirm(question):
-            raise fail(name, step, f"{path} needs {changes}; not changed (no confirmation)",
-                       "rerun with --yes, or merge build/<name>/daemon.json by hand and restart Docker")
-        backup = daemon_json.backup_name(path) if merge.current is not None else None
-        self._engine(name, step, lambda: executor.write_daemon_json(merge.text, backup))
-        self.progress.say(f"{step}: wrote {path}" + (f" (backup {backup})" if backup else ""), name)
-        self._engine(name, step, executor.restart_daemon)
-        restore = (f"restore it: cp {backup} {path}, then restart Docker" if backup
-                   else f"remove {path} and restart Docker")
-
-        def answers() -> tuple[bool | None, str]:
-            try:
-                executor.ping()
-                return True, "Docker answers"
-            except EngineError as exc:
-                return None, str(exc)
-
-        try:
-            wait_for(self.progress, "Docker to come back after the restart", answers, timeout=60, interval=1, node=name)
-        except WaitTimeout as exc:
-            raise fail(name, step, f"Docker did not come back after loading the new {path}: {exc.last}",
-                       f"check `journalctl -u docker`; {restore}") from exc
-        self._outcome(step, name, "merged", changes)
+        daemon_step.run(self, step.nodes)
 
     def step_image(self, step: Step) -> None:
         try:
