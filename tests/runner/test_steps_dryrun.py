@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from vllmgen.cli import cli, main
 from vllmgen.compile import compile_file
 from vllmgen.errors import RunnerError
-from vllmgen.runner import daemon_json, status, targets
+from vllmgen.runner import daemon_json, identity, status, targets
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
@@ -37,7 +37,8 @@ from vllmgen.write import check
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
-SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456"}
+SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456",
+           "VLLMGEN_FINGERPRINT_KEY": "test-fingerprint-key"}
 SECRET_FILES = {"/etc/vllmgen/api-key": "file-key-value-789\n"}
 
 
@@ -68,6 +69,16 @@ def _apply(spec: Path, names=None, *, containers=None, images=None, cluster=None
                    progress=Progress(progress_stream), drift=check(compiled.artifacts, deploy_dir), environ=SECRETS,
                    secret_files=SECRET_FILES)
     return runner, recorder, progress_stream
+
+
+def _applied(plan, node, status: str = "running", exit_code=None) -> ContainerState:  # noqa: ANN001
+    """The node's container as apply leaves it: the plan's labels, the image built in the dry run and the
+    fingerprint of SECRETS (identity.run_labels)."""
+    labels = dict(node.container.labels)
+    values = resolve(plan.secrets, environ=SECRETS, files=SECRET_FILES)
+    labels |= identity.run_labels(labels["io.vllmgen.config-hash"], f"sha256:(the ID of {plan.image.tag})",
+                                  identity.secrets_fingerprint(values, SECRETS))
+    return ContainerState(node.container.name, status, exit_code, labels)
 
 
 def _log(recorder: Recorder) -> str:
@@ -129,15 +140,27 @@ def test_dry_run_docker_run_is_the_start_script(spec: Path) -> None:
         mine = next(p for p in printed if f"{node.container.name}" in p)
         if mine[1] == "--host":
             del mine[1:3]
-        assert mine == words
+        assert _without_identity(mine) == _without_identity(words)
+        extra = sorted(w for w in mine if w.startswith("io.vllmgen.") and w not in words)
+        assert [w.split("=")[0] for w in extra] == [identity.HASH_LABEL, identity.IMAGE_LABEL, identity.SECRETS_LABEL]
+
+
+def _without_identity(words: list[str]) -> list[str]:
+    """The words less the labels only apply knows (image ID, secrets fingerprint, the config-hash over them)."""
+    out: list[str] = []
+    for word in words:
+        if word.startswith((identity.HASH_LABEL, identity.IMAGE_LABEL, identity.SECRETS_LABEL)):
+            out.pop()  # its --label
+            continue
+        out.append(word)
+    return out
 
 
 def test_second_apply_changes_nothing() -> None:
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
     compiled, deploy_dir = _compiled(spec)
     plan = compiled.plan
-    containers = {n.container.name: ContainerState(n.container.name, "running", None, dict(n.container.labels))
-                  for n in plan.nodes}
+    containers = {n.container.name: _applied(plan, n) for n in plan.nodes}
     images = {plan.image.tag: {IMAGE_HASH_LABEL: image_hash(dockerfile_for(deploy_dir, None))}}
     runner, recorder, progress = _apply(spec, containers=containers, images=images)
     # the head already serves: the serving probe answers yes
@@ -153,8 +176,7 @@ def test_changed_hash_replaces_the_whole_group() -> None:
     spec = ROOT / "specs" / "seed-two-node-mp.yaml"
     compiled, _ = _compiled(spec)
     plan = compiled.plan
-    containers = {n.container.name: ContainerState(n.container.name, "running", None, dict(n.container.labels))
-                  for n in plan.nodes}
+    containers = {n.container.name: _applied(plan, n) for n in plan.nodes}
     stale = dict(plan.head.container.labels) | {"io.vllmgen.config-hash": "0000"}
     containers[plan.head.container.name] = ContainerState(plan.head.container.name, "running", None, stale)
     runner, recorder, _ = _apply(spec, containers=containers)
@@ -170,7 +192,7 @@ def test_exited_container_is_replaced_and_single_node_group_alone() -> None:
     spec = ROOT / "specs" / "seed-single-node.yaml"
     compiled, _ = _compiled(spec)
     node = compiled.plan.head
-    containers = {node.container.name: ContainerState(node.container.name, "exited", 1, dict(node.container.labels))}
+    containers = {node.container.name: _applied(compiled.plan, node, "exited", 1)}
     runner, _, progress = _apply(spec, containers=containers)
     runner.run()
     assert "it is exited (exit code 1)" in progress.getvalue()

@@ -141,6 +141,9 @@ class DryRunExecutor:
         self._record("image-inspect", tag)
         return self.images.get(tag)
 
+    def image_id(self, tag: str) -> str | None:
+        return f"sha256:(the ID of {tag})" if tag in self.images else None
+
     def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
                     on_line: Callable[[str], None]) -> None:
         label_words = [w for key, value in sorted(labels.items()) for w in ("--label", f"{key}={value}")]

@@ -156,6 +156,17 @@ class DockerSdkExecutor:
         image = self._call(get)
         return None if image is None else dict(image.labels or {})
 
+    def image_id(self, tag: str) -> str | None:
+        import docker
+
+        def get() -> Any:
+            try:
+                return self._docker().images.get(tag).id
+            except docker.errors.ImageNotFound:
+                return None
+
+        return self._call(get)
+
     def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
                     on_line: Callable[[str], None]) -> None:
         archive = _context_tar(context, dockerfile)
