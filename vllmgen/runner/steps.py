@@ -64,6 +64,7 @@ class Options:
     confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
     settle: float = 2.0  # seconds a new container must stay up before its step reports it started
     poll: float = 3.0
+    dry_run: bool = False  # no secret fingerprint (no key file is made): the label shows a placeholder
     daemon_timeout: float = 60.0  # seconds Docker has to answer after a restart, before its old file is put back
 
 
@@ -195,7 +196,8 @@ class Apply:
                        "run `vllmgen render SPEC`, review the change, then apply: apply runs what was rendered")
         self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
                                        example=str(self.deploy_dir / "secrets.env.example"))
-        self.fingerprint = identity.secrets_fingerprint(self.secrets, self.environ)
+        self.fingerprint = ("(keyed fingerprint of the secret values)" if self.options.dry_run
+                            else identity.secrets_fingerprint(self.secrets, self.environ))
         self._each(step.nodes, lambda name: self._preflight(step.name, name))
 
     def _preflight(self, step: str, name: str) -> None:
