@@ -61,6 +61,20 @@ class Recorder:
             print(command, file=stream, flush=True)
 
 
+class DryHost:
+    """The node's host as the dry run sees it: its paths and commands, but nothing that reaches it.
+    ``$HOME`` of a remote host is unknown without asking it, so it prints as ``~``."""
+
+    def __init__(self, host: hosts.Host):
+        self._host = host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+    def home(self) -> str:
+        return self._host.home() if hosts.is_local(self._host) else "~"
+
+
 class DryRunExecutor:
     """Prints the ``docker`` commands equivalent to each operation and records them; changes nothing.
 
@@ -77,7 +91,8 @@ class DryRunExecutor:
                  images: dict[str, dict[str, str]] | None = None):
         self.node = node
         self.endpoint = endpoint
-        self.host = host or hosts.for_endpoint(endpoint)
+        self.real_host = host or hosts.for_endpoint(endpoint)
+        self.host = DryHost(self.real_host)
         self.recorder = recorder
         self.assume_cluster = assume_cluster
         self.assume_served = assume_served
@@ -89,7 +104,7 @@ class DryRunExecutor:
 
     def _on_host(self, argv: list[str] | tuple[str, ...]) -> str:
         """A command run on the node's host: directly, or through ssh."""
-        if isinstance(self.host, hosts.SshHost):
+        if isinstance(self.real_host, hosts.SshHost):
             return shlex.join(self.host.ssh_argv(list(argv)))
         return shlex.join(argv)
 
@@ -109,7 +124,7 @@ class DryRunExecutor:
 
     def read_daemon_json(self) -> str | None:
         self._record("read-daemon-json", self.host.daemon_json_path)
-        if hosts.is_local(self.host):  # reading changes nothing: show the real merge
+        if hosts.is_local(self.real_host):  # reading changes nothing: show the real merge
             return self.host.read_text(self.host.daemon_json_path)
         return None
 
@@ -160,9 +175,9 @@ class DryRunExecutor:
         self.images[tag] = dict(labels)
 
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
-        if hosts.is_local(self.host):
+        if hosts.is_local(self.real_host):
             return str(local.resolve())
-        assert isinstance(self.host, hosts.SshHost)
+        assert isinstance(self.real_host, hosts.SshHost)
         for name in files:
             argv = self.host.ssh_argv(["sh", "-c", 'mkdir -p -- "$1" && cat > "$1/$2"', "vllmgen", remote, name])
             self._record("put-file", f"{remote}/{name}", f"{shlex.join(argv)} < {shlex.quote(str(local / name))}")

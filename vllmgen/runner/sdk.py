@@ -86,8 +86,8 @@ class DockerSdkExecutor:
             except (requests.exceptions.ConnectionError, OSError, docker.errors.DockerException) as exc:
                 # OSError: BrokenPipeError, ConnectionResetError, a missing ssh binary
                 why = self._dialer.last_error() if self._dialer else ""
-                self.close()
                 explained = ssh.explain(endpoints.parse(self._where), why) if why and self._dialer else ""
+                self.close()
                 if retry and not explained and attempt < ATTEMPTS - 1:
                     time.sleep(1 + attempt)
                     continue
