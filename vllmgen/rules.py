@@ -6,11 +6,11 @@ Each rule is a small generator of ``Finding``s over a spec that already passed t
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from vllmgen import addresses
 from vllmgen.errors import Path
 from vllmgen.spec import Spec
 
@@ -92,10 +92,10 @@ def one_head(spec: Spec) -> Iterator[Finding]:
 
 
 def unique_nodes(spec: Spec) -> Iterator[Finding]:
-    for field in ("name", "address"):
+    for field, same in (("name", str.lower), ("address", addresses.canonical)):
         seen: dict[str, int] = {}
         for index, node in enumerate(spec.nodes):
-            value = getattr(node, field).lower()
+            value = same(getattr(node, field))
             if value in seen:
                 yield Finding(("nodes", index, field), f"duplicate {field} {value!r} (also nodes[{seen[value]}].{field})")
             else:
@@ -135,9 +135,7 @@ def multi_node(spec: Spec) -> Iterator[Finding]:
     if spec.runtime.network != "host":
         yield Finding(("runtime", "network"), "several nodes need host networking (Ray, NCCL and Gloo connect node to node)")
     for index, node in enumerate(spec.nodes):
-        try:
-            ipaddress.ip_address(node.address)
-        except ValueError:
+        if addresses.parse_ip(node.address) is None:
             yield Finding(
                 ("nodes", index, "address"),
                 "multi-node deployments need an IP address here: it becomes VLLM_HOST_IP and the Ray/master address",
