@@ -24,7 +24,7 @@ from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
-from vllmgen.errors import Path
+from vllmgen.errors import Path, short
 
 MAX_DEPTH = 64
 MAX_SCALAR = 16384  # characters in one key or value
@@ -46,13 +46,6 @@ class ComposeError(Exception):
         super().__init__(message)
         self.line, self.column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         self.message = message
-
-
-def short(value: str, limit: int = 80) -> str:
-    """``value`` quoted, cut to ``limit`` characters with its length when longer."""
-    if len(value) <= limit:
-        return repr(value)
-    return f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 class _Frame:

@@ -25,8 +25,8 @@ try:  # libyaml, from ruamel.yaml[libyaml] (ruamel.yaml.clibz) or ruamel.yaml.cl
 except ImportError:
     CParser = None
 
-from vllmgen.compose import Builder, ComposeError, short
-from vllmgen.errors import Diagnostic, Path, SpecError
+from vllmgen.compose import Builder, ComposeError
+from vllmgen.errors import Diagnostic, Path, SpecError, short
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,22 @@ OWNED_ENV = {
 }
 
 
-def check_rules(spec: Spec) -> list[Finding]:
+def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
+    """Every rule's findings. ``lenient``: ``spec`` is partial (vllmgen.partial) and a rule that
+    meets a value that did not validate stops there, keeping what it found before."""
     from vllmgen.rules_catalog import serve_flags_exist  # imports this module's Finding
 
-    return [finding for rule in (*RULES, serve_flags_exist) for finding in rule(spec)]
+    findings: list[Finding] = []
+    for rule in (*RULES, serve_flags_exist):
+        if not lenient:
+            findings.extend(rule(spec))
+            continue
+        try:
+            for finding in rule(spec):
+                findings.append(finding)
+        except Exception:  # noqa: BLE001 - a rule over a partly invalid spec does what it can
+            pass
+    return findings
 
 
 def one_head(spec: Spec) -> Iterator[Finding]:
