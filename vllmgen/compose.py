@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -96,7 +97,10 @@ class Builder:
                 documents += 1
                 if documents > 1:
                     raise ComposeError(event.start_mark, "expected a single document, but found another")
-                self.loader.yaml_version = getattr(event, "version", None)
+                version = getattr(event, "version", None)
+                if version is not None and tuple(version) not in ((1, 1), (1, 2)):
+                    raise ComposeError(event.start_mark, f"YAML {'.'.join(map(str, version))} is not supported; write %YAML 1.2 or nothing")
+                self.loader.yaml_version = version
             elif kind is ev.StreamEndEvent:
                 break
         return self.root, self.log
@@ -184,7 +188,12 @@ class Builder:
             return text
         node = ScalarNode(tag, text, event.start_mark, event.end_mark, event.style)
         try:
-            value = make(self.constructor, node)
+            if self.loader.yaml_version is None:
+                value = make(self.constructor, node)
+            else:  # ruamel warns (on stderr) about some YAML 1.1 forms
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    value = make(self.constructor, node)
         except Exception:  # noqa: BLE001 - any constructor failure is bad input: say where
             name = tag.replace("tag:yaml.org,2002:", "!!")
             raise ComposeError(event.start_mark, f"cannot read {short(text)} as {name}") from None

@@ -10,6 +10,7 @@ worded by the pure parser, so they read the same with or without libyaml.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -63,6 +64,7 @@ class LoadedSpec:
 
 
 MAX_BYTES = 1024 * 1024  # a spec of 1,000 nodes is ~100 KB
+_VERSION_DIRECTIVE = re.compile(r"^%YAML[ \t]+(\S*)", re.MULTILINE)
 
 
 def load_file(path: str | FsPath) -> LoadedSpec:
@@ -89,6 +91,11 @@ def load_file(path: str | FsPath) -> LoadedSpec:
 def load_text(text: str, file: str) -> LoadedSpec:
     if len(text) > MAX_BYTES:
         raise SpecError([Diagnostic(file, 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
+    version = _VERSION_DIRECTIVE.search(text)
+    if version and version.group(1) not in ("1.1", "1.2"):  # the pure parser asserts on these
+        line, column = _line_col(text, version.start())
+        message = f"invalid YAML: YAML {short(version.group(1))} is not supported; write %YAML 1.2 or nothing"
+        raise SpecError([Diagnostic(file, line, column, "<yaml>", message)])
     if CParser is not None:
         try:
             return _load(text, file, _c_events(text))
