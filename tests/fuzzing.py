@@ -57,7 +57,7 @@ class Mutator:
     max_depth: int = 2000  # in-process; deeper inputs run in a subprocess (bench/fuzz.py)
 
     def mutate(self, text: str) -> str | bytes:
-        for _ in range(self.rng.choice([1, 1, 1, 2, 3])):
+        for _ in range(self.rng.choice([1, 1, 1, 1, 2, 3])):
             text = self.rng.choice(self.OPERATIONS)(self, text)
         if self.rng.random() < 0.03:  # bytes that are not UTF-8
             data = text.encode("utf-8", "surrogatepass")
@@ -142,7 +142,23 @@ class Mutator:
         return self.rng.choice(["%YAML 1.1\n---\n" + text, text + "\n---\nb: 1\n", "", "---\n", "[]", "x", "~",
                                 "%YAML 1.3\n---\n" + text, "%TAG ! tag:x,2000:\n---\n" + text, text + "\n...\n"])
 
-    OPERATIONS = [value, value, tag, alias, merge, depth, control, huge, swap, key, indent, lines, extra_args,
+    def text(self, text: str) -> str:
+        """Valid-looking free text where the spec allows it, so the input reaches render."""
+        weird = self.rng.choice(["'a b'", "'$(id)'", "'`id`'", "\"it's\"", "'a\\b'", "'~/x'", "'x;y|z&'", "'é中文🙂'",
+                                 "'--flag'", "'-'", "'%s'", "'{{ x }}'", "'${HOME}'", "'a:b'", "'#x'", "\"'\"", "'\\u0000'"])
+        field = self.rng.choice(["served_name", "revision", "quantization", "reasoning_parser", "tool_call_parser",
+                                 "source", "host"])
+        if f" {field}:" in text:
+            return re.sub(rf"(?m)^(\s+{field}:).*$", lambda m: f"{m[1]} {weird}", text, count=1)
+        return text.replace("\nmodel:\n", f"\nmodel:\n  {field}: {weird}\n", 1) if field != "host" else text
+
+    def env(self, text: str) -> str:
+        name = self.rng.choice(["A", "_X", "PATH", "LD_PRELOAD", "A1", "VLLM_HOST_IP", "a-b", "1A", "A B"])
+        value = self.rng.choice(["'$(id)'", "'a b'", "\"q'\"", "'~/x'", "''", "1", "true", "'%'", "'\\'"])
+        return text.replace("\nruntime:\n", "\nruntime:\n", 1) + f"\nruntime:\n  env: {{{name}: {value}}}\n" \
+            if "\nruntime:" not in text else text.replace("\nruntime:\n", f"\nruntime:\n  env: {{{name}: {value}}}\n", 1)
+
+    OPERATIONS = [text, text, env, value, value, tag, alias, merge, depth, control, huge, swap, key, indent, lines, extra_args,
                   extra_args, documents]
 
 
