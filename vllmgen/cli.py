@@ -324,6 +324,16 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
         click.echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
+def _register_review_commands() -> None:
+    from vllmgen.cli_review import diff, precommit
+
+    cli.add_command(diff)
+    cli.add_command(precommit)
+
+
+_register_review_commands()
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
