@@ -181,15 +181,15 @@ def test_secret_values_reach_docker_by_environment_only(secret, fake_docker, tmp
     key.write_text(secret)
     script = build / "nodes" / "a" / "start.sh"
     script.write_text(script.read_text().replace("cat -- /run/key", f"cat -- {key}"))
-    argv, env = _run_start(build, "a", fake_docker, key, {"MY_HF": "tok" + secret})
+    argv, env = _run_start(build, "a", fake_docker, key, {"MY_HF": "hf-value:" + secret})
     assert argv.count("HF_TOKEN") == 1 and argv.count("VLLM_API_KEY") == 1  # names only
     assert not any(secret in arg for arg in argv if arg not in ("HF_TOKEN", "VLLM_API_KEY")) or secret in "".join(
         _expected_argv(plan, "a", build, None)
     )
     # $(cat) drops trailing newlines, as a person reading a key file expects
-    assert f"HF_TOKEN=tok{secret}\n" in env and f"VLLM_API_KEY={secret.rstrip(chr(10))}\n" in env
+    assert f"HF_TOKEN=hf-value:{secret}\n" in env and f"VLLM_API_KEY={secret.rstrip(chr(10))}\n" in env
     for artifact in artifacts:
-        assert "tok" + secret not in artifact.content
+        assert "hf-value:" + secret not in artifact.content
 
 
 specs_strategy = st.fixed_dictionaries(

@@ -127,7 +127,8 @@ def render(spec: Path, output: Path, check: bool, strict: bool) -> None:
             sys.exit(EXIT_DRIFT)
         click.echo(f"{target} is up to date")
         return
-    write(compiled.artifacts, target)
+    write(compiled.artifacts, target,
+          on_wait=lambda: click.echo(f"another vllmgen render into {output} is running; waiting for it", err=True))
     click.echo(f"wrote {len(compiled.artifacts)} files to {target}")
 
 
