@@ -127,7 +127,8 @@ def render(spec: Path, output: Path, check: bool, strict: bool) -> None:
             sys.exit(EXIT_DRIFT)
         click.echo(f"{target} is up to date")
         return
-    write(compiled.artifacts, target)
+    write(compiled.artifacts, target,
+          on_wait=lambda: click.echo(f"another vllmgen render into {output} is running; waiting for it", err=True))
     click.echo(f"wrote {len(compiled.artifacts)} files to {target}")
 
 
@@ -349,6 +350,16 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
         targets.close(executors)
     if not dry_run:
         click.echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
+def _register_review_commands() -> None:
+    from vllmgen.cli_review import diff, precommit
+
+    cli.add_command(diff)
+    cli.add_command(precommit)
+
+
+_register_review_commands()
 
 
 def main() -> None:
