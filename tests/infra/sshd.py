@@ -105,9 +105,12 @@ class SshBed:
     def key(self) -> Path:
         return self.dir / "id_ed25519"
 
-    def env(self) -> dict[str, str]:
-        """The environment of a control-host command: our ssh first on PATH."""
-        return {"PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    def env(self, known_hosts: Path | None = None) -> dict[str, str]:
+        """The environment of a control-host command: our ssh first on PATH; ``known_hosts``: another
+        file of pinned keys (an empty one: every host key unknown)."""
+        folder = self.bin if known_hosts is None else _client(self.dir / f"bin-{known_hosts.name}", self.key,
+                                                              known_hosts)
+        return {"PATH": f"{folder}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
     def add(self, netns: str, address: str, docker_host: str) -> Sshd:
         index = len(self.servers)
@@ -147,23 +150,32 @@ class SshBed:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def make_bed() -> SshBed:
-    """The client half: a key, an empty known_hosts, a config naming both, and the ssh wrapper."""
-    bed = SshBed(Path(tempfile.mkdtemp(prefix="vgssh-", dir="/tmp")))
-    _keygen(bed.key, "vllmgen-test-client")
-    bed.known_hosts.touch()
-    config = bed.dir / "ssh_config"
+def _client(folder: Path, key: Path, known_hosts: Path) -> Path:
+    """A folder holding an ``ssh`` that uses ``key`` and ``known_hosts`` only."""
+    if (folder / "ssh").exists():
+        return folder
+    folder.mkdir()
+    config = folder / "ssh_config"
     config.write_text("\n".join([
         "Host *",
-        f"  IdentityFile {bed.key}",
+        f"  IdentityFile {key}",
         "  IdentitiesOnly yes",
-        f"  UserKnownHostsFile {bed.known_hosts}",
+        f"  UserKnownHostsFile {known_hosts}",
         "  GlobalKnownHostsFile /dev/null",
         "  LogLevel ERROR",
         "",
     ]))
-    bed.bin.mkdir()
-    wrapper = bed.bin / "ssh"
-    wrapper.write_text(f'#!/bin/sh\n# the test user\'s ~/.ssh/config, without touching the real one\nexec /usr/bin/ssh -F {config} "$@"\n')
+    wrapper = folder / "ssh"
+    wrapper.write_text(f'#!/bin/sh\n# the test user\'s ~/.ssh/config, without touching the real one\n'
+                       f'exec /usr/bin/ssh -F {config} "$@"\n')
     wrapper.chmod(0o755)
+    return folder
+
+
+def make_bed() -> SshBed:
+    """The client half: a key, an empty known_hosts (filled as hosts are added), and the ssh wrapper."""
+    bed = SshBed(Path(tempfile.mkdtemp(prefix="vgssh-", dir="/tmp")))
+    _keygen(bed.key, "vllmgen-test-client")
+    bed.known_hosts.touch()
+    _client(bed.bin, bed.key, bed.known_hosts)
     return bed
