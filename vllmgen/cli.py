@@ -338,7 +338,7 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
     from vllmgen.compile import plan_file
     from vllmgen.runner import targets
     from vllmgen.runner.dryrun import Recorder
-    from vllmgen.runner.steps import down as run_down
+    from vllmgen.runner.down import down as run_down
 
     _, plan = plan_file(spec)
     names = _scope(plan, node_name, all_nodes, spec, "down")

@@ -18,7 +18,7 @@ from vllmgen.runner import identity, status, targets
 from vllmgen.runner.dryrun import Recorder
 from vllmgen.runner.executor import ContainerState
 from vllmgen.runner.progress import Progress
-from vllmgen.runner.steps import down
+from vllmgen.runner.down import down
 
 from .test_steps_dryrun import ROOT, SECRETS, _applied, _apply, _compiled
 

@@ -31,7 +31,8 @@ from vllmgen.runner.executor import (
 from vllmgen.runner.host import LocalHost, SshHost, UnreachableHost, for_endpoint
 from vllmgen.runner.progress import Progress, WaitTimeout, wait_for
 from vllmgen.runner.secrets import resolve
-from vllmgen.runner.steps import Apply, Options, down, plan_steps
+from vllmgen.runner.down import down
+from vllmgen.runner.steps import Apply, Options, plan_steps
 from vllmgen.write import check
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,9 +26,8 @@ from typing import TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import daemon_step, identity, orphans, secrets, verify
+from vllmgen.runner import daemon_step, identity, secrets, verify
 from vllmgen.runner.executor import (
-    ContainerState,
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
     SERVE_WRAPPER,
@@ -462,44 +461,3 @@ class Apply:
         passed = verify.verify(head, self.plan.endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40))
         self.report.outcomes.append(Outcome(step.name, self.plan.head.name, "ok", "; ".join(passed)))
-
-
-# --- down -------------------------------------------------------------------------------------
-
-
-def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | None = None) -> list[str]:
-    """Remove this deployment's containers (by label) from the nodes in scope: orphans (nodes no longer in
-    the spec) first, then workers, then the head."""
-    progress = progress or Progress()
-    order = [n for n in plan.workers if n.name in executors] + [n for n in (plan.head,) if n.name in executors]
-    found: dict[str, list[ContainerState]] = {}
-    for node in order:
-        try:
-            found[node.name] = executors[node.name].list_containers(plan.name)
-        except EngineError as exc:
-            raise fail(node.name, "down", str(exc), _engine_hint(str(exc))) from exc
-    removed: list[str] = []
-    seen: set[tuple[str, str]] = set()  # (engine, container): two nodes may share an engine
-    for node in order:
-        for state in orphans.orphans(plan, found[node.name]):
-            key = (executors[node.name].endpoint or "local", state.name)
-            if key not in seen:
-                seen.add(key)
-                _remove(executors[node.name], node.name, state, f"orphan: {orphans.describe(state)}", progress)
-                removed.append(state.name)
-    for node in order:
-        mine = [state for state in found[node.name] if state.labels.get(NODE_LABEL) == node.name]
-        if not mine:
-            progress.say("down: nothing to remove", node.name)
-        for state in mine:
-            _remove(executors[node.name], node.name, state, state.status, progress)
-            removed.append(state.name)
-    return removed
-
-
-def _remove(executor: Executor, node: str, state: ContainerState, why: str, progress: Progress) -> None:
-    try:
-        executor.remove(state.name)
-    except EngineError as exc:
-        raise fail(node, "down", f"removing {state.name}: {exc}") from exc
-    progress.say(f"down: removed {state.name} ({why})", node)
