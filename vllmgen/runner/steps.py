@@ -1,4 +1,4 @@
-"""The ordered steps of ``apply`` (and ``down``), computed from a Plan and run through Executors.
+"""The ordered steps of ``apply``, computed from a Plan and run through Executors (``down`` is runner.down).
 
     preflight    engines answer; GPUs present; the deployment folder matches the spec; secrets resolve
     daemon-json  merge the plan's keys into each host's daemon.json; restart Docker only if it changed
