@@ -107,11 +107,11 @@ def _write_and_restart(apply: Apply, change: Change) -> None:
     again = _restart_and_wait(apply, executor)
     previous = "the previous file" if merge.original is not None else "no file (as before)"
     if again is None:
-        raise fail(name, STEP, f"Docker did not come back with the merged {path}: {why}. vllmgen restored"
-                   f" {previous}{kept} and restarted Docker, which answers again",
+        raise fail(name, STEP, f"Docker did not come back with the merged {path}; vllmgen restored {previous}{kept}"
+                   f" and restarted Docker, which answers again. What failed: {why}",
                    "fix docker.daemon in the spec (Docker's log names the key), then apply again")
-    raise fail(name, STEP, f"Docker did not come back with the merged {path}: {why}. vllmgen restored {previous}"
-               f"{kept} and restarted Docker, and it still does not answer: {again}",
+    raise fail(name, STEP, f"Docker did not come back with the merged {path}; vllmgen restored {previous}{kept}"
+               f" and restarted Docker, and it still does not answer ({again}). What failed first: {why}",
                "check `journalctl -u docker` on the node; the file is as it was before this apply")
 
 
