@@ -78,3 +78,10 @@ def test_no_vllm_lines_at_all():
     startup = parse("exec /usr/bin/vllm: no such file\n")
     assert startup.ready_seconds is None
     assert all(phase.seconds is None for phase in startup.phases)
+
+
+def test_recorded_eager_start_has_no_compile_phase():
+    startup = parse((LOGS / "cpu-0.32.0-eager.log").read_text(encoding="utf-8"))
+    assert startup.phase("compile").note == "not run (eager mode)"
+    assert startup.phase("compile").seconds is None
+    assert startup.ready_seconds is not None and startup.phase("engine init").seconds is not None
