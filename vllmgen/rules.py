@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vllmgen import addresses
+from vllmgen.engine import CACHE_ENV
 from vllmgen.errors import Path
 from vllmgen.spec import Spec
 
@@ -68,7 +69,10 @@ OWNED_ENV = {
     "VLLM_API_KEY": "secrets.api_key",
     "HF_ENDPOINT": "model.hf_endpoint",
     "VLLM_USE_MODELSCOPE": "model.modelscope",
+    "VLLM_ENGINE_READY_TIMEOUT_S": "serve.ready_timeout",
 }
+# set by vllmgen while caches.keep is on (the default): each points into the kept cache folder
+CACHE_ENV_OWNER = "caches.keep (set caches.keep: false to manage this cache yourself)"
 
 
 def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
@@ -188,6 +192,8 @@ def runtime(spec: Spec) -> Iterator[Finding]:
         name = str(path[-1])
         if name in OWNED_ENV:
             yield Finding(path, f"{name} is set by vllmgen from {OWNED_ENV[name]}")
+        elif spec.caches.keep and name in CACHE_ENV:
+            yield Finding(path, f"{name} is set by vllmgen from {CACHE_ENV_OWNER}")
 
 
 def image(spec: Spec) -> Iterator[Finding]:

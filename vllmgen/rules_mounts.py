@@ -1,7 +1,8 @@
 """Mount targets that clash inside the container, found at validate instead of at ``docker run``.
 
 Every container gets the HF cache, the model folder (with ``model.host_path``), each
-``runtime.volumes`` entry and, on serving nodes, the serve config file. Two mounts on one target
+``runtime.volumes`` entry, on serving nodes the serve config file, and the engine caches
+(``caches.keep``). Two mounts on one target
 fail with ``Duplicate mount point``. A mount inside another puts its mount point in the outer
 one's host folder: Docker creates it there, or fails when that mount is read-only; and the config
 is a file, so nothing fits under it. So vllmgen's own mounts never nest with any other; two of the
@@ -14,6 +15,7 @@ import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from vllmgen.engine import CACHE_IN_CONTAINER
 from vllmgen.errors import Path
 from vllmgen.plan import CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER
 from vllmgen.rules import Finding
@@ -44,6 +46,8 @@ def _mounts(spec: Spec) -> list[_Mount]:
         for index, volume in enumerate(spec.runtime.volumes)
     ]
     mounts.append(_Mount("the serve config file", CONFIG_IN_CONTAINER, True, None))
+    if spec.caches.keep:
+        mounts.append(_Mount("the engine caches (caches.keep)", CACHE_IN_CONTAINER, False, None))
     return mounts
 
 
