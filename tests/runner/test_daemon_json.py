@@ -20,7 +20,7 @@ from vllmgen.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.runner import daemon_json, daemon_step
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
-from vllmgen.runner.executor import EngineError, EngineInfo
+from vllmgen.runner.executor import ContainerState, EngineError, EngineInfo
 from vllmgen.runner.host import REPLACE_SCRIPT, LocalHost
 from vllmgen.runner.progress import Progress
 from vllmgen.runner.steps import Apply, Options
@@ -212,3 +212,17 @@ def test_docker_not_coming_back_gets_the_old_file_and_a_second_restart(tmp_path:
     assert not (tmp_path / "node-1" / "daemon.json").exists()
     assert all(e.restarts == 2 and e.up for e in executors.values())
     assert "putting the previous" in progress.getvalue()
+
+
+def test_node_scope_does_not_restart_docker_under_a_running_group_member(tmp_path: Path) -> None:
+    apply, executors, _ = _two_nodes(tmp_path, {"log-driver": "json-file"}, {"node-0": "{}", "node-1": "{}"})
+    worker = apply.plan.node("node-1")
+    del apply.executors["node-0"]  # --node node-1
+    executors["node-1"].containers = {worker.container.name: ContainerState(worker.container.name, "running", None, {})}
+    with pytest.raises(RunnerError, match="restarting Docker would stop qwen3-next-tp16-mp-node-1, one node of a"
+                                          " 2-node group, alone; nothing was written"):
+        daemon_step.run(apply, ("node-1",))
+    assert (tmp_path / "node-1" / "daemon.json").read_text() == "{}" and executors["node-1"].restarts == 0
+    executors["node-1"].containers = {}  # nothing running there: the merge goes ahead
+    daemon_step.run(apply, ("node-1",))
+    assert executors["node-1"].restarts == 1

@@ -45,6 +45,7 @@ def run(apply: Apply, names: tuple[str, ...]) -> None:
             apply._outcome(STEP, change.node, "unchanged", change.path)
     if not changes:
         return
+    _refuse_restart_under_a_group(apply, changes)
     if not apply.options.confirm(question(changes)):
         listed = "; ".join(f"{c.node}: {c.path} needs {', '.join(c.merge.changes)}" for c in changes)
         raise fail(changes[0].node if len(changes) == 1 else None, STEP,
@@ -52,6 +53,22 @@ def run(apply: Apply, names: tuple[str, ...]) -> None:
                    "rerun with --yes, or merge build/<name>/daemon.json by hand and restart Docker")
     by_node = {change.node: change for change in changes}
     apply._each(tuple(by_node), lambda name: _write_and_restart(apply, by_node[name]))
+
+
+def _refuse_restart_under_a_group(apply: Apply, changes: list[Change]) -> None:
+    """A restart stops the node's containers; under ``--node``, one node of a running multi-node group
+    would drop out of it alone (the same reason apply never replaces one such container alone)."""
+    if len(apply.plan.nodes) == 1 or len(apply.executors) == len(apply.plan.nodes):
+        return
+    for change in changes:
+        container = apply.plan.node(change.node).container.name
+        state = apply._engine(change.node, STEP, lambda c=container, n=change.node: apply.executors[n].inspect(c))
+        if state is not None and state.running:
+            raise fail(change.node, STEP,
+                       f"{change.path} needs {', '.join(change.merge.changes)}, and restarting Docker would stop"
+                       f" {container}, one node of a {len(apply.plan.nodes)}-node group, alone; nothing was written",
+                       "apply with --all (the whole group restarts together), or `vllmgen down SPEC --node NAME` on"
+                       " every node first")
 
 
 def question(changes: list[Change]) -> str:
