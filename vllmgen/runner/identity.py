@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,9 +48,15 @@ def fingerprint_key(environ: Mapping[str, str] | None = None) -> bytes:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
+    fd, temp = tempfile.mkstemp(prefix=".fingerprint-key.", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+        os.link(temp, path)  # whole, and only if no other apply made one meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temp)
     return path.read_bytes().strip()
 
 
