@@ -226,3 +226,46 @@ def test_node_scope_does_not_restart_docker_under_a_running_group_member(tmp_pat
     executors["node-1"].containers = {}  # nothing running there: the merge goes ahead
     daemon_step.run(apply, ("node-1",))
     assert executors["node-1"].restarts == 1
+
+
+FAKE_DOCKERD = """#!/bin/sh
+# stands in for dockerd >= 23: `--validate --config-file F` as Docker words it
+[ "$1" = --validate ] || exit 2
+if grep -q bogus "$3"; then
+    echo "unable to configure the Docker daemon with file $3: the following directives don't match any configuration option: bogus" >&2
+    exit 1
+fi
+echo "configuration OK"
+"""
+
+
+def test_dockerd_validate_runs_on_the_host_through_a_temporary_file(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllmgen.runner.sdk import DockerSdkExecutor
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "dockerd").write_text(FAKE_DOCKERD)
+    (tmp_path / "bin" / "dockerd").chmod(0o755)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    executor = DockerSdkExecutor("gpu-1", "unix:///nonexistent.sock", LocalHost())
+    assert executor.validate_daemon_json('{"debug": true}\n') == (True, "configuration OK")
+    valid, words = executor.validate_daemon_json('{"bogus": 1}\n')
+    assert valid is False and "don't match any configuration option: bogus" in words
+    assert list((tmp_path / "tmp").iterdir()) == []  # the temporary file is gone
+
+
+class _Refusing(_Daemon):
+    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
+        return False, "the following directives don't match any configuration option: bogus"
+
+
+def test_a_merged_file_dockerd_refuses_is_never_written(tmp_path: Path) -> None:
+    apply, executors, _ = _two_nodes(tmp_path, {"bogus": True}, {"node-0": "{}", "node-1": "{}"})
+    apply.executors = {name: _Refusing(name, executor.recorder, Path(executor.host.daemon_json_path))
+                       for name, executor in executors.items()}
+    with pytest.raises(RunnerError, match="would not load: the following directives .*: bogus; nothing was written"):
+        daemon_step.run(apply, ("node-0", "node-1"))
+    assert all((tmp_path / name / "daemon.json").read_text() == "{}" for name in executors)
+    assert all(e.restarts == 0 for e in apply.executors.values())
