@@ -206,7 +206,7 @@ specs_strategy = st.fixed_dictionaries(
 
 def _spec_from(params: dict) -> dict:
     nodes = [
-        {"name": f"n{i}", "address": f"10.1.0.{i + 1}", "gpus": params["gpus"], "role": "head" if i == 0 else "worker"}
+        {"name": f"n{i}", "address": f"198.51.100.{i + 1}", "gpus": params["gpus"], "role": "head" if i == 0 else "worker"}
         for i in range(params["nodes"])
     ]
     serve: dict[str, Any] = {"tensor_parallel_size": params["gpus"], "pipeline_parallel_size": params["nodes"]}
