@@ -269,3 +269,14 @@ def test_a_merged_file_dockerd_refuses_is_never_written(tmp_path: Path) -> None:
         daemon_step.run(apply, ("node-0", "node-1"))
     assert all((tmp_path / name / "daemon.json").read_text() == "{}" for name in executors)
     assert all(e.restarts == 0 for e in apply.executors.values())
+
+
+def test_a_local_file_that_cannot_be_written_is_a_host_error_not_a_crash(tmp_path: Path) -> None:
+    from vllmgen.runner.host import HostError
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(HostError, match=r"cannot write .*not-a-dir/daemon.json on this host .*left as it was"):
+        LocalHost().replace_text(str(blocker / "daemon.json"), "{}\n", None)
+    with pytest.raises(HostError, match="cannot read"):
+        LocalHost().read_text(str(blocker / "daemon.json"))

@@ -91,14 +91,23 @@ class LocalHost:
             return Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HostError(f"cannot read {path} on this host: {exc}") from exc
 
     def replace_text(self, path: str, text: str, backup: str | None) -> None:
-        if backup:
-            shutil.copy2(path, backup)
-        daemon_json.write_atomic(Path(path), text)
+        try:
+            if backup:
+                shutil.copy2(path, backup)
+            daemon_json.write_atomic(Path(path), text)
+        except OSError as exc:  # the file is as it was: write_atomic renames only a complete file
+            raise HostError(f"cannot write {path} on this host ({exc.strerror or exc}); it was left as it was:"
+                            " run vllmgen as a user who may write it, or merge the file by hand") from exc
 
     def remove(self, path: str) -> None:
-        Path(path).unlink(missing_ok=True)
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise HostError(f"cannot remove {path} on this host: {exc}") from exc
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None:
         raise AssertionError("the local host uses the deployment folder in place")
