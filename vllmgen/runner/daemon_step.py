@@ -1,18 +1,19 @@
 """The daemon-json step: merge the plan's keys into each node's daemon.json without ever leaving
 Docker down.
 
-1. Every node in scope is read and merged first; a file vllmgen cannot merge (not JSON, a value
-   of another type) stops the run there, before anything is written anywhere.
+1. Every node in scope is read, merged and the merged file checked first (``dockerd --validate``
+   where the installed Docker has it, since 23.0; else vllmgen's own check of the keys it writes):
+   a file vllmgen cannot merge (not JSON, a value of another type) or that would not load stops the
+   run there, before anything is written anywhere.
 2. One question lists every node's change (one prompt per run, not one per node thread).
-3. Per node, in parallel: the merged file is checked (``dockerd --validate``, where the installed
-   Docker has it, since 23.0; else vllmgen's own check of the keys it writes), backed up, written
-   (through a symlink, mode and owner kept), Docker restarted and waited for. A daemon that does
-   not come back gets its previous file again and a second restart; the error tells both.
+3. Per node, in parallel: backed up, written (through a symlink, mode and owner kept), Docker
+   restarted and waited for. A daemon that does not come back gets its previous file again and a
+   second restart; the error tells both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vllmgen.runner import daemon_json
@@ -31,6 +32,7 @@ class Change:
     node: str
     path: str
     merge: daemon_json.Merge
+    checked: str = ""  # how the merged file was checked
 
 
 def run(apply: Apply, names: tuple[str, ...]) -> None:
@@ -45,6 +47,7 @@ def run(apply: Apply, names: tuple[str, ...]) -> None:
             apply._outcome(STEP, change.node, "unchanged", change.path)
     if not changes:
         return
+    changes = apply._each(tuple(c.node for c in changes), lambda name: _check(apply, merges[name]))
     _refuse_restart_under_a_group(apply, changes)
     if not apply.options.confirm(question(changes)):
         listed = "; ".join(f"{c.node}: {c.path} needs {', '.join(c.merge.changes)}" for c in changes)
@@ -87,28 +90,28 @@ def _read(apply: Apply, name: str) -> Change:
         raise fail(name, STEP, str(exc)) from exc
 
 
-def _check(apply: Apply, executor: Executor, change: Change) -> str:
-    """How the merged file was checked; a RunnerError (nothing written) when it would not load."""
+def _check(apply: Apply, change: Change) -> Change:
+    """The change, with how its merged file was checked; a RunnerError (nothing written) when it would not load."""
+    executor = apply.executors[change.node]
     valid, words = apply._engine(change.node, STEP, lambda: executor.validate_daemon_json(change.merge.text))
     if valid is False:
         raise fail(change.node, STEP, f"the merged {change.path} would not load: {words}; nothing was written",
                    "fix docker.daemon in the spec (or the key on the host), then apply again")
     if valid:
-        return "dockerd --validate: configuration OK"
+        return replace(change, checked="dockerd --validate: configuration OK")
     problem = daemon_json.own_check(change.merge.merged, apply.plan.daemon, f"the merged {change.path}")
     if problem:
         raise fail(change.node, STEP, problem + "; nothing was written",
                    "fix the value in the spec or on the host, then apply again")
-    return "the keys vllmgen writes checked (this dockerd has no --validate)"
+    return replace(change, checked="the keys vllmgen writes checked (this dockerd has no --validate)")
 
 
 def _write_and_restart(apply: Apply, change: Change) -> None:
     name, path, merge = change.node, change.path, change.merge
     executor = apply.executors[name]
-    checked = _check(apply, executor, change)
     backup = daemon_json.backup_name(path) if merge.original is not None else None
     apply._engine(name, STEP, lambda: executor.write_daemon_json(merge.text, backup))
-    apply.progress.say(f"{STEP}: wrote {path}" + (f" (backup {backup})" if backup else "") + f"; {checked}", name)
+    apply.progress.say(f"{STEP}: wrote {path}" + (f" (backup {backup})" if backup else "") + f"; {change.checked}", name)
     why = _restart_and_wait(apply, executor)
     if why is None:
         apply._outcome(STEP, name, "merged", ", ".join(merge.changes))
