@@ -138,3 +138,18 @@ def test_status_shows_orphans_and_down_removes_them() -> None:
 def test_key_file_is_not_made_without_secrets(tmp_path: Path) -> None:
     assert identity.secrets_fingerprint({}, {"XDG_CONFIG_HOME": str(tmp_path)}) == "none"
     assert not os.listdir(tmp_path)
+
+
+def test_status_calls_a_container_on_an_older_image_stale() -> None:
+    compiled, _ = _compiled(CN)
+    plan = compiled.plan
+    executors = targets.executors(plan, [plan.head.name], remote=True, dry_run=Recorder(stream=io.StringIO()))
+    head = executors[plan.head.name]
+    head.containers = {plan.head.container.name: _applied(plan, plan.head)}
+    head.images = {plan.image.tag: {}}  # the image the container was started from
+    assert status.collect(plan, executors)["nodes"][0]["containers"][0]["current"] is True
+    head.image_id = lambda tag: "sha256:rebuilt-since"  # type: ignore[method-assign]
+    report = status.collect(plan, executors)
+    assert report["nodes"][0]["containers"][0]["current"] is False
+    assert f"node {plan.head.name}: {plan.head.container.name} is not the spec's (its definition or image changed):" \
+           " apply again" in report["problems"]
