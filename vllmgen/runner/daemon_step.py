@@ -40,7 +40,8 @@ def run(apply: Apply, names: tuple[str, ...]) -> None:
         for name in names:
             apply._outcome(STEP, name, "skipped", "the spec sets no daemon.json keys")
         return
-    merges = dict(zip(names, apply._each(names, lambda name: _read(apply, name)), strict=True))
+    merges = apply.daemon_merges if apply.daemon_merges is not None else read_all(apply, names)
+    merges = {name: merges[name] for name in names}
     changes = [change for change in merges.values() if change.merge.changed]
     for change in merges.values():
         if not change.merge.changed:
@@ -72,6 +73,11 @@ def _refuse_restart_under_a_group(apply: Apply, changes: list[Change]) -> None:
                        f" {container}, one node of a {len(apply.plan.nodes)}-node group, alone; nothing was written",
                        "apply with --all (the whole group restarts together), or `vllmgen down SPEC --node NAME` on"
                        " every node first")
+
+
+def read_all(apply: Apply, names: tuple[str, ...]) -> dict[str, Change]:
+    """Every node's daemon.json read and merged in memory; nothing written."""
+    return dict(zip(names, apply._each(names, lambda name: _read(apply, name)), strict=True))
 
 
 def question(changes: list[Change]) -> str:

@@ -11,6 +11,7 @@ from vllmgen.plan import LABEL_PREFIX, Plan
 from vllmgen.runner.executor import ContainerState
 
 NODE_LABEL = f"{LABEL_PREFIX}.node"
+DEPLOYMENT_LABEL = f"{LABEL_PREFIX}.deployment"
 
 
 def orphans(plan: Plan, found: list[ContainerState]) -> list[ContainerState]:

@@ -26,7 +26,7 @@ from typing import TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import daemon_step, identity, secrets, verify
+from vllmgen.runner import changes, daemon_step, identity, secrets, verify
 from vllmgen.runner.executor import (
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
@@ -61,6 +61,7 @@ class Options:
     base_image: str | None = None  # build FROM this instead of the spec's base
     remote_dir: str = ".vllmgen/deployments"  # under $HOME on ssh:// nodes: the deployment files they mount
     confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
+    confirm_replace: Callable[[str], bool] = lambda question: True  # asked before running containers are stopped
     settle: float = 2.0  # seconds a new container must stay up before its step reports it started
     poll: float = 3.0
     dry_run: bool = False  # no secret fingerprint (no key file is made): the label shows a placeholder
@@ -146,6 +147,9 @@ class Apply:
         self.image_ids: dict[str, str] = {}  # node -> the ID of the image its container runs
         self.node_dirs: dict[str, str] = {}
         self._decided: dict[str, tuple[str, str]] | None = None
+        self.daemon_merges: dict[str, daemon_step.Change] | None = None  # read and merged by changes.compute
+        self.image_plan: dict[str, tuple[str, str]] = {}  # node -> (build | unchanged, why)
+        self.changes: changes.Changes | None = None
         self.steps = plan_steps(plan, tuple(self.executors))
 
     # --- helpers ------------------------------------------------------------------------------
@@ -181,12 +185,42 @@ class Apply:
 
     # --- apply --------------------------------------------------------------------------------
 
+    def _step(self, step: Step) -> None:
+        self.progress.say(f"== {step.name}: {step.title} [{', '.join(step.nodes)}]")
+        getattr(self, "step_" + step.name.replace("-", "_"))(step)
+
+    def preview(self) -> changes.Changes:
+        """What apply would do (``vllmgen plan``): the preflight, then the plan; changes nothing."""
+        self._step(self.steps[0])
+        self.changes = changes.compute(self)
+        return self.changes
+
     def run(self) -> Report:
-        for step in self.steps:
-            self.progress.say(f"== {step.name}: {step.title} [{', '.join(step.nodes)}]")
-            getattr(self, "step_" + step.name.replace("-", "_"))(step)
+        """The plan first (printed; running containers stopped only when ``confirm_replace`` agrees), then the steps."""
+        planned = self.preview()
+        for line in planned.text().rstrip().splitlines():
+            self.progress.say(f"plan: {line}")
+        stopped = planned.disruptive()
+        if stopped and not self.options.confirm_replace(
+                "apply stops these running containers:\n" + "\n".join(f"  {s}" for s in stopped) + "\nGo on?"):
+            raise changes.Cancelled("apply cancelled: nothing was changed; the changes above are still pending")
+        steps = list(self.steps[1:])
+        if planned.orphans:
+            at = next((i for i, s in enumerate(steps) if s.name in ("head", "workers")), len(steps))
+            steps.insert(at, Step("orphans", tuple(sorted({o.engine_of for o in planned.orphans})),
+                                  "remove this deployment's containers of nodes no longer in the spec"))
+        for step in steps:
+            self._step(step)
         self.progress.say(self.report.summary())
         return self.report
+
+    def step_orphans(self, step: Step) -> None:
+        assert self.changes is not None
+        for orphan in self.changes.orphans:
+            executor = self.executors[orphan.engine_of]
+            self._engine(orphan.engine_of, step.name, lambda e=executor, o=orphan: e.remove(o.container))
+            self._outcome(step.name, orphan.engine_of, "removed",
+                          f"{orphan.container}: node {orphan.node or '?'} is no longer in the spec")
 
     def step_preflight(self, step: Step) -> None:
         if self.drift:
@@ -229,8 +263,7 @@ class Apply:
 
     def _image(self, step: str, name: str, dockerfile: str, labels: dict[str, str]) -> None:
         executor, tag = self.executors[name], self.plan.image.tag
-        existing = self._engine(name, step, lambda: executor.image_labels(tag))
-        if existing is not None and existing.get(IMAGE_HASH_LABEL) == labels[IMAGE_HASH_LABEL]:
+        if self.image_plan.get(name, ("build", ""))[0] == "unchanged":  # decided by changes.compute
             result = "unchanged"
         else:
             self.progress.say(f"{step}: building {tag} (base {self.options.base_image or self.plan.image.base})",
@@ -244,68 +277,19 @@ class Apply:
 
     # containers ---------------------------------------------------------------------------------
 
-    def _request(self, name: str) -> RunRequest:
+    def _request(self, name: str, image_id: str | None = None) -> RunRequest:
         container = self._node(name).container
-        labels = identity.run_labels(dict(container.labels)[HASH_LABEL], self.image_ids.get(name, ""),
+        image_id = self.image_ids.get(name, "") if image_id is None else image_id
+        labels = identity.run_labels(dict(container.labels)[HASH_LABEL], image_id,
                                      self.fingerprint)
         return RunRequest(container, self.node_dirs.get(name, ""), self.secrets, self.options.gpus, labels)
 
-    def _decide(self, name: str) -> tuple[str, str]:
-        """create / replace / unchanged, and why, for one node's container."""
-        executor, node = self.executors[name], self._node(name)
-        container = node.container
-        state = self._engine(name, "head" if node.role == "head" else "workers",
-                             lambda: executor.inspect(container.name))
-        wanted = self._request(name).labels
-        if state is None:
-            return "create", "not there"
-        if state.labels.get(DEPLOYMENT_LABEL) != self.plan.name or state.labels.get(NODE_LABEL) != name:
-            raise fail(name, "head" if node.role == "head" else "workers",
-                       f"a container named {container.name} exists and is not this deployment's node {name}"
-                       f" (labels {dict(state.labels) or 'none'})",
-                       f"remove or rename it (docker rm -f {container.name}); vllmgen touches only its own containers")
-        why = identity.why_replaced(state.labels, wanted, dict(container.labels)[HASH_LABEL])
-        if why:
-            return "replace", why
-        if state.labels.get(GPUS_LABEL) != wanted.get(GPUS_LABEL):
-            return "replace", "it was started " + ("without" if state.labels.get(GPUS_LABEL) else "with") + " GPUs"
-        if not state.running:
-            return "replace", f"it is {state.status} (exit code {state.exit_code})"
-        return "unchanged", "running, config-hash matches"
-
     def _decisions(self) -> dict[str, tuple[str, str]]:
-        if self._decided is not None:
-            return self._decided
-        names = [n.name for n in self.plan.nodes if n.name in self.executors]
-        decided = {name: self._decide(name) for name in names}
-        whole = len(self.plan.nodes) > 1 and len(names) == len(self.plan.nodes)
-        if len(self.plan.nodes) > 1 and not whole:
-            self._refuse_partial_replace(decided)
-        if whole and any(action != "unchanged" for action, _ in decided.values()):
-            # Ray workers and torch.distributed followers belong to one head: restart the group together
-            for name, (action, _) in decided.items():
-                if action == "unchanged":
-                    decided[name] = ("replace", "another node of the group changes; the group restarts together")
-        self._decided = decided
-        return decided
-
-    def _refuse_partial_replace(self, decided: dict[str, tuple[str, str]]) -> None:
-        """``--node`` on a multi-node deployment may start a missing container, never replace one: Ray
-        workers and torch.distributed followers join their head once, so one node restarted alone leaves
-        the group broken while apply would report success."""
-        replaced = {name: why for name, (action, why) in decided.items() if action == "replace"}
-        if not replaced:
-            return
-        name, why = next(iter(replaced.items()))
-        step = "head" if self._node(name).role == "head" else "workers"
-        others = ", ".join(n.name for n in self.plan.nodes if n.name not in decided)
-        raise fail(name, step,
-                   f"{self._node(name).container.name} would be replaced ({why}), but it is one node of a"
-                   f" {len(self.plan.nodes)}-node {self.plan.backend} group ({others} not in scope): replaced alone,"
-                   " it would not rejoin the others; no container was touched",
-                   "restart the group together: `vllmgen apply SPEC --all` from a machine that reaches every node;"
-                   " or `vllmgen down SPEC --node NAME` on every node, then `vllmgen apply SPEC --node NAME` on the"
-                   " head first and on each worker after it")
+        """Each container's action and why (changes.decisions), decided once at the head/workers steps:
+        after daemon.json (a restart stops containers) and the build (the image's real ID)."""
+        if self._decided is None:
+            self._decided = {name: (action, why) for name, (action, why, _) in changes.decisions(self).items()}
+        return self._decided
 
     def _start(self, step: str, name: str) -> None:
         executor, node = self.executors[name], self._node(name)

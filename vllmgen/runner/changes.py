@@ -1,0 +1,224 @@
+"""What ``apply`` would do on each node, given what runs there now: the plan that ``vllmgen plan`` prints
+and that ``apply`` computes first, prints, and then carries out.
+
+Read-only: through the same executors as apply, it reads daemon.json (and merges it in memory), the
+image's labels, the containers' labels and this deployment's containers. Per node: the daemon.json
+keys that change, whether the image is built, and what happens to the container (create, replace and
+why, nothing); and the orphans (this deployment's containers of nodes no longer in the spec) apply
+removes. The same decisions drive apply (``Apply._decisions`` is ``decisions`` here).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from vllmgen.runner import daemon_step, identity, orphans
+from vllmgen.runner.executor import GPUS_LABEL, IMAGE_HASH_LABEL, dockerfile_for, image_hash
+from vllmgen.runner.progress import fail
+
+from vllmgen.errors import EXIT_DRIFT, VllmgenError
+
+if TYPE_CHECKING:
+    from vllmgen.runner.steps import Apply
+
+NEW_IMAGE = "sha256:new-build"  # the ID a container gets from an image not built yet
+RESTARTING_POLICIES = ("always", "unless-stopped")  # containers Docker starts again after its restart
+
+
+class Cancelled(VllmgenError):
+    """Apply was not allowed to stop running containers: the changes stay pending (exit 1)."""
+
+    exit_code = EXIT_DRIFT
+
+
+@dataclass(frozen=True)
+class NodeChange:
+    node: str
+    container: str
+    action: str  # create, replace, unchanged
+    why: str
+    running: bool  # a running container is replaced
+    image: str  # build, unchanged
+    image_why: str
+    daemon_keys: tuple[str, ...] = ()  # daemon.json keys that change ("" when none)
+    daemon_path: str = ""
+
+
+@dataclass(frozen=True)
+class Orphan:
+    engine_of: str  # the node whose engine holds it
+    container: str
+    node: str | None  # its io.vllmgen.node label
+    status: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    deployment: str
+    nodes: tuple[NodeChange, ...]
+    orphans: tuple[Orphan, ...]
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.orphans) or any(
+            n.action != "unchanged" or n.image == "build" or n.daemon_keys for n in self.nodes)
+
+    def disruptive(self) -> list[str]:
+        """Running containers this plan stops: replaced, or removed as orphans."""
+        out = [f"{n.container} on {n.node} ({n.why})" for n in self.nodes if n.action == "replace" and n.running]
+        out += [f"{o.container} on {o.engine_of} (orphan)" for o in self.orphans if o.status == "running"]
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, "pending": self.pending,
+                "nodes": [asdict(n) | {"daemon_keys": list(n.daemon_keys)} for n in self.nodes],
+                "orphans": [asdict(o) for o in self.orphans]}
+
+    def as_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n"
+
+    def text(self) -> str:
+        lines = []
+        for n in self.nodes:
+            lines.append(f"node {n.node}:")
+            if n.daemon_keys:
+                lines.append(f"  daemon.json  change {n.daemon_path}: {', '.join(n.daemon_keys)} (Docker restarts)")
+            lines.append(f"  image        {'build' if n.image == 'build' else 'nothing'}"
+                         + (f" ({n.image_why})" if n.image_why else ""))
+            verb = {"create": "create", "replace": "replace", "unchanged": "nothing"}[n.action]
+            lines.append(f"  container    {verb} {n.container} ({n.why})")
+        for o in self.orphans:
+            lines.append(f"orphan: remove {o.container} on {o.engine_of}'s engine "
+                         f"(node {o.node or '?'} is no longer in the spec; {o.status})")
+        if self.pending:
+            count = sum(1 for n in self.nodes if n.action != "unchanged")
+            lines.append(f"changes pending: {count} container(s) to create or replace, "
+                         f"{sum(1 for n in self.nodes if n.image == 'build')} image build(s), "
+                         f"{sum(1 for n in self.nodes if n.daemon_keys)} daemon.json change(s), "
+                         f"{len(self.orphans)} orphan(s) to remove")
+        else:
+            lines.append("nothing to do: the deployment is as the spec says")
+        return "\n".join(lines) + "\n"
+
+
+def compute(apply: Apply) -> Changes:
+    """The plan, after apply's preflight (secrets resolved). Fills apply's daemon merges, image
+    decisions and predicted image IDs, which its steps then use."""
+    names = tuple(n.name for n in apply.plan.nodes if n.name in apply.executors)
+    merges = daemon_step.read_all(apply, names) if apply.plan.daemon else {}
+    apply.daemon_merges = merges
+    try:
+        dockerfile = dockerfile_for(apply.deploy_dir, apply.options.base_image)
+    except (OSError, ValueError) as exc:
+        raise fail(None, "image", str(exc), "run `vllmgen render SPEC` first") from exc
+    wanted = image_hash(dockerfile)
+    images: dict[str, tuple[str, str]] = {}
+    for name in names:
+        executor = apply.executors[name]
+        labels = apply._engine(name, "image", lambda e=executor: e.image_labels(apply.plan.image.tag))
+        if labels is None:
+            images[name] = ("build", f"{apply.plan.image.tag} is not on the node")
+        elif labels.get(IMAGE_HASH_LABEL) != wanted:
+            images[name] = ("build", "the Dockerfile changed" + (" (--base-image)" if apply.options.base_image else ""))
+        else:
+            images[name] = ("unchanged", "")
+        apply.image_ids[name] = (NEW_IMAGE if images[name][0] == "build" else
+                                 apply._engine(name, "image", lambda e=executor: e.image_id(apply.plan.image.tag)) or "")
+    apply.image_plan = images
+    restarts = {name for name, change in merges.items() if change.merge.changed}
+    decided = decisions(apply, restarts)
+    nodes = []
+    for name in names:
+        action, why, running = decided[name]
+        change = merges.get(name)
+        keys = tuple(change.merge.changes) if change and change.merge.changed else ()
+        nodes.append(NodeChange(name, apply.plan.node(name).container.name, action, why, running,
+                                images[name][0], images[name][1], keys, change.path if change else ""))
+    return Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)))
+
+
+def _orphans(apply: Apply, names: tuple[str, ...]) -> list[Orphan]:
+    found: list[Orphan] = []
+    seen: set[tuple[str, str]] = set()  # (engine, container): two nodes may share an engine
+    for name in names:
+        executor = apply.executors[name]
+        listed = apply._engine(name, "orphans", lambda e=executor: e.list_containers(apply.plan.name))
+        for state in orphans.orphans(apply.plan, listed):
+            key = (executor.endpoint or "local", state.name)
+            if key not in seen:
+                seen.add(key)
+                found.append(Orphan(name, state.name, state.labels.get(orphans.NODE_LABEL), state.status))
+    return found
+
+
+def _step(apply: Apply, name: str) -> str:
+    return "head" if apply.plan.node(name).role == "head" else "workers"
+
+
+def decide(apply: Apply, name: str, restart: bool = False) -> tuple[str, str, bool]:
+    """create / replace / unchanged, why, and whether the container is running now; ``restart``: Docker
+    restarts on the node first (daemon.json), which stops a container without a restarting policy."""
+    executor, node = apply.executors[name], apply.plan.node(name)
+    container = node.container
+    state = apply._engine(name, _step(apply, name), lambda: executor.inspect(container.name))
+    if state is None:
+        return "create", "not there", False
+    if (state.labels.get(orphans.DEPLOYMENT_LABEL) != apply.plan.name
+            or state.labels.get(orphans.NODE_LABEL) != name):
+        raise fail(name, _step(apply, name),
+                   f"a container named {container.name} exists and is not this deployment's node {name}"
+                   f" (labels {dict(state.labels) or 'none'})",
+                   f"remove or rename it (docker rm -f {container.name}); vllmgen touches only its own containers")
+    # the image is built before the container starts: its ID is known then; until then, the rest is compared
+    rebuilt = apply.image_ids.get(name) == NEW_IMAGE and identity.IMAGE_LABEL in state.labels
+    wanted = apply._request(name, state.labels[identity.IMAGE_LABEL] if rebuilt else None).labels
+    why = identity.why_replaced(state.labels, wanted, dict(container.labels)[identity.HASH_LABEL])
+    if why:
+        return "replace", why, state.running
+    if state.labels.get(GPUS_LABEL) != wanted.get(GPUS_LABEL):
+        return ("replace", "it was started " + ("without" if state.labels.get(GPUS_LABEL) else "with") + " GPUs",
+                state.running)
+    if not state.running:
+        return "replace", f"it is {state.status} (exit code {state.exit_code})", False
+    if rebuilt:
+        return "replace", f"the image is rebuilt ({apply.image_plan[name][1]}): a new image ID", True
+    if restart and container.restart not in RESTARTING_POLICIES:
+        return "replace", "Docker restarts for daemon.json, which stops it", True
+    return "unchanged", "running, config-hash matches", True
+
+
+def decisions(apply: Apply, restarts: set[str] = frozenset()) -> dict[str, tuple[str, str, bool]]:
+    """Every node's decision; a multi-node group replaced together; ``--node`` never replaces one alone."""
+    names = [n.name for n in apply.plan.nodes if n.name in apply.executors]
+    group = len(apply.plan.nodes) > 1
+    whole = group and len(names) == len(apply.plan.nodes)
+    # under --node, the daemon-json step refuses a restart beneath a running group (daemon_step)
+    decided = {name: decide(apply, name, name in restarts and (whole or not group)) for name in names}
+    if group and not whole:
+        _refuse_partial_replace(apply, decided)
+    if whole and any(action != "unchanged" for action, _, _ in decided.values()):
+        # Ray workers and torch.distributed followers belong to one head: restart the group together
+        for name, (action, _, running) in decided.items():
+            if action == "unchanged":
+                decided[name] = ("replace", "another node of the group changes; the group restarts together", running)
+    return decided
+
+
+def _refuse_partial_replace(apply: Apply, decided: dict[str, tuple[str, str, bool]]) -> None:
+    """``--node`` on a multi-node deployment may start a missing container, never replace one: Ray
+    workers and torch.distributed followers join their head once, so one node restarted alone leaves
+    the group broken while apply would report success."""
+    replaced = {name: why for name, (action, why, _) in decided.items() if action == "replace"}
+    if not replaced:
+        return
+    name, why = next(iter(replaced.items()))
+    others = ", ".join(n.name for n in apply.plan.nodes if n.name not in decided)
+    raise fail(name, _step(apply, name),
+               f"{apply.plan.node(name).container.name} would be replaced ({why}), but it is one node of a"
+               f" {len(apply.plan.nodes)}-node {apply.plan.backend} group ({others} not in scope): replaced alone,"
+               " it would not rejoin the others; no container was touched",
+               "restart the group together: `vllmgen apply SPEC --all` from a machine that reaches every node;"
+               " or `vllmgen down SPEC --node NAME` on every node, then `vllmgen apply SPEC --node NAME` on the"
+               " head first and on each worker after it")
