@@ -6,8 +6,6 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -198,165 +196,12 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     sys.exit(exit_code(results))
 
 
-# --- the runner ---------------------------------------------------------------------------------
-
-NODE = click.option("--node", "node_name", metavar="NAME",
-                    help="Act on this node only, from its own host (local Docker).")
-ALL = click.option("--all", "all_nodes", is_flag=True,
-                   help="Act on every node, each through its docker_host (a node without one: only if it is this machine).")
-BUILD_DIR = click.option(
-    "--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"), show_default=True,
-    help="Folder holding <name>/ as `vllmgen render` wrote it.",
-)
-
-
-def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: str) -> tuple[str, ...]:  # noqa: ANN001
-    """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
-    from vllmgen.runner import targets
-
-    try:
-        names = targets.scope(plan, node_name, all_nodes)
-        if all_nodes:
-            targets.require_endpoints(plan, names, str(spec))
-    except ValueError as exc:
-        raise click.UsageError(str(exc).replace("COMMAND", command)) from exc
-    return names
-
-
-@contextmanager
-def _transport_errors() -> Iterator[None]:
-    """A broken pipe or reset from a node must not reach click, which exits 1 silently on EPIPE."""
-    from vllmgen.errors import RunnerError
-
-    try:
-        yield
-    except (BrokenPipeError, ConnectionError) as exc:
-        raise RunnerError(f"the connection to a node broke: {type(exc).__name__}: {exc}; "
-                          "run the command again (it is safe to repeat)") from exc
-
-
-@cli.command()
-@SPEC
-@NODE
-@ALL
-@click.option("--dry-run", is_flag=True, help="Print the docker commands apply would run, in order; change nothing.")
-@click.option("-y", "--yes", is_flag=True, help="Rewrite daemon.json and restart Docker without asking, if needed.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=1200, show_default=True,
-              help="Seconds to wait for the cluster, and again for the model to load.")
-@BUILD_DIR
-@click.option("--no-gpus", is_flag=True,
-              help="Start containers without --gpus: a rehearsal of the mechanics on hosts without the NVIDIA runtime.")
-@click.option("--base-image", metavar="IMAGE", help="Build FROM this image instead of the spec's base (a local copy).")
-@click.option("--daemon-json", default="/etc/docker/daemon.json", show_default=True,
-              help="The Docker daemon's config file on each node.")
-@click.option("--docker-restart", default="systemctl restart docker", show_default=True,
-              help="Command that restarts Docker on a node after its daemon.json changed.")
-def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes: bool, timeout: float,
-          build_dir: Path, no_gpus: bool, base_image: str | None, daemon_json: str, docker_restart: str) -> None:
-    """Run SPEC's rendered deployment: preflight, daemon.json, image, head, workers, cluster, serve, verify.
-
-    \b
-    On one host:        vllmgen apply SPEC --node NAME
-    From one machine:   vllmgen apply SPEC --all        (each node through its docker_host)
-    Idempotent: containers whose config-hash label matches the spec are left alone.
-    """
-    import shlex
-
-    from vllmgen.compile import compile_file
-    from vllmgen.runner import targets
-    from vllmgen.runner.dryrun import Recorder
-    from vllmgen.runner.steps import Apply, Options
-    from vllmgen.write import check as check_tree
-
-    compiled = compile_file(spec)
-    _warn(compiled.valid.warnings)
-    plan = compiled.plan
-    deploy_dir = build_dir / plan.name
-    names = _scope(plan, node_name, all_nodes, spec, "apply")
-    recorder = Recorder() if dry_run else None
-    if dry_run:
-        click.echo(f"# vllmgen apply --dry-run {spec}: the commands apply would run, in order; nothing was changed")
-
-    def confirm(question: str) -> bool:
-        if yes or dry_run:
-            return True
-        if not sys.stdin.isatty():
-            return False
-        return click.confirm(question, default=False, err=True)
-
-    options = Options(timeout=timeout, gpus=not no_gpus, base_image=base_image, confirm=confirm,
-                      settle=0.0 if dry_run else 2.0, dry_run=dry_run)
-    executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
-                                  restart_command=tuple(shlex.split(docker_restart)))
-    try:
-        with _transport_errors():
-            Apply(plan, executors, deploy_dir, options=options, drift=check_tree(compiled.artifacts, deploy_dir)).run()
-    finally:
-        targets.close(executors)
-
-
-@cli.command()
-@SPEC
-@NODE
-@ALL
-@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None:
-    """Show each node's containers, the cluster view and the endpoint's health; exit 1 if anything is unhealthy."""
-    from vllmgen.compile import plan_file
-    from vllmgen.runner import status as status_report
-    from vllmgen.runner import targets
-
-    _, plan = plan_file(spec)
-    names = _scope(plan, node_name, all_nodes, spec, "status")
-    executors = targets.executors(plan, names, remote=all_nodes)
-    api_key = None
-    if plan.endpoint.api_key:
-        source = plan.endpoint.api_key
-        api_key = os.environ.get(source.from_env or source.name) if not source.from_file else None
-        if source.from_file:
-            try:
-                api_key = Path(os.path.expanduser(source.from_file)).read_text(encoding="utf-8").strip()
-            except OSError:
-                api_key = None
-    try:
-        with _transport_errors():
-            report = status_report.collect(plan, executors, api_key)
-    finally:
-        targets.close(executors)
-    click.echo(status_report.as_json(report) if fmt == "json" else status_report.table(report))
-    if not report["healthy"]:
-        sys.exit(EXIT_DRIFT)
-
-
-@cli.command()
-@SPEC
-@NODE
-@ALL
-@click.option("--dry-run", is_flag=True, help="Print the docker commands; remove nothing.")
-def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> None:
-    """Remove the containers apply started (by their labels), workers first."""
-    from vllmgen.compile import plan_file
-    from vllmgen.runner import targets
-    from vllmgen.runner.dryrun import Recorder
-    from vllmgen.runner.down import down as run_down
-
-    _, plan = plan_file(spec)
-    names = _scope(plan, node_name, all_nodes, spec, "down")
-    executors = targets.executors(plan, names, remote=all_nodes, dry_run=Recorder() if dry_run else None)
-    try:
-        with _transport_errors():
-            removed = run_down(plan, executors)
-    finally:
-        targets.close(executors)
-    if not dry_run:
-        click.echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
-
-
 def _register_review_commands() -> None:
     from vllmgen.cli_review import diff, precommit
+    from vllmgen.cli_runner import apply, down, plan, status
 
-    cli.add_command(diff)
-    cli.add_command(precommit)
+    for command in (apply, plan, status, down, diff, precommit):
+        cli.add_command(command)
 
 
 _register_review_commands()

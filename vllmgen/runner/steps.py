@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
@@ -83,6 +83,11 @@ class Report:
     @property
     def changed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.result not in UNCHANGED]
+
+    def as_dict(self, planned: changes.Changes | None = None) -> dict[str, Any]:
+        return {"plan": planned.as_dict() if planned else None, "changed": bool(self.changed),
+                "outcomes": [{"step": o.step, "node": o.node, "result": o.result, "detail": o.detail}
+                             for o in self.outcomes]}
 
     def summary(self) -> str:
         if not self.changed:
