@@ -203,8 +203,8 @@ class DryRunExecutor:
                      + self._docker("rm", name))
         self.containers.pop(name, None)
 
-    def logs(self, name: str, tail: int = 30) -> str:
-        self._record("logs", name)
+    def logs(self, name: str, tail: int | None = 30, timestamps: bool = False) -> str:
+        self._record("logs", name + (" --timestamps" if timestamps else ""))
         return ""
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False) -> ExecResult:

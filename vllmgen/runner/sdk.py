@@ -244,11 +244,12 @@ class DockerSdkExecutor:
             self._call(lambda: container.stop(timeout=stop_timeout))
         self._call(lambda: container.remove(force=True))
 
-    def logs(self, name: str, tail: int = 30) -> str:
+    def logs(self, name: str, tail: int | None = 30, timestamps: bool = False) -> str:
         container = self._get(name)
         if container is None:
             return ""
-        return self._call(lambda: container.logs(tail=tail)).decode("utf-8", "replace")
+        lines = "all" if tail is None else tail
+        return self._call(lambda: container.logs(tail=lines, timestamps=timestamps)).decode("utf-8", "replace")
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False) -> ExecResult:
         container = self._get(name)

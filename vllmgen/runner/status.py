@@ -13,7 +13,7 @@ from typing import Any
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import identity
+from vllmgen.runner import identity, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
@@ -84,6 +84,9 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
                 pass
         elif models.status == 401 and not api_key:
             endpoint["models_status"] = "401 (set the API key's variable to list models)"
+        if head_running:  # the serving node's start, phase by phase, from its log
+            endpoint["startup"] = startup.report(plan.head.name, plan.head.container.name,
+                                                 startup.read_log(head, plan.head.container.name))
     report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
     report["problems"] = problems(report) + [
@@ -157,6 +160,8 @@ def table(report: dict[str, Any]) -> str:
     endpoint = report["endpoint"]
     models = ", ".join(endpoint.get("models", [])) or str(endpoint.get("models_status", "-"))
     lines.append(f"endpoint {endpoint['url']}: /health {endpoint.get('health', '-')}; models: {models}")
+    if endpoint.get("startup"):
+        lines.append(startup.table(endpoint["startup"]))
     lines += [f"problem: {problem}" for problem in report.get("problems", [])]
     lines.append("healthy" if report.get("healthy") else f"unhealthy: {len(report.get('problems', []))} problem(s)")
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import changes, daemon_step, identity, secrets, verify
+from vllmgen.runner import changes, daemon_step, identity, secrets, startup, verify
 from vllmgen.runner.executor import (
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
@@ -79,6 +79,7 @@ class Outcome:
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
+    startup: list[dict[str, Any]] = field(default_factory=list)  # per serving node: startup.report
 
     @property
     def changed(self) -> list[Outcome]:
@@ -87,7 +88,7 @@ class Report:
     def as_dict(self, planned: changes.Changes | None = None) -> dict[str, Any]:
         return {"plan": planned.as_dict() if planned else None, "changed": bool(self.changed),
                 "outcomes": [{"step": o.step, "node": o.node, "result": o.result, "detail": o.detail}
-                             for o in self.outcomes]}
+                             for o in self.outcomes], "startup": self.startup}
 
     def summary(self) -> str:
         if not self.changed:
@@ -155,6 +156,7 @@ class Apply:
         self.daemon_merges: dict[str, daemon_step.Change] | None = None  # read and merged by changes.compute
         self.image_plan: dict[str, tuple[str, str]] = {}  # node -> (build | unchanged, why)
         self.changes: changes.Changes | None = None
+        self.clock = startup.Clock()  # the runner's own seconds per node (image, container start, answers)
         self.steps = plan_steps(plan, tuple(self.executors))
 
     # --- helpers ------------------------------------------------------------------------------
@@ -270,12 +272,14 @@ class Apply:
         executor, tag = self.executors[name], self.plan.image.tag
         if self.image_plan.get(name, ("build", ""))[0] == "unchanged":  # decided by changes.compute
             result = "unchanged"
+            self.clock.record(name, "image", None, f"{tag} already built")
         else:
             self.progress.say(f"{step}: building {tag} (base {self.options.base_image or self.plan.image.base})",
                               name)
-            self._engine(name, step, lambda: executor.build_image(
+            self.clock.timed(name, "image", lambda: self._engine(name, step, lambda: executor.build_image(
                 self.deploy_dir, tag, dockerfile, labels, lambda line: self.progress.say(f"{step}: {line}", name)),
-                "read the build output above; a failing RUN line is the Dockerfile's (build/<name>/Dockerfile)")
+                "read the build output above; a failing RUN line is the Dockerfile's (build/<name>/Dockerfile)"),
+                f"built {tag} (its base pulled if missing)")
             result = "built"
         self.image_ids[name] = self._engine(name, step, lambda: executor.image_id(tag)) or ""
         self._outcome(step, name, result, tag)
@@ -311,8 +315,10 @@ class Apply:
         if action == "replace":
             self.progress.say(f"{step}: removing {node.container.name}: {why}", name)
             self._engine(name, step, lambda: executor.remove(node.container.name))
-        self._engine(name, step, lambda: executor.run(self._request(name)))
-        self._settle(step, name)
+        self.clock.started[name] = time.monotonic()
+        self.clock.timed(name, "container start", lambda: (
+            self._engine(name, step, lambda: executor.run(self._request(name))), self._settle(step, name)),
+            f"docker run, then up for {self.options.settle:g} s")
         self._outcome(step, name, "created" if action == "create" else "replaced", f"{node.container.name}: {why}")
 
     def _settle(self, step: str, name: str) -> None:
@@ -437,16 +443,28 @@ class Apply:
 
         def alive() -> str | None:
             self._alive(step.name)
+            note = "phase: " + startup.current(startup.read_log(head, self.plan.head.container.name))
             if serve and not self._engine(serve.node, step.name, lambda: head.serving(serve.container)):
                 raise fail(serve.node, step.name, f"vllm serve is no longer running in {serve.container}",
                            "read its output below (docker logs); fix the spec and apply again",
                            head.logs(serve.container))
-            return None
+            return note
 
+        name, container = self.plan.head.name, self.plan.head.container.name
         verify.wait_healthy(head, self.plan.endpoint, self.progress, timeout=self.options.timeout, alive=alive,
                             interval=self.options.poll, logs=self._head_logs)
+        self._answered(name, "first healthy answer", "/health 200")
         api_key = self.secrets.get("VLLM_API_KEY") if self.plan.endpoint.api_key else None
-        container = self.plan.head.container.name
         passed = verify.verify(head, self.plan.endpoint, api_key, self.progress,
-                               logs=lambda: head.logs(container, tail=40))
-        self.report.outcomes.append(Outcome(step.name, self.plan.head.name, "ok", "; ".join(passed)))
+                               logs=lambda: head.logs(container, tail=40),
+                               answered=lambda: self._answered(name, "first token", "a chat completion answered"))
+        self.report.outcomes.append(Outcome(step.name, name, "ok", "; ".join(passed)))
+        entry = startup.report(name, container, startup.read_log(head, container), self.clock)
+        self.report.startup.append(entry)
+        for line in startup.table(entry).splitlines():
+            self.progress.say(line, name)
+
+    def _answered(self, node: str, phase: str, what: str) -> None:
+        since = self.clock.since_start(node)
+        self.clock.record(node, phase, since, f"{what}, since the container started" if since is not None
+                          else f"{what}; the container was already running")

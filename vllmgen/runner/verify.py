@@ -49,7 +49,7 @@ def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, 
 
 
 def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress: Progress,
-           logs: Callable[[], str] | None = None) -> list[str]:
+           logs: Callable[[], str] | None = None, answered: Callable[[], None] | None = None) -> list[str]:
     """The checks after /health is 200; returns one line per check passed, raises on the first failure.
 
     ``logs`` gives the server's last log lines, shown when it answers with an error."""
@@ -80,6 +80,8 @@ def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress
         answer = chat.json()["choices"][0]["message"].get("content")
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise fail(executor.node, STEP, f"the chat completion has no message: {_short(chat)}") from exc
+    if answered:
+        answered()
     passed.append(f"chat completion answered {json.dumps((answer or '')[:40])}")
 
     if api_key:
