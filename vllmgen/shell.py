@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Literal
@@ -34,8 +35,24 @@ def host_word(path: str) -> Word:
 def quote_word(word: Word) -> str:
     if isinstance(word, Anchored):
         var = f'"${{{ANCHOR_VARS[word.anchor]}}}"'
-        return f"{var}/{shlex.quote(word.rest)}" if word.rest else var
-    return shlex.quote(word)
+        return f"{var}/{quote_word(word.rest)}" if word.rest else var
+    return _quote(word)
+
+
+def _quote(text: str) -> str:
+    """``shlex.quote``, in the form shellcheck reads as intended: a literal ``$`` or backquote goes in
+    double quotes, escaped (single quotes would be SC2016, "expressions don't expand"), and a
+    leading ``~`` is escaped outside the quotes (a quoted one is SC2088, "tilde does not expand")."""
+    if text.startswith("~") and text != "~":
+        return "\\~" + (_quote(text[1:]) if len(text) > 1 else "")
+    quoted = shlex.quote(text)
+    if quoted.startswith("'") and _EXPANDS.search(text):
+        return '"' + _DOUBLE_QUOTED_SPECIAL.sub(r"\\\g<0>", text) + '"'
+    return quoted
+
+
+_EXPANDS = re.compile(r"[$`]")
+_DOUBLE_QUOTED_SPECIAL = re.compile(r'[\\"$`]')
 
 
 def join_words(words: list[Word]) -> str:
