@@ -99,7 +99,7 @@ def normalise_flag(token: str) -> str:
 
 
 def parse_version(text: str) -> tuple[int, ...]:
-    m = _VERSION.match(text.strip())
+    m = _VERSION.fullmatch(text.strip())
     if not m:
         raise ValueError(
             f"not a vLLM version: {text!r} (expected e.g. 0.32.0, v0.32.0, latest)"
@@ -117,7 +117,7 @@ def _files() -> dict[tuple[int, ...], str]:
     folder = resources.files(__package__) / "catalogs"
     out = {}
     for entry in folder.iterdir():
-        m = _FILE.match(entry.name)
+        m = _FILE.fullmatch(entry.name)
         if m:
             out[parse_version(m.group(1))] = entry.name
     return out

@@ -23,6 +23,17 @@ EXIT_RUNNER = 4
 EXIT_INTERNAL = 123
 
 
+SHORT = 80  # characters of a bad value an error message quotes
+
+
+def short(value: str, limit: int = SHORT) -> str:
+    """``value`` quoted, cut to ``limit`` characters with its length when longer: an error
+    message never echoes a huge value."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
+
+
 def format_path(path: Path) -> str:
     """('nodes', 1, 'address') -> 'nodes[1].address'."""
     out = ""
@@ -30,6 +41,7 @@ def format_path(path: Path) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
+            part = part if len(part) <= SHORT else f"{part[:SHORT]}...({len(part):,} characters)"
             out += f".{part}" if out else str(part)
     return out or "<root>"
 

@@ -1,32 +1,33 @@
 """Stage 1, load: YAML text -> plain Python data plus a map of where every value stands.
 
-ruamel.yaml composes the text into a node graph whose every node carries a 0-based line/column
-mark; we flatten those into ``Positions`` (1-based, keyed by field path) so later stages can
-point at ``nodes[1].address`` without holding on to ruamel objects. The values are built by
-ruamel's safe constructor (YAML 1.2, duplicate keys refused, merge keys honoured). Composing
-with the safe loader rather than the round-trip one (which also keeps comments) is a quarter
-faster; libyaml's parser, when ruamel.yaml's C extension is installed, is ten times faster.
+The parser's events (libyaml's when ruamel.yaml's C extension is installed: ten times faster;
+else the pure one) are built into data by ``vllmgen.compose``, which bounds depth, aliases and
+scalar length; positions are 1-based and keyed by field path, so later stages can point at
+``nodes[1].address`` without holding on to ruamel objects. The file's size is bounded before it
+is read, and bad UTF-8 or a bad character is reported at its line and column. Errors are always
+worded by the pure parser, so they read the same with or without libyaml.
 """
 
 from __future__ import annotations
 
-import datetime
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
-from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.events import StreamEndEvent
+from ruamel.yaml.reader import ReaderError
 
 try:  # libyaml, from ruamel.yaml[libyaml] (ruamel.yaml.clibz) or ruamel.yaml.clib
     from ruamel.yaml.cyaml import CParser
 except ImportError:
     CParser = None
 
-from vllmgen.errors import Diagnostic, Path, SpecError
+from vllmgen.compose import Builder, ComposeError
+from vllmgen.errors import Diagnostic, Path, SpecError, short
 
 
 @dataclass(frozen=True)
@@ -62,69 +63,86 @@ class LoadedSpec:
         return Diagnostic(self.file, line, col, format_path(path), message, severity)
 
 
+MAX_BYTES = 1024 * 1024  # a spec of 1,000 nodes is ~100 KB
+_VERSION_DIRECTIVE = re.compile(r"^%YAML[ \t]+(\S*)", re.MULTILINE)
+
+
 def load_file(path: str | FsPath) -> LoadedSpec:
     path = FsPath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([Diagnostic(str(path), 0, 0, "<file>", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([Diagnostic(str(path), 0, 0, "<file>", f"cannot read: {exc}")]) from None
+    except OSError as exc:
+        raise SpecError([Diagnostic(str(path), 0, 0, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError([Diagnostic(str(path), 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
+        message = f"not UTF-8: byte 0x{raw[exc.start]:02x} cannot start or continue a character"
+        raise SpecError([Diagnostic(str(path), line, column, "<file>", message)]) from None
     return load_text(text, str(path))
 
 
-class _Constructor(SafeConstructor):
-    """The safe constructor, plus: an unknown tag (``!env FOO``) is dropped, as the round-trip
-    loader did, leaving the plain value for the model to judge."""
-
-    def construct_unknown(self, node: Node) -> Any:
-        if isinstance(node, MappingNode):
-            return self.construct_mapping(node, deep=True)
-        if isinstance(node, SequenceNode):
-            return self.construct_sequence(node, deep=True)
-        return node.value
-
-
-_Constructor.add_constructor(None, _Constructor.construct_unknown)
-
-if CParser is not None:
-
-    class _CLoader(CParser, _Constructor, VersionedResolver):  # as ruamel.yaml.main builds its own
-        def __init__(self, text: str) -> None:
-            CParser.__init__(self, text)
-            self._parser = self._composer = self
-            _Constructor.__init__(self, loader=self)
-            self.allow_duplicate_keys = False
-            VersionedResolver.__init__(self, version=None, loadumper=self)
-            # the resolver asks ``_scanner`` for a %YAML directive's version on every scalar; without
-            # the attribute it falls through two AttributeErrors each time (a third of the load)
-            self._scanner = self
-            self.yaml_version = None
-
-
 def load_text(text: str, file: str) -> LoadedSpec:
-    if CParser is not None and "%YAML" not in text:  # a version directive: the pure parser honours it
+    if len(text) > MAX_BYTES:
+        raise SpecError([Diagnostic(file, 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
+    version = _VERSION_DIRECTIVE.search(text)
+    if version and version.group(1) not in ("1.1", "1.2"):  # the pure parser asserts on these
+        line, column = _line_col(text, version.start())
+        message = f"invalid YAML: YAML {short(version.group(1))} is not supported; write %YAML 1.2 or nothing"
+        raise SpecError([Diagnostic(file, line, column, "<yaml>", message)])
+    if CParser is not None:
         try:
-            return _load(text, file, _CLoader(text))
-        except YAMLError:
-            pass  # report it in the pure parser's words, the same with or without libyaml
-    yaml = YAML(typ="safe", pure=True)
-    yaml.Constructor = _Constructor
+            return _load(text, file, _c_events(text))
+        except ComposeError as exc:
+            raise SpecError([Diagnostic(file, exc.line, exc.column, "<yaml>", f"invalid YAML: {exc.message}")]) from None
+        except Exception:  # noqa: BLE001 - report it in the pure parser's words, the same with or without libyaml
+            pass
     try:
-        return _load(text, file, yaml)
+        return _load(text, file, YAML(typ="safe", pure=True).parse(text))
+    except ComposeError as exc:
+        raise SpecError([Diagnostic(file, exc.line, exc.column, "<yaml>", f"invalid YAML: {exc.message}")]) from None
     except MarkedYAMLError as exc:
         raise SpecError([_yaml_diagnostic(exc, file)]) from None
+    except ReaderError as exc:
+        line, column = _line_col(text, exc.position)
+        message = f"invalid YAML: the character {short(chr(exc.character))} (U+{exc.character:04X}) is not allowed"
+        raise SpecError([Diagnostic(file, line, column, "<yaml>", message)]) from None
+    except YAMLError as exc:  # unmarked: no better position than the file
+        raise SpecError([Diagnostic(file, 0, 0, "<yaml>", f"invalid YAML: {short(str(exc))}")]) from None
 
 
-def _load(text: str, file: str, loader: Any) -> LoadedSpec:
-    root = loader.compose(text) if isinstance(loader, YAML) else loader.get_single_node()
-    constructor = loader.constructor if isinstance(loader, YAML) else loader
+def _c_events(text: str) -> Iterator[Any]:
+    parser = CParser(text)
+    try:
+        while True:
+            event = parser.get_event()
+            yield event
+            if isinstance(event, StreamEndEvent):
+                return
+    finally:
+        parser.dispose()
+
+
+def _load(text: str, file: str, events: Iterator[Any]) -> LoadedSpec:
+    data, log = Builder().build(events)
     positions = Positions()
-    data = None
-    if root is not None:
-        data = _plain(constructor.construct_document(root))
-        _mark(root, (), positions, constructor)
+    keys, values = positions.keys, positions.values
+    for path, key_at, value_at in log:
+        if key_at is not None:
+            keys[path] = key_at
+        values[path] = value_at
     return LoadedSpec(file, {} if data is None else data, positions)
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
 
 
 def _yaml_diagnostic(exc: MarkedYAMLError, file: str) -> Diagnostic:
@@ -134,37 +152,3 @@ def _yaml_diagnostic(exc: MarkedYAMLError, file: str) -> Diagnostic:
     if "duplicate key" in problem:
         problem = problem.split(" with value")[0]
     return Diagnostic(file, line, col, "<yaml>", f"invalid YAML: {problem}")
-
-
-def _mark(node: Node, path: Path, positions: Positions, constructor: SafeConstructor) -> None:
-    """Record where every key, value and item under ``node`` stands."""
-    if isinstance(node, MappingNode):
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:str":
-                key = key_node.value
-            else:  # 1: or true: as a key is named as the model will see it
-                key = str(_plain(constructor.construct_object(key_node, deep=True)))
-            child = (*path, key)
-            positions.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            positions.values[child] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
-            _mark(value_node, child, positions, constructor)
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            positions.values[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            _mark(item, child, positions, constructor)
-
-
-def _plain(value: Any) -> Any:
-    """Plain dict/list/scalars with string keys; other YAML types become text the model can refuse."""
-    if isinstance(value, dict):
-        return {str(_plain(key)): _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if value is None or type(value) in (str, int, float, bool):
-        return value
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset)):
-        return str(sorted(map(str, value)))  # a !!set: deterministic text
-    return str(value)

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
+from vllmgen import addresses
 from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
 
@@ -99,6 +100,11 @@ class Endpoint:
     port: int
     served_name: str
     api_key: SecretEnv | None
+
+    @property
+    def url(self) -> str:
+        """http://host:port, an IPv6 address in brackets."""
+        return f"http://{addresses.host_port(self.address, self.port)}"
 
 
 @dataclass(frozen=True)
@@ -342,7 +348,7 @@ def _ray_start(spec: Spec, node: Node, role: str) -> tuple[str, ...]:
     where = (
         ("--head", f"--port={spec.cluster.ray_port}")
         if role == "head"
-        else (f"--address={head.address}:{spec.cluster.ray_port}",)
+        else (f"--address={addresses.host_port(head.address, spec.cluster.ray_port)}",)
     )
     return (
         "start",

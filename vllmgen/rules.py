@@ -6,11 +6,11 @@ Each rule is a small generator of ``Finding``s over a spec that already passed t
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from vllmgen import addresses
 from vllmgen.errors import Path
 from vllmgen.spec import Spec
 
@@ -70,10 +70,22 @@ OWNED_ENV = {
 }
 
 
-def check_rules(spec: Spec) -> list[Finding]:
+def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
+    """Every rule's findings. ``lenient``: ``spec`` is partial (vllmgen.partial) and a rule that
+    meets a value that did not validate stops there, keeping what it found before."""
     from vllmgen.rules_catalog import serve_flags_exist  # imports this module's Finding
 
-    return [finding for rule in (*RULES, serve_flags_exist) for finding in rule(spec)]
+    findings: list[Finding] = []
+    for rule in (*RULES, serve_flags_exist):
+        if not lenient:
+            findings.extend(rule(spec))
+            continue
+        try:
+            for finding in rule(spec):
+                findings.append(finding)
+        except Exception:  # noqa: BLE001 - a rule over a partly invalid spec does what it can
+            pass
+    return findings
 
 
 def one_head(spec: Spec) -> Iterator[Finding]:
@@ -92,10 +104,10 @@ def one_head(spec: Spec) -> Iterator[Finding]:
 
 
 def unique_nodes(spec: Spec) -> Iterator[Finding]:
-    for field in ("name", "address"):
+    for field, same in (("name", str.lower), ("address", addresses.canonical)):
         seen: dict[str, int] = {}
         for index, node in enumerate(spec.nodes):
-            value = getattr(node, field).lower()
+            value = same(getattr(node, field))
             if value in seen:
                 yield Finding(("nodes", index, field), f"duplicate {field} {value!r} (also nodes[{seen[value]}].{field})")
             else:
@@ -135,9 +147,7 @@ def multi_node(spec: Spec) -> Iterator[Finding]:
     if spec.runtime.network != "host":
         yield Finding(("runtime", "network"), "several nodes need host networking (Ray, NCCL and Gloo connect node to node)")
     for index, node in enumerate(spec.nodes):
-        try:
-            ipaddress.ip_address(node.address)
-        except ValueError:
+        if addresses.parse_ip(node.address) is None:
             yield Finding(
                 ("nodes", index, "address"),
                 "multi-node deployments need an IP address here: it becomes VLLM_HOST_IP and the Ray/master address",

@@ -6,7 +6,6 @@ Per-field rules live here (types, ranges, formats); rules that relate several fi
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,6 +20,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from vllmgen import addresses
+
 SPEC_VERSION = 1
 
 
@@ -34,9 +35,8 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
 
 # --- scalar formats -------------------------------------------------------------------------
 
+# every pattern is applied with fullmatch: with match, '$' also matches before a final newline
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IMAGE_REF = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
@@ -50,32 +50,25 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _name(value: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise _fail("name", "expected a DNS label: lower-case letters, digits and '-', 1-63 characters")
     return value
 
 
 def _address(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-        return value
-    except ValueError:
-        pass
-    labels = value.rstrip(".").split(".")
-    looks_numeric = all(label.isdigit() for label in labels)  # 10.0.0.300 is a bad IP, not a hostname
-    if len(value) > 253 or looks_numeric or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+    if addresses.parse_ip(value) is None and not addresses.is_hostname(value):
         raise _fail("address", "expected an IPv4/IPv6 address or a hostname")
     return value
 
 
 def _ifname(value: str) -> str:
-    if not _IFNAME.match(value) or value in {".", ".."}:
+    if not addresses.is_ifname(value):
         raise _fail("ifname", "expected a network interface name (at most 15 characters: letters, digits, '_.:-')")
     return value
 
 
 def _env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         raise _fail("env_name", "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
     return value
 
@@ -110,38 +103,49 @@ def looks_like_secret(value: str) -> bool:
 
 def _size(value: str | int) -> str:
     text = str(value)
-    if not _SIZE.match(text):
+    if not _SIZE.fullmatch(text):
         raise _fail("size", "expected a size such as '10g', '512m' or a byte count")
     return text
 
 
 def _url(value: str) -> str:
-    if not re.match(r"^https?://[^\s'\"\\]+$", value):
+    if not re.fullmatch(r"https?://[^\s'\"\\]+", value):
         raise _fail("url", "expected an http(s) URL without spaces or quotes")
     return value
 
 
 def _pinned(value: str) -> str:
-    if not _PINNED_REQ.match(value):
+    if not _PINNED_REQ.fullmatch(value):
         raise _fail("pinned", "expected a pinned requirement 'name==version' (unpinned installs drift between builds)")
     return value
 
 
 def _git(value: str) -> str:
-    if not _GIT_REQ.match(value):
+    if not _GIT_REQ.fullmatch(value):
         raise _fail("git_req", "expected 'git+https://host/repo.git@ref' (optionally 'name @ git+...')")
     return value
 
 
 def _image_ref(value: str) -> str:
-    if not _IMAGE_REF.match(value):
+    if not _IMAGE_REF.fullmatch(value):
         raise _fail("image_ref", "expected an image reference such as vllm/vllm-openai:v0.32.0")
     return value
 
 
 def _version(value: str) -> str:
-    if not re.match(r"^[0-9]+(\.[0-9]+){1,2}$", value):
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+){1,2}", value):
         raise _fail("version", "expected a version such as 2.49.2")
+    return value
+
+
+def _docker_host(value: str) -> str:
+    from vllmgen.endpoints import FORMS, EndpointError, parse
+
+    try:
+        parse(value)
+    except EndpointError as exc:
+        message = str(exc)
+        raise _fail("docker_host", message if message.startswith("expected") else f"expected {FORMS}: {message}") from None
     return value
 
 
@@ -158,6 +162,7 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 HostPath = Annotated[str, AfterValidator(_abs_path)]
 ContainerPath = Annotated[str, AfterValidator(_container_path)]
 Text = Annotated[str, AfterValidator(_text)]
+DockerHost = Annotated[str, AfterValidator(_docker_host)]
 Url = Annotated[str, AfterValidator(_url)]
 Size = Annotated[str, BeforeValidator(_size)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -234,14 +239,14 @@ class Image(Model):
 
     @property
     def base_tag(self) -> str | None:
-        match = _IMAGE_REF.match(self.base)
+        match = _IMAGE_REF.fullmatch(self.base)
         return match.group("tag") if match else None
 
     @property
     def vllm_version(self) -> str | None:
         """'0.32.0' for a base tagged v0.32.0; None for latest, nightly or a digest."""
         tag = (self.base_tag or "").removeprefix("v")
-        return tag if re.match(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", tag) else None
+        return tag if re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", tag) else None
 
 
 
@@ -311,7 +316,7 @@ class Node(Model):
     env: EnvMap = Field(default_factory=_empty_dict, description="merged over runtime.env")
     model_host_path: HostPath | None = Field(None, description="overrides model.host_path on this node")
     hf_cache: HostPath | None = Field(None, description="overrides model.hf_cache on this node")
-    docker_host: Text | None = Field(
+    docker_host: DockerHost | None = Field(
         None, description="Docker endpoint used by 'apply --all' (ssh://user@host, tcp://host:2376)"
     )
 

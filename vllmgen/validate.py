@@ -1,8 +1,9 @@
 """Stage 2, validate: loaded data -> a ``Spec``, or every problem at once with its position.
 
 Three passes, all collected before anything is reported: a scan for literal secrets anywhere
-in the document, the pydantic model (types, formats, unknown keys), and, when the model holds,
-the cross-field rules in ``vllmgen.rules``.
+in the document (keys and values), the pydantic model (types, formats, unknown keys), and the
+cross-field rules in ``vllmgen.rules`` -- over the valid spec, or, when the model refuses some
+fields, over a partial spec of whatever validated (``vllmgen.partial``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vllmgen.errors import Diagnostic, Path, SpecError, format_path
+from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
 from vllmgen.load import LoadedSpec, load_file
+from vllmgen.partial import partial_spec
 from vllmgen.rules import Finding, check_rules
 from vllmgen.spec import Spec, looks_like_secret
 
@@ -33,7 +35,7 @@ def validate_file(path: str, *, strict: bool = False) -> ValidSpec:
 
 
 def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
-    diagnostics = [loaded.diagnostic(path, message) for path, message in _literal_secrets(loaded.data, ())]
+    diagnostics = [loaded.diagnostic(path, message, key=on_key) for path, message, on_key in _literal_secrets(loaded.data, ())]
     spec = None
     if not isinstance(loaded.data, dict):
         diagnostics.append(loaded.diagnostic((), "expected a mapping at the top of the spec"))
@@ -42,6 +44,9 @@ def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
             spec = Spec.model_validate(loaded.data)
         except ValidationError as exc:
             diagnostics.extend(_from_pydantic(exc, loaded))
+            bad = {_error_path(error) for error in exc.errors(include_url=False)}
+            partial = partial_spec(Spec, loaded.data, bad)
+            diagnostics.extend(_from_finding(f, loaded, strict) for f in check_rules(partial, lenient=True))
     if spec is not None:
         diagnostics.extend(_from_finding(finding, loaded, strict) for finding in check_rules(spec))
     if any(d.severity == "error" for d in diagnostics):
@@ -55,23 +60,35 @@ def _from_finding(finding: Finding, loaded: LoadedSpec, strict: bool) -> Diagnos
     return loaded.diagnostic(finding.path, finding.message, severity=severity)
 
 
-def _literal_secrets(node: Any, path: Path) -> list[tuple[Path, str]]:
+_LITERAL = (
+    "this looks like a literal token; secrets are given by reference only "
+    "(secrets.hf_token: {env: HF_TOKEN} or {file: /path/to/token})"
+)
+
+
+def _literal_secrets(node: Any, path: Path) -> list[tuple[Path, str, bool]]:
+    """(path, message, on the key?) for every key or value that holds a token. Aliases share
+    values, so a shared one is visited again: the loader caps what aliases add."""
     if isinstance(node, dict):
-        return [hit for key, value in node.items() for hit in _literal_secrets(value, (*path, key))]
+        hits = []
+        for key, value in node.items():
+            if looks_like_secret(key):
+                hits.append(((*path, key), "this key " + _LITERAL.removeprefix("this "), True))
+            hits.extend(_literal_secrets(value, (*path, key)))
+        return hits
     if isinstance(node, list):
         return [hit for index, value in enumerate(node) for hit in _literal_secrets(value, (*path, index))]
     if isinstance(node, str) and looks_like_secret(node):
-        return [
-            (
-                path,
-                "this looks like a literal token; secrets are given by reference only "
-                "(secrets.hf_token: {env: HF_TOKEN} or {file: /path/to/token})",
-            )
-        ]
+        return [(path, _LITERAL, False)]
     return []
 
 
 # --- pydantic errors -> diagnostics ---------------------------------------------------------
+
+
+def _error_path(error: Any) -> Path:
+    loc = tuple(error["loc"])
+    return loc[:-1] if loc and loc[-1] == "[key]" else loc
 
 
 def _from_pydantic(exc: ValidationError, loaded: LoadedSpec) -> list[Diagnostic]:
@@ -106,16 +123,19 @@ def _message(error: dict[str, Any], loc: Path) -> str:
     if kind == "extra_forbidden":
         unknown = str(loc[-1])
         allowed = _fields_at(loc[:-1])
-        hint = difflib.get_close_matches(unknown, allowed, n=1, cutoff=0.6)
+        hint = difflib.get_close_matches(unknown[:100], allowed, n=1, cutoff=0.6)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(allowed)}"
-        return f"unknown key '{unknown}'{suggestion}"
+        return f"unknown key {short(unknown)}{suggestion}"
     if msg.startswith("Input should be "):
         msg = "expected " + msg.removeprefix("Input should be ")
     elif msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
     got = error.get("input")
-    if isinstance(got, (str, int, float, bool)) and kind not in {"literal_secret"}:
-        msg += f", got {got!r}"
+    if isinstance(got, str) and kind not in {"literal_secret"}:
+        msg += f", got {short(got)}"
+    elif isinstance(got, (int, float, bool)):
+        text = repr(got)
+        msg += f", got {text if len(text) <= 80 else text[:80] + '...'}"
     return msg
 
 

@@ -6,7 +6,6 @@ urllib from this machine, the dry-run prints the equivalent ``curl``.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Callable
 
@@ -18,13 +17,7 @@ STEP = "verify"
 
 
 def base_url(endpoint: Endpoint) -> str:
-    address = endpoint.address
-    try:
-        if ipaddress.ip_address(address).version == 6:
-            address = f"[{address}]"
-    except ValueError:
-        pass
-    return f"http://{address}:{endpoint.port}"
+    return endpoint.url
 
 
 def _short(result: HttpResult) -> str:
