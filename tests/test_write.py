@@ -200,13 +200,31 @@ def test_a_lock_held_too_long_is_a_clear_error(tmp_path, monkeypatch, trees):
     assert list(out.iterdir()) == []
 
 
-def _render_exit(out: Path, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vllmgen", "render", str(RAY), "-o", str(out)],
-                          capture_output=True, text=True, **kwargs)
+class Result:
+    def __init__(self, returncode: int, stderr: str):
+        self.returncode, self.stderr = returncode, stderr
+
+
+@pytest.fixture
+def render_cli(monkeypatch, capsys):
+    """``vllmgen render RAY -o OUT`` in this process (a subprocess per case costs ~0.5 s)."""
+    from vllmgen import cli
+
+    def run(out: Path) -> Result:
+        monkeypatch.setattr(sys, "argv", ["vllmgen", "render", str(RAY), "-o", str(out)])
+        capsys.readouterr()
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+        return Result(code, capsys.readouterr().err)
+
+    return run
 
 
 @pytest.mark.parametrize("entry", ["file", "symlink-to-folder", "dangling-symlink"])
-def test_a_non_folder_at_the_deployment_path_is_refused_untouched(tmp_path, entry):
+def test_a_non_folder_at_the_deployment_path_is_refused_untouched(tmp_path, entry, render_cli):
     out = tmp_path / "out"
     out.mkdir()
     target = out / "qwen3-next-tp16-ray"
@@ -218,7 +236,7 @@ def test_a_non_folder_at_the_deployment_path_is_refused_untouched(tmp_path, entr
     else:
         target.symlink_to(elsewhere if entry == "symlink-to-folder" else tmp_path / "nowhere")
     before = (os.readlink(target) if target.is_symlink() else target.read_text(), _snapshot(elsewhere))
-    result = _render_exit(out)
+    result = render_cli(out)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "move it away" in result.stderr
@@ -226,7 +244,7 @@ def test_a_non_folder_at_the_deployment_path_is_refused_untouched(tmp_path, entr
     assert sorted(p.name for p in out.iterdir()) == [target.name]
 
 
-def test_unusable_output_folders_are_usage_errors(tmp_path):
+def test_unusable_output_folders_are_usage_errors(tmp_path, render_cli):
     (tmp_path / "file").write_text("x")
     cases = {
         tmp_path / "missing" / "out": "missing does not exist",
@@ -235,13 +253,13 @@ def test_unusable_output_folders_are_usage_errors(tmp_path):
         tmp_path / ("x" * 300): "file name too long",
     }
     for out, message in cases.items():
-        result = _render_exit(out)
+        result = render_cli(out)
         assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
         assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_a_read_only_output_folder_is_a_usage_error(tmp_path):
+def test_a_read_only_output_folder_is_a_usage_error(tmp_path, render_cli):
     out = tmp_path / "out"
     out.mkdir()
     # root ignores permission bits; the immutable attribute binds root too (ext4, xfs, btrfs)
@@ -251,7 +269,7 @@ def test_a_read_only_output_folder_is_a_usage_error(tmp_path):
     else:
         out.chmod(0o555)
     try:
-        result = _render_exit(out)
+        result = render_cli(out)
     finally:
         subprocess.run(["chattr", "-i", str(out)], capture_output=True)
         out.chmod(0o755)
@@ -261,7 +279,8 @@ def test_a_read_only_output_folder_is_a_usage_error(tmp_path):
 
 def test_modes_do_not_follow_the_umask(tmp_path):
     out = tmp_path / "out"
-    result = _render_exit(out, preexec_fn=lambda: os.umask(0o077))
+    result = subprocess.run([sys.executable, "-m", "vllmgen", "render", str(RAY), "-o", str(out)],
+                            capture_output=True, text=True, preexec_fn=lambda: os.umask(0o077))
     assert result.returncode == 0, result.stderr
     modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
     for path, mode in modes.items():
