@@ -75,6 +75,15 @@ def _copy_checkout(destination: Path) -> None:
             shutil.copy2(source, destination / os.fsdecode(name))
 
 
+def _in_chroot(root: Path, command: str, env: dict) -> subprocess.CompletedProcess:
+    """``sh -c command`` chrooted into root, with a /proc that goes away with the mount namespace."""
+    return subprocess.run(
+        ["unshare", "--mount", "--fork", "sh", "-c",
+         'mount -t proc proc "$1/proc" && exec chroot "$1" /bin/sh -c "$2"', "sh", str(root), command],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+
+
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -97,12 +106,15 @@ def test_readme_first_command_on_debian_12_system_python(tmp_path):
         # only this machine's network: its egress proxy re-signs TLS with a CA its bundle holds
         shutil.copy(host_ca, root / "etc" / "host-ca.crt")
         env["PIP_CERT"] = "/etc/host-ca.crt"
-    result = subprocess.run(
-        ["unshare", "--mount", "--fork", "sh", "-c",
-         'mount -t proc proc "$1/proc" && exec chroot "$1" /bin/sh -c "$2"', "sh", str(root), inner],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
+    result = _in_chroot(root, inner, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # and from inside a plain venv that is already active (python3 is then the venv's)
+    second = root / "home" / "newcomer" / "again"
+    _copy_checkout(second)
+    inner = f"python3 -m venv /opt/plain && . /opt/plain/bin/activate && cd /home/newcomer/again && {command}"
+    again = _in_chroot(root, inner, env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "wrote 13 files" in again.stdout
     version = subprocess.run(["chroot", str(root), "/usr/bin/python3", "-c", "import sys; print(sys.version)"],
                              env=env, capture_output=True, text=True, check=True).stdout
     assert version.startswith("3.11."), version  # Debian 12's own interpreter made the venv
