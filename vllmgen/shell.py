@@ -40,18 +40,19 @@ def quote_word(word: Word) -> str:
 
 
 def _quote(text: str) -> str:
-    """``shlex.quote``, in the form shellcheck reads as intended: a literal ``$`` or backquote goes in
-    double quotes, escaped (single quotes would be SC2016, "expressions don't expand"), and a
-    leading ``~`` is escaped outside the quotes (a quoted one is SC2088, "tilde does not expand")."""
+    """``shlex.quote``, in the form shellcheck reads as intended: a literal ``$``, backquote or
+    backslash goes in double quotes, escaped (in single quotes: SC2016, "expressions don't expand",
+    and SC1003, "want to escape a single quote?"), and a leading ``~`` is escaped outside the quotes
+    (a quoted one is SC2088, "tilde does not expand")."""
     if text.startswith("~") and text != "~":
         return "\\~" + (_quote(text[1:]) if len(text) > 1 else "")
     quoted = shlex.quote(text)
-    if quoted.startswith("'") and _EXPANDS.search(text):
+    if quoted.startswith("'") and _LINTED_IN_SINGLE_QUOTES.search(text):
         return '"' + _DOUBLE_QUOTED_SPECIAL.sub(r"\\\g<0>", text) + '"'
     return quoted
 
 
-_EXPANDS = re.compile(r"[$`]")
+_LINTED_IN_SINGLE_QUOTES = re.compile(r"[$`\\]")
 _DOUBLE_QUOTED_SPECIAL = re.compile(r'[\\"$`]')
 
 
