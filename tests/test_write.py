@@ -293,3 +293,22 @@ def test_modes_do_not_follow_the_umask(tmp_path):
     for path, mode in modes.items():
         expected = 0o755 if path in ("", ".") or Path(out, path).is_dir() or path.endswith(".sh") else 0o644
         assert mode == expected, (path, oct(mode))
+
+
+def test_without_renameat2_or_flock_the_writer_still_works(tmp_path, monkeypatch, trees):
+    import errno
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")  # NFS, for a folder
+
+    monkeypatch.setattr(swap, "_renameat2", None)  # not Linux, or a libc without it
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    target = tmp_path / "out" / "d"
+    write(trees[0][0], target)
+    (target / "NOTES.md").write_text("ours\n")
+    write(trees[1][0], target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["d"]
+    assert all((target / a.path).read_bytes() == a.data for a in trees[1][0])
+    assert (target / "NOTES.md").read_text() == "ours\n" and not (target / "serve.sh").exists()
+    with pytest.raises(FileExistsError):
+        swap.rename_new(str(tmp_path), str(target))  # never onto an existing path
