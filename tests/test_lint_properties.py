@@ -161,6 +161,7 @@ EXAMPLES = [  # values that made the output fail a linter (SC2088, SC2016), or b
     [((SPEC_FILE, ""), "a\x85b\u2028c\x01")],
     [((("secrets", "api_key", "file"), "~/"), "'$x' `id`"), ((("nodes", 0, "env", "N"), ""), "~")],
     [((("model", "path"), "/"), "a\\")],  # SC1003: a single-quoted word ending in a backslash
+    [((("secrets", "api_key", "file"), "~/"), "~$")],  # SC2140: "${HOME}"/\~"\$" read as "A"B"C"
 ]
 
 
@@ -174,6 +175,7 @@ EXAMPLES = [  # values that made the output fail a linter (SC2088, SC2016), or b
 @example(chosen=EXAMPLES[5], backend="mp")
 @example(chosen=EXAMPLES[6], backend="mp")
 @example(chosen=EXAMPLES[7], backend="ray")
+@example(chosen=EXAMPLES[8], backend="mp")
 def test_accepted_free_text_lints_clean(chosen, backend, tmp_path_factory):
     _check(chosen, backend, tmp_path_factory)
 

@@ -34,9 +34,18 @@ def host_word(path: str) -> Word:
 
 def quote_word(word: Word) -> str:
     if isinstance(word, Anchored):
-        var = f'"${{{ANCHOR_VARS[word.anchor]}}}"'
-        return f"{var}/{quote_word(word.rest)}" if word.rest else var
+        name = ANCHOR_VARS[word.anchor]
+        if not word.rest:
+            return f'"${{{name}}}"'
+        if _quote(word.rest) == word.rest:  # nothing to quote: "${HOME}"/.cache/huggingface
+            return f'"${{{name}}}"/{word.rest}'
+        # one double-quoted word: "${HOME}"/\~"x" would be SC2140 ("A"B"C": mistaken quotes?)
+        return f'"${{{name}}}/{_double_quoted(word.rest)}"'
     return _quote(word)
+
+
+def _double_quoted(text: str) -> str:
+    return _DOUBLE_QUOTED_SPECIAL.sub(r"\\\g<0>", text)
 
 
 def _quote(text: str) -> str:
@@ -48,7 +57,7 @@ def _quote(text: str) -> str:
         return "\\~" + (_quote(text[1:]) if len(text) > 1 else "")
     quoted = shlex.quote(text)
     if quoted.startswith("'") and _LINTED_IN_SINGLE_QUOTES.search(text):
-        return '"' + _DOUBLE_QUOTED_SPECIAL.sub(r"\\\g<0>", text) + '"'
+        return f'"{_double_quoted(text)}"'
     return quoted
 
 
