@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from vllmgen import __version__, yamlout
+from vllmgen import __version__, monitoring, yamlout
 from vllmgen.dockercli import mount_word, run_options
 from vllmgen.plan import SERVE_CONFIG_FILE, NodePlan, Plan, SecretEnv
 from vllmgen.shell import Anchored, Word, host_word, join_words, quote_word
@@ -171,6 +171,8 @@ def render(plan: Plan) -> list[Artifact]:
             Artifact(f"nodes/{node.name}/stop.sh", _template("stop.sh.j2", **node_context), True),
             Artifact(f"nodes/{node.name}/compose.yaml", _compose(plan, node)),
         ]
+    if plan.monitoring:
+        artifacts += [Artifact(path, text) for path, text in monitoring.artifacts(plan.monitoring, header(plan)).items()]
     artifacts.sort(key=lambda artifact: artifact.path)
     artifacts.append(Artifact(MANIFEST, _manifest(plan, artifacts)))
     return artifacts
@@ -227,6 +229,15 @@ def _compose(plan: Plan, node: NodePlan) -> str:
         service["cap_add"] = list(container.cap_add)
     if container.ulimits:
         service["ulimits"] = {name: {"soft": soft, "hard": hard} for name, soft, hard in container.ulimits}
+    if container.healthcheck:
+        check = container.healthcheck
+        service["healthcheck"] = {
+            "test": ["CMD-SHELL", _compose_escape(check.command)],
+            "interval": f"{check.interval_s}s",
+            "timeout": f"{check.timeout_s}s",
+            "retries": check.retries,
+            "start_period": f"{check.start_period_s}s",
+        }
     service["labels"] = {key: value for key, value in container.labels}
     service["deploy"] = {
         "resources": {"reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}
