@@ -23,7 +23,6 @@ from infra.cache import _locked, _log, cache_dir
 ROOTFS = "rootfs-bookworm-python3-v1.tar"
 GOLDEN = ROOT / "build" / "qwen3-next-tp16-ray"  # what the README's command renders
 INCLUDE = "python3,python3-venv"
-pytestmark = pytest.mark.slow
 
 
 def readme_first_command() -> str:
@@ -89,6 +88,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("debootstrap") or not shutil.which("unshare"),
                     reason="needs root, debootstrap and unshare")
 def test_readme_first_command_on_debian_12_system_python(tmp_path):
