@@ -68,8 +68,8 @@ def _var(name: str) -> ShellText:
 
 
 def _env_value(value: str) -> ShellText:
-    """A Dockerfile ENV value: Docker's own lexer reads it (no shell), and takes single quotes
-    literally, where it would keep a backslash before a backquote inside double quotes."""
+    """A Dockerfile ENV value: read by Docker's own lexer, not a shell (nor shellcheck), which takes
+    single-quoted text literally; the shell forms of ``quote_word`` are for RUN lines."""
     return ShellText(shlex.quote(str(value)))
 
 
