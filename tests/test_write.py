@@ -312,3 +312,20 @@ def test_without_renameat2_or_flock_the_writer_still_works(tmp_path, monkeypatch
     assert (target / "NOTES.md").read_text() == "ours\n" and not (target / "serve.sh").exists()
     with pytest.raises(FileExistsError):
         swap.rename_new(str(tmp_path), str(target))  # never onto an existing path
+
+
+def test_user_entries_are_carried_as_they_are(tmp_path, trees):
+    target = tmp_path / "out" / "d"
+    write(trees[0][0], target)
+    (target / "private.env").write_text("x=1\n")
+    (target / "private.env").chmod(0o600)
+    (target / "link").symlink_to("/etc/hostname")  # carried as a link, never as the file it names
+    (target / "dangling").symlink_to(tmp_path / "nowhere")
+    (target / "linked-dir").symlink_to(tmp_path)
+    (target / "empty").mkdir()
+    write(trees[1][0], target)
+    assert stat.S_IMODE((target / "private.env").stat().st_mode) == 0o600
+    assert os.readlink(target / "link") == "/etc/hostname"
+    assert os.readlink(target / "dangling") == str(tmp_path / "nowhere")
+    assert os.readlink(target / "linked-dir") == str(tmp_path)
+    assert (target / "empty").is_dir()
