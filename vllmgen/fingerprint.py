@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parent
 # Top-level modules that never shape output (the command line, review tools, log reading). Every
 # other module counts, so a new pipeline module is covered without being listed anywhere.
 NOT_COMPILER = frozenset({
-    "__main__.py", "cli.py", "cli_review.py", "cli_runner.py", "entry.py", "fastcheck.py", "gitspec.py", "phases.py",
-    "precommit.py", "review.py", "reference.py",
+    "__main__.py", "cli.py", "cli_review.py", "cli_runner.py", "entry.py", "fastcheck.py", "gitspec.py",
+    "phases.py", "precommit.py", "review.py", "reference.py", "swap.py", "write.py",
 })
 
 
