@@ -198,9 +198,9 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
 
 def _register_review_commands() -> None:
     from vllmgen.cli_review import diff, precommit
-    from vllmgen.cli_runner import apply, down, plan, status
+    from vllmgen.cli_runner import apply, bench, down, plan, status
 
-    for command in (apply, plan, status, down, diff, precommit):
+    for command in (apply, plan, status, down, bench, diff, precommit):
         cli.add_command(command)
 
 

@@ -245,3 +245,57 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
         click.echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
+
+
+@click.command()
+@SPEC
+@click.option("--preset", type=click.Choice(["chat", "long", "smoke"]), default="chat", show_default=True,
+              help="chat: random 1000 in / 200 out at 1, 4, 16 concurrent; long: 8000 / 500 at 1, 4; smoke: 64 / 16 "
+                   "at 1, 2 (a quick proof). Shrunk to fit max-model-len, saying so.")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder keeping the runs, one sub-folder per deployment (default: .vllmgen/bench/ beside SPEC).")
+@click.option("--dry-run", is_flag=True, help="Print the docker exec commands; run nothing.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--timeout", type=click.IntRange(min=60), default=3600, show_default=True,
+              help="Seconds one concurrency level may run.")
+def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str, timeout: int) -> None:
+    """Run vLLM's own `vllm bench serve` inside the serving (head) container against the deployed server.
+
+    \b
+    The head is reached through its docker_host, else the local Docker. The API key goes as
+    OPENAI_API_KEY in the exec's environment, never on a command line. Each run is kept with the
+    spec's hash under --results and compared with the last run of the same spec and preset:
+    requests/s, output tokens/s, TTFT and ITL percentiles (ms).
+    """
+    import json
+
+    from vllmgen.compile import compile_file
+    from vllmgen.fingerprint import spec_sha256
+    from vllmgen.runner import benchmark, benchrun, secrets, targets
+    from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+    from vllmgen.runner.progress import Progress
+    from vllmgen.runner.sdk import DockerSdkExecutor
+
+    compiled = compile_file(spec)
+    _warn(compiled.valid.warnings)
+    plan = compiled.plan
+    head = plan.head
+    api_key = None
+    if plan.endpoint.api_key:
+        values = secrets.resolve(plan.secrets)
+        api_key = values.get("VLLM_API_KEY")
+    executor = (DryRunExecutor(head.name, head.docker_host, Recorder()) if dry_run
+                else DockerSdkExecutor(head.name, head.docker_host, timeout=timeout))
+    folder = results or spec.parent / ".vllmgen" / "bench"
+    try:
+        with _transport_errors():
+            run = benchrun.run(plan, executor, preset=benchmark.PRESETS[preset], api_key=api_key, results=folder,
+                               spec_sha256=spec_sha256(spec.read_bytes()), progress=Progress(), dry_run=dry_run)
+    finally:
+        targets.close({head.name: executor})
+    if dry_run:
+        click.echo(f"# the benchmark would run {run.where}; nothing was run")
+    elif fmt == "json":
+        click.echo(json.dumps(run.as_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(run.text(), nl=False)

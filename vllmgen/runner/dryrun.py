@@ -207,9 +207,12 @@ class DryRunExecutor:
         self._record("logs", name + (" --timestamps" if timestamps else ""))
         return ""
 
-    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False) -> ExecResult:
-        words = ["exec", *(("--detach",) if detach else ()), name, *argv]
-        self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}", self._docker(*words))
+    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        names = [w for key in sorted(env or {}) for w in ("--env", key)]  # docker exec --env NAME: by name only
+        words = ["exec", *(("--detach",) if detach else ()), *names, name, *argv]
+        note = f"# passes {', '.join(sorted(env))} from the environment (values are never printed)\n" if env else ""
+        self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}", note + self._docker(*words))
         if detach and "vllm" in argv and "serve" in argv:
             self.served.add(name)
         return ExecResult(None if detach else 0, "")

@@ -251,11 +251,14 @@ class DockerSdkExecutor:
         lines = "all" if tail is None else tail
         return self._call(lambda: container.logs(tail=lines, timestamps=timestamps)).decode("utf-8", "replace")
 
-    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False) -> ExecResult:
+    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
+             env: Mapping[str, str] | None = None) -> ExecResult:
         container = self._get(name)
         if container is None:
             raise EngineError(f"no container {name}")
-        result = self._call(lambda: container.exec_run(list(argv), detach=detach), retry=not detach)
+        environment = dict(env) if env else None  # in the exec's create request, never its argv
+        result = self._call(lambda: container.exec_run(list(argv), detach=detach, environment=environment),
+                            retry=not detach)
         output = result.output.decode("utf-8", "replace") if isinstance(result.output, bytes) else ""
         return ExecResult(result.exit_code, output)
 

@@ -1,0 +1,66 @@
+"""`vllmgen bench`'s run through an executor: inside the head container, the key in the exec's environment,
+the result files read back, kept, and compared with the previous run of the same spec."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from vllmgen.cli import cli
+from vllmgen.runner import benchmark, benchrun
+from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.executor import ContainerState, ExecResult
+from vllmgen.runner.progress import Progress
+
+from .test_steps_dryrun import ROOT, _compiled
+
+FIXTURES = ROOT / "tests" / "fixtures" / "vllm-bench"
+SINGLE = ROOT / "specs" / "seed-single-node.yaml"
+
+
+class BenchHost(DryRunExecutor):
+    """The head as a running server whose `vllm bench serve` wrote the recorded result files."""
+
+    def __init__(self, plan):  # noqa: ANN001
+        super().__init__(plan.head.name, None, Recorder(stream=io.StringIO()))
+        self.containers = {plan.head.container.name: ContainerState(plan.head.container.name, "running", None, {})}
+        self.execs: list[tuple[tuple[str, ...], dict]] = []
+
+    def exec(self, name, argv, *, detach=False, env=None):  # noqa: ANN001, ANN201
+        super().exec(name, argv, detach=detach, env=env)
+        self.execs.append((argv, dict(env or {})))
+        if argv[0] == "cat":
+            return ExecResult(0, (FIXTURES / Path(argv[1]).name).read_text())
+        return ExecResult(0, "")
+
+
+def test_bench_runs_in_the_head_keeps_and_compares(tmp_path: Path) -> None:
+    plan = _compiled(SINGLE)[0].plan
+    host = BenchHost(plan)
+    kwargs = dict(preset=benchmark.PRESETS["smoke"], api_key="sk-bench-secret-1", results=tmp_path,
+                  spec_sha256="a" * 64, progress=Progress(io.StringIO()))
+    first = benchrun.run(plan, host, stamp="20261126T100000Z", **kwargs)
+    assert first.where == f"inside container {plan.head.container.name} on node {plan.head.name}"
+    assert [r.concurrency for r in first.rows] == [1, 2] and first.previous is None
+    benches = [(argv, env) for argv, env in host.execs if argv[:3] == ("vllm", "bench", "serve")]
+    assert len(benches) == 2 and all(env == {"OPENAI_API_KEY": "sk-bench-secret-1"} for _, env in benches)
+    assert not any("sk-bench" in word for argv, _ in host.execs for word in argv)
+    assert host.execs[-1][0][:2] == ("rm", "-rf")
+    second = benchrun.run(plan, host, stamp="20261126T110000Z", **kwargs)
+    assert second.previous is not None and "vs last: req/s +0%" in second.text()
+    assert f"vllm bench serve ran inside container {plan.head.container.name}" in second.text()
+    stored = json.loads(second.path.read_text())
+    assert stored["spec_sha256"] == "a" * 64 and stored["where"] == second.where
+    assert second.as_dict()["rows"][1]["completed"] == 8
+
+
+def test_dry_run_names_the_key_never_its_value() -> None:
+    spec = ROOT / "specs" / "china-mirror.yaml"
+    result = CliRunner().invoke(cli, ["bench", str(spec), "--dry-run", "--preset", "smoke"],
+                                env={"HF_TOKEN": "hf_x", "QWEN_API_KEY": "sk-never-printed-42"})
+    assert result.exit_code == 0, result.output
+    assert "--env OPENAI_API_KEY" in result.output and "sk-never-printed" not in result.output
+    assert "vllm bench serve" in result.output and "the benchmark would run inside container" in result.output
