@@ -68,3 +68,49 @@ def write_fake_vllm(folder: Path, python: Path) -> Path:
     script.write_text(f"#!{python}\n" + source)
     script.chmod(0o755)
     return folder
+
+
+COMPILER_BASE = "local/vllmgen-testbase:2-gxx"
+# g++ and what it needs beyond the minbase rootfs; the files are copied from this (bookworm) host's installed
+# packages: the rootfs comes from `debootstrap` over the network, which these tests do not reach once set up.
+COMPILER_PACKAGES = ("g++", "g++-12", "gcc", "gcc-12", "cpp", "cpp-12", "gcc-12-base", "binutils", "binutils-common",
+                     "binutils-x86-64-linux-gnu", "libbinutils", "libctf0", "libctf-nobfd0", "libgprofng0",
+                     "libjansson4", "libisl23", "libmpc3", "libmpfr6", "libgmp10", "libcc1-0", "libgcc-12-dev",
+                     "libstdc++-12-dev", "libc6-dev", "libc-dev-bin", "linux-libc-dev", "libcrypt-dev", "libnsl-dev",
+                     "libtirpc-dev", "libtirpc3", "libtirpc-common", "libnsl2", "libasan8", "libtsan2", "libubsan1",
+                     "liblsan0", "libitm1", "libatomic1", "libquadmath0", "libgomp1", "libgssapi-krb5-2",
+                     "libkrb5-3", "libk5crypto3", "libkrb5support0", "libkeyutils1", "libcom-err2", "rpcsvc-proto")
+
+
+def ensure_compiler_image(client) -> str:  # noqa: ANN001 - docker.DockerClient
+    """The test base plus g++ (so torch.compile's Inductor can build its C++ kernels on CPU), from the host's
+    installed files of COMPILER_PACKAGES (dpkg -L); RuntimeError when the host lacks one of them."""
+    import subprocess
+
+    import docker
+
+    try:
+        client.images.get(COMPILER_BASE)
+        return COMPILER_BASE
+    except docker.errors.ImageNotFound:
+        pass
+    listed = subprocess.run(["dpkg", "-L", *COMPILER_PACKAGES], capture_output=True, text=True)
+    if listed.returncode != 0:
+        raise RuntimeError(f"this host lacks packages the compiler image copies: {listed.stderr.strip()}")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = f"FROM {TESTBASE}\nCOPY root/ /\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        merged = ("/lib/", "/lib64/", "/bin/", "/sbin/")  # merged /usr: these are links to /usr/... in both
+        paths = {"/usr" + p if p.startswith(merged) else p for p in listed.stdout.split()}
+        for path in sorted(paths):
+            file = Path(path)
+            if file.is_symlink() or file.is_file():
+                tar.add(path, arcname="root" + path, recursive=False)
+    buffer.seek(0)
+    for event in client.api.build(fileobj=buffer, custom_context=True, tag=COMPILER_BASE, rm=True, decode=True):
+        if "error" in event:
+            raise RuntimeError(f"building {COMPILER_BASE}: {event['error']}")
+    return COMPILER_BASE
