@@ -33,9 +33,11 @@ def cli() -> None:
       vllmgen validate vllmgen.yaml    check it; every error at once, with file:line:col
       vllmgen render vllmgen.yaml      write build/<name>/ (commit it)
       vllmgen render vllmgen.yaml --check   in CI: exit 1 with a diff when build/ is stale
+      vllmgen plan vllmgen.yaml --all      what apply would do on each host now (exit 1: changes pending)
       vllmgen apply vllmgen.yaml --all     run it on every node, then verify it serves
       vllmgen status vllmgen.yaml          containers, cluster and endpoint health
       vllmgen down vllmgen.yaml            remove what apply started
+      vllmgen bench vllmgen.yaml           vllm bench serve inside the serving container, compared
 
     Exit codes: 0 ok, 1 build/ out of date, 2 usage error, 3 invalid spec,
     4 a runner step failed, 123 internal error (please report it).

@@ -1,0 +1,161 @@
+"""Start-up costs of `vllmgen apply` on the CPU vLLM, one namespace host with its own dockerd, side by side.
+
+  apply      `vllmgen apply --all` of the single-node CPU spec (eager, as tests/runner/test_vllm_e2e.py),
+             from nothing to a verified chat completion: the whole command, process start to exit
+  by hand    the same container (dockerargs.run_words: the words apply runs) started with `docker run`,
+             `/health` polled every second until 200, then one chat completion: what a person scripts
+  no-op      `vllmgen apply --all` again on the running deployment: "nothing changed"
+  cold/warm  the same spec without --enforce-eager (torch.compile runs; the image gets g++, copied from
+             this host's packages: tests/infra/images.py), kept engine caches in a fresh folder: apply,
+             down, apply again; the seconds from `docker run` to the first /health 200 (apply's own
+             startup report), and vLLM's log from its first line to "listening"
+
+Rounds alternate apply and by hand, so background load hits both alike.
+
+    python bench/bench_startup.py [--rounds 2] [--skip-compile] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from infra import cache  # noqa: E402
+from infra.images import ensure_compiler_image  # noqa: E402
+from runner.support import Cluster, apply_args, make_cluster, write_spec  # noqa: E402
+from runner.test_vllm_e2e import _spec  # noqa: E402
+
+from vllmgen.compile import compile_file  # noqa: E402
+from vllmgen.runner import dockerargs  # noqa: E402
+from vllmgen.runner.executor import RunRequest  # noqa: E402
+from vllmgen.shell import Anchored  # noqa: E402
+
+
+def _run(cluster: Cluster, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    result = cluster.vllmgen(*args, timeout=900)
+    took = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"vllmgen {args[0]} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return took, result
+
+
+def _by_hand(cluster: Cluster, spec: Path) -> float:
+    """`docker run` of the plan's container, then /health polled each second, then one chat completion."""
+    plan = compile_file(spec).plan
+    node = plan.nodes[0]
+    deploy = str((spec.parent / "build" / plan.name).resolve())
+    home = os.path.expanduser("~")
+    started = time.monotonic()
+    words = dockerargs.run_words(RunRequest(node.container, deploy, {}, gpus=False))
+    argv = [w.resolve(home, deploy) if isinstance(w, Anchored) else w for w in words]
+    argv[1:1] = ["--host", cluster.daemons[0].endpoint]
+    subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", *argv], check=True, capture_output=True, timeout=120)
+    url = f"http://127.0.0.1:{plan.endpoint.port}"
+    probe = [sys.executable, "-c", (
+        "import json, time, urllib.request as u\n"
+        "o = u.build_opener(u.ProxyHandler({}))\n"
+        "while True:\n"
+        "    try:\n"
+        f"        if o.open('{url}/health', timeout=5).status == 200: break\n"
+        "    except OSError: pass\n"
+        "    time.sleep(1)\n"
+        f"r = u.Request('{url}/v1/chat/completions', method='POST', headers={{'Content-Type': 'application/json'}},"
+        " data=json.dumps({'model': 'tiny', 'messages': [{'role': 'user', 'content': 'Say hello.'}],"
+        " 'max_tokens': 8}).encode())\n"
+        "assert o.open(r, timeout=120).status == 200\n")]
+    subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", *probe], check=True, timeout=600)
+    return time.monotonic() - started
+
+
+def _startup(result: subprocess.CompletedProcess) -> dict:
+    entry = json.loads(result.stdout)["startup"][0]
+    rows = {row["name"]: row["seconds"] for row in entry["phases"]}
+    return {"first_healthy": rows.get("first healthy answer"), "log_ready": entry["ready_seconds"],
+            "compile": rows.get("compile"), "engine_init": rows.get("engine init"),
+            "compile_note": next(r["note"] for r in entry["phases"] if r["name"] == "compile")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    venv = cache.vllm_venv()
+    model = cache.tiny_model(venv / "bin" / "python")
+    python = str(cache.python_prefix())
+    cluster = make_cluster(1, "t")
+    daemon = cluster.daemons[0]
+    folder = Path(tempfile.mkdtemp(prefix="vgstart-"))
+    results: dict[str, list[float]] = {"apply": [], "by_hand": [], "noop": []}
+    compile_runs: dict[str, dict] = {}
+    try:
+        nodes = [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}]
+        data = _spec("vg-start", (str(venv), str(model)), python, folder, nodes)
+        data["caches"] = {"host_path": str(folder / "caches-eager")}
+        spec = write_spec(folder / "eager", data)
+        apply = [*apply_args(spec, "--all", "--no-gpus", "--timeout", "600", daemon=daemon), "--output", "json"]
+        down = ("down", str(spec), "--all")
+        warm, _ = _run(cluster, *apply)
+        _run(cluster, *down)
+        print(f"warm-up apply (image build): {warm:.1f}s", file=sys.stderr)
+        for round_ in range(args.rounds):
+            took, _ = _run(cluster, *apply)
+            noop, result = _run(cluster, *apply)
+            assert "nothing changed" in result.stderr, result.stderr[-2000:]
+            _run(cluster, *down)
+            hand = _by_hand(cluster, spec)
+            _run(cluster, *down)
+            results["apply"].append(took)
+            results["noop"].append(noop)
+            results["by_hand"].append(hand)
+            print(f"round {round_ + 1}: apply {took:.1f}s, no-op {noop:.1f}s, by hand {hand:.1f}s", file=sys.stderr)
+        if not args.skip_compile:
+            base = ensure_compiler_image(daemon.client())
+            data["serve"]["enforce_eager"] = False
+            data["runtime"]["env"].pop("TORCH_COMPILE_DISABLE")
+            data["caches"] = {"host_path": str(folder / "caches-compile")}
+            spec = write_spec(folder / "compile", data)
+            argv = [base if a == apply_args(spec)[5] else a
+                    for a in apply_args(spec, "--all", "--no-gpus", "--timeout", "600", daemon=daemon)]
+            for run in ("cold", "warm"):
+                took, result = _run(cluster, *argv, "--output", "json")
+                compile_runs[run] = {"apply": round(took, 2), **_startup(result)}
+                _run(cluster, "down", str(spec), "--all")
+                print(f"{run}: {compile_runs[run]}", file=sys.stderr)
+    finally:
+        cluster.remove()
+    summary: dict = {key: {"runs": [round(v, 2) for v in values], "median": round(statistics.median(values), 2)}
+                     for key, values in results.items()}
+    added = summary["apply"]["median"] - summary["by_hand"]["median"]
+    summary["apply_added"] = {"seconds": round(added, 2), "percent": round(100 * added / summary["by_hand"]["median"], 1)}
+    summary["compile"] = compile_runs
+    if "cold" in compile_runs and compile_runs["cold"]["first_healthy"]:
+        cold, warm_ = compile_runs["cold"]["first_healthy"], compile_runs["warm"]["first_healthy"]
+        summary["compile"]["warm_less_percent"] = round(100 * (cold - warm_) / cold, 1)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key in results:
+            print(f"{key:10} median {summary[key]['median']:6.1f}s  runs {summary[key]['runs']}")
+        print(f"apply adds {summary['apply_added']['seconds']:.1f}s ({summary['apply_added']['percent']:.1f}%) "
+              "over starting the container by hand")
+        for run, figures in compile_runs.items():
+            print(f"{run}: {figures}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
