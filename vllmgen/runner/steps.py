@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import changes, daemon_step, identity, secrets, startup, verify
+from vllmgen.runner import changes, cluster_step, daemon_step, identity, secrets, startup, verify
 from vllmgen.runner.executor import (
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
@@ -38,7 +38,7 @@ from vllmgen.runner.executor import (
     image_hash,
 )
 from vllmgen.runner.host import HostError
-from vllmgen.runner.progress import Progress, WaitTimeout, fail, wait_for
+from vllmgen.runner.progress import Progress, fail
 
 T = TypeVar("T")
 HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
@@ -361,70 +361,12 @@ class Apply:
         return self.executors[head.name].logs(head.container.name, tail=20)
 
     def step_cluster(self, step: Step) -> None:
-        if self.plan.backend == "mp":
-            head = self.executors[self.plan.head.name]
-            self._note_missing_workers()
-            verify.wait_healthy(head, self.plan.endpoint, self.progress, timeout=self.options.timeout,
-                                alive=lambda: self._alive(step.name), step=step.name,
-                                what="the followers to join and the model to load (/health)",
-                                interval=self.options.poll, logs=self._head_logs)
-            self._outcome(step.name, self.plan.head.name, "ok", f"{len(self.plan.nodes)} node(s), /health 200")
-            return
-        self._ray_cluster(step.name)
+        cluster_step.run(self, step.name)
 
-    def _note_missing_workers(self) -> None:
-        for node in self.plan.workers:
-            if node.name not in self.executors:
-                self.progress.say(f"{node.name} is started by its own `vllmgen apply SPEC --node {node.name}` on "
-                                  f"{node.address}; waiting for it", self.plan.head.name)
-
-    def _ray_cluster(self, step: str) -> None:
-        head_node = self.plan.head
-        head = self.executors[head_node.name]
-        container = head_node.container.name
-        want_gpus = sum(node.gpus for node in self.plan.nodes)
-        want_nodes = {node.address: node.name for node in self.plan.nodes}
-        self._note_missing_workers()
-        seen: list[tuple[float, tuple[str, ...]]] = []
-
-        def todo(node: NodePlan) -> str:
-            if node.role == "head":
-                return f"read its log below (docker logs {container}); fix the spec and apply again"
-            return (f"{node.name} ({node.address}) stopped before joining the Ray cluster at {head_node.address}: "
-                    f"check that {node.address} is its address on a network that reaches {head_node.address}, "
-                    "and read its log below")
-
-        def poll() -> tuple[bool | None, str]:
-            self._alive(step, todo)
-            view = self._engine(head_node.name, step, lambda: head.cluster_view(container))
-            if view is None:
-                return None, "Ray is not answering in the head yet"
-            seen[:] = [(view.gpus, view.nodes)]
-            status = f"{len(view.nodes)} of {len(want_nodes)} nodes, {view.gpus:g} of {want_gpus} GPUs"
-            joined = set(want_nodes) <= set(view.nodes) and view.gpus >= want_gpus
-            return (True if joined else None), status
-
-        try:
-            wait_for(self.progress, f"{len(want_nodes)} Ray node(s) with {want_gpus} GPU(s)", poll,
-                     timeout=self.options.timeout, interval=self.options.poll, node=head_node.name)
-        except WaitTimeout as exc:
-            gpus, alive = seen[0] if seen else (0.0, ())
-            missing = [(address, name) for address, name in want_nodes.items() if address not in alive]
-            if not missing:
-                raise fail(head_node.name, step,
-                           f"the Ray cluster has {gpus:g} of {want_gpus} GPUs after {exc.waited:.0f}s",
-                           f"check --num-gpus in each node's command (docker exec {container} ray status)") from exc
-            first_address, first = missing[0]
-            names = ", ".join(f"{name} ({address})" for address, name in missing)
-            executor = self.executors.get(first)
-            logs = executor.logs(self._node(first).container.name) if executor else None
-            raise fail(first, step,
-                       f"{names} did not join the Ray cluster at {head_node.address} within {exc.waited:.0f}s "
-                       f"({exc.last})",
-                       f"check that {first_address} is the address of {first} on a network that reaches "
-                       f"{head_node.address}, and that the Ray port is open between them; "
-                       f"`docker exec {container} ray status` shows who joined", logs) from exc
-        self._outcome(step, head_node.name, "ok", f"{len(want_nodes)} node(s), {want_gpus} GPU(s)")
+    def _phase(self) -> str:
+        """The head's start phase now, for the progress line of a long wait."""
+        return "phase: " + startup.current(startup.read_log(self.executors[self.plan.head.name],
+                                                            self.plan.head.container.name))
 
     def step_serve(self, step: Step) -> None:
         serve = self.plan.serve_exec
@@ -443,7 +385,7 @@ class Apply:
 
         def alive() -> str | None:
             self._alive(step.name)
-            note = "phase: " + startup.current(startup.read_log(head, self.plan.head.container.name))
+            note = self._phase()
             if serve and not self._engine(serve.node, step.name, lambda: head.serving(serve.container)):
                 raise fail(serve.node, step.name, f"vllm serve is no longer running in {serve.container}",
                            "read its output below (docker logs); fix the spec and apply again",
