@@ -65,11 +65,13 @@ def _by_hand(cluster: Cluster, spec: Path) -> float:
     probe = [sys.executable, "-c", (
         "import json, time, urllib.request as u\n"
         "o = u.build_opener(u.ProxyHandler({}))\n"
-        "while True:\n"
+        "deadline = time.monotonic() + 600\n"
+        "while time.monotonic() < deadline:\n"
         "    try:\n"
         f"        if o.open('{url}/health', timeout=5).status == 200: break\n"
         "    except OSError: pass\n"
         "    time.sleep(1)\n"
+        "else: raise SystemExit('no /health 200 within 600 s')\n"
         f"r = u.Request('{url}/v1/chat/completions', method='POST', headers={{'Content-Type': 'application/json'}},"
         " data=json.dumps({'model': 'tiny', 'messages': [{'role': 'user', 'content': 'Say hello.'}],"
         " 'max_tokens': 8}).encode())\n"
@@ -91,6 +93,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--save", type=Path, help="Also write the figures so far to this file after each run.")
     args = parser.parse_args()
 
     venv = cache.vllm_venv()
@@ -103,7 +106,9 @@ def main() -> int:
     compile_runs: dict[str, dict] = {}
     try:
         nodes = [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}]
-        data = _spec("vg-start", (str(venv), str(model)), python, folder, nodes)
+        # a private /dev/shm per container (--shm-size, no --ipc host): with the machine's, other tests' clean-ups
+        # of /dev/shm removed this vLLM's semaphores mid-start here (SemLock._rebuild: FileNotFoundError)
+        data = _spec("vg-start", (str(venv), str(model)), python, folder, nodes, ipc_host=False)
         data["caches"] = {"host_path": str(folder / "caches-eager")}
         spec = write_spec(folder / "eager", data)
         apply = [*apply_args(spec, "--all", "--no-gpus", "--timeout", "600", daemon=daemon), "--output", "json"]
@@ -122,6 +127,8 @@ def main() -> int:
             results["noop"].append(noop)
             results["by_hand"].append(hand)
             print(f"round {round_ + 1}: apply {took:.1f}s, no-op {noop:.1f}s, by hand {hand:.1f}s", file=sys.stderr)
+            if args.save:
+                args.save.write_text(json.dumps({"rounds": results}, indent=2))
         if not args.skip_compile:
             base = ensure_compiler_image(daemon.client())
             data["serve"]["enforce_eager"] = False
@@ -135,6 +142,8 @@ def main() -> int:
                 compile_runs[run] = {"apply": round(took, 2), **_startup(result)}
                 _run(cluster, "down", str(spec), "--all")
                 print(f"{run}: {compile_runs[run]}", file=sys.stderr)
+                if args.save:
+                    args.save.write_text(json.dumps({"rounds": results, "compile": compile_runs}, indent=2))
     finally:
         cluster.remove()
     summary: dict = {key: {"runs": [round(v, 2) for v in values], "median": round(statistics.median(values), 2)}
