@@ -113,9 +113,10 @@ def main() -> int:
         spec = write_spec(folder / "eager", data)
         apply = [*apply_args(spec, "--all", "--no-gpus", "--timeout", "600", daemon=daemon), "--output", "json"]
         down = ("down", str(spec), "--all")
-        warm, _ = _run(cluster, *apply)
-        _run(cluster, *down)
-        print(f"warm-up apply (image build): {warm:.1f}s", file=sys.stderr)
+        if args.rounds:
+            warm, _ = _run(cluster, *apply)
+            _run(cluster, *down)
+            print(f"warm-up apply (image build): {warm:.1f}s", file=sys.stderr)
         for round_ in range(args.rounds):
             took, _ = _run(cluster, *apply)
             noop, result = _run(cluster, *apply)
@@ -147,9 +148,11 @@ def main() -> int:
     finally:
         cluster.remove()
     summary: dict = {key: {"runs": [round(v, 2) for v in values], "median": round(statistics.median(values), 2)}
-                     for key, values in results.items()}
-    added = summary["apply"]["median"] - summary["by_hand"]["median"]
-    summary["apply_added"] = {"seconds": round(added, 2), "percent": round(100 * added / summary["by_hand"]["median"], 1)}
+                     for key, values in results.items() if values}
+    if results["apply"]:
+        added = summary["apply"]["median"] - summary["by_hand"]["median"]
+        summary["apply_added"] = {"seconds": round(added, 2),
+                                  "percent": round(100 * added / summary["by_hand"]["median"], 1)}
     summary["compile"] = compile_runs
     if "cold" in compile_runs and compile_runs["cold"]["first_healthy"]:
         cold, warm_ = compile_runs["cold"]["first_healthy"], compile_runs["warm"]["first_healthy"]
@@ -157,10 +160,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        for key in results:
-            print(f"{key:10} median {summary[key]['median']:6.1f}s  runs {summary[key]['runs']}")
-        print(f"apply adds {summary['apply_added']['seconds']:.1f}s ({summary['apply_added']['percent']:.1f}%) "
-              "over starting the container by hand")
+        for key in summary:
+            if key in results:
+                print(f"{key:10} median {summary[key]['median']:6.1f}s  runs {summary[key]['runs']}")
+        if "apply_added" in summary:
+            print(f"apply adds {summary['apply_added']['seconds']:.1f}s ({summary['apply_added']['percent']:.1f}%) "
+                  "over starting the container by hand")
         for run, figures in compile_runs.items():
             print(f"{run}: {figures}")
     return 0

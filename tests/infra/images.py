@@ -70,7 +70,7 @@ def write_fake_vllm(folder: Path, python: Path) -> Path:
     return folder
 
 
-COMPILER_BASE = "local/vllmgen-testbase:2-gxx"
+COMPILER_BASE = "local/vllmgen-testbase:2-gxx-2"
 # g++ and what it needs beyond the minbase rootfs; the files are copied from this (bookworm) host's installed
 # packages: the rootfs comes from `debootstrap` over the network, which these tests do not reach once set up.
 COMPILER_PACKAGES = ("g++", "g++-12", "gcc", "gcc-12", "cpp", "cpp-12", "gcc-12-base", "binutils", "binutils-common",
@@ -79,7 +79,8 @@ COMPILER_PACKAGES = ("g++", "g++-12", "gcc", "gcc-12", "cpp", "cpp-12", "gcc-12-
                      "libstdc++-12-dev", "libc6-dev", "libc-dev-bin", "linux-libc-dev", "libcrypt-dev", "libnsl-dev",
                      "libtirpc-dev", "libtirpc3", "libtirpc-common", "libnsl2", "libasan8", "libtsan2", "libubsan1",
                      "liblsan0", "libitm1", "libatomic1", "libquadmath0", "libgomp1", "libgssapi-krb5-2",
-                     "libkrb5-3", "libk5crypto3", "libkrb5support0", "libkeyutils1", "libcom-err2", "rpcsvc-proto")
+                     "libkrb5-3", "libk5crypto3", "libkrb5support0", "libkeyutils1", "libcom-err2", "rpcsvc-proto",
+                     "openssl")  # Inductor runs the `openssl` binary while it compiles
 
 
 def ensure_compiler_image(client) -> str:  # noqa: ANN001 - docker.DockerClient
