@@ -12,9 +12,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
-from vllmgen import addresses
+from vllmgen import addresses, parallel
 from vllmgen.engine import CACHE_IN_CONTAINER, VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
 from vllmgen.monitoring import MonitoringPlan, plan_monitoring
+from vllmgen.router import RouterPlan, plan_router
 from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
 
@@ -23,7 +24,7 @@ HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 SERVE_CONFIG_FILE = "serve-config.yaml"
 LABEL_PREFIX = "io.vllmgen"
 
-Backend = Literal["single", "mp", "ray"]
+Backend = Literal["single", "mp", "ray", "replicas"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class Plan:
     model_ref: str
     ready_timeout_s: int = VLLM_DEFAULT_READY_S
     monitoring: MonitoringPlan | None = None
+    router: RouterPlan | None = None
 
     @property
     def head(self) -> NodePlan:
@@ -196,12 +198,13 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         model_ref=model_ref,
         ready_timeout_s=ready_timeout(spec).seconds,
         monitoring=plan_monitoring(spec, ordered[0]),
+        router=plan_router(spec, ordered, image.tag),
     )
 
 
 def _backend(spec: Spec) -> Backend:
-    if spec.cluster.backend == "ray":
-        return "ray"
+    if spec.cluster.backend in ("ray", "replicas"):
+        return spec.cluster.backend
     return "mp" if len(spec.nodes) > 1 else "single"
 
 
@@ -293,6 +296,8 @@ def _serve_config(spec: Spec, backend: Backend, head: Node) -> dict[str, Any]:
         config["speculative-config"] = json.dumps(serve.speculative_config, sort_keys=True, separators=(",", ":"))
     if backend == "ray":
         config["distributed-executor-backend"] = "ray"
+    elif backend == "mp" and parallel.across_nodes(spec):
+        config["distributed-executor-backend"] = "mp"
     elif backend == "mp":
         config.update(
             {
@@ -302,6 +307,7 @@ def _serve_config(spec: Spec, backend: Backend, head: Node) -> dict[str, Any]:
                 "master-port": spec.cluster.master_port,
             }
         )
+    config.update(parallel.shared_options(spec))
     return config
 
 
@@ -322,10 +328,12 @@ def _node_plan(
     else:
         entrypoint = "vllm"
         command = serve_base
-        if backend == "mp":
+        if backend == "mp" and parallel.across_nodes(spec):
+            command = (*command, *parallel.node_args(spec, _ordered_nodes(spec), rank))
+        elif backend == "mp":
             command = (*command, "--node-rank", str(rank), *(("--headless",) if rank else ()))
     hcas = node.ib_hcas if node.ib_hcas is not None else spec.cluster.ib_hcas
-    answers_http = serves and rank == 0
+    answers_http = serves and parallel.serves_http(spec, rank)
     container = Container(
         name=f"{spec.runtime.container_prefix or spec.name}-{node.name}",
         image=image,
@@ -340,7 +348,7 @@ def _node_plan(
         ipc_host=spec.runtime.ipc_host,
         shm_size=spec.runtime.shm_size,
         devices=("/dev/infiniband",) if hcas else (),
-        cap_add=("IPC_LOCK",) if hcas else (),
+        cap_add=parallel.cap_add(spec, hcas),
         ulimits=(("memlock", -1, -1),) if hcas else (),
         restart=spec.runtime.restart,
         healthcheck=_healthcheck(spec) if answers_http else None,
@@ -382,7 +390,7 @@ def _ray_start(spec: Spec, node: Node, role: str) -> tuple[str, ...]:
 
 def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]:
     env = {**spec.runtime.env, **node.env}
-    if len(spec.nodes) > 1 or spec.cluster.backend == "ray":
+    if (len(spec.nodes) > 1 and spec.cluster.backend != "replicas") or spec.cluster.backend == "ray":
         env["VLLM_HOST_IP"] = node.address
     nic = node.nic or spec.cluster.nic
     if nic:
@@ -390,6 +398,7 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
         env["GLOO_SOCKET_IFNAME"] = nic
     if hcas:
         env["NCCL_IB_HCA"] = ",".join(hcas)
+    env.update(parallel.env(spec, node))
     if spec.model.hf_endpoint:
         env["HF_ENDPOINT"] = spec.model.hf_endpoint
     if spec.model.modelscope:

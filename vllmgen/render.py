@@ -20,7 +20,7 @@ import jinja2
 
 from vllmgen import __version__, monitoring, yamlout
 from vllmgen.dockercli import mount_word, run_options
-from vllmgen.plan import SERVE_CONFIG_FILE, NodePlan, Plan, SecretEnv
+from vllmgen.plan import SERVE_CONFIG_FILE, Container, NodePlan, Plan, SecretEnv
 from vllmgen.shell import Anchored, Word, host_word, join_words, quote_word
 
 MANIFEST = "manifest.json"
@@ -163,6 +163,10 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
             Artifact(f"nodes/{node.name}/stop.sh", _template("stop.sh.j2", **node_context), True),
             Artifact(f"nodes/{node.name}/compose.yaml", _compose(plan, node)),
         ]
+    if plan.router:
+        from vllmgen.router_artifacts import artifacts as router_files
+
+        artifacts += [Artifact(path, text, path.endswith(".sh")) for path, text in router_files(plan).items()]
     if plan.monitoring:
         artifacts += [Artifact(path, text) for path, text in monitoring.artifacts(plan.monitoring, header(plan)).items()]
     artifacts.sort(key=lambda artifact: artifact.path)
@@ -195,7 +199,11 @@ def _compose_volume(word: Word) -> str:
 
 
 def _compose(plan: Plan, node: NodePlan) -> str:
-    container = node.container
+    text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
+    return compose_file(node.container, node.name, text)
+
+
+def compose_file(container: Container, service_name: str, text: str) -> str:
     service: dict[str, Any] = {
         "image": container.image,
         "container_name": container.name,
@@ -231,11 +239,11 @@ def _compose(plan: Plan, node: NodePlan) -> str:
             "start_period": f"{check.start_period_s}s",
         }
     service["labels"] = {key: value for key, value in container.labels}
-    service["deploy"] = {
-        "resources": {"reservations": {"devices": [{"count": "all", "capabilities": ["gpu"]}]}}
-    }
-    document = {"name": container.name, "services": {node.name: service}}
-    text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
+    if container.gpus:
+        service["deploy"] = {
+            "resources": {"reservations": {"devices": [{"count": "all", "capabilities": ["gpu"]}]}}
+        }
+    document = {"name": container.name, "services": {service_name: service}}
     for secret in container.secrets:
         text += "\n" + _compose_secret_note(secret)
     return yamlout.dump(document, text)

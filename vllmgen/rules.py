@@ -56,6 +56,18 @@ OWNED_FLAGS = {
     "--config": "the generated serve-config.yaml",
     "--dtype": "model.dtype",
     "--quantization": "model.quantization",
+    "--data-parallel-size-local": "each node's GPUs / (tensor x pipeline)",
+    "--data-parallel-start-rank": "the nodes list",
+    "--data-parallel-rank": "the nodes list (serve.data_parallel.lb: external)",
+    "--data-parallel-address": "serve.data_parallel.address",
+    "--data-parallel-rpc-port": "serve.data_parallel.rpc_port",
+    "--data-parallel-hybrid-lb": "serve.data_parallel.lb",
+    "--data-parallel-external-lb": "serve.data_parallel.lb",
+    "--api-server-count": "serve.data_parallel.api_server_count",
+    "--enable-expert-parallel": "serve.expert_parallel.enabled",
+    "--all2all-backend": "serve.expert_parallel.all2all_backend",
+    "--enable-eplb": "serve.expert_parallel.eplb",
+    "--eplb-config": "serve.expert_parallel.eplb_config",
 }
 
 # Environment variables vllmgen sets itself from typed fields.
@@ -70,6 +82,10 @@ OWNED_ENV = {
     "HF_ENDPOINT": "model.hf_endpoint",
     "VLLM_USE_MODELSCOPE": "model.modelscope",
     "VLLM_ENGINE_READY_TIMEOUT_S": "serve.ready_timeout",
+    "NVSHMEM_BOOTSTRAP_UID_SOCK_IFNAME": "cluster.nic / nodes[].nic (with a DeepEP-class all2all backend)",
+    "NVIDIA_GDRCOPY": "serve.expert_parallel (a DeepEP-class all2all backend across nodes)",
+    "NCCL_IB_GID_INDEX": "serve.expert_parallel.gid_index",
+    "NVSHMEM_IB_GID_INDEX": "serve.expert_parallel.gid_index",
 }
 # set by vllmgen while caches.keep is on (the default): each points into the kept cache folder
 CACHE_ENV_OWNER = "caches.keep (set caches.keep: false to manage this cache yourself)"
@@ -80,9 +96,10 @@ def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     meets a value that did not validate stops there, keeping what it found before."""
     from vllmgen.rules_catalog import serve_flags_exist  # these import this module's Finding
     from vllmgen.rules_mounts import mount_clashes
+    from vllmgen.rules_parallel import parallel_rules
 
     findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist, mount_clashes):
+    for rule in (*RULES, serve_flags_exist, mount_clashes, parallel_rules):
         if not lenient:
             findings.extend(rule(spec))
             continue
@@ -123,6 +140,12 @@ def unique_nodes(spec: Spec) -> Iterator[Finding]:
 def world_size(spec: Spec) -> Iterator[Finding]:
     serve = spec.serve
     gpus = " + ".join(str(node.gpus) for node in spec.nodes)
+    if spec.cluster.backend == "replicas":  # every node serves a whole copy
+        for index, node in enumerate(spec.nodes):
+            if node.gpus != serve.world_size:
+                yield Finding(("nodes", index, "gpus"), f"each replica serves alone: tensor x pipeline x data parallel"
+                              f" = {serve.world_size} must equal this node's GPUs ({node.gpus})")
+        return
     if serve.world_size != spec.total_gpus:
         yield Finding(
             ("serve", "tensor_parallel_size"),
@@ -138,18 +161,15 @@ def world_size(spec: Spec) -> Iterator[Finding]:
                     ("nodes", index, "gpus"),
                     f"every node of a multi-node deployment needs the same GPU count (nodes[0] has {first})",
                 )
-        if serve.data_parallel_size > 1:
-            yield Finding(
-                ("serve", "data_parallel_size"),
-                "data parallelism across nodes is not supported by vllmgen yet; use one node per deployment",
-            )
 
 
 def multi_node(spec: Spec) -> Iterator[Finding]:
     if len(spec.nodes) == 1:
         return
     if spec.cluster.backend is None:
-        yield Finding(("cluster", "backend"), "several nodes need an explicit backend: 'ray' or 'mp'")
+        yield Finding(("cluster", "backend"), "several nodes need an explicit backend: 'ray', 'mp' or 'replicas'")
+    if spec.cluster.backend == "replicas":  # independent servers: no group to connect
+        return
     if spec.runtime.network != "host":
         yield Finding(("runtime", "network"), "several nodes need host networking (Ray, NCCL and Gloo connect node to node)")
     for index, node in enumerate(spec.nodes):
