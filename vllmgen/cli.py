@@ -247,12 +247,14 @@ def _transport_errors() -> Iterator[None]:
 @click.option("--no-gpus", is_flag=True,
               help="Start containers without --gpus: a rehearsal of the mechanics on hosts without the NVIDIA runtime.")
 @click.option("--base-image", metavar="IMAGE", help="Build FROM this image instead of the spec's base (a local copy).")
+@click.option("--router-base-image", metavar="IMAGE", help="Build the router FROM this image instead of router.base_image.")
 @click.option("--daemon-json", default="/etc/docker/daemon.json", show_default=True,
               help="The Docker daemon's config file on each node.")
 @click.option("--docker-restart", default="systemctl restart docker", show_default=True,
               help="Command that restarts Docker on a node after its daemon.json changed.")
 def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes: bool, timeout: float,
-          build_dir: Path, no_gpus: bool, base_image: str | None, daemon_json: str, docker_restart: str) -> None:
+          build_dir: Path, no_gpus: bool, base_image: str | None, router_base_image: str | None, daemon_json: str,
+          docker_restart: str) -> None:
     """Run SPEC's rendered deployment: preflight, daemon.json, image, head, workers, cluster, serve, verify.
 
     \b
@@ -284,7 +286,8 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
             return False
         return click.confirm(question, default=False, err=True)
 
-    options = Options(timeout=timeout, gpus=not no_gpus, base_image=base_image, confirm=confirm,
+    options = Options(timeout=timeout, gpus=not no_gpus, base_image=base_image, router_base_image=router_base_image,
+                      confirm=confirm,
                       settle=0.0 if dry_run else 2.0, dry_run=dry_run)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
                                   restart_command=tuple(shlex.split(docker_restart)))

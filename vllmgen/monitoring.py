@@ -46,8 +46,14 @@ def plan_monitoring(spec: Spec, head: Node) -> MonitoringPlan | None:
     if not settings.enabled:
         return None
     where = next((n for n in spec.nodes if n.name == settings.node), head)
-    # the API server runs on the head: mp followers are headless, Ray serves from the head container
-    targets = (Target(addresses.host_port(head.address, spec.serve.port), head.name, "head"),)
+    # every API server: the head's (mp followers are headless, Ray serves from the head container),
+    # and each node's with replicas or hybrid/external DP load balancing
+    from vllmgen import parallel
+
+    targets = tuple(
+        Target(addresses.host_port(node.address, spec.serve.port), node.name, "head" if node is head else "worker")
+        for index, node in enumerate(parallel.ordered(spec)) if parallel.serves_http(spec, index)
+    )
     return MonitoringPlan(
         deployment=spec.name,
         node=where.name,

@@ -35,6 +35,7 @@ class RouterPlan:
     workers: tuple[Worker, ...]
     health_check_interval_s: int
     env: tuple[tuple[str, str], ...]
+    volumes: tuple[tuple[str, str, bool], ...] = ()
 
     @property
     def url(self) -> str:
@@ -74,4 +75,5 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
         workers=workers(spec, ordered),
         health_check_interval_s=router.health_check_interval_s,
         env=tuple(sorted(router.extra_env.items())),
+        volumes=tuple((v.host, v.container, v.read_only) for v in router.volumes),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from vllmgen.plan import LABEL_PREFIX, Container, Healthcheck, Plan, container_hash
+from vllmgen.plan import LABEL_PREFIX, Container, Healthcheck, Plan, _host_mount, container_hash
 from vllmgen.router import RouterPlan
 
 ROLE = "router"
@@ -26,7 +26,7 @@ def router_container(plan: Plan) -> Container:
         command=router.argv(),
         env=router.env,
         secrets=(),
-        mounts=(),
+        mounts=tuple(_host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
         labels=(),
         ipc_host=False,
         gpus="",
@@ -47,7 +47,9 @@ def dockerfile(router: RouterPlan, header: str) -> str:
         f"# {header}\n"
         f"# vllm-router for '{router.container_name}': docker build -t {router.image} -f router/Dockerfile router\n"
         f"FROM {router.base_image}\n\n"
-        f"RUN pip install --no-cache-dir vllm-router=={router.version}\n\n"
+        "# a base that already has this exact version (a mirror image for air-gapped hosts) downloads nothing\n"
+        f"RUN python3 -c \"import importlib.metadata as m, sys; sys.exit(m.version('vllm-router') != '{router.version}')\" \\\n"
+        f"    || pip install --no-cache-dir vllm-router=={router.version}\n\n"
         'ENTRYPOINT ["vllm-router"]\n'
     )
 

@@ -93,6 +93,18 @@ class ExpertParallel(Model):
         None, ge=0, le=255, description="RoCE GID index (NCCL_IB_GID_INDEX and NVSHMEM_IB_GID_INDEX)")
 
 
+def _abs(value: str) -> str:
+    _check("abs_path", (value.startswith("/") or value.startswith("~/")) and not re.search(r"[\x00\n:]", value),
+           "expected an absolute path (starting with '/' or '~/'), without ':' or newlines")
+    return value
+
+
+class RouterVolume(Model):
+    host: Annotated[str, AfterValidator(_abs)] = Field(description="absolute path on the router's host")
+    container: Annotated[str, AfterValidator(_abs)] = Field(description="absolute path inside the router container")
+    read_only: bool = Field(True, description="mount read-only")
+
+
 class Router(Model):
     node: Name | None = Field(None, description="the node whose host runs vllm-router (default: the head)")
     port: Port = Field(8080, description="the router's HTTP port on that host")
@@ -101,4 +113,5 @@ class Router(Model):
     base_image: Text = Field("python:3.12-slim", description="image the router image is built on (has pip)")
     health_check_interval_s: int = Field(10, ge=1, le=3600, description="seconds between the router's health "
                                          "checks of each worker")
+    volumes: list[RouterVolume] = Field(default_factory=list, description="bind mounts for the router container")
     extra_env: dict[EnvName, Text] = Field(default_factory=_empty_dict, description="environment for the router container")

@@ -111,7 +111,12 @@ def test_step_order(spec: Path) -> None:
         expected += ["cluster", "serve"]
     elif plan.backend == "mp":
         expected.append("cluster")
-    assert names == expected + ["verify"]
+    expected.append("verify")
+    if plan.backend == "replicas" or "data-parallel-hybrid-lb" in plan.serve_config:
+        expected.append("servers")  # every other API server's /health
+    if plan.router:
+        expected.append("router")  # started once they are healthy, verified through it
+    assert names == expected
 
 
 def test_worker_scope_stops_after_its_container() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import identity
+from vllmgen.runner import identity, servers
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
@@ -38,7 +38,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             stray.setdefault((entry["endpoint"], state.name), {
                 "node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
                 "engine of": node.name, "why": describe(state)})
-        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name]
+        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name and not servers.is_router(state.labels)]
         if not mine:
             entry["problem"] = f"no container {node.container.name}"
         for state in mine:
@@ -86,7 +86,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             endpoint["models_status"] = "401 (set the API key's variable to list models)"
     report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
-    report["problems"] = problems(report) + [
+    report.update(servers.report(plan, executors, api_key))
+    report["problems"] = problems(report) + servers.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray.values()]
     report["healthy"] = not report["problems"]
@@ -157,6 +158,7 @@ def table(report: dict[str, Any]) -> str:
     endpoint = report["endpoint"]
     models = ", ".join(endpoint.get("models", [])) or str(endpoint.get("models_status", "-"))
     lines.append(f"endpoint {endpoint['url']}: /health {endpoint.get('health', '-')}; models: {models}")
+    lines += servers.lines(report)
     lines += [f"problem: {problem}" for problem in report.get("problems", [])]
     lines.append("healthy" if report.get("healthy") else f"unhealthy: {len(report.get('problems', []))} problem(s)")
     return "\n".join(lines)

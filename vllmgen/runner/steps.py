@@ -26,7 +26,7 @@ from typing import TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import daemon_step, identity, secrets, verify
+from vllmgen.runner import daemon_step, identity, secrets, servers, verify
 from vllmgen.runner.executor import (
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
@@ -59,6 +59,7 @@ class Options:
     timeout: float = 1200.0  # seconds, for each wait (cluster, model load)
     gpus: bool = True  # False: start containers without --gpus (a rehearsal on hosts without GPUs)
     base_image: str | None = None  # build FROM this instead of the spec's base
+    router_base_image: str | None = None  # build the router FROM this instead of router.base_image
     remote_dir: str = ".vllmgen/deployments"  # under $HOME on ssh:// nodes: the deployment files they mount
     confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
     settle: float = 2.0  # seconds a new container must stay up before its step reports it started
@@ -111,6 +112,11 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
         steps.append(Step("cluster", (plan.head.name,), "the followers joined and the model loaded (/health)"))
     if head_in:
         steps.append(Step("verify", (plan.head.name,), "/health, /v1/models, a chat completion, the API key"))
+    others = tuple(s.node for s in servers.api_servers(plan) if s.node in names and s.node != plan.head.name)
+    if others:
+        steps.append(Step("servers", others, "every other API server answers /health"))
+    if plan.router and plan.router.node in names:
+        steps.append(Step("router", (plan.router.node,), "vllm-router in front of the healthy servers, verified"))
     return steps
 
 
@@ -279,6 +285,9 @@ class Apply:
         names = [n.name for n in self.plan.nodes if n.name in self.executors]
         decided = {name: self._decide(name) for name in names}
         whole = len(self.plan.nodes) > 1 and len(names) == len(self.plan.nodes)
+        if self.plan.backend == "replicas":  # independent servers: each is replaced on its own
+            self._decided = decided
+            return decided
         if len(self.plan.nodes) > 1 and not whole:
             self._refuse_partial_replace(decided)
         if whole and any(action != "unchanged" for action, _ in decided.values()):
@@ -441,6 +450,12 @@ class Apply:
         argv = (*SERVE_WRAPPER, *serve.argv)
         self._engine(serve.node, step.name, lambda: head.exec(serve.container, argv, detach=True))
         self._outcome(step.name, serve.node, "started", f"follow it: docker logs -f {serve.container}")
+
+    def step_servers(self, step: Step) -> None:
+        servers.step_servers(self, step)
+
+    def step_router(self, step: Step) -> None:
+        servers.step_router(self, step)
 
     def step_verify(self, step: Step) -> None:
         head = self.executors[self.plan.head.name]
