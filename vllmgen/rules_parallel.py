@@ -20,6 +20,9 @@ EP = ("serve", "expert_parallel")
 def layout(spec: Spec) -> Iterator[Finding]:
     serve, dp = spec.serve, spec.serve.data_parallel
     if spec.cluster.backend == "replicas":
+        if dp.lb != "internal":
+            yield Finding((*DP, "lb"), f"lb: {dp.lb} spreads one DP group over nodes; with backend 'replicas' each "
+                          "node is its own deployment and the router balances between them: remove it")
         return
     several = len(spec.nodes) > 1
     if serve.data_parallel_size > 1 and several:
