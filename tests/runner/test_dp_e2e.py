@@ -1,0 +1,45 @@
+"""vLLM's own data parallelism across two namespace hosts (CPU vLLM, tiny model), internal load balancing.
+
+Node 0 runs `--data-parallel-size 2 --data-parallel-size-local 1` with the DP address and RPC port;
+node 1 the same with `--data-parallel-start-rank 1 --headless`. `apply` starts both and verifies a
+chat completion at node 0's single API endpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from infra import cache
+
+from .support import Cluster, apply_args, write_spec
+from .test_vllm_e2e import _ok, _spec
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, python_prefix: str) -> None:
+    venv = cache.vllm_venv()
+    vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
+    head, worker = two_hosts.hosts.addresses
+    nodes = [
+        {"name": "dp-0", "role": "head", "address": head, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
+        {"name": "dp-1", "role": "worker", "address": worker, "gpus": 1,
+         "docker_host": two_hosts.daemons[1].endpoint},
+    ]
+    # private /dev/shm per container (ipc_host false), as separate machines have
+    spec = _spec("vg-dp", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
+    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=2, data_parallel={"rpc_port": 13345})
+    spec = write_spec(tmp_path, spec)
+    try:
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), timeout=900))
+        assert "verify: chat completion answered" in log
+        client = two_hosts.daemons[1].client()
+        worker_cmd = client.containers.get("vg-dp-dp-1").attrs["Config"]["Cmd"]
+        assert worker_cmd[-5:] == ["--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless"]
+        head_logs = two_hosts.daemons[0].client().containers.get("vg-dp-dp-0").logs().decode(errors="replace")
+        worker_logs = client.containers.get("vg-dp-dp-1").logs().decode(errors="replace")
+        print("head log tail:\n" + "\n".join(head_logs.splitlines()[-15:]))
+        print("worker log tail:\n" + "\n".join(worker_logs.splitlines()[-15:]))
+    finally:
+        _ok(two_hosts.vllmgen("down", str(spec), "--all"))
