@@ -16,14 +16,22 @@ DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install
 
 
 def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
-    """Ports this node listens on: the API on serving heads, Ray's GCS, the torch master."""
+    """Ports this node listens on: the API servers, Ray's GCS, the torch master or DP RPC port, the router."""
+    from vllmgen import parallel
+
     ports = set()
+    if node.container.healthcheck is not None:  # an API server: the head, or every node with replicas/hybrid
+        ports.add(spec.serve.port)
     if node.role == "head":
         ports.add(spec.serve.port)
         if plan.backend == "ray":
             ports.add(spec.cluster.ray_port)
-        if plan.backend == "mp":
+        if plan.backend == "mp" and parallel.across_nodes(spec):
+            ports.add(spec.serve.data_parallel.rpc_port)  # rank 0's DP coordinator
+        elif plan.backend == "mp":
             ports.add(spec.cluster.master_port)
+    if plan.router is not None and plan.router.node == node.name:
+        ports.add(plan.router.port)
     return tuple(sorted(ports))
 
 
