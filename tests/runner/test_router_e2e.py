@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -63,15 +62,25 @@ def _served(client, container: str) -> int:  # noqa: ANN001 - docker.DockerClien
     return len(re.findall(r'"POST /v1/chat/completions HTTP/1.1" 200', logs))
 
 
-def _chat(url: str) -> int:
-    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).encode()
-    request = urllib.request.Request(f"{url}/v1/chat/completions", body, {"Content-Type": "application/json"})
+CHAT = """
+import json, sys, urllib.request as u, urllib.error as e
+body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).encode()
+request = u.Request(sys.argv[1] + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+for _ in range(int(sys.argv[2])):
     try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=60) as answer:
-            return answer.status
-    except urllib.error.HTTPError as exc:
-        print(f"POST {url}/v1/chat/completions: {exc.code} {exc.read()[:300]!r}")
-        return exc.code
+        print(u.build_opener(u.ProxyHandler({})).open(request, timeout=60).status)
+    except e.HTTPError as exc:
+        print(exc.code, exc.read()[:200], file=sys.stderr)
+        print(exc.code)
+"""
+
+
+def _chats(cluster: Cluster, url: str, count: int) -> list[int]:
+    """``count`` chat completions from inside host 0's namespace (the hosts' addresses live there)."""
+    out = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", sys.executable, "-c", CHAT, url, str(count)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    print(out.stderr, end="")
+    return [int(line) for line in out.stdout.split()]
 
 
 def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
@@ -104,7 +113,7 @@ def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path,
                          r"/v1/models lists tiny; chat completion answered", log), log
 
         before = {name: _served(clients[name], f"vg-rep-{name}") for name in replicas}
-        assert [_chat(router) for _ in range(6)] == [200] * 6
+        assert _chats(two_hosts, router, 6) == [200] * 6
         after = {name: _served(clients[name], f"vg-rep-{name}") for name in replicas}
         gained = {name: after[name] - before[name] for name in replicas}
         print(f"completions per replica through the router: {gained}")
@@ -117,7 +126,7 @@ def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path,
 
         two_hosts.daemons[1].client().containers.get("vg-rep-rep-b").stop(timeout=5)
         time.sleep(5)  # two of the router's health checks
-        assert [_chat(router) for _ in range(4)] == [200] * 4
+        assert _chats(two_hosts, router, 4) == [200] * 4
         status = two_hosts.vllmgen("status", str(spec), "--all")
         assert status.returncode == 1
         assert "problem: node rep-b: vg-rep-rep-b is exited" in status.stdout, status.stdout
