@@ -39,6 +39,9 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
         assert worker_cmd[-5:] == ["--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless"]
         head_logs = two_hosts.daemons[0].client().containers.get("vg-dp-dp-0").logs().decode(errors="replace")
         worker_logs = client.containers.get("vg-dp-dp-1").logs().decode(errors="replace")
+        # rank 0's engine beside the API server, rank 1's on the other host, joined through the DP coordinator
+        assert "EngineCore_DP0" in head_logs and "EngineCore_DP1" not in head_logs
+        assert "EngineCore_DP1" in worker_logs and "ApiServer" not in worker_logs
         print("head log tail:\n" + "\n".join(head_logs.splitlines()[-15:]))
         print("worker log tail:\n" + "\n".join(worker_logs.splitlines()[-15:]))
     finally:
