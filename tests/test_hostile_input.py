@@ -239,3 +239,14 @@ def test_rules_run_beside_field_errors():
 def test_extra_args_follow_the_parser(args, expected):
     found = errors(MINIMAL + f"serve: {{extra_args: {args}}}\n")
     assert [line.split(": ", 1)[1] for line in found if "warning" not in line] == expected
+
+
+def test_many_values_are_bounded_and_few_errors_are_shown():
+    text = "version: 1\nname: x\nmodel: {source: a/b}\nnodes: [" + ", ".join(["1"] * 25_000) + "]\n"
+    with pytest.raises(SpecError) as caught:
+        load_text(text, "s.yaml")
+    assert str(caught.value).endswith("invalid YAML: the spec holds more than 20,000 values (the limit)")
+    text = "version: 1\nname: x\nmodel: {source: a/b}\nnodes: [" + ", ".join(["1"] * 500) + "]\n"
+    found = errors(text)
+    assert len(found) == 201
+    assert found[0] == "s.yaml: <spec>: 300 more problems are not shown (the first 200 are)"

@@ -35,24 +35,50 @@ def validate_file(path: str, *, strict: bool = False) -> ValidSpec:
 
 
 def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
-    diagnostics = [loaded.diagnostic(path, message, key=on_key) for path, message, on_key in _literal_secrets(loaded.data, ())]
+    shown = _Bounded()
+    shown.add([(path, message, on_key) for path, message, on_key in _literal_secrets(loaded.data, ())],
+              lambda hit: loaded.diagnostic(hit[0], hit[1], key=hit[2]))
     spec = None
     if not isinstance(loaded.data, dict):
-        diagnostics.append(loaded.diagnostic((), "expected a mapping at the top of the spec"))
+        shown.add([()], lambda _: loaded.diagnostic((), "expected a mapping at the top of the spec"))
     else:
         try:
             spec = Spec.model_validate(loaded.data)
         except ValidationError as exc:
-            diagnostics.extend(_from_pydantic(exc, loaded))
-            bad = {_error_path(error) for error in exc.errors(include_url=False)}
-            partial = partial_spec(Spec, loaded.data, bad)
-            diagnostics.extend(_from_finding(f, loaded, strict) for f in check_rules(partial, lenient=True))
+            errors = exc.errors(include_url=False)
+            shown.add(errors, lambda error: _from_pydantic(error, loaded))
+            partial = partial_spec(Spec, loaded.data, {_error_path(error) for error in errors})
+            shown.add(check_rules(partial, lenient=True), lambda f: _from_finding(f, loaded, strict))
     if spec is not None:
-        diagnostics.extend(_from_finding(finding, loaded, strict) for finding in check_rules(spec))
+        shown.add(check_rules(spec), lambda finding: _from_finding(finding, loaded, strict))
+    diagnostics = [d for d in shown.diagnostics if d is not None]
     if any(d.severity == "error" for d in diagnostics):
-        raise SpecError(diagnostics)
+        raise SpecError(shown.at_most(diagnostics, loaded.file))
     assert spec is not None
     return ValidSpec(spec, loaded, sorted(diagnostics))
+
+
+MAX_REPORTED = 200  # a spec with more errors than this is not one a person fixes line by line
+
+
+class _Bounded:
+    """Diagnostics made for at most 1,000 problems of each pass (making one costs ~30 us; a spec
+    at the loader's limits can hold 20,000 bad values), the rest only counted."""
+
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic | None] = []
+        self.omitted = 0
+
+    def add(self, items: list[Any], make: Any) -> None:
+        self.diagnostics.extend(make(item) for item in items[:1000])
+        self.omitted += max(0, len(items) - 1000)
+
+    def at_most(self, diagnostics: list[Diagnostic], file: str) -> list[Diagnostic]:
+        if len(diagnostics) <= MAX_REPORTED and not self.omitted:
+            return diagnostics
+        more = len(diagnostics) - MAX_REPORTED + self.omitted
+        note = f"{more:,} more problems are not shown (the first {MAX_REPORTED} are)"
+        return [Diagnostic(file, 0, 0, "<spec>", note), *sorted(diagnostics)[:MAX_REPORTED]]
 
 
 def _from_finding(finding: Finding, loaded: LoadedSpec, strict: bool) -> Diagnostic:
@@ -91,23 +117,19 @@ def _error_path(error: Any) -> Path:
     return loc[:-1] if loc and loc[-1] == "[key]" else loc
 
 
-def _from_pydantic(exc: ValidationError, loaded: LoadedSpec) -> list[Diagnostic]:
-    out = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        on_key = bool(loc) and loc[-1] == "[key]"
-        if on_key:
-            loc = loc[:-1]
-        kind = error["type"]
-        if kind in {"literal_secret"} and any(looks_like_secret(str(v)) for v in _strings(error.get("input"))):
-            continue  # already reported by the document-wide scan
-        message = _message(error, loc)
-        if kind == "missing":  # point at the mapping that lacks the key
-            line, col = loaded.positions.of(loc[:-1])
-            out.append(Diagnostic(loaded.file, line, col, format_path(loc), message))
-            continue
-        out.append(loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden"))
-    return out
+def _from_pydantic(error: Any, loaded: LoadedSpec) -> Diagnostic | None:
+    loc = tuple(error["loc"])
+    on_key = bool(loc) and loc[-1] == "[key]"
+    if on_key:
+        loc = loc[:-1]
+    kind = error["type"]
+    if kind in {"literal_secret"} and any(looks_like_secret(str(v)) for v in _strings(error.get("input"))):
+        return None  # already reported by the document-wide scan
+    message = _message(error, loc)
+    if kind == "missing":  # point at the mapping that lacks the key
+        line, col = loaded.positions.of(loc[:-1])
+        return Diagnostic(loaded.file, line, col, format_path(loc), message)
+    return loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden")
 
 
 def _strings(value: Any) -> list[str]:
