@@ -158,7 +158,15 @@ class Mutator:
         return text.replace("\nruntime:\n", "\nruntime:\n", 1) + f"\nruntime:\n  env: {{{name}: {value}}}\n" \
             if "\nruntime:" not in text else text.replace("\nruntime:\n", f"\nruntime:\n  env: {{{name}: {value}}}\n", 1)
 
-    OPERATIONS = [text, text, env, value, value, tag, alias, merge, depth, control, huge, swap, key, indent, lines, extra_args,
+    def bulk(self, text: str) -> str:
+        """Many values: a long list or mapping in place of one value (the loader caps the count)."""
+        count = self.rng.choice([100, 1000, 5000, 19_000, 25_000])
+        item = self.rng.choice(["1", "x", "--port", "{name: n, address: 10.0.0.1, gpus: 1}", "[a]"])
+        many = "[" + ", ".join([item] * count) + "]" if self.rng.random() < 0.7 else \
+            "{" + ", ".join(f"k{i}: {item}" for i in range(count)) + "}"
+        return self._set(text, lambda m: f"{m['indent']}{m['key']}: {many}")
+
+    OPERATIONS = [bulk, text, text, env, value, value, tag, alias, merge, depth, control, huge, swap, key, indent, lines, extra_args,
                   extra_args, documents]
 
 
