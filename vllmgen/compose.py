@@ -30,7 +30,7 @@ from vllmgen.errors import Path, short
 MAX_DEPTH = 64
 MAX_SCALAR = 16384  # characters in one key or value
 MAX_ALIAS_NODES = 10000  # nodes that aliases may add to the document, all aliases together
-MAX_VALUES = 20000  # values in the whole document: a 1,000-node spec holds ~5,000
+MAX_NODES = 20000  # keys and values in the whole document: a 1,000-node spec holds ~10,000
 
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
@@ -79,6 +79,7 @@ class Builder:
         self.log: list[Entry] = []
         self.anchors: dict[str, tuple[Any, list[Entry], bool]] = {}  # value, relative entries, scalar?
         self.aliased = 0
+        self.nodes = 0
         self.root: Any = None
         self.loader = _Stub()
         self.resolver = self.loader._resolver
@@ -234,8 +235,9 @@ class Builder:
 
     def _add(self, value: Any, mark: Any, *, is_scalar: bool) -> None:
         at = (mark.line + 1, mark.column + 1)
-        if len(self.log) >= MAX_VALUES:
-            raise ComposeError(mark, f"the spec holds more than {MAX_VALUES:,} values (the limit)")
+        self.nodes += 1
+        if self.nodes + self.aliased > MAX_NODES:
+            raise ComposeError(mark, f"the spec holds more than {MAX_NODES:,} keys and values (the limit)")
         if not self.stack:
             self.root = value
             return
