@@ -138,13 +138,30 @@ def test_schema_matches_committed_copy():
     assert schema["additionalProperties"] is False and "nodes" in schema["required"]
 
 
-def test_internal_error_exits_123_without_traceback(tmp_path):
-    # the output folder's parent is a file: an OSError with no friendlier handling
+def test_internal_error_exits_123_without_traceback(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from vllmgen import cli, write
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(write, "write", broken)
+    monkeypatch.delenv("VLLMGEN_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["vllmgen", "render", str(TWO_NODE), "-o", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 123
+    stderr = capsys.readouterr().err
+    assert "internal error: RuntimeError: a bug" in stderr and "Traceback" not in stderr
+
+
+def test_an_output_folder_under_a_file_is_a_usage_error(tmp_path):
     blocker = tmp_path / "out"
     blocker.write_text("not a folder")
     result = vllmgen("render", str(TWO_NODE), "-o", str(blocker / "sub"))
-    assert result.returncode == 123
-    assert "internal error" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "is not a folder" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_readme_reference_is_generated_from_the_models():

@@ -6,6 +6,8 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -125,7 +127,8 @@ def render(spec: Path, output: Path, check: bool, strict: bool) -> None:
             sys.exit(EXIT_DRIFT)
         click.echo(f"{target} is up to date")
         return
-    write(compiled.artifacts, target)
+    write(compiled.artifacts, target,
+          on_wait=lambda: click.echo(f"another vllmgen render into {output} is running; waiting for it", err=True))
     click.echo(f"wrote {len(compiled.artifacts)} files to {target}")
 
 
@@ -199,20 +202,37 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
 
 NODE = click.option("--node", "node_name", metavar="NAME",
                     help="Act on this node only, from its own host (local Docker).")
-ALL = click.option("--all", "all_nodes", is_flag=True, help="Act on every node, each through its docker_host.")
+ALL = click.option("--all", "all_nodes", is_flag=True,
+                   help="Act on every node, each through its docker_host (a node without one: only if it is this machine).")
 BUILD_DIR = click.option(
     "--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"), show_default=True,
     help="Folder holding <name>/ as `vllmgen render` wrote it.",
 )
 
 
-def _scope(plan, node_name: str | None, all_nodes: bool) -> tuple[str, ...]:  # noqa: ANN001 - Plan, lazily
+def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: str) -> tuple[str, ...]:  # noqa: ANN001
+    """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
     from vllmgen.runner import targets
 
     try:
-        return targets.scope(plan, node_name, all_nodes)
+        names = targets.scope(plan, node_name, all_nodes)
+        if all_nodes:
+            targets.require_endpoints(plan, names, str(spec))
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(str(exc).replace("COMMAND", command)) from exc
+    return names
+
+
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """A broken pipe or reset from a node must not reach click, which exits 1 silently on EPIPE."""
+    from vllmgen.errors import RunnerError
+
+    try:
+        yield
+    except (BrokenPipeError, ConnectionError) as exc:
+        raise RunnerError(f"the connection to a node broke: {type(exc).__name__}: {exc}; "
+                          "run the command again (it is safe to repeat)") from exc
 
 
 @cli.command()
@@ -244,7 +264,7 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
 
     from vllmgen.compile import compile_file
     from vllmgen.runner import targets
-    from vllmgen.runner.executor import Recorder
+    from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.steps import Apply, Options
     from vllmgen.write import check as check_tree
 
@@ -252,7 +272,7 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
     _warn(compiled.valid.warnings)
     plan = compiled.plan
     deploy_dir = build_dir / plan.name
-    names = _scope(plan, node_name, all_nodes)
+    names = _scope(plan, node_name, all_nodes, spec, "apply")
     recorder = Recorder() if dry_run else None
     if dry_run:
         click.echo(f"# vllmgen apply --dry-run {spec}: the commands apply would run, in order; nothing was changed")
@@ -269,22 +289,26 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
                                   restart_command=tuple(shlex.split(docker_restart)))
     try:
-        Apply(plan, executors, deploy_dir, options=options, drift=check_tree(compiled.artifacts, deploy_dir)).run()
+        with _transport_errors():
+            Apply(plan, executors, deploy_dir, options=options, drift=check_tree(compiled.artifacts, deploy_dir)).run()
     finally:
         targets.close(executors)
 
 
 @cli.command()
 @SPEC
+@NODE
+@ALL
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(spec: Path, fmt: str) -> None:
-    """Show each node's containers, the cluster view and the endpoint's health (every node's docker_host)."""
+def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None:
+    """Show each node's containers, the cluster view and the endpoint's health; exit 1 if anything is unhealthy."""
     from vllmgen.compile import plan_file
     from vllmgen.runner import status as status_report
     from vllmgen.runner import targets
 
     _, plan = plan_file(spec)
-    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True)
+    names = _scope(plan, node_name, all_nodes, spec, "status")
+    executors = targets.executors(plan, names, remote=all_nodes)
     api_key = None
     if plan.endpoint.api_key:
         source = plan.endpoint.api_key
@@ -295,10 +319,13 @@ def status(spec: Path, fmt: str) -> None:
             except OSError:
                 api_key = None
     try:
-        report = status_report.collect(plan, executors, api_key)
+        with _transport_errors():
+            report = status_report.collect(plan, executors, api_key)
     finally:
         targets.close(executors)
     click.echo(status_report.as_json(report) if fmt == "json" else status_report.table(report))
+    if not report["healthy"]:
+        sys.exit(EXIT_DRIFT)
 
 
 @cli.command()
@@ -307,17 +334,18 @@ def status(spec: Path, fmt: str) -> None:
 @ALL
 @click.option("--dry-run", is_flag=True, help="Print the docker commands; remove nothing.")
 def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> None:
-    """Remove the containers apply started (by their labels), workers first. Every node unless --node."""
+    """Remove the containers apply started (by their labels), workers first."""
     from vllmgen.compile import plan_file
     from vllmgen.runner import targets
-    from vllmgen.runner.executor import Recorder
+    from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.steps import down as run_down
 
     _, plan = plan_file(spec)
-    names = _scope(plan, node_name, all_nodes or not node_name)
-    executors = targets.executors(plan, names, remote=not node_name, dry_run=Recorder() if dry_run else None)
+    names = _scope(plan, node_name, all_nodes, spec, "down")
+    executors = targets.executors(plan, names, remote=all_nodes, dry_run=Recorder() if dry_run else None)
     try:
-        removed = run_down(plan, executors)
+        with _transport_errors():
+            removed = run_down(plan, executors)
     finally:
         targets.close(executors)
     if not dry_run:

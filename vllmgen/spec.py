@@ -138,6 +138,17 @@ def _version(value: str) -> str:
     return value
 
 
+def _docker_host(value: str) -> str:
+    from vllmgen.endpoints import FORMS, EndpointError, parse
+
+    try:
+        parse(value)
+    except EndpointError as exc:
+        message = str(exc)
+        raise _fail("docker_host", message if message.startswith("expected") else f"expected {FORMS}: {message}") from None
+    return value
+
+
 def _fraction(value: float) -> float:
     if not 0 < value <= 1:
         raise _fail("fraction", "expected a fraction in (0, 1]")
@@ -151,6 +162,7 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 HostPath = Annotated[str, AfterValidator(_abs_path)]
 ContainerPath = Annotated[str, AfterValidator(_container_path)]
 Text = Annotated[str, AfterValidator(_text)]
+DockerHost = Annotated[str, AfterValidator(_docker_host)]
 Url = Annotated[str, AfterValidator(_url)]
 Size = Annotated[str, BeforeValidator(_size)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -304,7 +316,7 @@ class Node(Model):
     env: EnvMap = Field(default_factory=_empty_dict, description="merged over runtime.env")
     model_host_path: HostPath | None = Field(None, description="overrides model.host_path on this node")
     hf_cache: HostPath | None = Field(None, description="overrides model.hf_cache on this node")
-    docker_host: Text | None = Field(
+    docker_host: DockerHost | None = Field(
         None, description="Docker endpoint used by 'apply --all' (ssh://user@host, tcp://host:2376)"
     )
 

@@ -20,12 +20,11 @@ from vllmgen.cli import cli, main
 from vllmgen.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.runner import daemon_json, status, targets
+from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     ClusterView,
     ContainerState,
-    DryRunExecutor,
-    Recorder,
     dockerfile_for,
     image_hash,
 )
@@ -296,7 +295,9 @@ def test_hosts_by_endpoint() -> None:
     assert isinstance(for_endpoint("unix:///run/x.sock"), LocalHost)
     ssh = for_endpoint("ssh://ops@gpu-2:2222")
     assert isinstance(ssh, SshHost) and ssh.ssh_argv(["cat", "/a b"]) == [
-        "ssh", "-o", "BatchMode=yes", "-p", "2222", "ops@gpu-2", "--", "cat '/a b'"]
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=3", "-o", "StrictHostKeyChecking=yes", "-p", "2222", "-l", "ops",
+        "--", "gpu-2", "cat '/a b'"]
     assert isinstance(for_endpoint("tcp://gpu-2:2376"), UnreachableHost)
 
 
@@ -315,7 +316,8 @@ def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
           environ=SECRETS, secret_files=SECRET_FILES).run()
     text = out.getvalue()
     assert "docker --host ssh://root@10.0.0.1 run" in text
-    assert "ssh -o BatchMode=yes root@10.0.0.1 -- 'sh -c '" in text
+    assert "StrictHostKeyChecking=yes -l root -- 10.0.0.1 'sh -c '" in text
+    assert "# --- node head (ssh://root@10.0.0.1)" in text
     assert "/root/.vllmgen/deployments/qwen3-next-tp16-ray/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro" in text
 
 
@@ -390,7 +392,8 @@ def test_wait_for_reports_progress_and_times_out() -> None:
 
 def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     """What DockerSdkExecutor hands the engine for the seed's Ray worker (no daemon needed)."""
-    from vllmgen.runner.executor import DockerSdkExecutor, RunRequest
+    from vllmgen.runner.executor import RunRequest
+    from vllmgen.runner.sdk import DockerSdkExecutor
 
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
     compiled, deploy_dir = _compiled(spec)

@@ -2,7 +2,11 @@
 
 It never re-derives a flag: every container, command and mount comes from the plan. Modules:
 
-    executor    the Executor protocol; DockerSdkExecutor (docker SDK) and DryRunExecutor (printer/recorder)
+    executor    the Executor protocol and its data types
+    sdk         DockerSdkExecutor: a node's engine through the docker SDK
+    dryrun      DryRunExecutor and Recorder: prints the equivalent commands, changes nothing
+    dockerargs  a planned container as `docker run` words, and those words as SDK arguments (one translation)
+    httpcheck   HTTP requests to the endpoint (health, models, chat)
     host        subprocess access to a node's host: files (daemon.json), $HOME, restart docker, nvidia-smi
     daemon_json merge of the plan's daemon.json keys into a host's file, never clobbering it
     secrets     SecretEnv -> values, at apply time, never logged
@@ -11,5 +15,5 @@ It never re-derives a flag: every container, command and mount comes from the pl
     verify      /health, /v1/models, one chat completion, the API key is enforced
     status      containers, cluster view and endpoint health per node
 
-The docker SDK is imported only inside DockerSdkExecutor, so validate/render never load it.
+The docker SDK is imported only inside runner.sdk and runner.dockerargs, lazily, so validate/render never load it.
 """

@@ -12,12 +12,15 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from vllmgen.runner import daemon_json
+from vllmgen import endpoints
+from vllmgen.endpoints import Endpoint
+from vllmgen.runner import daemon_json, ssh
 
 DEFAULT_RESTART = ("systemctl", "restart", "docker")
 
@@ -29,7 +32,11 @@ class Completed:
     stderr: str
 
 
-class NoHostAccess(Exception):
+class HostError(Exception):
+    """A command on the node's host failed to run: ssh could not connect, or it ran out of time."""
+
+
+class NoHostAccess(HostError):
     """This node's host cannot be reached beside its Docker endpoint (a tcp:// endpoint)."""
 
 
@@ -60,7 +67,10 @@ class LocalHost:
     def run(self, argv: list[str], *, input: str | None = None, timeout: float = 120) -> Completed:
         if not shutil.which(argv[0]):
             return Completed(127, "", f"{argv[0]}: command not found")
-        out = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            out = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise HostError(f"`{shlex.join(argv)}` did not finish within {timeout:g}s on this host") from exc
         return Completed(out.returncode, out.stdout, out.stderr)
 
     def home(self) -> str:
@@ -83,25 +93,38 @@ class LocalHost:
 
 @dataclass
 class SshHost:
-    """A node reached as ``ssh://[user@]host[:port]``; commands run through the ssh client."""
+    """A node reached as ``ssh://[user@]host[:port]``; commands run through the ssh client (``runner.ssh``)."""
 
-    target: str
-    port: int | None = None
+    endpoint: Endpoint
     daemon_json_path: str = daemon_json.DEFAULT_PATH
     restart_command: tuple[str, ...] = DEFAULT_RESTART
     description: str = field(init=False)
+    attempts: int = 3  # a dropped connection is tried again; a refusal is not
 
     def __post_init__(self) -> None:
-        self.description = f"ssh {self.target}"
+        self.description = ssh.where(self.endpoint)
 
     def ssh_argv(self, remote: list[str]) -> list[str]:
-        port = ["-p", str(self.port)] if self.port else []
-        return ["ssh", "-o", "BatchMode=yes", *port, self.target, "--", shlex.join(remote)]
+        return ssh.ssh_argv(self.endpoint, shlex.join(remote))
 
     def run(self, argv: list[str], *, input: str | None = None, timeout: float = 120) -> Completed:
-        out = subprocess.run(self.ssh_argv(argv), input=input, capture_output=True, text=True, timeout=timeout,
-                             check=False)
-        return Completed(out.returncode, out.stdout, out.stderr)
+        for attempt in range(self.attempts):
+            try:
+                out = subprocess.run(self.ssh_argv(argv), input=input, capture_output=True, text=True,
+                                     timeout=timeout, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise HostError(f"{self.description}: `{shlex.join(argv)}` did not finish within {timeout:g}s") from exc
+            except FileNotFoundError as exc:
+                raise HostError("no ssh client on this machine (install openssh-client)") from exc
+            if out.returncode != 255:  # 255: ssh's own failure, not the command's
+                return Completed(out.returncode, out.stdout, out.stderr)
+            if not ssh.transient(out.stderr) or attempt == self.attempts - 1:
+                why = ssh.explain(self.endpoint, out.stderr)
+                if why:
+                    raise HostError(why)
+                return Completed(out.returncode, out.stdout, out.stderr)
+            time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
 
     def _sh(self, script: str, *args: str, input: str | None = None) -> Completed:
         return self.run(["sh", "-c", script, "vllmgen", *args], input=input)
@@ -176,9 +199,7 @@ def for_endpoint(endpoint: str | None, *, daemon_json_path: str = daemon_json.DE
     if scheme in ("unix", "npipe", ""):
         return LocalHost(**options)
     if scheme == "ssh":
-        parts = urlsplit(endpoint)
-        target = f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
-        return SshHost(target, parts.port, **options)
+        return SshHost(endpoints.parse(str(endpoint)), **options)
     return UnreachableHost(str(endpoint), **options)
 
 

@@ -1,6 +1,7 @@
 """``vllmgen status``: each node's containers, the cluster view and the endpoint's health.
 
 Read-only and quick: short timeouts, and a node that does not answer is reported, not fatal.
+``problems`` lists, in words, everything that is not as the spec says; status exits 1 if any.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
-from vllmgen.runner.host import NoHostAccess
+from vllmgen.runner.host import HostError
 from vllmgen.runner.steps import HASH_LABEL, NODE_LABEL
 from vllmgen.runner.verify import base_url
 
@@ -27,16 +28,22 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
                                  "endpoint": executor.endpoint or "local", "containers": []}
         try:
             found = executor.list_containers(plan.name)
-        except (EngineError, NoHostAccess) as exc:
+        except (EngineError, HostError) as exc:
             entry["error"] = str(exc)
             nodes.append(entry)
             continue
-        for state in found:
-            if state.labels.get(NODE_LABEL) != node.name:
-                continue
+        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name]
+        if not mine:
+            entry["problem"] = f"no container {node.container.name}"
+        for state in mine:
             current = state.labels.get(HASH_LABEL) == dict(node.container.labels).get(HASH_LABEL)
             entry["containers"].append({"name": state.name, "status": state.status, "exit_code": state.exit_code,
                                         "current": current})
+            if not state.running:
+                entry["problem"] = f"{state.name} is {state.status}" + (
+                    f" (exit code {state.exit_code})" if state.status == "exited" else "")
+            elif not current:
+                entry["problem"] = f"{state.name} is not the spec's (config-hash differs): apply again"
             if node.role == "head" and state.running:
                 head_running = True
         nodes.append(entry)
@@ -71,19 +78,43 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
                 pass
         elif models.status == 401 and not api_key:
             endpoint["models_status"] = "401 (set the API key's variable to list models)"
-    return {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
-            "endpoint": endpoint}
+    report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
+              "endpoint": endpoint}
+    report["problems"] = problems(report)
+    report["healthy"] = not report["problems"]
+    return report
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    """Everything not as the spec says, one sentence each, naming the node."""
+    found = []
+    for node in report["nodes"]:
+        if "error" in node:
+            found.append(f"node {node['node']} ({node['endpoint']}): unreachable: {node['error']}")
+        elif "problem" in node:
+            found.append(f"node {node['node']}: {node['problem']}")
+    cluster = report["cluster"]
+    if cluster is not None:
+        if "error" in cluster:
+            found.append(f"ray cluster: {cluster['error']}")
+        elif len(cluster.get("nodes", ())) < cluster["expected_nodes"] or cluster.get("gpus", 0) < cluster["expected_gpus"]:
+            found.append(f"ray cluster: {len(cluster.get('nodes', ()))} of {cluster['expected_nodes']} nodes, "
+                         f"{cluster.get('gpus', 0):g} of {cluster['expected_gpus']} GPUs")
+    endpoint = report["endpoint"]
+    if "health" in endpoint and endpoint["health"] != 200:
+        found.append(f"endpoint {endpoint['url']}/health: {endpoint['health']}")
+    return found
 
 
 def healthy(report: dict[str, Any]) -> bool:
-    return report["endpoint"].get("health") == 200
+    return bool(report.get("healthy"))
 
 
 def table(report: dict[str, Any]) -> str:
     rows = [("NODE", "ROLE", "CONTAINER", "STATE", "SPEC")]
     for node in report["nodes"]:
         if "error" in node:
-            rows.append((node["node"], node["role"], "-", f"unreachable: {node['error'][:60]}", "-"))
+            rows.append((node["node"], node["role"], "-", "unreachable (below)", "-"))
             continue
         if not node["containers"]:
             rows.append((node["node"], node["role"], "-", "absent", "-"))
@@ -103,6 +134,8 @@ def table(report: dict[str, Any]) -> str:
     endpoint = report["endpoint"]
     models = ", ".join(endpoint.get("models", [])) or str(endpoint.get("models_status", "-"))
     lines.append(f"endpoint {endpoint['url']}: /health {endpoint.get('health', '-')}; models: {models}")
+    lines += [f"problem: {problem}" for problem in report.get("problems", [])]
+    lines.append("healthy" if report.get("healthy") else f"unhealthy: {len(report.get('problems', []))} problem(s)")
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ from vllmgen.runner.executor import (
     dockerfile_for,
     image_hash,
 )
-from vllmgen.runner.host import NoHostAccess
+from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, WaitTimeout, fail, wait_for
 
 T = TypeVar("T")
@@ -172,7 +172,7 @@ class Apply:
             return fn()
         except EngineError as exc:
             raise fail(node, step, str(exc), _engine_hint(str(exc)) or todo) from exc
-        except NoHostAccess as exc:
+        except HostError as exc:
             raise fail(node, step, str(exc)) from exc
 
     # --- apply --------------------------------------------------------------------------------

@@ -1,17 +1,23 @@
 """Which executor drives which node: the scope (``--node NAME`` or ``--all``) and each node's endpoint.
 
-``--node NAME`` runs on that node's host: the local engine (``DOCKER_HOST`` or the default socket).
-``--all`` (and ``status``/``down`` of every node) reaches each node through its ``docker_host``
-(``ssh://user@host``, ``tcp://host:2376``), the local engine where it has none.
+The same for apply, status and down. ``--node NAME`` runs on that node's host: the local engine
+(``DOCKER_HOST`` or the default socket). ``--all`` reaches each node through its ``docker_host``
+(``ssh://user@host``, ``tcp://host:2376``); a node without one is driven through the local engine
+only when its address is one of this machine's, and otherwise the run is refused before anything
+happens: a deployment meant for two hosts must never start on the control machine instead.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Sequence
 
 from vllmgen.plan import Plan
 from vllmgen.runner import host as hosts
-from vllmgen.runner.executor import ClusterView, DockerSdkExecutor, DryRunExecutor, Executor, Recorder
+from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.executor import ClusterView, Executor
+from vllmgen.runner.sdk import DockerSdkExecutor
 
 
 def scope(plan: Plan, node: str | None, all_nodes: bool) -> tuple[str, ...]:
@@ -26,6 +32,41 @@ def scope(plan: Plan, node: str | None, all_nodes: bool) -> tuple[str, ...]:
     if not all_nodes:
         raise ValueError("say where to run: --node NAME (on that host) or --all (every node's docker_host)")
     return tuple(n.name for n in plan.nodes)
+
+
+def is_local_address(address: str) -> bool:
+    """Is ``address`` (an IP, or a name resolving to one) an address of this machine (this namespace)?
+    Tried by binding a socket to it, which only a local address allows."""
+    try:
+        infos = socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, _, _, _, sockaddr in infos:
+        if ipaddress.ip_address(sockaddr[0]).is_unspecified:
+            continue
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((sockaddr[0], 0, *sockaddr[2:]))
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def require_endpoints(plan: Plan, names: Sequence[str], spec: str = "SPEC") -> None:
+    """``--all``: every node in ``names`` has a docker_host or is this machine; else ValueError saying how to fix it."""
+    missing = [node for node in plan.nodes
+               if node.name in names and not node.docker_host and not is_local_address(node.address)]
+    if not missing:
+        return
+    index = {node.name: i for i, node in enumerate(plan.nodes)}
+    listed = ", ".join(f"{node.name} ({node.address})" for node in missing)
+    first = missing[0]
+    raise ValueError(
+        f"--all reaches each node through its docker_host, and {listed} "
+        f"{'has' if len(missing) == 1 else 'have'} none and {'is' if len(missing) == 1 else 'are'} not this machine; "
+        f"nothing was done. Add one to the spec (nodes[{index[first.name]}].docker_host: ssh://USER@{first.address}), "
+        f"or run `vllmgen COMMAND {spec} --node NAME` on each node's own host")
 
 
 def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Recorder | None = None,

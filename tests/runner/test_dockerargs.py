@@ -1,0 +1,62 @@
+"""What `apply --dry-run` prints for a container is what the SDK executor hands the engine.
+
+For every node of every spec in specs/: the dry run's printed `docker run` line, read back as a
+shell would read it (``${HOME}`` expanded, the secret passed by name from the environment), gives
+the same SDK arguments as DockerSdkExecutor computes for that container.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+from pathlib import Path
+
+import pytest
+
+from vllmgen.compile import compile_file
+from vllmgen.runner import dockerargs
+from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.executor import RunRequest
+from vllmgen.runner.host import LocalHost
+from vllmgen.runner.sdk import DockerSdkExecutor
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+HOME = "/home/ops"
+
+
+def _printed_argv(executor: DryRunExecutor, stream: io.StringIO, request: RunRequest) -> list[str]:
+    stream.seek(0)
+    stream.truncate()
+    executor.run(request)
+    lines = [line for line in stream.getvalue().splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1, lines
+    words = shlex.split(lines[0].replace("${HOME}", HOME))
+    if executor.endpoint:
+        assert words[1:3] == ["--host", executor.endpoint]
+        del words[1:3]
+    return words
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("gpus", [True, False], ids=["gpus", "no-gpus"])
+def test_dry_run_prints_what_the_sdk_runs(spec: Path, gpus: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = compile_file(spec).plan
+    host = LocalHost()
+    monkeypatch.setattr(host, "home", lambda: HOME)
+    stream = io.StringIO()
+    for node in plan.nodes:
+        secrets = {s.name: f"value-of-{s.name}" for s in node.container.secrets}
+        request = RunRequest(node.container, f"/srv/deploy/{plan.name}", secrets, gpus)
+        dry = DryRunExecutor(node.name, "ssh://ops@192.0.2.10", Recorder(stream=stream), host=host)
+        printed = _printed_argv(dry, stream, request)
+        sdk = DockerSdkExecutor(node.name, "ssh://ops@192.0.2.10", host)
+        assert dockerargs.sdk_kwargs(printed, secrets) == sdk._run_kwargs(request)
+        # and every secret went by name only
+        text = " ".join(printed)
+        assert not any(value in text for value in secrets.values())
+
+
+def test_an_option_without_translation_is_refused() -> None:
+    with pytest.raises(ValueError, match="--privileged has no SDK translation"):
+        dockerargs.sdk_kwargs(["docker", "run", "--privileged", "x", "img"], {})

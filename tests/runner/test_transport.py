@@ -1,0 +1,195 @@
+"""Where the runner acts and how it gets there, without a daemon: scope, endpoints, ssh argv, errors."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vllmgen.cli import cli, main
+from vllmgen.endpoints import EndpointError, parse
+from vllmgen.runner import ssh, status, targets
+from vllmgen.runner.executor import EngineError
+from vllmgen.runner.host import HostError, SshHost
+from vllmgen.runner.sdk import DockerSdkExecutor
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(tmp_path: Path, nodes: list[dict]) -> Path:
+    spec = {"version": 1, "name": "vg-scope", "model": {"source": "test/tiny"},
+            "cluster": {"backend": "mp", "nic": "eth0"},
+            "nodes": [{"role": "worker", **node} for node in nodes], "serve": {"tensor_parallel_size": len(nodes)}}
+    path = tmp_path / "vg-scope.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert CliRunner().invoke(cli, ["render", str(path), "-o", str(tmp_path / "build")]).exit_code == 0
+    return path
+
+
+def test_all_refuses_a_remote_node_without_docker_host(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, [
+        {"name": "head", "role": "head", "address": "127.0.0.1", "gpus": 1},
+        {"name": "gpu-2", "address": "203.0.113.2", "gpus": 1},
+        {"name": "gpu-3", "address": "203.0.113.3", "gpus": 1, "docker_host": "ssh://root@203.0.113.3"},
+    ])
+    for command in (["apply", str(spec), "--all", "--dry-run", "--build-dir", str(tmp_path / "build")],
+                    ["status", str(spec), "--all"], ["down", str(spec), "--all"], ["down", str(spec), "--all", "--dry-run"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 2, result.output
+        assert "gpu-2 (203.0.113.2) has none and is not this machine; nothing was done" in result.output
+        assert "nodes[1].docker_host: ssh://USER@203.0.113.2" in result.output
+        assert f"`vllmgen {command[0]} {spec} --node NAME`" in " ".join(result.output.split())
+        assert "docker" not in result.output.split("Error")[0]  # nothing ran before the refusal
+
+
+def test_all_drives_a_local_node_locally_and_shows_every_endpoint(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, [
+        {"name": "head", "role": "head", "address": "127.0.0.1", "gpus": 1},
+        {"name": "gpu-3", "address": "203.0.113.3", "gpus": 1, "docker_host": "ssh://root@203.0.113.3:2222"},
+    ])
+    result = CliRunner().invoke(cli, ["apply", str(spec), "--all", "--dry-run", "--build-dir", str(tmp_path / "build")],
+                                env={"DOCKER_HOST": "unix:///run/test.sock"})
+    assert result.exit_code == 0, result.output
+    assert "# --- node head (local unix:///run/test.sock)" in result.output
+    assert "# --- node gpu-3 (ssh://root@203.0.113.3:2222)" in result.output
+    assert "docker --host ssh://root@203.0.113.3:2222 run" in result.output
+
+
+def test_status_and_down_say_where_like_apply(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, [{"name": "head", "role": "head", "address": "127.0.0.1", "gpus": 1}])
+    for command in ("status", "down"):
+        result = CliRunner().invoke(cli, [command, str(spec)])
+        assert result.exit_code == 2 and "--node NAME" in result.output and "--all" in result.output
+
+
+def test_local_addresses() -> None:
+    assert targets.is_local_address("127.0.0.1")
+    assert not targets.is_local_address("203.0.113.1")  # documentation range: never this machine
+    assert not targets.is_local_address("0.0.0.0")
+
+
+@given(st.sampled_from(["root", "ops", "a.b-c_d"]), st.sampled_from(["203.0.113.1", "gpu-1", "[2001:db8::2]"]),
+       st.one_of(st.none(), st.integers(1, 65535)))
+def test_ssh_argv_takes_the_destination_after_double_dash(user: str, host: str, port: int | None) -> None:
+    endpoint = parse(f"ssh://{user}@{host}" + (f":{port}" if port else ""))
+    argv = ssh.ssh_argv(endpoint, "docker system dial-stdio")
+    cut = argv.index("--")
+    assert argv[cut + 1:] == [host.strip("[]"), "docker system dial-stdio"]
+    assert all(word in ssh.OPTIONS or word in ("ssh", "-p", "-l", str(port), user) for word in argv[:cut])
+    assert {"BatchMode=yes", "StrictHostKeyChecking=yes", "ConnectTimeout=10", "ServerAliveInterval=5"} <= set(argv)
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_no_endpoint_value_becomes_an_ssh_option(text: str) -> None:
+    try:
+        endpoint = parse(f"ssh://{text}")
+    except EndpointError:
+        return
+    argv = ssh.ssh_argv(endpoint, "true")
+    cut = argv.index("--")
+    assert not (endpoint.user or "").startswith("-") and not endpoint.host.startswith("-")
+    assert argv[:cut].count("-l") <= 1 and argv[cut + 1] == endpoint.host
+
+
+def test_ssh_errors_say_what_to_do() -> None:
+    endpoint = parse("ssh://root@203.0.113.9:2222")
+    unknown = ssh.explain(endpoint, "No ED25519 host key is known for [203.0.113.9]:2222 and you have requested "
+                                    "strict checking.\r\nHost key verification failed.\r\n")
+    assert "never accepts a host key silently" in unknown
+    assert "ssh-keyscan -p 2222 203.0.113.9 >> ~/.ssh/known_hosts" in unknown
+    assert "cannot reach sshd" in ssh.explain(endpoint, "ssh: connect to host 203.0.113.9 port 2222: Connection refused")
+    assert "BatchMode" in ssh.explain(endpoint, "root@203.0.113.9: Permission denied (publickey).")
+    assert ssh.transient("Connection reset by 203.0.113.9 port 22") and not ssh.transient("Connection refused")
+
+
+def test_a_refused_ssh_engine_is_a_named_error_not_a_traceback() -> None:
+    """Port 1 on loopback: refused at once; the error is ssh's, in words, and no paramiko is needed."""
+    executor = DockerSdkExecutor("gpu-1", "ssh://root@127.0.0.1:1")
+    with pytest.raises(EngineError, match=r"ssh://root@127\.0\.0\.1:1: cannot reach sshd \(.*Connection refused"):
+        executor.ping()
+    executor.close()
+    assert "paramiko" not in sys.modules
+
+
+def test_ssh_host_commands_time_out_as_host_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = SshHost(parse("ssh://root@203.0.113.9"))
+
+    def hang(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise subprocess.TimeoutExpired(args[0], kwargs["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", hang)
+    with pytest.raises(HostError, match=r"ssh://root@203\.0\.113\.9: `nvidia-smi` did not finish within 60s"):
+        host.run(["nvidia-smi"], timeout=60)
+
+
+def test_a_broken_pipe_is_a_runner_error_with_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    spec = _spec(tmp_path, [{"name": "head", "role": "head", "address": "127.0.0.1", "gpus": 1}])
+
+    def broken(self):  # noqa: ANN001, ANN202
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("vllmgen.runner.steps.Apply.run", broken)
+    monkeypatch.setattr("sys.argv", ["vllmgen", "apply", str(spec), "--all", "--dry-run",
+                                     "--build-dir", str(tmp_path / "build")])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 4
+    assert "the connection to a node broke: BrokenPipeError" in capsys.readouterr().err
+
+
+def test_status_problems_name_nodes_and_keep_full_text() -> None:
+    long_error = "ssh://root@203.0.113.9: cannot reach sshd (ssh: connect to host 203.0.113.9 port 22: Connection refused)"
+    report = {"nodes": [{"node": "head", "role": "head", "endpoint": "ssh://root@203.0.113.8", "containers": [
+                  {"name": "x-head", "status": "running", "exit_code": None, "current": True}]},
+                        {"node": "w", "role": "worker", "endpoint": "ssh://root@203.0.113.9", "containers": [],
+                         "error": long_error}],
+              "cluster": None, "endpoint": {"url": "http://203.0.113.8:8000", "health": 200}}
+    report["problems"] = status.problems(report)
+    report["healthy"] = not report["problems"]
+    assert report["problems"] == [f"node w (ssh://root@203.0.113.9): unreachable: {long_error}"]
+    assert long_error in status.table(report) and "unhealthy: 1 problem(s)" in status.table(report)
+
+
+def test_http_checks_ignore_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllmgen.runner.httpcheck import http_request
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"direct")
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.2", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = http_request("GET", f"http://127.0.0.2:{server.server_port}/health", timeout=5)
+    finally:
+        server.shutdown()
+    assert (result.status, result.body) == (200, "direct")
+
+
+def test_dry_run_needs_no_daemon(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, [{"name": "head", "role": "head", "address": "127.0.0.1", "gpus": 1,
+                             "docker_host": "ssh://root@203.0.113.3"}])
+    out = io.StringIO()
+    result = CliRunner().invoke(cli, ["down", str(spec), "--all", "--dry-run"])
+    out.write(result.output)
+    assert result.exit_code == 0 and "docker --host ssh://root@203.0.113.3 ps --all" in result.output

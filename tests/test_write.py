@@ -1,0 +1,265 @@
+"""The writer: build/<name> is at every instant the complete old or new tree, whatever kills it.
+
+Renders are killed with SIGKILL at random points (a forked child looping over two trees, and in
+the slow tier the real CLI); after each kill the folder must equal one of the two trees, and the
+next render must leave no leftovers. Also: concurrent renders, and the user's entries that the
+writer must refuse to touch (exit 2).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from vllmgen import swap, write as write_module
+from vllmgen.compile import compile_file
+from vllmgen.write import OutputError, write
+
+RAY = ROOT / "specs" / "seed-two-node-ray.yaml"
+MP = ROOT / "specs" / "seed-two-node-mp.yaml"
+FOREIGN = {"NOTES.md": b"ours\n", "nodes/extra/mine.txt": b"mine\n"}
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    tree = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            info = path.lstat()
+            kind = "d" if stat.S_ISDIR(info.st_mode) else "f"
+            data = path.read_bytes() if kind == "f" else b""
+            tree[path.relative_to(root).as_posix()] = (kind, stat.S_IMODE(info.st_mode), data)
+    return tree
+
+
+def _expected(artifacts, tmp: Path) -> dict[str, tuple]:
+    target = tmp / "expected"
+    write(artifacts, target)
+    for relative, data in FOREIGN.items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        (target / relative).write_bytes(data)
+        (target / relative).chmod(0o644)
+    (target / "nodes" / "extra").chmod(0o755)
+    return _snapshot(target)
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    one, two = compile_file(RAY).artifacts, compile_file(MP).artifacts
+    assert {a.path for a in one} != {a.path for a in two}  # stale files are removed on each switch
+    return (one, _expected(one, tmp_path_factory.mktemp("a"))), (two, _expected(two, tmp_path_factory.mktemp("b")))
+
+
+def _render_forever(trees, target: Path, start: int) -> None:
+    try:
+        for turn in range(start, 10**9):
+            write(trees[turn % 2][0], target)
+    finally:
+        os._exit(0)
+
+
+def _kill_renders(trees, tmp_path: Path, rounds: int, seed: int, *, atomic: bool) -> int:
+    """Fork a child that renders the two trees in turn; SIGKILL it after a random delay, while
+    checking that the deployment folder never disappears; returns how many kills hit a switch."""
+    rng = random.Random(seed)
+    out = tmp_path / "out"
+    target = out / "d"
+    out.mkdir()
+    write(trees[0][0], target)
+    for relative, data in FOREIGN.items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        (target / relative).write_bytes(data)
+    expected = [trees[0][1], trees[1][1]]
+    seen = set()
+    for _ in range(rounds):
+        pid = os.fork()
+        if pid == 0:
+            _render_forever(trees, target, start=rng.randrange(2))
+        deadline = time.monotonic() + rng.uniform(0, 0.04)  # one render takes ~15 ms here
+        while time.monotonic() < deadline:  # "never missing", sampled while the child switches
+            assert os.path.isdir(target) or not atomic, "build/<name> missing during a render"
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if not atomic and not os.path.lexists(target):
+            # the fallback's one window: the complete old tree waits in .old-*, restored next time
+            retired = [p for p in out.iterdir() if ".d.old-" in p.name]
+            assert len(retired) == 1 and _snapshot(retired[0]) in expected
+            seen.add("missing")
+            continue
+        tree = _snapshot(target)
+        assert tree in expected, "build/<name> is neither the complete old nor the complete new tree"
+        seen.add(expected.index(tree))
+        assert len(list(out.iterdir())) <= 3, "leftovers accumulate"
+    write(trees[0][0], target)  # the next render cleans up
+    assert sorted(p.name for p in out.iterdir()) == ["d"]
+    assert _snapshot(target) == trees[0][1]
+    return len(seen)
+
+
+def test_killed_renders_leave_a_complete_tree_and_no_leftovers(trees, tmp_path):
+    assert _kill_renders(trees, tmp_path, rounds=80, seed=1, atomic=True) == 2  # both trees were seen
+
+
+def test_killed_renders_with_the_two_rename_fallback_recover(trees, tmp_path, monkeypatch):
+    def unsupported(first, second):
+        raise swap.Unsupported("test")
+
+    monkeypatch.setattr(swap, "exchange", unsupported)
+    _kill_renders(trees, tmp_path, rounds=40, seed=2, atomic=False)
+
+
+@pytest.mark.slow
+def test_many_killed_renders(trees, tmp_path):
+    assert _kill_renders(trees, tmp_path, rounds=3000, seed=3, atomic=True) == 2
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vllmgen", "render", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_killing_the_cli_at_random_points(tmp_path):
+    rng = random.Random(4)
+    out = tmp_path / "out"
+    assert _cli(str(RAY), "-o", str(out)).wait() == 0
+    target = out / "qwen3-next-tp16-ray"
+    before = _snapshot(target)
+    mp_spec = tmp_path / "spec.yaml"  # the same deployment name with another backend
+    mp_spec.write_text(RAY.read_text().replace("backend: ray", "backend: mp"))
+    assert _cli(str(mp_spec), "-o", str(tmp_path / "after")).wait() == 0
+    after = _snapshot(tmp_path / "after" / "qwen3-next-tp16-ray")
+    for turn in range(30):
+        process = _cli(str(mp_spec if turn % 2 else RAY), "-o", str(out))
+        time.sleep(rng.uniform(0.2, 0.8))  # a cold render takes ~0.5 s here: before, during and after the switch
+        process.kill()
+        process.wait()
+        assert _snapshot(target) in (before, after)
+    assert _cli(str(RAY), "-o", str(out)).wait() == 0
+    assert sorted(p.name for p in out.iterdir()) == [target.name]
+
+
+def test_leftovers_of_killed_renders_are_removed_and_a_lost_tree_restored(tmp_path, trees):
+    out = tmp_path / "out"
+    target = out / "d"
+    write(trees[0][0], target)
+    (target / "NOTES.md").write_text("ours\n")
+    (out / ".d.new-abcd1234").mkdir()
+    (out / ".d.new-abcd1234" / "half").write_text("x")
+    (out / ".other.new-abcd1234").mkdir()  # another deployment's: not ours to remove
+    os.rename(target, out / ".d.old-zz99zz99")  # killed between the fallback's two renames
+    write(trees[1][0], target)
+    assert sorted(p.name for p in out.iterdir()) == [".other.new-abcd1234", "d"]
+    assert (target / "NOTES.md").read_text() == "ours\n"  # carried over from the restored old tree
+    assert not (target / "serve.sh").exists()  # the mp tree, the ray tree's stale serve.sh gone
+
+
+def test_concurrent_renders_are_serialised(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    mp_spec = tmp_path / "spec.yaml"
+    mp_spec.write_text(RAY.read_text().replace("backend: ray", "backend: mp"))
+    holder = os.open(out, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a render in progress holds it
+    try:
+        waiting = _cli(str(RAY), "-o", str(out))
+        assert "another vllmgen render into" in waiting.stderr.readline()
+        assert waiting.poll() is None
+    finally:
+        os.close(holder)
+    racing = [_cli(str(mp_spec), "-o", str(out)) for _ in range(3)]
+    assert waiting.wait() == 0 and all(process.wait() == 0 for process in racing)
+    assert sorted(p.name for p in out.iterdir()) == ["qwen3-next-tp16-ray"]
+
+
+def test_a_lock_held_too_long_is_a_clear_error(tmp_path, monkeypatch, trees):
+    monkeypatch.setattr(write_module, "LOCK_TIMEOUT_S", 0.1)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = os.open(out, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(OutputError, match="another vllmgen render into .* has held it"):
+            write(trees[0][0], out / "d")
+    finally:
+        os.close(holder)
+    assert list(out.iterdir()) == []
+
+
+def _render_exit(out: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vllmgen", "render", str(RAY), "-o", str(out)],
+                          capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("entry", ["file", "symlink-to-folder", "dangling-symlink"])
+def test_a_non_folder_at_the_deployment_path_is_refused_untouched(tmp_path, entry):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "qwen3-next-tp16-ray"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("keep\n")
+    if entry == "file":
+        target.write_text("a file of the user's\n")
+    else:
+        target.symlink_to(elsewhere if entry == "symlink-to-folder" else tmp_path / "nowhere")
+    before = (os.readlink(target) if target.is_symlink() else target.read_text(), _snapshot(elsewhere))
+    result = _render_exit(out)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "move it away" in result.stderr
+    assert (os.readlink(target) if target.is_symlink() else target.read_text(), _snapshot(elsewhere)) == before
+    assert sorted(p.name for p in out.iterdir()) == [target.name]
+
+
+def test_unusable_output_folders_are_usage_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    cases = {
+        tmp_path / "missing" / "out": "missing does not exist",
+        tmp_path / "file" / "out": "file is not a folder",
+        tmp_path / "file": "is a file",  # click's own check
+        tmp_path / ("x" * 300): "file name too long",
+    }
+    for out, message in cases.items():
+        result = _render_exit(out)
+        assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_read_only_output_folder_is_a_usage_error(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    # root ignores permission bits; the immutable attribute binds root too (ext4, xfs, btrfs)
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not supported here")
+    else:
+        out.chmod(0o555)
+    try:
+        result = _render_exit(out)
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], capture_output=True)
+        out.chmod(0o755)
+    assert result.returncode == 2 and "cannot write" in result.stderr and "nothing was changed" in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_modes_do_not_follow_the_umask(tmp_path):
+    out = tmp_path / "out"
+    result = _render_exit(out, preexec_fn=lambda: os.umask(0o077))
+    assert result.returncode == 0, result.stderr
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    for path, mode in modes.items():
+        expected = 0o755 if path in ("", ".") or Path(out, path).is_dir() or path.endswith(".sh") else 0o644
+        assert mode == expected, (path, oct(mode))

@@ -1,0 +1,106 @@
+"""Docker endpoints (``nodes[].docker_host``): parsed strictly, because parts of them reach ``ssh``.
+
+``ssh://[user@]host[:port]``, ``tcp://host:port`` or ``unix:///absolute/path``. Nothing that ssh
+could read as an option gets through (a user or host starting with '-'), nor anything beyond
+those parts (a path, a query, a password, spaces). Pure: the spec validator and the runner
+both use it, and validate never loads the runner.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+FORMS = "ssh://[user@]host[:port], tcp://host:port or unix:///path"
+
+
+class EndpointError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str  # ssh, tcp, unix
+    host: str = ""  # without brackets, for IPv6
+    port: int | None = None
+    user: str | None = None
+    path: str = ""  # unix only
+
+    @property
+    def ssh_destination(self) -> str:
+        """The host as ssh's destination argument (after ``--``); the user goes with ``-l``."""
+        return self.host
+
+
+def _host(text: str) -> str:
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(text[1:-1]))
+        except ValueError:
+            raise EndpointError(f"'{text}' is not an IPv6 address") from None
+    if not text:
+        raise EndpointError("no host")
+    if text.startswith("-"):
+        raise EndpointError(f"the host '{text}' starts with '-', which ssh would read as an option")
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    if len(text) > 253 or all(label.isdigit() for label in labels) or not all(_LABEL.match(x) for x in labels):
+        raise EndpointError(f"the host '{text}' is not a hostname or an IP address")
+    return text
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise EndpointError(f"the port '{text}' is not a number from 1 to 65535")
+    return int(text)
+
+
+def _split_port(rest: str) -> tuple[str, str | None]:
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close < 0:
+            raise EndpointError("unclosed '[' in the host")
+        host, after = rest[: close + 1], rest[close + 1:]
+        if after and not after.startswith(":"):
+            raise EndpointError(f"unexpected '{after}' after the host")
+        return host, after[1:] if after else None
+    host, colon, port = rest.partition(":")
+    return host, port if colon else None
+
+
+def parse(value: str) -> Endpoint:
+    """An endpoint, or EndpointError saying which part is wrong."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("ssh", "tcp", "unix"):
+        raise EndpointError(f"expected {FORMS}")
+    if scheme == "unix":
+        if not rest.startswith("/") or any(c.isspace() or ord(c) < 32 for c in rest):
+            raise EndpointError("expected unix:///absolute/path/to/docker.sock (no spaces)")
+        return Endpoint("unix", path=rest)
+    if any(c in rest for c in "/?#"):
+        raise EndpointError(f"expected {scheme}://{'[user@]' if scheme == 'ssh' else ''}host{'[:port]' if scheme == 'ssh' else ':port'}"
+                            " with no path, query or fragment")
+    user = None
+    if "@" in rest:
+        if scheme != "ssh":
+            raise EndpointError("tcp:// takes no user")
+        user, _, rest = rest.rpartition("@")
+        if ":" in user:
+            raise EndpointError("no password in the endpoint: ssh logs in with a key")
+        if not _USER.match(user):
+            why = ("starts with '-', which ssh would read as an option" if user.startswith("-")
+                   else "is not a user name ([A-Za-z_][A-Za-z0-9._-]*)")
+            raise EndpointError(f"the user '{user}' {why}")
+    host_text, port_text = _split_port(rest)
+    host = _host(host_text)
+    if port_text is None:
+        if scheme == "tcp":
+            raise EndpointError("tcp:// needs a port (tcp://host:2376)")
+        return Endpoint("ssh", host, None, user)
+    return Endpoint(scheme, host, _port(port_text), user)

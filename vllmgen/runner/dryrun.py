@@ -1,0 +1,234 @@
+"""``DryRunExecutor``: prints the ``docker`` commands equivalent to each operation, records every
+call for the tests, and answers probes as a healthy deployment would; changes nothing.
+
+Container starts print ``dockerargs.run_words``, the words the SDK executor runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from vllmgen.runner import dockerargs
+from vllmgen.runner import host as hosts
+from vllmgen.runner.executor import (
+    _FROM,
+    RAY_PROBE,
+    SERVING_PROBE,
+    ClusterView,
+    ContainerState,
+    EngineInfo,
+    ExecResult,
+    HttpResult,
+    RunRequest,
+)
+from vllmgen.shell import Word, join_words
+
+
+@dataclass(frozen=True)
+class Call:
+    node: str
+    op: str
+    detail: str = ""
+
+
+@dataclass
+class Recorder:
+    """The calls of every DryRunExecutor that shares it, in order; and where their commands go."""
+
+    stream: TextIO | None = None
+    calls: list[Call] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_node: str | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)  # node -> where its commands go, for the headers
+
+    def record(self, node: str, op: str, detail: str = "", command: str | None = None) -> None:
+        with self._lock:
+            self.calls.append(Call(node, op, detail))
+            if command is None:
+                return
+            stream = self.stream or sys.stdout
+            if node != self._last_node:
+                where = self.endpoints.get(node)
+                print(f"\n# --- node {node}" + (f" ({where})" if where else ""), file=stream)
+                self._last_node = node
+            print(command, file=stream, flush=True)
+
+
+class DryHost:
+    """The node's host as the dry run sees it: its paths and commands, but nothing that reaches it.
+    ``$HOME`` of a remote host is unknown without asking it, so it prints as ``~``."""
+
+    def __init__(self, host: hosts.Host):
+        self._host = host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+    def home(self) -> str:
+        return self._host.home() if hosts.is_local(self._host) else "~"
+
+
+class DryRunExecutor:
+    """Prints the ``docker`` commands equivalent to each operation and records them; changes nothing.
+
+    Probes are answered as a healthy deployment would answer them (``assume_*``), so the whole
+    step sequence prints. ``containers`` and ``images`` seed what already exists (for tests of
+    the unchanged/replaced decisions).
+    """
+
+    concurrent = False  # one node after another: the printed script reads top to bottom
+
+    def __init__(self, node: str, endpoint: str | None, recorder: Recorder, *, host: hosts.Host | None = None,
+                 assume_cluster: ClusterView | None = None, assume_served: str = "",
+                 assume_api_key: bool = False, containers: dict[str, ContainerState] | None = None,
+                 images: dict[str, dict[str, str]] | None = None):
+        self.node = node
+        self.endpoint = endpoint
+        self.real_host = host or hosts.for_endpoint(endpoint)
+        self.host = DryHost(self.real_host)
+        self.recorder = recorder
+        self.assume_cluster = assume_cluster
+        self.assume_served = assume_served
+        self.assume_api_key = assume_api_key
+        self.containers = dict(containers or {})
+        self.images = dict(images or {})
+        self.served: set[str] = set()  # containers where a dry-run `vllm serve` was started
+        recorder.endpoints[node] = endpoint or f"local {hosts.default_endpoint()}"
+
+    def _on_host(self, argv: list[str] | tuple[str, ...]) -> str:
+        """A command run on the node's host: directly, or through ssh."""
+        if isinstance(self.real_host, hosts.SshHost):
+            return shlex.join(self.host.ssh_argv(list(argv)))
+        return shlex.join(argv)
+
+    def _docker(self, *words: Word) -> str:
+        host = ("--host", self.endpoint) if self.endpoint else ()
+        return join_words(["docker", *host, *words])
+
+    def _record(self, op: str, detail: str = "", command: str | None = None) -> None:
+        self.recorder.record(self.node, op, detail, command)
+
+    def close(self) -> None:
+        pass
+
+    def ping(self) -> EngineInfo:
+        self._record("ping", command=self._docker("version"))
+        return EngineInfo("dry-run", "dry-run")
+
+    def read_daemon_json(self) -> str | None:
+        self._record("read-daemon-json", self.host.daemon_json_path)
+        if hosts.is_local(self.real_host):  # reading changes nothing: show the real merge
+            return self.host.read_text(self.host.daemon_json_path)
+        return None
+
+    def write_daemon_json(self, text: str, backup: str | None) -> None:
+        path = self.host.daemon_json_path
+        copy = f"cp -p {shlex.quote(path)} {shlex.quote(backup)}\n" if backup else ""
+        self._record("write-daemon-json", path,
+                     f"{copy}cat > {shlex.quote(path)} <<'EOF'\n{text.rstrip()}\nEOF")
+
+    def restart_daemon(self) -> None:
+        self._record("restart-daemon", command=self._on_host(self.host.restart_command))
+
+    def gpu_count(self) -> int | None:
+        self._record("gpu-count", command=self._on_host(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"]))
+        return None
+
+    def image_labels(self, tag: str) -> dict[str, str] | None:
+        self._record("image-inspect", tag)
+        return self.images.get(tag)
+
+    def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
+                    on_line: Callable[[str], None]) -> None:
+        label_words = [w for key, value in sorted(labels.items()) for w in ("--label", f"{key}={value}")]
+        own = (context / "Dockerfile").read_text(encoding="utf-8") if (context / "Dockerfile").exists() else None
+        if own == dockerfile:
+            command = self._docker("build", "--network", "host", "--tag", tag, *label_words, str(context))
+        else:  # the FROM line was swapped: feed the changed Dockerfile on stdin
+            base = _FROM.search(dockerfile)
+            original = shlex.quote(str(context / "Dockerfile"))
+            swap = f"sed '0,/^FROM /s|^FROM .*|{base.group(0) if base else ''}|' {original}"
+            command = swap + " | " + self._docker("build", "--network", "host", "--tag", tag, *label_words,
+                                                  "--file", "-", str(context))
+        self._record("build", tag, command)
+        self.images[tag] = dict(labels)
+
+    def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
+        if hosts.is_local(self.real_host):
+            return str(local.resolve())
+        assert isinstance(self.real_host, hosts.SshHost)
+        for name in files:
+            argv = self.host.ssh_argv(["sh", "-c", 'mkdir -p -- "$1" && cat > "$1/$2"', "vllmgen", remote, name])
+            self._record("put-file", f"{remote}/{name}", f"{shlex.join(argv)} < {shlex.quote(str(local / name))}")
+        return remote
+
+    def inspect(self, name: str) -> ContainerState | None:
+        self._record("inspect", name)
+        return self.containers.get(name)
+
+    def run(self, request: RunRequest) -> None:
+        container = request.planned()
+        words = dockerargs.run_words(request)
+        if self.endpoint:
+            words[1:1] = ["--host", self.endpoint]
+        secrets = ", ".join(s.name for s in container.secrets)
+        note = f"# passes {secrets} from the environment (values are never printed)\n" if secrets else ""
+        self._record("run", container.name, note + join_words(words))
+        self.containers[container.name] = ContainerState(container.name, "running", None, request.labels,
+                                                         container.image)
+
+    def remove(self, name: str, stop_timeout: int = 10) -> None:
+        self._record("remove", name, self._docker("stop", "--time", str(stop_timeout), name) + " && "
+                     + self._docker("rm", name))
+        self.containers.pop(name, None)
+
+    def logs(self, name: str, tail: int = 30) -> str:
+        self._record("logs", name)
+        return ""
+
+    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False) -> ExecResult:
+        words = ["exec", *(("--detach",) if detach else ()), name, *argv]
+        self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}", self._docker(*words))
+        if detach and "vllm" in argv and "serve" in argv:
+            self.served.add(name)
+        return ExecResult(None if detach else 0, "")
+
+    def list_containers(self, deployment: str) -> list[ContainerState]:
+        command = self._docker("ps", "--all", "--filter", f"label=io.vllmgen.deployment={deployment}")
+        self._record("list", deployment, command)
+        return [state for state in self.containers.values() if state.labels.get("io.vllmgen.deployment") == deployment]
+
+    def cluster_view(self, name: str) -> ClusterView | None:
+        self._record("cluster-view", name, self._docker("exec", name, "python3", "-c", RAY_PROBE))
+        return self.assume_cluster
+
+    def serving(self, name: str) -> bool:
+        self._record("serving", name, self._docker("exec", name, "python3", "-c", SERVING_PROBE))
+        return name in self.served
+
+    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
+             timeout: float = 10) -> HttpResult:
+        words = ["curl", "-sS", "-X", method]
+        authorized = any(key.lower() == "authorization" for key in (headers or {}))
+        if authorized:  # the value is a secret: print where it comes from instead
+            words.append('-H "Authorization: Bearer ${VLLM_API_KEY}"')
+        if body is not None:
+            words += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+        command = " ".join(w if w.startswith("-H \"Auth") else shlex.quote(w) for w in [*words, url])
+        path = url.split("/", 3)[-1] if url.count("/") >= 3 else ""
+        unauthenticated = " (no key)" if path.startswith("v1") and not authorized else ""
+        self._record("http", f"{method} /{path}{unauthenticated}", command)
+        if path.startswith("v1") and self.assume_api_key and not authorized:
+            return HttpResult(401, '{"error": "Unauthorized"}')
+        if path == "v1/models":
+            return HttpResult(200, json.dumps({"data": [{"id": self.assume_served}]}))
+        if path.startswith("v1/chat"):
+            return HttpResult(200, json.dumps({"choices": [{"message": {"content": "(dry run)"}}]}))
+        return HttpResult(200, "")

@@ -1,0 +1,180 @@
+"""ssh to a node: one argv builder, ssh's failures in words, and a Docker API transport over ssh.
+
+Every ssh this runner starts comes from ``ssh_argv``: BatchMode (never a prompt), a connect
+timeout, keep-alives, host keys checked against the user's known_hosts (``StrictHostKeyChecking
+yes``: an unknown key is an error, never accepted), and ``--`` before the destination, whose
+parts come from a parsed ``vllmgen.endpoints.Endpoint`` (the user through ``-l``). Key, user
+and known_hosts otherwise come from the user's own ssh configuration.
+
+``SshDockerAdapter`` carries the Docker API over ``ssh HOST docker system dial-stdio`` (what the
+docker CLI does for ``ssh://``) on a real socket pair, so every read has the client's timeout,
+and ssh's own error text is kept for the message when a connection fails. It replaces the docker
+SDK's ssh transport, which needs paramiko, reads the pipe without any timeout and surfaces a dead
+ssh as a bare BrokenPipeError.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from typing import Any
+
+from vllmgen.endpoints import Endpoint
+
+CONNECT_TIMEOUT = 10  # seconds, ssh's ConnectTimeout
+ALIVE_INTERVAL, ALIVE_COUNT = 5, 3  # a silent peer is given up after 15 s
+OPTIONS = ("-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+           "-o", f"ServerAliveInterval={ALIVE_INTERVAL}", "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
+           "-o", "StrictHostKeyChecking=yes")
+DIAL = "docker system dial-stdio"
+
+
+def ssh_argv(endpoint: Endpoint, remote: str) -> list[str]:
+    """``ssh`` with our options, then ``--``, the host and one remote command line."""
+    argv = ["ssh", *OPTIONS]
+    if endpoint.port:
+        argv += ["-p", str(endpoint.port)]
+    if endpoint.user:
+        argv += ["-l", endpoint.user]
+    return [*argv, "--", endpoint.host, remote]
+
+
+def where(endpoint: Endpoint) -> str:
+    user = f"{endpoint.user}@" if endpoint.user else ""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return f"ssh://{user}{host}" + (f":{endpoint.port}" if endpoint.port else "")
+
+
+def explain(endpoint: Endpoint, stderr: str) -> str:
+    """ssh's complaint as a sentence that says what to do; '' when it is not ssh's."""
+    text = " ".join(stderr.split())
+    dest = where(endpoint)
+    port = f"-p {endpoint.port} " if endpoint.port else ""
+    if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        return (f"{dest}: the host key is not in your known_hosts, or differs from it ({text}). vllmgen never "
+                f"accepts a host key silently: check the key's fingerprint with the host's owner, then add it "
+                f"(ssh-keyscan {port}{endpoint.host} >> ~/.ssh/known_hosts, or one interactive `ssh {port}{endpoint.host}`)")
+    if "Permission denied" in text:
+        return (f"{dest}: the login was refused ({text}); ssh runs with BatchMode, so the key must work without a "
+                "prompt: load it with ssh-add or name it in ~/.ssh/config, and check the user in docker_host")
+    for sign in ("Connection refused", "Connection timed out", "timed out", "No route to host",
+                 "Could not resolve hostname", "Network is unreachable", "Connection closed", "Connection reset"):
+        if sign in text:
+            return (f"{dest}: cannot reach sshd ({text}); check that the host is up, that sshd listens there, "
+                    "and the address and port in docker_host")
+    if "docker" in text and ("not found" in text or "command not found" in text):
+        return f"{dest}: the host has no docker CLI on PATH for `{DIAL}` ({text}); install docker there"
+    return ""
+
+
+def transient(stderr: str) -> bool:
+    """A failure worth one more try: the connection dropped, not a refusal."""
+    return any(sign in stderr for sign in ("Connection reset", "Broken pipe", "kex_exchange_identification",
+                                           "Connection closed by remote host"))
+
+
+# --- the Docker API over ssh ---------------------------------------------------------------------
+
+
+class _Dialer:
+    """Starts ``ssh HOST docker system dial-stdio`` per connection; keeps the newest failures' text."""
+
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
+        self.argv = ssh_argv(endpoint, DIAL)
+        self._lock = threading.Lock()
+        self._procs: list[tuple[subprocess.Popen, Any]] = []
+
+    def dial(self, timeout: float | None) -> socket.socket:
+        ours, theirs = socket.socketpair()
+        err = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(self.argv, stdin=theirs, stdout=theirs, stderr=err,
+                                    start_new_session=True)  # Ctrl-C reaches vllmgen, which closes it
+        finally:
+            theirs.close()
+        with self._lock:
+            self._procs = [(p, f) for p, f in self._procs if not self._reap(p, f)] + [(proc, err)]
+        ours.settimeout(timeout)
+        return ours
+
+    @staticmethod
+    def _reap(proc: subprocess.Popen, err: Any) -> bool:
+        if proc.poll() is None:
+            return False
+        err.close()
+        return True
+
+    def last_error(self) -> str:
+        """stderr of the newest ssh that ended with an error (after a short wait for it to end)."""
+        with self._lock:
+            procs = list(self._procs)
+        for proc, err in reversed(procs):
+            try:
+                rc = proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                continue
+            if rc != 0 and not err.closed:
+                err.seek(0)
+                return err.read().decode("utf-8", "replace").strip()
+        return ""
+
+    def close(self) -> None:
+        with self._lock:
+            procs, self._procs = self._procs, []
+        for proc, err in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            err.close()
+
+
+def docker_client(endpoint: Endpoint, timeout: float) -> tuple[Any, _Dialer]:
+    """A ``docker.DockerClient`` whose API calls go over ssh, and its dialer (close it after the client)."""
+    import docker
+    import requests.adapters
+    import urllib3.connection
+    import urllib3.connectionpool
+    from docker.transport.basehttpadapter import BaseHTTPAdapter
+
+    dialer = _Dialer(endpoint)
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = dialer.dial(self.timeout if isinstance(self.timeout, (int, float)) else timeout)
+
+    class Pool(urllib3.connectionpool.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class Adapter(BaseHTTPAdapter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = Pool("localhost", timeout=timeout, maxsize=4)
+
+        def get_connection(self, url: str, proxies: Any = None) -> Any:
+            return self.pool
+
+        def request_url(self, request: Any, proxies: Any) -> str:
+            return request.path_url
+
+        def close(self) -> None:
+            self.pool.close()
+            requests.adapters.HTTPAdapter.close(self)
+
+    # version pinned here so that constructing talks to nothing; the real one is asked below
+    client = docker.DockerClient(base_url="unix:///nonexistent/vllmgen-ssh", version="1.41", timeout=timeout)
+    api = client.api
+    api.mount("http+docker://vllmgen-ssh", Adapter())
+    api.base_url = "http+docker://vllmgen-ssh"  # not 'http+docker://ssh': that name means the SDK's pipe
+    api.trust_env = False
+    return client, dialer
