@@ -1,5 +1,6 @@
 """Issue 10, input half: no spec text crashes vllmgen; every refusal is positioned and bounded."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,14 @@ def test_many_values_are_bounded_and_few_errors_are_shown():
     assert len(found) == 201
     # 500 bad nodes and the missing cluster.backend: 501 problems
     assert found[0] == "s.yaml: <spec>: 301 more problems are not shown (the first 200 are)"
+
+
+@pytest.mark.parametrize("endpoint", ["ssh://root@host\n", "ssh://root\n@host", "tcp://10.0.0.1\n:2376",
+                                      "ssh://root@[fe80::1%$(x)]"])
+def test_docker_host_patterns_match_in_full(endpoint):
+    found = errors(MINIMAL.replace("gpus: 1}", "gpus: 1, docker_host: %s}" % json.dumps(endpoint)))
+    assert len(found) == 1 and "nodes[0].docker_host" in found[0], found
+
+
+def test_docker_host_ipv6_with_an_interface_scope_passes():
+    assert errors(MINIMAL.replace("gpus: 1}", "gpus: 1, docker_host: 'ssh://root@[fe80::1%eth0]'}")) == []
