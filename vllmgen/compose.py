@@ -86,7 +86,8 @@ class Builder:
         self.constructor = SafeConstructor(loader=self.loader)
         self.resolved: dict[tuple, str] = {}
 
-    def build(self, events: Iterable[Any]) -> tuple[Any, list[Entry]]:
+    def build(self, events: Iterable[Any]) -> tuple[Any, list[Entry], bool]:
+        """(data, positions log, whether the stream ended)."""
         documents = 0
         for event in events:
             kind = type(event)
@@ -107,8 +108,8 @@ class Builder:
                     raise ComposeError(event.start_mark, f"YAML {'.'.join(map(str, version))} is not supported; write %YAML 1.2 or nothing")
                 self.loader.yaml_version = version
             elif kind is ev.StreamEndEvent:
-                break
-        return self.root, self.log
+                return self.root, self.log, True
+        return self.root, self.log, False
 
     # --- nodes --------------------------------------------------------------------------
 

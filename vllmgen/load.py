@@ -10,6 +10,7 @@ worded by the pure parser, so they read the same with or without libyaml.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ def load_text(text: str, file: str) -> LoadedSpec:
         line, column = _line_col(text, version.start())
         message = f"invalid YAML: YAML {short(version.group(1))} is not supported; write %YAML 1.2 or nothing"
         raise SpecError([Diagnostic(file, line, column, "<yaml>", message)])
+    c_error, events = None, YAML(typ="safe", pure=True).parse(text)
     if CParser is not None:
         parsed = [0]
         try:
@@ -108,10 +110,15 @@ def load_text(text: str, file: str) -> LoadedSpec:
         except MarkedYAMLError as exc:
             if parsed[0] > _REPARSE_EVENTS:  # the pure parser would take seconds to reach it
                 raise SpecError([_yaml_diagnostic(exc, file)]) from None
+            # Re-parsed for the pure parser's words; where it reads on past libyaml's error (they
+            # disagree on a few corner cases), libyaml's error stands.
+            c_error, events = exc, itertools.islice(events, parsed[0] + 100)
         except Exception:  # noqa: BLE001 - report it in the pure parser's words, the same with or without libyaml
             pass
     try:
-        return _load(text, file, YAML(typ="safe", pure=True).parse(text))
+        return _load(text, file, events)
+    except _Truncated:
+        raise SpecError([_yaml_diagnostic(c_error, file)]) from None
     except ComposeError as exc:
         raise SpecError([Diagnostic(file, exc.line, exc.column, "<yaml>", f"invalid YAML: {exc.message}")]) from None
     except MarkedYAMLError as exc:
@@ -137,8 +144,14 @@ def _c_events(text: str, parsed: list[int]) -> Iterator[Any]:
         parser.dispose()
 
 
+class _Truncated(Exception):
+    """The events ran out before the stream's end (an islice'd re-parse)."""
+
+
 def _load(text: str, file: str, events: Iterator[Any]) -> LoadedSpec:
-    data, log = Builder().build(events)
+    data, log, complete = Builder().build(events)
+    if not complete:
+        raise _Truncated
     positions = Positions()
     keys, values = positions.keys, positions.values
     for path, key_at, value_at in log:
