@@ -140,7 +140,7 @@ class Mutator:
 
     def documents(self, text: str) -> str:
         return self.rng.choice(["%YAML 1.1\n---\n" + text, text + "\n---\nb: 1\n", "", "---\n", "[]", "x", "~",
-                                "%YAML 1.3\n---\n" + text, "%TAG ! tag:x,2000:\n---\n" + text, text + "\n...\n"])
+                                "%YAML 1.3\n---\n" + text, "%YAML\n---\n" + text, "%YAML 1.1\n---\n%YAML 1.3\n---\n" + text, "%TAG ! tag:x,2000:\n---\n" + text, text + "\n...\n"])
 
     def text(self, text: str) -> str:
         """Valid-looking free text where the spec allows it, so the input reaches render."""

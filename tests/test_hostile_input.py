@@ -51,6 +51,9 @@ def laughs(levels: int) -> str:
         ("a: &x [1, *x]\n", "s.yaml:1:11: <yaml>: invalid YAML: found undefined alias 'x'"),
         ("1: a\n'1': b\n", 's.yaml:2:1: <yaml>: invalid YAML: found duplicate key "1"'),
         ("a: {<<: 5}\n", "s.yaml:1:9: <yaml>: invalid YAML: a merge key '<<' takes a mapping or a list of mappings"),
+        ("%YAML 1.1\n---\n%YAML 1.3\n---\na: 1\n", "s.yaml:3:1: <yaml>: invalid YAML: YAML '1.3' is not supported; write %YAML 1.2 or nothing"),
+        ("\ufeff%YAML 2.0\n---\na: 1\n", "s.yaml:1:1: <yaml>: invalid YAML: YAML '2.0' is not supported; write %YAML 1.2 or nothing"),
+        ("%YAML\n---\na: 1\n", "s.yaml:1:1: <yaml>: invalid YAML: YAML '' is not supported; write %YAML 1.2 or nothing"),
     ],
 )
 def test_yaml_errors_are_positioned(text, expected):

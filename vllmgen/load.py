@@ -68,7 +68,7 @@ MAX_BYTES = 1024 * 1024  # a spec of 1,000 nodes is ~100 KB
 # A YAML error libyaml finds this far in is reported in libyaml's words (its position is the same):
 # the pure parser, ten times slower, would take seconds to reach it again for its wording.
 _REPARSE_EVENTS = 5000
-_VERSION_DIRECTIVE = re.compile(r"^%YAML[ \t]+(\S*)", re.MULTILINE)
+_VERSION_DIRECTIVE = re.compile(r"^\ufeff?%YAML(?:[ \t]+(\S*))?", re.MULTILINE)
 
 
 def load_file(path: str | FsPath) -> LoadedSpec:
@@ -95,11 +95,11 @@ def load_file(path: str | FsPath) -> LoadedSpec:
 def load_text(text: str, file: str) -> LoadedSpec:
     if len(text) > MAX_BYTES:
         raise SpecError([Diagnostic(file, 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
-    version = _VERSION_DIRECTIVE.search(text)
-    if version and version.group(1) not in ("1.1", "1.2"):  # the pure parser asserts on these
-        line, column = _line_col(text, version.start())
-        message = f"invalid YAML: YAML {short(version.group(1))} is not supported; write %YAML 1.2 or nothing"
-        raise SpecError([Diagnostic(file, line, column, "<yaml>", message)])
+    for version in _VERSION_DIRECTIVE.finditer(text):  # the pure parser asserts on other versions
+        if version.group(1) not in ("1.1", "1.2"):
+            line, column = _line_col(text, version.start())
+            message = f"invalid YAML: YAML {short(version.group(1) or '')} is not supported; write %YAML 1.2 or nothing"
+            raise SpecError([Diagnostic(file, line, column, "<yaml>", message)])
     c_error, events = None, YAML(typ="safe", pure=True).parse(text)
     if CParser is not None:
         parsed = [0]
