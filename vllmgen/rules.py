@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vllmgen import addresses
+from vllmgen.engine import CACHE_ENV, CACHE_IN_CONTAINER
 from vllmgen.errors import Path
 from vllmgen.spec import Spec
 
@@ -67,7 +68,10 @@ OWNED_ENV = {
     "VLLM_API_KEY": "secrets.api_key",
     "HF_ENDPOINT": "model.hf_endpoint",
     "VLLM_USE_MODELSCOPE": "model.modelscope",
+    "VLLM_ENGINE_READY_TIMEOUT_S": "serve.ready_timeout",
 }
+# set by vllmgen while caches.keep is on (the default): each points into the kept cache folder
+CACHE_ENV_OWNER = "caches.keep (set caches.keep: false to manage this cache yourself)"
 
 
 def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
@@ -180,7 +184,7 @@ def runtime(spec: Spec) -> Iterator[Finding]:
     if not spec.runtime.ipc_host and not spec.runtime.shm_size:
         yield Finding(("runtime", "ipc_host"), "without ipc_host, set runtime.shm_size (Docker's 64 MB breaks NCCL)")
     for index, volume in enumerate(spec.runtime.volumes):
-        if volume.container in (spec.model.path, "/root/.cache/huggingface", "/etc/vllmgen"):
+        if volume.container in (spec.model.path, "/root/.cache/huggingface", "/etc/vllmgen", CACHE_IN_CONTAINER):
             yield Finding(("runtime", "volumes", index, "container"), f"{volume.container} is mounted by vllmgen already")
     sources = [("runtime", "env", name) for name in spec.runtime.env] + [
         ("nodes", index, "env", name) for index, node in enumerate(spec.nodes) for name in node.env
@@ -189,6 +193,8 @@ def runtime(spec: Spec) -> Iterator[Finding]:
         name = str(path[-1])
         if name in OWNED_ENV:
             yield Finding(path, f"{name} is set by vllmgen from {OWNED_ENV[name]}")
+        elif spec.caches.keep and name in CACHE_ENV:
+            yield Finding(path, f"{name} is set by vllmgen from {CACHE_ENV_OWNER}")
 
 
 def image(spec: Spec) -> Iterator[Finding]:

@@ -19,6 +19,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v curl >/dev/null || need+=(curl)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool and a real Prometheus for the monitoring tests
 if [[ ${#need[@]} -gt 0 ]]; then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing ${need[*]}: run this script as root to install them" >&2

@@ -24,18 +24,31 @@ docker run \
     --label io.vllmgen.deployment=qwen3-cn \
     --label io.vllmgen.node=gz-gpu-01 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=e1e0bdbcdbcca57c \
+    --label io.vllmgen.config-hash=71d357b111d9f538 \
     --gpus all \
     --network bridge \
     --publish 8000:8000 \
     --shm-size 16g \
     --restart unless-stopped \
+    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8000/health' \
+    --health-interval 30s \
+    --health-timeout 10s \
+    --health-retries 3 \
+    --health-start-period 660s \
+    --env CUDA_CACHE_MAXSIZE=4294967296 \
+    --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
+    --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env HF_ENDPOINT=https://hf-mirror.com \
+    --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
+    --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
     --env TZ=Asia/Shanghai \
+    --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \
+    --env VLLM_ENGINE_READY_TIMEOUT_S=660 \
     --env HF_TOKEN \
     --env VLLM_API_KEY \
     --volume /data/hf-cache:/root/.cache/huggingface \
     --volume "${deploy_dir}"/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro \
+    --volume "${HOME}"/.cache/vllmgen-engine/qwen3-cn:/var/cache/vllmgen \
     --entrypoint vllm \
     my-vllm:custom \
     serve Qwen/Qwen3-8B --config /etc/vllmgen/serve-config.yaml --max-num-batched-tokens 8192

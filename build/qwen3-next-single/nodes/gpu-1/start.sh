@@ -22,14 +22,27 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-single \
     --label io.vllmgen.node=gpu-1 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=4fcc55dad84b48f0 \
+    --label io.vllmgen.config-hash=59c5781c9dfb6144 \
     --gpus all \
     --network host \
     --ipc host \
     --restart unless-stopped \
+    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8000/health' \
+    --health-interval 30s \
+    --health-timeout 10s \
+    --health-retries 3 \
+    --health-start-period 900s \
+    --env CUDA_CACHE_MAXSIZE=4294967296 \
+    --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
+    --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
+    --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
+    --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
+    --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \
+    --env VLLM_ENGINE_READY_TIMEOUT_S=900 \
     --env HF_TOKEN \
     --volume "${HOME}"/.cache/huggingface:/root/.cache/huggingface \
     --volume "${deploy_dir}"/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro \
+    --volume "${HOME}"/.cache/vllmgen-engine/qwen3-next-single:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/qwen3-next-single:v0.32.0 \
     serve Qwen/Qwen3-Next-80B-A3B --config /etc/vllmgen/serve-config.yaml

@@ -22,21 +22,34 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=fa45e48c05986f5c \
+    --label io.vllmgen.config-hash=47fa0a90ecdfcc8f \
     --gpus all \
     --network host \
     --ipc host \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \
     --ulimit memlock=-1:-1 \
+    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:1150/health' \
+    --health-interval 30s \
+    --health-timeout 10s \
+    --health-retries 3 \
+    --health-start-period 900s \
+    --env CUDA_CACHE_MAXSIZE=4294967296 \
+    --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
+    --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=eth0 \
     --env NCCL_IB_HCA=mlx5_0,mlx5_1 \
     --env NCCL_SOCKET_IFNAME=eth0 \
+    --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
+    --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
+    --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \
+    --env VLLM_ENGINE_READY_TIMEOUT_S=900 \
     --env VLLM_HOST_IP=10.0.0.1 \
     --env VLLM_API_KEY \
     --volume "${HOME}"/.cache/huggingface:/root/.cache/huggingface \
     --volume /data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro \
     --volume "${deploy_dir}"/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro \
+    --volume "${HOME}"/.cache/vllmgen-engine/qwen3-next-tp16-mp:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/qwen3-next-tp16-mp:v0.32.0 \
     serve /models/qwen3-next --config /etc/vllmgen/serve-config.yaml --node-rank 0

@@ -22,21 +22,29 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=c84e4fa63f70c84e \
+    --label io.vllmgen.config-hash=d0b516dc2e5b5a87 \
     --gpus all \
     --network host \
     --ipc host \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \
     --ulimit memlock=-1:-1 \
+    --env CUDA_CACHE_MAXSIZE=4294967296 \
+    --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
+    --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=ens1f0 \
     --env NCCL_IB_HCA=mlx5_0,mlx5_1 \
     --env NCCL_SOCKET_IFNAME=ens1f0 \
+    --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
+    --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
+    --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \
+    --env VLLM_ENGINE_READY_TIMEOUT_S=900 \
     --env VLLM_HOST_IP=10.0.0.2 \
     --env VLLM_API_KEY \
     --volume "${HOME}"/.cache/huggingface:/root/.cache/huggingface \
     --volume /data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro \
     --volume "${deploy_dir}"/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro \
+    --volume "${HOME}"/.cache/vllmgen-engine/qwen3-next-tp16-mp:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/qwen3-next-tp16-mp:v0.32.0 \
     serve /models/qwen3-next --config /etc/vllmgen/serve-config.yaml --node-rank 1 --headless

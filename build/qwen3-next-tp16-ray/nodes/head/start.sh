@@ -22,21 +22,29 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=head \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=082ba94d242edd1b \
+    --label io.vllmgen.config-hash=38d278ec66fa114e \
     --gpus all \
     --network host \
     --shm-size 10.24g \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \
     --ulimit memlock=-1:-1 \
+    --env CUDA_CACHE_MAXSIZE=4294967296 \
+    --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
+    --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=eth0 \
     --env NCCL_IB_HCA=mlx5_0 \
     --env NCCL_SOCKET_IFNAME=eth0 \
+    --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
+    --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
+    --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \
+    --env VLLM_ENGINE_READY_TIMEOUT_S=900 \
     --env VLLM_HOST_IP=10.0.0.1 \
     --env HF_TOKEN \
     --volume "${HOME}"/.cache/huggingface:/root/.cache/huggingface \
     --volume /data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro \
     --volume "${deploy_dir}"/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro \
+    --volume "${HOME}"/.cache/vllmgen-engine/qwen3-next-tp16-ray:/var/cache/vllmgen \
     --entrypoint ray \
     vllmgen/qwen3-next-tp16-ray:v0.32.0 \
     start --block --head --port=6379 --node-ip-address=10.0.0.1 --num-gpus=8 --disable-usage-stats
