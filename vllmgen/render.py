@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ def _var(name: str) -> ShellText:
     return ShellText(name)
 
 
+def _env_value(value: str) -> ShellText:
+    """A Dockerfile ENV value: read by Docker's own lexer, not a shell (nor shellcheck), which takes
+    single-quoted text literally; the shell forms of ``quote_word`` are for RUN lines."""
+    return ShellText(shlex.quote(str(value)))
+
+
 def _safe_text(value: str) -> ShellText:
     """Text for a comment line: control characters could end the comment, so they go."""
     return ShellText(re.sub(r"[\x00-\x1f\x7f]", "?", str(value)))
@@ -83,7 +90,7 @@ def _environment(shell: bool) -> jinja2.Environment:
         finalize=_finalize_shell if shell else None,
         auto_reload=False,  # templates do not change while we run: no stat() per node and template
     )
-    env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text)
+    env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text, env_value=_env_value)
     env.bytecode_cache = _bytecode_cache(env)
     return env
 
@@ -131,7 +138,8 @@ def _bytecode_cache(env: jinja2.Environment) -> _TemplateCache | None:
 
 
 def _template(name: str, **context: Any) -> str:
-    shell = name.endswith((".sh.j2", "Dockerfile.j2"))
+    # secrets.env.example is shell too: users `source` it
+    shell = name.endswith((".sh.j2", "Dockerfile.j2", ".env.example.j2"))
     return _environment(shell).get_template(name).render(**context)
 
 
@@ -144,7 +152,7 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan)}
     artifacts = [
         Artifact("Dockerfile", _template("Dockerfile.j2", **context)),
-        Artifact("daemon.json", json.dumps(plan.daemon, indent=2, sort_keys=True) + "\n"),
+        Artifact("daemon.json", json.dumps(plan.daemon, indent=2, sort_keys=True, allow_nan=False) + "\n"),
         Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
         Artifact("secrets.env.example", _template("secrets.env.example.j2", **context)),
         Artifact("README.md", _template("README.md.j2", **context)),
@@ -211,7 +219,7 @@ def _compose(plan: Plan, node: NodePlan) -> str:
         service["shm_size"] = container.shm_size
     service["restart"] = container.restart
     env = [f"{key}={_compose_escape(value)}" for key, value in container.env]
-    env += [secret.name for secret in container.secrets]  # passed through from the shell
+    env += [f"{secret.name}={_compose_secret(secret)}" for secret in container.secrets]
     if env:
         service["environment"] = env
     service["volumes"] = [_compose_volume(mount_word(mount)) for mount in container.mounts]
@@ -232,14 +240,33 @@ def _compose(plan: Plan, node: NodePlan) -> str:
         }
     service["labels"] = {key: value for key, value in container.labels}
     service["deploy"] = {
-        "resources": {"reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}
+        "resources": {"reservations": {"devices": [{"count": "all", "capabilities": ["gpu"]}]}}
     }
     document = {"name": container.name, "services": {node.name: service}}
-    secrets = ", ".join(secret.name for secret in container.secrets)
     text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
-    if secrets:
-        text += f"\nExport {secrets} first (see ../../secrets.env.example): compose passes them through."
+    for secret in container.secrets:
+        text += "\n" + _compose_secret_note(secret)
     return yamlout.dump(document, text)
+
+
+def _compose_secret(secret: SecretEnv) -> str:
+    """The container variable vLLM reads, from the variable the spec names; compose refuses to start
+    without it (``:?``) rather than start vLLM with an empty key. Compose cannot read a file into a
+    variable, so a file secret is taken from the environment under its container name."""
+    source = secret.from_env or secret.name
+    if secret.from_file:
+        why = "compose cannot read the file it comes from; export it as this file's header says, or use start.sh"
+    else:
+        why = "see ../../secrets.env.example"
+    return f"${{{_var(source)}:?{source} is not set ({why})}}"
+
+
+def _compose_secret_note(secret: SecretEnv) -> str:
+    if secret.from_file:
+        read = f"$(cat -- {quote_word(host_word(secret.from_file))})"
+        return _safe_text(f"{secret.name} comes from a file; first: export {secret.name}=\"{read}\"")
+    source = secret.from_env or secret.name
+    return f"{secret.name} is read from ${source}: export it first (see ../../secrets.env.example)."
 
 
 def _manifest(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] | None) -> str:

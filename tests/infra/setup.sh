@@ -5,7 +5,7 @@
 #          PYTHON          interpreter for the cached venvs (default python3; not the system /usr one:
 #                          its prefix is bind-mounted into the test containers)
 # System packages (as root, Debian/Ubuntu): docker.io (dockerd 20.10), iproute2 (ip netns),
-# util-linux (nsenter), debootstrap (the base image's rootfs), curl.
+# util-linux (nsenter), debootstrap (the base image's rootfs), curl, openssh-server/-client (ssh hosts).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -19,6 +19,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v curl >/dev/null || need+=(curl)
+# the ssh test hosts: one sshd per namespace host (never started as a service here), and the client
+[[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool and a real Prometheus for the monitoring tests
 if [[ ${#need[@]} -gt 0 ]]; then
     if [[ $(id -u) -ne 0 ]]; then

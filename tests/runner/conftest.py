@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from infra import cache
+from infra import sshd
 from infra.dockerd import missing_tools, shm_psm_files
 from infra.images import write_fake_vllm
 
-from .support import Cluster, make_cluster
+from .support import Cluster, SshCluster, make_cluster, make_ssh_cluster
 
 
 def _unavailable(reason: str) -> None:
@@ -82,3 +83,14 @@ def two_hosts(infra_ready: None, psm_cleanup: None) -> Iterator[Cluster]:
     cluster.remove()
 
 
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(infra_ready: None, psm_cleanup: None) -> Iterator[SshCluster]:
+    """A control host and two node hosts with dockerd and sshd each, shared by every ssh test."""
+    missing = sshd.missing_tools()
+    if missing:
+        _unavailable(f"missing for the ssh tests: {', '.join(missing)} (openssh-server, openssh-client)")
+    cluster = make_ssh_cluster(2, "r")
+    yield cluster
+    cluster.remove()

@@ -11,6 +11,7 @@ import yaml
 from infra.dockerd import Dockerd
 from infra.images import TESTBASE, ensure_base_images
 from infra.netns import Hosts, make_hosts
+from infra.sshd import Sshd, SshBed, make_bed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,9 @@ class Cluster:
                 ) -> subprocess.CompletedProcess:
         """`vllmgen ARGS` run inside host ``host``'s namespace (its view of the network)."""
         argv = ["nsenter", f"--net={self.hosts.path(host)}", sys.executable, "-m", "vllmgen", *args]
-        environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        # a fixed fingerprint key: no key file made in this machine's ~/.config by the tests
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests",
+                       **(env or {})}
         environment.pop("DOCKER_HOST", None)
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT,
                               check=False)
@@ -35,6 +38,55 @@ class Cluster:
         for daemon in self.daemons:
             daemon.remove()
         self.hosts.remove()
+
+
+class SshCluster(Cluster):
+    """A control host (namespace 0, no Docker) and node hosts 1..n, each with its dockerd and sshd.
+
+    ``vllmgen`` runs on the control host, reaching nodes only over ssh (``ssh://root@ADDR``)."""
+
+    def __init__(self, hosts: Hosts, daemons: list[Dockerd], bed: SshBed):
+        super().__init__(hosts, daemons)
+        self.bed = bed
+
+    @property
+    def servers(self) -> list[Sshd]:
+        return self.bed.servers
+
+    @property
+    def node_addresses(self) -> list[str]:
+        return self.hosts.addresses[1:]
+
+    def vllmgen(self, *args: str, host: int = 0, timeout: float = 600, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess:
+        return super().vllmgen(*args, host=host, timeout=timeout, env={**self.bed.env(), **(env or {})})
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`vllmgen ARGS` on the control host, running: stderr line by line for the test to follow."""
+        argv = ["nsenter", f"--net={self.hosts.path(0)}", sys.executable, "-m", "vllmgen", *args]
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), **self.bed.env(), **(env or {})}
+        environment.pop("DOCKER_HOST", None)
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+                                cwd=ROOT)
+
+    def remove(self) -> None:
+        self.bed.remove()
+        super().remove()
+
+
+def make_ssh_cluster(nodes: int, tag: str) -> SshCluster:
+    hosts = make_hosts(nodes + 1, tag=tag)
+    daemons: list[Dockerd] = []
+    cluster = SshCluster(hosts, daemons, make_bed())
+    try:
+        for index in range(1, nodes + 1):
+            daemons.append(Dockerd.start(netns=hosts.path(index)))
+            ensure_base_images(daemons[-1].client())
+            cluster.bed.add(hosts.path(index), hosts.addresses[index], daemons[-1].endpoint)
+    except BaseException:
+        cluster.remove()
+        raise
+    return cluster
 
 
 def make_cluster(count: int, tag: str, config: dict | None = None) -> Cluster:

@@ -57,7 +57,7 @@ def test_gpus_fail_here_with_the_seeds_error_and_daemon_json_is_merged(
     _ok(again)
     assert "daemon-json: unchanged" in again.stderr
     assert len(list(daemon.dir.glob("daemon.json.vllmgen-backup-*"))) == 1
-    _ok(one_host.vllmgen("down", str(spec)))
+    _ok(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, python_prefix: str,
@@ -86,11 +86,11 @@ def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, py
     assert "VLLM_API_KEY=test-key-not-secret-123" in head.attrs["Config"]["Env"]
     assert "test-key-not-secret-123" not in first
 
-    status = json.loads(_ok_out(one_host.vllmgen("status", str(spec), "--output", "json", env=API_KEY)))
+    status = json.loads(_ok_out(one_host.vllmgen("status", str(spec), "--all", "--output", "json", env=API_KEY)))
     assert status["endpoint"]["health"] == 200 and status["endpoint"]["models"] == ["tiny"]
     assert status["nodes"][0]["containers"] == [
         {"name": "vg-single-solo", "status": "running", "exit_code": 0, "current": True}]
-    table = _ok_out(one_host.vllmgen("status", str(spec)))
+    table = _ok_out(one_host.vllmgen("status", str(spec), "--all"))
     assert "vg-single-solo  running  current" in table
 
     second = _ok(one_host.vllmgen(*apply, env=API_KEY))
@@ -103,10 +103,11 @@ def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, py
     assert "head: replaced (vg-single-solo: its definition changed" in third
     assert client.containers.get("vg-single-solo").id != head.id
 
-    down = one_host.vllmgen("down", str(spec))
+    down = one_host.vllmgen("down", str(spec), "--all")
     assert _ok_out(down).strip() == "removed 1 container(s): vg-single-solo"
     assert [c.name for c in client.containers.list(all=True)] == ["not-ours"]
-    assert "absent" in _ok_out(one_host.vllmgen("status", str(spec)))
+    gone = one_host.vllmgen("status", str(spec), "--all")
+    assert gone.returncode == 1 and "absent" in gone.stdout and "problem: node solo: no container vg-single-solo" in gone.stdout
     bystander.remove(force=True)
 
 
@@ -120,7 +121,7 @@ def test_a_container_that_exits_shows_its_log(one_host: Cluster, tmp_path: Path,
     assert result.returncode == 4
     assert "node solo, step head: vg-crash-solo exited at once (exit code 3)" in result.stderr
     assert "| fake vllm: simulated start-up failure (FAKE_VLLM_FAIL)" in result.stderr
-    _ok(one_host.vllmgen("down", str(spec)))
+    _ok(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_missing_secret_stops_before_any_container(one_host: Cluster, tmp_path: Path, python_prefix: str,

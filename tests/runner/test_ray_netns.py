@@ -51,14 +51,14 @@ def test_apply_all_forms_the_ray_cluster_and_serves(two_hosts: Cluster, tmp_path
     ray_status = head.exec_run(["ray", "status"]).output.decode()
     assert "0.0/8.0 GPU" in ray_status
 
-    status = json.loads(two_hosts.vllmgen("status", str(spec), "--output", "json").stdout)
+    status = json.loads(two_hosts.vllmgen("status", str(spec), "--all", "--output", "json").stdout)
     assert status["cluster"]["nodes"] == ["head", "worker-1"] and status["cluster"]["gpus"] == 8
     assert status["endpoint"]["health"] == 200
 
     again = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120")))
     assert "nothing changed" in again and "serve: unchanged (vllm serve is running in the head)" in again
 
-    down = two_hosts.vllmgen("down", str(spec))
+    down = two_hosts.vllmgen("down", str(spec), "--all")
     _ok(down)
     removed = down.stderr
     assert removed.index("worker-1: down: removed vg-ray-worker-1") < removed.index("head: down: removed vg-ray-head")
@@ -75,4 +75,4 @@ def test_a_worker_with_a_wrong_address_is_named(two_hosts: Cluster, tmp_path: Pa
     error = result.stderr[result.stderr.index("error: "):]
     assert error.startswith("error: node worker-1, step cluster: ")
     assert "worker-1 (10.77.0.9)" in error
-    _ok(two_hosts.vllmgen("down", str(spec)))
+    _ok(two_hosts.vllmgen("down", str(spec), "--all"))

@@ -67,7 +67,7 @@ def test_real_vllm_on_one_host(one_host: Cluster, tmp_path: Path, python_prefix:
         again = _ok(one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "240", daemon=daemon)))
         assert "nothing changed" in again
     finally:
-        _ok(one_host.vllmgen("down", str(spec)))
+        _ok(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
@@ -90,4 +90,4 @@ def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pytho
         worker_cmd = two_hosts.daemons[1].client().containers.get("vg-mp-node-1").attrs["Config"]["Cmd"]
         assert worker_cmd[-3:] == ["--node-rank", "1", "--headless"]
     finally:
-        _ok(two_hosts.vllmgen("down", str(spec)))
+        _ok(two_hosts.vllmgen("down", str(spec), "--all"))

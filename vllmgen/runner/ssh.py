@@ -66,6 +66,9 @@ def explain(endpoint: Endpoint, stderr: str) -> str:
         if sign in text:
             return (f"{dest}: cannot reach sshd ({text}); check that the host is up, that sshd listens there, "
                     "and the address and port in docker_host")
+    if "dial unix" in text or "Cannot connect to the Docker daemon" in text:
+        return (f"{dest}: the Docker engine there does not answer ({text}); start it (systemctl start docker), "
+                "or check DOCKER_HOST in that host's ssh sessions")
     if "docker" in text and ("not found" in text or "command not found" in text):
         return f"{dest}: the host has no docker CLI on PATH for `{DIAL}` ({text}); install docker there"
     return ""

@@ -1,0 +1,41 @@
+"""A real vLLM (CPU build, tiny model) served across two ssh hosts with the mp backend, from a control host.
+
+The remote version of test_vllm_e2e's two-host test: `vllmgen apply --all` on the control host
+reaches each node's dockerd over its sshd (`docker_host: ssh://root@ADDR`); node 1 runs
+`vllm serve --headless`; verify's chat completion goes straight from the control host to the head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .support import SshCluster, apply_args, write_spec
+from .test_vllm_e2e import _ok, _spec, vllm  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_vllm_mp_across_two_ssh_hosts(ssh_hosts: SshCluster, tmp_path: Path, python_prefix: str,
+                                           vllm: tuple[str, str]) -> None:  # noqa: F811
+    head, worker = ssh_hosts.servers
+    nodes = [
+        {"name": "node-0", "role": "head", "address": head.address, "gpus": 1, "docker_host": head.endpoint},
+        {"name": "node-1", "role": "worker", "address": worker.address, "gpus": 1, "docker_host": worker.endpoint},
+    ]
+    spec = write_spec(tmp_path, _spec("vg-sshmp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
+                                      backend="mp", nic="vg0"))
+    try:
+        log = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300")))
+        assert "node-0: cluster: ok (2 node(s), /health 200)" in log
+        assert "verify: /v1/models lists tiny" in log and "verify: chat completion answered" in log
+        cmd = ssh_hosts.daemons[1].client().containers.get("vg-sshmp-node-1").attrs["Config"]["Cmd"]
+        assert cmd[-3:] == ["--node-rank", "1", "--headless"]
+        again = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300")))
+        assert "nothing changed" in again
+        status = ssh_hosts.vllmgen("status", str(spec), "--all")
+        assert status.returncode == 0 and "models: tiny" in status.stdout, status.stdout + status.stderr
+    finally:
+        _ok(ssh_hosts.vllmgen("down", str(spec), "--all"))
+    assert all(d.client().containers.list(all=True) == [] for d in ssh_hosts.daemons)
