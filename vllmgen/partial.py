@@ -67,7 +67,7 @@ def _value(annotation: Any, value: Any, loc: Path, bad: set[Path], above: set[Pa
             return _adapter(annotation).validate_python(value, strict=True)
         except ValidationError:  # e.g. a model-level check of a whole section: no use to the rules
             return INVALID
-    inner = _unwrap(annotation)
+    inner = unwrap(annotation)
     if isinstance(inner, type) and issubclass(inner, BaseModel):
         return _model(inner, value, loc, bad, above)
     if typing.get_origin(inner) is list and isinstance(value, list):
@@ -86,7 +86,7 @@ def _adapter(annotation: Any) -> TypeAdapter:
     return _ADAPTERS[key]
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap(annotation: Any) -> Any:
     """Optional[X] -> X; Annotated[X, ...] -> X."""
     while True:
         origin = typing.get_origin(annotation)

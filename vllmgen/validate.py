@@ -9,7 +9,6 @@ fields, over a partial spec of whatever validated (``vllmgen.partial``).
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
 from vllmgen.load import LoadedSpec, load_file
-from vllmgen.partial import partial_spec
+from vllmgen.partial import partial_spec, unwrap
 from vllmgen.rules import Finding, check_rules
 from vllmgen.spec import Spec, looks_like_secret
 
@@ -165,7 +164,7 @@ def _fields_at(loc: Path) -> list[str]:
     """Field names of the model that sits at ``loc`` in the spec (for did-you-mean)."""
     current: Any = Spec
     for part in loc:
-        current = _unwrap(current)
+        current = unwrap(current)
         if isinstance(part, int):
             current = _item_type(current)
         elif isinstance(current, type) and issubclass(current, BaseModel):
@@ -175,25 +174,10 @@ def _fields_at(loc: Path) -> list[str]:
             current = field.annotation
         else:
             return []
-    current = _unwrap(current)
+    current = unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(current.model_fields)
     return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Strip Optional[...] and Annotated[...] down to the model or container type."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            options = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = options[0] if len(options) == 1 else annotation
-            if len(options) != 1:
-                return annotation
-        else:
-            return annotation
 
 
 def _item_type(annotation: Any) -> Any:
