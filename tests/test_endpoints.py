@@ -29,7 +29,7 @@ def test_accepted(text: str, expected: Endpoint) -> None:
     ("tcp://u@192.0.2.1:2376", "takes no user"),
     ("http://192.0.2.1:2375", "expected ssh://"),
     ("unix://relative.sock", "absolute"),
-    ("ssh://root@10.0.0.300", "not a hostname or an IP address"),
+    ("ssh://root@192.0.2.300", "not a hostname or an IP address"),
 ])
 def test_refused(text: str, why: str) -> None:
     with pytest.raises(EndpointError, match=__import__("re").escape(why)):

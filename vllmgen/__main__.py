@@ -1,3 +1,3 @@
-from vllmgen.cli import main
+from vllmgen.entry import main
 
 main()

@@ -37,7 +37,7 @@ def parse_ip(value: str) -> IP | None:
 
 def is_hostname(value: str) -> bool:
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
-    if len(value) > 253 or all(label.isdigit() for label in labels):  # 10.0.0.300: a bad IP
+    if len(value) > 253 or all(label.isdigit() for label in labels):  # 192.0.2.300: a bad IP
         return False
     return all(_HOSTNAME_LABEL.fullmatch(label) for label in labels)
 

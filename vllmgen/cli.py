@@ -285,7 +285,7 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
         return click.confirm(question, default=False, err=True)
 
     options = Options(timeout=timeout, gpus=not no_gpus, base_image=base_image, confirm=confirm,
-                      settle=0.0 if dry_run else 2.0)
+                      settle=0.0 if dry_run else 2.0, dry_run=dry_run)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
                                   restart_command=tuple(shlex.split(docker_restart)))
     try:
@@ -338,7 +338,7 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
     from vllmgen.compile import plan_file
     from vllmgen.runner import targets
     from vllmgen.runner.dryrun import Recorder
-    from vllmgen.runner.steps import down as run_down
+    from vllmgen.runner.down import down as run_down
 
     _, plan = plan_file(spec)
     names = _scope(plan, node_name, all_nodes, spec, "down")

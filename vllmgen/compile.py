@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vllmgen.fingerprint import inputs
 from vllmgen.plan import Plan, build_plan
 from vllmgen.render import Artifact, render
 from vllmgen.validate import ValidSpec, validate_file
@@ -25,4 +26,6 @@ def plan_file(path: str | Path, *, strict: bool = False) -> tuple[ValidSpec, Pla
 
 def compile_file(path: str | Path, *, strict: bool = False) -> Compiled:
     valid, plan = plan_file(path, strict=strict)
-    return Compiled(valid, plan, render(plan))
+    # what the output was made from, for `render --check`'s fast path (vllmgen.fastcheck)
+    made_from = inputs(Path(path).read_bytes(), len(valid.warnings))
+    return Compiled(valid, plan, render(plan, made_from))

@@ -34,6 +34,11 @@ def run_options(container: Container) -> list[tuple[Word, ...]]:
     options += [("--ulimit", f"{name}={soft}:{hard}") for name, soft, hard in container.ulimits]
     if container.restart != "no":
         options.append(("--restart", container.restart))
+    if container.healthcheck:
+        check = container.healthcheck
+        options += [("--health-cmd", check.command), ("--health-interval", f"{check.interval_s}s"),
+                    ("--health-timeout", f"{check.timeout_s}s"), ("--health-retries", str(check.retries)),
+                    ("--health-start-period", f"{check.start_period_s}s")]
     options += [("--env", f"{key}={value}") for key, value in container.env]
     # a bare name passes the caller's value through: secrets never appear on the command line
     options += [("--env", secret.name) for secret in container.secrets]

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 from vllmgen import addresses
+from vllmgen.engine import CACHE_IN_CONTAINER, VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
+from vllmgen.monitoring import MonitoringPlan, plan_monitoring
 from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
 
@@ -62,6 +64,18 @@ class Container:
     cap_add: tuple[str, ...] = ()
     ulimits: tuple[tuple[str, int, int], ...] = ()
     restart: str = "no"
+    healthcheck: Healthcheck | None = None
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """Docker's health check: a shell command run inside the container (CMD-SHELL in every form)."""
+
+    command: str
+    start_period_s: int
+    interval_s: int = 30
+    timeout_s: int = 10
+    retries: int = 3
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,8 @@ class Plan:
     endpoint: Endpoint
     secrets: tuple[SecretEnv, ...]
     model_ref: str
+    ready_timeout_s: int = VLLM_DEFAULT_READY_S
+    monitoring: MonitoringPlan | None = None
 
     @property
     def head(self) -> NodePlan:
@@ -178,6 +194,8 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         ),
         secrets=secrets,
         model_ref=model_ref,
+        ready_timeout_s=ready_timeout(spec).seconds,
+        monitoring=plan_monitoring(spec, ordered[0]),
     )
 
 
@@ -307,6 +325,7 @@ def _node_plan(
         if backend == "mp":
             command = (*command, "--node-rank", str(rank), *(("--headless",) if rank else ()))
     hcas = node.ib_hcas if node.ib_hcas is not None else spec.cluster.ib_hcas
+    answers_http = serves and rank == 0
     container = Container(
         name=f"{spec.runtime.container_prefix or spec.name}-{node.name}",
         image=image,
@@ -324,6 +343,7 @@ def _node_plan(
         cap_add=("IPC_LOCK",) if hcas else (),
         ulimits=(("memlock", -1, -1),) if hcas else (),
         restart=spec.runtime.restart,
+        healthcheck=_healthcheck(spec) if answers_http else None,
     )
     labels = (
         (f"{LABEL_PREFIX}.deployment", spec.name),
@@ -374,7 +394,18 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
         env["HF_ENDPOINT"] = spec.model.hf_endpoint
     if spec.model.modelscope:
         env["VLLM_USE_MODELSCOPE"] = "True"
+    if spec.caches.keep:
+        env.update(cache_env())
+    env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
     return tuple(sorted(env.items()))
+
+
+def _healthcheck(spec: Spec) -> Healthcheck:
+    host = spec.serve.host if spec.serve.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    url = f"http://{addresses.url_host(host)}:{spec.serve.port}/health"
+    # no proxy from the container's environment may stand between the check and the server
+    probe = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
+    return Healthcheck(command=f'python3 -c "{probe}" {url}', start_period_s=ready_timeout(spec).seconds)
 
 
 def _host_mount(source: str, target: str, read_only: bool = False) -> Mount:
@@ -392,6 +423,8 @@ def _mounts(spec: Spec, node: Node, *, with_config: bool) -> tuple[Mount, ...]:
     mounts += [_host_mount(v.host, v.container, v.read_only) for v in spec.runtime.volumes]
     if with_config:
         mounts.append(Mount(SERVE_CONFIG_FILE, CONFIG_IN_CONTAINER, read_only=True, anchor="deploy_dir"))
+    if spec.caches.keep:
+        mounts.append(_host_mount(cache_host_path(spec), CACHE_IN_CONTAINER))
     return tuple(mounts)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from vllmgen.plan import Container, NodePlan, Plan, SecretEnv
 
-CONCERNS = ("layout", "image", "serve", "env", "secrets", "mounts", "devices", "ports", "daemon", "runtime")
+CONCERNS = ("layout", "image", "serve", "env", "secrets", "mounts", "devices", "ports", "daemon", "runtime",
+            "monitoring")
 DEPLOYMENT = "deployment"
 EVERY_NODE = "every node"
 
@@ -93,6 +94,20 @@ def _deployment(old: Plan, new: Plan) -> Iterable[Change]:
     yield from change("serve", "endpoint", _endpoint(old), _endpoint(new))
     yield from _keyed(DEPLOYMENT, "daemon", _json_values(old.daemon), _json_values(new.daemon))
     yield from _keyed(DEPLOYMENT, "secrets", _secrets(old.secrets), _secrets(new.secrets))
+    yield from _keyed(DEPLOYMENT, "monitoring", _monitoring(old), _monitoring(new))
+
+
+def _monitoring(plan: Plan) -> dict[str, str]:
+    watch = plan.monitoring
+    if watch is None:
+        return {}
+    return {
+        "on": f"{watch.node} ({watch.address})",
+        "targets": ", ".join(target.address for target in watch.targets),
+        "scrape interval": watch.scrape_interval,
+        "images": f"{watch.prometheus_image}, {watch.grafana_image}",
+        "ports": f"Prometheus {watch.prometheus_port}, Grafana {watch.grafana_port}",
+    }
 
 
 def _endpoint(plan: Plan) -> str:
@@ -156,6 +171,15 @@ def _container(name: str, old: Container, new: Container) -> Iterable[Change]:
                       {f"{h}->{c}": "published" for h, c in new.ports})
     yield from _pair(name, "runtime", "ipc", _ipc(old), _ipc(new))
     yield from _pair(name, "runtime", "restart", old.restart, new.restart)
+    yield from _pair(name, "runtime", "healthcheck", _health(old), _health(new))
+
+
+def _health(container: Container) -> str | None:
+    check = container.healthcheck
+    if check is None:
+        return None
+    probe = check.command.rsplit(" ", 1)[-1]  # the URL the probe opens
+    return f"{probe} every {check.interval_s}s, start period {check.start_period_s}s"
 
 
 def _ipc(container: Container) -> str:

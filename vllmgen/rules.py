@@ -6,11 +6,13 @@ Each rule is a small generator of ``Finding``s over a spec that already passed t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from vllmgen import addresses
+from vllmgen.engine import CACHE_ENV
 from vllmgen.errors import Path
 from vllmgen.spec import Spec
 
@@ -67,16 +69,20 @@ OWNED_ENV = {
     "VLLM_API_KEY": "secrets.api_key",
     "HF_ENDPOINT": "model.hf_endpoint",
     "VLLM_USE_MODELSCOPE": "model.modelscope",
+    "VLLM_ENGINE_READY_TIMEOUT_S": "serve.ready_timeout",
 }
+# set by vllmgen while caches.keep is on (the default): each points into the kept cache folder
+CACHE_ENV_OWNER = "caches.keep (set caches.keep: false to manage this cache yourself)"
 
 
 def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     """Every rule's findings. ``lenient``: ``spec`` is partial (vllmgen.partial) and a rule that
     meets a value that did not validate stops there, keeping what it found before."""
-    from vllmgen.rules_catalog import serve_flags_exist  # imports this module's Finding
+    from vllmgen.rules_catalog import serve_flags_exist  # these import this module's Finding
+    from vllmgen.rules_mounts import mount_clashes
 
     findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist):
+    for rule in (*RULES, serve_flags_exist, mount_clashes):
         if not lenient:
             findings.extend(rule(spec))
             continue
@@ -179,9 +185,6 @@ def runtime(spec: Spec) -> Iterator[Finding]:
         yield Finding(("runtime", "shm_size"), "shm_size has no effect with ipc_host: true; set ipc_host: false to use it")
     if not spec.runtime.ipc_host and not spec.runtime.shm_size:
         yield Finding(("runtime", "ipc_host"), "without ipc_host, set runtime.shm_size (Docker's 64 MB breaks NCCL)")
-    for index, volume in enumerate(spec.runtime.volumes):
-        if volume.container in (spec.model.path, "/root/.cache/huggingface", "/etc/vllmgen"):
-            yield Finding(("runtime", "volumes", index, "container"), f"{volume.container} is mounted by vllmgen already")
     sources = [("runtime", "env", name) for name in spec.runtime.env] + [
         ("nodes", index, "env", name) for index, node in enumerate(spec.nodes) for name in node.env
     ]
@@ -189,6 +192,8 @@ def runtime(spec: Spec) -> Iterator[Finding]:
         name = str(path[-1])
         if name in OWNED_ENV:
             yield Finding(path, f"{name} is set by vllmgen from {OWNED_ENV[name]}")
+        elif spec.caches.keep and name in CACHE_ENV:
+            yield Finding(path, f"{name} is set by vllmgen from {CACHE_ENV_OWNER}")
 
 
 def image(spec: Spec) -> Iterator[Finding]:
@@ -213,6 +218,36 @@ def model(spec: Spec) -> Iterator[Finding]:
         yield Finding(("model", "source"), "expected a Hugging Face repo id 'org/name' (or set model.host_path)")
 
 
+def _non_finite(value: Any, path: Path) -> Iterator[Path]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
+
+
+def finite_numbers(spec: Spec) -> Iterator[Finding]:
+    """.inf and .nan would be written as JSON Infinity/NaN, which Docker and vLLM refuse."""
+    for root, value in ((("docker", "daemon"), spec.docker.daemon),
+                        (("serve", "speculative_config"), spec.serve.speculative_config)):
+        for path in _non_finite(value, root):
+            yield Finding(path, "expected a finite number: .inf and .nan would be written as Infinity and NaN, which JSON does not have")
+
+
+def daemon_values(spec: Spec) -> Iterator[Finding]:
+    """Values Docker would refuse for daemon.json keys it knows: found here, not after a restart."""
+    from vllmgen.daemon_keys import problems
+
+    for path, message in problems({**spec.docker.daemon, "registry-mirrors": spec.docker.registry_mirrors}):
+        if path[0] == "registry-mirrors":
+            yield Finding(("docker", "registry_mirrors", *path[1:]), message)
+        else:
+            yield Finding(("docker", "daemon", *path), message)
+
+
 def serve_options(spec: Spec) -> Iterator[Finding]:
     config = spec.serve.speculative_config
     if config is not None and not isinstance(config.get("method"), str):
@@ -221,4 +256,7 @@ def serve_options(spec: Spec) -> Iterator[Finding]:
     # (-tp) to the canonical names OWNED_FLAGS lists
 
 
-RULES: list[Rule] = [one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, serve_options]
+RULES: list[Rule] = [
+    one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, finite_numbers, daemon_values,
+    serve_options,
+]

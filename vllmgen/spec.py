@@ -336,10 +336,41 @@ class Serve(Model):
     host: Text = Field("0.0.0.0", description="address the server binds inside the container")
     port: Port = Field(8000, description="HTTP port of the OpenAI-compatible server")
     extra_args: list[Text] = Field(default_factory=_empty_list, description="any other vllm serve flags, one item per word")
+    ready_timeout: int | None = Field(
+        None, ge=60, le=86400, description="seconds the engine may take to become ready "
+        "(VLLM_ENGINE_READY_TIMEOUT_S, the compose healthcheck's start period); default derived from the model and layout")
 
     @property
     def world_size(self) -> int:
         return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
+
+
+def _duration(value: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]*(ms|s|m|h)", value):
+        raise _fail("duration", "expected a duration such as '15s', '1m' or '500ms'")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class Caches(Model):
+    keep: bool = Field(
+        True, description="keep vLLM's compile and kernel caches (torch.compile, Inductor, Triton, FlashInfer, "
+        "CUDA) in a host folder, so a second start skips that work")
+    host_path: HostPath = Field(
+        "~/.cache/vllmgen-engine", description="host folder holding them, one sub-folder per deployment")
+
+
+class Monitoring(Model):
+    enabled: bool = Field(True, description="render monitoring/: a Prometheus scrape config, a Grafana dashboard "
+                          "and a compose file running both")
+    node: Name | None = Field(None, description="the node whose host runs Prometheus and Grafana (default: the head)")
+    scrape_interval: Duration = Field("15s", description="how often Prometheus scrapes /metrics")
+    prometheus_image: ImageRef = Field("prom/prometheus:v3.5.0", description="Prometheus image (pin the tag)")
+    grafana_image: ImageRef = Field("grafana/grafana:12.1.1", description="Grafana image (pin the tag)")
+    prometheus_port: Port = Field(9090, description="Prometheus's port on that host")
+    grafana_port: Port = Field(3000, description="Grafana's port on that host")
 
 
 class Spec(Model):
@@ -355,6 +386,8 @@ class Spec(Model):
     cluster: Cluster = Field(default_factory=Cluster, description="how nodes form one vLLM instance")
     nodes: list[Node] = Field(min_length=1, description="the hosts; exactly one head")
     serve: Serve = Field(default_factory=Serve, description="vllm serve options (-> serve-config.yaml)")
+    caches: Caches = Field(default_factory=Caches, description="engine caches kept between starts")
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus and Grafana (-> monitoring/)")
 
     @property
     def head(self) -> Node:

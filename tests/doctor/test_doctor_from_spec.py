@@ -52,7 +52,7 @@ def test_seed_node_on_the_h100_names_each_failure(tmp_path):
     results = check_host(RecordedProbe(H100), expect)
     failed = {r.name: r for r in results if r.status == "fail"}
     assert "1 GPU(s) visible, the spec expects 8" in failed["gpu.count"].detail
-    assert "10.0.0.1 is not on any local interface" in failed["net.node_address"].detail
+    assert "192.0.2.1 is not on any local interface" in failed["net.node_address"].detail
     assert "net.infiniband" in failed  # HCAs declared, /sys/class/infiniband empty there
     assert all(r.fix for r in failed.values())
 

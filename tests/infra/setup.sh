@@ -22,6 +22,7 @@ command -v curl >/dev/null || need+=(curl)
 # the ssh test hosts: one sshd per namespace host (never started as a service here), and the client
 [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool and a real Prometheus for the monitoring tests
 if [[ ${#need[@]} -gt 0 ]]; then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing ${need[*]}: run this script as root to install them" >&2

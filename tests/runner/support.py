@@ -27,7 +27,9 @@ class Cluster:
                 ) -> subprocess.CompletedProcess:
         """`vllmgen ARGS` run inside host ``host``'s namespace (its view of the network)."""
         argv = ["nsenter", f"--net={self.hosts.path(host)}", sys.executable, "-m", "vllmgen", *args]
-        environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        # a fixed fingerprint key: no key file made in this machine's ~/.config by the tests
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests",
+                       **(env or {})}
         environment.pop("DOCKER_HOST", None)
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT,
                               check=False)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from vllmgen.cli import cli, main
 from vllmgen.compile import compile_file
 from vllmgen.errors import RunnerError
-from vllmgen.runner import daemon_json, status, targets
+from vllmgen.runner import daemon_json, identity, status, targets
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
@@ -31,13 +31,15 @@ from vllmgen.runner.executor import (
 from vllmgen.runner.host import LocalHost, SshHost, UnreachableHost, for_endpoint
 from vllmgen.runner.progress import Progress, WaitTimeout, wait_for
 from vllmgen.runner.secrets import resolve
-from vllmgen.runner.steps import Apply, Options, down, plan_steps
+from vllmgen.runner.down import down
+from vllmgen.runner.steps import Apply, Options, plan_steps
 from vllmgen.write import check
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
-SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456"}
+SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456",
+           "VLLMGEN_FINGERPRINT_KEY": "test-fingerprint-key"}
 SECRET_FILES = {"/etc/vllmgen/api-key": "file-key-value-789\n"}
 
 
@@ -68,6 +70,16 @@ def _apply(spec: Path, names=None, *, containers=None, images=None, cluster=None
                    progress=Progress(progress_stream), drift=check(compiled.artifacts, deploy_dir), environ=SECRETS,
                    secret_files=SECRET_FILES)
     return runner, recorder, progress_stream
+
+
+def _applied(plan, node, status: str = "running", exit_code=None) -> ContainerState:  # noqa: ANN001
+    """The node's container as apply leaves it: the plan's labels, the image built in the dry run and the
+    fingerprint of SECRETS (identity.run_labels)."""
+    labels = dict(node.container.labels)
+    values = resolve(plan.secrets, environ=SECRETS, files=SECRET_FILES)
+    labels |= identity.run_labels(labels["io.vllmgen.config-hash"], f"sha256:(the ID of {plan.image.tag})",
+                                  identity.secrets_fingerprint(values, SECRETS))
+    return ContainerState(node.container.name, status, exit_code, labels)
 
 
 def _log(recorder: Recorder) -> str:
@@ -129,15 +141,27 @@ def test_dry_run_docker_run_is_the_start_script(spec: Path) -> None:
         mine = next(p for p in printed if f"{node.container.name}" in p)
         if mine[1] == "--host":
             del mine[1:3]
-        assert mine == words
+        assert _without_identity(mine) == _without_identity(words)
+        extra = sorted(w for w in mine if w.startswith("io.vllmgen.") and w not in words)
+        assert [w.split("=")[0] for w in extra] == [identity.HASH_LABEL, identity.IMAGE_LABEL, identity.SECRETS_LABEL]
+
+
+def _without_identity(words: list[str]) -> list[str]:
+    """The words less the labels only apply knows (image ID, secrets fingerprint, the config-hash over them)."""
+    out: list[str] = []
+    for word in words:
+        if word.startswith((identity.HASH_LABEL, identity.IMAGE_LABEL, identity.SECRETS_LABEL)):
+            out.pop()  # its --label
+            continue
+        out.append(word)
+    return out
 
 
 def test_second_apply_changes_nothing() -> None:
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
     compiled, deploy_dir = _compiled(spec)
     plan = compiled.plan
-    containers = {n.container.name: ContainerState(n.container.name, "running", None, dict(n.container.labels))
-                  for n in plan.nodes}
+    containers = {n.container.name: _applied(plan, n) for n in plan.nodes}
     images = {plan.image.tag: {IMAGE_HASH_LABEL: image_hash(dockerfile_for(deploy_dir, None))}}
     runner, recorder, progress = _apply(spec, containers=containers, images=images)
     # the head already serves: the serving probe answers yes
@@ -153,8 +177,7 @@ def test_changed_hash_replaces_the_whole_group() -> None:
     spec = ROOT / "specs" / "seed-two-node-mp.yaml"
     compiled, _ = _compiled(spec)
     plan = compiled.plan
-    containers = {n.container.name: ContainerState(n.container.name, "running", None, dict(n.container.labels))
-                  for n in plan.nodes}
+    containers = {n.container.name: _applied(plan, n) for n in plan.nodes}
     stale = dict(plan.head.container.labels) | {"io.vllmgen.config-hash": "0000"}
     containers[plan.head.container.name] = ContainerState(plan.head.container.name, "running", None, stale)
     runner, recorder, _ = _apply(spec, containers=containers)
@@ -170,7 +193,7 @@ def test_exited_container_is_replaced_and_single_node_group_alone() -> None:
     spec = ROOT / "specs" / "seed-single-node.yaml"
     compiled, _ = _compiled(spec)
     node = compiled.plan.head
-    containers = {node.container.name: ContainerState(node.container.name, "exited", 1, dict(node.container.labels))}
+    containers = {node.container.name: _applied(compiled.plan, node, "exited", 1)}
     runner, _, progress = _apply(spec, containers=containers)
     runner.run()
     assert "it is exited (exit code 1)" in progress.getvalue()
@@ -188,14 +211,14 @@ def test_foreign_container_with_our_name_is_never_touched() -> None:
 
 def test_worker_that_never_joins_is_named() -> None:
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
-    runner, _, _ = _apply(spec, cluster=ClusterView(8, ("10.0.0.1",)),
+    runner, _, _ = _apply(spec, cluster=ClusterView(8, ("192.0.2.1",)),
                           options=Options(confirm=lambda q: True, settle=0, timeout=0))
     with pytest.raises(RunnerError) as caught:
         runner.run()
     message = str(caught.value)
     assert message.startswith(
-        "node worker-1, step cluster: worker-1 (10.0.0.2) did not join the Ray cluster at 10.0.0.1")
-    assert "what to do: check that 10.0.0.2 is the address of worker-1" in message
+        "node worker-1, step cluster: worker-1 (192.0.2.2) did not join the Ray cluster at 192.0.2.1")
+    assert "what to do: check that 192.0.2.2 is the address of worker-1" in message
 
 
 def test_secrets_never_printed_and_missing_ones_listed() -> None:
@@ -264,8 +287,8 @@ def test_daemon_json_step_backs_up_writes_and_restarts(tmp_path: Path) -> None:
     runner, recorder, _ = _apply(spec, host=host)
     runner.run()
     ops = [c.op for c in recorder.calls]
-    assert ops[ops.index("read-daemon-json"):ops.index("read-daemon-json") + 4] == [
-        "read-daemon-json", "write-daemon-json", "restart-daemon", "ping"]
+    assert ops[ops.index("read-daemon-json"):ops.index("read-daemon-json") + 5] == [
+        "read-daemon-json", "validate-daemon-json", "write-daemon-json", "restart-daemon", "ping"]
     assert path.read_text() == '{"debug": true}\n'  # dry run: printed, not written
 
 
@@ -315,9 +338,9 @@ def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
           progress=Progress(io.StringIO()),
           environ=SECRETS, secret_files=SECRET_FILES).run()
     text = out.getvalue()
-    assert "docker --host ssh://root@10.0.0.1 run" in text
-    assert "StrictHostKeyChecking=yes -l root -- 10.0.0.1 'sh -c '" in text
-    assert "# --- node head (ssh://root@10.0.0.1)" in text
+    assert "docker --host ssh://root@192.0.2.1 run" in text
+    assert "StrictHostKeyChecking=yes -l root -- 192.0.2.1 'sh -c '" in text
+    assert "# --- node head (ssh://root@192.0.2.1)" in text
     assert "/root/.vllmgen/deployments/qwen3-next-tp16-ray/serve-config.yaml:/etc/vllmgen/serve-config.yaml:ro" in text
 
 
@@ -332,7 +355,7 @@ def test_cli_scope_and_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
                            env={"HF_TOKEN": "hf_test"})
     assert result.exit_code == 0, result.output
     assert "docker run --detach --name qwen3-next-single-gpu-1" in result.output
-    assert "curl -sS -X GET http://10.0.0.1:8000/health" in result.output
+    assert "curl -sS -X GET http://192.0.2.1:8000/health" in result.output
     nogpu = runner.invoke(cli, ["apply", spec, "--node", "gpu-1", "--dry-run", "--no-gpus", "--build-dir",
                                 str(ROOT / "build"), "--base-image", "local/base:1"], env={"HF_TOKEN": "hf_test"})
     assert nogpu.exit_code == 0 and "--gpus" not in nogpu.output and "--label io.vllmgen.gpus=none" in nogpu.output
@@ -410,15 +433,20 @@ def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyP
         "image": "vllmgen/qwen3-next-tp16-ray:v0.32.0",
         "name": "qwen3-next-tp16-ray-worker-1",
         "entrypoint": ["ray"],
-        "command": ["start", "--block", "--address=10.0.0.1:6379", "--node-ip-address=10.0.0.2", "--num-gpus=8",
+        "command": ["start", "--block", "--address=192.0.2.1:6379", "--node-ip-address=192.0.2.2", "--num-gpus=8",
                     "--disable-usage-stats"],
         "detach": True,
         "labels": dict(worker.container.labels),
         "network_mode": "host",
         "environment": {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_IB_HCA": "mlx5_0", "NCCL_SOCKET_IFNAME": "eth0",
-                        "VLLM_HOST_IP": "10.0.0.2", "HF_TOKEN": "hf_x"},
+                        "VLLM_HOST_IP": "192.0.2.2", "HF_TOKEN": "hf_x", "VLLM_ENGINE_READY_TIMEOUT_S": "900",
+                        "CUDA_CACHE_MAXSIZE": "4294967296", "CUDA_CACHE_PATH": "/var/cache/vllmgen/cuda",
+                        "FLASHINFER_WORKSPACE_BASE": "/var/cache/vllmgen/flashinfer",
+                        "TORCHINDUCTOR_CACHE_DIR": "/var/cache/vllmgen/inductor",
+                        "TRITON_CACHE_DIR": "/var/cache/vllmgen/triton", "VLLM_CACHE_ROOT": "/var/cache/vllmgen/vllm"},
         "volumes": ["/home/ops/.cache/huggingface:/root/.cache/huggingface:rw",
-                    "/mnt/data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro"],
+                    "/mnt/data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro",
+                    "/home/ops/.cache/vllmgen-engine/qwen3-next-tp16-ray:/var/cache/vllmgen:rw"],
         "shm_size": "10.24g",
         "devices": ["/dev/infiniband:/dev/infiniband:rwm"],
         "cap_add": ["IPC_LOCK"],

@@ -1,6 +1,6 @@
 """Network checks: the node's address is local, the data NIC holds its subnet, ports are free, IB HCAs exist.
 
-Interface addresses arrive as {name: ["10.0.0.5/24", "fe80::1/64", ...]}, which `probe.py` reads
+Interface addresses arrive as {name: ["192.0.2.5/24", "fe80::1/64", ...]}, which `probe.py` reads
 with ioctl (IPv4) and /proc/net/if_inet6 (IPv6), since GPU hosts may have no `ip` command.
 """
 
@@ -21,7 +21,7 @@ IB_FIX = (
 
 
 def parse_addresses(raw: Mapping[str, Sequence[str]]) -> Interfaces:
-    """{'eth0': ['10.0.0.5/24']} -> {'eth0': [IPv4Interface('10.0.0.5/24')]}; bad entries are dropped."""
+    """{'eth0': ['192.0.2.5/24']} -> {'eth0': [IPv4Interface('192.0.2.5/24')]}; bad entries are dropped."""
     out: Interfaces = {}
     for name, addrs in raw.items():
         parsed = []
@@ -92,7 +92,7 @@ def check_data_nic(nic: str, subnet: str | None, interfaces: Interfaces) -> Chec
     try:
         net = ipaddress.ip_network(subnet, strict=False)
     except ValueError:
-        return fail(name, f"{subnet!r} is not a subnet", "write the subnet as CIDR, e.g. 10.0.0.0/24")
+        return fail(name, f"{subnet!r} is not a subnet", "write the subnet as CIDR, e.g. 192.0.2.0/24")
     inside = [a for a in interfaces[nic] if a.version == net.version and a.ip in net]
     if inside:
         return ok(name, f"{nic} has {', '.join(map(str, inside))} in {net}")

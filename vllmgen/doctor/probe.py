@@ -101,7 +101,7 @@ def _raw_addr(sa: Any) -> bytes | None:
 
 
 def getifaddrs() -> dict[str, list[str]]:
-    """{'eth0': ['10.0.0.5/24', 'fe80::.../64'], 'lo': [...]}, secondary addresses included."""
+    """{'eth0': ['192.0.2.5/24', 'fe80::.../64'], 'lo': [...]}, secondary addresses included."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     head = ctypes.POINTER(_Ifaddrs)()
     if libc.getifaddrs(ctypes.byref(head)) != 0:

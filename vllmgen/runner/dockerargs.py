@@ -62,6 +62,20 @@ def _volume(value: str) -> str:
     return value if value.endswith((":ro", ":rw")) else value + ":rw"
 
 
+_NS = 1_000_000_000
+
+
+def _health(kwargs: dict[str, Any], field: str, value: str) -> None:
+    check = kwargs.setdefault("healthcheck", {})
+    if field == "cmd":
+        check["test"] = ["CMD-SHELL", value]  # as the docker CLI sends --health-cmd
+    elif field == "retries":
+        check["retries"] = int(value)
+    else:  # interval, timeout, start-period: "30s" -> nanoseconds, as the engine API takes them
+        key = {"interval": "interval", "timeout": "timeout", "start-period": "start_period"}[field]
+        check[key] = int(value.removesuffix("s")) * _NS
+
+
 def sdk_kwargs(argv: list[str], secrets: Mapping[str, str]) -> dict[str, Any]:
     """``docker run`` words (as ``run_words`` makes them, ``$HOME`` resolved) -> SDK ``containers.run``
     keyword arguments. A bare ``--env NAME`` takes its value from ``secrets``. Unknown options fail:
@@ -107,6 +121,8 @@ def sdk_kwargs(argv: list[str], secrets: Mapping[str, str]) -> dict[str, Any]:
             kwargs["environment"][key] = env if eq else secrets[key]
         elif flag == "--volume":
             kwargs["volumes"].append(_volume(value))
+        elif flag.startswith("--health-"):
+            _health(kwargs, flag.removeprefix("--health-"), value)
         elif flag == "--entrypoint":
             kwargs["entrypoint"] = [value]
         else:

@@ -134,6 +134,17 @@ class DryRunExecutor:
         self._record("write-daemon-json", path,
                      f"{copy}cat > {shlex.quote(path)} <<'EOF'\n{text.rstrip()}\nEOF")
 
+    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
+        self._record("validate-daemon-json", self.host.daemon_json_path,
+                     f"# the merged file is checked first: {self._on_host(['dockerd', '--validate', '--config-file', 'FILE'])}"
+                     " (Docker >= 23; else vllmgen checks the keys it writes)")
+        return None, ""
+
+    def restore_daemon_json(self, original: str | None) -> None:
+        path = self.host.daemon_json_path
+        self._record("restore-daemon-json", path, f"rm -f {shlex.quote(path)}" if original is None
+                     else f"cat > {shlex.quote(path)} <<'EOF'\n{original.rstrip()}\nEOF")
+
     def restart_daemon(self) -> None:
         self._record("restart-daemon", command=self._on_host(self.host.restart_command))
 
@@ -144,6 +155,9 @@ class DryRunExecutor:
     def image_labels(self, tag: str) -> dict[str, str] | None:
         self._record("image-inspect", tag)
         return self.images.get(tag)
+
+    def image_id(self, tag: str) -> str | None:
+        return f"sha256:(the ID of {tag})" if tag in self.images else None
 
     def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
                     on_line: Callable[[str], None]) -> None:

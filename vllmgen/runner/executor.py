@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,10 +74,11 @@ class RunRequest:
     deploy_dir: str
     secrets: Mapping[str, str]
     gpus: bool = True
+    run_labels: Mapping[str, str] = field(default_factory=dict)  # identity.run_labels: over the plan's
 
     @property
     def labels(self) -> dict[str, str]:
-        labels = dict(self.container.labels)
+        labels = {**dict(self.container.labels), **self.run_labels}
         if not self.gpus:
             labels[GPUS_LABEL] = "none"
         return labels
@@ -119,9 +120,12 @@ class Executor(Protocol):
     def ping(self) -> EngineInfo: ...
     def read_daemon_json(self) -> str | None: ...
     def write_daemon_json(self, text: str, backup: str | None) -> None: ...
+    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]: ...  # None: no dockerd --validate
+    def restore_daemon_json(self, original: str | None) -> None: ...  # None: remove the file
     def restart_daemon(self) -> None: ...
     def gpu_count(self) -> int | None: ...
     def image_labels(self, tag: str) -> dict[str, str] | None: ...
+    def image_id(self, tag: str) -> str | None: ...
     def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
                     on_line: Callable[[str], None]) -> None: ...
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str: ...

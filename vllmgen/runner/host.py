@@ -23,6 +23,14 @@ from vllmgen.endpoints import Endpoint
 from vllmgen.runner import daemon_json, ssh
 
 DEFAULT_RESTART = ("systemctl", "restart", "docker")
+# sh -c REPLACE_SCRIPT vllmgen PATH BACKUP < TEXT, on an ssh host: as daemon_json.write_atomic does
+# locally, through a symlink to its target, the new file first a copy (`cp -p`: mode and owner)
+REPLACE_SCRIPT = (
+    'set -e; t="$(readlink -f -- "$1" 2>/dev/null)" || t=""; [ -n "$t" ] || t="$1"; '
+    'if [ -n "$2" ]; then cp -p -- "$1" "$2"; fi; mkdir -p -- "$(dirname -- "$t")"; '
+    'n="$t.vllmgen-new"; rm -f -- "$n"; if [ -e "$t" ]; then cp -p -- "$t" "$n"; fi; '
+    'cat > "$n"; mv -f -- "$n" "$t"'
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class Host(Protocol):
 
     def replace_text(self, path: str, text: str, backup: str | None) -> None: ...
 
+    def remove(self, path: str) -> None: ...
+
     def put_files(self, directory: str, files: dict[str, bytes]) -> None: ...
 
 
@@ -81,11 +91,23 @@ class LocalHost:
             return Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HostError(f"cannot read {path} on this host: {exc}") from exc
 
     def replace_text(self, path: str, text: str, backup: str | None) -> None:
-        if backup:
-            shutil.copy2(path, backup)
-        daemon_json.write_atomic(Path(path), text)
+        try:
+            if backup:
+                shutil.copy2(path, backup)
+            daemon_json.write_atomic(Path(path), text)
+        except OSError as exc:  # the file is as it was: write_atomic renames only a complete file
+            raise HostError(f"cannot write {path} on this host ({exc.strerror or exc}); it was left as it was:"
+                            " run vllmgen as a user who may write it, or merge the file by hand") from exc
+
+    def remove(self, path: str) -> None:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise HostError(f"cannot remove {path} on this host: {exc}") from exc
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None:
         raise AssertionError("the local host uses the deployment folder in place")
@@ -144,11 +166,14 @@ class SshHost:
         return out.stdout
 
     def replace_text(self, path: str, text: str, backup: str | None) -> None:
-        script = ('set -e; if [ -n "$2" ]; then cp -p -- "$1" "$2"; fi; '
-                  'mkdir -p -- "$(dirname -- "$1")"; cat > "$1.vllmgen-new"; mv -f -- "$1.vllmgen-new" "$1"')
-        out = self._sh(script, path, backup or "", input=text)
+        out = self._sh(REPLACE_SCRIPT, path, backup or "", input=text)
         if out.rc != 0:
             raise NoHostAccess(f"cannot write {path} over {self.description}: {out.stderr.strip()}")
+
+    def remove(self, path: str) -> None:
+        out = self._sh('rm -f -- "$1"', path)
+        if out.rc != 0:
+            raise NoHostAccess(f"cannot remove {path} over {self.description}: {out.stderr.strip()}")
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None:
         for name, data in files.items():
@@ -186,6 +211,9 @@ class UnreachableHost:
 
     def replace_text(self, path: str, text: str, backup: str | None) -> None:
         raise self._refuse(f"writing {path}")
+
+    def remove(self, path: str) -> None:
+        raise self._refuse(f"removing {path}")
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None:
         raise self._refuse("copying the deployment folder")

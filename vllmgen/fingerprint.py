@@ -1,0 +1,58 @@
+"""What an output was made from: the spec's bytes and the compiler that read them, as hashes.
+
+Recorded in each manifest so ``render --check`` can tell an unchanged tree without running the
+pipeline. Only the standard library: this runs before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from vllmgen import __version__
+
+PACKAGE = Path(__file__).resolve().parent
+# Top-level modules that never shape output (the command line, review tools, log reading). Every
+# other module counts, so a new pipeline module is covered without being listed anywhere.
+NOT_COMPILER = frozenset({
+    "__main__.py", "cli.py", "cli_review.py", "entry.py", "fastcheck.py", "gitspec.py", "phases.py",
+    "precommit.py", "review.py", "reference.py",
+})
+
+
+def spec_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _compiler_files() -> list[Path]:
+    """Everything the pure pipeline reads: its modules, the flag catalogs, the templates. The runner,
+    doctor and command line do not shape output and are left out, so editing them stales no build/."""
+    templates = PACKAGE / "templates"
+    if not templates.is_dir():  # a source checkout: templates/ beside the package
+        templates = PACKAGE.parent / "templates"
+    files = [p for p in PACKAGE.glob("*.py") if p.name not in NOT_COMPILER]
+    files += PACKAGE.glob("catalogs/*.json")
+    files += (p for p in templates.glob("*") if p.is_file())
+    return sorted(files, key=lambda p: (p.parent.name, p.name))
+
+
+def compiler_sha256() -> str:
+    digest = hashlib.sha256(__version__.encode())
+    for path in _compiler_files():
+        digest.update(f"\0{path.parent.name}/{path.name}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def inputs(spec_bytes: bytes, warnings: int) -> dict[str, object]:
+    return {"compiler_sha256": compiler_sha256(), "spec_sha256": spec_sha256(spec_bytes), "warnings": warnings,
+            "vllmgen": __version__}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None

@@ -1,0 +1,184 @@
+"""The phases of a vLLM start, read from its own log lines (and from their absence).
+
+vLLM logs a milestone per phase, some with their own duration ("Model loading took 1.2 GiB
+memory and 3.4 seconds", "Graph capturing finished in 5 secs"), the rest with a timestamp to
+subtract. A phase whose lines never appear did not happen (``--enforce-eager``: no compile, no
+CUDA graphs) and is reported as such, not as zero seconds. Pure: text in, phases out.
+
+vLLM's timestamps have no year and whole seconds; ``docker logs --timestamps`` (RFC 3339, ns)
+prefixes take precedence where present.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+# `(EngineCore pid=12) INFO 11-26 13:42:04 [core.py:133] message`, optionally after a docker timestamp
+_LINE = re.compile(
+    r"^(?:(?P<docker>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z?\s)?"
+    r"(?:\((?P<proc>[^)]*)\)\s+)?(?:\x1b\[[0-9;]*m)?(?P<level>DEBUG|INFO|WARNING|ERROR)(?:\x1b\[[0-9;]*m)?\s+"
+    r"(?P<month>\d\d)-(?P<day>\d\d)\s(?P<time>\d\d:\d\d:\d\d)(?:\.\d+)?\s+\[[^\]]*\]\s(?P<message>.*)$"
+)
+_ENGINE = re.compile(r"Initializing a V1 LLM engine \(v(?P<version>[^)]+)\)")
+_LOAD_START = re.compile(r"Starting to load model ")
+_MODEL_LOADING = re.compile(r"Model loading took (?P<gib>[\d.]+) GiB(?: memory)? and (?P<s>[\d.]+) seconds")
+_WEIGHTS = re.compile(r"(?:Loading weights|Initializing model) took (?P<s>[\d.]+) seconds")
+_COMPILE_TOTAL = re.compile(r"torch\.compile took (?P<s>[\d.]+) s in total")
+_COMPILE_START = re.compile(r"Warming up model for the compilation|Dynamo bytecode transform time")
+_COMPILE_SAVED = re.compile(r"saved AOT compiled function|Compiling a graph for compile range")
+_COMPILE_CACHED = re.compile(r"Directly load (?:AOT compilation|the compiled graph)")
+_COMPILE_MISS = re.compile(r"Compiling model again due to a load failure")
+_GRAPHS = re.compile(r"Graph capturing finished in (?P<s>[\d.]+) secs?(?:, took (?P<gib>-?[\d.]+) GiB)?")
+_ENGINE_INIT = re.compile(r"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s")
+_KV = re.compile(r"(?P<device>GPU|CPU|XPU|TPU)? ?KV cache size: (?P<tokens>[\d,]+) tokens")
+_SERVING = re.compile(r"Starting vLLM (?:API )?server on (?P<url>\S+)")
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    seconds: float | None  # None: it did not happen (or its end was not logged yet)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Startup:
+    phases: tuple[Phase, ...]
+    ready_seconds: float | None  # first log line -> API server listening
+    vllm_version: str | None
+    kv_cache_tokens: int | None
+
+    def phase(self, name: str) -> Phase:
+        return next(phase for phase in self.phases if phase.name == name)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "phases": [{"name": p.name, "seconds": p.seconds, "note": p.note} for p in self.phases],
+            "ready_seconds": self.ready_seconds,
+            "vllm_version": self.vllm_version,
+            "kv_cache_tokens": self.kv_cache_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class _Event:
+    at: datetime
+    message: str
+
+
+def _events(log: str) -> list[_Event]:
+    events = []
+    for line in log.splitlines():
+        match = _LINE.match(line)
+        if not match:
+            continue
+        if match["docker"]:
+            at = datetime.fromisoformat(match["docker"][:26])
+        else:  # vLLM's own stamp has no year: any fixed one subtracts correctly within a year
+            at = datetime.strptime(f"2000-{match['month']}-{match['day']} {match['time']}", "%Y-%m-%d %H:%M:%S")
+        events.append(_Event(at, match["message"]))
+    return events
+
+
+def _first(events: list[_Event], pattern: re.Pattern[str]) -> tuple[_Event, re.Match[str]] | None:
+    for event in events:
+        found = pattern.search(event.message)
+        if found:
+            return event, found
+    return None
+
+
+def _between(start: _Event | None, end: _Event | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end.at - start.at).total_seconds())
+
+
+def parse(log: str) -> Startup:
+    """The phases found in ``log`` (a container's or process's whole output, oldest line first)."""
+    events = _events(log)
+    first = events[0] if events else None
+    engine = _first(events, _ENGINE)
+    serving = _first(events, _SERVING)
+    phases = [
+        Phase("process start", _between(first, engine[0] if engine else None),
+              "imports, config, engine process start"),
+        Phase("workers start", _between(engine[0] if engine else None, _first_event(events, _LOAD_START)),
+              "worker processes, distributed init"),
+        _model_load(events),
+        _compile(events),
+        _graphs(events),
+        _engine_init(events),
+        Phase("api server", _between(_first_event(events, _ENGINE_INIT), serving[0] if serving else None),
+              f"listening on {serving[1]['url']}" if serving else "not listening yet"),
+    ]
+    kv = _first(events, _KV)
+    return Startup(
+        phases=tuple(phases),
+        ready_seconds=_between(first, serving[0] if serving else None),
+        vllm_version=engine[1]["version"] if engine else None,
+        kv_cache_tokens=int(kv[1]["tokens"].replace(",", "")) if kv else None,
+    )
+
+
+def _first_event(events: list[_Event], pattern: re.Pattern[str]) -> _Event | None:
+    found = _first(events, pattern)
+    return found[0] if found else None
+
+
+def _model_load(events: list[_Event]) -> Phase:
+    loading = _first(events, _MODEL_LOADING)
+    if loading:
+        return Phase("model load", float(loading[1]["s"]), f"{loading[1]['gib']} GiB of weights per GPU")
+    weights = _first(events, _WEIGHTS)
+    if weights:
+        return Phase("model load", float(weights[1]["s"]), "")
+    started = _first_event(events, _LOAD_START)
+    return Phase("model load", None, "started, not finished" if started else "not started")
+
+
+def _compile(events: list[_Event]) -> Phase:
+    total = _first(events, _COMPILE_TOTAL)
+    cached = _first_event(events, _COMPILE_CACHED)
+    missed = _first_event(events, _COMPILE_MISS)
+    if cached and not missed:
+        note = "from the compile cache"
+    elif missed:
+        note = "cache present but not loadable: compiled again"
+    else:
+        note = "compiled (no cache)"
+    if total:
+        return Phase("compile", float(total[1]["s"]), note)
+    start = _first_event(events, _COMPILE_START)
+    if start is None and cached is None:
+        return Phase("compile", None, "not run (eager mode)")
+    done = [e for e in events if _COMPILE_SAVED.search(e.message) or _COMPILE_CACHED.search(e.message)]
+    return Phase("compile", _between(start or cached, done[-1] if done else None), note)
+
+
+def _graphs(events: list[_Event]) -> Phase:
+    graphs = _first(events, _GRAPHS)
+    if graphs is None:
+        return Phase("cuda graphs", None, "not captured (eager mode or no CUDA)")
+    gib = graphs[1]["gib"]
+    return Phase("cuda graphs", float(graphs[1]["s"]), f"{gib} GiB" if gib else "")
+
+
+def _engine_init(events: list[_Event]) -> Phase:
+    init = _first(events, _ENGINE_INIT)
+    kv = _first(events, _KV)
+    note = f"KV cache {kv[1]['tokens']} tokens" if kv else ""
+    return Phase("engine init", float(init[1]["s"]) if init else None,
+                 ("profile, KV cache, warm-up; " + note).rstrip("; "))
+
+
+def table(startup: Startup) -> str:
+    lines = []
+    for phase in startup.phases:
+        seconds = f"{phase.seconds:7.1f} s" if phase.seconds is not None else "      — "
+        lines.append(f"  {phase.name:<14} {seconds}  {phase.note}".rstrip())
+    ready = f"{startup.ready_seconds:.1f} s" if startup.ready_seconds is not None else "not yet"
+    lines.append(f"  {'ready after':<14} {ready}")
+    return "\n".join(lines) + "\n"
