@@ -123,3 +123,21 @@ def test_doctor_checks_the_ports_of_dp_and_the_router(tmp_path):
     plan, spec = compiled.plan, compiled.valid.spec
     assert node_ports(plan, spec, plan.nodes[0]) == (8000, 8080, 29550)  # API, router, DP RPC (no master port)
     assert node_ports(plan, spec, plan.nodes[1]) == (8000,)  # hybrid: its own API server
+
+
+@pytest.mark.parametrize("resolved, pinned, status", [
+    (["127.0.1.1"], False, "fail"), (["127.0.1.1"], True, "warn"), (["127.0.1.1", "192.0.2.1"], False, "ok"),
+])
+def test_doctor_hostname_resolving_to_loopback(resolved, pinned, status):
+    from vllmgen.doctor.network import check_hostname_resolution
+
+    result = check_hostname_resolution("gpu-1", resolved, True, pinned)
+    assert result.status == status and (status == "ok" or "127.0.1.1" in result.detail)
+    assert check_hostname_resolution("gpu-1", resolved, False, pinned).status == "skip"
+
+
+def test_doctor_live_probe_resolves_this_hosts_name():
+    from vllmgen.doctor.probe import LiveProbe
+
+    name, found = LiveProbe().hostname_addresses()
+    assert name and all(isinstance(address, str) for address in found)

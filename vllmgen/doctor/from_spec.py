@@ -51,6 +51,7 @@ def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_c
         shm_bytes=shm,
         disk=((DOCKER_ROOT, IMAGE_DISK_BYTES, "the vLLM image"),) if docker else (),
         model_path=os.path.expanduser(model_path) if model_path else None,
+        multi_node=len(spec.nodes) > 1 and plan.backend != "replicas",
         docker=docker,
         docker_image=plan.image.tag,
         registry_mirrors=tuple(spec.docker.registry_mirrors),

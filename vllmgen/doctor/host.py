@@ -28,6 +28,7 @@ class HostExpectation:
     shm_bytes: int | None = None
     disk: tuple[tuple[str, int, str], ...] = ()  # (path, bytes needed, what for)
     model_path: str | None = None  # host path holding config.json
+    multi_node: bool = False  # the node connects to others (Gloo, NCCL, a DP group)
     docker: bool = True
     docker_image: str | None = None  # for the --gpus all smoke run
     registry_mirrors: tuple[str, ...] = field(default_factory=tuple)
@@ -70,6 +71,10 @@ def network_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
     if expect.ports:
         results.append(network.check_ports_free({p: probe.port_error(expect.bind_host, p) for p in expect.ports}))
     results.append(network.check_infiniband(expect.hcas, probe.infiniband_devices()))
+    if expect.multi_node:  # recorded one-node runs have no such row
+        named = probe.hostname_addresses()
+        results.append(network.check_hostname_resolution(named[0] if named else None, named[1] if named else None,
+                                                         True, bool(expect.data_nic)))
     return results
 
 
