@@ -22,6 +22,7 @@ import jinja2
 from vllmgen import __version__, fingerprint, monitoring, yamlout
 from vllmgen.dockercli import mount_word, run_options
 from vllmgen.plan import SERVE_CONFIG_FILE, NodePlan, Plan, SecretEnv
+from vllmgen.rayprobe import GPUS_SED, RAY_PROBE
 from vllmgen.shell import Anchored, Word, host_word, join_words, quote_word
 
 MANIFEST = "manifest.json"
@@ -158,7 +159,8 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
         Artifact("README.md", _template("README.md.j2", **context)),
     ]
     if plan.serve_exec:
-        artifacts.append(Artifact("serve.sh", _template("serve.sh.j2", **context, serve=plan.serve_exec), True))
+        artifacts.append(Artifact("serve.sh", _template("serve.sh.j2", **context, serve=plan.serve_exec,
+                                                        probe=RAY_PROBE, gpus_sed=GPUS_SED), True))
     for node in plan.nodes:
         node_context = {
             **context,

@@ -193,8 +193,11 @@ class Apply:
             raise fail(None, step.name,
                        f"{self.deploy_dir} is out of date with the spec ({len(self.drift)} file(s) differ)",
                        "run `vllmgen render SPEC`, review the change, then apply: apply runs what was rendered")
-        self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
-                                       example=str(self.deploy_dir / "secrets.env.example"))
+        if self.options.dry_run:  # the dry run shows secrets by name and needs none of their values
+            self.secrets = secrets.placeholders(self.plan.secrets)
+        else:
+            self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
+                                           example=str(self.deploy_dir / "secrets.env.example"))
         self.fingerprint = ("(keyed fingerprint of the secret values)" if self.options.dry_run
                             else identity.secrets_fingerprint(self.secrets, self.environ))
         self._each(step.nodes, lambda name: self._preflight(step.name, name))
