@@ -79,11 +79,19 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
         node = plan.node(name)
         endpoint = node.docker_host if remote else None
         host = hosts.for_endpoint(endpoint, daemon_json_path=daemon_json_path, restart_command=restart_command)
-        if dry_run is not None:
+        if plan.runtime == "process" and dry_run is None:
+            from pathlib import Path
+
+            from vllmgen.runner.procexec import ProcessExecutor
+
+            deploy_dir = Path.home() / ".vllmgen" / "deployments" / plan.name
+            out[name] = ProcessExecutor(name, deploy_dir, node.vllm or "vllm", host)
+        elif dry_run is not None:
             out[name] = DryRunExecutor(
                 name, endpoint, dry_run, host=host,
                 assume_cluster=whole,
                 assume_served=plan.endpoint.served_name, assume_api_key=plan.endpoint.api_key is not None,
+                process=plan.runtime == "process",
             )
         else:
             out[name] = DockerSdkExecutor(name, endpoint, host)
