@@ -15,7 +15,8 @@ mkdir -p "${run_dir}"
 # the PID file holds "PID START": START (field 22 of /proc/PID/stat) tells a reused PID from ours
 alive() {
     local pid start stat
-    read -r pid start < "${pid_file}" 2>/dev/null || return 1
+    [[ -f "${pid_file}" ]] || return 1
+    read -r pid start < "${pid_file}" || return 1
     [[ -r "/proc/${pid}/stat" ]] || return 1
     stat="$(< "/proc/${pid}/stat")"
     stat="${stat##*) }"

@@ -7,7 +7,7 @@ set -euo pipefail
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 pid_file="${deploy_dir}/run/"gpu-b.pid
 
-if ! read -r pid start < "${pid_file}" 2>/dev/null; then
+if [[ ! -f "${pid_file}" ]] || ! read -r pid start < "${pid_file}"; then
     printf 'node %s: no PID file (%s): not started by start.sh\n' gpu-b "${pid_file}"
     exit 0
 fi
