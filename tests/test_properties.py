@@ -7,7 +7,6 @@ it receives, so "quoted" means: the value arrives byte-exact, whatever character
 from __future__ import annotations
 
 import copy
-import os
 import stat
 import subprocess
 from pathlib import Path

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ def _var(name: str) -> ShellText:
     return ShellText(name)
 
 
+def _env_value(value: str) -> ShellText:
+    """A Dockerfile ENV value: read by Docker's own lexer, not a shell (nor shellcheck), which takes
+    single-quoted text literally; the shell forms of ``quote_word`` are for RUN lines."""
+    return ShellText(shlex.quote(str(value)))
+
+
 def _safe_text(value: str) -> ShellText:
     """Text for a comment line: control characters could end the comment, so they go."""
     return ShellText(re.sub(r"[\x00-\x1f\x7f]", "?", str(value)))
@@ -83,7 +90,7 @@ def _environment(shell: bool) -> jinja2.Environment:
         finalize=_finalize_shell if shell else None,
         auto_reload=False,  # templates do not change while we run: no stat() per node and template
     )
-    env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text)
+    env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text, env_value=_env_value)
     env.bytecode_cache = _bytecode_cache(env)
     return env
 
@@ -131,7 +138,8 @@ def _bytecode_cache(env: jinja2.Environment) -> _TemplateCache | None:
 
 
 def _template(name: str, **context: Any) -> str:
-    shell = name.endswith((".sh.j2", "Dockerfile.j2"))  # process.service.j2 is not shell
+    # secrets.env.example is shell too: users `source` it; process.service.j2 is not shell
+    shell = name.endswith((".sh.j2", "Dockerfile.j2", ".env.example.j2"))
     return _environment(shell).get_template(name).render(**context)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Literal
@@ -33,9 +34,35 @@ def host_word(path: str) -> Word:
 
 def quote_word(word: Word) -> str:
     if isinstance(word, Anchored):
-        var = f'"${{{ANCHOR_VARS[word.anchor]}}}"'
-        return f"{var}/{shlex.quote(word.rest)}" if word.rest else var
-    return shlex.quote(word)
+        name = ANCHOR_VARS[word.anchor]
+        if not word.rest:
+            return f'"${{{name}}}"'
+        if _quote(word.rest) == word.rest:  # nothing to quote: "${HOME}"/.cache/huggingface
+            return f'"${{{name}}}"/{word.rest}'
+        # one double-quoted word: "${HOME}"/\~"x" would be SC2140 ("A"B"C": mistaken quotes?)
+        return f'"${{{name}}}/{_double_quoted(word.rest)}"'
+    return _quote(word)
+
+
+def _double_quoted(text: str) -> str:
+    return _DOUBLE_QUOTED_SPECIAL.sub(r"\\\g<0>", text)
+
+
+def _quote(text: str) -> str:
+    """``shlex.quote``, in the form shellcheck reads as intended: a literal ``$``, backquote or
+    backslash goes in double quotes, escaped (in single quotes: SC2016, "expressions don't expand",
+    and SC1003, "want to escape a single quote?"), and a leading ``~`` is escaped outside the quotes
+    (a quoted one is SC2088, "tilde does not expand")."""
+    if text.startswith("~") and text != "~":
+        return "\\~" + (_quote(text[1:]) if len(text) > 1 else "")
+    quoted = shlex.quote(text)
+    if quoted.startswith("'") and _LINTED_IN_SINGLE_QUOTES.search(text):
+        return f'"{_double_quoted(text)}"'
+    return quoted
+
+
+_LINTED_IN_SINGLE_QUOTES = re.compile(r"[$`\\]")
+_DOUBLE_QUOTED_SPECIAL = re.compile(r'[\\"$`]')
 
 
 def join_words(words: list[Word]) -> str:

@@ -78,6 +78,8 @@ def _abs_path(value: str) -> str:
         raise _fail("abs_path", "expected an absolute path (starting with '/' or '~/')")
     if "\x00" in value or "\n" in value:
         raise _fail("abs_path", "a path cannot hold NUL or newline characters")
+    if ":" in value:  # docker's --volume and compose's short syntax split on it
+        raise _fail("abs_path", "a host path cannot hold ':' (Docker's volume syntax splits on it)")
     return value
 
 

@@ -84,14 +84,19 @@ def locked(directory: str, on_wait: Callable[[], None], timeout: float) -> Itera
     """Hold an exclusive flock on ``directory`` itself: no lock file litters a folder git commits.
 
     The kernel drops the lock when its holder dies, so a killed render never blocks the next one.
-    ``on_wait`` is called once if another holder makes us wait.
+    ``on_wait`` is called once if another holder makes us wait. Where the filesystem has no such
+    lock, renders are not serialised; each switch is still atomic.
     """
     try:
         import fcntl
     except ImportError:  # not POSIX: no serialisation, the atomic rename still protects the tree
         yield
         return
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # unreadable: writing there fails next, with its own message
+        yield
+        return
     try:
         deadline = None
         while True:
@@ -105,6 +110,8 @@ def locked(directory: str, on_wait: Callable[[], None], timeout: float) -> Itera
                 if time.monotonic() > deadline:
                     raise Busy() from None
                 time.sleep(0.05)
+            except OSError:  # no flock on this filesystem (NFS maps it to fcntl locks, refused on a folder)
+                break
         yield
     finally:
         os.close(fd)  # releases the lock

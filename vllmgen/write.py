@@ -66,7 +66,10 @@ def _ensure_folder(parent: Path) -> None:
     if not parent.parent.is_dir():
         problem = "is not a folder" if os.path.lexists(parent.parent) else "does not exist"
         raise OutputError(f"cannot create the output folder {parent}: {parent.parent} {problem}")
-    parent.mkdir()
+    try:
+        parent.mkdir()
+    except FileExistsError:  # a render beside this one made it first
+        return
     parent.chmod(0o755)
 
 

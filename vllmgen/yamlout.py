@@ -12,7 +12,13 @@ import json
 import re
 from typing import Any
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# A key is written bare only if no YAML 1.1 or 1.2 reader can take it for anything but a string:
+# it starts with a letter or '_' (no number, '.inf', '~' or indicator) and is not one of the words
+# YAML 1.1 reads as a boolean or null, in any case (PyYAML and Go's yaml.v2 read 1.1; compose, 1.2).
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_RESERVED_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+# Line breaks and controls that would end or break a comment line: each becomes '?'.
+_COMMENT_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 # Characters YAML refuses raw, or reads as line breaks: DEL, C1 controls (NEL), U+2028/9, non-characters.
 _NOT_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 # json.dumps(value, ensure_ascii=False) builds a new encoder on every call; this is the same encoder, built once
@@ -20,14 +26,17 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def dump(data: dict[str, Any], header: str = "") -> str:
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    # a comment must be printable too (YAML refuses control bytes anywhere in the stream)
+    comment = _COMMENT_UNSAFE.sub("?", header)
+    lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
     lines += _mapping(data, 0)
     return "\n".join(lines) + "\n"
 
 
 @functools.lru_cache(maxsize=1024)  # the same few keys repeat in every node's file
 def _key(key: str) -> str:
-    return key if _PLAIN_KEY.match(key) and key not in {"y", "n", "on", "off", "yes", "no"} else json.dumps(key)
+    plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _RESERVED_WORDS
+    return key if plain else _scalar(key)
 
 
 def _scalar(value: Any) -> str:

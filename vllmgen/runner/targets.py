@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 
+from vllmgen.addresses import url_host
 from vllmgen.plan import Plan
 from vllmgen.runner import host as hosts
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
@@ -65,7 +66,7 @@ def require_endpoints(plan: Plan, names: Sequence[str], spec: str = "SPEC") -> N
     raise ValueError(
         f"--all reaches each node through its docker_host, and {listed} "
         f"{'has' if len(missing) == 1 else 'have'} none and {'is' if len(missing) == 1 else 'are'} not this machine; "
-        f"nothing was done. Add one to the spec (nodes[{index[first.name]}].docker_host: ssh://USER@{first.address}), "
+        f"nothing was done. Add one to the spec (nodes[{index[first.name]}].docker_host: ssh://USER@{url_host(first.address)}), "
         f"or run `vllmgen COMMAND {spec} --node NAME` on each node's own host")
 
 
