@@ -38,7 +38,7 @@ from vllmgen.write import check
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
-SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456",
+SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456", "PROC_API_KEY": "proc-key-1",
            "VLLMGEN_FINGERPRINT_KEY": "test-fingerprint-key"}
 SECRET_FILES = {"/etc/vllmgen/api-key": "file-key-value-789\n"}
 
@@ -127,7 +127,7 @@ def test_worker_scope_stops_after_its_container() -> None:
 def test_dry_run_docker_run_is_the_start_script(spec: Path) -> None:
     """The printed `docker run` and build/<name>/nodes/*/start.sh run the same words."""
     if "kind: process" in spec.read_text():
-        pytest.skip("a process spec runs no docker (tests/runner/test_process_dryrun.py)")
+        pytest.skip("a process spec runs no docker (tests/test_process_runtime.py)")
     out = io.StringIO()
     runner, _, _ = _apply(spec, stream=out)
     runner.run()

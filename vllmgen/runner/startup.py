@@ -12,14 +12,19 @@ from vllmgen.runner.executor import Executor
 from vllmgen.runner.progress import Progress
 
 
-def read(plan: Plan, executors: Mapping[str, Executor]) -> dict[str, Any]:
+def _logs(plan: Plan, executors: Mapping[str, Executor]) -> dict[str, str]:
+    """Each node's whole engine log, read once."""
+    return {n.name: executors[n.name].logs(n.container.name, tail=0) for n in plan.nodes if n.name in executors}
+
+
+def read(plan: Plan, executors: Mapping[str, Executor], logs: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Phases of the head's start and the NCCL transports seen in every node's log in scope."""
+    logs = _logs(plan, executors) if logs is None else logs
     out: dict[str, Any] = {}
-    head = executors.get(plan.head.name)
-    if head is not None:
-        out["startup"] = phases.parse(head.logs(plan.head.container.name, tail=0)).as_dict()
+    if plan.head.name in logs:
+        out["startup"] = phases.parse(logs[plan.head.name]).as_dict()
     if sum(node.gpus for node in plan.nodes) > 1:
-        text = "\n".join(executors[n.name].logs(n.container.name, tail=0) for n in plan.nodes if n.name in executors)
+        text = "\n".join(logs.values())
         report = nccl.parse(text)
         hcas = any(dict(n.container.env).get("NCCL_IB_HCA") for n in plan.nodes)
         out["nccl"] = {"version": report.version, "transports": list(report.transports),
@@ -30,9 +35,10 @@ def read(plan: Plan, executors: Mapping[str, Executor]) -> dict[str, Any]:
 
 
 def report_startup(plan: Plan, executors: Mapping[str, Executor], progress: Progress) -> dict[str, Any]:
-    found = read(plan, executors)
+    logs = _logs(plan, executors)
+    found = read(plan, executors, logs)
     if "startup" in found:
-        startup = phases.parse(executors[plan.head.name].logs(plan.head.container.name, tail=0))
+        startup = phases.parse(logs[plan.head.name])
         progress.say("startup phases (from the engine's log):\n" + phases.table(startup).rstrip(), plan.head.name)
     if "nccl" in found:
         progress.say(found["nccl"]["summary"], plan.head.name)
