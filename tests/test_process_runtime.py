@@ -183,3 +183,17 @@ def test_docker_gpu_selection_in_start_sh_compose_and_sdk(tmp_path: Path) -> Non
     kwargs = sdk_kwargs(["docker", "run", "--gpus", node.container.gpus, "img"], {})
     assert kwargs["device_requests"][0]["DeviceIDs"] == ["2", "3"]
     assert "CUDA_VISIBLE_DEVICES" not in dict(node.container.env)  # Docker selects the devices itself
+
+
+def test_all_never_starts_another_hosts_process_here(tmp_path: Path) -> None:
+    """--all on a process spec whose nodes are other hosts is refused before anything happens."""
+    result = subprocess.run([sys.executable, "-m", "vllmgen", "apply", str(SPEC), "--all"], capture_output=True,
+                            text=True, env={**__import__("os").environ, "PROC_API_KEY": "x"})
+    assert result.returncode == 2
+    assert "gpu-a (192.0.2.21), gpu-b (192.0.2.22) are not this machine; nothing was done" in result.stderr
+
+
+def test_docker_host_is_refused_for_processes(tmp_path: Path) -> None:
+    text = BASE % {"kind": "process", "extra": ", vllm: /opt/v/bin/vllm", "a": ", gpu_ids: [0, 1]",
+                   "b": ", gpu_ids: [2, 3], docker_host: 'ssh://ops@192.0.2.9'"}
+    assert "nodes[1].docker_host: no Docker endpoint is used with runtime.kind: process" in _invalid(tmp_path, text)

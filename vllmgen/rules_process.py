@@ -69,6 +69,8 @@ def process_runtime(spec: Spec) -> Iterator[Finding]:
                 yield Finding(("runtime", field), "only used with runtime.kind: process")
         return
     for index, node in enumerate(spec.nodes):
+        if node.docker_host:
+            yield Finding(("nodes", index, "docker_host"), "no Docker endpoint is used with runtime.kind: process")
         if node_vllm(spec, node) is None:
             yield Finding(("nodes", index),
                           "runtime.kind: process needs to know where vLLM is: set runtime.python_env (or "

@@ -56,6 +56,15 @@ def is_local_address(address: str) -> bool:
 
 def require_endpoints(plan: Plan, names: Sequence[str], spec: str = "SPEC") -> None:
     """``--all``: every node in ``names`` has a docker_host or is this machine; else ValueError saying how to fix it."""
+    if plan.runtime == "process":
+        remote = [node for node in plan.nodes if node.name in names and not is_local_address(node.address)]
+        if remote:
+            listed = ", ".join(f"{node.name} ({node.address})" for node in remote)
+            raise ValueError(
+                f"--all with runtime.kind: process starts every node's process on this machine, and {listed} "
+                f"{'is' if len(remote) == 1 else 'are'} not this machine; nothing was done. Processes are not "
+                f"started over ssh yet: run `vllmgen COMMAND {spec} --node NAME` on each node's own host")
+        return
     missing = [node for node in plan.nodes
                if node.name in names and not node.docker_host and not is_local_address(node.address)]
     if not missing:
