@@ -123,3 +123,44 @@ def test_a_recorded_pid_of_another_process_is_never_signalled(tmp_path: Path) ->
     finally:
         other.kill()
         other.wait()
+
+
+def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
+    """build/<name>/nodes/<node>/start.sh and stop.sh as a person runs them: detached with a PID file and
+    a log, a second start.sh leaves the running one alone, stop.sh stops it and its child by that PID."""
+    import urllib.request
+
+    port = _port()
+    spec = _spec(tmp_path, port)
+    assert _vllmgen(tmp_path, "render", str(spec), "-o", str(tmp_path / "build")).returncode == 0
+    node = tmp_path / "build" / "fake-proc" / "nodes" / "n0"
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "FAKE_VLLM_RECORD": str(tmp_path / "record.json"),
+           "FAKE_KEY": "k-123"}
+    started = subprocess.run(["bash", str(node / "start.sh")], capture_output=True, text=True, env=env, timeout=30)
+    assert started.returncode == 0 and started.stderr == "", started.stderr
+    pid_file = tmp_path / "build" / "fake-proc" / "run" / "n0.pid"
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        assert f"started node n0: PID {pid}" in started.stdout
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "record.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = json.loads((tmp_path / "record.json").read_text())
+        assert record["pid"] == pid == record["pgid"] == record["sid"]  # run.sh exec'd vllm: the recorded PID
+        assert record["env"]["VLLM_API_KEY"] == "k-123" and record["env"]["CUDA_VISIBLE_DEVICES"] == "3"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        again = subprocess.run(["bash", str(node / "start.sh")], capture_output=True, text=True, env=env, timeout=30)
+        assert again.returncode == 0 and f"node n0 is running already (PID {pid})" in again.stderr
+        assert len(_group(pid)) == 2
+    finally:
+        stopped = subprocess.run(["bash", str(node / "stop.sh")], capture_output=True, text=True, env=env, timeout=60)
+    assert stopped.returncode == 0 and f"stopped node n0 (PID {pid})" in stopped.stdout, stopped.stderr
+    assert _group(pid) == [] and not pid_file.exists()
+    assert "Starting vLLM API server" in (pid_file.parent / "n0.log").read_text()
+    again = subprocess.run(["bash", str(node / "stop.sh")], capture_output=True, text=True, env=env, timeout=30)
+    assert again.returncode == 0 and "no PID file" in again.stdout
