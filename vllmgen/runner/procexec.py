@@ -174,7 +174,8 @@ class ProcessExecutor:
         if child is not None:
             child.poll()
 
-    def logs(self, name: str, tail: int = 30) -> str:
+    def logs(self, name: str, tail: int | None = 30, timestamps: bool = False) -> str:
+        """The process's output (its own log lines carry vLLM's time stamps); ``tail`` None or 0: all."""
         record = self._record(name)
         if record is None:
             return ""
@@ -184,7 +185,8 @@ class ProcessExecutor:
             return ""
         return "\n".join(lines[-tail:]) if tail else "\n".join(lines)
 
-    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False) -> ExecResult:
+    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
+             env: Mapping[str, str] | None = None) -> ExecResult:
         raise EngineError("the process runtime has no exec (no container)")
 
     def list_containers(self, deployment: str) -> list[ContainerState]:

@@ -14,7 +14,9 @@ from vllmgen.runner.progress import Progress
 
 def _logs(plan: Plan, executors: Mapping[str, Executor]) -> dict[str, str]:
     """Each node's whole engine log, read once."""
-    return {n.name: executors[n.name].logs(n.container.name, tail=0) for n in plan.nodes if n.name in executors}
+    # tail None: the whole log (the process executor's, and the Executor protocol's on the plan branch)
+    return {n.name: executors[n.name].logs(n.container.name, tail=None)  # type: ignore[arg-type]
+            for n in plan.nodes if n.name in executors}
 
 
 def read(plan: Plan, executors: Mapping[str, Executor], logs: Mapping[str, str] | None = None) -> dict[str, Any]:
