@@ -80,16 +80,21 @@ def load_file(path: str | FsPath) -> LoadedSpec:
         raise SpecError([Diagnostic(str(path), 0, 0, "<file>", "no such file")]) from None
     except OSError as exc:
         raise SpecError([Diagnostic(str(path), 0, 0, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
+    return load_bytes(raw, str(path))
+
+
+def load_bytes(raw: bytes, file: str) -> LoadedSpec:
+    """A spec's bytes (from a file, or from git for ``diff --against``), ``file`` naming them in errors."""
     if len(raw) > MAX_BYTES:
-        raise SpecError([Diagnostic(str(path), 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
+        raise SpecError([Diagnostic(file, 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
         message = f"not UTF-8: byte 0x{raw[exc.start]:02x} cannot start or continue a character"
-        raise SpecError([Diagnostic(str(path), line, column, "<file>", message)]) from None
-    return load_text(text, str(path))
+        raise SpecError([Diagnostic(file, line, column, "<file>", message)]) from None
+    return load_text(text, file)
 
 
 def load_text(text: str, file: str) -> LoadedSpec:

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from vllmgen import __version__, monitoring, yamlout
+from vllmgen import __version__, fingerprint, monitoring, yamlout
 from vllmgen.dockercli import mount_word, run_options
 from vllmgen.plan import SERVE_CONFIG_FILE, NodePlan, Plan, SecretEnv
 from vllmgen.shell import Anchored, Word, host_word, join_words, quote_word
@@ -300,5 +300,5 @@ def _manifest(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] |
         "files": files,
     }
     if made_from is not None:
-        manifest["inputs"] = made_from
+        manifest["inputs"] = {**made_from, "outputs_sha256": fingerprint.outputs_sha256(files)}
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"

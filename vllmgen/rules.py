@@ -171,17 +171,31 @@ def multi_node(spec: Spec) -> Iterator[Finding]:
 
 
 def ports(spec: Spec) -> Iterator[Finding]:
-    used = {("serve", "port"): spec.serve.port}
+    """Ports that listen on one host (the head's; Prometheus and Grafana on the monitoring node's)."""
+    used: dict[Path, int] = {("serve", "port"): spec.serve.port}
     if spec.cluster.backend == "ray":
         used[("cluster", "ray_port")] = spec.cluster.ray_port
     if spec.cluster.backend == "mp" and len(spec.nodes) > 1:
         used[("cluster", "master_port")] = spec.cluster.master_port
+    watch = spec.monitoring
+    if watch.enabled:
+        heads = [node.name for node in spec.nodes if node.role == "head" or len(spec.nodes) == 1]
+        if watch.node is not None and watch.node not in heads:
+            used = {}  # another host: only the two monitoring ports meet there
+        used[("monitoring", "prometheus_port")] = watch.prometheus_port
+        used[("monitoring", "grafana_port")] = watch.grafana_port
     seen: dict[int, Path] = {}
     for path, port in used.items():
         if port in seen:
             other = ".".join(map(str, seen[port]))
             yield Finding(path, f"port {port} is already used by {other}")
         seen[port] = path
+
+
+def monitoring_node(spec: Spec) -> Iterator[Finding]:
+    names = [node.name for node in spec.nodes]
+    if spec.monitoring.node is not None and spec.monitoring.node not in names:
+        yield Finding(("monitoring", "node"), f"no node {spec.monitoring.node!r}; the nodes are {', '.join(names)}")
 
 
 def runtime(spec: Spec) -> Iterator[Finding]:
@@ -261,6 +275,6 @@ def serve_options(spec: Spec) -> Iterator[Finding]:
 
 
 RULES: list[Rule] = [
-    one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, finite_numbers, daemon_values,
-    serve_options,
+    one_head, unique_nodes, world_size, multi_node, ports, monitoring_node, runtime, image, model, finite_numbers,
+    daemon_values, serve_options,
 ]

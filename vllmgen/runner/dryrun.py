@@ -179,9 +179,9 @@ class DryRunExecutor:
         if hosts.is_local(self.real_host):
             return str(local.resolve())
         assert isinstance(self.real_host, hosts.SshHost)
-        for name in files:
-            argv = self.host.ssh_argv(["sh", "-c", 'mkdir -p -- "$1" && cat > "$1/$2"', "vllmgen", remote, name])
-            self._record("put-file", f"{remote}/{name}", f"{shlex.join(argv)} < {shlex.quote(str(local / name))}")
+        argv = self.host.ssh_argv(["sh", "-c", hosts.PUT_SCRIPT, "vllmgen", remote])
+        pack = shlex.join(["tar", "-C", str(local), "-c", "-f", "-", *sorted(files)])
+        self._record("put-files", f"{remote}: {', '.join(sorted(files))}", f"{pack} | {shlex.join(argv)}")
         return remote
 
     def inspect(self, name: str) -> ContainerState | None:
