@@ -139,7 +139,7 @@ def _bytecode_cache(env: jinja2.Environment) -> _TemplateCache | None:
 
 
 def _template(name: str, **context: Any) -> str:
-    # secrets.env.example is shell too: users `source` it
+    # secrets.env.example is shell too: users `source` it; process.service.j2 is not shell
     shell = name.endswith((".sh.j2", "Dockerfile.j2", ".env.example.j2"))
     return _environment(shell).get_template(name).render(**context)
 
@@ -151,6 +151,8 @@ def header(plan: Plan) -> str:
 def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact]:
     """Every artifact of one deployment, sorted by path, the manifest last."""
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan)}
+    if plan.runtime == "process":
+        return _finish(plan, _process_artifacts(plan, context), made_from)
     artifacts = [
         Artifact("Dockerfile", _template("Dockerfile.j2", **context)),
         Artifact("daemon.json", json.dumps(plan.daemon, indent=2, sort_keys=True, allow_nan=False) + "\n"),
@@ -173,6 +175,25 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
             Artifact(f"nodes/{node.name}/stop.sh", _template("stop.sh.j2", **node_context), True),
             Artifact(f"nodes/{node.name}/compose.yaml", _compose(plan, node)),
         ]
+    return _finish(plan, artifacts, made_from)
+
+
+def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
+    """runtime.kind: process: no Dockerfile, daemon.json or compose; per node run/start/stop and a unit."""
+    from vllmgen.render_process import node_files
+
+    artifacts = [
+        Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
+        Artifact("secrets.env.example", _template("secrets.env.example.j2", **context)),
+        Artifact("README.md", _template("README.md.j2", **context)),
+    ]
+    for node in plan.nodes:
+        artifacts += [Artifact(path, text, executable) for path, text, executable in
+                      node_files(plan, node, context, _template)]
+    return artifacts
+
+
+def _finish(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] | None) -> list[Artifact]:
     if plan.monitoring:
         artifacts += [Artifact(path, text) for path, text in monitoring.artifacts(plan.monitoring, header(plan)).items()]
     artifacts.sort(key=lambda artifact: artifact.path)
@@ -241,9 +262,10 @@ def _compose(plan: Plan, node: NodePlan) -> str:
             "start_period": f"{check.start_period_s}s",
         }
     service["labels"] = {key: value for key, value in container.labels}
-    service["deploy"] = {
-        "resources": {"reservations": {"devices": [{"count": "all", "capabilities": ["gpu"]}]}}
-    }
+    gpu_request: dict[str, Any] = {"count": "all", "capabilities": ["gpu"]}
+    if node.gpu_ids is not None:
+        gpu_request = {"device_ids": [str(gpu) for gpu in node.gpu_ids], "capabilities": ["gpu"]}
+    service["deploy"] = {"resources": {"reservations": {"devices": [gpu_request]}}}
     document = {"name": container.name, "services": {node.name: service}}
     text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
     for secret in container.secrets:

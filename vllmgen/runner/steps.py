@@ -95,11 +95,10 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
     names = tuple(node.name for node in scope)
     head_in = plan.head.name in names
     workers = tuple(node.name for node in scope if node.role == "worker")
-    steps = [
-        Step("preflight", names, "engines answer, GPUs, deployment folder, secrets"),
-        Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
-        Step("image", names, f"build {plan.image.tag}"),
-    ]
+    steps = [Step("preflight", names, "engines answer, GPUs, deployment folder, secrets")]
+    if plan.runtime == "docker":  # processes: no daemon.json, no image
+        steps += [Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
+                  Step("image", names, f"build {plan.image.tag}")]
     if head_in:
         steps.append(Step("head", (plan.head.name,), f"start {plan.head.container.name}"))
     if workers:
@@ -205,7 +204,7 @@ class Apply:
     def _preflight(self, step: str, name: str) -> None:
         executor, node = self.executors[name], self._node(name)
         info = self._engine(name, step, executor.ping, "check that the node's docker_host is right and reachable")
-        detail = f"Docker {info.version}, API {info.api_version}"
+        detail = info.version if self.plan.runtime == "process" else f"Docker {info.version}, API {info.api_version}"
         if self.options.gpus:
             if info.runtimes and "nvidia" not in info.runtimes:
                 self.progress.say("warning: Docker has no 'nvidia' runtime registered; --gpus may fail "
@@ -464,3 +463,7 @@ class Apply:
         passed = verify.verify(head, self.plan.endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40))
         self.report.outcomes.append(Outcome(step.name, self.plan.head.name, "ok", "; ".join(passed)))
+        if self.plan.runtime == "process":
+            from vllmgen.runner.startup import report_startup
+
+            report_startup(self.plan, self.executors, self.progress)
