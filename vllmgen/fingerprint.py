@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent
 # Top-level modules that never shape output (the command line, review tools, log reading). Every
 # other module counts, so a new pipeline module is covered without being listed anywhere.
 NOT_COMPILER = frozenset({
-    "__main__.py", "cli.py", "cli_review.py", "entry.py", "fastcheck.py", "gitspec.py", "phases.py",
+    "__main__.py", "cli.py", "cli_review.py", "entry.py", "fastcheck.py", "gitspec.py", "nccl.py", "phases.py",
     "precommit.py", "review.py", "reference.py", "swap.py", "write.py",
 })
 

@@ -89,6 +89,8 @@ class NodePlan:
     container: Container
     docker_host: str | None
     serves: bool = field(default=False)
+    gpu_ids: tuple[int, ...] | None = None  # which GPUs of the host; None: all
+    vllm: str | None = None  # process runtime: the vllm executable on the host
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class Plan:
     model_ref: str
     ready_timeout_s: int = VLLM_DEFAULT_READY_S
     monitoring: MonitoringPlan | None = None
+    runtime: Literal["docker", "process"] = "docker"
     router: RouterPlan | None = None
 
     @property
@@ -198,6 +201,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         model_ref=model_ref,
         ready_timeout_s=ready_timeout(spec).seconds,
         monitoring=plan_monitoring(spec, ordered[0]),
+        runtime=spec.runtime.kind,
         router=plan_router(spec, ordered, image.tag),
     )
 
@@ -334,9 +338,14 @@ def _node_plan(
             command = (*command, "--node-rank", str(rank), *(("--headless",) if rank else ()))
     hcas = node.ib_hcas if node.ib_hcas is not None else spec.cluster.ib_hcas
     answers_http = serves and parallel.serves_http(spec, rank)
+    process = spec.runtime.kind == "process"
+    if process:
+        from vllmgen.rules_process import node_vllm
+
+        entrypoint = node_vllm(spec, node) or "vllm"
     container = Container(
         name=f"{spec.runtime.container_prefix or spec.name}-{node.name}",
-        image=image,
+        image="" if process else image,
         entrypoint=entrypoint,
         command=command,
         env=_env(spec, node, hcas),
@@ -351,7 +360,8 @@ def _node_plan(
         cap_add=parallel.cap_add(spec, hcas),
         ulimits=(("memlock", -1, -1),) if hcas else (),
         restart=spec.runtime.restart,
-        healthcheck=_healthcheck(spec) if answers_http else None,
+        healthcheck=_healthcheck(spec) if answers_http and not process else None,
+        gpus=_gpus(node),
     )
     labels = (
         (f"{LABEL_PREFIX}.deployment", spec.name),
@@ -368,7 +378,16 @@ def _node_plan(
         container=_replace_labels(container, labels),
         docker_host=node.docker_host,
         serves=serves,
+        gpu_ids=tuple(node.gpu_ids) if node.gpu_ids is not None else None,
+        vllm=entrypoint if process else None,
     )
+
+
+def _gpus(node: Node) -> str:
+    """``docker run --gpus`` value: all, or the node's devices (quoted for Docker's CSV parser)."""
+    if node.gpu_ids is None:
+        return "all"
+    return '"device=' + ",".join(str(gpu) for gpu in node.gpu_ids) + '"'
 
 
 def _ray_start(spec: Spec, node: Node, role: str) -> tuple[str, ...]:
@@ -405,6 +424,10 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
         env["VLLM_USE_MODELSCOPE"] = "True"
     if spec.caches.keep:
         env.update(cache_env())
+    if spec.total_gpus > 1 and "NCCL_DEBUG" not in env:
+        env["NCCL_DEBUG"] = "INFO"  # the transport per peer, read back by apply/status (vllmgen.nccl)
+    if spec.runtime.kind == "process" and node.gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in node.gpu_ids)
     env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
     return tuple(sorted(env.items()))
 

@@ -73,6 +73,7 @@ OWNED_FLAGS = {
 # Environment variables vllmgen sets itself from typed fields.
 OWNED_ENV = {
     "VLLM_HOST_IP": "nodes[].address",
+    "CUDA_VISIBLE_DEVICES": "nodes[].gpu_ids",
     "NCCL_SOCKET_IFNAME": "cluster.nic / nodes[].nic",
     "GLOO_SOCKET_IFNAME": "cluster.nic / nodes[].nic",
     "NCCL_IB_HCA": "cluster.ib_hcas / nodes[].ib_hcas",
@@ -97,9 +98,10 @@ def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     from vllmgen.rules_catalog import serve_flags_exist  # these import this module's Finding
     from vllmgen.rules_mounts import mount_clashes
     from vllmgen.rules_parallel import parallel_rules
+    from vllmgen.rules_process import RULES as PROCESS_RULES
 
     findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist, mount_clashes, parallel_rules):
+    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules):
         if not lenient:
             findings.extend(rule(spec))
             continue
@@ -130,6 +132,8 @@ def unique_nodes(spec: Spec) -> Iterator[Finding]:
     for field, same in (("name", str.lower), ("address", addresses.canonical)):
         seen: dict[str, int] = {}
         for index, node in enumerate(spec.nodes):
+            if field == "address" and node.gpu_ids is not None:
+                continue  # nodes sharing a host: rules_process.gpu_selection checks their GPUs
             value = same(getattr(node, field))
             if value in seen:
                 yield Finding(("nodes", index, field), f"duplicate {field} {value!r} (also nodes[{seen[value]}].{field})")

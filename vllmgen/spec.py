@@ -295,6 +295,12 @@ class Runtime(Model):
     volumes: list[Volume] = Field(default_factory=_empty_list, description="extra bind mounts on every node")
     env: EnvMap = Field(default_factory=_empty_dict, description="environment for every container")
     container_prefix: Name | None = Field(None, description="container names start with this (default: the deployment name)")
+    kind: Literal["docker", "process"] = Field(
+        "docker", description="docker (a container per node) or process (vllm serve from a Python environment on "
+        "the host, under start.sh or systemd; no Dockerfile, no daemon.json)")
+    python_env: HostPath | None = Field(
+        None, description="process runtime: the venv or conda env holding vLLM on every host (runs <env>/bin/vllm)")
+    vllm: HostPath | None = Field(None, description="process runtime: the vllm executable on every host (over python_env)")
 
 
 class Cluster(Model):
@@ -324,6 +330,11 @@ class Node(Model):
     docker_host: DockerHost | None = Field(
         None, description="Docker endpoint used by 'apply --all' (ssh://user@host, tcp://host:2376)"
     )
+    gpu_ids: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
+        None, description="which GPUs of the host this node uses (Docker device_ids, CUDA_VISIBLE_DEVICES); "
+        "as many as gpus, unique per host; default all")
+    python_env: HostPath | None = Field(None, description="overrides runtime.python_env on this node")
+    vllm: HostPath | None = Field(None, description="overrides runtime.vllm on this node")
 
 
 class Serve(Model):

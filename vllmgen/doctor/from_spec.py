@@ -55,6 +55,8 @@ def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_c
         docker=docker,
         docker_image=plan.image.tag,
         registry_mirrors=tuple(spec.docker.registry_mirrors),
+        gpu_ids=node.gpu_ids,
+        vllm=node.vllm,
     )
 
 

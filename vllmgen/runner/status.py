@@ -90,6 +90,10 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
     report["problems"] = problems(report) + servers.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray.values()]
+    if plan.runtime == "process" and head_running:
+        from vllmgen.runner.startup import read
+
+        report["engine"] = read(plan, executors)
     report["healthy"] = not report["problems"]
     return report
 
@@ -159,6 +163,11 @@ def table(report: dict[str, Any]) -> str:
     models = ", ".join(endpoint.get("models", [])) or str(endpoint.get("models_status", "-"))
     lines.append(f"endpoint {endpoint['url']}: /health {endpoint.get('health', '-')}; models: {models}")
     lines += servers.lines(report)
+    engine = report.get("engine") or {}
+    if "startup" in engine and engine["startup"].get("ready_seconds") is not None:
+        lines.append(f"engine ready after {engine['startup']['ready_seconds']:.1f} s (vLLM {engine['startup']['vllm_version']})")
+    if "nccl" in engine:
+        lines.append(engine["nccl"]["summary"])
     lines += [f"problem: {problem}" for problem in report.get("problems", [])]
     lines.append("healthy" if report.get("healthy") else f"unhealthy: {len(report.get('problems', []))} problem(s)")
     return "\n".join(lines)

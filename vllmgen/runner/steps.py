@@ -96,11 +96,10 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
     names = tuple(node.name for node in scope)
     head_in = plan.head.name in names
     workers = tuple(node.name for node in scope if node.role == "worker")
-    steps = [
-        Step("preflight", names, "engines answer, GPUs, deployment folder, secrets"),
-        Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
-        Step("image", names, f"build {plan.image.tag}"),
-    ]
+    steps = [Step("preflight", names, "engines answer, GPUs, deployment folder, secrets")]
+    if plan.runtime == "docker":  # processes: no daemon.json, no image
+        steps += [Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
+                  Step("image", names, f"build {plan.image.tag}")]
     if head_in:
         steps.append(Step("head", (plan.head.name,), f"start {plan.head.container.name}"))
     if workers:
@@ -199,8 +198,11 @@ class Apply:
             raise fail(None, step.name,
                        f"{self.deploy_dir} is out of date with the spec ({len(self.drift)} file(s) differ)",
                        "run `vllmgen render SPEC`, review the change, then apply: apply runs what was rendered")
-        self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
-                                       example=str(self.deploy_dir / "secrets.env.example"))
+        if self.options.dry_run:  # the dry run shows secrets by name and needs none of their values
+            self.secrets = secrets.placeholders(self.plan.secrets)
+        else:
+            self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
+                                           example=str(self.deploy_dir / "secrets.env.example"))
         self.fingerprint = ("(keyed fingerprint of the secret values)" if self.options.dry_run
                             else identity.secrets_fingerprint(self.secrets, self.environ))
         self._each(step.nodes, lambda name: self._preflight(step.name, name))
@@ -208,7 +210,7 @@ class Apply:
     def _preflight(self, step: str, name: str) -> None:
         executor, node = self.executors[name], self._node(name)
         info = self._engine(name, step, executor.ping, "check that the node's docker_host is right and reachable")
-        detail = f"Docker {info.version}, API {info.api_version}"
+        detail = info.version if self.plan.runtime == "process" else f"Docker {info.version}, API {info.api_version}"
         if self.options.gpus:
             if info.runtimes and "nvidia" not in info.runtimes:
                 self.progress.say("warning: Docker has no 'nvidia' runtime registered; --gpus may fail "
@@ -476,3 +478,7 @@ class Apply:
         passed = verify.verify(head, self.plan.endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40))
         self.report.outcomes.append(Outcome(step.name, self.plan.head.name, "ok", "; ".join(passed)))
+        if self.plan.runtime == "process":
+            from vllmgen.runner.startup import report_startup
+
+            report_startup(self.plan, self.executors, self.progress)

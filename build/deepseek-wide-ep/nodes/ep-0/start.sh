@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=75e4205800e4ac9e \
+    --label io.vllmgen.config-hash=ccab486741bc5845 \
     --gpus all \
     --network host \
     --ipc host \
@@ -39,6 +39,7 @@ docker run \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=eth0 \
+    --env NCCL_DEBUG=INFO \
     --env NCCL_IB_GID_INDEX=3 \
     --env NCCL_IB_HCA=mlx5_0,mlx5_1,mlx5_2,mlx5_3 \
     --env NCCL_SOCKET_IFNAME=eth0 \

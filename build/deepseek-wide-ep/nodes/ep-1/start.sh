@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=e84372de579e6e9c \
+    --label io.vllmgen.config-hash=8a52fc38635cea00 \
     --gpus all \
     --network host \
     --ipc host \
@@ -39,6 +39,7 @@ docker run \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=eth0 \
+    --env NCCL_DEBUG=INFO \
     --env NCCL_IB_GID_INDEX=3 \
     --env NCCL_IB_HCA=mlx5_0,mlx5_1,mlx5_2,mlx5_3 \
     --env NCCL_SOCKET_IFNAME=eth0 \

@@ -24,7 +24,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-32b-replicas \
     --label io.vllmgen.node=replica-a \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=156f6237b982ee71 \
+    --label io.vllmgen.config-hash=229428e35eab343f \
     --gpus all \
     --network host \
     --ipc host \
@@ -36,6 +36,7 @@ docker run \
     --env CUDA_CACHE_MAXSIZE=4294967296 \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
+    --env NCCL_DEBUG=INFO \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
     --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
     --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \

@@ -24,7 +24,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-32b-replicas \
     --label io.vllmgen.node=replica-b \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=87b790a3e46a04d9 \
+    --label io.vllmgen.config-hash=7b6626ae0d55fa47 \
     --gpus all \
     --network host \
     --ipc host \
@@ -36,6 +36,7 @@ docker run \
     --env CUDA_CACHE_MAXSIZE=4294967296 \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
+    --env NCCL_DEBUG=INFO \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
     --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
     --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \
