@@ -141,3 +141,17 @@ def test_doctor_live_probe_resolves_this_hosts_name():
 
     name, found = LiveProbe().hostname_addresses()
     assert name and all(isinstance(address, str) for address in found)
+
+
+def test_a_router_is_refused_with_the_process_runtime(tmp_path):
+    path = tmp_path / "spec.yaml"
+    spec = _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas", router={})
+    spec["runtime"] = {"kind": "process"}
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        validate_file(str(path))
+    except SpecError as exc:
+        messages = [str(d) for d in exc.diagnostics]
+    else:
+        messages = []
+    assert any("router: the router runs in a container" in m for m in messages), messages
