@@ -11,11 +11,11 @@ if docker container inspect "${container}" >/dev/null 2>&1; then
     exit 0
 fi
 
-deadline=$((SECONDS + 1860))
+deadline=$((SECONDS + 3060))
 for url in http://203.0.113.10:8000 http://203.0.113.11:8000; do
     until curl --silent --fail --noproxy '*' --max-time 5 --output /dev/null "${url}/health"; do
         if ((SECONDS >= deadline)); then
-            printf '%s/health did not answer within %s s; start that node first\n' "${url}" 1860 >&2
+            printf '%s/health did not answer within %s s; start that node first\n' "${url}" 3060 >&2
             exit 1
         fi
         sleep 5

@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=ccab486741bc5845 \
+    --label io.vllmgen.config-hash=0c25d591fe355320 \
     --gpus all \
     --network host \
     --ipc host \
@@ -34,7 +34,7 @@ docker run \
     --health-interval 30s \
     --health-timeout 10s \
     --health-retries 3 \
-    --health-start-period 1860s \
+    --health-start-period 3060s \
     --env CUDA_CACHE_MAXSIZE=4294967296 \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
@@ -49,7 +49,7 @@ docker run \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
     --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
     --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \
-    --env VLLM_ENGINE_READY_TIMEOUT_S=1860 \
+    --env VLLM_ENGINE_READY_TIMEOUT_S=3060 \
     --env VLLM_HOST_IP=203.0.113.10 \
     --env HF_TOKEN \
     --volume "${HOME}"/.cache/huggingface:/root/.cache/huggingface \
