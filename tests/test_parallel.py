@@ -155,3 +155,21 @@ def test_a_router_is_refused_with_the_process_runtime(tmp_path):
     else:
         messages = []
     assert any("router: the router runs in a container" in m for m in messages), messages
+
+
+def test_a_flag_the_layout_needs_missing_from_the_catalog_warns(tmp_path, monkeypatch):
+    from dataclasses import replace as dc_replace
+
+    from vllmgen import catalog, rules_catalog
+
+    real, _ = catalog.load_catalog("0.32.0")
+    older = dc_replace(real, flags={k: v for k, v in real.flags.items() if k != "--data-parallel-hybrid-lb"},
+                       _index={})
+    older = catalog.Catalog(older.version, older.flags, older.reasoning_parsers, older.tool_call_parsers,
+                            older.speculative_methods)
+    monkeypatch.setattr(rules_catalog, "catalog_for", lambda spec: (older, None))
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(2, 8, {"data_parallel_size": 16, "data_parallel": {"lb": "hybrid"}},
+                                         router={})))
+    warnings = [str(w) for w in validate_file(str(path)).warnings]
+    assert any("has no flag --data-parallel-hybrid-lb, which this layout needs" in w for w in warnings), warnings
