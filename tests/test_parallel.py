@@ -173,3 +173,13 @@ def test_a_flag_the_layout_needs_missing_from_the_catalog_warns(tmp_path, monkey
                                          router={})))
     warnings = [str(w) for w in validate_file(str(path)).warnings]
     assert any("has no flag --data-parallel-hybrid-lb, which this layout needs" in w for w in warnings), warnings
+
+
+def test_hybrid_with_one_rank_per_node_says_write_external(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(2, 4, {"tensor_parallel_size": 4, "data_parallel_size": 2,
+                                                "data_parallel": {"lb": "hybrid"}}, router={})))
+    with pytest.raises(SpecError) as caught:
+        validate_file(str(path))
+    assert any("vLLM switches hybrid to external load balancing there; write lb: external" in str(d)
+               for d in caught.value.diagnostics)

@@ -35,6 +35,12 @@ def layout(spec: Spec) -> Iterator[Finding]:
             if node.gpus % per_rank:
                 yield Finding(("nodes", index, "gpus"), f"each node needs whole DP ranks: {node.gpus} GPUs is not "
                               f"a multiple of tensor x pipeline = {per_rank}")
+            elif dp.lb == "hybrid" and node.gpus // per_rank == 1:
+                # vLLM turns hybrid with one local rank into external LB (arg_utils); 0.32.0's API
+                # server then stops at `assert self.stats_update_address is not None` (measured here)
+                yield Finding((*DP, "lb"), f"nodes[{index}] holds one DP rank: vLLM switches hybrid to external load "
+                              "balancing there; write lb: external")
+                break
             elif dp.lb == "external" and node.gpus // per_rank > 1:
                 yield Finding((*DP, "lb"), f"external load balancing runs one rank per node here, and "
                               f"nodes[{index}] holds {node.gpus // per_rank}; use lb: hybrid (one API server per node)")

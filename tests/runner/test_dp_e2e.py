@@ -46,3 +46,41 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
         print("worker log tail:\n" + "\n".join(worker_logs.splitlines()[-15:]))
     finally:
         _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+
+
+def test_real_vllm_dp2_external_lb_behind_the_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str) -> None:
+    """External load balancing: each host serves its own DP rank (--data-parallel-rank); the router fronts
+    both. (Hybrid with one rank per node is what vLLM turns into this; the rules say so.)"""
+    from .test_router_e2e import ROUTER_BASE, _chats, _router_base, _served, router_venv_path
+
+    venv = cache.vllm_venv()
+    vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
+    _router_base(two_hosts.daemons[0].client())
+    router_venv = router_venv_path()
+    head, worker = two_hosts.hosts.addresses
+    nodes = [
+        {"name": "hy-0", "role": "head", "address": head, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
+        {"name": "hy-1", "role": "worker", "address": worker, "gpus": 1,
+         "docker_host": two_hosts.daemons[1].endpoint},
+    ]
+    spec = _spec("vg-hy", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
+    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=2, data_parallel={"lb": "external"})
+    spec["router"] = {"port": 18080, "health_check_interval_s": 2,
+                      "volumes": [{"host": python_prefix, "container": python_prefix},
+                                  {"host": router_venv, "container": router_venv}],
+                      "extra_env": {"PATH": f"{router_venv}/bin:/usr/local/bin:/usr/bin:/bin"}}
+    spec = write_spec(tmp_path, spec)
+    clients = [d.client() for d in two_hosts.daemons]
+    try:
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
+                                                "--router-base-image", ROUTER_BASE), timeout=900))
+        assert "hy-1: servers: ok" in log and "hy-0: router: created" in log
+        cmd = clients[1].containers.get("vg-hy-hy-1").attrs["Config"]["Cmd"]
+        assert cmd[-2:] == ["--data-parallel-rank", "1"]
+        before = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]
+        assert _chats(two_hosts, f"http://{head}:18080", 4) == [200] * 4
+        after = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]
+        print(f"completions per node's API server: {[a - b for a, b in zip(after, before, strict=True)]}")
+        assert all(a > b for a, b in zip(after, before, strict=True))
+    finally:
+        _ok(two_hosts.vllmgen("down", str(spec), "--all"))

@@ -33,6 +33,11 @@ PYTHON_STUB = "#!/bin/sh\nexit 0\n"
 
 @pytest.fixture(scope="module")
 def router_venv(python_prefix: str) -> str:
+    return router_venv_path()
+
+
+def router_venv_path() -> str:
+    """A venv with vllm-router, made with this interpreter (cached)."""
     venv = cache.cache_dir() / f"vllm-router-{ROUTER_VERSION}"
     with cache._locked(venv.name):
         if not (venv / ".vllmgen-complete").exists():
