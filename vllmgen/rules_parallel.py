@@ -48,6 +48,10 @@ def layout(spec: Spec) -> Iterator[Finding]:
     elif dp.lb != "internal":
         yield Finding((*DP, "lb"), f"lb: {dp.lb} spreads DP ranks over nodes: it needs serve.data_parallel_size > 1 "
                       "and several nodes with backend 'mp'")
+    if dp.lb == "external" and parallel.across_nodes(spec) and not spec.serve.expert_parallel.enabled:
+        yield Finding((*DP, "lb"), "vLLM refuses external DP for non-MoE models ('Non-MoE models do not support "
+                      "external data parallel mode', measured on 0.32.0); for a dense model use backend: replicas",
+                      "warning")
     if dp.address is not None and not parallel.across_nodes(spec):
         yield Finding((*DP, "address"), "the DP address is only used when DP ranks span several nodes")
     if dp.api_server_count is not None and dp.lb == "external":

@@ -43,7 +43,8 @@ LAYOUTS = {
                                            "expert_parallel": EP}, router={}),
     "external": _spec("dp-external", 3, 4, {"tensor_parallel_size": 4, "data_parallel_size": 3,
                                             "data_parallel": {"lb": "external",
-                                                              "address": "203.0.113.10"}}, router={}),
+                                                              "address": "203.0.113.10"},
+                                            "expert_parallel": {"enabled": True}}, router={}),
 }
 
 

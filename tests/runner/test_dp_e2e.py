@@ -48,9 +48,10 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
         _ok(two_hosts.vllmgen("down", str(spec), "--all"))
 
 
-def test_real_vllm_dp2_external_lb_behind_the_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str) -> None:
-    """External load balancing: each host serves its own DP rank (--data-parallel-rank); the router fronts
-    both. (Hybrid with one rank per node is what vLLM turns into this; the rules say so.)"""
+
+def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str) -> None:
+    """Hybrid load balancing: two DP ranks and one API server per host; the router fronts both servers.
+    (One rank per host is external LB to vLLM, which it refuses for a dense model: the rules say so.)"""
     from .test_router_e2e import ROUTER_BASE, _chats, _router_base, _served, router_venv_path
 
     venv = cache.vllm_venv()
@@ -59,12 +60,12 @@ def test_real_vllm_dp2_external_lb_behind_the_router(two_hosts: Cluster, tmp_pat
     router_venv = router_venv_path()
     head, worker = two_hosts.hosts.addresses
     nodes = [
-        {"name": "hy-0", "role": "head", "address": head, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "hy-1", "role": "worker", "address": worker, "gpus": 1,
+        {"name": "hy-0", "role": "head", "address": head, "gpus": 2, "docker_host": two_hosts.daemons[0].endpoint},
+        {"name": "hy-1", "role": "worker", "address": worker, "gpus": 2,
          "docker_host": two_hosts.daemons[1].endpoint},
     ]
     spec = _spec("vg-hy", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
-    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=2, data_parallel={"lb": "external"})
+    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=4, data_parallel={"lb": "hybrid"})
     spec["router"] = {"port": 18080, "health_check_interval_s": 2,
                       "volumes": [{"host": python_prefix, "container": python_prefix},
                                   {"host": router_venv, "container": router_venv}],
@@ -72,11 +73,11 @@ def test_real_vllm_dp2_external_lb_behind_the_router(two_hosts: Cluster, tmp_pat
     spec = write_spec(tmp_path, spec)
     clients = [d.client() for d in two_hosts.daemons]
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "400",
                                                 "--router-base-image", ROUTER_BASE), timeout=900))
         assert "hy-1: servers: ok" in log and "hy-0: router: created" in log
         cmd = clients[1].containers.get("vg-hy-hy-1").attrs["Config"]["Cmd"]
-        assert cmd[-2:] == ["--data-parallel-rank", "1"]
+        assert cmd[-4:] == ["--data-parallel-size-local", "2", "--data-parallel-start-rank", "2"]
         before = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]
         assert _chats(two_hosts, f"http://{head}:18080", 4) == [200] * 4
         after = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]
