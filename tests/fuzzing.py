@@ -140,7 +140,7 @@ class Mutator:
 
     def documents(self, text: str) -> str:
         return self.rng.choice(["%YAML 1.1\n---\n" + text, text + "\n---\nb: 1\n", "", "---\n", "[]", "x", "~",
-                                "%YAML 1.3\n---\n" + text, "%TAG ! tag:x,2000:\n---\n" + text, text + "\n...\n"])
+                                "%YAML 1.3\n---\n" + text, "%YAML\n---\n" + text, "%YAML 1.1\n---\n%YAML 1.3\n---\n" + text, "%TAG ! tag:x,2000:\n---\n" + text, text + "\n...\n"])
 
     def text(self, text: str) -> str:
         """Valid-looking free text where the spec allows it, so the input reaches render."""
@@ -158,7 +158,15 @@ class Mutator:
         return text.replace("\nruntime:\n", "\nruntime:\n", 1) + f"\nruntime:\n  env: {{{name}: {value}}}\n" \
             if "\nruntime:" not in text else text.replace("\nruntime:\n", f"\nruntime:\n  env: {{{name}: {value}}}\n", 1)
 
-    OPERATIONS = [text, text, env, value, value, tag, alias, merge, depth, control, huge, swap, key, indent, lines, extra_args,
+    def bulk(self, text: str) -> str:
+        """Many values: a long list or mapping in place of one value (the loader caps the count)."""
+        count = self.rng.choice([100, 1000, 5000, 19_000, 25_000])
+        item = self.rng.choice(["1", "x", "--port", "{name: n, address: 10.0.0.1, gpus: 1}", "[a]"])
+        many = "[" + ", ".join([item] * count) + "]" if self.rng.random() < 0.7 else \
+            "{" + ", ".join(f"k{i}: {item}" for i in range(count)) + "}"
+        return self._set(text, lambda m: f"{m['indent']}{m['key']}: {many}")
+
+    OPERATIONS = [bulk, text, text, env, value, value, tag, alias, merge, depth, control, huge, swap, key, indent, lines, extra_args,
                   extra_args, documents]
 
 

@@ -24,7 +24,7 @@ def cat() -> Catalog:
 
 
 def test_shipped_versions():
-    assert available_versions() == ["0.17.1", "0.32.0"]
+    assert available_versions() == ["0.17.1", "0.32.0", "0.33.0"]
 
 
 def test_catalog_files_are_canonical_json():
@@ -52,7 +52,7 @@ def test_removed_flag_is_absent(cat):
     assert old.lookup("--swap-space") is not None and cat.lookup("--swap-space") is None
     assert versions_with("--swap_space") == ["0.17.1"]
     assert versions_with("--enable-reasoning") == []
-    assert versions_with("-tp") == ["0.17.1", "0.32.0"]
+    assert versions_with("-tp") == ["0.17.1", "0.32.0", "0.33.0"]
 
 
 def test_underscores_normalise(cat):
@@ -132,7 +132,7 @@ def test_nearest_older_fallback():
         "no flag catalog for vLLM 0.19.0; checking serve options against "
         "the nearest older one, 0.17.1"
     )
-    assert load_catalog("v0.40.2")[0].version == "0.32.0"
+    assert load_catalog("v0.40.2")[0].version == "0.33.0"
 
 
 def test_nearest_newer_when_nothing_older():
@@ -143,8 +143,8 @@ def test_nearest_newer_when_nothing_older():
 
 def test_latest():
     catalog, warning = load_catalog("latest")
-    assert catalog.version == "0.32.0"
-    assert "latest" in warning and "0.32.0" in warning
+    assert catalog.version == "0.33.0"
+    assert "latest" in warning and "0.33.0" in warning
 
 
 def test_bad_version():

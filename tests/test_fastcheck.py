@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,45 @@ def test_a_spec_with_warnings_always_takes_the_full_path(tmp_path):
 ])
 def test_only_a_plain_render_check_is_answered_early(argv, expected):
     assert _check_arguments(argv) == expected
+
+
+def _rewrite_manifest(target: Path, change) -> None:  # noqa: ANN001
+    import json
+
+    path = target / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def test_what_the_review_found_takes_the_full_path(tree, tmp_path):
+    """Each case once made the fast path say "up to date" where the full check reports drift."""
+    spec, target = tree
+    out = target.parent
+    renamed = spec.with_name("other.yaml")  # the file name is in every header
+    shutil.copy(spec, renamed)
+    assert fastcheck.up_to_date(renamed, out) is None
+    assert _vllmgen(spec.parent, "render", "other.yaml", "--check", "-o", "out").returncode == 1
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert fastcheck.up_to_date(fifo, out) is None  # never read: the full check gets the bytes
+
+    _rewrite_manifest(target, lambda m: m["files"].pop("Dockerfile"))
+    (target / "Dockerfile").unlink()
+    assert fastcheck.up_to_date(spec, out) is None  # the file list's own hash no longer matches
+    assert _vllmgen(spec.parent, "render", "spec.yaml", "--check", "-o", "out").returncode == 1
+
+
+def test_a_manifest_naming_paths_outside_the_folder_is_not_trusted(tree):
+    spec, target = tree
+    (target.parent / "x").write_text("outside\n")
+
+    def outside(manifest):  # noqa: ANN001
+        manifest["files"]["../x"] = fingerprint.file_sha256(target.parent / "x")
+        manifest["inputs"]["outputs_sha256"] = fingerprint.outputs_sha256(manifest["files"])
+
+    _rewrite_manifest(target, outside)
+    assert fastcheck.up_to_date(spec, target.parent) is None
+    (target / "manifest.json").write_text((target / "manifest.json").read_text().replace("\n", "\n ", 1))
+    assert fastcheck.up_to_date(spec, target.parent) is None  # not as vllmgen writes it

@@ -31,7 +31,7 @@ def test_build_holds_only_what_specs_render():
 
 def test_at_least_the_seed_workflows_are_covered():
     backends = {compile_file(spec).plan.backend for spec in SPECS}
-    assert backends == {"single", "mp", "ray"}
+    assert backends == {"single", "mp", "ray", "replicas"}
 
 
 def _files(pattern: str) -> list[Path]:
@@ -39,7 +39,8 @@ def _files(pattern: str) -> list[Path]:
 
 
 def test_shell_scripts_parse_and_pass_shellcheck():
-    scripts = _files("*/*.sh") + _files("*/nodes/*/*.sh") + _files("*/secrets.env.example")  # it is `source`d
+    scripts = (_files("*/*.sh") + _files("*/nodes/*/*.sh") + _files("*/router/*.sh")
+               + _files("*/secrets.env.example"))  # it is `source`d
     assert len(scripts) >= 10
     for script in scripts:
         subprocess.run(["bash", "-n", str(script)], check=True)
@@ -48,7 +49,7 @@ def test_shell_scripts_parse_and_pass_shellcheck():
 
 
 def test_dockerfiles_pass_hadolint():
-    dockerfiles = _files("*/Dockerfile")
+    dockerfiles = _files("*/Dockerfile") + _files("*/router/Dockerfile")
     config = ROOT / ".hadolint.yaml"
     result = subprocess.run(
         ["hadolint", "--config", str(config), *map(str, dockerfiles)], capture_output=True, text=True
@@ -56,12 +57,15 @@ def test_dockerfiles_pass_hadolint():
     assert result.returncode == 0, result.stdout
 
 
-@pytest.mark.parametrize("compose", _files("*/nodes/*/compose.yaml"), ids=lambda p: str(p.relative_to(BUILD)))
+@pytest.mark.parametrize("compose", _files("*/nodes/*/compose.yaml") + _files("*/router/compose.yaml"), ids=lambda p: str(p.relative_to(BUILD)))
 def test_compose_files_pass_docker_compose_config(compose: Path, tmp_path):
     result = _compose_config(compose, {"HF_TOKEN": "h", "QWEN_API_KEY": "q", "VLLM_API_KEY": "v"})
     assert result.returncode == 0, result.stderr
     service = next(iter(json.loads(result.stdout)["services"].values()))
     assert service["network_mode"] in {"host", "bridge"}
+    if compose.parent.name == "router":  # no mounts, no GPUs: only vllm-router and its worker URLs
+        assert "deploy" not in service and service["command"][-1].startswith("http://")
+        return
     sources = [volume["source"] for volume in service["volumes"]]
     assert any(source.startswith("/home/op/") or source.startswith("/") for source in sources)
 

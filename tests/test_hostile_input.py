@@ -1,8 +1,8 @@
 """Issue 10, input half: no spec text crashes vllmgen; every refusal is positioned and bounded."""
 
+import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -50,6 +50,9 @@ def laughs(levels: int) -> str:
         ("a: &x [1, *x]\n", "s.yaml:1:11: <yaml>: invalid YAML: found undefined alias 'x'"),
         ("1: a\n'1': b\n", 's.yaml:2:1: <yaml>: invalid YAML: found duplicate key "1"'),
         ("a: {<<: 5}\n", "s.yaml:1:9: <yaml>: invalid YAML: a merge key '<<' takes a mapping or a list of mappings"),
+        ("%YAML 1.1\n---\n%YAML 1.3\n---\na: 1\n", "s.yaml:3:1: <yaml>: invalid YAML: YAML '1.3' is not supported; write %YAML 1.2 or nothing"),
+        ("\ufeff%YAML 2.0\n---\na: 1\n", "s.yaml:1:1: <yaml>: invalid YAML: YAML '2.0' is not supported; write %YAML 1.2 or nothing"),
+        ("%YAML\n---\na: 1\n", "s.yaml:1:1: <yaml>: invalid YAML: YAML '' is not supported; write %YAML 1.2 or nothing"),
     ],
 )
 def test_yaml_errors_are_positioned(text, expected):
@@ -239,3 +242,26 @@ def test_rules_run_beside_field_errors():
 def test_extra_args_follow_the_parser(args, expected):
     found = errors(MINIMAL + f"serve: {{extra_args: {args}}}\n")
     assert [line.split(": ", 1)[1] for line in found if "warning" not in line] == expected
+
+
+def test_many_values_are_bounded_and_few_errors_are_shown():
+    text = "version: 1\nname: x\nmodel: {source: a/b}\nnodes: [" + ", ".join(["1"] * 25_000) + "]\n"
+    with pytest.raises(SpecError) as caught:
+        load_text(text, "s.yaml")
+    assert str(caught.value).endswith("invalid YAML: the spec holds more than 20,000 keys and values (the limit)")
+    text = "version: 1\nname: x\nmodel: {source: a/b}\nnodes: [" + ", ".join(["1"] * 500) + "]\n"
+    found = errors(text)
+    assert len(found) == 201
+    # 500 bad nodes and the missing cluster.backend: 501 problems
+    assert found[0] == "s.yaml: <spec>: 301 more problems are not shown (the first 200 are)"
+
+
+@pytest.mark.parametrize("endpoint", ["ssh://root@host\n", "ssh://root\n@host", "tcp://10.0.0.1\n:2376",
+                                      "ssh://root@[fe80::1%$(x)]"])
+def test_docker_host_patterns_match_in_full(endpoint):
+    found = errors(MINIMAL.replace("gpus: 1}", "gpus: 1, docker_host: %s}" % json.dumps(endpoint)))
+    assert len(found) == 1 and "nodes[0].docker_host" in found[0], found
+
+
+def test_docker_host_ipv6_with_an_interface_scope_passes():
+    assert errors(MINIMAL.replace("gpus: 1}", "gpus: 1, docker_host: 'ssh://root@[fe80::1%eth0]'}")) == []

@@ -120,7 +120,8 @@ def _accepted(chosen: list, backend: str) -> tuple[dict, str, int]:
 
 
 # compose refuses to start, and to print its config, while a secret it passes through is unset
-COMPOSE_ENV = {"HOME": "/home/op", "PATH": "/usr/bin:/bin", "MY_HF": "hf-value", "VLLM_API_KEY": "key-value"}
+COMPOSE_ENV = {"HOME": "/home/op", "PATH": "/usr/bin:/bin", "MY_HF": "hf-value", "VLLM_API_KEY": "key-value",
+               "GRAFANA_ADMIN_PASSWORD": "admin-value"}
 
 
 def _lint(build: Path) -> list[str]:

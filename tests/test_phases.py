@@ -85,3 +85,11 @@ def test_recorded_eager_start_has_no_compile_phase():
     assert startup.phase("compile").note == "not run (eager mode)"
     assert startup.phase("compile").seconds is None
     assert startup.ready_seconds is not None and startup.phase("engine init").seconds is not None
+
+
+def test_a_restarted_containers_log_is_read_from_its_latest_start():
+    cold = (LOGS / "cpu-0.32.0-compile-cold.log").read_text(encoding="utf-8")
+    warm = (LOGS / "cpu-0.32.0-compile-warm.log").read_text(encoding="utf-8")
+    both = parse(cold + warm)  # docker logs of a container started twice
+    assert both.ready_seconds == parse(warm).ready_seconds == 67.0
+    assert both.phase("compile") == parse(warm).phase("compile")

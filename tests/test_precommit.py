@@ -26,7 +26,8 @@ def test_selection_follows_spec_files_build_folders_and_the_compiler():
     assert hand_edit.specs == (specs[0],)
     assert hand_edit.reason[specs[0]] == "build/alpha/nodes/n/start.sh changed"
     assert select(specs, names, ["README.md", "build/alphabet/x"], "build").specs == ()
-    assert select(specs, names, ["templates/start.sh.j2"], "build").specs == tuple(specs)
+    assert select(specs, names, ["templates/start.sh.j2"], "build", own_repo=True).specs == tuple(specs)
+    assert select(specs, names, ["templates/deployment.yaml"], "build").specs == ()  # a Helm chart's, elsewhere
     assert select(specs, names, [], "build").specs == tuple(specs)
 
 

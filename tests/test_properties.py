@@ -7,7 +7,6 @@ it receives, so "quoted" means: the value arrives byte-exact, whatever character
 from __future__ import annotations
 
 import copy
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -197,7 +196,7 @@ specs_strategy = st.fixed_dictionaries(
         "nodes": st.integers(1, 6),
         "gpus": st.sampled_from([1, 2, 4, 8]),
         "backend": st.sampled_from(["ray", "mp"]),
-        "port": st.integers(1024, 65535).filter(lambda p: p not in (6379, 29500)),
+        "port": st.integers(1024, 65535).filter(lambda p: p not in (6379, 29500, 9090, 3000)),  # Ray, master, Prometheus, Grafana
         "served": st.text(st.characters(codec="ascii", min_codepoint=32, max_codepoint=126), min_size=1, max_size=20),
         "prefix": st.sampled_from([None, True, False]),
     }

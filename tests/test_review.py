@@ -144,3 +144,13 @@ def test_markdown_cells_cannot_be_broken_by_values():
     table = as_markdown([Change("n", "env", "K", None, "v|``w")], "t")
     row = table.splitlines()[-1]
     assert row == "| env | ` K ` | — | ``` v\\|``w ``` |"
+
+
+def test_a_revision_that_is_not_utf8_is_a_positioned_error(repo, monkeypatch):
+    (repo / "spec.yaml").write_bytes((FIXTURES / "before.yaml").read_bytes().replace(b"# vllmgen", b"# caf\xe9 vllmgen"))
+    _git(repo, "commit", "-q", "-am", "latin-1 comment")
+    shutil.copy(FIXTURES / "before.yaml", repo / "spec.yaml")
+    result = subprocess.run([sys.executable, "-c", "from vllmgen.cli import main; main()", "diff", "spec.yaml"],
+                            capture_output=True, text=True, cwd=repo)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("HEAD:spec.yaml:1:6: <file>: not UTF-8: byte 0xe9")

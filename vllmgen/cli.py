@@ -183,7 +183,8 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     except KeyError:
         raise click.UsageError(f"no node {node_name!r} in {spec}; nodes: {', '.join(names)}") from None
     probe = LiveProbe()
-    expect = expectation(plan, valid.spec, node, docker=not no_docker, image_cuda=image_cuda)
+    docker = not no_docker and valid.spec.runtime.kind == "docker"  # processes: no Docker checks
+    expect = expectation(plan, valid.spec, node, docker=docker, image_cuda=image_cuda)
     facts = gpu_facts(probe, expect)
     results = [*facts.results, *network_checks(probe, expect), *storage_checks(probe, expect)]
     results += docker_checks(probe, expect)

@@ -30,7 +30,7 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool) -> None:
     """
     from vllmgen.compile import plan_file
     from vllmgen.gitspec import GitError, spec_at
-    from vllmgen.load import load_text
+    from vllmgen.load import load_bytes
     from vllmgen.plan import build_plan
     from vllmgen.review import as_json, as_markdown, as_text, compare
     from vllmgen.validate import validate
@@ -47,7 +47,7 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool) -> None:
             raise click.BadParameter(f"{exc} (give a git revision or a spec file)", param_hint="--against") from None
         old = None
         if text is not None:
-            old = build_plan(validate(load_text(text, f"{against}:{spec}")).spec, spec.name)
+            old = build_plan(validate(load_bytes(text, f"{against}:{spec}")).spec, spec.name)
         title = f"{spec} since {against}"
     changes = compare(old, new)
     if fmt == "json":
@@ -77,7 +77,7 @@ def precommit(files: tuple[Path, ...], patterns: tuple[str, ...], build_dir: str
     """
     from vllmgen.compile import compile_file
     from vllmgen.load import load_file
-    from vllmgen.precommit import DEFAULT_SPECS, select, spec_files
+    from vllmgen.precommit import DEFAULT_SPECS, is_vllmgens_own, select, spec_files
     from vllmgen.write import check as check_tree
 
     specs = spec_files(Path("."), patterns or DEFAULT_SPECS)
@@ -88,7 +88,8 @@ def precommit(files: tuple[Path, ...], patterns: tuple[str, ...], build_dir: str
         except SpecError:
             data = None
         names[spec] = str(data["name"]) if isinstance(data, dict) and isinstance(data.get("name"), str) else None
-    selection = select(specs, names, [file.as_posix() for file in files], build_dir)
+    selection = select(specs, names, [file.as_posix() for file in files], build_dir,
+                       own_repo=is_vllmgens_own(Path(".")))
     worst = 0
     for spec in selection.specs:
         try:

@@ -101,14 +101,15 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
 @BUILD_DIR
 @NO_GPUS
 @BASE_IMAGE
+@click.option("--router-base-image", metavar="IMAGE", help="Build the router FROM this image instead of router.base_image.")
 @DAEMON_JSON
 @click.option("--docker-restart", default="systemctl restart docker", show_default=True,
               help="Command that restarts Docker on a node after its daemon.json changed.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the plan, the outcomes and the startup phases on stdout when apply ends.")
 def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes: bool, timeout: float,
-          build_dir: Path, no_gpus: bool, base_image: str | None, daemon_json: str, docker_restart: str,
-          fmt: str) -> None:
+          build_dir: Path, no_gpus: bool, base_image: str | None, router_base_image: str | None, daemon_json: str,
+          docker_restart: str, fmt: str) -> None:
     """Run SPEC's rendered deployment: preflight, plan, daemon.json, image, head, workers, cluster, serve, verify.
 
     \b
@@ -141,7 +142,8 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
 
     runner = _runner(spec, node_name, all_nodes, "apply", dry_run=dry_run, build_dir=build_dir,
                      daemon_json=daemon_json, docker_restart=docker_restart,
-                     options_kw=dict(timeout=timeout, gpus=not no_gpus, base_image=base_image, confirm=confirm,
+                     options_kw=dict(timeout=timeout, gpus=not no_gpus, base_image=base_image,
+                                     router_base_image=router_base_image, confirm=confirm,
                                      confirm_replace=confirm_replace))
     try:
         with _transport_errors():

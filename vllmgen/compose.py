@@ -30,9 +30,12 @@ from vllmgen.errors import Path, short
 MAX_DEPTH = 64
 MAX_SCALAR = 16384  # characters in one key or value
 MAX_ALIAS_NODES = 10000  # nodes that aliases may add to the document, all aliases together
+MAX_NODES = 20000  # keys and values in the whole document: a 1,000-node spec holds ~10,000
 
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
+_INT, _BOOL, _NULL = "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]{0,99})")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _NO_KEY = object()
 
@@ -76,12 +79,15 @@ class Builder:
         self.log: list[Entry] = []
         self.anchors: dict[str, tuple[Any, list[Entry], bool]] = {}  # value, relative entries, scalar?
         self.aliased = 0
+        self.nodes = 0
         self.root: Any = None
         self.loader = _Stub()
         self.resolver = self.loader._resolver
         self.constructor = SafeConstructor(loader=self.loader)
+        self.resolved: dict[tuple, str] = {}
 
-    def build(self, events: Iterable[Any]) -> tuple[Any, list[Entry]]:
+    def build(self, events: Iterable[Any]) -> tuple[Any, list[Entry], bool]:
+        """(data, positions log, whether the stream ended)."""
         documents = 0
         for event in events:
             kind = type(event)
@@ -102,8 +108,8 @@ class Builder:
                     raise ComposeError(event.start_mark, f"YAML {'.'.join(map(str, version))} is not supported; write %YAML 1.2 or nothing")
                 self.loader.yaml_version = version
             elif kind is ev.StreamEndEvent:
-                break
-        return self.root, self.log
+                return self.root, self.log, True
+        return self.root, self.log, False
 
     # --- nodes --------------------------------------------------------------------------
 
@@ -165,8 +171,9 @@ class Builder:
             raise ComposeError(event.start_mark, "a surrogate code point (an escape such as \\ud800) is not text")
         tag = event.tag
         if tag is None or tag == "!":
-            tag = self.resolver.resolve(ScalarNode, text, event.implicit)
-        tag = str(tag)
+            tag = self._resolve(text, event.implicit)
+        else:
+            tag = str(tag)
         top = self.stack[-1] if self.stack else None
         in_key = top is not None and top.kind == "map" and top.key is _NO_KEY
         if tag == _MERGE:
@@ -182,7 +189,25 @@ class Builder:
             self.anchors[event.anchor] = (value, [], True)
         self._add(value, event.start_mark, is_scalar=True)
 
+    def _resolve(self, text: str, implicit: Any) -> str:
+        key = (text, implicit[0], implicit[1], self.loader.yaml_version)
+        tag = self.resolved.get(key)
+        if tag is None:
+            found = self.resolver.resolve(ScalarNode, text, implicit)
+            # a resolved Tag's suffix is the whole tag; str() would URI-decode it (~20 us a scalar)
+            tag = found.suffix if getattr(found, "handle", 0) is None else str(found)
+            if len(self.resolved) < 4096:
+                self.resolved[key] = tag
+        return tag
+
     def _construct(self, tag: str, text: str, event: Any) -> Any:
+        if self.loader.yaml_version is None:  # YAML 1.2's common forms, without building a node
+            if tag == _INT and _DECIMAL.fullmatch(text):
+                return int(text)
+            if tag == _BOOL and text.lower() in ("true", "false"):
+                return text.lower() == "true"
+            if tag == _NULL:
+                return None
         make = SafeConstructor.yaml_constructors.get(tag)
         if make is None:  # an unknown tag (!env FOO) is dropped: the model judges the text
             return text
@@ -211,6 +236,9 @@ class Builder:
 
     def _add(self, value: Any, mark: Any, *, is_scalar: bool) -> None:
         at = (mark.line + 1, mark.column + 1)
+        self.nodes += 1
+        if self.nodes + self.aliased > MAX_NODES:
+            raise ComposeError(mark, f"the spec holds more than {MAX_NODES:,} keys and values (the limit)")
         if not self.stack:
             self.root = value
             return

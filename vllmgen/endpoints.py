@@ -12,6 +12,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from vllmgen import addresses
+from vllmgen.errors import short
+
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 FORMS = "ssh://[user@]host[:port], tcp://host:port or unix:///path"
@@ -37,27 +40,27 @@ class Endpoint:
 
 def _host(text: str) -> str:
     if text.startswith("[") and text.endswith("]"):
-        try:
-            return str(ipaddress.IPv6Address(text[1:-1]))
-        except ValueError:
-            raise EndpointError(f"'{text}' is not an IPv6 address") from None
+        address = addresses.parse_ip(text[1:-1])  # a scope id must name an interface
+        if address is None or address.version != 6:
+            raise EndpointError(f"{short(text)} is not an IPv6 address")
+        return str(address)
     if not text:
         raise EndpointError("no host")
     if text.startswith("-"):
-        raise EndpointError(f"the host '{text}' starts with '-', which ssh would read as an option")
+        raise EndpointError(f"the host {short(text)} starts with '-', which ssh would read as an option")
     try:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         pass
     labels = text.rstrip(".").split(".")
-    if len(text) > 253 or all(label.isdigit() for label in labels) or not all(_LABEL.match(x) for x in labels):
-        raise EndpointError(f"the host '{text}' is not a hostname or an IP address")
+    if len(text) > 253 or all(label.isdigit() for label in labels) or not all(_LABEL.fullmatch(x) for x in labels):
+        raise EndpointError(f"the host {short(text)} is not a hostname or an IP address")
     return text
 
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise EndpointError(f"the port '{text}' is not a number from 1 to 65535")
+        raise EndpointError(f"the port {short(text)} is not a number from 1 to 65535")
     return int(text)
 
 
@@ -68,7 +71,7 @@ def _split_port(rest: str) -> tuple[str, str | None]:
             raise EndpointError("unclosed '[' in the host")
         host, after = rest[: close + 1], rest[close + 1:]
         if after and not after.startswith(":"):
-            raise EndpointError(f"unexpected '{after}' after the host")
+            raise EndpointError(f"unexpected {short(after)} after the host")
         return host, after[1:] if after else None
     host, colon, port = rest.partition(":")
     return host, port if colon else None
@@ -93,10 +96,10 @@ def parse(value: str) -> Endpoint:
         user, _, rest = rest.rpartition("@")
         if ":" in user:
             raise EndpointError("no password in the endpoint: ssh logs in with a key")
-        if not _USER.match(user):
+        if not _USER.fullmatch(user):
             why = ("starts with '-', which ssh would read as an option" if user.startswith("-")
                    else "is not a user name ([A-Za-z_][A-Za-z0-9._-]*)")
-            raise EndpointError(f"the user '{user}' {why}")
+            raise EndpointError(f"the user {short(user)} {why}")
     host_text, port_text = _split_port(rest)
     host = _host(host_text)
     if port_text is None:

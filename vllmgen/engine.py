@@ -34,6 +34,8 @@ BASE_S = 300  # imports, engine processes, profiling: measured 54-94 s for a tin
 LOAD_GIB_PER_S = 0.5  # a conservative read rate for weights from local disk or NFS
 COMPILE_S = 300  # torch.compile + CUDA graphs + JIT kernels, cold; DeepGEMM-heavy models take more
 PER_EXTRA_NODE_S = 120  # distributed start-up across hosts
+EP_WARMUP_S = 600  # expert parallel: DeepGEMM/all2all warm-up, cold; over 10 minutes at DP16
+EP_WARMUP_PER_RANK_S = 30
 DEFAULT_PARAMS_B = 8.0
 _PARAMS = re.compile(r"(?<![0-9.])([0-9]+(?:\.[0-9]+)?)\s*[Bb](?![A-Za-z0-9])")
 _BYTES_PER_PARAM = {"fp8": 1.0, "int8": 1.0, "awq": 0.5, "gptq": 0.5, "int4": 0.5, "bitsandbytes": 0.5}
@@ -60,15 +62,23 @@ def ready_timeout(spec: Spec) -> ReadyTimeout:
         return ReadyTimeout(spec.serve.ready_timeout, "serve.ready_timeout")
     params, known = model_params_b(spec)
     weights_gib = params * 1e9 * _BYTES_PER_PARAM.get(spec.model.quantization or "", 2.0) / 2**30
-    nodes = len(spec.nodes)
-    load = weights_gib / nodes / LOAD_GIB_PER_S
+    nodes, dp, ep = len(spec.nodes), spec.serve.data_parallel_size, spec.serve.expert_parallel.enabled
+    if spec.cluster.backend == "replicas":  # each node loads and starts a whole copy on its own
+        nodes, read_gib = 1, weights_gib
+    elif dp > 1 and not ep:  # every DP rank holds the whole model: a node reads one copy per local rank
+        read_gib = weights_gib * max(1, dp // nodes)
+    else:
+        read_gib = weights_gib / nodes
+    load = read_gib / LOAD_GIB_PER_S
     compile_s = 0 if spec.serve.enforce_eager else COMPILE_S
-    total = BASE_S + load + compile_s + PER_EXTRA_NODE_S * (nodes - 1)
+    warmup = EP_WARMUP_S + EP_WARMUP_PER_RANK_S * dp if ep and not spec.serve.enforce_eager else 0
+    total = BASE_S + load + compile_s + warmup + PER_EXTRA_NODE_S * (nodes - 1)
     seconds = max(VLLM_DEFAULT_READY_S, 60 * math.ceil(total / 60))
     size = f"{params:g}B parameters" + ("" if known else " (assumed: no size in the model's name)")
-    why = (f"{size}, {weights_gib:.0f} GiB of weights over {nodes} node(s) at {LOAD_GIB_PER_S} GiB/s: "
-           f"{BASE_S} s start + {load:.0f} s load + {compile_s} s compile + {PER_EXTRA_NODE_S * (nodes - 1)} s "
-           f"multi-node, rounded up, at least vLLM's {VLLM_DEFAULT_READY_S} s")
+    why = (f"{size}, {weights_gib:.0f} GiB of weights, {read_gib:.0f} GiB read per node at {LOAD_GIB_PER_S} GiB/s: "
+           f"{BASE_S} s start + {load:.0f} s load + {compile_s} s compile"
+           + (f" + {warmup} s expert-parallel warm-up" if warmup else "")
+           + f" + {PER_EXTRA_NODE_S * (nodes - 1)} s multi-node, rounded up, at least vLLM's {VLLM_DEFAULT_READY_S} s")
     return ReadyTimeout(seconds, why)
 
 

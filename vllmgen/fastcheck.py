@@ -1,10 +1,13 @@
 """``render SPEC --check`` on an unchanged tree, decided without running (or importing) the pipeline.
 
-The manifest records the spec's bytes and the compiler that read them (``fingerprint``) and every
-output's hash. When both inputs match and every output on disk still has its recorded hash, the
-full render would produce those same bytes: the tree is up to date. Anything else (a changed spec
-or compiler, an edited or missing file, a spec that had warnings, a name not found by the quick
-look below) falls back to the full check, which alone reports drift, with its diff.
+The manifest records the spec's bytes and file name and the compiler that read them
+(``fingerprint``), every output's hash, and a hash of that list. When all of these match and every
+output on disk still has its recorded hash, the full render would produce those same bytes: the
+tree is up to date. Anything else (a changed spec, file name or compiler, an edited or missing
+file, a manifest not exactly as vllmgen writes it or naming paths outside the folder, a spec that
+had warnings, a spec that is not a regular file, a name not found by the quick look below) falls
+back to the full check, which alone reports drift, with its diff. A manifest edited by hand
+consistently (every hash recomputed) is trusted: the manifest is a record, not a signature.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 
-from vllmgen import fingerprint
+from vllmgen import __version__, fingerprint
 
 _NAME = re.compile(rb"^name:[ \t]*[\"']?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)[\"']?[ \t]*(?:#.*)?$", re.MULTILINE)
 
@@ -22,6 +26,8 @@ _NAME = re.compile(rb"^name:[ \t]*[\"']?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)[\
 def up_to_date(spec: Path, output: Path) -> Path | None:
     """The deployment folder when it is provably up to date; None: run the full check."""
     try:
+        if not stat.S_ISREG(os.stat(spec).st_mode):  # a pipe read here would be empty for the full check
+            return None
         data = spec.read_bytes()
     except OSError:
         return None
@@ -29,13 +35,11 @@ def up_to_date(spec: Path, output: Path) -> Path | None:
     if len(names) != 1:  # a flow-style or unusual spec: leave it to the real parser
         return None
     target = output / names[0].decode()
-    try:
-        manifest = json.loads((target / "manifest.json").read_bytes())
-        recorded = manifest["inputs"]
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(recorded, dict) or not isinstance(files, dict) or recorded.get("warnings") != 0:
+    manifest = _manifest(target)
+    if manifest is None or manifest.get("spec") != spec.name or manifest.get("deployment") != names[0].decode():
+        return None  # the spec's file name is in every header: another name is another output
+    recorded, files = manifest["inputs"], manifest["files"]
+    if recorded.get("warnings") != 0 or recorded.get("outputs_sha256") != fingerprint.outputs_sha256(files):
         return None
     if recorded.get("spec_sha256") != fingerprint.spec_sha256(data):
         return None
@@ -48,3 +52,24 @@ def up_to_date(spec: Path, output: Path) -> Path | None:
         if relative.endswith(".sh") and not os.access(path, os.X_OK):
             return None
     return target
+
+
+def _manifest(target: Path) -> dict | None:
+    """The manifest, if it is exactly as vllmgen writes it and names only files inside ``target``."""
+    try:
+        raw = (target / "manifest.json").read_bytes()
+        manifest = json.loads(raw)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or raw != (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode():
+        return None
+    if manifest.get("generated_by") != f"vllmgen {__version__}":
+        return None
+    files, recorded = manifest.get("files"), manifest.get("inputs")
+    if not isinstance(files, dict) or not isinstance(recorded, dict):
+        return None
+    for relative in files:
+        parts = PurePosixPath(relative).parts
+        if not parts or relative.startswith("/") or ".." in parts or "\\" in relative or "manifest.json" == relative:
+            return None
+    return manifest

@@ -7,7 +7,9 @@ pipeline. Only the standard library: this runs before anything heavy is imported
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from importlib import metadata
 from pathlib import Path
 
 from vllmgen import __version__
@@ -17,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent
 # other module counts, so a new pipeline module is covered without being listed anywhere.
 NOT_COMPILER = frozenset({
     "__main__.py", "cli.py", "cli_review.py", "cli_runner.py", "entry.py", "fastcheck.py", "gitspec.py",
-    "phases.py", "precommit.py", "review.py", "reference.py", "swap.py", "write.py",
+    "nccl.py", "phases.py", "precommit.py", "review.py", "reference.py", "swap.py", "write.py",
 })
 
 
@@ -37,8 +39,17 @@ def _compiler_files() -> list[Path]:
     return sorted(files, key=lambda p: (p.parent.name, p.name))
 
 
+# Libraries whose behaviour shapes the output: an upgrade of one may change bytes.
+SHAPING_LIBRARIES = ("jinja2", "pydantic", "pydantic-core", "ruamel.yaml")
+
+
 def compiler_sha256() -> str:
     digest = hashlib.sha256(__version__.encode())
+    for name in SHAPING_LIBRARIES:
+        try:
+            digest.update(f"\0{name}=={metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"\0{name} absent".encode())
     for path in _compiler_files():
         digest.update(f"\0{path.parent.name}/{path.name}\0".encode())
         digest.update(path.read_bytes())
@@ -46,8 +57,14 @@ def compiler_sha256() -> str:
 
 
 def inputs(spec_bytes: bytes, warnings: int) -> dict[str, object]:
+    """What an output is made from; the manifest adds ``outputs_sha256`` once the files are known."""
     return {"compiler_sha256": compiler_sha256(), "spec_sha256": spec_sha256(spec_bytes), "warnings": warnings,
             "vllmgen": __version__}
+
+
+def outputs_sha256(files: object) -> str:
+    """A hash of the manifest's file list (path -> sha256), so an entry dropped from it is noticed."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:

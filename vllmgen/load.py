@@ -10,6 +10,7 @@ worded by the pure parser, so they read the same with or without libyaml.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,7 +65,10 @@ class LoadedSpec:
 
 
 MAX_BYTES = 1024 * 1024  # a spec of 1,000 nodes is ~100 KB
-_VERSION_DIRECTIVE = re.compile(r"^%YAML[ \t]+(\S*)", re.MULTILINE)
+# A YAML error libyaml finds this far in is reported in libyaml's words (its position is the same):
+# the pure parser, ten times slower, would take seconds to reach it again for its wording.
+_REPARSE_EVENTS = 5000
+_VERSION_DIRECTIVE = re.compile(r"^\ufeff?%YAML(?:[ \t]+(\S*))?", re.MULTILINE)
 
 
 def load_file(path: str | FsPath) -> LoadedSpec:
@@ -76,35 +80,50 @@ def load_file(path: str | FsPath) -> LoadedSpec:
         raise SpecError([Diagnostic(str(path), 0, 0, "<file>", "no such file")]) from None
     except OSError as exc:
         raise SpecError([Diagnostic(str(path), 0, 0, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
+    return load_bytes(raw, str(path))
+
+
+def load_bytes(raw: bytes, file: str) -> LoadedSpec:
+    """A spec's bytes (from a file, or from git for ``diff --against``), ``file`` naming them in errors."""
     if len(raw) > MAX_BYTES:
-        raise SpecError([Diagnostic(str(path), 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
+        raise SpecError([Diagnostic(file, 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
         message = f"not UTF-8: byte 0x{raw[exc.start]:02x} cannot start or continue a character"
-        raise SpecError([Diagnostic(str(path), line, column, "<file>", message)]) from None
-    return load_text(text, str(path))
+        raise SpecError([Diagnostic(file, line, column, "<file>", message)]) from None
+    return load_text(text, file)
 
 
 def load_text(text: str, file: str) -> LoadedSpec:
     if len(text) > MAX_BYTES:
         raise SpecError([Diagnostic(file, 0, 0, "<file>", f"the spec is larger than {MAX_BYTES:,} bytes (the limit)")])
-    version = _VERSION_DIRECTIVE.search(text)
-    if version and version.group(1) not in ("1.1", "1.2"):  # the pure parser asserts on these
-        line, column = _line_col(text, version.start())
-        message = f"invalid YAML: YAML {short(version.group(1))} is not supported; write %YAML 1.2 or nothing"
-        raise SpecError([Diagnostic(file, line, column, "<yaml>", message)])
+    for version in _VERSION_DIRECTIVE.finditer(text):  # the pure parser asserts on other versions
+        if version.group(1) not in ("1.1", "1.2"):
+            line, column = _line_col(text, version.start())
+            message = f"invalid YAML: YAML {short(version.group(1) or '')} is not supported; write %YAML 1.2 or nothing"
+            raise SpecError([Diagnostic(file, line, column, "<yaml>", message)])
+    c_error, events = None, YAML(typ="safe", pure=True).parse(text)
     if CParser is not None:
+        parsed = [0]
         try:
-            return _load(text, file, _c_events(text))
+            return _load(text, file, _c_events(text, parsed))
         except ComposeError as exc:
             raise SpecError([Diagnostic(file, exc.line, exc.column, "<yaml>", f"invalid YAML: {exc.message}")]) from None
+        except MarkedYAMLError as exc:
+            if parsed[0] > _REPARSE_EVENTS:  # the pure parser would take seconds to reach it
+                raise SpecError([_yaml_diagnostic(exc, file)]) from None
+            # Re-parsed for the pure parser's words; where it reads on past libyaml's error (they
+            # disagree on a few corner cases), libyaml's error stands.
+            c_error, events = exc, itertools.islice(events, parsed[0] + 100)
         except Exception:  # noqa: BLE001 - report it in the pure parser's words, the same with or without libyaml
             pass
     try:
-        return _load(text, file, YAML(typ="safe", pure=True).parse(text))
+        return _load(text, file, events)
+    except _Truncated:
+        raise SpecError([_yaml_diagnostic(c_error, file)]) from None
     except ComposeError as exc:
         raise SpecError([Diagnostic(file, exc.line, exc.column, "<yaml>", f"invalid YAML: {exc.message}")]) from None
     except MarkedYAMLError as exc:
@@ -117,11 +136,12 @@ def load_text(text: str, file: str) -> LoadedSpec:
         raise SpecError([Diagnostic(file, 0, 0, "<yaml>", f"invalid YAML: {short(str(exc))}")]) from None
 
 
-def _c_events(text: str) -> Iterator[Any]:
+def _c_events(text: str, parsed: list[int]) -> Iterator[Any]:
     parser = CParser(text)
     try:
         while True:
             event = parser.get_event()
+            parsed[0] += 1
             yield event
             if isinstance(event, StreamEndEvent):
                 return
@@ -129,8 +149,14 @@ def _c_events(text: str) -> Iterator[Any]:
         parser.dispose()
 
 
+class _Truncated(Exception):
+    """The events ran out before the stream's end (an islice'd re-parse)."""
+
+
 def _load(text: str, file: str, events: Iterator[Any]) -> LoadedSpec:
-    data, log = Builder().build(events)
+    data, log, complete = Builder().build(events)
+    if not complete:
+        raise _Truncated
     positions = Positions()
     keys, values = positions.keys, positions.values
     for path, key_at, value_at in log:

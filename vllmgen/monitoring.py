@@ -18,6 +18,7 @@ from vllmgen.spec import Node, Spec
 
 DATASOURCE_UID = "vllmgen-prometheus"
 DASHBOARDS_IN_CONTAINER = "/var/lib/grafana/dashboards"
+ADMIN_PASSWORD_ENV = "GRAFANA_ADMIN_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,14 @@ def plan_monitoring(spec: Spec, head: Node) -> MonitoringPlan | None:
     if not settings.enabled:
         return None
     where = next((n for n in spec.nodes if n.name == settings.node), head)
-    # the API server runs on the head: mp followers are headless, Ray serves from the head container
-    targets = (Target(addresses.host_port(head.address, spec.serve.port), head.name, "head"),)
+    # every API server: the head's (mp followers are headless, Ray serves from the head container),
+    # and each node's with replicas or hybrid/external DP load balancing
+    from vllmgen import parallel
+
+    targets = tuple(
+        Target(addresses.host_port(node.address, spec.serve.port), node.name, "head" if node is head else "worker")
+        for index, node in enumerate(parallel.ordered(spec)) if parallel.serves_http(spec, index)
+    )
     return MonitoringPlan(
         deployment=spec.name,
         node=where.name,
@@ -70,7 +77,7 @@ def artifacts(plan: MonitoringPlan, header: str) -> dict[str, str]:
         "monitoring/grafana/provisioning/datasources/prometheus.yaml": yamlout.dump(
             {"apiVersion": 1, "datasources": [{
                 "name": "Prometheus", "uid": DATASOURCE_UID, "type": "prometheus", "access": "proxy",
-                "url": f"http://127.0.0.1:{plan.prometheus_port}", "isDefault": True,
+                "url": f"http://{addresses.host_port(plan.address, plan.prometheus_port)}", "isDefault": True,
             }]}, header),
         "monitoring/grafana/provisioning/dashboards/vllmgen.yaml": yamlout.dump(
             {"apiVersion": 1, "providers": [{
@@ -99,12 +106,16 @@ def _prometheus(plan: MonitoringPlan, header: str) -> str:
 
 
 def _compose(plan: MonitoringPlan, header: str) -> str:
+    # bound to the node's own (private) address when it is an IP; a hostname cannot be bound to
+    bind = plan.address if addresses.parse_ip(plan.address) else ""
+    listen = addresses.host_port(bind, plan.prometheus_port) if bind else f":{plan.prometheus_port}"
     prometheus = {
         "image": plan.prometheus_image,
         "container_name": f"{plan.container_prefix}-prometheus",
         "network_mode": "host",  # reaches the nodes' private addresses as the host does
+        # the node's own (private) address only: neither Prometheus nor Grafana faces the world
         "command": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
-                    f"--web.listen-address=:{plan.prometheus_port}"],
+                    f"--web.listen-address={listen}"],
         "volumes": ["./prometheus.yml:/etc/prometheus/prometheus.yml:ro", "prometheus-data:/prometheus"],
         "restart": "unless-stopped",
     }
@@ -112,8 +123,11 @@ def _compose(plan: MonitoringPlan, header: str) -> str:
         "image": plan.grafana_image,
         "container_name": f"{plan.container_prefix}-grafana",
         "network_mode": "host",
-        "environment": [f"GF_SERVER_HTTP_PORT={plan.grafana_port}", "GF_AUTH_ANONYMOUS_ENABLED=true",
-                        "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer"],
+        "environment": [f"GF_SERVER_HTTP_ADDR={bind}", f"GF_SERVER_HTTP_PORT={plan.grafana_port}",
+                        "GF_AUTH_ANONYMOUS_ENABLED=true", "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer",
+                        # never the image's admin/admin: compose refuses to start without a password
+                        f"GF_SECURITY_ADMIN_PASSWORD=${{{ADMIN_PASSWORD_ENV}:?export {ADMIN_PASSWORD_ENV}, "
+                        "the password of Grafana's admin}"],
         "volumes": ["./grafana/provisioning:/etc/grafana/provisioning:ro",
                     f"./grafana/dashboards:{DASHBOARDS_IN_CONTAINER}:ro", "grafana-data:/var/lib/grafana"],
         "depends_on": ["prometheus"],
@@ -124,8 +138,10 @@ def _compose(plan: MonitoringPlan, header: str) -> str:
         "services": {"prometheus": prometheus, "grafana": grafana},
         "volumes": {"prometheus-data": {}, "grafana-data": {}},
     }
-    text = (f"{header}\nOn {plan.node} ({plan.address}): docker compose -f compose.yaml up -d; "
-            f"Grafana on port {plan.grafana_port}, Prometheus on {plan.prometheus_port}")
+    where = "both on that address only" if bind else "on every address (a hostname cannot be bound to)"
+    text = (f"{header}\nOn {plan.node} ({plan.address}): export {ADMIN_PASSWORD_ENV}=..., then "
+            f"docker compose -f compose.yaml up -d;\nGrafana on port {plan.grafana_port}, Prometheus on "
+            f"{plan.prometheus_port}, {where}")
     return yamlout.dump(document, text)
 
 

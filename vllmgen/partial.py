@@ -42,10 +42,11 @@ INVALID: Any = _Invalid()
 
 def partial_spec(model: type[BaseModel], data: Any, bad: set[Path]) -> Any:
     """``model`` from ``data``, each value at or under a path in ``bad`` replaced or rebuilt."""
-    return _model(model, data, (), bad)
+    above = {path[:end] for path in bad for end in range(len(path))}  # paths with a bad one under them
+    return _model(model, data, (), bad, above)
 
 
-def _model(model: type[BaseModel], data: Any, loc: Path, bad: set[Path]) -> Any:
+def _model(model: type[BaseModel], data: Any, loc: Path, bad: set[Path], above: set[Path]) -> Any:
     if not isinstance(data, dict):
         return INVALID
     values = {}
@@ -54,25 +55,24 @@ def _model(model: type[BaseModel], data: Any, loc: Path, bad: set[Path]) -> Any:
         if name not in data:
             values[name] = INVALID if field.is_required() else field.get_default(call_default_factory=True)
         else:
-            values[name] = _value(field.annotation, data[name], here, bad)
+            values[name] = _value(field.annotation, data[name], here, bad, above)
     return model.model_construct(**values)
 
 
-def _value(annotation: Any, value: Any, loc: Path, bad: set[Path]) -> Any:
+def _value(annotation: Any, value: Any, loc: Path, bad: set[Path], above: set[Path]) -> Any:
     if loc in bad:
         return INVALID
-    depth = len(loc)
-    if not any(len(path) > depth and path[:depth] == loc for path in bad):
+    if loc not in above:
         try:
             return _adapter(annotation).validate_python(value, strict=True)
         except ValidationError:  # e.g. a model-level check of a whole section: no use to the rules
             return INVALID
-    inner = _unwrap(annotation)
+    inner = unwrap(annotation)
     if isinstance(inner, type) and issubclass(inner, BaseModel):
-        return _model(inner, value, loc, bad)
+        return _model(inner, value, loc, bad, above)
     if typing.get_origin(inner) is list and isinstance(value, list):
         item = typing.get_args(inner)[0]
-        return [_value(item, v, (*loc, i), bad) for i, v in enumerate(value)]
+        return [_value(item, v, (*loc, i), bad, above) for i, v in enumerate(value)]
     return INVALID  # a mapping with a bad entry, and the like
 
 
@@ -86,7 +86,7 @@ def _adapter(annotation: Any) -> TypeAdapter:
     return _ADAPTERS[key]
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap(annotation: Any) -> Any:
     """Optional[X] -> X; Annotated[X, ...] -> X."""
     while True:
         origin = typing.get_origin(annotation)

@@ -33,6 +33,8 @@ _COMPILE_MISS = re.compile(r"Compiling model again due to a load failure")
 _GRAPHS = re.compile(r"Graph capturing finished in (?P<s>[\d.]+) secs?(?:, took (?P<gib>-?[\d.]+) GiB)?")
 _ENGINE_INIT = re.compile(r"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s")
 _KV = re.compile(r"(?P<device>GPU|CPU|XPU|TPU)? ?KV cache size: (?P<tokens>[\d,]+) tokens")
+# printed once per start by the API server: a restarted container's log holds several runs
+_RUN_START = re.compile(r"vLLM API server version|non-default args: ")
 _SERVING = re.compile(r"Starting vLLM (?:API )?server on (?P<url>\S+)")
 
 
@@ -97,8 +99,16 @@ def _between(start: _Event | None, end: _Event | None) -> float | None:
 
 
 def parse(log: str) -> Startup:
-    """The phases found in ``log`` (a container's or process's whole output, oldest line first)."""
+    """The phases of the latest start found in ``log`` (a container's or process's output, oldest line
+    first; a restarted container's log holds every run, and only the last one is read)."""
     events = _events(log)
+    starts = [index for index, event in enumerate(events) if _RUN_START.search(event.message)]
+    if starts:
+        # the banner lines just before the latest run's start line belong to that run
+        first = starts[-1]
+        while first > 0 and events[first - 1].at == events[starts[-1]].at:
+            first -= 1
+        events = events[first:]
     first = events[0] if events else None
     engine = _first(events, _ENGINE)
     serving = _first(events, _SERVING)

@@ -12,9 +12,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
-from vllmgen import addresses
+from vllmgen import addresses, parallel
 from vllmgen.engine import CACHE_IN_CONTAINER, VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
 from vllmgen.monitoring import MonitoringPlan, plan_monitoring
+from vllmgen.router import RouterPlan, plan_router
 from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
 
@@ -23,7 +24,7 @@ HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 SERVE_CONFIG_FILE = "serve-config.yaml"
 LABEL_PREFIX = "io.vllmgen"
 
-Backend = Literal["single", "mp", "ray"]
+Backend = Literal["single", "mp", "ray", "replicas"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class NodePlan:
     container: Container
     docker_host: str | None
     serves: bool = field(default=False)
+    gpu_ids: tuple[int, ...] | None = None  # which GPUs of the host; None: all
+    vllm: str | None = None  # process runtime: the vllm executable on the host
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,8 @@ class Plan:
     model_ref: str
     ready_timeout_s: int = VLLM_DEFAULT_READY_S
     monitoring: MonitoringPlan | None = None
+    runtime: Literal["docker", "process"] = "docker"
+    router: RouterPlan | None = None
 
     @property
     def head(self) -> NodePlan:
@@ -196,12 +201,14 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         model_ref=model_ref,
         ready_timeout_s=ready_timeout(spec).seconds,
         monitoring=plan_monitoring(spec, ordered[0]),
+        runtime=spec.runtime.kind,
+        router=plan_router(spec, ordered, image.tag),
     )
 
 
 def _backend(spec: Spec) -> Backend:
-    if spec.cluster.backend == "ray":
-        return "ray"
+    if spec.cluster.backend in ("ray", "replicas"):
+        return spec.cluster.backend
     return "mp" if len(spec.nodes) > 1 else "single"
 
 
@@ -293,6 +300,8 @@ def _serve_config(spec: Spec, backend: Backend, head: Node) -> dict[str, Any]:
         config["speculative-config"] = json.dumps(serve.speculative_config, sort_keys=True, separators=(",", ":"))
     if backend == "ray":
         config["distributed-executor-backend"] = "ray"
+    elif backend == "mp" and parallel.across_nodes(spec):
+        config["distributed-executor-backend"] = "mp"
     elif backend == "mp":
         config.update(
             {
@@ -302,6 +311,7 @@ def _serve_config(spec: Spec, backend: Backend, head: Node) -> dict[str, Any]:
                 "master-port": spec.cluster.master_port,
             }
         )
+    config.update(parallel.shared_options(spec))
     return config
 
 
@@ -322,13 +332,20 @@ def _node_plan(
     else:
         entrypoint = "vllm"
         command = serve_base
-        if backend == "mp":
+        if backend == "mp" and parallel.across_nodes(spec):
+            command = (*command, *parallel.node_args(spec, _ordered_nodes(spec), rank))
+        elif backend == "mp":
             command = (*command, "--node-rank", str(rank), *(("--headless",) if rank else ()))
     hcas = node.ib_hcas if node.ib_hcas is not None else spec.cluster.ib_hcas
-    answers_http = serves and rank == 0
+    answers_http = serves and parallel.serves_http(spec, rank)
+    process = spec.runtime.kind == "process"
+    if process:
+        from vllmgen.rules_process import node_vllm
+
+        entrypoint = node_vllm(spec, node) or "vllm"
     container = Container(
         name=f"{spec.runtime.container_prefix or spec.name}-{node.name}",
-        image=image,
+        image="" if process else image,
         entrypoint=entrypoint,
         command=command,
         env=_env(spec, node, hcas),
@@ -340,10 +357,11 @@ def _node_plan(
         ipc_host=spec.runtime.ipc_host,
         shm_size=spec.runtime.shm_size,
         devices=("/dev/infiniband",) if hcas else (),
-        cap_add=("IPC_LOCK",) if hcas else (),
+        cap_add=parallel.cap_add(spec, hcas),
         ulimits=(("memlock", -1, -1),) if hcas else (),
         restart=spec.runtime.restart,
-        healthcheck=_healthcheck(spec) if answers_http else None,
+        healthcheck=_healthcheck(spec) if answers_http and not process else None,
+        gpus=_gpus(node),
     )
     labels = (
         (f"{LABEL_PREFIX}.deployment", spec.name),
@@ -360,7 +378,16 @@ def _node_plan(
         container=_replace_labels(container, labels),
         docker_host=node.docker_host,
         serves=serves,
+        gpu_ids=tuple(node.gpu_ids) if node.gpu_ids is not None else None,
+        vllm=entrypoint if process else None,
     )
+
+
+def _gpus(node: Node) -> str:
+    """``docker run --gpus`` value: all, or the node's devices (quoted for Docker's CSV parser)."""
+    if node.gpu_ids is None:
+        return "all"
+    return '"device=' + ",".join(str(gpu) for gpu in node.gpu_ids) + '"'
 
 
 def _ray_start(spec: Spec, node: Node, role: str) -> tuple[str, ...]:
@@ -382,7 +409,7 @@ def _ray_start(spec: Spec, node: Node, role: str) -> tuple[str, ...]:
 
 def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]:
     env = {**spec.runtime.env, **node.env}
-    if len(spec.nodes) > 1 or spec.cluster.backend == "ray":
+    if (len(spec.nodes) > 1 and spec.cluster.backend != "replicas") or spec.cluster.backend == "ray":
         env["VLLM_HOST_IP"] = node.address
     nic = node.nic or spec.cluster.nic
     if nic:
@@ -390,12 +417,17 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
         env["GLOO_SOCKET_IFNAME"] = nic
     if hcas:
         env["NCCL_IB_HCA"] = ",".join(hcas)
+    env.update(parallel.env(spec, node))
     if spec.model.hf_endpoint:
         env["HF_ENDPOINT"] = spec.model.hf_endpoint
     if spec.model.modelscope:
         env["VLLM_USE_MODELSCOPE"] = "True"
     if spec.caches.keep:
         env.update(cache_env())
+    if spec.total_gpus > 1 and "NCCL_DEBUG" not in env:
+        env["NCCL_DEBUG"] = "INFO"  # the transport per peer, read back by apply/status (vllmgen.nccl)
+    if spec.runtime.kind == "process" and node.gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in node.gpu_ids)
     env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
     return tuple(sorted(env.items()))
 

@@ -29,12 +29,21 @@ def spec_files(root: Path, patterns: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
-def select(specs: list[Path], names: dict[Path, str | None], changed: list[str], build_dir: str) -> Selection:
+def is_vllmgens_own(root: Path) -> bool:
+    """vllmgen's own repository, where templates/ and vllmgen/ are the compiler (elsewhere, a Helm chart's
+    templates/ is not)."""
+    return (root / "vllmgen" / "__init__.py").is_file() and (root / "templates" / "start.sh.j2").is_file()
+
+
+def select(specs: list[Path], names: dict[Path, str | None], changed: list[str], build_dir: str, *,
+           own_repo: bool = False) -> Selection:
     """``names``: each spec's deployment name where it could be read (None: the spec is unreadable)."""
     paths = [PurePosixPath(name) for name in changed]
     build = PurePosixPath(build_dir)
     reason: dict[Path, str] = {}
     compiler = next((p for p in paths if any(str(p).startswith(part) for part in COMPILER_PARTS)), None)
+    if not own_repo:
+        compiler = None
     for spec in specs:
         if not changed:
             reason[spec] = "every spec (no file names given)"

@@ -19,9 +19,10 @@ from typing import Any
 
 import jinja2
 
-from vllmgen import __version__, monitoring, yamlout
+from vllmgen import __version__, fingerprint, monitoring, yamlout
 from vllmgen.dockercli import mount_word, run_options
-from vllmgen.plan import SERVE_CONFIG_FILE, NodePlan, Plan, SecretEnv
+from vllmgen.plan import SERVE_CONFIG_FILE, Container, NodePlan, Plan, SecretEnv
+from vllmgen.rayprobe import GPUS_SED, RAY_PROBE
 from vllmgen.shell import Anchored, Word, host_word, join_words, quote_word
 
 MANIFEST = "manifest.json"
@@ -138,7 +139,7 @@ def _bytecode_cache(env: jinja2.Environment) -> _TemplateCache | None:
 
 
 def _template(name: str, **context: Any) -> str:
-    # secrets.env.example is shell too: users `source` it
+    # secrets.env.example is shell too: users `source` it; process.service.j2 is not shell
     shell = name.endswith((".sh.j2", "Dockerfile.j2", ".env.example.j2"))
     return _environment(shell).get_template(name).render(**context)
 
@@ -150,6 +151,8 @@ def header(plan: Plan) -> str:
 def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact]:
     """Every artifact of one deployment, sorted by path, the manifest last."""
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan)}
+    if plan.runtime == "process":
+        return _finish(plan, _process_artifacts(plan, context), made_from)
     artifacts = [
         Artifact("Dockerfile", _template("Dockerfile.j2", **context)),
         Artifact("daemon.json", json.dumps(plan.daemon, indent=2, sort_keys=True, allow_nan=False) + "\n"),
@@ -158,7 +161,8 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
         Artifact("README.md", _template("README.md.j2", **context)),
     ]
     if plan.serve_exec:
-        artifacts.append(Artifact("serve.sh", _template("serve.sh.j2", **context, serve=plan.serve_exec), True))
+        artifacts.append(Artifact("serve.sh", _template("serve.sh.j2", **context, serve=plan.serve_exec,
+                                                        probe=RAY_PROBE, gpus_sed=GPUS_SED), True))
     for node in plan.nodes:
         node_context = {
             **context,
@@ -171,6 +175,29 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
             Artifact(f"nodes/{node.name}/stop.sh", _template("stop.sh.j2", **node_context), True),
             Artifact(f"nodes/{node.name}/compose.yaml", _compose(plan, node)),
         ]
+    if plan.router:
+        from vllmgen.router_artifacts import artifacts as router_files
+
+        artifacts += [Artifact(path, text, path.endswith(".sh")) for path, text in router_files(plan).items()]
+    return _finish(plan, artifacts, made_from)
+
+
+def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
+    """runtime.kind: process: no Dockerfile, daemon.json or compose; per node run/start/stop and a unit."""
+    from vllmgen.render_process import node_files
+
+    artifacts = [
+        Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
+        Artifact("secrets.env.example", _template("secrets.env.example.j2", **context)),
+        Artifact("README.md", _template("README.md.j2", **context)),
+    ]
+    for node in plan.nodes:
+        artifacts += [Artifact(path, text, executable) for path, text, executable in
+                      node_files(plan, node, context, _template)]
+    return artifacts
+
+
+def _finish(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] | None) -> list[Artifact]:
     if plan.monitoring:
         artifacts += [Artifact(path, text) for path, text in monitoring.artifacts(plan.monitoring, header(plan)).items()]
     artifacts.sort(key=lambda artifact: artifact.path)
@@ -203,7 +230,11 @@ def _compose_volume(word: Word) -> str:
 
 
 def _compose(plan: Plan, node: NodePlan) -> str:
-    container = node.container
+    text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
+    return compose_file(node.container, node.name, text, node.gpu_ids)
+
+
+def compose_file(container: Container, service_name: str, text: str, gpu_ids: tuple[int, ...] | None = None) -> str:
     service: dict[str, Any] = {
         "image": container.image,
         "container_name": container.name,
@@ -239,11 +270,12 @@ def _compose(plan: Plan, node: NodePlan) -> str:
             "start_period": f"{check.start_period_s}s",
         }
     service["labels"] = {key: value for key, value in container.labels}
-    service["deploy"] = {
-        "resources": {"reservations": {"devices": [{"count": "all", "capabilities": ["gpu"]}]}}
-    }
-    document = {"name": container.name, "services": {node.name: service}}
-    text = f"{header(plan)}\nNode {node.name} ({node.role}) of '{plan.name}': docker compose -f compose.yaml up -d"
+    if container.gpus:  # the router runs without GPUs
+        gpu_request: dict[str, Any] = {"count": "all", "capabilities": ["gpu"]}
+        if gpu_ids is not None:
+            gpu_request = {"device_ids": [str(gpu) for gpu in gpu_ids], "capabilities": ["gpu"]}
+        service["deploy"] = {"resources": {"reservations": {"devices": [gpu_request]}}}
+    document = {"name": container.name, "services": {service_name: service}}
     for secret in container.secrets:
         text += "\n" + _compose_secret_note(secret)
     return yamlout.dump(document, text)
@@ -278,5 +310,5 @@ def _manifest(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] |
         "files": files,
     }
     if made_from is not None:
-        manifest["inputs"] = made_from
+        manifest["inputs"] = {**made_from, "outputs_sha256": fingerprint.outputs_sha256(files)}
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"

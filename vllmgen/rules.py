@@ -56,11 +56,24 @@ OWNED_FLAGS = {
     "--config": "the generated serve-config.yaml",
     "--dtype": "model.dtype",
     "--quantization": "model.quantization",
+    "--data-parallel-size-local": "each node's GPUs / (tensor x pipeline)",
+    "--data-parallel-start-rank": "the nodes list",
+    "--data-parallel-rank": "the nodes list (serve.data_parallel.lb: external)",
+    "--data-parallel-address": "serve.data_parallel.address",
+    "--data-parallel-rpc-port": "serve.data_parallel.rpc_port",
+    "--data-parallel-hybrid-lb": "serve.data_parallel.lb",
+    "--data-parallel-external-lb": "serve.data_parallel.lb",
+    "--api-server-count": "serve.data_parallel.api_server_count",
+    "--enable-expert-parallel": "serve.expert_parallel.enabled",
+    "--all2all-backend": "serve.expert_parallel.all2all_backend",
+    "--enable-eplb": "serve.expert_parallel.eplb",
+    "--eplb-config": "serve.expert_parallel.eplb_config",
 }
 
 # Environment variables vllmgen sets itself from typed fields.
 OWNED_ENV = {
     "VLLM_HOST_IP": "nodes[].address",
+    "CUDA_VISIBLE_DEVICES": "nodes[].gpu_ids",
     "NCCL_SOCKET_IFNAME": "cluster.nic / nodes[].nic",
     "GLOO_SOCKET_IFNAME": "cluster.nic / nodes[].nic",
     "NCCL_IB_HCA": "cluster.ib_hcas / nodes[].ib_hcas",
@@ -70,6 +83,10 @@ OWNED_ENV = {
     "HF_ENDPOINT": "model.hf_endpoint",
     "VLLM_USE_MODELSCOPE": "model.modelscope",
     "VLLM_ENGINE_READY_TIMEOUT_S": "serve.ready_timeout",
+    "NVSHMEM_BOOTSTRAP_UID_SOCK_IFNAME": "cluster.nic / nodes[].nic (with a DeepEP-class all2all backend)",
+    "NVIDIA_GDRCOPY": "serve.expert_parallel (a DeepEP-class all2all backend across nodes)",
+    "NCCL_IB_GID_INDEX": "serve.expert_parallel.gid_index",
+    "NVSHMEM_IB_GID_INDEX": "serve.expert_parallel.gid_index",
 }
 # set by vllmgen while caches.keep is on (the default): each points into the kept cache folder
 CACHE_ENV_OWNER = "caches.keep (set caches.keep: false to manage this cache yourself)"
@@ -80,9 +97,11 @@ def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     meets a value that did not validate stops there, keeping what it found before."""
     from vllmgen.rules_catalog import serve_flags_exist  # these import this module's Finding
     from vllmgen.rules_mounts import mount_clashes
+    from vllmgen.rules_parallel import parallel_rules
+    from vllmgen.rules_process import RULES as PROCESS_RULES
 
     findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist, mount_clashes):
+    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules):
         if not lenient:
             findings.extend(rule(spec))
             continue
@@ -113,6 +132,8 @@ def unique_nodes(spec: Spec) -> Iterator[Finding]:
     for field, same in (("name", str.lower), ("address", addresses.canonical)):
         seen: dict[str, int] = {}
         for index, node in enumerate(spec.nodes):
+            if field == "address" and node.gpu_ids is not None:
+                continue  # nodes sharing a host: rules_process.gpu_selection checks their GPUs
             value = same(getattr(node, field))
             if value in seen:
                 yield Finding(("nodes", index, field), f"duplicate {field} {value!r} (also nodes[{seen[value]}].{field})")
@@ -123,6 +144,12 @@ def unique_nodes(spec: Spec) -> Iterator[Finding]:
 def world_size(spec: Spec) -> Iterator[Finding]:
     serve = spec.serve
     gpus = " + ".join(str(node.gpus) for node in spec.nodes)
+    if spec.cluster.backend == "replicas":  # every node serves a whole copy
+        for index, node in enumerate(spec.nodes):
+            if node.gpus != serve.world_size:
+                yield Finding(("nodes", index, "gpus"), f"each replica serves alone: tensor x pipeline x data parallel"
+                              f" = {serve.world_size} must equal this node's GPUs ({node.gpus})")
+        return
     if serve.world_size != spec.total_gpus:
         yield Finding(
             ("serve", "tensor_parallel_size"),
@@ -138,18 +165,15 @@ def world_size(spec: Spec) -> Iterator[Finding]:
                     ("nodes", index, "gpus"),
                     f"every node of a multi-node deployment needs the same GPU count (nodes[0] has {first})",
                 )
-        if serve.data_parallel_size > 1:
-            yield Finding(
-                ("serve", "data_parallel_size"),
-                "data parallelism across nodes is not supported by vllmgen yet; use one node per deployment",
-            )
 
 
 def multi_node(spec: Spec) -> Iterator[Finding]:
     if len(spec.nodes) == 1:
         return
     if spec.cluster.backend is None:
-        yield Finding(("cluster", "backend"), "several nodes need an explicit backend: 'ray' or 'mp'")
+        yield Finding(("cluster", "backend"), "several nodes need an explicit backend: 'ray', 'mp' or 'replicas'")
+    if spec.cluster.backend == "replicas":  # independent servers: no group to connect
+        return
     if spec.runtime.network != "host":
         yield Finding(("runtime", "network"), "several nodes need host networking (Ray, NCCL and Gloo connect node to node)")
     for index, node in enumerate(spec.nodes):
@@ -167,17 +191,31 @@ def multi_node(spec: Spec) -> Iterator[Finding]:
 
 
 def ports(spec: Spec) -> Iterator[Finding]:
-    used = {("serve", "port"): spec.serve.port}
+    """Ports that listen on one host (the head's; Prometheus and Grafana on the monitoring node's)."""
+    used: dict[Path, int] = {("serve", "port"): spec.serve.port}
     if spec.cluster.backend == "ray":
         used[("cluster", "ray_port")] = spec.cluster.ray_port
     if spec.cluster.backend == "mp" and len(spec.nodes) > 1:
         used[("cluster", "master_port")] = spec.cluster.master_port
+    watch = spec.monitoring
+    if watch.enabled:
+        heads = [node.name for node in spec.nodes if node.role == "head" or len(spec.nodes) == 1]
+        if watch.node is not None and watch.node not in heads:
+            used = {}  # another host: only the two monitoring ports meet there
+        used[("monitoring", "prometheus_port")] = watch.prometheus_port
+        used[("monitoring", "grafana_port")] = watch.grafana_port
     seen: dict[int, Path] = {}
     for path, port in used.items():
         if port in seen:
             other = ".".join(map(str, seen[port]))
             yield Finding(path, f"port {port} is already used by {other}")
         seen[port] = path
+
+
+def monitoring_node(spec: Spec) -> Iterator[Finding]:
+    names = [node.name for node in spec.nodes]
+    if spec.monitoring.node is not None and spec.monitoring.node not in names:
+        yield Finding(("monitoring", "node"), f"no node {spec.monitoring.node!r}; the nodes are {', '.join(names)}")
 
 
 def runtime(spec: Spec) -> Iterator[Finding]:
@@ -257,6 +295,6 @@ def serve_options(spec: Spec) -> Iterator[Finding]:
 
 
 RULES: list[Rule] = [
-    one_head, unique_nodes, world_size, multi_node, ports, runtime, image, model, finite_numbers, daemon_values,
-    serve_options,
+    one_head, unique_nodes, world_size, multi_node, ports, monitoring_node, runtime, image, model, finite_numbers,
+    daemon_values, serve_options,
 ]

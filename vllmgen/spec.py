@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from vllmgen import addresses
+from vllmgen.spec_parallel import DataParallel, ExpertParallel, Router
 
 SPEC_VERSION = 1
 
@@ -294,11 +295,19 @@ class Runtime(Model):
     volumes: list[Volume] = Field(default_factory=_empty_list, description="extra bind mounts on every node")
     env: EnvMap = Field(default_factory=_empty_dict, description="environment for every container")
     container_prefix: Name | None = Field(None, description="container names start with this (default: the deployment name)")
+    kind: Literal["docker", "process"] = Field(
+        "docker", description="docker (a container per node) or process (vllm serve from a Python environment on "
+        "the host, under start.sh or systemd; no Dockerfile, no daemon.json)")
+    python_env: HostPath | None = Field(
+        None, description="process runtime: the venv or conda env holding vLLM on every host (runs <env>/bin/vllm)")
+    vllm: HostPath | None = Field(None, description="process runtime: the vllm executable on every host (over python_env)")
 
 
 class Cluster(Model):
-    backend: Literal["ray", "mp"] | None = Field(
-        None, description="ray (head/worker containers, as run_cluster.sh) or mp (--nnodes/--node-rank); required with several nodes"
+    backend: Literal["ray", "mp", "replicas"] | None = Field(
+        None, description="ray (head/worker containers, as run_cluster.sh), mp (--nnodes/--node-rank, or "
+        "--data-parallel-* across nodes) or replicas (every node serves its own copy; put a router in front); "
+        "required with several nodes"
     )
     ray_port: Port = Field(6379, description="Ray GCS port on the head (ray backend)")
     master_port: Port = Field(29500, description="torch.distributed port on the head (mp backend, several nodes)")
@@ -321,12 +330,17 @@ class Node(Model):
     docker_host: DockerHost | None = Field(
         None, description="Docker endpoint used by 'apply --all' (ssh://user@host, tcp://host:2376)"
     )
+    gpu_ids: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
+        None, description="which GPUs of the host this node uses (Docker device_ids, CUDA_VISIBLE_DEVICES); "
+        "as many as gpus, unique per host; default all")
+    python_env: HostPath | None = Field(None, description="overrides runtime.python_env on this node")
+    vllm: HostPath | None = Field(None, description="overrides runtime.vllm on this node")
 
 
 class Serve(Model):
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs each layer is split across (--tensor-parallel-size)")
     pipeline_parallel_size: int = Field(1, ge=1, description="pipeline stages (--pipeline-parallel-size)")
-    data_parallel_size: int = Field(1, ge=1, description="model replicas (--data-parallel-size); one node only")
+    data_parallel_size: int = Field(1, ge=1, description="model replicas (--data-parallel-size), across nodes with backend mp")
     gpu_memory_utilization: Fraction | None = Field(None, description="fraction of each GPU's memory, in (0, 1]")
     max_model_len: int | None = Field(None, ge=1, description="context length limit (--max-model-len)")
     max_num_seqs: int | None = Field(None, ge=1, description="concurrent sequences (--max-num-seqs)")
@@ -341,6 +355,9 @@ class Serve(Model):
     ready_timeout: int | None = Field(
         None, ge=60, le=86400, description="seconds the engine may take to become ready "
         "(VLLM_ENGINE_READY_TIMEOUT_S, the compose healthcheck's start period); default derived from the model and layout")
+
+    data_parallel: DataParallel = Field(default_factory=DataParallel, description="how DP ranks are spread and reached")
+    expert_parallel: ExpertParallel = Field(default_factory=ExpertParallel, description="expert parallelism (MoE models)")
 
     @property
     def world_size(self) -> int:
@@ -390,6 +407,7 @@ class Spec(Model):
     serve: Serve = Field(default_factory=Serve, description="vllm serve options (-> serve-config.yaml)")
     caches: Caches = Field(default_factory=Caches, description="engine caches kept between starts")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus and Grafana (-> monitoring/)")
+    router: Router | None = Field(None, description="vllm-router in front of the deployment's API servers (-> router/)")
 
     @property
     def head(self) -> Node:

@@ -9,7 +9,6 @@ fields, over a partial spec of whatever validated (``vllmgen.partial``).
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
 from vllmgen.load import LoadedSpec, load_file
-from vllmgen.partial import partial_spec
+from vllmgen.partial import partial_spec, unwrap
 from vllmgen.rules import Finding, check_rules
 from vllmgen.spec import Spec, looks_like_secret
 
@@ -35,24 +34,50 @@ def validate_file(path: str, *, strict: bool = False) -> ValidSpec:
 
 
 def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
-    diagnostics = [loaded.diagnostic(path, message, key=on_key) for path, message, on_key in _literal_secrets(loaded.data, ())]
+    shown = _Bounded()
+    shown.add([(path, message, on_key) for path, message, on_key in _literal_secrets(loaded.data, ())],
+              lambda hit: loaded.diagnostic(hit[0], hit[1], key=hit[2]))
     spec = None
     if not isinstance(loaded.data, dict):
-        diagnostics.append(loaded.diagnostic((), "expected a mapping at the top of the spec"))
+        shown.add([()], lambda _: loaded.diagnostic((), "expected a mapping at the top of the spec"))
     else:
         try:
             spec = Spec.model_validate(loaded.data)
         except ValidationError as exc:
-            diagnostics.extend(_from_pydantic(exc, loaded))
-            bad = {_error_path(error) for error in exc.errors(include_url=False)}
-            partial = partial_spec(Spec, loaded.data, bad)
-            diagnostics.extend(_from_finding(f, loaded, strict) for f in check_rules(partial, lenient=True))
+            errors = exc.errors(include_url=False)
+            shown.add(errors, lambda error: _from_pydantic(error, loaded))
+            partial = partial_spec(Spec, loaded.data, {_error_path(error) for error in errors})
+            shown.add(check_rules(partial, lenient=True), lambda f: _from_finding(f, loaded, strict))
     if spec is not None:
-        diagnostics.extend(_from_finding(finding, loaded, strict) for finding in check_rules(spec))
+        shown.add(check_rules(spec), lambda finding: _from_finding(finding, loaded, strict))
+    diagnostics = [d for d in shown.diagnostics if d is not None]
     if any(d.severity == "error" for d in diagnostics):
-        raise SpecError(diagnostics)
+        raise SpecError(shown.at_most(diagnostics, loaded.file))
     assert spec is not None
     return ValidSpec(spec, loaded, sorted(diagnostics))
+
+
+MAX_REPORTED = 200  # a spec with more errors than this is not one a person fixes line by line
+
+
+class _Bounded:
+    """Diagnostics made for at most 1,000 problems of each pass (making one costs ~30 us; a spec
+    at the loader's limits can hold 20,000 bad values), the rest only counted."""
+
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic | None] = []
+        self.omitted = 0
+
+    def add(self, items: list[Any], make: Any) -> None:
+        self.diagnostics.extend(make(item) for item in items[:1000])
+        self.omitted += max(0, len(items) - 1000)
+
+    def at_most(self, diagnostics: list[Diagnostic], file: str) -> list[Diagnostic]:
+        if len(diagnostics) <= MAX_REPORTED and not self.omitted:
+            return diagnostics
+        more = len(diagnostics) - MAX_REPORTED + self.omitted
+        note = f"{more:,} more problems are not shown (the first {MAX_REPORTED} are)"
+        return [Diagnostic(file, 0, 0, "<spec>", note), *sorted(diagnostics)[:MAX_REPORTED]]
 
 
 def _from_finding(finding: Finding, loaded: LoadedSpec, strict: bool) -> Diagnostic:
@@ -91,23 +116,19 @@ def _error_path(error: Any) -> Path:
     return loc[:-1] if loc and loc[-1] == "[key]" else loc
 
 
-def _from_pydantic(exc: ValidationError, loaded: LoadedSpec) -> list[Diagnostic]:
-    out = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        on_key = bool(loc) and loc[-1] == "[key]"
-        if on_key:
-            loc = loc[:-1]
-        kind = error["type"]
-        if kind in {"literal_secret"} and any(looks_like_secret(str(v)) for v in _strings(error.get("input"))):
-            continue  # already reported by the document-wide scan
-        message = _message(error, loc)
-        if kind == "missing":  # point at the mapping that lacks the key
-            line, col = loaded.positions.of(loc[:-1])
-            out.append(Diagnostic(loaded.file, line, col, format_path(loc), message))
-            continue
-        out.append(loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden"))
-    return out
+def _from_pydantic(error: Any, loaded: LoadedSpec) -> Diagnostic | None:
+    loc = tuple(error["loc"])
+    on_key = bool(loc) and loc[-1] == "[key]"
+    if on_key:
+        loc = loc[:-1]
+    kind = error["type"]
+    if kind in {"literal_secret"} and any(looks_like_secret(str(v)) for v in _strings(error.get("input"))):
+        return None  # already reported by the document-wide scan
+    message = _message(error, loc)
+    if kind == "missing":  # point at the mapping that lacks the key
+        line, col = loaded.positions.of(loc[:-1])
+        return Diagnostic(loaded.file, line, col, format_path(loc), message)
+    return loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden")
 
 
 def _strings(value: Any) -> list[str]:
@@ -143,7 +164,7 @@ def _fields_at(loc: Path) -> list[str]:
     """Field names of the model that sits at ``loc`` in the spec (for did-you-mean)."""
     current: Any = Spec
     for part in loc:
-        current = _unwrap(current)
+        current = unwrap(current)
         if isinstance(part, int):
             current = _item_type(current)
         elif isinstance(current, type) and issubclass(current, BaseModel):
@@ -153,25 +174,10 @@ def _fields_at(loc: Path) -> list[str]:
             current = field.annotation
         else:
             return []
-    current = _unwrap(current)
+    current = unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(current.model_fields)
     return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Strip Optional[...] and Annotated[...] down to the model or container type."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            options = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = options[0] if len(options) == 1 else annotation
-            if len(options) != 1:
-                return annotation
-        else:
-            return annotation
 
 
 def _item_type(annotation: Any) -> Any:

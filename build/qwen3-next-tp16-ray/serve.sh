@@ -8,10 +8,11 @@ container=qwen3-next-tp16-ray-head
 expected_gpus=16
 timeout_s="${VLLMGEN_CLUSTER_TIMEOUT:-600}"
 
+# the same probe vllmgen apply runs (vllmgen/rayprobe.py): one JSON line with the cluster's GPUs
 gpus_in_cluster() {
-    docker exec "${container}" python3 -c \
-        'import ray; ray.init(address="auto", logging_level="ERROR"); print(int(ray.cluster_resources().get("GPU", 0)))' \
-        2>/dev/null || echo 0
+    local count
+    count="$(docker exec "${container}" python3 -c 'import json, ray; ray.init(address="auto", logging_level="ERROR", log_to_driver=False); nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]; print(json.dumps({"gpus": int(ray.cluster_resources().get("GPU", 0)), "nodes": sorted(nodes)}))' 2>/dev/null | sed -n "s/.*\"gpus\": \\([0-9][0-9]*\\).*/\\1/p")" || true
+    echo "${count:-0}"
 }
 
 waited=0

@@ -115,3 +115,45 @@ def test_validate_estimates_fit_offline():
     )
     assert result.returncode == 0, result.stderr
     assert "model fit (16 x 79.65 GiB): fits with" in result.stdout
+
+
+PROCESS_SPEC = """\
+version: 1
+name: proc
+model: {source: Qwen/Qwen3-8B}
+runtime: {kind: process, vllm: %(vllm)s}
+cluster: {nic: eth0}
+nodes: [{name: gpu-1, address: 192.0.2.2, gpus: 1, gpu_ids: [%(gpu)s]}]
+serve: {port: 8000, gpu_memory_utilization: 0.9}
+"""
+
+
+def test_process_runtime_checks_gpu_ids_and_vllm_not_docker(tmp_path):
+    """The recorded H100 host has GPU 0: gpu_ids [0] is there, [1] is not; Docker is not checked."""
+    vllm = tmp_path / "env" / "bin" / "vllm"
+    vllm.parent.mkdir(parents=True)
+    vllm.write_text("#!/bin/sh\n")
+    vllm.chmod(0o755)
+    valid, plan = _plan(tmp_path, PROCESS_SPEC % {"vllm": vllm, "gpu": 0})
+    expect = expectation(plan, valid.spec, plan.head, docker=False, image_cuda=None)
+    results = {r.name: r for r in check_host(RecordedProbe(H100), expect)}
+    assert results["gpu.selection"].status == "ok" and "gpu.count" not in results
+    assert results["process.vllm"].status == "ok"
+    assert results["docker"].status == "skip" and "runtime.kind: process" in results["docker"].detail
+
+    valid, plan = _plan(tmp_path, PROCESS_SPEC % {"vllm": tmp_path / "nowhere" / "vllm", "gpu": 1})
+    expect = expectation(plan, valid.spec, plan.head, docker=False, image_cuda=None)
+    results = {r.name: r for r in check_host(RecordedProbe(H100), expect)}
+    assert results["gpu.selection"].status == "fail" and "this host has no GPU 1" in results["gpu.selection"].detail
+    assert results["process.vllm"].status == "fail" and results["process.vllm"].fix
+
+
+def test_the_doctor_command_skips_docker_for_a_process_spec(tmp_path):
+    """`vllmgen doctor` on this machine: no Docker check for runtime.kind: process, without --no-docker."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(PROCESS_SPEC % {"vllm": "/nonexistent/bin/vllm", "gpu": 0})
+    out = subprocess.run([sys.executable, "-m", "vllmgen", "doctor", str(spec), "--output", "json"],
+                         capture_output=True, text=True, timeout=120)
+    results = {r["name"]: r for r in json.loads(out.stdout)["results"]}
+    assert results["docker"]["status"] == "skip"
+    assert results["process.vllm"]["status"] == "fail"

@@ -28,7 +28,7 @@ class Cluster:
         """`vllmgen ARGS` run inside host ``host``'s namespace (its view of the network)."""
         argv = ["nsenter", f"--net={self.hosts.path(host)}", sys.executable, "-m", "vllmgen", *args]
         # a fixed fingerprint key: no key file made in this machine's ~/.config by the tests
-        environment = {**os.environ, "PYTHONPATH": str(ROOT), "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests",
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests-fingerprint-key",
                        **(env or {})}
         environment.pop("DOCKER_HOST", None)
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT,

@@ -42,6 +42,8 @@ def _printed_argv(executor: DryRunExecutor, stream: io.StringIO, request: RunReq
 @pytest.mark.parametrize("gpus", [True, False], ids=["gpus", "no-gpus"])
 def test_dry_run_prints_what_the_sdk_runs(spec: Path, gpus: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = compile_file(spec).plan
+    if plan.runtime == "process":
+        pytest.skip("no docker run for a process (tests/test_process_runtime.py compares run.sh and the dry run)")
     host = LocalHost()
     monkeypatch.setattr(host, "home", lambda: HOME)
     stream = io.StringIO()

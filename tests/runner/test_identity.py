@@ -59,8 +59,8 @@ def test_a_rotated_secret_replaces_the_container_and_no_label_holds_it(monkeypat
     # keyed: not a plain digest of the values, and another key gives another fingerprint
     plain = hashlib.sha256(SECRETS["QWEN_API_KEY"].encode()).hexdigest()
     assert fingerprint not in plain
-    other = identity.secrets_fingerprint({"VLLM_API_KEY": "x"}, {identity.KEY_ENV: "k1"})
-    assert other != identity.secrets_fingerprint({"VLLM_API_KEY": "x"}, {identity.KEY_ENV: "k2"})
+    other = identity.secrets_fingerprint({"VLLM_API_KEY": "x"}, {identity.KEY_ENV: "key-one-0123456789"})
+    assert other != identity.secrets_fingerprint({"VLLM_API_KEY": "x"}, {identity.KEY_ENV: "key-two-0123456789"})
 
 
 def test_the_fingerprint_key_is_made_once_on_the_control_machine(tmp_path: Path) -> None:
@@ -153,3 +153,15 @@ def test_status_calls_a_container_on_an_older_image_stale() -> None:
     assert report["nodes"][0]["containers"][0]["current"] is False
     assert f"node {plan.head.name}: {plan.head.container.name} is not the spec's (its definition or image changed):" \
            " apply again" in report["problems"]
+
+
+def test_a_short_or_unreadable_key_is_a_runner_error(tmp_path):
+    from vllmgen.errors import RunnerError
+
+    with pytest.raises(RunnerError, match="shorter than 16 bytes"):
+        identity.secrets_fingerprint({"VLLM_API_KEY": "x"}, {identity.KEY_ENV: "short"})
+    config = tmp_path / "config"
+    (config / "vllmgen").mkdir(parents=True)
+    (config / "vllmgen" / "fingerprint-key").mkdir()  # a folder where the key file should be
+    with pytest.raises(RunnerError, match="cannot read or make the secrets' fingerprint key"):
+        identity.secrets_fingerprint({"VLLM_API_KEY": "x"}, {"XDG_CONFIG_HOME": str(config)})

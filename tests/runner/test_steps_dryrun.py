@@ -38,7 +38,7 @@ from vllmgen.write import check
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
-SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456",
+SECRETS = {"HF_TOKEN": "hf_test_token_value_123", "QWEN_API_KEY": "sk-test-key-value-456", "PROC_API_KEY": "proc-key-1",
            "VLLMGEN_FINGERPRINT_KEY": "test-fingerprint-key"}
 SECRET_FILES = {"/etc/vllmgen/api-key": "file-key-value-789\n"}
 
@@ -104,14 +104,19 @@ def test_step_order(spec: Path) -> None:
     compiled, _ = _compiled(spec)
     plan = compiled.plan
     names = [step.name for step in plan_steps(plan, tuple(n.name for n in plan.nodes))]
-    expected = ["preflight", "daemon-json", "image", "head"]
+    expected = ["preflight", "daemon-json", "image", "head"] if plan.runtime == "docker" else ["preflight", "head"]
     if plan.workers:
         expected.append("workers")
     if plan.backend == "ray":
         expected += ["cluster", "serve"]
     elif plan.backend == "mp":
         expected.append("cluster")
-    assert names == expected + ["verify"]
+    expected.append("verify")
+    if plan.backend == "replicas" or "data-parallel-hybrid-lb" in plan.serve_config:
+        expected.append("servers")  # every other API server's /health
+    if plan.router:
+        expected.append("router")  # started once they are healthy, verified through it
+    assert names == expected
 
 
 def test_worker_scope_stops_after_its_container() -> None:
@@ -126,6 +131,8 @@ def test_worker_scope_stops_after_its_container() -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
 def test_dry_run_docker_run_is_the_start_script(spec: Path) -> None:
     """The printed `docker run` and build/<name>/nodes/*/start.sh run the same words."""
+    if "kind: process" in spec.read_text():
+        pytest.skip("a process spec runs no docker (tests/test_process_runtime.py)")
     out = io.StringIO()
     runner, _, _ = _apply(spec, stream=out)
     runner.run()
@@ -440,7 +447,8 @@ def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyP
         "detach": True,
         "labels": dict(worker.container.labels),
         "network_mode": "host",
-        "environment": {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_IB_HCA": "mlx5_0", "NCCL_SOCKET_IFNAME": "eth0",
+        "environment": {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_DEBUG": "INFO", "NCCL_IB_HCA": "mlx5_0",
+                        "NCCL_SOCKET_IFNAME": "eth0",
                         "VLLM_HOST_IP": "192.0.2.2", "HF_TOKEN": "hf_x", "VLLM_ENGINE_READY_TIMEOUT_S": "900",
                         "CUDA_CACHE_MAXSIZE": "4294967296", "CUDA_CACHE_PATH": "/var/cache/vllmgen/cuda",
                         "FLASHINFER_WORKSPACE_BASE": "/var/cache/vllmgen/flashinfer",

@@ -193,3 +193,21 @@ def test_dry_run_needs_no_daemon(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["down", str(spec), "--all", "--dry-run"])
     out.write(result.output)
     assert result.exit_code == 0 and "docker --host ssh://root@203.0.113.3 ps --all" in result.output
+
+
+def test_ssh_host_copies_the_deployment_files_in_one_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in `ssh` on PATH runs the remote command line here and counts sessions."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ssh").write_text('#!/bin/sh\necho x >> "$SSH_LOG"\nwhile [ "$1" != "--" ]; do shift; done\n'
+                              'shift 2\nexec sh -c "$1"\n')
+    (fake / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("SSH_LOG", str(tmp_path / "sessions"))
+    host = SshHost(parse("ssh://root@203.0.113.9"))
+    target = tmp_path / "remote" / "deploy"
+    host.put_files(str(target), {"serve-config.yaml": b"a: 1\n", "serve.sh": b"#!/bin/sh\n"})
+    assert (target / "serve-config.yaml").read_bytes() == b"a: 1\n" and (target / "serve.sh").exists()
+    assert (tmp_path / "sessions").read_text().count("x") == 1
+    out = host.run(["sh", "-c", "cat > \"$1\"", "x", str(tmp_path / "t")], input="text in\n")
+    assert out.rc == 0 and (tmp_path / "t").read_text() == "text in\n"

@@ -16,14 +16,22 @@ DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install
 
 
 def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
-    """Ports this node listens on: the API on serving heads, Ray's GCS, the torch master."""
+    """Ports this node listens on: the API servers, Ray's GCS, the torch master or DP RPC port, the router."""
+    from vllmgen import parallel
+
     ports = set()
+    if node.container.healthcheck is not None:  # an API server: the head, or every node with replicas/hybrid
+        ports.add(spec.serve.port)
     if node.role == "head":
         ports.add(spec.serve.port)
         if plan.backend == "ray":
             ports.add(spec.cluster.ray_port)
-        if plan.backend == "mp":
+        if plan.backend == "mp" and parallel.across_nodes(spec):
+            ports.add(spec.serve.data_parallel.rpc_port)  # rank 0's DP coordinator
+        elif plan.backend == "mp":
             ports.add(spec.cluster.master_port)
+    if plan.router is not None and plan.router.node == node.name:
+        ports.add(plan.router.port)
     return tuple(sorted(ports))
 
 
@@ -43,9 +51,12 @@ def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_c
         shm_bytes=shm,
         disk=((DOCKER_ROOT, IMAGE_DISK_BYTES, "the vLLM image"),) if docker else (),
         model_path=os.path.expanduser(model_path) if model_path else None,
+        multi_node=len(spec.nodes) > 1 and plan.backend != "replicas",
         docker=docker,
         docker_image=plan.image.tag,
         registry_mirrors=tuple(spec.docker.registry_mirrors),
+        gpu_ids=node.gpu_ids,
+        vllm=node.vllm,
     )
 
 

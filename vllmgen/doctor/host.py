@@ -28,9 +28,12 @@ class HostExpectation:
     shm_bytes: int | None = None
     disk: tuple[tuple[str, int, str], ...] = ()  # (path, bytes needed, what for)
     model_path: str | None = None  # host path holding config.json
+    multi_node: bool = False  # the node connects to others (Gloo, NCCL, a DP group)
     docker: bool = True
     docker_image: str | None = None  # for the --gpus all smoke run
     registry_mirrors: tuple[str, ...] = field(default_factory=tuple)
+    gpu_ids: tuple[int, ...] | None = None  # nodes[].gpu_ids: these GPUs of the host, not all of them
+    vllm: str | None = None  # runtime.kind: process: the vllm executable
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,11 @@ def gpu_facts(probe: Probe, expect: HostExpectation) -> GpuFacts:
     header = probe.nvidia_smi()
     cuda_version = gpu.parse_cuda_version(header.stdout) if header.returncode == 0 else None
     results = [smi_ok]
-    if expect.gpus is not None:
+    if expect.gpu_ids is not None:
+        from vllmgen.doctor.selection import check_gpu_ids
+
+        results.append(check_gpu_ids(gpus, expect.gpu_ids))
+    elif expect.gpus is not None:
         results.append(gpu.check_gpu_count(gpus, expect.gpus))
     results.append(gpu.check_gpu_model(gpus, expect.gpu_model))
     results.append(gpu.check_gpu_uniform(gpus))
@@ -70,6 +77,10 @@ def network_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
     if expect.ports:
         results.append(network.check_ports_free({p: probe.port_error(expect.bind_host, p) for p in expect.ports}))
     results.append(network.check_infiniband(expect.hcas, probe.infiniband_devices()))
+    if expect.multi_node:  # recorded one-node runs have no such row
+        named = probe.hostname_addresses()
+        results.append(network.check_hostname_resolution(named[0] if named else None, named[1] if named else None,
+                                                         True, bool(expect.data_nic)))
     return results
 
 
@@ -92,6 +103,10 @@ def storage_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
 
 def docker_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
     if not expect.docker:
+        if expect.vllm:  # runtime.kind: process
+            from vllmgen.doctor.selection import check_vllm_executable
+
+            return [skip("docker", "not used on this node (runtime.kind: process)"), check_vllm_executable(expect.vllm)]
         return [skip("docker", "not used on this node")]
     info, error = probe.docker_info()
     results = [docker.check_daemon(error, info), docker.check_socket_permission(error)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 
-from vllmgen.doctor.checks import CheckResult, fail, ok, skip
+from vllmgen.doctor.checks import CheckResult, fail, ok, skip, warn
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Interfaces = dict[str, list[IfAddr]]
@@ -142,3 +142,23 @@ def check_infiniband(expected_hcas: Sequence[str], devices: Sequence[str] | None
     if missing:
         return fail(name, f"no device for {', '.join(missing)} (have: {', '.join(devices)})", IB_FIX)
     return ok(name, f"{', '.join(devices)} match {', '.join(wanted)}")
+
+
+def check_hostname_resolution(hostname: str | None, resolved: Sequence[str] | None, multi_node: bool,
+                              nic_pinned: bool) -> CheckResult:
+    """Gloo, torch.distributed and vLLM's DP group fall back to the address the host name resolves to;
+    Debian's /etc/hosts maps it to 127.0.1.1, and the group then splits (a known vLLM failure)."""
+    name = "net.hostname"
+    if not multi_node:
+        return skip(name, "one node: nothing connects across hosts")
+    if hostname is None or resolved is None:
+        return skip(name, "host name not resolved here")
+    loopback = [a for a in resolved if a.startswith("127.") or a == "::1"]
+    if not loopback or len(loopback) < len(resolved):
+        return ok(name, f"{hostname} resolves to {', '.join(resolved)}")
+    detail = f"{hostname} resolves only to loopback ({', '.join(resolved)})"
+    fix = f"map {hostname} to this node's address in /etc/hosts (not 127.0.1.1)"
+    if nic_pinned:
+        return warn(name, detail + "; vllmgen pins VLLM_HOST_IP and GLOO_SOCKET_IFNAME, other tools may not", fix)
+    return fail(name, detail + ": with no data NIC set, Gloo and the DP group pick it and split", fix
+                + ", or set cluster.nic")

@@ -43,6 +43,7 @@ class Probe(Protocol):
     def infiniband_devices(self) -> list[str] | None: ...
     def disk_space(self, path: str) -> DiskSpace | None: ...
     def port_error(self, host: str, port: int) -> str | None: ...
+    def hostname_addresses(self) -> tuple[str, list[str]] | None: ...
     def list_dir(self, path: str) -> list[str] | None: ...
     def read_json(self, path: str) -> dict[str, Any] | None: ...
     def docker_info(self) -> tuple[dict[str, Any] | None, str | None]: ...
@@ -152,6 +153,16 @@ class LiveProbe:
         except OSError:
             return None
         return DiskSpace(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
+
+    def hostname_addresses(self) -> tuple[str, list[str]] | None:
+        import socket
+
+        name = socket.gethostname()
+        try:
+            found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return name, []
+        return name, sorted({entry[4][0] for entry in found})
 
     def port_error(self, host: str, port: int) -> str | None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -264,6 +275,10 @@ class RecordedProbe:
             if (path.rstrip("/") + "/").startswith(mount) and (best is None or len(row.mount) > len(best.mount)):
                 best = row
         return DiskSpace(best.size, best.available) if best else None
+
+    def hostname_addresses(self) -> tuple[str, list[str]] | None:
+        data = self._json("hostname.json")
+        return None if data is None else (data["hostname"], list(data["addresses"]))
 
     def port_error(self, host: str, port: int) -> str | None:
         ports: Mapping[str, str | None] = self._json("ports.json") or {}

@@ -4,6 +4,8 @@ It never re-derives a flag: every container, command and mount comes from the pl
 
     executor    the Executor protocol and its data types
     sdk         DockerSdkExecutor: a node's engine through the docker SDK
+    procexec    ProcessExecutor: runtime.kind process, `vllm serve` as a detached process on this host
+    startup     the engine's log read back after apply and in status: start-up phases, NCCL transports
     dryrun      DryRunExecutor and Recorder: prints the equivalent commands, changes nothing
     dockerargs  a planned container as `docker run` words, and those words as SDK arguments (one translation)
     httpcheck   HTTP requests to the endpoint (health, models, chat)

@@ -107,8 +107,25 @@ def compute(apply: Apply) -> Changes:
     """The plan, after apply's preflight (secrets resolved). Fills apply's daemon merges, image
     decisions and predicted image IDs, which its steps then use."""
     names = tuple(n.name for n in apply.plan.nodes if n.name in apply.executors)
-    merges = daemon_step.read_all(apply, names) if apply.plan.daemon else {}
+    docker = apply.plan.runtime == "docker"  # processes: no daemon.json, no image
+    merges = daemon_step.read_all(apply, names) if apply.plan.daemon and docker else {}
     apply.daemon_merges = merges
+    images = _images(apply, names) if docker else {name: ("unchanged", "") for name in names}
+    apply.image_plan = images
+    restarts = {name for name, change in merges.items() if change.merge.changed}
+    decided = decisions(apply, restarts)
+    nodes = []
+    for name in names:
+        action, why, running = decided[name]
+        change = merges.get(name)
+        keys = tuple(change.merge.changes) if change and change.merge.changed else ()
+        nodes.append(NodeChange(name, apply.plan.node(name).container.name, action, why, running,
+                                images[name][0], images[name][1], keys, change.path if change else ""))
+    return Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)))
+
+
+def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Per node: build (and why) or unchanged; the image IDs its containers get go to ``apply.image_ids``."""
     try:
         dockerfile = dockerfile_for(apply.deploy_dir, apply.options.base_image)
     except (OSError, ValueError) as exc:
@@ -126,17 +143,7 @@ def compute(apply: Apply) -> Changes:
             images[name] = ("unchanged", "")
         apply.image_ids[name] = (NEW_IMAGE if images[name][0] == "build" else
                                  apply._engine(name, "image", lambda e=executor: e.image_id(apply.plan.image.tag)) or "")
-    apply.image_plan = images
-    restarts = {name for name, change in merges.items() if change.merge.changed}
-    decided = decisions(apply, restarts)
-    nodes = []
-    for name in names:
-        action, why, running = decided[name]
-        change = merges.get(name)
-        keys = tuple(change.merge.changes) if change and change.merge.changed else ()
-        nodes.append(NodeChange(name, apply.plan.node(name).container.name, action, why, running,
-                                images[name][0], images[name][1], keys, change.path if change else ""))
-    return Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)))
+    return images
 
 
 def _orphans(apply: Apply, names: tuple[str, ...]) -> list[Orphan]:
@@ -196,6 +203,8 @@ def decisions(apply: Apply, restarts: set[str] = frozenset()) -> dict[str, tuple
     whole = group and len(names) == len(apply.plan.nodes)
     # under --node, the daemon-json step refuses a restart beneath a running group (daemon_step)
     decided = {name: decide(apply, name, name in restarts and (whole or not group)) for name in names}
+    if apply.plan.backend == "replicas":  # independent servers: each is replaced on its own
+        return decided
     if group and not whole:
         _refuse_partial_replace(apply, decided)
     if whole and any(action != "unchanged" for action, _, _ in decided.values()):

@@ -40,6 +40,7 @@ def resolve_home(words: list[Word], home: Callable[[], str]) -> list[str]:
 def _gpus(value: str) -> Any:
     from docker.types import DeviceRequest
 
+    value = value.strip('"')  # '"device=0,1"': quoted for the docker CLI's CSV parser
     if value.startswith("device="):
         return DeviceRequest(device_ids=value.removeprefix("device=").split(","), capabilities=[["gpu"]])
     return DeviceRequest(count=-1 if value == "all" else int(value), capabilities=[["gpu"]])

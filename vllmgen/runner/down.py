@@ -8,6 +8,7 @@ from vllmgen.plan import Plan
 from vllmgen.runner import orphans
 from vllmgen.runner.executor import ContainerState, EngineError, Executor
 from vllmgen.runner.progress import Progress, fail
+from vllmgen.runner.servers import is_router
 from vllmgen.runner.steps import NODE_LABEL, _engine_hint
 
 
@@ -31,8 +32,15 @@ def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | Non
                 seen.add(key)
                 _remove(executors[node.name], node.name, state, f"orphan: {orphans.describe(state)}", progress)
                 removed.append(state.name)
+    # the router first: it stops sending requests before the servers behind it go
     for node in order:
-        mine = [state for state in found[node.name] if state.labels.get(NODE_LABEL) == node.name]
+        for state in found[node.name]:
+            if is_router(state.labels) and state.labels.get(NODE_LABEL) == node.name and state.name not in removed:
+                _remove(executors[node.name], node.name, state, "router", progress)
+                removed.append(state.name)
+    for node in order:
+        mine = [state for state in found[node.name]
+                if state.labels.get(NODE_LABEL) == node.name and not is_router(state.labels)]
         if not mine:
             progress.say("down: nothing to remove", node.name)
         for state in mine:

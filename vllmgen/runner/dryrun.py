@@ -28,7 +28,7 @@ from vllmgen.runner.executor import (
     HttpResult,
     RunRequest,
 )
-from vllmgen.shell import Word, join_words
+from vllmgen.shell import Anchored, Word, join_words, quote_word
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,9 @@ class DryRunExecutor:
     def __init__(self, node: str, endpoint: str | None, recorder: Recorder, *, host: hosts.Host | None = None,
                  assume_cluster: ClusterView | None = None, assume_served: str = "",
                  assume_api_key: bool = False, containers: dict[str, ContainerState] | None = None,
-                 images: dict[str, dict[str, str]] | None = None):
+                 images: dict[str, dict[str, str]] | None = None, process: bool = False):
         self.node = node
+        self.process = process  # runtime.kind: process: no docker, stop by the recorded PID
         self.endpoint = endpoint
         self.real_host = host or hosts.for_endpoint(endpoint)
         self.host = DryHost(self.real_host)
@@ -178,9 +179,9 @@ class DryRunExecutor:
         if hosts.is_local(self.real_host):
             return str(local.resolve())
         assert isinstance(self.real_host, hosts.SshHost)
-        for name in files:
-            argv = self.host.ssh_argv(["sh", "-c", 'mkdir -p -- "$1" && cat > "$1/$2"', "vllmgen", remote, name])
-            self._record("put-file", f"{remote}/{name}", f"{shlex.join(argv)} < {shlex.quote(str(local / name))}")
+        argv = self.host.ssh_argv(["sh", "-c", hosts.PUT_SCRIPT, "vllmgen", remote])
+        pack = shlex.join(["tar", "-C", str(local), "-c", "-f", "-", *sorted(files)])
+        self._record("put-files", f"{remote}: {', '.join(sorted(files))}", f"{pack} | {shlex.join(argv)}")
         return remote
 
     def inspect(self, name: str) -> ContainerState | None:
@@ -189,6 +190,10 @@ class DryRunExecutor:
 
     def run(self, request: RunRequest) -> None:
         container = request.planned()
+        if not container.image:  # runtime.kind: process: what nodes/<node>/run.sh runs, detached
+            self._record("run", container.name, process_line(request))
+            self.containers[container.name] = ContainerState(container.name, "running", None, request.labels, "")
+            return
         words = dockerargs.run_words(request)
         if self.endpoint:
             words[1:1] = ["--host", self.endpoint]
@@ -199,6 +204,10 @@ class DryRunExecutor:
                                                          container.image)
 
     def remove(self, name: str, stop_timeout: int = 10) -> None:
+        if self.process:
+            self._record("remove", name, "kill -TERM <the recorded PID> (then SIGKILL to its process group)")
+            self.containers.pop(name, None)
+            return
         self._record("remove", name, self._docker("stop", "--time", str(stop_timeout), name) + " && "
                      + self._docker("rm", name))
         self.containers.pop(name, None)
@@ -249,3 +258,17 @@ class DryRunExecutor:
         if path.startswith("v1/chat"):
             return HttpResult(200, json.dumps({"choices": [{"message": {"content": "(dry run)"}}]}))
         return HttpResult(200, "")
+
+
+def process_line(request: RunRequest) -> str:
+    """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
+    one shell line. Secrets are passed by name; their values are never printed."""
+    from vllmgen.process import launch
+
+    plan = launch(request.container)
+
+    def fill(word: Word) -> Word:
+        return word.resolve("", request.deploy_dir) if isinstance(word, Anchored) and word.anchor == "deploy_dir" else word
+
+    env = [f"{name}={quote_word(fill(value))}" for name, value in plan.env]
+    return " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])

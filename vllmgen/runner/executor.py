@@ -16,19 +16,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vllmgen.plan import Container
+from vllmgen.rayprobe import RAY_PROBE  # noqa: F401 - the runner's name for it
 from vllmgen.runner import host as hosts
 
 IMAGE_HASH_LABEL = "io.vllmgen.image-hash"
 GPUS_LABEL = "io.vllmgen.gpus"  # "none" on a container started with --no-gpus
 _FROM = re.compile(r"^FROM[ \t]+\S+", re.MULTILINE)
 
-# Run inside the Ray head with its python: the alive nodes' addresses and the cluster's GPUs.
-# (Double quotes only, so that the printed `docker exec ... -c '...'` reads as written.)
-RAY_PROBE = (
-    'import json, ray; ray.init(address="auto", logging_level="ERROR", log_to_driver=False); '
-    'nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]; '
-    'print(json.dumps({"gpus": ray.cluster_resources().get("GPU", 0), "nodes": sorted(nodes)}))'
-)
 # Run inside a container: the pids of `vllm serve` processes there.
 SERVING_PROBE = (
     "import os\n"

@@ -8,10 +8,12 @@ A ``tcp://`` endpoint gives no such access; steps that need it say so.
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import shutil
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from vllmgen.endpoints import Endpoint
 from vllmgen.runner import daemon_json, ssh
 
 DEFAULT_RESTART = ("systemctl", "restart", "docker")
+PUT_SCRIPT = 'set -e; mkdir -p -- "$1"; tar -x -o -f - -C "$1"'  # the deployment files arrive as a tar on stdin
 # sh -c REPLACE_SCRIPT vllmgen PATH BACKUP < TEXT, on an ssh host: as daemon_json.write_atomic does
 # locally, through a symlink to its target, the new file first a copy (`cp -p`: mode and owner)
 REPLACE_SCRIPT = (
@@ -129,11 +132,14 @@ class SshHost:
     def ssh_argv(self, remote: list[str]) -> list[str]:
         return ssh.ssh_argv(self.endpoint, shlex.join(remote))
 
-    def run(self, argv: list[str], *, input: str | None = None, timeout: float = 120) -> Completed:
+    def run(self, argv: list[str], *, input: str | bytes | None = None, timeout: float = 120) -> Completed:
+        data = input.encode() if isinstance(input, str) else input
         for attempt in range(self.attempts):
             try:
-                out = subprocess.run(self.ssh_argv(argv), input=input, capture_output=True, text=True,
+                raw = subprocess.run(self.ssh_argv(argv), input=data, capture_output=True,
                                      timeout=timeout, check=False)
+                out = subprocess.CompletedProcess(raw.args, raw.returncode, raw.stdout.decode("utf-8", "replace"),
+                                                  raw.stderr.decode("utf-8", "replace"))
             except subprocess.TimeoutExpired as exc:
                 raise HostError(f"{self.description}: `{shlex.join(argv)}` did not finish within {timeout:g}s") from exc
             except FileNotFoundError as exc:
@@ -148,7 +154,7 @@ class SshHost:
             time.sleep(1 + attempt)
         raise AssertionError("unreachable")
 
-    def _sh(self, script: str, *args: str, input: str | None = None) -> Completed:
+    def _sh(self, script: str, *args: str, input: str | bytes | None = None) -> Completed:
         return self.run(["sh", "-c", script, "vllmgen", *args], input=input)
 
     def home(self) -> str:
@@ -176,10 +182,17 @@ class SshHost:
             raise NoHostAccess(f"cannot remove {path} over {self.description}: {out.stderr.strip()}")
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None:
-        for name, data in files.items():
-            out = self._sh('set -e; mkdir -p -- "$1"; cat > "$1/$2"', directory, name, input=data.decode())
-            if out.rc != 0:
-                raise NoHostAccess(f"cannot copy {name} to {directory} over {self.description}: {out.stderr.strip()}")
+        """Every file in one ssh session: a tar on stdin, unpacked into ``directory``."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in sorted(files.items()):
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        out = self._sh(PUT_SCRIPT, directory, input=buffer.getvalue())
+        if out.rc != 0:
+            raise NoHostAccess(f"cannot copy {', '.join(sorted(files))} to {directory} over {self.description}: "
+                               f"{out.stderr.strip()}")
 
 
 @dataclass

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX
 
 HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
@@ -41,23 +42,44 @@ def key_file(environ: Mapping[str, str]) -> Path:
 def fingerprint_key(environ: Mapping[str, str] | None = None) -> bytes:
     environ = os.environ if environ is None else environ
     if environ.get(KEY_ENV):
-        return environ[KEY_ENV].encode()
+        return _checked(environ[KEY_ENV].encode(), f"${KEY_ENV}")
     path = key_file(environ)
     try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
+        try:
+            return _checked(path.read_bytes().strip(), str(path))
+        except FileNotFoundError:
+            pass
+        _make_key(path)
+        return _checked(path.read_bytes().strip(), str(path))
+    except OSError as exc:
+        raise RunnerError(f"cannot read or make the secrets' fingerprint key {path}: {exc.strerror or exc}; "
+                          f"set {KEY_ENV} (16 characters or more) instead") from None
+
+
+def _make_key(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, temp = tempfile.mkstemp(prefix=".fingerprint-key.", dir=path.parent)  # 0600
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32) + "\n")
-        os.link(temp, path)  # whole, and only if no other apply made one meanwhile
-    except FileExistsError:
-        pass
+        try:
+            os.link(temp, path)  # whole, and only if no other apply made one meanwhile
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links: a rename is whole too
+            os.rename(temp, path)
     finally:
-        os.unlink(temp)
-    return path.read_bytes().strip()
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+MIN_KEY_BYTES = 16
+
+
+def _checked(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_KEY_BYTES:  # a short or empty key makes the label a plain, guessable hash
+        raise RunnerError(f"the secrets' fingerprint key in {where} is shorter than {MIN_KEY_BYTES} bytes")
+    return key
 
 
 def secrets_fingerprint(values: Mapping[str, str], environ: Mapping[str, str] | None = None) -> str:

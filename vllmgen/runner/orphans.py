@@ -12,13 +12,19 @@ from vllmgen.runner.executor import ContainerState
 
 NODE_LABEL = f"{LABEL_PREFIX}.node"
 DEPLOYMENT_LABEL = f"{LABEL_PREFIX}.deployment"
+ROLE_LABEL = f"{LABEL_PREFIX}.role"
 
 
 def orphans(plan: Plan, found: list[ContainerState]) -> list[ContainerState]:
     names = {node.name for node in plan.nodes}
-    return [state for state in found if state.labels.get(NODE_LABEL) not in names]
+    router = plan.router.node if plan.router else None
+    return [state for state in found
+            if (state.labels.get(NODE_LABEL) != router if state.labels.get(ROLE_LABEL) == "router"
+                else state.labels.get(NODE_LABEL) not in names)]
 
 
 def describe(state: ContainerState) -> str:
     node = state.labels.get(NODE_LABEL)
+    if state.labels.get(ROLE_LABEL) == "router":
+        return f"a router on node {node}, where the spec has none"
     return f"node {node}, no longer in the spec" if node else "no node label"

@@ -41,6 +41,11 @@ def source(secret: SecretEnv) -> str:
     return f"environment variable {secret.from_env or secret.name}"
 
 
+def placeholders(secrets: tuple[SecretEnv, ...]) -> Secrets:
+    """For a dry run: each secret stands for where its value would come from; nothing is read."""
+    return Secrets({secret.name: f"<{source(secret)}>" for secret in secrets})
+
+
 def resolve(secrets: tuple[SecretEnv, ...], *, environ: Mapping[str, str] | None = None,
             home: str | None = None, example: str = "secrets.env.example",
             files: Mapping[str, str] | None = None) -> Secrets:

@@ -3,19 +3,23 @@ first healthy answer, first token) around what vLLM's log says (``vllmgen.phases
 compile, CUDA graphs, engine init, API server), read with ``docker logs --timestamps``.
 
 ``Clock`` collects the runner's seconds per node during ``apply``; ``report`` joins them with the
-log's phases; ``current`` names the phase a start is in now, for the live progress line.
+log's phases; ``current`` names the phase a start is in now, for the live progress line. ``read``
+and ``report_nccl``: every node's whole log, with the transports NCCL chose on a multi-GPU
+deployment (``vllmgen.nccl``), after apply (the process runtime) and in status.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllmgen import phases
+from vllmgen import nccl, phases
+from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
+from vllmgen.runner.progress import Progress
 
 SKIPPED = ("not run", "not captured")  # notes of phases that do not happen (eager mode, no CUDA)
 
@@ -88,3 +92,39 @@ def table(entry: dict[str, Any]) -> str:
     if entry["ready_seconds"] is not None:
         lines.append(f"  {'log: first line -> listening':<21} {entry['ready_seconds']:.1f} s")
     return "\n".join(lines)
+
+
+# --- after apply and in status, the whole engine logs: NCCL's transports on multi-GPU deployments -------
+
+
+def _logs(plan: Plan, executors: Mapping[str, Executor]) -> dict[str, str]:
+    """Each node's whole engine log, read once."""
+    return {n.name: executors[n.name].logs(n.container.name, tail=None)
+            for n in plan.nodes if n.name in executors}
+
+
+def read(plan: Plan, executors: Mapping[str, Executor], logs: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Phases of the head's start and the NCCL transports seen in every node's log in scope."""
+    logs = _logs(plan, executors) if logs is None else logs
+    out: dict[str, Any] = {}
+    if plan.head.name in logs:
+        out["startup"] = phases.parse(logs[plan.head.name]).as_dict()
+    if sum(node.gpus for node in plan.nodes) > 1:
+        text = "\n".join(logs.values())
+        found = nccl.parse(text)
+        hcas = any(dict(n.container.env).get("NCCL_IB_HCA") for n in plan.nodes)
+        out["nccl"] = {"version": found.version, "transports": list(found.transports),
+                       "links": [[link.src, link.dst, link.transport] for link in found.links],
+                       "networks": list(found.networks), "summary": found.summary(),
+                       "warnings": nccl.warnings(found, multi_node=len(plan.nodes) > 1, ib_hcas=hcas)}
+    return out
+
+
+def report_nccl(plan: Plan, executors: Mapping[str, Executor], progress: Progress) -> dict[str, Any]:
+    """After apply (the process runtime): the transports NCCL chose, and warnings, from every node's log."""
+    found = read(plan, executors)
+    if "nccl" in found:
+        progress.say(found["nccl"]["summary"], plan.head.name)
+        for warning in found["nccl"]["warnings"]:
+            progress.say(f"warning: {warning}", plan.head.name)
+    return found

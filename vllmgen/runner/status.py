@@ -13,7 +13,7 @@ from typing import Any
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import identity, startup
+from vllmgen.runner import identity, servers, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
@@ -38,7 +38,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             stray.setdefault((entry["endpoint"], state.name), {
                 "node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
                 "engine of": node.name, "why": describe(state)})
-        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name]
+        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name and not servers.is_router(state.labels)]
         if not mine:
             entry["problem"] = f"no container {node.container.name}"
         for state in mine:
@@ -89,9 +89,12 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
                                                  startup.read_log(head, plan.head.container.name))
     report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
-    report["problems"] = problems(report) + [
+    report.update(servers.report(plan, executors, api_key))
+    report["problems"] = problems(report) + servers.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray.values()]
+    if plan.runtime == "process" and head_running:
+        report["engine"] = startup.read(plan, executors)
     report["healthy"] = not report["problems"]
     return report
 
@@ -162,6 +165,10 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"endpoint {endpoint['url']}: /health {endpoint.get('health', '-')}; models: {models}")
     if endpoint.get("startup"):
         lines.append(startup.table(endpoint["startup"]))
+    lines += servers.lines(report)
+    engine = report.get("engine") or {}
+    if "nccl" in engine:
+        lines.append(engine["nccl"]["summary"])
     lines += [f"problem: {problem}" for problem in report.get("problems", [])]
     lines.append("healthy" if report.get("healthy") else f"unhealthy: {len(report.get('problems', []))} problem(s)")
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import changes, cluster_step, daemon_step, identity, secrets, startup, verify
+from vllmgen.runner import changes, cluster_step, daemon_step, identity, secrets, servers, startup, verify
 from vllmgen.runner.executor import (
     GPUS_LABEL,
     IMAGE_HASH_LABEL,
@@ -59,6 +59,7 @@ class Options:
     timeout: float = 1200.0  # seconds, for each wait (cluster, model load)
     gpus: bool = True  # False: start containers without --gpus (a rehearsal on hosts without GPUs)
     base_image: str | None = None  # build FROM this instead of the spec's base
+    router_base_image: str | None = None  # build the router FROM this instead of router.base_image
     remote_dir: str = ".vllmgen/deployments"  # under $HOME on ssh:// nodes: the deployment files they mount
     confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
     confirm_replace: Callable[[str], bool] = lambda question: True  # asked before running containers are stopped
@@ -102,11 +103,10 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
     names = tuple(node.name for node in scope)
     head_in = plan.head.name in names
     workers = tuple(node.name for node in scope if node.role == "worker")
-    steps = [
-        Step("preflight", names, "engines answer, GPUs, deployment folder, secrets"),
-        Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
-        Step("image", names, f"build {plan.image.tag}"),
-    ]
+    steps = [Step("preflight", names, "engines answer, GPUs, deployment folder, secrets")]
+    if plan.runtime == "docker":  # processes: no daemon.json, no image
+        steps += [Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
+                  Step("image", names, f"build {plan.image.tag}")]
     if head_in:
         steps.append(Step("head", (plan.head.name,), f"start {plan.head.container.name}"))
     if workers:
@@ -118,6 +118,11 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
         steps.append(Step("cluster", (plan.head.name,), "the followers joined and the model loaded (/health)"))
     if head_in:
         steps.append(Step("verify", (plan.head.name,), "/health, /v1/models, a chat completion, the API key"))
+    others = tuple(s.node for s in servers.api_servers(plan) if s.node in names and s.node != plan.head.name)
+    if others:
+        steps.append(Step("servers", others, "every other API server answers /health"))
+    if plan.router and plan.router.node in names:
+        steps.append(Step("router", (plan.router.node,), "vllm-router in front of the healthy servers, verified"))
     return steps
 
 
@@ -234,8 +239,11 @@ class Apply:
             raise fail(None, step.name,
                        f"{self.deploy_dir} is out of date with the spec ({len(self.drift)} file(s) differ)",
                        "run `vllmgen render SPEC`, review the change, then apply: apply runs what was rendered")
-        self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
-                                       example=str(self.deploy_dir / "secrets.env.example"))
+        if self.options.dry_run:  # the dry run shows secrets by name and needs none of their values
+            self.secrets = secrets.placeholders(self.plan.secrets)
+        else:
+            self.secrets = secrets.resolve(self.plan.secrets, environ=self.environ, files=self.secret_files,
+                                           example=str(self.deploy_dir / "secrets.env.example"))
         self.fingerprint = ("(keyed fingerprint of the secret values)" if self.options.dry_run
                             else identity.secrets_fingerprint(self.secrets, self.environ))
         self._each(step.nodes, lambda name: self._preflight(step.name, name))
@@ -243,7 +251,7 @@ class Apply:
     def _preflight(self, step: str, name: str) -> None:
         executor, node = self.executors[name], self._node(name)
         info = self._engine(name, step, executor.ping, "check that the node's docker_host is right and reachable")
-        detail = f"Docker {info.version}, API {info.api_version}"
+        detail = info.version if self.plan.runtime == "process" else f"Docker {info.version}, API {info.api_version}"
         if self.options.gpus:
             if info.runtimes and "nvidia" not in info.runtimes:
                 self.progress.say("warning: Docker has no 'nvidia' runtime registered; --gpus may fail "
@@ -379,6 +387,12 @@ class Apply:
         self._engine(serve.node, step.name, lambda: head.exec(serve.container, argv, detach=True))
         self._outcome(step.name, serve.node, "started", f"follow it: docker logs -f {serve.container}")
 
+    def step_servers(self, step: Step) -> None:
+        servers.step_servers(self, step)
+
+    def step_router(self, step: Step) -> None:
+        servers.step_router(self, step)
+
     def step_verify(self, step: Step) -> None:
         head = self.executors[self.plan.head.name]
         serve = self.plan.serve_exec
@@ -410,3 +424,5 @@ class Apply:
         since = self.clock.since_start(node)
         self.clock.record(node, phase, since, f"{what}, since the container started" if since is not None
                           else f"{what}; the container was already running")
+        if self.plan.runtime == "process":  # NCCL's transports, read back from every node's log
+            startup.report_nccl(self.plan, self.executors, self.progress)

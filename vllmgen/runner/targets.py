@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 
+from vllmgen.addresses import url_host
 from vllmgen.plan import Plan
 from vllmgen.runner import host as hosts
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
@@ -55,6 +56,15 @@ def is_local_address(address: str) -> bool:
 
 def require_endpoints(plan: Plan, names: Sequence[str], spec: str = "SPEC") -> None:
     """``--all``: every node in ``names`` has a docker_host or is this machine; else ValueError saying how to fix it."""
+    if plan.runtime == "process":
+        remote = [node for node in plan.nodes if node.name in names and not is_local_address(node.address)]
+        if remote:
+            listed = ", ".join(f"{node.name} ({node.address})" for node in remote)
+            raise ValueError(
+                f"--all with runtime.kind: process starts every node's process on this machine, and {listed} "
+                f"{'is' if len(remote) == 1 else 'are'} not this machine; nothing was done. Processes are not "
+                f"started over ssh yet: run `vllmgen COMMAND {spec} --node NAME` on each node's own host")
+        return
     missing = [node for node in plan.nodes
                if node.name in names and not node.docker_host and not is_local_address(node.address)]
     if not missing:
@@ -65,7 +75,7 @@ def require_endpoints(plan: Plan, names: Sequence[str], spec: str = "SPEC") -> N
     raise ValueError(
         f"--all reaches each node through its docker_host, and {listed} "
         f"{'has' if len(missing) == 1 else 'have'} none and {'is' if len(missing) == 1 else 'are'} not this machine; "
-        f"nothing was done. Add one to the spec (nodes[{index[first.name]}].docker_host: ssh://USER@{first.address}), "
+        f"nothing was done. Add one to the spec (nodes[{index[first.name]}].docker_host: ssh://USER@{url_host(first.address)}), "
         f"or run `vllmgen COMMAND {spec} --node NAME` on each node's own host")
 
 
@@ -79,11 +89,19 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
         node = plan.node(name)
         endpoint = node.docker_host if remote else None
         host = hosts.for_endpoint(endpoint, daemon_json_path=daemon_json_path, restart_command=restart_command)
-        if dry_run is not None:
+        if plan.runtime == "process" and dry_run is None:
+            from pathlib import Path
+
+            from vllmgen.runner.procexec import ProcessExecutor
+
+            deploy_dir = Path.home() / ".vllmgen" / "deployments" / plan.name
+            out[name] = ProcessExecutor(name, deploy_dir, node.vllm or "vllm", host)
+        elif dry_run is not None:
             out[name] = DryRunExecutor(
                 name, endpoint, dry_run, host=host,
                 assume_cluster=whole,
                 assume_served=plan.endpoint.served_name, assume_api_key=plan.endpoint.api_key is not None,
+                process=plan.runtime == "process",
             )
         else:
             out[name] = DockerSdkExecutor(name, endpoint, host)

@@ -24,7 +24,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-cn \
     --label io.vllmgen.node=gz-gpu-01 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=71d357b111d9f538 \
+    --label io.vllmgen.config-hash=a20e28f67f048e16 \
     --gpus all \
     --network bridge \
     --publish 8000:8000 \
@@ -39,6 +39,7 @@ docker run \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env HF_ENDPOINT=https://hf-mirror.com \
+    --env NCCL_DEBUG=INFO \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
     --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
     --env TZ=Asia/Shanghai \

@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-single \
     --label io.vllmgen.node=gpu-1 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=59c5781c9dfb6144 \
+    --label io.vllmgen.config-hash=680e78ca2a11e2fd \
     --gpus all \
     --network host \
     --ipc host \
@@ -35,6 +35,7 @@ docker run \
     --env CUDA_CACHE_MAXSIZE=4294967296 \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
+    --env NCCL_DEBUG=INFO \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \
     --env TRITON_CACHE_DIR=/var/cache/vllmgen/triton \
     --env VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm \

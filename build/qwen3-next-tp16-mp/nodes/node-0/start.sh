@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=350c3c145ea54af0 \
+    --label io.vllmgen.config-hash=5ab13a47517441b8 \
     --gpus all \
     --network host \
     --ipc host \
@@ -38,6 +38,7 @@ docker run \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=eth0 \
+    --env NCCL_DEBUG=INFO \
     --env NCCL_IB_HCA=mlx5_0,mlx5_1 \
     --env NCCL_SOCKET_IFNAME=eth0 \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \

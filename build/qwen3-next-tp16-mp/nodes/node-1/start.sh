@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=5b3b1a8abfdea8ce \
+    --label io.vllmgen.config-hash=75aefc8caf0fc6b1 \
     --gpus all \
     --network host \
     --ipc host \
@@ -33,6 +33,7 @@ docker run \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=ens1f0 \
+    --env NCCL_DEBUG=INFO \
     --env NCCL_IB_HCA=mlx5_0,mlx5_1 \
     --env NCCL_SOCKET_IFNAME=ens1f0 \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \

@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=head \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=07f4534e26f0a931 \
+    --label io.vllmgen.config-hash=0d8c031fcc6ada9a \
     --gpus all \
     --network host \
     --shm-size 10.24g \
@@ -33,6 +33,7 @@ docker run \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=eth0 \
+    --env NCCL_DEBUG=INFO \
     --env NCCL_IB_HCA=mlx5_0 \
     --env NCCL_SOCKET_IFNAME=eth0 \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \

@@ -21,7 +21,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=worker-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=ce559b696867b298 \
+    --label io.vllmgen.config-hash=f7453fe14933f499 \
     --gpus all \
     --network host \
     --shm-size 10.24g \
@@ -32,6 +32,7 @@ docker run \
     --env CUDA_CACHE_PATH=/var/cache/vllmgen/cuda \
     --env FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer \
     --env GLOO_SOCKET_IFNAME=eth0 \
+    --env NCCL_DEBUG=INFO \
     --env NCCL_IB_HCA=mlx5_0 \
     --env NCCL_SOCKET_IFNAME=eth0 \
     --env TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor \

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""A stand-in for `vllm serve` (stdlib only) for the process runtime's fast tests: it reads the
+port from --config, answers /health, /v1/models and chat completions, records its argv and
+environment in $FAKE_VLLM_RECORD, and starts one child (as vLLM's engine core) in its group.
+FAKE_VLLM_EXIT=N makes it exit at once with N."""
+
+import json
+import os
+import subprocess
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+if os.environ.get("FAKE_VLLM_EXIT"):
+    print("ERROR 11-26 10:00:00 [fake.py:1] bad flag --nope", flush=True)
+    sys.exit(int(os.environ["FAKE_VLLM_EXIT"]))
+argv = sys.argv[1:]
+config = argv[argv.index("--config") + 1]
+port = next(int(line.split(":")[1].strip().strip('"')) for line in open(config) if line.startswith("port:"))
+name = next(line.split(":", 1)[1].strip().strip('"') for line in open(config) if line.startswith("served-model-name:"))
+with open(os.environ["FAKE_VLLM_RECORD"], "w") as out:
+    json.dump({"argv": argv, "env": dict(os.environ), "pid": os.getpid(), "pgid": os.getpgid(0),
+               "sid": os.getsid(0)}, out)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(f"INFO 11-26 10:00:00 [core.py:1] Initializing a V1 LLM engine (v0.0.0-fake) child {child.pid}", flush=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # noqa: ANN002
+        pass
+
+    def _send(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _denied(self) -> bool:
+        key = os.environ.get("VLLM_API_KEY")
+        if key and self.path.startswith("/v1/") and self.headers.get("Authorization") != f"Bearer {key}":
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self._denied():
+            return
+        if self.path == "/health":
+            self._send({})
+        else:
+            self._send({"object": "list", "data": [{"id": name}]})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self._denied():
+            return
+        self._send({"choices": [{"message": {"role": "assistant", "content": "hi"}}]})
+
+
+print(f"INFO 11-26 10:00:01 [api_server.py:1] Starting vLLM API server on http://127.0.0.1:{port}", flush=True)
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()

@@ -1,0 +1,142 @@
+"""Two real CPU vLLM replicas on two namespace hosts behind the real vllm-router, all started by `apply`.
+
+Completions through the router reach both replicas (counted in each replica's own access log); with one replica stopped the router keeps answering from the other and `status`
+names the dead one; `down` removes the router with the replicas. vllm-router (PyPI, a Rust binary
+in a wheel) reaches its container as a bind-mounted venv, as vLLM does; its image is built from
+the generated router/Dockerfile on a base whose stand-in python3 says the pinned version is there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from infra import cache
+from infra.images import ROOTFS, ensure_base_images
+
+from .support import PATH, Cluster, apply_args, write_spec
+from .test_vllm_e2e import _ok, _spec
+
+pytestmark = pytest.mark.slow
+ROUTER_VERSION = "0.1.17"
+ROUTER_BASE = "local/vllmgen-routerbase:1"
+# stand-in for the version check in router/Dockerfile: the venv with vllm-router is mounted at run time
+PYTHON_STUB = "#!/bin/sh\nexit 0\n"
+
+
+@pytest.fixture(scope="module")
+def router_venv(python_prefix: str) -> str:
+    return router_venv_path()
+
+
+def router_venv_path() -> str:
+    """A venv with vllm-router, made with this interpreter (cached)."""
+    venv = cache.cache_dir() / f"vllm-router-{ROUTER_VERSION}"
+    with cache._locked(venv.name):
+        if not (venv / ".vllmgen-complete").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"vllm-router=={ROUTER_VERSION}"], check=True)
+            (venv / ".vllmgen-complete").write_text("")
+    return str(venv)
+
+
+def _router_base(client) -> None:  # noqa: ANN001 - docker.DockerClient
+    ensure_base_images(client)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in {"Dockerfile": f"FROM {ROOTFS}\nCOPY python3 /usr/local/bin/python3\n",
+                           "python3": PYTHON_STUB}.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(text), 0o755
+            tar.addfile(info, io.BytesIO(text.encode()))
+    buffer.seek(0)
+    for event in client.api.build(fileobj=buffer, custom_context=True, tag=ROUTER_BASE, rm=True, decode=True):
+        assert "error" not in event, event
+
+
+def _served(client, container: str) -> int:  # noqa: ANN001 - docker.DockerClient
+    """Chat completions this replica answered, from its own access log."""
+    logs = client.containers.get(container).logs().decode(errors="replace")
+    return len(re.findall(r'"POST /v1/chat/completions HTTP/1.1" 200', logs))
+
+
+CHAT = """
+import json, sys, urllib.request as u, urllib.error as e
+body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).encode()
+request = u.Request(sys.argv[1] + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+for _ in range(int(sys.argv[2])):
+    try:
+        print(u.build_opener(u.ProxyHandler({})).open(request, timeout=60).status)
+    except e.HTTPError as exc:
+        print(exc.code, exc.read()[:200], file=sys.stderr)
+        print(exc.code)
+"""
+
+
+def _chats(cluster: Cluster, url: str, count: int) -> list[int]:
+    """``count`` chat completions from inside host 0's namespace (the hosts' addresses live there)."""
+    out = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", sys.executable, "-c", CHAT, url, str(count)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    print(out.stderr, end="")
+    return [int(line) for line in out.stdout.split()]
+
+
+def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
+                                              router_venv: str) -> None:
+    venv = cache.vllm_venv()
+    vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
+    _router_base(two_hosts.daemons[0].client())
+    a, b = two_hosts.hosts.addresses
+    nodes = [
+        {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
+        {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
+    ]
+    spec = _spec("vg-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
+    spec["serve"]["tensor_parallel_size"] = 1
+    spec["router"] = {
+        "node": "rep-a", "port": 18080, "policy": "round_robin", "health_check_interval_s": 2,
+        "volumes": [{"host": python_prefix, "container": python_prefix},
+                    {"host": router_venv, "container": router_venv}],
+        "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"},
+    }
+    spec = write_spec(tmp_path, spec)
+    router = f"http://{a}:18080"
+    replicas = {"rep-a": f"http://{a}:18000", "rep-b": f"http://{b}:18000"}
+    clients = {"rep-a": two_hosts.daemons[0].client(), "rep-b": two_hosts.daemons[1].client()}
+    try:
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
+                                                "--router-base-image", ROUTER_BASE), timeout=900))
+        assert "rep-b: servers: ok" in log
+        assert re.search(r"rep-a: router: created \(http://[0-9.]+:18080 in front of 2 server\(s\); "
+                         r"/v1/models lists tiny; chat completion answered", log), log
+
+        before = {name: _served(clients[name], f"vg-rep-{name}") for name in replicas}
+        assert _chats(two_hosts, router, 6) == [200] * 6
+        after = {name: _served(clients[name], f"vg-rep-{name}") for name in replicas}
+        gained = {name: after[name] - before[name] for name in replicas}
+        print(f"completions per replica through the router: {gained}")
+        assert gained["rep-a"] >= 1 and gained["rep-b"] >= 1 and sum(gained.values()) == 6
+
+        status = two_hosts.vllmgen("status", str(spec), "--all", "--output", "json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        report = json.loads(status.stdout)
+        assert [s["health"] for s in report["servers"]] == [200, 200] and report["router"]["health"] == 200
+
+        two_hosts.daemons[1].client().containers.get("vg-rep-rep-b").stop(timeout=5)
+        time.sleep(5)  # two of the router's health checks
+        assert _chats(two_hosts, router, 4) == [200] * 4
+        status = two_hosts.vllmgen("status", str(spec), "--all")
+        assert status.returncode == 1
+        assert "problem: node rep-b: vg-rep-rep-b is exited" in status.stdout, status.stdout
+        assert f"problem: API server on node rep-b ({replicas['rep-b']}): /health" in status.stdout, status.stdout
+    finally:
+        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+    assert "rep-a: down: removed vg-rep-router (router)" in down, down
+    assert two_hosts.daemons[0].client().containers.list(all=True, filters={"name": "vg-rep"}) == []

@@ -1,0 +1,185 @@
+"""Data/expert parallelism across nodes, replicas and the router: what the plan says per node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vllmgen.compile import compile_file
+from vllmgen.engine import ready_timeout
+from vllmgen.runner.executor import ContainerState
+from vllmgen.runner.orphans import orphans
+from vllmgen.validate import SpecError, validate_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(nodes: int = 2, gpus: int = 8, serve: dict | None = None, backend: str = "mp", **extra) -> dict:
+    spec = {
+        "version": 1, "name": "dp", "model": {"source": "deepseek-ai/DeepSeek-V3", "served_name": "ds"},
+        "cluster": {"backend": backend, "nic": "eth0", "ib_hcas": ["mlx5_0"]},
+        "nodes": [{"name": f"n{i}", "address": f"192.0.2.{i + 1}", "role": "head" if i == 0 else "worker",
+                   "gpus": gpus} for i in range(nodes)],
+        "serve": serve or {},
+    }
+    spec.update(extra)
+    return spec
+
+
+def _compile(tmp_path: Path, spec: dict):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return compile_file(path)
+
+
+def _tails(plan) -> dict[str, list[str]]:
+    """Each node's flags after `--config FILE`."""
+    return {node.name: list(node.container.command[4:]) for node in plan.nodes}
+
+
+def test_internal_lb_ranks_per_node(tmp_path):
+    plan = _compile(tmp_path, _spec(3, 8, {"tensor_parallel_size": 2, "data_parallel_size": 12})).plan
+    assert _tails(plan) == {
+        "n0": ["--data-parallel-size-local", "4"],
+        "n1": ["--data-parallel-size-local", "4", "--data-parallel-start-rank", "4", "--headless"],
+        "n2": ["--data-parallel-size-local", "4", "--data-parallel-start-rank", "8", "--headless"],
+    }
+    config = plan.serve_config
+    assert config["data-parallel-address"] == "192.0.2.1" and config["data-parallel-rpc-port"] == 29550
+    assert "nnodes" not in config and "master-addr" not in config  # DP is not torch.distributed's --nnodes
+    assert [n.container.healthcheck is not None for n in plan.nodes] == [True, False, False]
+
+
+def test_hybrid_lb_every_node_serves_and_the_router_fronts_them(tmp_path):
+    spec = _spec(2, 8, {"data_parallel_size": 16, "data_parallel": {"lb": "hybrid", "address": "192.0.2.1"}},
+                 router={"port": 8080})
+    plan = _compile(tmp_path, spec).plan
+    assert _tails(plan)["n1"] == ["--data-parallel-size-local", "8", "--data-parallel-start-rank", "8"]
+    assert plan.serve_config["data-parallel-hybrid-lb"] is True
+    assert [w.url for w in plan.router.workers] == ["http://192.0.2.1:8000", "http://192.0.2.2:8000"]
+    assert plan.router.argv()[-3:] == ("--worker-urls", "http://192.0.2.1:8000", "http://192.0.2.2:8000")
+    assert [t.address for t in plan.monitoring.targets] == ["192.0.2.1:8000", "192.0.2.2:8000"]
+
+
+def test_external_lb_one_rank_per_node(tmp_path):
+    plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4, "data_parallel_size": 2,
+                                           "data_parallel": {"lb": "external"}}, router={})).plan
+    assert _tails(plan) == {"n0": ["--data-parallel-rank", "0"], "n1": ["--data-parallel-rank", "1"]}
+
+
+def test_expert_parallel_env_caps_and_ready_timeout(tmp_path):
+    ep = {"enabled": True, "all2all_backend": "deepep_high_throughput", "gid_index": 3}
+    compiled = _compile(tmp_path, _spec(2, 8, {"data_parallel_size": 16, "expert_parallel": ep}))
+    node = compiled.plan.nodes[1]
+    env = dict(node.container.env)
+    assert env["NVSHMEM_BOOTSTRAP_UID_SOCK_IFNAME"] == "eth0" and env["NVIDIA_GDRCOPY"] == "enabled"
+    assert env["NCCL_IB_GID_INDEX"] == env["NVSHMEM_IB_GID_INDEX"] == "3"
+    assert node.container.cap_add == ("IPC_LOCK", "SYS_RAWIO")
+    assert compiled.plan.serve_config["all2all-backend"] == "deepep_high_throughput"
+    # the expert-parallel warm-up (600 s + 30 s per DP rank) is in the derived allowance, and said so
+    timeout = ready_timeout(compiled.valid.spec)
+    assert "1080 s expert-parallel warm-up" in timeout.why
+    assert int(env["VLLM_ENGINE_READY_TIMEOUT_S"]) == timeout.seconds >= 1080 + 300
+
+
+def test_without_nvshmem_backend_no_gdrcopy(tmp_path):
+    plan = _compile(tmp_path, _spec(2, 8, {"data_parallel_size": 16, "expert_parallel": {"enabled": True}})).plan
+    env = dict(plan.nodes[0].container.env)
+    assert "NVIDIA_GDRCOPY" not in env and plan.nodes[0].container.cap_add == ("IPC_LOCK",)
+
+
+def test_replicas_serve_alone(tmp_path):
+    spec = _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas", router={"node": "n1"})
+    plan = _compile(tmp_path, spec).plan
+    assert plan.backend == "replicas" and all(n.container.healthcheck for n in plan.nodes)
+    assert _tails(plan) == {"n0": [], "n1": []}
+    assert all("VLLM_HOST_IP" not in dict(n.container.env) for n in plan.nodes)
+    assert plan.router.node == "n1" and plan.router.address == "192.0.2.2"
+
+
+def test_router_is_an_orphan_only_where_the_spec_has_none(tmp_path):
+    plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas", router={})).plan
+    labels = {"io.vllmgen.deployment": "dp", "io.vllmgen.role": "router"}
+    here = ContainerState("dp-router", "running", None, {**labels, "io.vllmgen.node": "n0"})
+    there = ContainerState("dp-router", "running", None, {**labels, "io.vllmgen.node": "n1"})
+    assert orphans(plan, [here]) == [] and orphans(plan, [there]) == [there]
+
+
+def test_the_ray_backend_refuses_dp_across_nodes(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(2, 8, {"data_parallel_size": 16}, backend="ray")))
+    with pytest.raises(SpecError) as caught:
+        validate_file(str(path))
+    assert any("backend 'mp' here" in str(d) for d in caught.value.diagnostics)
+
+
+def test_doctor_checks_the_ports_of_dp_and_the_router(tmp_path):
+    from vllmgen.doctor.from_spec import node_ports
+
+    compiled = _compile(tmp_path, _spec(2, 8, {"data_parallel_size": 16, "data_parallel": {"lb": "hybrid"}},
+                                        router={"port": 8080}))
+    plan, spec = compiled.plan, compiled.valid.spec
+    assert node_ports(plan, spec, plan.nodes[0]) == (8000, 8080, 29550)  # API, router, DP RPC (no master port)
+    assert node_ports(plan, spec, plan.nodes[1]) == (8000,)  # hybrid: its own API server
+
+
+@pytest.mark.parametrize("resolved, pinned, status", [
+    (["127.0.1.1"], False, "fail"), (["127.0.1.1"], True, "warn"), (["127.0.1.1", "192.0.2.1"], False, "ok"),
+])
+def test_doctor_hostname_resolving_to_loopback(resolved, pinned, status):
+    from vllmgen.doctor.network import check_hostname_resolution
+
+    result = check_hostname_resolution("gpu-1", resolved, True, pinned)
+    assert result.status == status and (status == "ok" or "127.0.1.1" in result.detail)
+    assert check_hostname_resolution("gpu-1", resolved, False, pinned).status == "skip"
+
+
+def test_doctor_live_probe_resolves_this_hosts_name():
+    from vllmgen.doctor.probe import LiveProbe
+
+    name, found = LiveProbe().hostname_addresses()
+    assert name and all(isinstance(address, str) for address in found)
+
+
+def test_a_router_is_refused_with_the_process_runtime(tmp_path):
+    path = tmp_path / "spec.yaml"
+    spec = _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas", router={})
+    spec["runtime"] = {"kind": "process"}
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        validate_file(str(path))
+    except SpecError as exc:
+        messages = [str(d) for d in exc.diagnostics]
+    else:
+        messages = []
+    assert any("router: the router runs in a container" in m for m in messages), messages
+
+
+def test_a_flag_the_layout_needs_missing_from_the_catalog_warns(tmp_path, monkeypatch):
+    from dataclasses import replace as dc_replace
+
+    from vllmgen import catalog, rules_catalog
+
+    real, _ = catalog.load_catalog("0.32.0")
+    older = dc_replace(real, flags={k: v for k, v in real.flags.items() if k != "--data-parallel-hybrid-lb"},
+                       _index={})
+    older = catalog.Catalog(older.version, older.flags, older.reasoning_parsers, older.tool_call_parsers,
+                            older.speculative_methods)
+    monkeypatch.setattr(rules_catalog, "catalog_for", lambda spec: (older, None))
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(2, 8, {"data_parallel_size": 16, "data_parallel": {"lb": "hybrid"}},
+                                         router={})))
+    warnings = [str(w) for w in validate_file(str(path)).warnings]
+    assert any("has no flag --data-parallel-hybrid-lb, which this layout needs" in w for w in warnings), warnings
+
+
+def test_hybrid_with_one_rank_per_node_says_write_external(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(2, 4, {"tensor_parallel_size": 4, "data_parallel_size": 2,
+                                                "data_parallel": {"lb": "hybrid"}}, router={})))
+    with pytest.raises(SpecError) as caught:
+        validate_file(str(path))
+    assert any("vLLM switches hybrid to external load balancing there; write lb: external" in str(d)
+               for d in caught.value.diagnostics)

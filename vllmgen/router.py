@@ -1,0 +1,79 @@
+"""The router in front of a deployment's API servers (vllm-router): where it runs and what it fronts.
+
+Replicas, hybrid and external DP load balancing all leave several API servers; a client wants one
+URL. The router runs in its own container on the host the spec names and sends each request to
+a healthy server. This module only decides; ``vllmgen.router_artifacts`` turns it into files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vllmgen import addresses, parallel
+from vllmgen.spec import Node, Spec
+
+ROUTER_SUFFIX = "router"
+
+
+@dataclass(frozen=True)
+class Worker:
+    node: str
+    url: str  # http://address:port, the API server's own /health and /v1 live there
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    node: str
+    address: str
+    docker_host: str | None
+    port: int
+    policy: str
+    version: str
+    base_image: str
+    image: str  # tag of the image built from router/Dockerfile
+    container_name: str
+    workers: tuple[Worker, ...]
+    health_check_interval_s: int
+    env: tuple[tuple[str, str], ...]
+    volumes: tuple[tuple[str, str, bool], ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://{addresses.host_port(self.address, self.port)}"
+
+    def argv(self) -> tuple[str, ...]:
+        """vllm-router's arguments. No --api-key: it would sit in argv; vLLM checks the key behind it."""
+        return ("--host", "0.0.0.0", "--port", str(self.port), "--policy", self.policy,
+                "--health-check-interval-secs", str(self.health_check_interval_s),
+                "--worker-urls", *(worker.url for worker in self.workers))
+
+
+def workers(spec: Spec, ordered: list[Node]) -> tuple[Worker, ...]:
+    """Every API server of the deployment, head first."""
+    return tuple(
+        Worker(node.name, f"http://{addresses.host_port(node.address, spec.serve.port)}")
+        for index, node in enumerate(ordered) if parallel.serves_http(spec, index)
+    )
+
+
+def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan | None:
+    router = spec.router
+    if router is None:
+        return None
+    where = next((node for node in spec.nodes if node.name == router.node), ordered[0])
+    prefix = spec.runtime.container_prefix or spec.name
+    return RouterPlan(
+        node=where.name,
+        address=where.address,
+        docker_host=where.docker_host,
+        port=router.port,
+        policy=router.policy,
+        version=router.version,
+        base_image=router.base_image,
+        image=f"vllmgen/{spec.name}-{ROUTER_SUFFIX}:{router.version}",
+        container_name=f"{prefix}-{ROUTER_SUFFIX}",
+        workers=workers(spec, ordered),
+        health_check_interval_s=router.health_check_interval_s,
+        env=tuple(sorted(router.extra_env.items())),
+        volumes=tuple((v.host, v.container, v.read_only) for v in router.volumes),
+    )
