@@ -140,3 +140,35 @@ def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path,
         down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
     assert "rep-a: down: removed vg-rep-router (router)" in down, down
     assert two_hosts.daemons[0].client().containers.list(all=True, filters={"name": "vg-rep"}) == []
+
+
+def test_the_api_key_passes_through_the_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
+                                               router_venv: str) -> None:
+    """With secrets.api_key, apply's verify through the router sends the key (vLLM behind it checks it)
+    and sees a request without it refused: the router forwards the Authorization header as it is."""
+    venv = cache.vllm_venv()
+    vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
+    _router_base(two_hosts.daemons[0].client())
+    a, b = two_hosts.hosts.addresses
+    nodes = [
+        {"name": "key-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
+        {"name": "key-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
+    ]
+    spec = _spec("vg-key", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
+    spec["serve"]["tensor_parallel_size"] = 1
+    spec["secrets"] = {"api_key": {"env": "VG_ROUTER_KEY"}}
+    spec["router"] = {"port": 18080, "health_check_interval_s": 2,
+                      "volumes": [{"host": python_prefix, "container": python_prefix},
+                                  {"host": router_venv, "container": router_venv}],
+                      "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"}}
+    spec = write_spec(tmp_path, spec)
+    env = {"VG_ROUTER_KEY": "router-test-key"}
+    try:
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
+                                                "--router-base-image", ROUTER_BASE), timeout=900, env=env))
+        assert re.search(r"key-a: router: created \(.*a request without the API key is refused \(401\)\)", log), log
+        assert _chats(two_hosts, f"http://{a}:18080", 1) == [401]
+        inspect = two_hosts.daemons[0].client().containers.get("vg-key-router").attrs
+        assert "router-test-key" not in json.dumps(inspect)  # not in the router's argv, env or labels
+    finally:
+        _ok(two_hosts.vllmgen("down", str(spec), "--all", env=env))
