@@ -5,7 +5,7 @@ compile, CUDA graphs, engine init, API server), read with ``docker logs --timest
 ``Clock`` collects the runner's seconds per node during ``apply``; ``report`` joins them with the
 log's phases; ``current`` names the phase a start is in now, for the live progress line. ``read``
 and ``report_nccl``: every node's whole log, with the transports NCCL chose on a multi-GPU
-deployment (``vllmgen.nccl``), after apply (the process runtime) and in status.
+deployment (``vllmgen.nccl``), after apply and in status, for both runtimes.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def read(plan: Plan, executors: Mapping[str, Executor], logs: Mapping[str, str] 
 
 
 def report_nccl(plan: Plan, executors: Mapping[str, Executor], progress: Progress) -> dict[str, Any]:
-    """After apply (the process runtime): the transports NCCL chose, and warnings, from every node's log."""
+    """After apply: the transports NCCL chose, and warnings, from every node's log."""
     found = read(plan, executors)
     if "nccl" in found:
         progress.say(found["nccl"]["summary"], plan.head.name)

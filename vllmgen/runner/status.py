@@ -93,7 +93,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
     report["problems"] = problems(report) + servers.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray.values()]
-    if plan.runtime == "process" and head_running:
+    if head_running:  # NCCL's transports on a multi-GPU deployment, from every node's log
         report["engine"] = startup.read(plan, executors)
     report["healthy"] = not report["problems"]
     return report

@@ -419,10 +419,10 @@ class Apply:
         self.report.startup.append(entry)
         for line in startup.table(entry).splitlines():
             self.progress.say(line, name)
+        if sum(node.gpus for node in self.plan.nodes) > 1:  # NCCL's transports, from every node's log
+            startup.report_nccl(self.plan, self.executors, self.progress)
 
     def _answered(self, node: str, phase: str, what: str) -> None:
         since = self.clock.since_start(node)
         self.clock.record(node, phase, since, f"{what}, since the container started" if since is not None
                           else f"{what}; the container was already running")
-        if self.plan.runtime == "process":  # NCCL's transports, read back from every node's log
-            startup.report_nccl(self.plan, self.executors, self.progress)
