@@ -81,14 +81,16 @@ def _abs_path(value: str) -> str:
         raise _fail("abs_path", "a path cannot hold NUL or newline characters")
     if ":" in value:  # docker's --volume and compose's short syntax split on it
         raise _fail("abs_path", "a host path cannot hold ':' (Docker's volume syntax splits on it)")
+    if "${" in value:  # compose's volume syntax reads '${' as a variable even escaped, and loses the target
+        raise _fail("abs_path", "a host path cannot hold '${' (compose's volume syntax takes it for a variable)")
     return value
 
 
 def _container_path(value: str) -> str:
     if not value.startswith("/"):
         raise _fail("container_path", "expected an absolute path inside the container (starting with '/')")
-    if ":" in value or "\n" in value or "\x00" in value:
-        raise _fail("container_path", "a container path cannot hold ':', NUL or newline")
+    if ":" in value or "${" in value or "\n" in value or "\x00" in value:
+        raise _fail("container_path", "a container path cannot hold ':', '${', NUL or newline")
     return value
 
 

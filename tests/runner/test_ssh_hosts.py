@@ -55,7 +55,7 @@ def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> 
         "local/vllmgen-rootfs:bookworm-v2", ["sleep", "3600"], name="not-ours", detach=True, network_mode="host")
     log = _ok(_apply(ssh_hosts, spec))
     head_ip, worker_ip = ssh_hosts.node_addresses
-    assert f"head: preflight: ok (Docker 20.10" in log and "worker-1: preflight: ok" in log
+    assert "head: preflight: ok (Docker 20.10" in log and "worker-1: preflight: ok" in log
     assert "2 Ray node(s) with 8 GPU(s): ok after" in log and "head: cluster: ok (2 node(s), 8 GPU(s))" in log
     assert "verify: chat completion answered" in log
     head = ssh_hosts.daemons[0].client().containers.get(f"{NAME}-head")

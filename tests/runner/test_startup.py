@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 from vllmgen.runner import startup, status, targets
 from vllmgen.runner.dryrun import Recorder

@@ -28,7 +28,6 @@ from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
 from vllmgen.runner import changes, cluster_step, daemon_step, identity, secrets, servers, startup, verify
 from vllmgen.runner.executor import (
-    GPUS_LABEL,
     IMAGE_HASH_LABEL,
     SERVE_WRAPPER,
     EngineError,
