@@ -59,10 +59,11 @@ serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, 
         assert applied.returncode == 0, applied.stderr[-3000:]
         assert "verify: /v1/models lists tiny" in applied.stderr
         assert "verify: chat completion answered" in applied.stderr
-        assert "startup phases (from the engine's log)" in applied.stderr
+        assert "cpu-0: startup of " in applied.stderr and "model load" in applied.stderr
+        assert "log: first line -> listening" in applied.stderr
         status = _vllmgen(home, tmp_path, "status", str(spec), "--node", "cpu-0")
         assert status.returncode == 0, status.stdout
-        assert "engine ready after" in status.stdout and "(vLLM 0.32.0" in status.stdout
+        assert "startup of " in status.stdout and "log: first line -> listening" in status.stdout
     finally:
         down = _vllmgen(home, tmp_path, "down", str(spec), "--node", "cpu-0")
     assert down.returncode == 0, down.stderr

@@ -47,7 +47,8 @@ def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python
 
 
 def _apply(cluster: SshCluster, spec: Path, *extra: str):  # noqa: ANN202
-    return cluster.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120", *extra))
+    # --yes: these tests are about the transport; consent before replacing is tests/runner/test_plan_real.py's
+    return cluster.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120", "--yes", *extra))
 
 
 def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> None:
@@ -143,7 +144,7 @@ def test_head_dockerd_dying_mid_apply_is_a_step_error_and_removes_nothing(ssh_ho
     data = json.loads(json.dumps(__import__("yaml").safe_load(spec.read_text())))
     data["runtime"]["env"]["VG_CHANGED"] = "1"
     changed_spec = write_spec(changed, data)
-    process = ssh_hosts.popen(*apply_args(changed_spec, "--all", "--no-gpus", "--timeout", "60"))
+    process = ssh_hosts.popen(*apply_args(changed_spec, "--all", "--no-gpus", "--timeout", "60", "--yes"))
     assert process.stderr is not None
     lines = []
     for line in process.stderr:
