@@ -6,64 +6,11 @@ cross-field rules are in ``vllmgen.rules_parallel``, the flags in ``vllmgen.para
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
-from vllmgen import addresses
-
-# vllmgen.spec imports this module: the few scalar checks needed here are local, so no cycle
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-def _check(kind: str, ok: bool, message: str) -> None:
-    if not ok:
-        raise PydanticCustomError(kind, message)
-
-
-def _address(value: str) -> str:
-    _check("address", addresses.parse_ip(value) is not None or addresses.is_hostname(value),
-           "expected an IPv4/IPv6 address or a hostname")
-    return value
-
-
-def _name(value: str) -> str:
-    _check("name", bool(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value)),
-           "expected a DNS label: lower-case letters, digits and '-', 1-63 characters")
-    return value
-
-
-def _text(value: str) -> str:
-    _check("text", not re.search(r"[\x00-\x1f\x7f]", value), "expected one line of text without control characters")
-    return value
-
-
-def _version(value: str) -> str:
-    _check("version", bool(re.fullmatch(r"[0-9]+(\.[0-9]+){1,2}", value)), "expected a version such as 0.1.17")
-    return value
-
-
-def _env_name(value: str) -> str:
-    _check("env_name", bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)),
-           "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
-    return value
-
-
-def _empty_dict() -> dict[str, Any]:
-    return {}
-
-
-Address = Annotated[str, AfterValidator(_address)]
-Name = Annotated[str, AfterValidator(_name)]
-Text = Annotated[str, AfterValidator(_text)]
-Version = Annotated[str, AfterValidator(_version)]
-EnvName = Annotated[str, AfterValidator(_env_name)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+from vllmgen.formats import Address, ContainerPath, EnvName, HostPath, Model, Name, Port, Text, Version, _empty_dict
 
 # vLLM's default --data-parallel-rpc-port (ParallelConfig.data_parallel_rpc_port)
 DP_RPC_PORT = 29550
@@ -93,15 +40,9 @@ class ExpertParallel(Model):
         None, ge=0, le=255, description="RoCE GID index (NCCL_IB_GID_INDEX and NVSHMEM_IB_GID_INDEX)")
 
 
-def _abs(value: str) -> str:
-    _check("abs_path", (value.startswith("/") or value.startswith("~/")) and not re.search(r"[\x00\n:]", value),
-           "expected an absolute path (starting with '/' or '~/'), without ':' or newlines")
-    return value
-
-
 class RouterVolume(Model):
-    host: Annotated[str, AfterValidator(_abs)] = Field(description="absolute path on the router's host")
-    container: Annotated[str, AfterValidator(_abs)] = Field(description="absolute path inside the router container")
+    host: HostPath = Field(description="absolute path on the router's host")
+    container: ContainerPath = Field(description="absolute path inside the router container")
     read_only: bool = Field(True, description="mount read-only")
 
 
