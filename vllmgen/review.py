@@ -111,8 +111,7 @@ def _monitoring(plan: Plan) -> dict[str, str]:
 
 
 def _endpoint(plan: Plan) -> str:
-    host = f"[{plan.endpoint.address}]" if ":" in plan.endpoint.address else plan.endpoint.address
-    return f"http://{host}:{plan.endpoint.port} serving {plan.endpoint.served_name}"
+    return f"{plan.endpoint.url} serving {plan.endpoint.served_name}"
 
 
 def _requirements(requirements: tuple[str, ...]) -> dict[str, str]:
