@@ -7,7 +7,8 @@ path is refused, and that is what this module checks, from where the runner stan
 
 Probes are real requests shaped to succeed if the path is open (a one-token completion), so an
 answer means exposure, not a guess; the admin probes carry no ``url`` parameter, so an open router
-answers 400 and changes nothing. A path counts as closed when it answers 401, 403 or 404, or does
+answers 400 and changes nothing (vllm-router 0.1.17: "missing field `url`"), and the router's
+surface is read with ``GET /list_workers``, never with ``POST /flush_cache``, which acts. A path counts as closed when it answers 401, 403 or 404, or does
 not answer at all; any other answer (2xx, 3xx, 400, 422, 5xx) means the request got past the door.
 """
 
@@ -67,11 +68,13 @@ def unauthenticated_probes(model: str) -> tuple[Probe, ...]:
         Probe("POST", "/pooling", "inference", {"model": model, "input": "hi"}),
         Probe("POST", "/add_worker", "admin"),  # no url=: an open router answers 400 and adds nothing
         Probe("POST", "/remove_worker", "admin"),
+        Probe("GET", "/list_workers", "admin"),  # the router's admin surface, read-only (POST /flush_cache acts)
         Probe("POST", "/scale_elastic_ep", "admin", {}),
         Probe("POST", "/v1/load_lora_adapter", "admin", {}),
         Probe("POST", "/reset_prefix_cache", "admin"),
         Probe("GET", "/metrics", "info"),
         Probe("GET", "/openapi.json", "info"),
+        Probe("GET", "/get_server_info", "info"),
     )
 
 
