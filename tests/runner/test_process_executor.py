@@ -25,13 +25,13 @@ def _port() -> int:
         return probe.getsockname()[1]
 
 
-def _spec(tmp_path: Path, port: int) -> Path:
+def _spec(tmp_path: Path, port: int, *, key: bool = False) -> Path:
     spec = tmp_path / "spec.yaml"
+    secrets = "secrets: {api_key: {env: FAKE_KEY}}\n" if key else ""
     spec.write_text(f"""version: 1
 name: fake-proc
 model: {{source: tiny, host_path: {tmp_path}, served_name: tiny}}
-secrets: {{api_key: {{env: FAKE_KEY}}}}
-runtime: {{kind: process, vllm: {FAKE}}}
+{secrets}runtime: {{kind: process, vllm: {FAKE}}}
 caches: {{keep: false}}
 monitoring: {{enabled: false}}
 nodes: [{{name: n0, address: 127.0.0.1, gpus: 1, gpu_ids: [3]}}]
@@ -62,14 +62,13 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
         assert "verify: /v1/models lists tiny" in applied.stderr
         assert record["pgid"] == record["pid"] == record["sid"]  # detached: its own session and group
         assert record["env"]["CUDA_VISIBLE_DEVICES"] == "3"
-        assert record["env"]["VLLM_API_KEY"] == "secret-value-123"  # by environment ...
-        assert "secret-value-123" not in " ".join(record["argv"])  # ... never on the command line
+        assert "VLLM_API_KEY" not in record["env"]
+        assert "no API key in the spec: every path at http://127.0.0.1:" in applied.stderr
         assert record["argv"][:3] == ["serve", str(tmp_path), "--config"]
         deploy = tmp_path / "home" / ".vllmgen" / "deployments" / "fake-proc"
         assert record["argv"][3] == str(deploy / "serve-config.yaml")
         state = json.loads((deploy / "run" / "n0.json").read_text())
         assert state["pid"] == record["pid"] and "Starting vLLM API server" in (deploy / "run" / "n0.log").read_text()
-        assert "secret-value-123" not in (deploy / "run" / "n0.json").read_text()
         assert len(_group(record["pid"])) == 2  # the server and its child
 
         status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
@@ -86,6 +85,27 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
     assert _group(record["pid"]) == []  # the server and its child are gone
     status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
     assert status.returncode == 1 and "no container fake-proc-n0" in status.stdout
+
+
+def test_verify_fails_when_a_path_answers_without_the_key(tmp_path: Path) -> None:
+    """The stand-in guards /v1 only, as vLLM does: apply must not call that protected (exit 4)."""
+    spec = _spec(tmp_path, _port(), key=True)
+    assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
+    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "60")
+    try:
+        record = json.loads((tmp_path / "record.json").read_text())
+        assert applied.returncode == 4, applied.stderr
+        assert "verify: /v1/models lists tiny" in applied.stderr  # with the key, the client API answers
+        assert "OPEN: POST /invocations HTTP 200, POST /tokenize HTTP 200" in applied.stderr
+        assert "a request without the API key is refused" not in applied.stderr
+        assert record["env"]["VLLM_API_KEY"] == "secret-value-123"  # by environment ...
+        assert "secret-value-123" not in " ".join(record["argv"])  # ... never on the command line
+        assert "secret-value-123" not in applied.stderr + applied.stdout
+        deploy = tmp_path / "home" / ".vllmgen" / "deployments" / "fake-proc"
+        assert "secret-value-123" not in (deploy / "run" / "n0.json").read_text()
+    finally:
+        down = _vllmgen(tmp_path, "down", str(spec), "--node", "n0")
+    assert down.returncode == 0, down.stderr
 
 
 def test_a_process_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) -> None:
@@ -131,7 +151,7 @@ def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
     import urllib.request
 
     port = _port()
-    spec = _spec(tmp_path, port)
+    spec = _spec(tmp_path, port, key=True)
     assert _vllmgen(tmp_path, "render", str(spec), "-o", str(tmp_path / "build")).returncode == 0
     node = tmp_path / "build" / "fake-proc" / "nodes" / "n0"
     env = {**os.environ, "HOME": str(tmp_path / "home"), "FAKE_VLLM_RECORD": str(tmp_path / "record.json"),

@@ -166,7 +166,7 @@ def test_the_api_key_passes_through_the_router(two_hosts: Cluster, tmp_path: Pat
     try:
         log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
                                                 "--router-base-image", ROUTER_BASE), timeout=900, env=env))
-        assert re.search(r"key-a: router: created \(.*a request without the API key is refused \(401\)\)", log), log
+        assert re.search(r"key-a: router: created \(.*without the API key at http://\S+: (\d+) of \1 paths refused", log), log
         assert _chats(two_hosts, f"http://{a}:18080", 1) == [401]
         inspect = two_hosts.daemons[0].client().containers.get("vg-key-router").attrs
         assert "router-test-key" not in json.dumps(inspect)  # not in the router's argv, env or labels

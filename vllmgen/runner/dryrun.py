@@ -249,14 +249,16 @@ class DryRunExecutor:
             words += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
         command = " ".join(w if w.startswith("-H \"Auth") else shlex.quote(w) for w in [*words, url])
         path = url.split("/", 3)[-1] if url.count("/") >= 3 else ""
-        unauthenticated = " (no key)" if path.startswith("v1") and not authorized else ""
+        unauthenticated = " (no key)" if self.assume_api_key and not authorized else ""
         self._record("http", f"{method} /{path}{unauthenticated}", command)
-        if path.startswith("v1") and self.assume_api_key and not authorized:
+        if self.assume_api_key and not authorized and path != "health":  # as through the front door
             return HttpResult(401, '{"error": "Unauthorized"}')
         if path == "v1/models":
             return HttpResult(200, json.dumps({"data": [{"id": self.assume_served}]}))
         if path.startswith("v1/chat"):
             return HttpResult(200, json.dumps({"choices": [{"message": {"content": "(dry run)"}}]}))
+        if path.startswith("v1/completions"):
+            return HttpResult(200, json.dumps({"choices": [{"text": "(dry run)"}]}))
         return HttpResult(200, "")
 
 

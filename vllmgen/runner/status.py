@@ -13,7 +13,7 @@ from typing import Any
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import identity, servers, startup
+from vllmgen.runner import exposure, identity, servers, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
@@ -72,9 +72,11 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
 
     endpoint: dict[str, Any] = {"url": base_url(plan.endpoint), "served_name": plan.endpoint.served_name}
     if head is not None:
-        health = head.http("GET", f"{endpoint['url']}/health", timeout=3)
-        endpoint["health"] = health.status or health.body
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        health = head.http("GET", f"{endpoint['url']}/health", headers, timeout=3)
+        endpoint["health"] = health.status or health.body
+        if health.status == 401 and plan.endpoint.api_key and not api_key:
+            endpoint["health"] = "401 (behind the API key; set its variable to check health)"
         models = head.http("GET", f"{endpoint['url']}/v1/models", headers, timeout=3)
         endpoint["models_status"] = models.status or models.body
         if models.status == 200:
@@ -84,6 +86,10 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
                 pass
         elif models.status == 401 and not api_key:
             endpoint["models_status"] = "401 (set the API key's variable to list models)"
+        if plan.endpoint.api_key is not None:  # what a client without the key gets (no key needed to ask)
+            urls = [endpoint["url"]] + ([plan.router.url] if plan.router else [])
+            endpoint["without_key"] = [exposure.without_key(head, url, plan.endpoint.served_name).as_dict()
+                                       for url in dict.fromkeys(urls)]
         if head_running:  # the serving node's start, phase by phase, from its log
             endpoint["startup"] = startup.report(plan.head.name, plan.head.container.name,
                                                  startup.read_log(head, plan.head.container.name))
@@ -128,8 +134,12 @@ def problems(report: dict[str, Any]) -> list[str]:
             found.append(f"ray cluster: {len(cluster.get('nodes', ()))} of {cluster['expected_nodes']} nodes, "
                          f"{cluster.get('gpus', 0):g} of {cluster['expected_gpus']} GPUs")
     endpoint = report["endpoint"]
-    if "health" in endpoint and endpoint["health"] != 200:
+    if "health" in endpoint and endpoint["health"] != 200 and not str(endpoint["health"]).startswith("401 (behind"):
         found.append(f"endpoint {endpoint['url']}/health: {endpoint['health']}")
+    for exposed in endpoint.get("without_key", []):
+        if exposed["open"]:
+            found.append(f"{exposed['url']} answers without the API key: {', '.join(exposed['open'])} "
+                         "(clients must come through the front door, which checks the key on every path)")
     return found
 
 
@@ -163,6 +173,10 @@ def table(report: dict[str, Any]) -> str:
     endpoint = report["endpoint"]
     models = ", ".join(endpoint.get("models", [])) or str(endpoint.get("models_status", "-"))
     lines.append(f"endpoint {endpoint['url']}: /health {endpoint.get('health', '-')}; models: {models}")
+    for exposed in endpoint.get("without_key", []):
+        refused = sum(1 for status in exposed["paths"].values() if status in (401, 403, 404, "no answer"))
+        lines.append(f"without the API key at {exposed['url']}: {refused} of {len(exposed['paths'])} paths refused"
+                     + (f"; readable: {', '.join(exposed['readable'])}" if exposed["readable"] else ""))
     if endpoint.get("startup"):
         lines.append(startup.table(endpoint["startup"]))
     lines += servers.lines(report)

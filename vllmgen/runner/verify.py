@@ -1,4 +1,5 @@
-"""Proof that a deployment serves: /health, /v1/models, one chat completion, and the API key.
+"""Proof that a deployment serves: /health, /v1/models, a chat and a text completion, and that
+without the API key nothing answers (``exposure`` probes every client, engine and admin path).
 
 Requests go through the head's executor (``Executor.http``): the SDK executor sends them with
 urllib from this machine, the dry-run prints the equivalent ``curl``.
@@ -10,6 +11,7 @@ import json
 from collections.abc import Callable
 
 from vllmgen.plan import Endpoint
+from vllmgen.runner import exposure
 from vllmgen.runner.executor import Executor, HttpResult
 from vllmgen.runner.progress import Progress, WaitTimeout, fail, wait_for
 
@@ -49,13 +51,19 @@ def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, 
 
 
 def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress: Progress,
-           logs: Callable[[], str] | None = None, answered: Callable[[], None] | None = None) -> list[str]:
+           logs: Callable[[], str] | None = None, answered: Callable[[], None] | None = None,
+           also: tuple[str, ...] = ()) -> list[str]:
     """The checks after /health is 200; returns one line per check passed, raises on the first failure.
 
-    ``logs`` gives the server's last log lines, shown when it answers with an error."""
+    ``logs`` gives the server's last log lines, shown when it answers with an error; ``also`` are more
+    URLs (a router's, an API server's) that must refuse a client without the key, admin paths included."""
     url = base_url(endpoint)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    passed = []
+    passed: list[str] = []
+
+    def ok(line: str) -> None:  # said at once: a later failure must not hide what passed
+        passed.append(line)
+        progress.say(f"verify: {line}", executor.node)
 
     models = executor.http("GET", f"{url}/v1/models", headers)
     if models.status != 200:
@@ -68,7 +76,7 @@ def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress
     if endpoint.served_name not in names:
         raise fail(executor.node, STEP, f"/v1/models lists {names}, not {endpoint.served_name!r}",
                    "another server answers on this port? check `docker ps` on the head")
-    passed.append(f"/v1/models lists {endpoint.served_name}")
+    ok(f"/v1/models lists {endpoint.served_name}")
 
     body = {"model": endpoint.served_name, "messages": [{"role": "user", "content": "Say hello."}],
             "max_tokens": 8, "temperature": 0}
@@ -82,14 +90,33 @@ def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress
         raise fail(executor.node, STEP, f"the chat completion has no message: {_short(chat)}") from exc
     if answered:
         answered()
-    passed.append(f"chat completion answered {json.dumps((answer or '')[:40])}")
+    ok(f"chat completion answered {json.dumps((answer or '')[:40])}")
+
+    body = {"model": endpoint.served_name, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
+    text = executor.http("POST", f"{url}/v1/completions", headers, body, timeout=120)
+    if text.status != 200:
+        raise fail(executor.node, STEP, f"POST {url}/v1/completions: {_short(text)}",
+                   "the server's log below has the cause", logs() if logs and text.status >= 500 else None)
+    ok("a text completion answered")
 
     if api_key:
-        refused = executor.http("GET", f"{url}/v1/models")
-        if refused.status != 401:
-            raise fail(executor.node, STEP, f"GET {url}/v1/models without the API key: {_short(refused)}, expected 401",
-                       "the server is open to anyone who can reach it: check that VLLM_API_KEY reaches the container")
-        passed.append("a request without the API key is refused (401)")
-    for line in passed:
-        progress.say(f"verify: {line}", executor.node)
+        for line in refused_without_key(executor, (url, *also), endpoint.served_name):
+            ok(line)
+    else:
+        ok(f"no API key in the spec: every path at {url} answers whoever reaches it")
     return passed
+
+
+def refused_without_key(executor: Executor, urls: tuple[str, ...], served_name: str) -> list[str]:
+    """Every client, engine and admin path at each URL, without the key; fails (exit 4) naming the
+    paths that answered. Paths that only leak information (/metrics, /openapi.json) are reported."""
+    lines = []
+    for url in dict.fromkeys(urls):
+        found = exposure.without_key(executor, url, served_name)
+        if found.fatal:
+            raise fail(executor.node, STEP, f"{found.summary()}: a client without the API key gets inference "
+                       "or administration there",
+                       "clients must reach the deployment only through its front door (the gateway), which "
+                       "checks the key on every path; vLLM's own key check covers /v1 only")
+        lines.append(found.summary())
+    return lines
