@@ -28,7 +28,9 @@ from vllmgen.runner.executor import (
     HttpResult,
     RunRequest,
 )
-from vllmgen.shell import Anchored, Word, join_words, quote_word
+from vllmgen.plan import SecretEnv
+from vllmgen.runner.secrets import placeholders
+from vllmgen.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,10 @@ class DryRunExecutor:
     def __init__(self, node: str, endpoint: str | None, recorder: Recorder, *, host: hosts.Host | None = None,
                  assume_cluster: ClusterView | None = None, assume_served: str = "",
                  assume_api_key: bool = False, containers: dict[str, ContainerState] | None = None,
-                 images: dict[str, dict[str, str]] | None = None, process: bool = False):
+                 images: dict[str, dict[str, str]] | None = None, process: bool = False,
+                 secrets: tuple[SecretEnv, ...] = ()):
         self.node = node
+        self.secrets = secrets  # where each secret is read: printed commands read it from there
         self.process = process  # runtime.kind: process: no docker, stop by the recorded PID
         self.endpoint = endpoint
         self.real_host = host or hosts.for_endpoint(endpoint)
@@ -191,15 +195,14 @@ class DryRunExecutor:
     def run(self, request: RunRequest) -> None:
         container = request.planned()
         if not container.image:  # runtime.kind: process: what nodes/<node>/run.sh runs, detached
-            self._record("run", container.name, process_line(request))
+            self._record("run", container.name, passes_note(container.secrets) + process_line(request))
             self.containers[container.name] = ContainerState(container.name, "running", None, request.labels, "")
             return
         words = dockerargs.run_words(request)
         if self.endpoint:
             words[1:1] = ["--host", self.endpoint]
-        secrets = ", ".join(s.name for s in container.secrets)
-        note = f"# passes {secrets} from the environment (values are never printed)\n" if secrets else ""
-        self._record("run", container.name, note + join_words(words))
+        self._record("run", container.name, passes_note(container.secrets) + assignments(container.secrets)
+                     + join_words(words))
         self.containers[container.name] = ContainerState(container.name, "running", None, request.labels,
                                                          container.image)
 
@@ -220,8 +223,12 @@ class DryRunExecutor:
              env: Mapping[str, str] | None = None) -> ExecResult:
         names = [w for key in sorted(env or {}) for w in ("--env", key)]  # docker exec --env NAME: by name only
         words = ["exec", *(("--detach",) if detach else ()), *names, name, *argv]
-        note = f"# passes {', '.join(sorted(env))} from the environment (values are never printed)\n" if env else ""
-        self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}", note + self._docker(*words))
+        # a value the run holds stands for one of the spec's secrets: read the variable from where that one is
+        sources = {value: secret for secret, value in zip(self.secrets, placeholders(self.secrets).values())}
+        passed = tuple(SecretEnv(key, sources[value].from_env or sources[value].name, sources[value].from_file)
+                       if value in sources else SecretEnv(key) for key, value in sorted((env or {}).items()))
+        self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}",
+                     passes_note(passed) + assignments(passed) + self._docker(*words))
         if detach and "vllm" in argv and "serve" in argv:
             self.served.add(name)
         return ExecResult(None if detach else 0, "")
@@ -241,13 +248,15 @@ class DryRunExecutor:
 
     def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
              timeout: float = 10) -> HttpResult:
-        words = ["curl", "-sS", "-X", method]
+        words = ["-sS", "-X", method]
         authorized = any(key.lower() == "authorization" for key in (headers or {}))
-        if authorized:  # the value is a secret: print where it comes from instead
-            words.append('-H "Authorization: Bearer ${VLLM_API_KEY}"')
         if body is not None:
             words += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
-        command = " ".join(w if w.startswith("-H \"Auth") else shlex.quote(w) for w in [*words, url])
+        if authorized:  # the key is a secret: curl reads the header from stdin, the key from where the spec says
+            key = next((s for s in self.secrets if s.name == "VLLM_API_KEY"), SecretEnv("VLLM_API_KEY"))
+            command = curl_with_key(secret_expression(key.name, key.from_env, key.from_file), [*words, url])
+        else:
+            command = shlex.join(["curl", *words, url])
         path = url.split("/", 3)[-1] if url.count("/") >= 3 else ""
         unauthenticated = " (no key)" if path.startswith("v1") and not authorized else ""
         self._record("http", f"{method} /{path}{unauthenticated}", command)
@@ -258,6 +267,23 @@ class DryRunExecutor:
         if path.startswith("v1/chat"):
             return HttpResult(200, json.dumps({"choices": [{"message": {"content": "(dry run)"}}]}))
         return HttpResult(200, "")
+
+
+def passes_note(secrets: tuple[SecretEnv, ...]) -> str:
+    """``# passes NAME (from $VAR), ...``: which secrets a printed command hands on, and from where."""
+    if not secrets:
+        return ""
+    sources = ", ".join(f"{s.name} (from {'file ' + s.from_file if s.from_file else '$' + (s.from_env or s.name)})"
+                        for s in secrets)
+    return f"# passes {sources} by name; values are never printed or put on a command line\n"
+
+
+def assignments(secrets: tuple[SecretEnv, ...]) -> str:
+    """``export NAME="${VAR}"`` lines, as start.sh has them, for each secret read from another variable or
+    a file: the next command (docker run --env NAME, setsid env ...) finds it in its environment, not on
+    its argv."""
+    return "".join(f"export {s.name}={secret_expression(s.name, s.from_env, s.from_file)}\n" for s in secrets
+                   if s.from_file or (s.from_env and s.from_env != s.name))
 
 
 def process_line(request: RunRequest) -> str:
@@ -271,4 +297,4 @@ def process_line(request: RunRequest) -> str:
         return word.resolve("", request.deploy_dir) if isinstance(word, Anchored) and word.anchor == "deploy_dir" else word
 
     env = [f"{name}={quote_word(fill(value))}" for name, value in plan.env]
-    return " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
+    return assignments(plan.secrets) + " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
