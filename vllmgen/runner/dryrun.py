@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from vllmgen import endpoints
+from vllmgen.plan import SecretEnv
 from vllmgen.runner import dockerargs
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
@@ -23,12 +25,12 @@ from vllmgen.runner.executor import (
     SERVING_PROBE,
     ClusterView,
     ContainerState,
+    EngineError,
     EngineInfo,
     ExecResult,
     HttpResult,
     RunRequest,
 )
-from vllmgen.plan import SecretEnv
 from vllmgen.runner.secrets import placeholders
 from vllmgen.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
 
@@ -124,6 +126,9 @@ class DryRunExecutor:
         pass
 
     def ping(self) -> EngineInfo:
+        why = endpoints.refused(self.endpoint or hosts.default_endpoint())
+        if why:  # as the real executor: refused before anything is printed to run there
+            raise EngineError(why)
         self._record("ping", command=self._docker("version"))
         return EngineInfo("dry-run", "dry-run")
 
@@ -182,7 +187,9 @@ class DryRunExecutor:
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
         if hosts.is_local(self.real_host):
             return str(local.resolve())
-        assert isinstance(self.real_host, hosts.SshHost)
+        if not isinstance(self.real_host, hosts.SshHost):
+            raise hosts.NoHostAccess(f"copying the deployment folder needs the host itself, and {self.endpoint} "
+                                     "reaches only its Docker API; give the node an ssh:// docker_host")
         argv = self.host.ssh_argv(["sh", "-c", hosts.PUT_SCRIPT, "vllmgen", remote])
         pack = shlex.join(["tar", "-C", str(local), "-c", "-f", "-", *sorted(files)])
         self._record("put-files", f"{remote}: {', '.join(sorted(files))}", f"{pack} | {shlex.join(argv)}")
