@@ -219,8 +219,21 @@ def ports(spec: Spec) -> Iterator[Finding]:
 
 def monitoring_node(spec: Spec) -> Iterator[Finding]:
     names = [node.name for node in spec.nodes]
-    if spec.monitoring.node is not None and spec.monitoring.node not in names:
-        yield Finding(("monitoring", "node"), f"no node {spec.monitoring.node!r}; the nodes are {', '.join(names)}")
+    watch = spec.monitoring
+    if watch.node is not None and watch.node not in names:
+        yield Finding(("monitoring", "node"), f"no node {watch.node!r}; the nodes are {', '.join(names)}")
+        return
+    if not watch.enabled:
+        return
+    if watch.bind is not None and addresses.parse_ip(watch.bind) is None:
+        yield Finding(("monitoring", "bind"), "expected an IP address to listen on (a hostname cannot be bound to)")
+    elif watch.bind is None:
+        heads = [n for n in spec.nodes if n.role == "head" or len(spec.nodes) == 1]
+        where = next((n for n in spec.nodes if n.name == watch.node), heads[0] if heads else None)
+        if where is not None and addresses.parse_ip(where.address) is None:
+            yield Finding(("monitoring", "bind"), f"{where.name}'s address {where.address!r} is a hostname, which cannot "
+                          "be bound to: Prometheus and Grafana listen on 127.0.0.1 only (reach them through an ssh "
+                          "tunnel); set monitoring.bind to that host's private IP to serve them there", "warning")
 
 
 def runtime(spec: Spec) -> Iterator[Finding]:

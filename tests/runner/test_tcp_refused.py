@@ -3,7 +3,6 @@ ever sent to one, and `apply --all --dry-run` on such a spec is an invalid spec 
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -11,8 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from vllmgen.cli import cli
 from vllmgen.endpoints import TCP_REFUSED
+from vllmgen.errors import SpecError
 from vllmgen.runner import host as hosts
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import EngineError
@@ -28,15 +30,23 @@ nodes:
 """
 
 
-@pytest.mark.parametrize("command", [["apply", "--all", "--dry-run"], ["plan", "--all", "--dry-run"],
-                                     ["bench", "--dry-run"], ["down", "--all", "--dry-run"]])
-def test_a_tcp_docker_host_is_an_invalid_spec(tmp_path, command):
+def test_apply_all_dry_run_on_a_tcp_docker_host_exits_3_not_123(tmp_path):
     spec = tmp_path / "tcp.yaml"
     spec.write_text(SPEC)
-    done = subprocess.run([sys.executable, "-m", "vllmgen", command[0], str(spec), *command[1:]], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "vllmgen", "apply", str(spec), "--all", "--dry-run"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stdout + done.stderr
-    assert "nodes[0].docker_host: tcp:// is refused" in done.stderr and "ssh://" in done.stderr
+    assert "nodes[0].docker_host: tcp:// is refused" in done.stderr and "ssh://USER@HOST" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["plan", "--all", "--dry-run"], ["bench", "--dry-run"],
+                                     ["down", "--all", "--dry-run"]])
+def test_every_runner_command_refuses_the_spec_first(tmp_path, command):
+    spec = tmp_path / "tcp.yaml"
+    spec.write_text(SPEC)
+    done = CliRunner().invoke(cli, [command[0], str(spec), *command[1:]])
+    assert isinstance(done.exception, SpecError) and done.exception.exit_code == 3, done.output
+    assert "tcp:// is refused" in str(done.exception)
 
 
 @pytest.fixture
