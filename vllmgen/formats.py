@@ -167,7 +167,8 @@ def _git(value: str) -> str:
 
 
 def _image_ref(value: str) -> str:
-    if len(value) > 255 or not _IMAGE_REF.fullmatch(value):
+    match = _IMAGE_REF.fullmatch(value) if len(value) <= 255 + 1 + 128 + 1 + 71 else None
+    if match is None or len(match.group("repo")) > 255:  # Docker's limit on the name, tag and digest aside
         raise _fail("image_ref", "expected an image reference such as vllm/vllm-openai:v0.32.0 "
                     "([registry/]name[:tag][@sha256:digest], no spaces or options)")
     return value
