@@ -195,7 +195,7 @@ TOKEN = "hf_" + "a" * 34
 )
 def test_a_token_as_a_mapping_key_is_refused(where, path):
     found = errors(MINIMAL + where % TOKEN)
-    assert any(path in line and "this key looks like a literal token" in line for line in found), found
+    assert any(path in line and "this key looks like a literal Hugging Face token" in line for line in found), found
 
 
 def test_messages_never_echo_a_huge_value():

@@ -104,3 +104,94 @@ def test_monitoring_node_and_ports_are_checked_with_positions(tmp_path):
         validate_file(str(spec))
     assert [str(d) for d in caught.value.diagnostics] == [
         f"{spec}:6:13: monitoring.prometheus_port: port 9090 is already used by serve.port"]
+
+
+# --- what monitoring exposes (issue 17) ------------------------------------------------------------
+
+def _compiled(tmp_path: Path, address: str, monitoring: str = ""):
+    from vllmgen.validate import validate_file
+
+    spec = tmp_path / "mon.yaml"
+    spec.write_text("version: 1\nname: mon\nmodel: {source: a/b-8B}\n"
+                    f"nodes: [{{name: gpu-1, address: {address}, gpus: 1}}]\n" + monitoring)
+    compiled = compile_file(spec)
+    files = {a.path: a.content for a in compiled.artifacts}
+    return compiled.plan.monitoring, files, [str(w).split(": ", 1)[1] for w in validate_file(str(spec)).warnings]
+
+
+def _environment(files: dict[str, str]) -> list[str]:
+    import yaml
+
+    return yaml.safe_load(files["monitoring/compose.yaml"])["services"]["grafana"]["environment"]
+
+
+def test_grafana_has_no_anonymous_access_unless_the_spec_asks(tmp_path):
+    _, files, _ = _compiled(tmp_path, "192.0.2.1")
+    env = _environment(files)
+    assert "GF_AUTH_ANONYMOUS_ENABLED=false" in env and not any("ANONYMOUS_ORG_ROLE" in e for e in env)
+    plan, files, _ = _compiled(tmp_path, "192.0.2.1", "monitoring: {grafana_anonymous: true}\n")
+    assert {"GF_AUTH_ANONYMOUS_ENABLED=true", "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer"} <= set(_environment(files))
+    assert "views the dashboards" in plan.listeners[1].access
+
+
+def test_a_hostname_address_binds_loopback_with_a_warning_never_every_interface(tmp_path):
+    plan, files, warnings = _compiled(tmp_path, "gpu-1.example")
+    compose = files["monitoring/compose.yaml"]
+    assert '"--web.listen-address=127.0.0.1:9090"' in compose and "GF_SERVER_HTTP_ADDR=127.0.0.1" in _environment(files)
+    assert "127.0.0.1:9090" in files["monitoring/grafana/provisioning/datasources/prometheus.yaml"]
+    assert [w for w in warnings if w.startswith("monitoring.bind: warning: gpu-1's address 'gpu-1.example' is a hostname")]
+    assert [(x.service, x.address, x.port) for x in plan.listeners] == [
+        ("prometheus", "127.0.0.1", 9090), ("grafana", "127.0.0.1", 3000)]
+
+
+def test_every_interface_only_when_the_spec_says_so(tmp_path):
+    plan, files, warnings = _compiled(tmp_path, "gpu-1.example", "monitoring: {bind: 0.0.0.0}\n")
+    assert warnings == [] and plan.every_interface
+    assert '"--web.listen-address=0.0.0.0:9090"' in files["monitoring/compose.yaml"]
+    assert "both on every interface (monitoring.bind says so)" in files["monitoring/compose.yaml"]
+    # Grafana, beside it on the host, reaches Prometheus on loopback
+    assert "http://127.0.0.1:9090" in files["monitoring/grafana/provisioning/datasources/prometheus.yaml"]
+    plan, files, _ = _compiled(tmp_path, "192.0.2.1", "monitoring: {bind: 'fd00::7'}\n")
+    assert '"--web.listen-address=[fd00::7]:9090"' in files["monitoring/compose.yaml"]
+
+
+def test_a_hostname_as_the_bind_address_is_refused(tmp_path):
+    from vllmgen.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        _compiled(tmp_path, "192.0.2.1", "monitoring: {bind: gpu-1.example}\n")
+    assert [str(d).split(": ", 1)[1] for d in caught.value.diagnostics] == [
+        "monitoring.bind: expected an IP address to listen on (a hostname cannot be bound to)"]
+
+
+def test_real_prometheus_listens_where_the_compose_file_says_and_nowhere_else(tmp_path):
+    """Debian's Prometheus started with the rendered flags (a hostname address: loopback only)."""
+    import socket
+    import time
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("no prometheus binary (tests/infra/setup.sh installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _, files, _ = _compiled(tmp_path, "localhost", f"monitoring: {{prometheus_port: {port}}}\n")
+    import yaml
+
+    command = yaml.safe_load(files["monitoring/compose.yaml"])["services"]["prometheus"]["command"]
+    listen = next(c for c in command if c.startswith("--web.listen-address="))
+    assert listen == f"--web.listen-address=127.0.0.1:{port}"
+    (tmp_path / "prometheus.yml").write_text(files["monitoring/prometheus.yml"])
+    process = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                f"--storage.tsdb.path={tmp_path / 'tsdb'}", listen],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, bound = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not bound:
+            listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.split("\n")
+            bound = [line.split()[3] for line in listening if line.split() and line.split()[3].endswith(f":{port}")]
+            time.sleep(0.2)
+        assert bound == [f"127.0.0.1:{port}"], bound
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

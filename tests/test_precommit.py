@@ -122,3 +122,22 @@ def test_real_pre_commit_blocks_a_stale_build_and_passes_a_fresh_one(tmp_path: P
     assert stale.returncode != 0
     assert ("fix: vllmgen render specs/demo.yaml -o build && git add build/review-demo") in stale.stdout + stale.stderr
     assert _git(repo, "log", "--oneline", env=env).stdout.count("\n") == 1  # the stale commit did not land
+
+
+def test_the_printed_fix_is_shell_quoted_and_runs_as_printed(project):
+    """A spec file named like a command substitution: the fix line, pasted into a shell, renders that
+    spec and runs nothing else."""
+    hostile = project / "specs" / "$(touch pwned) it's `id`.yaml"
+    shutil.move(project / "specs" / "demo.yaml", hostile)
+    stale = _hook(str(hostile.relative_to(project)))
+    assert stale.exit_code == 1
+    fix = stale.stderr.strip().splitlines()[-1].split("; fix: ", 1)[1]
+    assert fix == ("vllmgen render 'specs/$(touch pwned) it'\"'\"'s `id`.yaml' -o build && git add build/review-demo")
+    bindir = project / "bin"  # `vllmgen` is this interpreter's; `git add` outside a repository only fails
+    bindir.mkdir()
+    (bindir / "vllmgen").write_text(f'#!/bin/sh\nexec {sys.executable} -m vllmgen "$@"\n')
+    (bindir / "vllmgen").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    subprocess.run(["sh", "-c", fix], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert not (project / "pwned").exists()
+    assert _hook(str(hostile.relative_to(project))).exit_code == 0  # the render it ran brought build/ up to date

@@ -77,7 +77,7 @@ def precommit(files: tuple[Path, ...], patterns: tuple[str, ...], build_dir: str
     """
     from vllmgen.compile import compile_file
     from vllmgen.load import load_file
-    from vllmgen.precommit import DEFAULT_SPECS, is_vllmgens_own, select, spec_files
+    from vllmgen.precommit import DEFAULT_SPECS, fix_command, is_vllmgens_own, select, spec_files
     from vllmgen.write import check as check_tree
 
     specs = spec_files(Path("."), patterns or DEFAULT_SPECS)
@@ -105,7 +105,7 @@ def precommit(files: tuple[Path, ...], patterns: tuple[str, ...], build_dir: str
         if stale:
             click.echo("".join(stale), nl=False, err=True)
             click.echo(f"{target} is out of date with {spec} ({selection.reason[spec]}); fix: "
-                       f"vllmgen render {spec} -o {build_dir} && git add {target}", err=True)
+                       f"{fix_command(spec, build_dir, target)}", err=True)
             worst = max(worst, EXIT_DRIFT)
         else:
             click.echo(f"{spec}: ok, {target} up to date")

@@ -283,10 +283,10 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     plan = compiled.plan
     head = plan.head
     api_key = None
-    if plan.endpoint.api_key:
-        values = secrets.resolve(plan.secrets)
+    if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read
+        values = secrets.placeholders(plan.secrets) if dry_run else secrets.resolve(plan.secrets)
         api_key = values.get("VLLM_API_KEY")
-    executor = (DryRunExecutor(head.name, head.docker_host, Recorder()) if dry_run
+    executor = (DryRunExecutor(head.name, head.docker_host, Recorder(), secrets=plan.secrets) if dry_run
                 else DockerSdkExecutor(head.name, head.docker_host, timeout=timeout))
     folder = results or spec.parent / ".vllmgen" / "bench"
     try:

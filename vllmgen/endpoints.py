@@ -20,8 +20,21 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 FORMS = "ssh://[user@]host[:port], tcp://host:port or unix:///path"
 
 
+# Docker's tcp:// API has no authentication of its own and, without TLS, no encryption: what vllmgen
+# sends there (the secrets in a container's environment, a benchmark's API key) would cross the
+# network in cleartext; it also reaches no file of the host, which apply needs. Refused everywhere.
+TCP_REFUSED = ("tcp:// is refused: the Docker API over tcp:// would carry the deployment's secrets (the API key, "
+               "the HF token in each container's environment) and vllmgen does not set up its TLS; it also "
+               "reaches none of the host's files, which apply needs. Use ssh://USER@HOST (Docker's API through ssh)")
+
+
 class EndpointError(ValueError):
     pass
+
+
+def refused(value: str) -> str | None:
+    """Why vllmgen will not talk to this Docker endpoint, or None: tcp:// (see TCP_REFUSED)."""
+    return TCP_REFUSED if value.strip().lower().startswith("tcp://") else None
 
 
 @dataclass(frozen=True)

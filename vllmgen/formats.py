@@ -28,14 +28,40 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
 # every pattern is applied with fullmatch: with match, '$' also matches before a final newline
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Docker's reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest]; path
+# components lower-case, joined by '.', '_', '__' or dashes; a domain only as the first component
+_DOMAIN = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_REF = re.compile(
-    r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    rf"^(?P<repo>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 _PINNED_REQ = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?==[A-Za-z0-9.+!_-]+$")
 _GIT_REQ = re.compile(r"^(?:[A-Za-z0-9._-]+ @ )?git\+(https|ssh)://[^\s@]+(?:@[^\s#]+)?(?:#[^\s]*)?$")
 _SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
-_SECRETISH = re.compile(r"(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})")
+# Token shapes, each as its issuer writes it (prefix, charset, length), so ordinary words do not match:
+# what each one is, and what to write instead (a reference where the spec has one).
+_HF_ADVICE = "secrets are given by reference only (secrets.hf_token: {env: HF_TOKEN} or {file: /path/to/token})"
+_KEY_ADVICE = "an API key is given by reference only (secrets.api_key: {env: VAR_NAME} or {file: /path/to/key})"
+_OTHER_ADVICE = ("a credential written here ends up in build/, on a command line or in an image layer; "
+                 "remove it from the spec (vllmgen reads only secrets.hf_token and secrets.api_key, by reference)")
+TOKEN_SHAPES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (kind, re.compile(r"(?<![A-Za-z0-9])" + pattern), advice) for kind, pattern, advice in (
+        ("Hugging Face token", r"hf_[A-Za-z0-9]{30,}", _HF_ADVICE),
+        ("API key", r"sk-[A-Za-z0-9_-]{20,}", _KEY_ADVICE),
+        ("GitHub token", r"gh[pousr]_[A-Za-z0-9]{36,}", _OTHER_ADVICE),
+        ("GitHub token", r"github_pat_[A-Za-z0-9_]{40,}", _OTHER_ADVICE),
+        ("GitLab token", r"glpat-[A-Za-z0-9_-]{20,}", _OTHER_ADVICE),
+        ("npm token", r"npm_[A-Za-z0-9]{36,}", _OTHER_ADVICE),
+        ("PyPI token", r"pypi-AgE[A-Za-z0-9_-]{50,}", _OTHER_ADVICE),
+        ("AWS access key", r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])", _OTHER_ADVICE),
+        ("Google API key", r"AIza[0-9A-Za-z_-]{35}", _OTHER_ADVICE),
+        ("Slack token", r"xox[abposr]-[0-9A-Za-z-]{10,}", _OTHER_ADVICE),
+        ("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----", _OTHER_ADVICE),
+    ))
+# the authority of a URL (scheme://[userinfo@]host...): userinfo ends at the last '@' before any '/?#'
+_URL_AUTHORITY = re.compile(r"(?i)(?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]*://([^/?#\s]*)@")
+_TOKEN_LIKE_USER = re.compile(r"[A-Za-z0-9_-]{20,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -91,8 +117,28 @@ def _text(value: str) -> str:
 
 
 def looks_like_secret(value: str) -> bool:
-    """A Hugging Face or OpenAI-style token written out in full."""
-    return bool(_SECRETISH.search(value))
+    """A token of a known shape (Hugging Face, OpenAI-style, GitHub, GitLab, ...) written out in full."""
+    return token_kind(value) is not None
+
+
+def token_kind(value: str) -> tuple[str, str] | None:
+    """(what the token is, what to write instead) for the first known token shape in ``value``."""
+    for kind, pattern, advice in TOKEN_SHAPES:
+        if pattern.search(value):
+            return kind, advice
+    return None
+
+
+def url_credentials(value: str) -> str | None:
+    """What is wrong when a URL in ``value`` carries credentials (``user:password@``, or a token as the
+    user), else None. A plain user name (``git+ssh://git@host``) is no secret."""
+    for match in _URL_AUTHORITY.finditer(value):
+        userinfo = match.group(1)
+        if ":" in userinfo:
+            return "a password in a URL ('user:password@')"
+        if _TOKEN_LIKE_USER.fullmatch(userinfo) and any(c.isdigit() for c in userinfo):
+            return "a token as a URL's user ('TOKEN@host')"
+    return None
 
 
 def _size(value: str | int) -> str:
@@ -121,9 +167,17 @@ def _git(value: str) -> str:
 
 
 def _image_ref(value: str) -> str:
-    if not _IMAGE_REF.fullmatch(value):
-        raise _fail("image_ref", "expected an image reference such as vllm/vllm-openai:v0.32.0")
+    match = _IMAGE_REF.fullmatch(value) if len(value) <= 255 + 1 + 128 + 1 + 71 else None
+    if match is None or len(match.group("repo")) > 255:  # Docker's limit on the name, tag and digest aside
+        raise _fail("image_ref", "expected an image reference such as vllm/vllm-openai:v0.32.0 "
+                    "([registry/]name[:tag][@sha256:digest], no spaces or options)")
     return value
+
+
+def floating_image(value: str) -> bool:
+    """An image reference whose content moves: tagged 'latest' or not tagged, and no digest."""
+    match = _IMAGE_REF.fullmatch(value)
+    return match is not None and match.group("digest") is None and match.group("tag") in (None, "latest")
 
 
 def _version(value: str) -> str:
@@ -133,13 +187,16 @@ def _version(value: str) -> str:
 
 
 def _docker_host(value: str) -> str:
-    from vllmgen.endpoints import FORMS, EndpointError, parse
+    from vllmgen.endpoints import FORMS, EndpointError, parse, refused
 
     try:
         parse(value)
     except EndpointError as exc:
         message = str(exc)
         raise _fail("docker_host", message if message.startswith("expected") else f"expected {FORMS}: {message}") from None
+    why = refused(value)
+    if why:
+        raise _fail("docker_host", why)
     return value
 
 

@@ -29,6 +29,16 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Listener:
+    """A port monitoring opens: on which address, and who may use it (for the runbook's list of ports)."""
+
+    service: str
+    address: str  # what it binds: an IP, or 0.0.0.0 / :: for every interface
+    port: int
+    access: str
+
+
+@dataclass(frozen=True)
 class MonitoringPlan:
     deployment: str
     node: str  # where Prometheus and Grafana run
@@ -40,6 +50,27 @@ class MonitoringPlan:
     prometheus_port: int
     grafana_port: int
     container_prefix: str
+    bind: str  # the address both listen on: never every interface unless the spec says so
+    grafana_anonymous: bool
+
+    @property
+    def every_interface(self) -> bool:
+        return self.bind in ("0.0.0.0", "::")
+
+    @property
+    def local_bind(self) -> str:
+        """Where Grafana, on the same host, reaches Prometheus."""
+        return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.bind, self.bind)
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        viewers = "anyone who reaches it views the dashboards (grafana_anonymous)" if self.grafana_anonymous \
+            else "a login is needed (admin's password from GRAFANA_ADMIN_PASSWORD); no anonymous access"
+        return (
+            Listener("prometheus", self.bind, self.prometheus_port,
+                     "no authentication: whoever reaches it reads every metric and the servers' addresses"),
+            Listener("grafana", self.bind, self.grafana_port, viewers),
+        )
 
 
 def plan_monitoring(spec: Spec, head: Node) -> MonitoringPlan | None:
@@ -66,6 +97,9 @@ def plan_monitoring(spec: Spec, head: Node) -> MonitoringPlan | None:
         prometheus_port=settings.prometheus_port,
         grafana_port=settings.grafana_port,
         container_prefix=spec.runtime.container_prefix or spec.name,
+        # a hostname cannot be bound to: loopback then (validate warns), never every interface unasked
+        bind=settings.bind or (where.address if addresses.parse_ip(where.address) else "127.0.0.1"),
+        grafana_anonymous=settings.grafana_anonymous,
     )
 
 
@@ -77,7 +111,7 @@ def artifacts(plan: MonitoringPlan, header: str) -> dict[str, str]:
         "monitoring/grafana/provisioning/datasources/prometheus.yaml": yamlout.dump(
             {"apiVersion": 1, "datasources": [{
                 "name": "Prometheus", "uid": DATASOURCE_UID, "type": "prometheus", "access": "proxy",
-                "url": f"http://{addresses.host_port(plan.address, plan.prometheus_port)}", "isDefault": True,
+                "url": f"http://{addresses.host_port(plan.local_bind, plan.prometheus_port)}", "isDefault": True,
             }]}, header),
         "monitoring/grafana/provisioning/dashboards/vllmgen.yaml": yamlout.dump(
             {"apiVersion": 1, "providers": [{
@@ -106,9 +140,7 @@ def _prometheus(plan: MonitoringPlan, header: str) -> str:
 
 
 def _compose(plan: MonitoringPlan, header: str) -> str:
-    # bound to the node's own (private) address when it is an IP; a hostname cannot be bound to
-    bind = plan.address if addresses.parse_ip(plan.address) else ""
-    listen = addresses.host_port(bind, plan.prometheus_port) if bind else f":{plan.prometheus_port}"
+    listen = addresses.host_port(plan.bind, plan.prometheus_port)
     prometheus = {
         "image": plan.prometheus_image,
         "container_name": f"{plan.container_prefix}-prometheus",
@@ -123,8 +155,10 @@ def _compose(plan: MonitoringPlan, header: str) -> str:
         "image": plan.grafana_image,
         "container_name": f"{plan.container_prefix}-grafana",
         "network_mode": "host",
-        "environment": [f"GF_SERVER_HTTP_ADDR={bind}", f"GF_SERVER_HTTP_PORT={plan.grafana_port}",
-                        "GF_AUTH_ANONYMOUS_ENABLED=true", "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer",
+        "environment": [f"GF_SERVER_HTTP_ADDR={plan.bind}", f"GF_SERVER_HTTP_PORT={plan.grafana_port}",
+                        # said explicitly: no anonymous viewers unless the spec asks (monitoring.grafana_anonymous)
+                        f"GF_AUTH_ANONYMOUS_ENABLED={'true' if plan.grafana_anonymous else 'false'}",
+                        *(["GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer"] if plan.grafana_anonymous else []),
                         # never the image's admin/admin: compose refuses to start without a password
                         f"GF_SECURITY_ADMIN_PASSWORD=${{{ADMIN_PASSWORD_ENV}:?export {ADMIN_PASSWORD_ENV}, "
                         "the password of Grafana's admin}"],
@@ -138,7 +172,8 @@ def _compose(plan: MonitoringPlan, header: str) -> str:
         "services": {"prometheus": prometheus, "grafana": grafana},
         "volumes": {"prometheus-data": {}, "grafana-data": {}},
     }
-    where = "both on that address only" if bind else "on every address (a hostname cannot be bound to)"
+    where = ("both on every interface (monitoring.bind says so)" if plan.every_interface
+             else f"both on {plan.bind} only")
     text = (f"{header}\nOn {plan.node} ({plan.address}): export {ADMIN_PASSWORD_ENV}=..., then "
             f"docker compose -f compose.yaml up -d;\nGrafana on port {plan.grafana_port}, Prometheus on "
             f"{plan.prometheus_port}, {where}")

@@ -7,6 +7,7 @@ repository, when the templates or the compiler changed (every spec's output may 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -55,3 +56,10 @@ def select(specs: list[Path], names: dict[Path, str | None], changed: list[str],
         elif compiler is not None:
             reason[spec] = f"{compiler} changed"
     return Selection(tuple(spec for spec in specs if spec in reason), reason)
+
+
+def fix_command(spec: Path, build_dir: str, target: Path) -> str:
+    """The command that brings ``target`` up to date, quoted for a shell: a spec's file name is
+    anyone's text (``$(...)``, spaces, quotes) and the command is meant to be pasted."""
+    return (shlex.join(["vllmgen", "render", spec.as_posix(), "-o", build_dir]) + " && "
+            + shlex.join(["git", "add", target.as_posix()]))

@@ -23,7 +23,7 @@ from vllmgen import __version__, fingerprint, monitoring, yamlout
 from vllmgen.dockercli import mount_word, run_options
 from vllmgen.plan import SERVE_CONFIG_FILE, Container, NodePlan, Plan, SecretEnv
 from vllmgen.rayprobe import GPUS_SED, RAY_PROBE
-from vllmgen.shell import Anchored, Word, host_word, join_words, quote_word
+from vllmgen.shell import Anchored, Word, curl_with_key, host_word, join_words, quote_word, secret_expression
 
 MANIFEST = "manifest.json"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -79,6 +79,14 @@ def _safe_text(value: str) -> ShellText:
     return ShellText(re.sub(r"[\x00-\x1f\x7f]", "?", str(value)))
 
 
+def _curl_check(url: str, key: SecretEnv | None) -> str:
+    """The runbook's check: ``curl URL``, with the API key read from where the spec keeps it and sent
+    through curl's stdin (never its argv)."""
+    if key is None:
+        return shlex.join(["curl", "-sS", url])
+    return curl_with_key(secret_expression(key.name, key.from_env, key.from_file), ["-sS", url])
+
+
 @functools.cache
 def _environment(shell: bool) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -91,7 +99,8 @@ def _environment(shell: bool) -> jinja2.Environment:
         finalize=_finalize_shell if shell else None,
         auto_reload=False,  # templates do not change while we run: no stat() per node and template
     )
-    env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text, env_value=_env_value)
+    env.filters.update(words=_words, var=_var, host_path=host_word, safe_text=_safe_text, env_value=_env_value,
+                       curl_check=_curl_check)
     env.bytecode_cache = _bytecode_cache(env)
     return env
 

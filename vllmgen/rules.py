@@ -14,6 +14,7 @@ from typing import Any, Literal
 from vllmgen import addresses
 from vllmgen.engine import CACHE_ENV
 from vllmgen.errors import Path
+from vllmgen.formats import floating_image
 from vllmgen.spec import Spec
 
 
@@ -32,7 +33,10 @@ OWNED_FLAGS = {
     "--served-model-name": "model.served_name",
     "--host": "serve.host",
     "--port": "serve.port",
-    "--api-key": "secrets.api_key (a key on a command line leaks into `ps` and logs)",
+    "--api-key": "secrets.api_key (a key on a command line leaks into `ps` and logs): write "
+                 "secrets.api_key: {env: VAR_NAME} or {file: /path/to/key}",
+    "--hf-token": "secrets.hf_token (a token on a command line leaks into `ps` and logs): write "
+                  "secrets.hf_token: {env: HF_TOKEN} or {file: /path/to/token}",
     "--tensor-parallel-size": "serve.tensor_parallel_size",
     "--pipeline-parallel-size": "serve.pipeline_parallel_size",
     "--data-parallel-size": "serve.data_parallel_size",
@@ -99,9 +103,10 @@ def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     from vllmgen.rules_mounts import mount_clashes
     from vllmgen.rules_parallel import parallel_rules
     from vllmgen.rules_process import RULES as PROCESS_RULES
+    from vllmgen.rules_secrets import RULES as SECRET_RULES
 
     findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules):
+    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES):
         if not lenient:
             findings.extend(rule(spec))
             continue
@@ -214,8 +219,21 @@ def ports(spec: Spec) -> Iterator[Finding]:
 
 def monitoring_node(spec: Spec) -> Iterator[Finding]:
     names = [node.name for node in spec.nodes]
-    if spec.monitoring.node is not None and spec.monitoring.node not in names:
-        yield Finding(("monitoring", "node"), f"no node {spec.monitoring.node!r}; the nodes are {', '.join(names)}")
+    watch = spec.monitoring
+    if watch.node is not None and watch.node not in names:
+        yield Finding(("monitoring", "node"), f"no node {watch.node!r}; the nodes are {', '.join(names)}")
+        return
+    if not watch.enabled:
+        return
+    if watch.bind is not None and addresses.parse_ip(watch.bind) is None:
+        yield Finding(("monitoring", "bind"), "expected an IP address to listen on (a hostname cannot be bound to)")
+    elif watch.bind is None:
+        heads = [n for n in spec.nodes if n.role == "head" or len(spec.nodes) == 1]
+        where = next((n for n in spec.nodes if n.name == watch.node), heads[0] if heads else None)
+        if where is not None and addresses.parse_ip(where.address) is None:
+            yield Finding(("monitoring", "bind"), f"{where.name}'s address {where.address!r} is a hostname, which cannot "
+                          "be bound to: Prometheus and Grafana listen on 127.0.0.1 only (reach them through an ssh "
+                          "tunnel); set monitoring.bind to that host's private IP to serve them there", "warning")
 
 
 def runtime(spec: Spec) -> Iterator[Finding]:
@@ -235,13 +253,19 @@ def runtime(spec: Spec) -> Iterator[Finding]:
 
 
 def image(spec: Spec) -> Iterator[Finding]:
-    tag = spec.image.base_tag
-    if tag in (None, "latest") and "@" not in spec.image.base:
+    if floating_image(spec.image.base):
         yield Finding(
             ("image", "base"),
             "unpinned base image ('latest' moves): pin a release tag such as vllm/vllm-openai:v0.32.0",
             "warning",
         )
+    others = [(("router", "base_image"), spec.router.base_image, "python:3.12-slim")] if spec.router else []
+    if spec.monitoring.enabled:
+        others += [(("monitoring", "prometheus_image"), spec.monitoring.prometheus_image, "prom/prometheus:v3.5.0"),
+                   (("monitoring", "grafana_image"), spec.monitoring.grafana_image, "grafana/grafana:12.1.1")]
+    for path, ref, example in others:
+        if floating_image(ref):
+            yield Finding(path, f"unpinned image ('latest' moves): pin a release tag such as {example}", "warning")
     if spec.image.vllm_extras and not spec.image.vllm_version:
         yield Finding(("image", "vllm_extras"), "vLLM extras are pinned to the base image's version: pin image.base to a vX.Y.Z tag")
     if spec.image.uv_index_url and not spec.image.pip_index_url:

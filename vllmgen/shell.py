@@ -67,3 +67,18 @@ _DOUBLE_QUOTED_SPECIAL = re.compile(r'[\\"$`]')
 
 def join_words(words: list[Word]) -> str:
     return " ".join(quote_word(word) for word in words)
+
+
+def secret_expression(name: str, from_env: str | None, from_file: str | None) -> str:
+    """The shell expression that reads a secret where the spec keeps it, as one word: ``"${VAR}"`` or
+    ``"$(cat -- PATH)"``. Meant for a variable assignment or a builtin's argument, never an argv."""
+    if from_file:
+        return f'"$(cat -- {quote_word(host_word(from_file))})"'
+    return f'"${{{from_env or name}}}"'
+
+
+def curl_with_key(secret: str, words: list[str]) -> str:
+    """``curl WORDS`` with ``Authorization: Bearer <secret>`` read from stdin (``-H @-``), so the key is on
+    no command line: printf is a shell builtin. ``secret``: a ``secret_expression``."""
+    return f"printf 'Authorization: Bearer %s\\n' {secret} | " + " ".join(
+        shlex.quote(word) for word in ["curl", "-H", "@-", *words])

@@ -183,7 +183,7 @@ class Node(Model):
     model_host_path: HostPath | None = Field(None, description="overrides model.host_path on this node")
     hf_cache: HostPath | None = Field(None, description="overrides model.hf_cache on this node")
     docker_host: DockerHost | None = Field(
-        None, description="Docker endpoint used by 'apply --all' (ssh://user@host, tcp://host:2376)"
+        None, description="Docker endpoint used by 'apply --all' (ssh://user@host or unix:///path; tcp:// is refused)"
     )
     gpu_ids: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
         None, description="which GPUs of the host this node uses (Docker device_ids, CUDA_VISIBLE_DEVICES); "
@@ -245,6 +245,11 @@ class Monitoring(Model):
     grafana_image: ImageRef = Field("grafana/grafana:12.1.1", description="Grafana image (pin the tag)")
     prometheus_port: Port = Field(9090, description="Prometheus's port on that host")
     grafana_port: Port = Field(3000, description="Grafana's port on that host")
+    bind: Address | None = Field(
+        None, description="IP address Prometheus and Grafana listen on (default: the node's address when it is an "
+        "IP, else 127.0.0.1); 0.0.0.0 or :: listens on every interface")
+    grafana_anonymous: bool = Field(
+        False, description="let anyone who reaches Grafana view the dashboards without logging in (Viewer)")
 
 
 class Spec(Model):

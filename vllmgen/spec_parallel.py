@@ -10,7 +10,19 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vllmgen.formats import Address, ContainerPath, EnvName, HostPath, Model, Name, Port, Text, Version, _empty_dict
+from vllmgen.formats import (
+    Address,
+    ContainerPath,
+    EnvName,
+    HostPath,
+    ImageRef,
+    Model,
+    Name,
+    Port,
+    Text,
+    Version,
+    _empty_dict,
+)
 
 # vLLM's default --data-parallel-rpc-port (ParallelConfig.data_parallel_rpc_port)
 DP_RPC_PORT = 29550
@@ -51,7 +63,7 @@ class Router(Model):
     port: Port = Field(8080, description="the router's HTTP port on that host")
     policy: Literal[ROUTER_POLICIES] = Field("round_robin", description="vllm-router --policy")  # type: ignore[valid-type]
     version: Version = Field("0.1.17", description="PyPI vllm-router version installed in the router image")
-    base_image: Text = Field("python:3.12-slim", description="image the router image is built on (has pip)")
+    base_image: ImageRef = Field("python:3.12-slim", description="image the router image is built on (has pip); pin the tag")
     health_check_interval_s: int = Field(10, ge=1, le=3600, description="seconds between the router's health "
                                          "checks of each worker")
     volumes: list[RouterVolume] = Field(default_factory=list, description="bind mounts for the router container")

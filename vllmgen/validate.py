@@ -19,7 +19,8 @@ from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
 from vllmgen.load import LoadedSpec, load_file
 from vllmgen.partial import partial_spec, unwrap
 from vllmgen.rules import Finding, check_rules
-from vllmgen.spec import Spec, looks_like_secret
+from vllmgen.formats import token_kind, url_credentials
+from vllmgen.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ def validate_file(path: str, *, strict: bool = False) -> ValidSpec:
 
 def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
     shown = _Bounded()
-    shown.add([(path, message, on_key) for path, message, on_key in _literal_secrets(loaded.data, ())],
-              lambda hit: loaded.diagnostic(hit[0], hit[1], key=hit[2]))
+    secrets = _literal_secrets(loaded.data, ())
+    shown.add(secrets, lambda hit: loaded.diagnostic(hit[0], hit[1], key=hit[2]))
+    reported = {hit[0] for hit in secrets}  # a field's own error there would only repeat it
     spec = None
     if not isinstance(loaded.data, dict):
         shown.add([()], lambda _: loaded.diagnostic((), "expected a mapping at the top of the spec"))
@@ -45,7 +47,7 @@ def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
             spec = Spec.model_validate(loaded.data)
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
-            shown.add(errors, lambda error: _from_pydantic(error, loaded))
+            shown.add(errors, lambda error: None if _error_path(error) in reported else _from_pydantic(error, loaded))
             partial = partial_spec(Spec, loaded.data, {_error_path(error) for error in errors})
             shown.add(check_rules(partial, lenient=True), lambda f: _from_finding(f, loaded, strict))
     if spec is not None:
@@ -85,27 +87,36 @@ def _from_finding(finding: Finding, loaded: LoadedSpec, strict: bool) -> Diagnos
     return loaded.diagnostic(finding.path, finding.message, severity=severity)
 
 
-_LITERAL = (
-    "this looks like a literal token; secrets are given by reference only "
-    "(secrets.hf_token: {env: HF_TOKEN} or {file: /path/to/token})"
-)
-
-
 def _literal_secrets(node: Any, path: Path) -> list[tuple[Path, str, bool]]:
-    """(path, message, on the key?) for every key or value that holds a token. Aliases share
-    values, so a shared one is visited again: the loader caps what aliases add."""
+    """(path, message, on the key?) for every key or value that holds a token or a URL with
+    credentials. Aliases share values, so a shared one is visited again: the loader caps what
+    aliases add."""
     if isinstance(node, dict):
         hits = []
         for key, value in node.items():
-            if looks_like_secret(key):
-                hits.append(((*path, key), "this key " + _LITERAL.removeprefix("this "), True))
+            problem = _secret_problem(key) if isinstance(key, str) else None
+            if problem:
+                hits.append(((*path, key), "this key " + problem.removeprefix("this "), True))
             hits.extend(_literal_secrets(value, (*path, key)))
         return hits
     if isinstance(node, list):
         return [hit for index, value in enumerate(node) for hit in _literal_secrets(value, (*path, index))]
-    if isinstance(node, str) and looks_like_secret(node):
-        return [(path, _LITERAL, False)]
+    if isinstance(node, str):
+        problem = _secret_problem(node)
+        return [(path, problem, False)] if problem else []
     return []
+
+
+def _secret_problem(text: str) -> str | None:
+    found = token_kind(text)
+    if found is not None:
+        kind, advice = found
+        return f"this looks like a literal {kind}; {advice}"
+    credentials = url_credentials(text)
+    if credentials is not None:
+        return (f"{credentials} would be written into build/, an image layer or a command line; remove the "
+                "credentials (use an index or mirror that needs none, or one reachable only on your private network)")
+    return None
 
 
 # --- pydantic errors -> diagnostics ---------------------------------------------------------
@@ -122,17 +133,11 @@ def _from_pydantic(error: Any, loaded: LoadedSpec) -> Diagnostic | None:
     if on_key:
         loc = loc[:-1]
     kind = error["type"]
-    if kind in {"literal_secret"} and any(looks_like_secret(str(v)) for v in _strings(error.get("input"))):
-        return None  # already reported by the document-wide scan
     message = _message(error, loc)
     if kind == "missing":  # point at the mapping that lacks the key
         line, col = loaded.positions.of(loc[:-1])
         return Diagnostic(loaded.file, line, col, format_path(loc), message)
     return loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden")
-
-
-def _strings(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else []
 
 
 def _message(error: dict[str, Any], loc: Path) -> str:

@@ -29,7 +29,7 @@ def _printed_argv(executor: DryRunExecutor, stream: io.StringIO, request: RunReq
     stream.seek(0)
     stream.truncate()
     executor.run(request)
-    lines = [line for line in stream.getvalue().splitlines() if line and not line.startswith("#")]
+    lines = [line for line in stream.getvalue().splitlines() if line and not line.startswith(("#", "export "))]
     assert len(lines) == 1, lines
     words = shlex.split(lines[0].replace("${HOME}", HOME))
     if executor.endpoint:

@@ -236,7 +236,7 @@ def test_secrets_never_printed_and_missing_ones_listed() -> None:
     text = out.getvalue() + progress.getvalue() + _log(recorder) + repr(runner.secrets)
     for value in SECRETS.values():
         assert value not in text
-    assert '-H "Authorization: Bearer ${VLLM_API_KEY}"' in out.getvalue()
+    assert "printf 'Authorization: Bearer %s\\n' \"${QWEN_API_KEY}\" | curl -H @- " in out.getvalue()
     # with an API key, verify also proves an unauthenticated call is refused
     assert any(c.op == "http" and c.detail == "GET /v1/models (no key)" for c in recorder.calls)
     with pytest.raises(RunnerError, match="HF_TOKEN: environment variable HF_TOKEN is empty or not set; "

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from vllmgen import endpoints
+from vllmgen.plan import SecretEnv
 from vllmgen.runner import dockerargs
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
@@ -23,12 +25,14 @@ from vllmgen.runner.executor import (
     SERVING_PROBE,
     ClusterView,
     ContainerState,
+    EngineError,
     EngineInfo,
     ExecResult,
     HttpResult,
     RunRequest,
 )
-from vllmgen.shell import Anchored, Word, join_words, quote_word
+from vllmgen.runner.secrets import placeholders
+from vllmgen.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,10 @@ class DryRunExecutor:
     def __init__(self, node: str, endpoint: str | None, recorder: Recorder, *, host: hosts.Host | None = None,
                  assume_cluster: ClusterView | None = None, assume_served: str = "",
                  assume_api_key: bool = False, containers: dict[str, ContainerState] | None = None,
-                 images: dict[str, dict[str, str]] | None = None, process: bool = False):
+                 images: dict[str, dict[str, str]] | None = None, process: bool = False,
+                 secrets: tuple[SecretEnv, ...] = ()):
         self.node = node
+        self.secrets = secrets  # where each secret is read: printed commands read it from there
         self.process = process  # runtime.kind: process: no docker, stop by the recorded PID
         self.endpoint = endpoint
         self.real_host = host or hosts.for_endpoint(endpoint)
@@ -120,6 +126,9 @@ class DryRunExecutor:
         pass
 
     def ping(self) -> EngineInfo:
+        why = endpoints.refused(self.endpoint or hosts.default_endpoint())
+        if why:  # as the real executor: refused before anything is printed to run there
+            raise EngineError(why)
         self._record("ping", command=self._docker("version"))
         return EngineInfo("dry-run", "dry-run")
 
@@ -178,7 +187,9 @@ class DryRunExecutor:
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
         if hosts.is_local(self.real_host):
             return str(local.resolve())
-        assert isinstance(self.real_host, hosts.SshHost)
+        if not isinstance(self.real_host, hosts.SshHost):
+            raise hosts.NoHostAccess(f"copying the deployment folder needs the host itself, and {self.endpoint} "
+                                     "reaches only its Docker API; give the node an ssh:// docker_host")
         argv = self.host.ssh_argv(["sh", "-c", hosts.PUT_SCRIPT, "vllmgen", remote])
         pack = shlex.join(["tar", "-C", str(local), "-c", "-f", "-", *sorted(files)])
         self._record("put-files", f"{remote}: {', '.join(sorted(files))}", f"{pack} | {shlex.join(argv)}")
@@ -191,15 +202,14 @@ class DryRunExecutor:
     def run(self, request: RunRequest) -> None:
         container = request.planned()
         if not container.image:  # runtime.kind: process: what nodes/<node>/run.sh runs, detached
-            self._record("run", container.name, process_line(request))
+            self._record("run", container.name, passes_note(container.secrets) + process_line(request))
             self.containers[container.name] = ContainerState(container.name, "running", None, request.labels, "")
             return
         words = dockerargs.run_words(request)
         if self.endpoint:
             words[1:1] = ["--host", self.endpoint]
-        secrets = ", ".join(s.name for s in container.secrets)
-        note = f"# passes {secrets} from the environment (values are never printed)\n" if secrets else ""
-        self._record("run", container.name, note + join_words(words))
+        self._record("run", container.name, passes_note(container.secrets) + assignments(container.secrets)
+                     + join_words(words))
         self.containers[container.name] = ContainerState(container.name, "running", None, request.labels,
                                                          container.image)
 
@@ -220,8 +230,12 @@ class DryRunExecutor:
              env: Mapping[str, str] | None = None) -> ExecResult:
         names = [w for key in sorted(env or {}) for w in ("--env", key)]  # docker exec --env NAME: by name only
         words = ["exec", *(("--detach",) if detach else ()), *names, name, *argv]
-        note = f"# passes {', '.join(sorted(env))} from the environment (values are never printed)\n" if env else ""
-        self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}", note + self._docker(*words))
+        # a value the run holds stands for one of the spec's secrets: read the variable from where that one is
+        sources = {value: secret for secret, value in zip(self.secrets, placeholders(self.secrets).values())}
+        passed = tuple(SecretEnv(key, sources[value].from_env or sources[value].name, sources[value].from_file)
+                       if value in sources else SecretEnv(key) for key, value in sorted((env or {}).items()))
+        self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}",
+                     passes_note(passed) + assignments(passed) + self._docker(*words))
         if detach and "vllm" in argv and "serve" in argv:
             self.served.add(name)
         return ExecResult(None if detach else 0, "")
@@ -241,13 +255,15 @@ class DryRunExecutor:
 
     def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
              timeout: float = 10) -> HttpResult:
-        words = ["curl", "-sS", "-X", method]
+        words = ["-sS", "-X", method]
         authorized = any(key.lower() == "authorization" for key in (headers or {}))
-        if authorized:  # the value is a secret: print where it comes from instead
-            words.append('-H "Authorization: Bearer ${VLLM_API_KEY}"')
         if body is not None:
             words += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
-        command = " ".join(w if w.startswith("-H \"Auth") else shlex.quote(w) for w in [*words, url])
+        if authorized:  # the key is a secret: curl reads the header from stdin, the key from where the spec says
+            key = next((s for s in self.secrets if s.name == "VLLM_API_KEY"), SecretEnv("VLLM_API_KEY"))
+            command = curl_with_key(secret_expression(key.name, key.from_env, key.from_file), [*words, url])
+        else:
+            command = shlex.join(["curl", *words, url])
         path = url.split("/", 3)[-1] if url.count("/") >= 3 else ""
         unauthenticated = " (no key)" if self.assume_api_key and not authorized else ""
         self._record("http", f"{method} /{path}{unauthenticated}", command)
@@ -262,6 +278,23 @@ class DryRunExecutor:
         return HttpResult(200, "")
 
 
+def passes_note(secrets: tuple[SecretEnv, ...]) -> str:
+    """``# passes NAME (from $VAR), ...``: which secrets a printed command hands on, and from where."""
+    if not secrets:
+        return ""
+    sources = ", ".join(f"{s.name} (from {'file ' + s.from_file if s.from_file else '$' + (s.from_env or s.name)})"
+                        for s in secrets)
+    return f"# passes {sources} by name; values are never printed or put on a command line\n"
+
+
+def assignments(secrets: tuple[SecretEnv, ...]) -> str:
+    """``export NAME="${VAR}"`` lines, as start.sh has them, for each secret read from another variable or
+    a file: the next command (docker run --env NAME, setsid env ...) finds it in its environment, not on
+    its argv."""
+    return "".join(f"export {s.name}={secret_expression(s.name, s.from_env, s.from_file)}\n" for s in secrets
+                   if s.from_file or (s.from_env and s.from_env != s.name))
+
+
 def process_line(request: RunRequest) -> str:
     """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
     one shell line. Secrets are passed by name; their values are never printed."""
@@ -273,4 +306,4 @@ def process_line(request: RunRequest) -> str:
         return word.resolve("", request.deploy_dir) if isinstance(word, Anchored) and word.anchor == "deploy_dir" else word
 
     env = [f"{name}={quote_word(fill(value))}" for name, value in plan.env]
-    return " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
+    return assignments(plan.secrets) + " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])

@@ -1,6 +1,8 @@
 """HTTP requests to a node's endpoint (health, models, chat), with the standard library.
 
-Straight to the node: no proxy from the environment (behind one, /health would ask the proxy).
+Straight to the node: no proxy from the environment (behind one, /health would ask the proxy), and
+no redirect followed: a 3xx is reported as it is. urllib would follow one to any host carrying the
+request's headers, the API key's ``Authorization`` among them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import Any
 from vllmgen.runner.executor import HttpResult
 
 
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201, PLR0913
+        return None  # urllib then raises HTTPError with the 3xx: reported, never followed
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
 
 
 def http_request(method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
@@ -28,6 +35,9 @@ def http_request(method: str, url: str, headers: Mapping[str, str] | None = None
         with _DIRECT.open(request, timeout=timeout) as response:
             return HttpResult(response.status, response.read().decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            where = exc.headers.get("Location", "nowhere") if exc.headers else "nowhere"
+            return HttpResult(exc.code, f"a redirect to {where[:200]}, not followed (it would carry the request's headers)")
         return HttpResult(exc.code, exc.read().decode("utf-8", "replace"))
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)

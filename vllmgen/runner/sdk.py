@@ -1,5 +1,5 @@
-"""``DockerSdkExecutor``: a node's Docker engine through the docker SDK at any endpoint it takes
-(``unix://``, ``ssh://user@host``, ``tcp://host:2376``); the node's host through ``host``.
+"""``DockerSdkExecutor``: a node's Docker engine through the docker SDK at ``unix://`` or
+``ssh://user@host`` (never ``tcp://``: ``vllmgen.endpoints.TCP_REFUSED``); the node's host through ``host``.
 
 The docker SDK is imported here, lazily, and nowhere else in vllmgen.
 """
@@ -58,6 +58,9 @@ class DockerSdkExecutor:
     # the client is made on first use, and asks the engine its API version then
     def _docker(self) -> Any:
         if self._client is None:
+            why = endpoints.refused(self._where)  # DOCKER_HOST too: the spec's docker_host is validated already
+            if why:
+                raise EngineError(why)
             import docker
 
             if self.endpoint and self.endpoint.startswith("ssh://"):

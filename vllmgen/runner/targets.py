@@ -101,7 +101,7 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
                 name, endpoint, dry_run, host=host,
                 assume_cluster=whole,
                 assume_served=plan.endpoint.served_name, assume_api_key=plan.endpoint.api_key is not None,
-                process=plan.runtime == "process",
+                process=plan.runtime == "process", secrets=plan.secrets,
             )
         else:
             out[name] = DockerSdkExecutor(name, endpoint, host)

@@ -1,0 +1,81 @@
+"""HTTP checks never follow a redirect: a real server on loopback answers 3xx toward another port,
+where a second real server records every request it gets (the key must never arrive there)."""
+
+import http.server
+import threading
+
+import pytest
+
+from vllmgen.runner.httpcheck import http_request
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: list[dict[str, str]]
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.seen.append(dict(self.headers))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture
+def attacker():
+    class Handler(_Recorder):
+        seen = []
+
+    server, thread = _serve(Handler)
+    yield server, Handler.seen
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def redirector(attacker):
+    target = f"http://127.0.0.1:{attacker[0].server_address[1]}/v1/models"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(int(self.path.rsplit("/", 1)[-1]))
+            self.send_header("Location", target)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server, thread = _serve(Handler)
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_redirect_is_reported_and_never_followed_with_the_key(redirector, attacker, code, method):
+    result = http_request(method, f"{redirector}/redirect/{code}", {"Authorization": "Bearer the-deployments-key"},
+                          body={"x": 1} if method == "POST" else None, timeout=5)
+    assert result.status == code
+    assert "not followed" in result.body and f":{attacker[0].server_address[1]}/" in result.body
+    assert attacker[1] == []  # nothing reached the other server, with or without the key
+
+
+def test_the_recorder_does_record(attacker):  # the check above could not pass by a deaf recorder
+    port = attacker[0].server_address[1]
+    result = http_request("GET", f"http://127.0.0.1:{port}/v1/models", {"Authorization": "Bearer k"}, timeout=5)
+    assert result.status == 200 and attacker[1][0]["Authorization"] == "Bearer k"
