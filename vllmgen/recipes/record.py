@@ -39,6 +39,8 @@ def record(res: Resolution, vllm: str) -> dict[str, Any]:
         "features": list(res.choice.features),
         "nodes": res.choice.nodes,
         "vllm": vllm,
+        "min_vllm": str(res.variant.get("min_vllm_version") or (res.recipe.data.get("model") or {}).get("min_vllm_version")
+                        or ""),
         "checkpoint": res.model_id,
         "args": [arg.tokens for arg in res.args if not arg.origin.startswith("the strategy")],
         "env": {var.name: var.value for var in res.env},
