@@ -324,3 +324,19 @@ def test_json_api_url_on_loopback(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_readme_refusal_lines_are_what_init_prints(tmp_path):
+    """The README's examples of refusals, each as init prints it (a trailing '...' abridges a line)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Starting from a vLLM recipe"):readme.index("### What `build/<name>/` holds")]
+    block = section[section.index("```text\n") + 8:]
+    lines = block[:block.index("```")].splitlines()
+    printed = []
+    for kind in ("unknown flag", "pd_cluster", "tp does not divide", "vram", "precision", "owned env", "placeholder",
+                 "not NVIDIA"):
+        outcome, _ = init(tmp_path, *REFUSALS[kind][0])
+        printed += outcome.output.splitlines()
+    assert len(lines) == 8
+    for line in lines:
+        assert any(out == line or (line.endswith("; ...") and out.startswith(line[:-3])) for out in printed), line

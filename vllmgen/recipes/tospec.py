@@ -332,10 +332,10 @@ def _env(res: Resolution, hosts: Hosts, draft: Draft) -> None:
         draft.set(("runtime", "env", var.name), value, var.origin)
     if nic_from or hosts.nic:
         chosen = nic or DEFAULT_NIC
-        why = "the data NIC (--nic)" if hosts.nic else (
+        why = "the data NIC, from --nic" if hosts.nic else (
             f"{nic_from}: the recipe's $IFACE_NAME; a placeholder: put your data NIC here, or pass --nic"
             if nic is None else f"from {nic_from}")
-        draft.set(("cluster", "nic"), chosen, f"{why} (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
+        draft.set(("cluster", "nic"), chosen, f"{why}; sets NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME")
     if hosts.ib_hcas:
         draft.set(("cluster", "ib_hcas"), list(hosts.ib_hcas), "InfiniBand HCAs (NCCL_IB_HCA)")
 
