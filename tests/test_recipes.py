@@ -102,6 +102,9 @@ def test_overrides_and_placeholders_are_applied():
     assert nvfp4.runtime.env["VLLM_USE_FLASHINFER_MOE_FP8"] == "1"  # the blackwell override
     assert nvfp4.serve.extra_args == ["--kv-cache-dtype", "fp8"]
     assert nvfp4.serve.expert_parallel.enabled
+    tep = compile_file(GOLDEN / "wide-moe-tep-nvfp4.yaml").valid.spec
+    assert tep.serve.speculative_config == {"method": "mtp", "num_speculative_tokens": 1}  # from dotted keys
+    assert tep.serve.ready_timeout == 3600 and "VLLM_ENGINE_READY_TIMEOUT_S" not in tep.runtime.env
     awq = compile_file(GOLDEN / "dense-awq-blackwell.yaml").valid.spec
     assert awq.model.quantization == "awq" and awq.serve.reasoning_parser == "deepseek_r1"  # feature override
     assert awq.serve.speculative_config["method"] == "ngram"  # the variant's default mode turns it on
@@ -163,6 +166,9 @@ REFUSALS = {
                             "hardware workstation_96 is restricted"),
     "not scalable": (["--model", "acme/Dense-8B", "--strategy", "multi_node_tp", "--hardware", "workstation_96"],
                      "needs at least 2 GPUs per node; workstation_96 has 1"),
+    "speculative config without a method": (
+        ["--model", "acme/Refusals-30B", "--strategy", "single_node_tp", "--hardware", "h200", "--feature", "draft_model"],
+        "features.draft_model: its speculative config names no 'method'"),
     "old vllm": (["--model", "acme/Wide-MoE-600B", "--strategy", "single_node_tep", "--hardware", "h200",
                   "--vllm", "0.17.1"], "the recipe needs vLLM >= 0.30.0 (min_vllm_version); --vllm 0.17.1 is older"),
 }

@@ -74,11 +74,14 @@ def choose_vllm(data: dict[str, Any], variant: str | None, asked: str | None) ->
     variants = data.get("variants") if isinstance(data.get("variants"), dict) else {}
     spec = variants.get(variant or "default") if isinstance(variants.get(variant or "default"), dict) else {}
     least = str(spec.get("min_vllm_version") or model.get("min_vllm_version") or "0")
+    known = catalog.available_versions()
     try:
         floor = catalog.parse_version(least)
     except ValueError:
-        raise RecipeError(f"min_vllm_version {least!r} is not a vLLM version") from None
-    known = catalog.available_versions()
+        if asked in known:  # a nightly-only recipe: the user vouches for the release they name
+            return asked
+        raise RecipeError(f"the recipe needs vLLM {least!r} (min_vllm_version), not a release vllmgen has a flag "
+                          f"catalog for ({', '.join(known)}); name one with --vllm to try it") from None
     if asked:
         if asked not in known:
             raise RecipeUsageError(f"--vllm {asked}: vllmgen has flag catalogs for {', '.join(known)}")

@@ -176,9 +176,19 @@ def _parse(raw: bytes, origin: str, *, json_form: bool = False) -> Any:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RecipeError(f"{origin}: not JSON: {exc}") from None
     try:
-        return load_bytes(raw, origin).data
+        return load_bytes(_without_guide(raw), origin).data
     except SpecError as exc:  # bad YAML, with its line and column
         raise RecipeError("\n".join(map(str, exc.diagnostics))) from None
+
+
+_GUIDE = re.compile(rb"^guide:[^\n]*\n(?:(?:[ \t][^\n]*)?\n)*", re.MULTILINE)
+
+
+def _without_guide(raw: bytes) -> bytes:
+    """The recipe less its top-level `guide:` (Markdown for the site, 27,000 characters in one value of a
+    real recipe: past the bounded loader's limit for one value); its lines are blanked, not removed, so
+    positions in errors stay those of the file."""
+    return _GUIDE.sub(lambda match: b"\n" * match.group().count(b"\n"), raw)
 
 
 def _mapping(raw: bytes, origin: str, *, json_form: bool = False) -> dict[str, Any]:

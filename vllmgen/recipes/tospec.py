@@ -253,15 +253,60 @@ def _serve_args(res: Resolution, cat: catalog.Catalog, layout: _Layout,
                 continue
             raise RecipeError(f"{arg.origin}: {arg.flag} {value} is set by vllmgen from cluster.backend, and "
                               f"{res.choice.strategy} runs with the mp backend")
+        head, dot, subkey = catalog.split_flag(arg.flag)[0].partition(".")
+        if dot and FIELDS.get(head, ((), ""))[1] == "json":
+            path = FIELDS[head][0]  # --speculative-config.method mtp: one key of the field's mapping
+            config = fields.get(path, ({}, arg.origin))[0]
+            _merge_key(config, subkey, arg.values[0] if arg.values else catalog.split_flag(arg.flag)[1] or "")
+            fields[path] = (config, arg.origin)
+            continue
         if key in FIELDS:
             path, kind = FIELDS[key]
-            fields[path] = (_read(arg, kind, info), arg.origin)
+            value = _read(arg, kind, info)
+            if kind == "json" and path in fields:  # dotted keys before the whole mapping: the mapping wins
+                value = {**fields[path][0], **value}
+            fields[path] = (value, arg.origin)
+            _check_registry(path, value, arg, cat)
             continue
         if key in OWNED_FLAGS:
             raise RecipeError(f"{arg.origin}: {arg.flag} is set by vllmgen from {OWNED_FLAGS[key]}; the spec cannot "
                               "take the recipe's value")
         extra.append(arg)
     return fields, extra
+
+
+def _merge_key(config: dict[str, Any], dotted: str, text: str) -> None:
+    """vLLM's `--json-flag.a.b VALUE`: VALUE as JSON when it parses, else the text."""
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        value = text
+    *parents, last = dotted.split(".")
+    for part in parents:
+        child = config.get(part)
+        config[part] = child if isinstance(child, dict) else {}
+        config = config[part]
+    config[last] = value
+
+
+REGISTRIES = {("serve", "reasoning_parser"): ("reasoning_parsers", "reasoning parser"),
+              ("serve", "tool_call_parser"): ("tool_call_parsers", "tool-call parser")}
+
+
+def _check_registry(path: tuple[str, ...], value: Any, arg: Arg, cat: catalog.Catalog) -> None:
+    """A parser or speculative method the pinned vLLM lacks, named with the part of the recipe that asks for it."""
+    if path == ("serve", "speculative_config"):
+        if "method" not in value:
+            raise RecipeError(f"{arg.origin}: its speculative config names no 'method' (vLLM would infer one from "
+                              "the draft model); serve.speculative_config needs it: vllmgen checks it against the "
+                              "pinned vLLM")
+        value, known, what = value.get("method"), cat.speculative_methods, "speculative method"
+    elif path in REGISTRIES:
+        known, what = getattr(cat, REGISTRIES[path][0]), REGISTRIES[path][1]
+    else:
+        return
+    if isinstance(value, str) and value not in known and not value.endswith("-plugin"):
+        raise RecipeError(f"{arg.origin}: vLLM {cat.version} has no {what} {value!r} (choose another vLLM with --vllm)")
 
 
 def _read(arg: Arg, kind: str, info: catalog.FlagInfo) -> Any:
@@ -284,7 +329,10 @@ def _read(arg: Arg, kind: str, info: catalog.FlagInfo) -> Any:
             raise ValueError("not a JSON object")
         return parsed
     except ValueError:
-        raise RecipeError(f"{arg.origin}: {arg.flag} {value!r} is not what the spec's field takes") from None
+        wanted = {"int": "a whole number", "float": "a number", "count": "a whole number of tokens",
+                  "json": "a JSON object"}[kind]
+        raise RecipeError(f"{arg.origin}: {arg.flag} {value!r}: vllmgen sets this flag from a spec field that takes "
+                          f"{wanted}") from None
 
 
 def _count(text: str) -> int:
@@ -326,6 +374,13 @@ def _env(res: Resolution, hosts: Hosts, draft: Draft) -> None:
             if not names and not hosts.ib_hcas:
                 hosts.ib_hcas = [hca for hca in value.split(",") if hca]
             continue
+        if var.name in ENV_FIELDS:
+            path, read = ENV_FIELDS[var.name]
+            try:
+                draft.set(path, read(value), var.origin)
+            except ValueError:
+                raise RecipeError(f"{var.origin}: {var.name}={value!r} does not fit {'.'.join(path)}") from None
+            continue
         if var.name in OWNED_ENV:
             raise RecipeError(f"{var.origin}: {var.name} is set by vllmgen from {OWNED_ENV[var.name]}; the spec "
                               "cannot take the recipe's value")
@@ -338,6 +393,22 @@ def _env(res: Resolution, hosts: Hosts, draft: Draft) -> None:
         draft.set(("cluster", "nic"), chosen, f"{why}; sets NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME")
     if hosts.ib_hcas:
         draft.set(("cluster", "ib_hcas"), list(hosts.ib_hcas), "InfiniBand HCAs (NCCL_IB_HCA)")
+
+
+def _flag_env(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no", ""):
+        return False
+    raise ValueError(text)
+
+
+# variables vllmgen sets from a typed field: the recipe's value goes to that field
+ENV_FIELDS = {
+    "VLLM_ENGINE_READY_TIMEOUT_S": (("serve", "ready_timeout"), int),
+    "HF_ENDPOINT": (("model", "hf_endpoint"), str),
+    "VLLM_USE_MODELSCOPE": (("model", "modelscope"), _flag_env),
+}
 
 
 def _unknown_flag(flag: str, cat: catalog.Catalog) -> str:
@@ -379,13 +450,19 @@ def _image_note(res: Resolution, vllm: str) -> str:
 
 # --- text -----------------------------------------------------------------------------------------
 
+SECTIONS = ("version", "name", "image", "model", "secrets", "runtime", "cluster", "nodes", "serve", "router")
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@+:=-]*")
 _RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
 
 def render_text(res: Resolution, hosts: Hosts, vllm: str, draft: Draft) -> str:
     lines = header(res, hosts, vllm, draft.notes)
-    for key, value in draft.data.items():
+    serve = draft.data.get("serve", {})
+    for key in ("port", "ready_timeout", "extra_args"):  # the recipe's options first, then these, as the starter
+        if key in serve:
+            serve[key] = serve.pop(key)
+    ordered = sorted(draft.data.items(), key=lambda item: SECTIONS.index(item[0]))
+    for key, value in ordered:
         if key not in ("version", "name"):
             lines.append("")
         lines += _emit(key, value, (key,), 0, draft.comments)
