@@ -346,3 +346,48 @@ def test_readme_refusal_lines_are_what_init_prints(tmp_path):
     assert len(lines) == 8
     for line in lines:
         assert any(out == line or (line.endswith("; ...") and out.startswith(line[:-3])) for out in printed), line
+
+
+# --- hostile recipes ----------------------------------------------------------------------------------
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+_TOKEN = st.one_of(_TEXT, st.sampled_from(["--kv-cache-dtype", "fp8", "--max-model-len", "auto", "-tp", "3",
+                                           "--port", "8000", "--enable-prefix-caching", "--no-enable-prefix-caching",
+                                           "--speculative-config", '{"method":"mtp"}', "--speculative-config.method",
+                                           "--reasoning-parser", "qwen3", "$IFACE_NAME", "--api-key", "-1e3"]))
+
+
+@settings(max_examples=int(os.environ.get("VLLMGEN_RECIPE_EXAMPLES", "20")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(_TEXT, min_size=1, max_size=3), args=st.lists(_TOKEN, max_size=8),
+       env=st.dictionaries(_TEXT, st.one_of(_TEXT, st.just("$IFACE_NAME")), max_size=3),
+       slug=_TEXT, model_id=_TEXT, strategy=st.sampled_from(["single_node_tp", "multi_node_tp", "single_node_dep"]))
+def test_hostile_recipe_values_give_a_valid_spec_or_a_reason(names, args, env, slug, model_id, strategy,
+                                                             tmp_path_factory):
+    """Whatever text a recipe holds (feature names, flags, env, ids, line breaks, quotes, '#'), init answers
+    with a spec that validates or an error: never a traceback, never a spec that fails later."""
+    root = tmp_path_factory.mktemp("hostile")
+    source = root / "source"
+    shutil.copytree(SOURCE / "strategies", source / "strategies")
+    shutil.copyfile(SOURCE / "taxonomy.yaml", source / "taxonomy.yaml")
+    (source / "models" / "acme").mkdir(parents=True)
+    recipe = {
+        "meta": {"slug": slug, "tasks": ["text"]},
+        "model": {"model_id": "acme/Hostile", "min_vllm_version": "0.30.0", "architecture": "moe",
+                  "base_args": args, "base_env": env},
+        "features": {name: {"args": args[:2]} for name in names},
+        "variants": {"default": {"vram_minimum_gb": 10}, "other": {"model_id": model_id}},
+        "compatible_strategies": [strategy],
+    }
+    (source / "models" / "acme" / "Hostile.yaml").write_text(json.dumps(recipe))  # JSON is YAML
+    for variant in ("default", "other"):
+        out = root / f"{variant}.yaml"
+        outcome = run_cli(["init", "--recipe", str(source), "--model", "acme/Hostile", "--strategy", strategy,
+                           "--hardware", "h200", "--variant", variant, "-o", str(out)])
+        assert outcome.code in (0, 2, 3), outcome.output
+        assert "Traceback" not in outcome.output and "internal error" not in outcome.output, outcome.output
+        if outcome.code == 0:
+            validated = run_cli(["validate", str(out)])
+            assert validated.code == 0, validated.output + out.read_text()
+        else:
+            assert not out.exists()

@@ -84,7 +84,7 @@ def init(path: Path, force: bool, recipe_source: str | None, list_only: bool, ou
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; use --force to overwrite it")
     if recipe_source is None:
-        path.write_text((templates_dir() / "starter.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+        _write_new(path, (templates_dir() / "starter.yaml").read_text(encoding="utf-8"))
         click.echo(f"wrote {path}; edit it, then: vllmgen validate {path}")
         return
     from vllmgen.recipes.command import from_options
@@ -92,8 +92,15 @@ def init(path: Path, force: bool, recipe_source: str | None, list_only: bool, ou
     made = from_options(recipe_source, path, choices)
     for warning in made.warnings:
         click.echo(warning, err=True)
-    path.write_text(made.text, encoding="utf-8")
+    _write_new(path, made.text)
     click.echo(f"wrote {path} from the recipe; review it, then: vllmgen render {path}")
+
+
+def _write_new(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a missing folder, no permission: the user's to fix, not an internal error
+        raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @cli.command()
