@@ -6,6 +6,8 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -391,3 +393,14 @@ def test_hostile_recipe_values_give_a_valid_spec_or_a_reason(names, args, env, s
             assert validated.code == 0, validated.output + out.read_text()
         else:
             assert not out.exists()
+
+
+def test_a_checkout_is_read_without_network_code(tmp_path):
+    """The default form is offline: init from a checkout imports no HTTP client."""
+    code = ("import sys; from vllmgen.cli import main; sys.argv = ['vllmgen', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print([m for m in sys.modules if m.startswith(('urllib.request', 'http.client'))])")
+    result = subprocess.run([sys.executable, "-c", code, "init", "--recipe", str(SOURCE), *CASES["wide-moe-dep"],
+                             "-o", str(tmp_path / "spec.yaml")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

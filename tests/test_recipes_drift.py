@@ -85,3 +85,13 @@ def test_a_spec_not_made_from_a_recipe(tmp_path):
     outcome = run_cli(["diff", str(ROOT / "specs" / "seed-two-node-mp.yaml"), "--against-recipe", str(SOURCE)])
     assert outcome.code == 2 and "was not made by `vllmgen init --recipe`" in outcome.output
     assert "Traceback" not in outcome.output
+
+
+def test_json_output(tmp_path):
+    source, spec = _made(tmp_path)
+    _edit(source, ('"hermes"', '"qwen3_coder"'))
+    outcome = run_cli(["diff", str(spec), "--against-recipe", str(source), "-o", "json"])
+    assert outcome.code == 0
+    assert __import__("json").loads(outcome.output) == {
+        "model": QWEN, "unchanged": False,
+        "concerns": {"flags": ["~ --tool-call-parser hermes -> --tool-call-parser qwen3_coder"]}}

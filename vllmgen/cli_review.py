@@ -35,7 +35,12 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool, against_recipe: st
         from vllmgen.recipes.drift import drift
 
         report = drift(spec, against_recipe)
-        click.echo(report.text(), nl=False)
+        if fmt == "json":
+            click.echo(report.as_json(), nl=False)
+        elif fmt == "markdown":
+            click.echo(f"### {spec} against its recipe\n\n```text\n{report.text()}```\n", nl=False)
+        else:
+            click.echo(report.text(), nl=False)
         if exit_code and (report.concerns or not report.unchanged):
             sys.exit(EXIT_DRIFT)
         return

@@ -27,6 +27,12 @@ class Drift:
     def add(self, concern: str, line: str) -> None:
         self.concerns.setdefault(concern, []).append(line)
 
+    def as_json(self) -> str:
+        import json
+
+        return json.dumps({"model": self.model, "unchanged": self.unchanged, "concerns": self.concerns},
+                          indent=2, sort_keys=True) + "\n"
+
     def text(self) -> str:
         if self.unchanged:
             return f"{self.model}: the recipe is unchanged since the spec was made (same sha256)\n"

@@ -11,6 +11,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from vllmgen.recipes.resolve import LAYOUT_ORIGIN
+
 if TYPE_CHECKING:
     from vllmgen.recipes.resolve import Resolution
 
@@ -42,7 +44,7 @@ def record(res: Resolution, vllm: str) -> dict[str, Any]:
         "min_vllm": str(res.variant.get("min_vllm_version") or (res.recipe.data.get("model") or {}).get("min_vllm_version")
                         or ""),
         "checkpoint": res.model_id,
-        "args": [arg.tokens for arg in res.args if not arg.origin.startswith("the strategy")],
+        "args": [arg.tokens for arg in res.args if arg.origin != LAYOUT_ORIGIN],
         "env": {var.name: var.value for var in res.env},
         "variants": {str(key): str((spec or {}).get("model_id") or "") for key, spec in variants.items()}
         if isinstance(variants, dict) else {},

@@ -14,9 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +86,7 @@ def open_source(location: str) -> Source:
     """A checkout folder, a folder holding the JSON API's files, or an http(s) URL of the API."""
     if re.match(r"https?://", location):
         base = location.rstrip("/") + "/"
-        return _json_source(location, lambda rel: (_fetch(urllib.parse.urljoin(base, rel)), base + rel))
+        return _json_source(location, lambda rel: (_fetch(base + rel), base + rel))
     root = Path(location)
     if not root.is_dir():
         raise RecipeUsageError(f"--recipe {location}: not a folder (a checkout of vllm-project/recipes, or the "
@@ -155,6 +152,9 @@ def _read_file(path: Path) -> tuple[bytes, str]:
 
 
 def _fetch(url: str) -> bytes:
+    import urllib.error  # only for a URL source: a checkout is read without any network code
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "vllmgen"})
     try:
         with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:  # noqa: S310 - http(s) only

@@ -148,7 +148,7 @@ class _Layout:
             return cls(1, 1, gpus * nodes, gpus, nodes, lb, f"{name}: a DP rank per GPU", True)
         if strategy.get("deploy_type") == "multi_node":
             if strategy.get("parallelism") == "tp_pp":
-                return cls(gpus, 1 * nodes, 1, gpus, nodes, "internal", f"{name}: TP inside a node, PP across", False)
+                return cls(gpus, nodes, 1, gpus, nodes, "internal", f"{name}: TP inside a node, PP across", False)
             if strategy.get("parallelism") == "tp_dp":
                 return cls(gpus, 1, nodes, gpus, nodes, "internal", f"{name}: TP inside a node, a replica per node", True)
             return cls(gpus * nodes, 1, 1, gpus, nodes, "internal", f"{name}: TP over all {gpus * nodes} GPUs", False)
