@@ -378,14 +378,20 @@ def test_hostile_recipe_values_give_a_valid_spec_or_a_reason(names, args, env, s
         "model": {"model_id": "acme/Hostile", "min_vllm_version": "0.30.0", "architecture": "moe",
                   "base_args": args, "base_env": env},
         "features": {name: {"args": args[:2]} for name in names},
-        "variants": {"default": {"vram_minimum_gb": 10}, "other": {"model_id": model_id}},
+        "variants": {"default": {"vram_minimum_gb": 10}, "other": {"model_id": model_id, "precision": ["fp8"],
+                                                                   "vram_minimum_gb": "lots", "tp": {"h200": "x"}}},
+        "strategy_overrides": {strategy: {"extra_args": args[-2:], "hardware_overrides": {"hopper": {"extra_env": env}}}},
+        "opt_in_features": names[:1],
         "compatible_strategies": [strategy],
     }
-    (source / "models" / "acme" / "Hostile.yaml").write_text(json.dumps(recipe))  # JSON is YAML
+    text = json.dumps(recipe, ensure_ascii=False)  # JSON is YAML
+    (source / "models" / "acme" / "Hostile.yaml").write_text(text, encoding="utf-8")
+    listed = run_cli(["init", "--recipe", str(source), "--list", "--model", "acme/Hostile"])
+    assert check(listed) is None, listed.output  # a list or the file's YAML error (a raw control character)
     for variant in ("default", "other"):
         out = root / f"{variant}.yaml"
         outcome = run_cli(["init", "--recipe", str(source), "--model", "acme/Hostile", "--strategy", strategy,
-                           "--hardware", "h200", "--variant", variant, "-o", str(out)])
+                           "--hardware", "h200", "--variant", variant, "--feature", names[0], "-o", str(out)])
         assert outcome.code in (0, 2, 3), outcome.output
         assert "Traceback" not in outcome.output and "internal error" not in outcome.output, outcome.output
         if outcome.code == 0:

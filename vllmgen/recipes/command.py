@@ -129,7 +129,7 @@ def listing(location: str, model: str | None) -> str:
     for name, spec in source.strategies.items():
         deploy = spec.get("deploy_type", "single_node")
         tail = "" if deploy in ("single_node", "multi_node") else "  (not deployed by vllmgen yet)"
-        lines.append(f"  {name:<18} {deploy:<12} {spec.get('display_name', '')}{tail}")
+        lines.append(f"  {name:<18} {str(deploy):<12} {spec.get('display_name', '')}{tail}")
     lines += ["", "hardware:"]
     for name, profile in source.hardware.items():
         marks = [m for m, on in (("restricted", profile.get("restricted")),
@@ -154,7 +154,7 @@ def listing(location: str, model: str | None) -> str:
     lines.append("  variants:")
     for name, spec in _d(data.get("variants")).items():
         spec = spec if isinstance(spec, dict) else {}
-        lines.append(f"    {name:<12} {spec.get('precision', '?'):<7} {spec.get('vram_minimum_gb', '?')} GB"
+        lines.append(f"    {name:<12} {str(spec.get('precision', '?')):<7} {spec.get('vram_minimum_gb', '?')} GB"
                      + (f"  {spec['model_id']}" if spec.get("model_id") else ""))
     opt_in = {str(name) for name in data.get("opt_in_features") or [] if isinstance(data.get("opt_in_features"), list)}
     lines.append("  features (opt-in ones need --feature NAME):")
