@@ -73,7 +73,7 @@ def make_spec(res: Resolution, hosts: Hosts, vllm: str, cat: catalog.Catalog, fi
     gpus = res.gpus_per_node
     draft.set(("version",), 1)
     draft.set(("name",), deployment_name(res), "lower-case DNS label; build/<name>/ and container names use it")
-    draft.set(("image", "base"), f"vllm/vllm-openai:v{vllm}", _image_note(res, vllm))
+    draft.set(("image", "base"), f"vllm/vllm-openai:v{vllm}", _image_note(res))
     draft.set(("model", "source"), res.model_id,
               f"variant {choice.variant}" + (" (its own checkpoint)" if res.variant.get("model_id") else ""))
     draft.set(("model", "served_name"), served_name(res.model_id), "the name clients ask for")
@@ -82,7 +82,7 @@ def make_spec(res: Resolution, hosts: Hosts, vllm: str, cat: catalog.Catalog, fi
     draft.set(("runtime", "ipc_host"), True)
 
     layout = _Layout.for_strategy(res, len(hosts.addresses))
-    serve_fields, extra = _serve_args(res, cat, layout, draft)
+    serve_fields, extra = _serve_args(res, cat, layout)
     layout.check(res)
     if multi:
         draft.set(("cluster", "backend"), "mp", f"{choice.strategy}: vLLM's own --nnodes/--node-rank rendezvous")
@@ -225,8 +225,8 @@ FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
 IMPLIED = {"--data-parallel-hybrid-lb": "serve.data_parallel.lb: hybrid"}
 
 
-def _serve_args(res: Resolution, cat: catalog.Catalog, layout: _Layout,
-                draft: Draft) -> tuple[dict[tuple[str, ...], tuple[Any, str]], list[Arg]]:
+def _serve_args(res: Resolution, cat: catalog.Catalog,
+                layout: _Layout) -> tuple[dict[tuple[str, ...], tuple[Any, str]], list[Arg]]:
     fields: dict[tuple[str, ...], tuple[Any, str]] = {}
     extra: list[Arg] = []
     keys = {flag_key(arg.flag, cat) for arg in res.args if arg.flag}
@@ -443,7 +443,7 @@ def served_name(model_id: str) -> str:
     return model_id.split("/")[-1].lower()
 
 
-def _image_note(res: Resolution, vllm: str) -> str:
+def _image_note(res: Resolution) -> str:
     least = _dict(res.recipe.data.get("model")).get("min_vllm_version")
     return f"recipe needs vLLM >= {least}" if least else "the recipe names no minimum vLLM"
 
