@@ -47,14 +47,60 @@ def cli() -> None:
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default="vllmgen.yaml")
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
-def init(path: Path, force: bool) -> None:
-    """Write a commented starter spec to PATH (default: vllmgen.yaml)."""
+@click.option("--recipe", "recipe_source", metavar="SOURCE",
+              help="Start from a vLLM recipe: a vllm-project/recipes checkout, or the site's JSON API (URL or folder).")
+@click.option("--list", "list_only", is_flag=True, help="With --recipe: list its models, strategies, hardware "
+              "(and, with --model, the model's variants and features).")
+@click.option("--model", metavar="ORG/NAME", help="With --recipe: the recipe's model id.")
+@click.option("--strategy", metavar="NAME", help="With --recipe: e.g. single_node_tp, multi_node_tp_pp.")
+@click.option("--hardware", metavar="NAME", help="With --recipe: a taxonomy hardware profile, e.g. h200.")
+@click.option("--variant", metavar="NAME", help="With --recipe: a precision variant (default: 'default').")
+@click.option("--feature", "features", metavar="NAME", multiple=True, help="With --recipe: turn on an opt-in feature (repeat).")
+@click.option("--nodes", metavar="ADDR[,ADDR...]", help="With --recipe: the hosts (default: 192.0.2.x placeholders).")
+@click.option("--nic", metavar="IFACE", help="With --recipe: the data NIC (binds the recipe's $IFACE_NAME).")
+@click.option("--ib-hca", "ib_hcas", metavar="HCA[,HCA...]", help="With --recipe: InfiniBand HCAs (binds $IB_IF).")
+@click.option("--vllm", "vllm_version", metavar="VERSION", help="With --recipe: the vLLM version (a flag catalog's).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of PATH.")
+def init(path: Path, force: bool, recipe_source: str | None, list_only: bool, output: Path | None, **choices) -> None:
+    """Write a commented starter spec to PATH (default: vllmgen.yaml), or one made from a vLLM recipe.
+
+    \b
+    vllmgen init --recipe ~/recipes --list [--model Qwen/Qwen3-Next-80B-A3B-Instruct]
+    vllmgen init --recipe ~/recipes --model Qwen/Qwen3-Next-80B-A3B-Instruct \\
+        --strategy multi_node_tp --hardware h200 --nodes 10.0.0.1,10.0.0.2 --nic ens1f0
+    """
     from vllmgen.render import templates_dir
 
+    path = output or path
+    if recipe_source is None:
+        given = [f"--{name.replace('_', '-')}" for name, value in choices.items() if value]
+        if given or list_only:
+            raise click.UsageError(f"{', '.join(given or ['--list'])} need(s) --recipe SOURCE")
+    elif list_only:
+        from vllmgen.recipes.command import listing
+
+        click.echo(listing(recipe_source, choices["model"]), nl=False)
+        return
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; use --force to overwrite it")
-    path.write_text((templates_dir() / "starter.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    click.echo(f"wrote {path}; edit it, then: vllmgen validate {path}")
+    if recipe_source is None:
+        _write_new(path, (templates_dir() / "starter.yaml").read_text(encoding="utf-8"))
+        click.echo(f"wrote {path}; edit it, then: vllmgen validate {path}")
+        return
+    from vllmgen.recipes.command import from_options
+
+    made = from_options(recipe_source, path, choices)
+    for warning in made.warnings:
+        click.echo(warning, err=True)
+    _write_new(path, made.text)
+    click.echo(f"wrote {path} from the recipe; review it, then: vllmgen render {path}")
+
+
+def _write_new(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a missing folder, no permission: the user's to fix, not an internal error
+        raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @cli.command()

@@ -17,7 +17,9 @@ from vllmgen.errors import EXIT_DRIFT, EXIT_INVALID, SpecError
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True, help="markdown: a summary for a pull-request comment.")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when there are changes (as git diff --exit-code).")
-def diff(spec: Path, against: str, fmt: str, exit_code: bool) -> None:
+@click.option("--against-recipe", metavar="SOURCE", help="What the vLLM recipe SPEC was made from (`init --recipe`) "
+              "changed upstream since, per concern: a recipes checkout, or the JSON API.")
+def diff(spec: Path, against: str, fmt: str, exit_code: bool, against_recipe: str | None) -> None:
     """Summarise what changed in SPEC since REV (or against another spec), per node and per concern.
 
     \b
@@ -27,7 +29,21 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool) -> None:
       vllmgen diff specs/prod.yaml                          uncommitted changes (against HEAD)
       vllmgen diff specs/prod.yaml --against origin/main -o markdown   a pull request's summary
       vllmgen diff specs/a.yaml --against specs/b.yaml      two specs
+      vllmgen diff vllmgen.yaml --against-recipe ~/recipes  what its recipe changed upstream
     """
+    if against_recipe is not None:
+        from vllmgen.recipes.drift import drift
+
+        report = drift(spec, against_recipe)
+        if fmt == "json":
+            click.echo(report.as_json(), nl=False)
+        elif fmt == "markdown":
+            click.echo(f"### {spec} against its recipe\n\n```text\n{report.text()}```\n", nl=False)
+        else:
+            click.echo(report.text(), nl=False)
+        if exit_code and (report.concerns or not report.unchanged):
+            sys.exit(EXIT_DRIFT)
+        return
     from vllmgen.compile import plan_file
     from vllmgen.gitspec import GitError, spec_at
     from vllmgen.load import load_bytes
