@@ -263,12 +263,15 @@ class DryRunExecutor:
 def process_line(request: RunRequest) -> str:
     """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
     one shell line. Secrets are passed by name; their values are never printed."""
-    from vllmgen.process import launch
+    from vllmgen.plan import LABEL_PREFIX
+    from vllmgen.process import MARKER_ENV, launch, marker
 
     plan = launch(request.container)
 
     def fill(word: Word) -> Word:
         return word.resolve("", request.deploy_dir) if isinstance(word, Anchored) and word.anchor == "deploy_dir" else word
 
-    env = [f"{name}={quote_word(fill(value))}" for name, value in plan.env]
+    labels = dict(request.container.labels)
+    mark = marker(labels.get(f"{LABEL_PREFIX}.deployment", ""), labels.get(f"{LABEL_PREFIX}.node", ""))
+    env = sorted([f"{MARKER_ENV}={quote_word(mark)}", *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
     return " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
