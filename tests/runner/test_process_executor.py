@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -162,3 +165,51 @@ def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
     assert "Starting vLLM API server" in (run / "n0.log").read_text()
     again = subprocess.run(["bash", str(node / "stop.sh")], capture_output=True, text=True, env=env, timeout=30)
     assert again.returncode == 0 and "no record" in again.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("setpriv") is None,
+                    reason="needs root, unshare and setpriv")
+def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
+    """The rendered unit's ExecStart in the unit's sandbox (unit_sandbox.py: read-only system and home,
+    private /tmp, no capabilities; no systemd here): run.sh still takes its lock, writes its record and logs
+    in the writable deployment folder; vLLM gets the env file's key as VLLM_API_KEY and nothing else of it;
+    `status` sees the server, a second start (start.sh) is refused by the lock, stop.sh stops it.
+    test_process_cpu.py does the same with a real vLLM (slow)."""
+    base = Path(tempfile.mkdtemp(prefix="vllmgen-unit-", dir="/run"))  # not under /tmp: PrivateTmp hides it
+    home = base / "home"  # _vllmgen's HOME
+    service = None
+    try:
+        spec = _spec(base, _port(), FAKE_VLLM_RECORD=str(home / ".cache" / "record.json"))
+        assert _vllmgen(base, "render", str(spec), "-o", str(home / "build")).returncode == 0
+        deploy = home / ".vllmgen" / "deployments" / "fake-proc"
+        shutil.copytree(home / "build" / "fake-proc", deploy)
+        (home / ".cache").mkdir(parents=True, exist_ok=True)
+        (home / ".config" / "vllmgen").mkdir(parents=True)
+        (home / ".config" / "vllmgen" / "fake-proc.env").write_text("FAKE_KEY=unit-key-123\n")
+        unit = deploy / "nodes" / "n0" / "vllmgen-fake-proc-n0.service"
+        service = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable,
+                                    str(Path(__file__).with_name("unit_sandbox.py")), str(unit), str(home)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not (home / ".cache" / "record.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = json.loads((home / ".cache" / "record.json").read_text())
+        assert record["env"]["VLLM_API_KEY"] == "unit-key-123" and "FAKE_KEY" not in record["env"]
+        status_line = Path(f"/proc/{record['pid']}/status").read_text()
+        assert "CapEff:\t0000000000000000" in status_line and "NoNewPrivs:\t1" in status_line
+        assert json.loads((deploy / "run" / "n0.json").read_text())["pid"] == record["pid"]
+        shown = _vllmgen(base, "status", str(spec), "--node", "n0", FAKE_KEY="unit-key-123")
+        assert "fake-proc-n0  running" in shown.stdout, shown.stdout
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "FAKE_KEY": "unit-key-123"}
+        again = subprocess.run(["bash", str(home / "build" / "fake-proc" / "nodes" / "n0" / "start.sh")],
+                               capture_output=True, text=True, env=env, timeout=30)
+        assert again.returncode == 0 and "running already" in again.stderr, again
+        stopped = subprocess.run(["bash", str(home / "build" / "fake-proc" / "nodes" / "n0" / "stop.sh")],
+                                 capture_output=True, text=True, env=env, timeout=60)
+        assert stopped.returncode == 0 and f"stopped node n0 (PID {record['pid']})" in stopped.stdout, stopped
+        assert service.wait(timeout=20) != 0 and _group(record["pid"]) == []
+    finally:
+        if service is not None and service.poll() is None:
+            os.killpg(service.pid, signal.SIGKILL)  # our own unshare: it leads its group
+            service.wait()
+        shutil.rmtree(base, ignore_errors=True)

@@ -205,7 +205,8 @@ class DryRunExecutor:
 
     def remove(self, name: str, stop_timeout: int = 10) -> None:
         if self.process:
-            self._record("remove", name, "kill -TERM <the recorded PID> (then SIGKILL to its process group)")
+            self._record("remove", name, "kill -TERM <the recorded PID, if proven ours> "
+                                         "(then SIGKILL to its group's proven members)")
             self.containers.pop(name, None)
             return
         self._record("remove", name, self._docker("stop", "--time", str(stop_timeout), name) + " && "
@@ -273,5 +274,6 @@ def process_line(request: RunRequest) -> str:
 
     labels = dict(request.container.labels)
     mark = marker(labels.get(f"{LABEL_PREFIX}.deployment", ""), labels.get(f"{LABEL_PREFIX}.node", ""))
-    env = sorted([f"{MARKER_ENV}={quote_word(mark)}", *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
+    env = sorted([f"{MARKER_ENV}={quote_word(mark)}",
+                  *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
     return " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
