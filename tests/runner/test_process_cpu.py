@@ -60,8 +60,8 @@ serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, 
     home = tmp_path / "home"
     assert _vllmgen(home, tmp_path, "render", str(spec)).returncode == 0
     applied = _vllmgen(home, tmp_path, "apply", str(spec), "--node", "cpu-0", "--timeout", "400", private_shm=True)
-    pid_file = home / ".vllmgen" / "deployments" / "proc-cpu" / "run" / "cpu-0.pid"
-    pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else 0
+    record = home / ".vllmgen" / "deployments" / "proc-cpu" / "run" / "cpu-0.json"
+    pid = json.loads(record.read_text())["pid"] if record.exists() else 0
     try:
         assert applied.returncode == 0, applied.stderr[-3000:]
         assert "verify: /v1/models lists tiny" in applied.stderr
