@@ -6,6 +6,7 @@ vllmgen.process.launch)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -62,7 +63,55 @@ def test_units_pass_systemd_analyze_verify(spec: Path, tmp_path: Path) -> None:
             unit.write_text(text)
             result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
             assert result.returncode == 0, result.stderr
-            assert "ExecStart=/bin/bash %h/.vllmgen/deployments/" in text
+            home = "/home/ops" if "\nUser=ops\n" in text else "%h"  # a system unit's %h is root's home
+            assert f"ExecStart=/bin/bash {home}/.vllmgen/deployments/" in text
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@pytest.mark.parametrize("spec", [SPEC, *GPU_SPECS], ids=lambda p: p.stem)
+def test_units_are_sandboxed_exposure_at_most_5(spec: Path, tmp_path: Path) -> None:
+    """systemd's own score of the rendered unit (`security --offline=true`): at most 5.0 (the seed's: 9.6)."""
+    for path, text in _files(spec).items():
+        if path.endswith(".service"):
+            unit = tmp_path / Path(path).name
+            unit.write_text(text)
+            result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
+                                    capture_output=True, text=True)
+            score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+            assert score, result.stdout + result.stderr
+            assert float(score.group(1)) <= 5.0, result.stdout
+            for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=read-only", "PrivateTmp=yes",
+                            "UMask=0077", "CapabilityBoundingSet=\n"):
+                assert setting in text, setting
+
+
+def test_the_sandbox_score_can_fail(tmp_path: Path) -> None:
+    """The check above can fail: the seed's unit (no sandbox, root) scores 9.6."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    unit = tmp_path / "bare.service"
+    unit.write_text("[Service]\nExecStart=/bin/bash /srv/run.sh\n")
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert score and float(score.group(1)) > 5.0, result.stdout
+
+
+def test_system_unit_runs_as_the_spec_user_and_root_needs_an_opt_in(tmp_path: Path) -> None:
+    unit = _files(SPEC)["nodes/gpu-a/vllmgen-proc-mp-gpu-a.service"]
+    assert "\nUser=ops\nEnvironment=HOME=/home/ops\n" in unit and "WantedBy=multi-user.target" in unit
+    assert "ReadWritePaths=/home/ops/.vllmgen/deployments/proc-mp -/home/ops/.cache\n" in unit
+    user_unit = next(t for p, t in _files(GPU_SPECS[0]).items() if p.endswith(".service"))
+    assert "\nUser=" not in user_unit and "WantedBy=default.target" in user_unit
+    root = SPEC.read_text().replace("user: ops", "user: root")
+    spec = tmp_path / "root.yaml"
+    spec.write_text(root)
+    out = subprocess.run([sys.executable, "-m", "vllmgen", "validate", str(spec)], capture_output=True, text=True)
+    assert out.returncode == 3 and "runtime.user: a system unit running vLLM" in out.stdout + out.stderr
+    spec.write_text(root.replace("user: root", "user: root\n  allow_root: true"))
+    assert subprocess.run([sys.executable, "-m", "vllmgen", "validate", str(spec)], capture_output=True).returncode == 0
+    spec.write_text(SPEC.read_text().replace("user: ops", "user: ops\n  allow_root: true"))
+    out = subprocess.run([sys.executable, "-m", "vllmgen", "validate", str(spec)], capture_output=True, text=True)
+    assert out.returncode == 3 and "runtime.allow_root: only used with runtime.user: root" in out.stdout + out.stderr
 
 
 def test_a_bad_unit_is_refused_by_the_same_verifier(tmp_path: Path) -> None:
@@ -82,7 +131,8 @@ def test_run_sh_sets_the_node_env_and_reads_secrets_at_start() -> None:
     assert "export VLLM_HOST_IP=192.0.2.21" in head and "export VLLM_HOST_IP=192.0.2.22" in worker
     assert "export NCCL_SOCKET_IFNAME=eth1" in head and "export GLOO_SOCKET_IFNAME=eth1" in head
     assert "export NCCL_DEBUG=INFO" in head
-    assert ': "${PROC_API_KEY:?' in head and 'export VLLM_API_KEY="${PROC_API_KEY}"' in head
+    assert ': "${PROC_API_KEY:?' in head and 'VLLM_API_KEY="${PROC_API_KEY}"\n' in head
+    assert "export VLLM_API_KEY\n" in head and "export VLLMGEN_NODE=" in head
     assert head.rstrip().endswith("--config \"${deploy_dir}\"/serve-config.yaml --node-rank 0")
     assert worker.rstrip().endswith("--node-rank 1 --headless")
     assert "exec /opt/vllm-env/bin/vllm serve /data/models/qwen3-8b" in head
@@ -109,7 +159,7 @@ def test_dry_run_prints_what_run_sh_execs() -> None:
                and w == words[words.index(w)] and w[0].isupper()}
         argv = words[len(env):]
         script = (ROOT / "build" / "proc-mp" / "nodes" / node / "run.sh").read_text()
-        exec_line = next(l for l in script.splitlines() if l.startswith("exec "))
+        exec_line = [l for l in script.splitlines() if l.startswith("exec ")][-1]  # vLLM's (after the lock's, the log's)
         assert shlex.split(exec_line.replace('"${deploy_dir}"', deploy_dir))[1:] == argv
         exports = dict(l.removeprefix("export ").split("=", 1) for l in script.splitlines()
                        if l.startswith("export ") and "=" in l and not l.startswith("export VLLM_API_KEY"))

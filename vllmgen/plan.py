@@ -141,6 +141,8 @@ class Plan:
     monitoring: MonitoringPlan | None = None
     runtime: Literal["docker", "process"] = "docker"
     router: RouterPlan | None = None
+    process_user: str | None = None  # runtime.user: the systemd unit's User= (process runtime)
+    process_home: str | None = None  # that user's home: a system unit's %h is root's, whatever User= says
 
     @property
     def head(self) -> NodePlan:
@@ -202,6 +204,9 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         ready_timeout_s=ready_timeout(spec).seconds,
         monitoring=plan_monitoring(spec, ordered[0]),
         runtime=spec.runtime.kind,
+        process_user=spec.runtime.user,
+        process_home=spec.runtime.user_home or (
+            None if spec.runtime.user is None else "/root" if spec.runtime.user == "root" else f"/home/{spec.runtime.user}"),
         router=plan_router(spec, ordered, image.tag),
     )
 

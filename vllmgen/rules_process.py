@@ -64,10 +64,17 @@ def process_runtime(spec: Spec) -> Iterator[Finding]:
             for field in ("python_env", "vllm"):
                 if getattr(node, field):
                     yield Finding(("nodes", index, field), "only used with runtime.kind: process")
-        for field in ("python_env", "vllm"):
+        for field in ("python_env", "vllm", "user", "user_home", "allow_root"):
             if getattr(runtime, field):
                 yield Finding(("runtime", field), "only used with runtime.kind: process")
         return
+    if runtime.user == "root" and not runtime.allow_root:
+        yield Finding(("runtime", "user"), "a system unit running vLLM (and any model code it loads) as root: "
+                      "name an unprivileged user, or set runtime.allow_root: true to mean it")
+    if runtime.allow_root and runtime.user != "root":
+        yield Finding(("runtime", "allow_root"), "only used with runtime.user: root")
+    if runtime.user_home and not runtime.user:
+        yield Finding(("runtime", "user_home"), "only used with runtime.user")
     for index, node in enumerate(spec.nodes):
         if node.docker_host:
             yield Finding(("nodes", index, "docker_host"), "no Docker endpoint is used with runtime.kind: process")

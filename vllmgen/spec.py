@@ -156,6 +156,13 @@ class Runtime(Model):
     python_env: HostPath | None = Field(
         None, description="process runtime: the venv or conda env holding vLLM on every host (runs <env>/bin/vllm)")
     vllm: HostPath | None = Field(None, description="process runtime: the vllm executable on every host (over python_env)")
+    user: str | None = Field(
+        None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="process runtime: the user the systemd unit runs vLLM as (a system unit with User=); "
+        "unset: a user unit (systemctl --user)")
+    user_home: HostPath | None = Field(
+        None, description="process runtime: runtime.user's home directory (default /home/<user>; /root for root)")
+    allow_root: bool = Field(False, description="process runtime: allow user: root (a system unit running vLLM as root)")
 
 
 class Cluster(Model):

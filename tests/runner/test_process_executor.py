@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,13 +28,15 @@ def _port() -> int:
         return probe.getsockname()[1]
 
 
-def _spec(tmp_path: Path, port: int, *, key: bool = False) -> Path:
+def _spec(tmp_path: Path, port: int, **env: str) -> Path:
+    """vLLM gets only the plan's env (and a few basics): the stand-in's settings go there."""
     spec = tmp_path / "spec.yaml"
-    secrets = "secrets: {api_key: {env: FAKE_KEY}}\n" if key else ""
+    env = {"FAKE_VLLM_RECORD": str(tmp_path / "record.json"), **env}
     spec.write_text(f"""version: 1
 name: fake-proc
 model: {{source: tiny, host_path: {tmp_path}, served_name: tiny}}
-{secrets}runtime: {{kind: process, vllm: {FAKE}}}
+secrets: {{api_key: {{env: FAKE_KEY}}}}
+runtime: {{kind: process, vllm: {FAKE}, env: {json.dumps(env)}}}
 caches: {{keep: false}}
 monitoring: {{enabled: false}}
 nodes: [{{name: n0, address: 127.0.0.1, gpus: 1, gpu_ids: [3]}}]
@@ -55,27 +60,40 @@ def _group(pgid: int) -> list[str]:
 def test_apply_status_down_a_process(tmp_path: Path) -> None:
     spec = _spec(tmp_path, _port())
     assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
-    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "60")
-    record = json.loads((tmp_path / "record.json").read_text())
+    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "60",
+                       AWS_SECRET_ACCESS_KEY="unrelated-secret", VLLMGEN_FINGERPRINT_KEY="f" * 32)
     try:
         assert applied.returncode == 0, applied.stderr
+        record = json.loads((tmp_path / "record.json").read_text())
         assert "verify: /v1/models lists tiny" in applied.stderr
         assert record["pgid"] == record["pid"] == record["sid"]  # detached: its own session and group
         assert record["env"]["CUDA_VISIBLE_DEVICES"] == "3"
-        assert "VLLM_API_KEY" not in record["env"]
-        assert "no API key in the spec: every path at http://127.0.0.1:" in applied.stderr
+        assert record["env"]["VLLM_API_KEY"] == "secret-value-123"  # by environment ...
+        assert record["env"]["VLLMGEN_NODE"] == "fake-proc/n0"  # the marker that proves it ours
+        # ... and nothing of the runner's own: not its key, not an unrelated secret, not the key's source
+        assert not {"AWS_SECRET_ACCESS_KEY", "VLLMGEN_FINGERPRINT_KEY", "FAKE_KEY", "VLLMGEN_RUN_LABELS"} & set(record["env"])
+        ours = {name for name in record["env"] if not name.startswith(("PYENV", "_PYENV"))}  # pyenv's python3 shim
+        assert ours <= {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHLVL", "_",
+                                      "PWD", "VLLMGEN_NODE", "VLLM_API_KEY", "FAKE_VLLM_RECORD", "CUDA_VISIBLE_DEVICES",
+                                      "HF_HOME", "VLLM_ENGINE_READY_TIMEOUT_S", "VLLM_HOST_IP"}, sorted(record["env"])
+        assert "secret-value-123" not in " ".join(record["argv"])  # ... never on the command line
         assert record["argv"][:3] == ["serve", str(tmp_path), "--config"]
         deploy = tmp_path / "home" / ".vllmgen" / "deployments" / "fake-proc"
         assert record["argv"][3] == str(deploy / "serve-config.yaml")
         state = json.loads((deploy / "run" / "n0.json").read_text())
         assert state["pid"] == record["pid"] and "Starting vLLM API server" in (deploy / "run" / "n0.log").read_text()
+        assert state["deployment"] == "fake-proc" and state["node"] == "n0"
+        assert state["run_labels"]["io.vllmgen.secrets"] != "none"  # apply's labels, through run.sh
+        assert (deploy / "run").stat().st_mode & 0o777 == 0o700
+        assert "secret-value-123" not in (deploy / "run" / "n0.json").read_text()
         assert len(_group(record["pid"])) == 2  # the server and its child
 
         status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
         assert status.returncode == 0, status.stdout + status.stderr
         assert "n0    head  fake-proc-n0  running  current" in status.stdout
-        again = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "60")
-        assert "nothing changed" in again.stderr
+        again = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "60",
+                         VLLMGEN_FINGERPRINT_KEY="f" * 32)
+        assert "nothing changed" in again.stderr, again.stderr
     finally:
         down = _vllmgen(tmp_path, "down", str(spec), "--node", "n0")
     assert down.returncode == 0, down.stderr
@@ -89,7 +107,7 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
 
 def test_verify_fails_when_a_path_answers_without_the_key(tmp_path: Path) -> None:
     """The stand-in guards /v1 only, as vLLM does: apply must not call that protected (exit 4)."""
-    spec = _spec(tmp_path, _port(), key=True)
+    spec = _spec(tmp_path, _port())
     assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
     applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "60")
     try:
@@ -109,9 +127,9 @@ def test_verify_fails_when_a_path_answers_without_the_key(tmp_path: Path) -> Non
 
 
 def test_a_process_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, _port())
+    spec = _spec(tmp_path, _port(), FAKE_VLLM_EXIT="2")
     assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
-    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "30", FAKE_VLLM_EXIT="2")
+    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "30")
     assert applied.returncode == 4
     assert "fake-proc-n0 exited at once (exit code 2)" in applied.stderr
     assert "bad flag --nope" in applied.stderr
@@ -126,40 +144,21 @@ def test_a_missing_vllm_fails_preflight(tmp_path: Path) -> None:
     assert "the vllm executable /nonexistent/env/bin/vllm is not on this host" in applied.stderr
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_a_recorded_pid_of_another_process_is_never_signalled(tmp_path: Path) -> None:
-    from vllmgen.runner.procexec import ProcessExecutor
-
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        run = tmp_path / "run"
-        run.mkdir()
-        (run / "n0.json").write_text(json.dumps({"name": "x-n0", "pid": other.pid, "start": "1",
-                                                 "labels": {"io.vllmgen.node": "n0"}, "log": "/dev/null"}))
-        executor = ProcessExecutor("n0", tmp_path, "/bin/true")
-        assert executor.inspect("x-n0").running is False  # start time differs: not ours
-        executor.remove("x-n0")
-        assert other.poll() is None  # still running: never signalled
-    finally:
-        other.kill()
-        other.wait()
-
-
 def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
-    """build/<name>/nodes/<node>/start.sh and stop.sh as a person runs them: detached with a PID file and
-    a log, a second start.sh leaves the running one alone, stop.sh stops it and its child by that PID."""
+    """build/<name>/nodes/<node>/start.sh and stop.sh as a person runs them: detached, recorded where status
+    looks (~/.vllmgen/deployments/<name>/run/), a second start.sh leaves the running one alone, status sees it,
+    stop.sh stops it and its child by the record."""
     import urllib.request
 
     port = _port()
-    spec = _spec(tmp_path, port, key=True)
+    spec = _spec(tmp_path, port)
     assert _vllmgen(tmp_path, "render", str(spec), "-o", str(tmp_path / "build")).returncode == 0
     node = tmp_path / "build" / "fake-proc" / "nodes" / "n0"
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "FAKE_VLLM_RECORD": str(tmp_path / "record.json"),
-           "FAKE_KEY": "k-123"}
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "FAKE_KEY": "k-123"}
     started = subprocess.run(["bash", str(node / "start.sh")], capture_output=True, text=True, env=env, timeout=30)
     assert started.returncode == 0 and started.stderr == "", started.stderr
-    pid_file = tmp_path / "build" / "fake-proc" / "run" / "n0.pid"
-    pid = int(pid_file.read_text().split()[0])
+    run = tmp_path / "home" / ".vllmgen" / "deployments" / "fake-proc" / "run"
+    pid = json.loads((run / "n0.json").read_text())["pid"]
     try:
         assert f"started node n0: PID {pid}" in started.stdout
         deadline = time.monotonic() + 20
@@ -168,6 +167,7 @@ def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
         record = json.loads((tmp_path / "record.json").read_text())
         assert record["pid"] == pid == record["pgid"] == record["sid"]  # run.sh exec'd vllm: the recorded PID
         assert record["env"]["VLLM_API_KEY"] == "k-123" and record["env"]["CUDA_VISIBLE_DEVICES"] == "3"
+        assert "FAKE_KEY" not in record["env"]
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -177,10 +177,60 @@ def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
         again = subprocess.run(["bash", str(node / "start.sh")], capture_output=True, text=True, env=env, timeout=30)
         assert again.returncode == 0 and f"node n0 is running already (PID {pid})" in again.stderr
         assert len(_group(pid)) == 2
+        status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
+        assert "fake-proc-n0  running" in status.stdout, status.stdout  # started by start.sh, seen by status
     finally:
         stopped = subprocess.run(["bash", str(node / "stop.sh")], capture_output=True, text=True, env=env, timeout=60)
     assert stopped.returncode == 0 and f"stopped node n0 (PID {pid})" in stopped.stdout, stopped.stderr
-    assert _group(pid) == [] and not pid_file.exists()
-    assert "Starting vLLM API server" in (pid_file.parent / "n0.log").read_text()
+    assert _group(pid) == [] and not (run / "n0.json").exists()
+    assert "Starting vLLM API server" in (run / "n0.log").read_text()
     again = subprocess.run(["bash", str(node / "stop.sh")], capture_output=True, text=True, env=env, timeout=30)
-    assert again.returncode == 0 and "no PID file" in again.stdout
+    assert again.returncode == 0 and "no record" in again.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("setpriv") is None,
+                    reason="needs root, unshare and setpriv")
+def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
+    """The rendered unit's ExecStart in the unit's sandbox (unit_sandbox.py: read-only system and home,
+    private /tmp, no capabilities; no systemd here): run.sh still takes its lock, writes its record and logs
+    in the writable deployment folder; vLLM gets the env file's key as VLLM_API_KEY and nothing else of it;
+    `status` sees the server, a second start (start.sh) is refused by the lock, stop.sh stops it.
+    test_process_cpu.py does the same with a real vLLM (slow)."""
+    base = Path(tempfile.mkdtemp(prefix="vllmgen-unit-", dir="/run"))  # not under /tmp: PrivateTmp hides it
+    home = base / "home"  # _vllmgen's HOME
+    service = None
+    try:
+        spec = _spec(base, _port(), FAKE_VLLM_RECORD=str(home / ".cache" / "record.json"))
+        assert _vllmgen(base, "render", str(spec), "-o", str(home / "build")).returncode == 0
+        deploy = home / ".vllmgen" / "deployments" / "fake-proc"
+        shutil.copytree(home / "build" / "fake-proc", deploy)
+        (home / ".cache").mkdir(parents=True, exist_ok=True)
+        (home / ".config" / "vllmgen").mkdir(parents=True)
+        (home / ".config" / "vllmgen" / "fake-proc.env").write_text("FAKE_KEY=unit-key-123\n")
+        unit = deploy / "nodes" / "n0" / "vllmgen-fake-proc-n0.service"
+        service = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable,
+                                    str(Path(__file__).with_name("unit_sandbox.py")), str(unit), str(home)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not (home / ".cache" / "record.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = json.loads((home / ".cache" / "record.json").read_text())
+        assert record["env"]["VLLM_API_KEY"] == "unit-key-123" and "FAKE_KEY" not in record["env"]
+        status_line = Path(f"/proc/{record['pid']}/status").read_text()
+        assert "CapEff:\t0000000000000000" in status_line and "NoNewPrivs:\t1" in status_line
+        assert json.loads((deploy / "run" / "n0.json").read_text())["pid"] == record["pid"]
+        shown = _vllmgen(base, "status", str(spec), "--node", "n0", FAKE_KEY="unit-key-123")
+        assert "fake-proc-n0  running" in shown.stdout, shown.stdout
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "FAKE_KEY": "unit-key-123"}
+        again = subprocess.run(["bash", str(home / "build" / "fake-proc" / "nodes" / "n0" / "start.sh")],
+                               capture_output=True, text=True, env=env, timeout=30)
+        assert again.returncode == 0 and "running already" in again.stderr, again
+        stopped = subprocess.run(["bash", str(home / "build" / "fake-proc" / "nodes" / "n0" / "stop.sh")],
+                                 capture_output=True, text=True, env=env, timeout=60)
+        assert stopped.returncode == 0 and f"stopped node n0 (PID {record['pid']})" in stopped.stdout, stopped
+        assert service.wait(timeout=20) != 0 and _group(record["pid"]) == []
+    finally:
+        if service is not None and service.poll() is None:
+            os.killpg(service.pid, signal.SIGKILL)  # our own unshare: it leads its group
+            service.wait()
+        shutil.rmtree(base, ignore_errors=True)

@@ -215,7 +215,8 @@ class DryRunExecutor:
 
     def remove(self, name: str, stop_timeout: int = 10) -> None:
         if self.process:
-            self._record("remove", name, "kill -TERM <the recorded PID> (then SIGKILL to its process group)")
+            self._record("remove", name, "kill -TERM <the recorded PID, if proven ours> "
+                                         "(then SIGKILL to its group's proven members)")
             self.containers.pop(name, None)
             return
         self._record("remove", name, self._docker("stop", "--time", str(stop_timeout), name) + " && "
@@ -298,12 +299,16 @@ def assignments(secrets: tuple[SecretEnv, ...]) -> str:
 def process_line(request: RunRequest) -> str:
     """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
     one shell line. Secrets are passed by name; their values are never printed."""
-    from vllmgen.process import launch
+    from vllmgen.plan import LABEL_PREFIX
+    from vllmgen.process import MARKER_ENV, launch, marker
 
     plan = launch(request.container)
 
     def fill(word: Word) -> Word:
         return word.resolve("", request.deploy_dir) if isinstance(word, Anchored) and word.anchor == "deploy_dir" else word
 
-    env = [f"{name}={quote_word(fill(value))}" for name, value in plan.env]
+    labels = dict(request.container.labels)
+    mark = marker(labels.get(f"{LABEL_PREFIX}.deployment", ""), labels.get(f"{LABEL_PREFIX}.node", ""))
+    env = sorted([f"{MARKER_ENV}={quote_word(mark)}",
+                  *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
     return assignments(plan.secrets) + " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
