@@ -130,3 +130,14 @@ def test_secret_flags_in_extra_args_are_refused(args):
 def test_tcp_docker_host_is_refused_with_the_alternative():
     errors, _ = diagnostics(MINIMAL.replace("gpus: 1}", "gpus: 1, docker_host: 'tcp://192.0.2.1:2376'}"))
     assert len(errors) == 1 and "nodes[0].docker_host: tcp:// is refused" in errors[0] and "ssh://" in errors[0]
+
+
+@pytest.mark.parametrize(("daemon", "refused"), [
+    ("{hosts: ['tcp://0.0.0.0:2375']}", True),
+    ("{hosts: ['unix:///var/run/docker.sock', 'TCP://10.0.0.1:2376'], tls: true}", True),
+    ("{hosts: ['tcp://10.0.0.1:2376'], tlsverify: true, tlscacert: /ca.pem, tlscert: /c.pem, tlskey: /k.pem}", False),
+    ("{hosts: ['unix:///var/run/docker.sock']}", False),
+])
+def test_a_daemon_listening_on_tcp_without_client_verification_is_refused(daemon, refused):
+    errors, _ = diagnostics(MINIMAL + f"docker: {{daemon: {daemon}}}\n")
+    assert bool([e for e in errors if "docker.daemon.hosts[" in e and "tlsverify: true" in e]) is refused, errors

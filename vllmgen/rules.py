@@ -308,6 +308,14 @@ def daemon_values(spec: Spec) -> Iterator[Finding]:
             yield Finding(("docker", "registry_mirrors", *path[1:]), message)
         else:
             yield Finding(("docker", "daemon", *path), message)
+    listen = spec.docker.daemon.get("hosts")
+    if isinstance(listen, list) and spec.docker.daemon.get("tlsverify") is not True:
+        for index, host in enumerate(listen):
+            if isinstance(host, str) and host.strip().lower().startswith("tcp://"):
+                yield Finding(("docker", "daemon", "hosts", index),
+                              "dockerd would listen on tcp:// without verifying clients (tlsverify: true with "
+                              "tlscacert, tlscert, tlskey): whoever reaches that port controls the host, and reads "
+                              "every container's secrets; use unix:// and reach it through ssh://")
 
 
 def serve_options(spec: Spec) -> Iterator[Finding]:
