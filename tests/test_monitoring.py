@@ -33,10 +33,16 @@ def test_every_dashboard_metric_is_one_a_real_vllm_exports():
     assert len(used) >= 10
 
 
-def test_scrape_targets_are_the_api_servers_private_address():
+def test_scrape_targets_are_where_each_api_server_listens():
+    # Prometheus, the gateway and the head's server share node-0: the server listens on loopback only
     plan = compile_file(ROOT / "specs" / "seed-two-node-mp.yaml").plan
     assert plan.monitoring is not None
-    assert [(t.address, t.node) for t in plan.monitoring.targets] == [(f"{plan.head.address}:1150", "node-0")]
+    assert [(t.address, t.node) for t in plan.monitoring.targets] == [("127.0.0.1:1150", "node-0")]
+    # the second replica is reached from the first node (router, Prometheus): its own private address
+    replicas = compile_file(ROOT / "specs" / "dense-replicas-router.yaml").plan
+    assert replicas.monitoring is not None
+    assert [(t.address, t.node) for t in replicas.monitoring.targets] == [
+        ("127.0.0.1:8000", "replica-a"), (f"{replicas.node('replica-b').address}:8000", "replica-b")]
     ipv6 = compile_file(ROOT / "tests" / "fixtures" / "diff" / "before.yaml").plan
     assert ipv6.monitoring is not None
 
@@ -93,7 +99,7 @@ def test_monitoring_node_and_ports_are_checked_with_positions(tmp_path):
 
     spec = tmp_path / "mon.yaml"
     spec.write_text("version: 1\nname: mon\nmodel: {source: a/b-8B}\n"
-                    "nodes: [{name: gpu-1, address: 192.0.2.1, gpus: 1}]\nserve: {port: 9090}\n"
+                    "nodes: [{name: gpu-1, address: 127.0.0.1, gpus: 1}]\nserve: {port: 9090}\n"
                     "monitoring: {node: gpu-2}\n")
     with pytest.raises(SpecError) as caught:
         validate_file(str(spec))

@@ -198,6 +198,12 @@ def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
 
 
 def _finish(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] | None) -> list[Artifact]:
+    if plan.gateway:
+        from vllmgen.gateway_artifacts import artifacts as gateway_files
+
+        context = {"plan": plan, "header": header(plan)}
+        artifacts += [Artifact(path, text, executable)
+                      for path, text, executable in gateway_files(plan, context, _template, compose_file)]
     if plan.monitoring:
         artifacts += [Artifact(path, text) for path, text in monitoring.artifacts(plan.monitoring, header(plan)).items()]
     artifacts.sort(key=lambda artifact: artifact.path)

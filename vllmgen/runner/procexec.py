@@ -143,7 +143,7 @@ class ProcessExecutor:
 
     @staticmethod
     def _node_of(request: RunRequest) -> str:
-        return dict(request.container.labels).get(f"{LABEL_PREFIX}.node", request.container.name)
+        return _stem(dict(request.container.labels), request.container.name)
 
     def remove(self, name: str, stop_timeout: int = 10) -> None:
         record = self._record(name)
@@ -165,7 +165,7 @@ class ProcessExecutor:
             except (ProcessLookupError, PermissionError):
                 pass
         self._reap(pid)
-        node = record.get("labels", {}).get(f"{LABEL_PREFIX}.node", name)
+        node = _stem(record.get("labels", {}), name)
         for suffix in (".json", ".pid"):
             (self.run_dir / f"{node}{suffix}").unlink(missing_ok=True)
 
@@ -231,6 +231,14 @@ class ProcessExecutor:
 
     def close(self) -> None:
         return None
+
+
+def _stem(labels: Mapping[str, str], name: str) -> str:
+    """run/<stem>.json: the node's name; ``<node>.gateway`` for the gateway on that node (node names are DNS
+    labels, without dots: no clash with a node's own record)."""
+    node = labels.get(f"{LABEL_PREFIX}.node", name)
+    role = labels.get(f"{LABEL_PREFIX}.role")
+    return f"{node}.{role}" if role == "gateway" else node
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import identity, servers, startup
+from vllmgen.runner import gateway_step, identity, servers, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
@@ -38,7 +38,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             stray.setdefault((entry["endpoint"], state.name), {
                 "node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
                 "engine of": node.name, "why": describe(state)})
-        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name and not servers.is_router(state.labels)]
+        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name
+                and not servers.is_router(state.labels) and not gateway_step.is_gateway(state.labels)]
         if not mine:
             entry["problem"] = f"no container {node.container.name}"
         for state in mine:
@@ -70,7 +71,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
         else:
             cluster["error"] = "the head container is not running"
 
-    endpoint: dict[str, Any] = {"url": base_url(plan.endpoint), "served_name": plan.endpoint.served_name}
+    # the head's own server; the gateway in front of it has its own entry (gateway_step.report)
+    endpoint: dict[str, Any] = {"url": base_url(plan.direct_endpoint), "served_name": plan.endpoint.served_name}
     if head is not None:
         health = head.http("GET", f"{endpoint['url']}/health", timeout=3)
         endpoint["health"] = health.status or health.body
@@ -90,7 +92,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
     report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
     report.update(servers.report(plan, executors, api_key))
-    report["problems"] = problems(report) + servers.problems(report) + [
+    report.update(gateway_step.report(plan, executors, api_key))
+    report["problems"] = problems(report) + servers.problems(report) + gateway_step.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray.values()]
     if head_running:  # NCCL's transports on a multi-GPU deployment, from every node's log
@@ -166,6 +169,7 @@ def table(report: dict[str, Any]) -> str:
     if endpoint.get("startup"):
         lines.append(startup.table(endpoint["startup"]))
     lines += servers.lines(report)
+    lines += gateway_step.lines(report)
     engine = report.get("engine") or {}
     if "nccl" in engine:
         lines.append(engine["nccl"]["summary"])

@@ -25,4 +25,4 @@ export VLLM_ENGINE_READY_TIMEOUT_S=780
 export VLLM_HOST_IP=192.0.2.21
 
 cd "${deploy_dir}"
-exec /opt/vllm-env/bin/vllm serve /data/models/qwen3-8b --config "${deploy_dir}"/serve-config.yaml --node-rank 0
+exec /opt/vllm-env/bin/vllm serve /data/models/qwen3-8b --config "${deploy_dir}"/serve-config.yaml --node-rank 0 --host 127.0.0.1

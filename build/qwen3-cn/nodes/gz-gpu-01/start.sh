@@ -24,7 +24,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-cn \
     --label io.vllmgen.node=gz-gpu-01 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=a20e28f67f048e16 \
+    --label io.vllmgen.config-hash=d51988515f69c95e \
     --gpus all \
     --network bridge \
     --publish 8000:8000 \
@@ -52,4 +52,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/qwen3-cn:/var/cache/vllmgen \
     --entrypoint vllm \
     my-vllm:custom \
-    serve Qwen/Qwen3-8B --config /etc/vllmgen/serve-config.yaml --max-num-batched-tokens 8192
+    serve Qwen/Qwen3-8B --config /etc/vllmgen/serve-config.yaml --max-num-batched-tokens 8192 --host 127.0.0.1
