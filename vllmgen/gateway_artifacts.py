@@ -55,3 +55,58 @@ def artifacts(plan: Plan, context: dict[str, Any], template: Callable[..., str],
         ("gateway/stop.sh", stop, True),
         ("gateway/compose.yaml", compose, False),
     ]
+
+
+def open_ports(plan: Plan) -> list[tuple[str, str, str, str]]:
+    """The runbook's table: (what, address:port, who may reach it, what it answers), one row per port the
+    deployment opens, from the plan (the addresses are vllmgen.exposure's)."""
+    from vllmgen import addresses, exposure
+
+    def who(host: str) -> str:
+        ip = addresses.parse_ip(host)
+        if ip is not None and ip.is_loopback:
+            return "loopback: this node only"
+        if host in exposure.EVERY_INTERFACE:
+            return "every interface (the spec says so): firewall it"
+        return "private network: the deployment's nodes and vllmgen; keep it off public networks"
+
+    rows = []
+    if plan.gateway:
+        gateway = plan.gateway
+        rows.append(("gateway (nginx)", addresses.host_port(gateway.listen or "0.0.0.0", gateway.port),
+                     "public: the clients", "with the API key only: " + ", ".join(f"`{p}`" for p in
+                                                                                front_door.CLIENT_PATHS)
+                     + (f"; `/metrics` from {gateway.metrics_from}" if gateway.metrics_from else "")
+                     + "; 401 without the key, 404 for anything else"))
+    for node in plan.nodes:
+        argv = plan.serve_argv(node) or ()
+        if node.name not in dict(plan.server_urls) or "--host" not in argv:
+            continue
+        bind = argv[argv.index("--host") + 1]
+        port = int(dict(plan.server_urls)[node.name].rsplit(":", 1)[1])
+        rows.append((f"vLLM API server ({node.name})", addresses.host_port(bind, port), who(bind),
+                     "all of vLLM's paths; with a key it checks `/v1/*` only (`/invocations`, `/tokenize`, "
+                     "`/metrics` answer without it)"))
+    if plan.router:
+        router = plan.router
+        rows.append((f"vllm-router ({router.node})", addresses.host_port(router.host, router.port), who(router.host),
+                     "forwards everything to the servers; `/add_worker`, `/remove_worker` answer without a key"))
+    head = plan.head
+    if plan.backend == "ray":
+        port = next((w.split("=", 1)[1] for w in head.container.command if w.startswith("--port=")), "")
+        rows.append(("Ray GCS (head)", f"{addresses.url_host(head.address)}:{port}", who(head.address),
+                     "Ray's cluster protocol (and whatever Ray opens beside it)"))
+    if "master-port" in plan.serve_config:
+        rows.append(("torch.distributed master (head)", addresses.host_port(head.address,
+                                                                            plan.serve_config["master-port"]),
+                     who(head.address), "the nodes' process group"))
+    if "data-parallel-rpc-port" in plan.serve_config:
+        where = plan.serve_config.get("data-parallel-address", head.address)
+        rows.append(("data-parallel RPC (rank 0)", addresses.host_port(where, plan.serve_config[
+            "data-parallel-rpc-port"]), who(where), "the DP ranks' coordination"))
+    if plan.monitoring:
+        watch = plan.monitoring
+        bind = watch.address if addresses.parse_ip(watch.address) else "0.0.0.0"
+        rows.append(("Prometheus", addresses.host_port(bind, watch.prometheus_port), who(bind), "metrics, no login"))
+        rows.append(("Grafana", addresses.host_port(bind, watch.grafana_port), who(bind), "dashboards"))
+    return rows

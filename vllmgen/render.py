@@ -150,7 +150,9 @@ def header(plan: Plan) -> str:
 
 def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact]:
     """Every artifact of one deployment, sorted by path, the manifest last."""
-    context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan)}
+    from vllmgen.gateway_artifacts import open_ports
+
+    context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan), "ports": open_ports(plan)}
     if plan.runtime == "process":
         return _finish(plan, _process_artifacts(plan, context), made_from)
     artifacts = [
