@@ -172,11 +172,11 @@ def front_door(tmp_path: Path):  # noqa: ANN201
                                env={"PATH": os.environ["PATH"], "VLLM_API_KEY": KEY, "XDG_RUNTIME_DIR": str(runtime),
                                     "UNRELATED_SECRET": "must-not-reach-nginx"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _get(f"{url}/health", KEY)[0] != 200:
-        assert process.poll() is None, (tmp_path / "nginx.log").read_text()
-        time.sleep(0.1)
     try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _get(f"{url}/health", KEY)[0] != 200:
+            assert process.poll() is None, (tmp_path / "nginx.log").read_text()
+            time.sleep(0.1)
         yield url, process, runtime
     finally:
         process.terminate()

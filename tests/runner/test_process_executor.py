@@ -36,6 +36,7 @@ caches: {{keep: false}}
 monitoring: {{enabled: false}}
 nodes: [{{name: n0, address: 127.0.0.1, gpus: 1, gpu_ids: [3]}}]
 serve: {{host: 127.0.0.1, port: {port}}}
+gateway: {{port: {_port()}}}
 """)
     return spec
 
@@ -52,6 +53,10 @@ def _group(pgid: int) -> list[str]:
     return [line for line in out if line.split()[1] == str(pgid) and not line.split()[2].startswith("Z")]
 
 
+NGINX = Path("/usr/sbin/nginx")
+
+
+@pytest.mark.skipif(not NGINX.exists(), reason="with an API key the gateway (Debian's nginx) starts too")
 def test_apply_status_down_a_process(tmp_path: Path) -> None:
     spec = _spec(tmp_path, _port())
     assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
@@ -60,6 +65,7 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
     try:
         assert applied.returncode == 0, applied.stderr
         assert "verify: /v1/models lists tiny" in applied.stderr
+        assert "n0: gateway: created (http://127.0.0.1:" in applied.stderr, applied.stderr  # nginx, a process too
         assert record["pgid"] == record["pid"] == record["sid"]  # detached: its own session and group
         assert record["env"]["CUDA_VISIBLE_DEVICES"] == "3"
         assert record["env"]["VLLM_API_KEY"] == "secret-value-123"  # by environment ...
@@ -84,6 +90,8 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
     while _group(record["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _group(record["pid"]) == []  # the server and its child are gone
+    gateway = tmp_path / "home" / ".vllmgen" / "deployments" / "fake-proc" / "run" / "n0.gateway.json"
+    assert not gateway.exists()  # down stopped nginx by its record, and removed the record
     status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
     assert status.returncode == 1 and "no container fake-proc-n0" in status.stdout
 
