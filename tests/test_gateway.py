@@ -66,10 +66,13 @@ def test_a_node_driven_over_ssh_listens_on_its_address_so_vllmgen_can_check_it(t
     ssh = tmp_path / "ssh.yaml"
     ssh.write_text(spec.replace("    address: 198.51.100.21\n",
                                 "    address: 198.51.100.21\n    docker_host: ssh://ops@198.51.100.21\n"))
+    # china-mirror uses a bridge network: Docker's port map binds the host side, the server every address inside
     plan = compile_file(ssh).plan
-    assert plan.head.container.command[-2:] == ("--host", "198.51.100.21")
+    assert plan.head.container.ports == (("198.51.100.21:8000", 8000),)
+    assert plan.head.container.command[-2:] == ("--host", "0.0.0.0")
     local = compile_file(ROOT / "specs" / "china-mirror.yaml").plan
-    assert local.head.container.command[-2:] == ("--host", "127.0.0.1")
+    assert local.head.container.ports == (("127.0.0.1:8000", 8000),)
+    assert dict(local.server_urls) == {"gz-gpu-01": "http://127.0.0.1:8000"}
 
 
 @needs_nginx

@@ -84,6 +84,9 @@ def open_ports(plan: Plan) -> list[tuple[str, str, str, str]]:
             continue
         bind = argv[argv.index("--host") + 1]
         port = int(dict(plan.server_urls)[node.name].rsplit(":", 1)[1])
+        if node.container.ports:  # a bridge network: Docker's port map is what listens on the host
+            published = str(node.container.ports[0][0])
+            bind = published.rsplit(":", 1)[0].strip("[]") if ":" in published else "0.0.0.0"
         rows.append((f"vLLM API server ({node.name})", addresses.host_port(bind, port), who(bind),
                      "all of vLLM's paths; with a key it checks `/v1/*` only (`/invocations`, `/tokenize`, "
                      "`/metrics` answer without it)"))

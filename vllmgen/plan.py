@@ -58,7 +58,7 @@ class Container:
     mounts: tuple[Mount, ...]
     labels: tuple[tuple[str, str], ...]
     network_mode: Literal["host", "bridge"] = "host"
-    ports: tuple[tuple[int, int], ...] = ()
+    ports: tuple[tuple[int | str, int], ...] = ()  # (host side: a port, or "IP:PORT"; the container's port)
     ipc_host: bool = True
     shm_size: str | None = None
     gpus: str = "all"
@@ -392,8 +392,11 @@ def _node_plan(
             command = (*command, "--node-rank", str(rank), *(("--headless",) if rank else ()))
     hcas = node.ib_hcas if node.ib_hcas is not None else spec.cluster.ib_hcas
     answers_http = serves and parallel.serves_http(spec, rank)
+    bind = exposure.server_bind(spec, node)
+    bridge = spec.runtime.network == "bridge"
     if answers_http:  # per node: one server may face only its own node, another the router's
-        command = (*command, "--host", exposure.server_bind(spec, node))
+        # with a bridge network Docker's port map binds the host side; inside, the server takes every address
+        command = (*command, "--host", "0.0.0.0" if bridge and spec.serve.host is None else bind)
     process = spec.runtime.kind == "process"
     if process:
         from vllmgen.rules_process import node_vllm
@@ -409,7 +412,8 @@ def _node_plan(
         mounts=_mounts(spec, node, with_config=serves or role == "head"),
         labels=(),
         network_mode=spec.runtime.network,
-        ports=((spec.serve.port, spec.serve.port),) if spec.runtime.network == "bridge" else (),
+        ports=((spec.serve.port if bind in exposure.EVERY_INTERFACE else addresses.host_port(bind, spec.serve.port),
+                spec.serve.port),) if bridge else (),
         ipc_host=spec.runtime.ipc_host,
         shm_size=spec.runtime.shm_size,
         devices=("/dev/infiniband",) if hcas else (),
@@ -490,7 +494,8 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
 
 def _healthcheck(spec: Spec, node: Node) -> Healthcheck:
     bind = exposure.server_bind(spec, node)
-    host = bind if bind not in exposure.EVERY_INTERFACE else "127.0.0.1"
+    inside = bind not in exposure.EVERY_INTERFACE and spec.runtime.network == "host"  # bridge: 0.0.0.0 inside
+    host = bind if inside else "127.0.0.1"
     url = f"http://{addresses.url_host(host)}:{spec.serve.port}/health"
     # no proxy from the container's environment may stand between the check and the server
     probe = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
