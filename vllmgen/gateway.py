@@ -57,10 +57,14 @@ class GatewayPlan:
     container_name: str
 
     @property
+    def public_host(self) -> str:
+        """The public address (the node's, when listening on every interface)."""
+        return self.node_address if self.listen in exposure.EVERY_INTERFACE else self.listen
+
+    @property
     def url(self) -> str:
-        """What clients use: the public address (the node's, when listening on every interface)."""
-        host = self.node_address if self.listen in exposure.EVERY_INTERFACE else self.listen
-        return f"http://{addresses.host_port(host, self.port)}"
+        """What clients use."""
+        return f"http://{addresses.host_port(self.public_host, self.port)}"
 
 
 def plan_gateway(spec: Spec, router_upstream: str | None) -> GatewayPlan | None:

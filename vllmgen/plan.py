@@ -203,11 +203,9 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
     router = plan_router(spec, ordered, image.tag)
     gateway = plan_gateway(spec, addresses.host_port(router.reach, router.port) if router else None)
     gateway_container = _gateway_container(spec, gateway, api_key) if gateway else None
-    endpoint = head_endpoint
+    endpoint = head_endpoint  # what clients use: the front door when there is one
     if gateway is not None:
-        public = gateway.url.removeprefix("http://")
-        host, port = public.rsplit(":", 1)
-        endpoint = replace(head_endpoint, address=host.strip("[]"), port=int(port))
+        endpoint = replace(head_endpoint, address=gateway.public_host, port=gateway.port)
     return Plan(
         name=spec.name,
         spec_file=spec_file,
