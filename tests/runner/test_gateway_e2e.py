@@ -35,6 +35,7 @@ paths = ["/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embedding
          "/add_worker?url=http://10.77.0.2:9", "/remove_worker?url=http://127.0.0.1:18000", "/list_workers",
          "/scale_elastic_ep", "/v1/models/../../invocations", "/%69nvocations"]
 chat = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).encode()
+prompt = json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": 4}).encode()
 def call(url, method, headers, body=None):
     try:
         with opener.open(u.Request(url, body, headers, method=method), timeout=60) as r:
@@ -46,7 +47,7 @@ def call(url, method, headers, body=None):
 out = {"without_key": {}, "wrong_key": {}, "with_key": {}, "ports": {}}
 for path in paths:
     for method in ("GET", "POST"):
-        body = chat if method == "POST" else None
+        body = (prompt if path == "/v1/completions" else chat) if method == "POST" else None
         json_type = {"Content-Type": "application/json"}
         out["without_key"][f"{method} {path}"] = call(public + path, method, json_type, body)[0]
         out["wrong_key"][f"{method} {path}"] = call(public + path, method, {**json_type, "Authorization": "Bearer x"}, body)[0]
