@@ -227,3 +227,24 @@ def test_real_nginx_streams_server_sent_events_as_they_come(front_door) -> None:
                 arrivals.append(time.monotonic() - started)
     assert len(arrivals) == 3
     assert arrivals[0] < 0.25 and arrivals[2] - arrivals[0] > 0.4  # not buffered until the end
+
+
+def test_docker_publishes_a_bridge_server_on_the_chosen_address_only() -> None:
+    """`--publish 127.0.0.1:8000:8000` reaches the SDK as a (host IP, port) pair: never every interface."""
+    from vllmgen.runner import dockerargs
+    from vllmgen.runner.executor import RunRequest
+    from vllmgen.runner.host import LocalHost
+    from vllmgen.runner.sdk import DockerSdkExecutor
+
+    plan = compile_file(ROOT / "specs" / "china-mirror.yaml").plan
+    request = RunRequest(plan.head.container, "/srv/deploy", {"HF_TOKEN": "x", "VLLM_API_KEY": "y"}, True)
+    kwargs = DockerSdkExecutor("n", None, LocalHost())._run_kwargs(request)
+    assert kwargs["ports"] == {"8000/tcp": ("127.0.0.1", 8000)}
+    assert dockerargs.sdk_kwargs(["docker", "run", "--publish", "[fd00::1]:8000:8000", "img"], {})["ports"] == {
+        "8000/tcp": ("fd00::1", 8000)}
+    gateway = plan.gateway_container
+    assert gateway is not None
+    door = DockerSdkExecutor("n", None, LocalHost())._run_kwargs(RunRequest(gateway, "/srv/deploy", {"VLLM_API_KEY": "k"},
+                                                                            False))
+    assert door["network_mode"] == "host" and "ports" not in door and door["environment"]["VLLM_API_KEY"] == "k"
+    assert "k" not in door["command"] and not door.get("ipc_mode")
