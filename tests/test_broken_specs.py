@@ -30,7 +30,7 @@ def test_version_without_catalog_warns_naming_both_versions(tmp_path):
     spec = tmp_path / "old.yaml"
     spec.write_text(
         "version: 1\nname: old\nimage: {base: 'vllm/vllm-openai:v0.20.0'}\nmodel: {source: a/b}\n"
-        "nodes: [{name: a, address: 192.0.2.1, gpus: 1}]\nserve: {extra_args: [--swap-space, '4']}\n"
+        "nodes: [{name: a, address: 127.0.0.1, gpus: 1}]\nserve: {extra_args: [--swap-space, '4']}\n"
     )
     valid = validate_file(str(spec))  # --swap-space exists in 0.17.1, the nearest older catalog
     assert [str(d).split(": ", 1)[1] for d in valid.warnings] == [
@@ -44,6 +44,6 @@ def test_nested_writable_volumes_of_the_users_own_are_allowed(tmp_path):
         "version: 1\nname: nested\nmodel: {source: a/b, host_path: /data/m, path: /models/m}\n"
         "runtime: {volumes: [{host: /srv/a, container: /data}, {host: /srv/b, container: /data/inner},"
         " {host: /srv/c, container: /models/other}]}\n"
-        "nodes: [{name: a, address: 192.0.2.1, gpus: 1}]\n"
+        "nodes: [{name: a, address: 127.0.0.1, gpus: 1}]\n"
     )
     assert validate_file(str(spec)).warnings == []

@@ -39,7 +39,7 @@ def _files(pattern: str) -> list[Path]:
 
 
 def test_shell_scripts_parse_and_pass_shellcheck():
-    scripts = (_files("*/*.sh") + _files("*/nodes/*/*.sh") + _files("*/router/*.sh")
+    scripts = (_files("*/*.sh") + _files("*/nodes/*/*.sh") + _files("*/router/*.sh") + _files("*/gateway/*.sh")
                + _files("*/secrets.env.example"))  # it is `source`d
     assert len(scripts) >= 10
     for script in scripts:
@@ -57,7 +57,8 @@ def test_dockerfiles_pass_hadolint():
     assert result.returncode == 0, result.stdout
 
 
-@pytest.mark.parametrize("compose", _files("*/nodes/*/compose.yaml") + _files("*/router/compose.yaml"), ids=lambda p: str(p.relative_to(BUILD)))
+@pytest.mark.parametrize("compose", _files("*/nodes/*/compose.yaml") + _files("*/router/compose.yaml")
+                         + _files("*/gateway/compose.yaml"), ids=lambda p: str(p.relative_to(BUILD)))
 def test_compose_files_pass_docker_compose_config(compose: Path, tmp_path):
     result = _compose_config(compose, {"HF_TOKEN": "h", "QWEN_API_KEY": "q", "VLLM_API_KEY": "v"})
     assert result.returncode == 0, result.stderr

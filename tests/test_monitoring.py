@@ -33,10 +33,16 @@ def test_every_dashboard_metric_is_one_a_real_vllm_exports():
     assert len(used) >= 10
 
 
-def test_scrape_targets_are_the_api_servers_private_address():
+def test_scrape_targets_are_where_each_api_server_listens():
+    # Prometheus, the gateway and the head's server share node-0: the server listens on loopback only
     plan = compile_file(ROOT / "specs" / "seed-two-node-mp.yaml").plan
     assert plan.monitoring is not None
-    assert [(t.address, t.node) for t in plan.monitoring.targets] == [(f"{plan.head.address}:1150", "node-0")]
+    assert [(t.address, t.node) for t in plan.monitoring.targets] == [("127.0.0.1:1150", "node-0")]
+    # the second replica is reached from the first node (router, Prometheus): its own private address
+    replicas = compile_file(ROOT / "specs" / "dense-replicas-router.yaml").plan
+    assert replicas.monitoring is not None
+    assert [(t.address, t.node) for t in replicas.monitoring.targets] == [
+        ("127.0.0.1:8000", "replica-a"), (f"{replicas.node('replica-b').address}:8000", "replica-b")]
     ipv6 = compile_file(ROOT / "tests" / "fixtures" / "diff" / "before.yaml").plan
     assert ipv6.monitoring is not None
 
@@ -93,7 +99,7 @@ def test_monitoring_node_and_ports_are_checked_with_positions(tmp_path):
 
     spec = tmp_path / "mon.yaml"
     spec.write_text("version: 1\nname: mon\nmodel: {source: a/b-8B}\n"
-                    "nodes: [{name: gpu-1, address: 192.0.2.1, gpus: 1}]\nserve: {port: 9090}\n"
+                    "nodes: [{name: gpu-1, address: 127.0.0.1, gpus: 1}]\nserve: {port: 9090}\n"
                     "monitoring: {node: gpu-2}\n")
     with pytest.raises(SpecError) as caught:
         validate_file(str(spec))
@@ -116,7 +122,9 @@ def _compiled(tmp_path: Path, address: str, monitoring: str = ""):
                     f"nodes: [{{name: gpu-1, address: {address}, gpus: 1}}]\n" + monitoring)
     compiled = compile_file(spec)
     files = {a.path: a.content for a in compiled.artifacts}
-    return compiled.plan.monitoring, files, [str(w).split(": ", 1)[1] for w in validate_file(str(spec)).warnings]
+    warnings = [str(w).split(": ", 1)[1] for w in validate_file(str(spec)).warnings]
+    # the front door's warning on a keyless spec is tests/test_gateway.py's
+    return compiled.plan.monitoring, files, [w for w in warnings if "warning: no secrets.api_key" not in w]
 
 
 def _environment(files: dict[str, str]) -> list[str]:
@@ -160,7 +168,8 @@ def test_a_hostname_as_the_bind_address_is_refused(tmp_path):
 
     with pytest.raises(SpecError) as caught:
         _compiled(tmp_path, "192.0.2.1", "monitoring: {bind: gpu-1.example}\n")
-    assert [str(d).split(": ", 1)[1] for d in caught.value.diagnostics] == [
+    assert [str(d).split(": ", 1)[1] for d in caught.value.diagnostics
+            if "no secrets.api_key" not in str(d)] == [
         "monitoring.bind: expected an IP address to listen on (a hostname cannot be bound to)"]
 
 

@@ -35,8 +35,14 @@ def _compile(tmp_path: Path, spec: dict):
 
 
 def _tails(plan) -> dict[str, list[str]]:
-    """Each node's flags after `--config FILE`."""
-    return {node.name: list(node.container.command[4:]) for node in plan.nodes}
+    """Each node's flags after `--config FILE`, but its --host (vllmgen.exposure's, tested in test_gateway.py)."""
+    tails = {}
+    for node in plan.nodes:
+        words = list(node.container.command[4:])
+        if "--host" in words:
+            del words[words.index("--host"):words.index("--host") + 2]
+        tails[node.name] = words
+    return tails
 
 
 def test_internal_lb_ranks_per_node(tmp_path):
@@ -58,9 +64,10 @@ def test_hybrid_lb_every_node_serves_and_the_router_fronts_them(tmp_path):
     plan = _compile(tmp_path, spec).plan
     assert _tails(plan)["n1"] == ["--data-parallel-size-local", "8", "--data-parallel-start-rank", "8"]
     assert plan.serve_config["data-parallel-hybrid-lb"] is True
-    assert [w.url for w in plan.router.workers] == ["http://192.0.2.1:8000", "http://192.0.2.2:8000"]
-    assert plan.router.argv()[-3:] == ("--worker-urls", "http://192.0.2.1:8000", "http://192.0.2.2:8000")
-    assert [t.address for t in plan.monitoring.targets] == ["192.0.2.1:8000", "192.0.2.2:8000"]
+    # the router runs on the head: the head's server listens on loopback for it, the other on its own address
+    assert [w.url for w in plan.router.workers] == ["http://127.0.0.1:8000", "http://192.0.2.2:8000"]
+    assert plan.router.argv()[-3:] == ("--worker-urls", "http://127.0.0.1:8000", "http://192.0.2.2:8000")
+    assert [t.address for t in plan.monitoring.targets] == ["127.0.0.1:8000", "192.0.2.2:8000"]
 
 
 def test_external_lb_one_rank_per_node(tmp_path):

@@ -133,7 +133,8 @@ def test_run_sh_sets_the_node_env_and_reads_secrets_at_start() -> None:
     assert "export NCCL_DEBUG=INFO" in head
     assert ': "${PROC_API_KEY:?' in head and 'VLLM_API_KEY="${PROC_API_KEY}"\n' in head
     assert "export VLLM_API_KEY\n" in head and "export VLLMGEN_NODE=" in head
-    assert head.rstrip().endswith("--config \"${deploy_dir}\"/serve-config.yaml --node-rank 0")
+    # the gateway and Prometheus run on gpu-a, and the process runtime checks from there: loopback only
+    assert head.rstrip().endswith("--config \"${deploy_dir}\"/serve-config.yaml --node-rank 0 --host 127.0.0.1")
     assert worker.rstrip().endswith("--node-rank 1 --headless")
     assert "exec /opt/vllm-env/bin/vllm serve /data/models/qwen3-8b" in head
     assert "exec /home/ops/venvs/vllm/bin/vllm serve" in worker  # the node's own vllm over runtime.python_env
@@ -150,7 +151,7 @@ def test_dry_run_prints_what_run_sh_execs() -> None:
                                     env={"PROC_API_KEY": "k" * 12})
         assert result.exit_code == 0, result.output
         output += result.output
-    printed = [line for line in output.splitlines() if line.startswith("setsid env ")]
+    printed = [line for line in output.splitlines() if line.startswith("setsid env ") and " serve " in line]
     assert len(printed) == 2
     deploy_dir = str((ROOT / "build" / "proc-mp").resolve())
     for node, line in zip(("gpu-a", "gpu-b"), printed, strict=True):

@@ -82,8 +82,11 @@ def plan_monitoring(spec: Spec, head: Node) -> MonitoringPlan | None:
     # and each node's with replicas or hybrid/external DP load balancing
     from vllmgen import parallel
 
+    from vllmgen import exposure  # each server where it listens (loopback when Prometheus is on its node)
+
     targets = tuple(
-        Target(addresses.host_port(node.address, spec.serve.port), node.name, "head" if node is head else "worker")
+        Target(addresses.host_port(exposure.reach(exposure.server_bind(spec, node), node), spec.serve.port),
+               node.name, "head" if node is head else "worker")
         for index, node in enumerate(parallel.ordered(spec)) if parallel.serves_http(spec, index)
     )
     return MonitoringPlan(

@@ -12,9 +12,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
-from vllmgen import addresses, parallel
+from vllmgen import addresses, exposure, gateway as front_door, parallel
 from vllmgen.engine import CACHE_IN_CONTAINER, VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
 from vllmgen.monitoring import MonitoringPlan, plan_monitoring
+from vllmgen.gateway import GatewayPlan, plan_gateway
 from vllmgen.router import RouterPlan, plan_router
 from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
@@ -57,7 +58,7 @@ class Container:
     mounts: tuple[Mount, ...]
     labels: tuple[tuple[str, str], ...]
     network_mode: Literal["host", "bridge"] = "host"
-    ports: tuple[tuple[int, int], ...] = ()
+    ports: tuple[tuple[int | str, int], ...] = ()  # (host side: a port, or "IP:PORT"; the container's port)
     ipc_host: bool = True
     shm_size: str | None = None
     gpus: str = "all"
@@ -143,6 +144,15 @@ class Plan:
     router: RouterPlan | None = None
     process_user: str | None = None  # runtime.user: the systemd unit's User= (process runtime)
     process_home: str | None = None  # that user's home: a system unit's %h is root's, whatever User= says
+    gateway: GatewayPlan | None = None  # the front door; then ``endpoint`` is its public URL
+    gateway_container: Container | None = None
+    head_endpoint: Endpoint | None = None  # the head's own API server, as vllmgen reaches it (behind the gateway)
+    server_urls: tuple[tuple[str, str], ...] = ()  # (node, URL) of every API server, head first
+
+    @property
+    def direct_endpoint(self) -> Endpoint:
+        """The head's API server itself (not the gateway): what apply waits for before anything fronts it."""
+        return self.head_endpoint or self.endpoint
 
     @property
     def head(self) -> NodePlan:
@@ -183,7 +193,21 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
     )
     serve_exec = None
     if backend == "ray":
-        serve_exec = ServeExec(nodes[0].name, nodes[0].container.name, ("vllm", *serve_base))
+        host = ("--host", exposure.server_bind(spec, ordered[0]))
+        serve_exec = ServeExec(nodes[0].name, nodes[0].container.name, ("vllm", *serve_base, *host))
+    api_key = next((s for s in secrets if s.name == "VLLM_API_KEY"), None)
+    head_endpoint = Endpoint(
+        address=exposure.reach(exposure.server_bind(spec, ordered[0]), ordered[0]),
+        port=spec.serve.port,
+        served_name=_served_name(spec),
+        api_key=api_key,
+    )
+    router = plan_router(spec, ordered, image.tag)
+    gateway = plan_gateway(spec, addresses.host_port(router.reach, router.port) if router else None)
+    gateway_container = _gateway_container(spec, gateway, api_key) if gateway else None
+    endpoint = head_endpoint  # what clients use: the front door when there is one
+    if gateway is not None:
+        endpoint = replace(head_endpoint, address=gateway.public_host, port=gateway.port)
     return Plan(
         name=spec.name,
         spec_file=spec_file,
@@ -193,12 +217,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         serve_config=serve_config,
         nodes=nodes,
         serve_exec=serve_exec,
-        endpoint=Endpoint(
-            address=ordered[0].address,
-            port=spec.serve.port,
-            served_name=_served_name(spec),
-            api_key=next((s for s in secrets if s.name == "VLLM_API_KEY"), None),
-        ),
+        endpoint=endpoint,
         secrets=secrets,
         model_ref=model_ref,
         ready_timeout_s=ready_timeout(spec).seconds,
@@ -207,8 +226,42 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         process_user=spec.runtime.user,
         process_home=spec.runtime.user_home or (
             None if spec.runtime.user is None else "/root" if spec.runtime.user == "root" else f"/home/{spec.runtime.user}"),
-        router=plan_router(spec, ordered, image.tag),
+        router=router,
+        gateway=gateway,
+        gateway_container=gateway_container,
+        head_endpoint=head_endpoint if gateway else None,
+        server_urls=tuple((node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec)),
     )
+
+
+def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | None) -> Container:
+    """nginx on the gateway's host: host networking (it binds the public address itself), no GPUs, its
+    own /dev/shm (a tmpfs) for the key's file; the image's nginx, or the host's for the process runtime."""
+    conf = front_door.nginx_conf(gateway, spec.name, "")
+    script = front_door.entrypoint("")
+    nginx = gateway.nginx if spec.runtime.kind == "process" else "nginx"
+    container = Container(
+        name=gateway.container_name,
+        image="" if spec.runtime.kind == "process" else gateway.image,
+        entrypoint="/bin/sh",
+        command=(front_door.ENTRYPOINT_IN_CONTAINER, front_door.CONF_IN_CONTAINER, nginx),
+        env=(),
+        secrets=(api_key,) if api_key else (),
+        mounts=(Mount(front_door.CONF_FILE, front_door.CONF_IN_CONTAINER, read_only=True, anchor="deploy_dir"),
+                Mount(front_door.ENTRYPOINT_FILE, front_door.ENTRYPOINT_IN_CONTAINER, read_only=True,
+                      anchor="deploy_dir")),
+        labels=(),
+        ipc_host=False,
+        gpus="",
+        restart=spec.runtime.restart,
+    )
+    labels = (
+        (f"{LABEL_PREFIX}.deployment", spec.name),
+        (f"{LABEL_PREFIX}.node", gateway.node),
+        (f"{LABEL_PREFIX}.role", front_door.ROLE),
+        (f"{LABEL_PREFIX}.config-hash", container_hash(container, front_door.config_inputs(conf, script))),
+    )
+    return replace(container, labels=labels)
 
 
 def _backend(spec: Spec) -> Backend:
@@ -273,7 +326,6 @@ def _serve_config(spec: Spec, backend: Backend, head: Node) -> dict[str, Any]:
     serve, model = spec.serve, spec.model
     config: dict[str, Any] = {
         "served-model-name": _served_name(spec),
-        "host": serve.host,
         "port": serve.port,
         "tensor-parallel-size": serve.tensor_parallel_size,
         "pipeline-parallel-size": serve.pipeline_parallel_size,
@@ -343,6 +395,11 @@ def _node_plan(
             command = (*command, "--node-rank", str(rank), *(("--headless",) if rank else ()))
     hcas = node.ib_hcas if node.ib_hcas is not None else spec.cluster.ib_hcas
     answers_http = serves and parallel.serves_http(spec, rank)
+    bind = exposure.server_bind(spec, node)
+    bridge = spec.runtime.network == "bridge"
+    if answers_http:  # per node: one server may face only its own node, another the router's
+        # with a bridge network Docker's port map binds the host side; inside, the server takes every address
+        command = (*command, "--host", "0.0.0.0" if bridge and spec.serve.host is None else bind)
     process = spec.runtime.kind == "process"
     if process:
         from vllmgen.rules_process import node_vllm
@@ -358,14 +415,15 @@ def _node_plan(
         mounts=_mounts(spec, node, with_config=serves or role == "head"),
         labels=(),
         network_mode=spec.runtime.network,
-        ports=((spec.serve.port, spec.serve.port),) if spec.runtime.network == "bridge" else (),
+        ports=((spec.serve.port if bind in exposure.EVERY_INTERFACE else addresses.host_port(bind, spec.serve.port),
+                spec.serve.port),) if bridge else (),
         ipc_host=spec.runtime.ipc_host,
         shm_size=spec.runtime.shm_size,
         devices=("/dev/infiniband",) if hcas else (),
         cap_add=parallel.cap_add(spec, hcas),
         ulimits=(("memlock", -1, -1),) if hcas else (),
         restart=spec.runtime.restart,
-        healthcheck=_healthcheck(spec) if answers_http and not process else None,
+        healthcheck=_healthcheck(spec, node) if answers_http and not process else None,
         gpus=_gpus(node),
     )
     labels = (
@@ -437,8 +495,10 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
     return tuple(sorted(env.items()))
 
 
-def _healthcheck(spec: Spec) -> Healthcheck:
-    host = spec.serve.host if spec.serve.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+def _healthcheck(spec: Spec, node: Node) -> Healthcheck:
+    bind = exposure.server_bind(spec, node)
+    inside = bind not in exposure.EVERY_INTERFACE and spec.runtime.network == "host"  # bridge: 0.0.0.0 inside
+    host = bind if inside else "127.0.0.1"
     url = f"http://{addresses.url_host(host)}:{spec.serve.port}/health"
     # no proxy from the container's environment may stand between the check and the server
     probe = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"

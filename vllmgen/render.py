@@ -159,7 +159,9 @@ def header(plan: Plan) -> str:
 
 def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact]:
     """Every artifact of one deployment, sorted by path, the manifest last."""
-    context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan)}
+    from vllmgen.gateway_artifacts import open_ports
+
+    context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan), "ports": open_ports(plan)}
     if plan.runtime == "process":
         return _finish(plan, _process_artifacts(plan, context), made_from)
     artifacts = [
@@ -193,7 +195,7 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
 
 def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
     """runtime.kind: process: no Dockerfile, daemon.json or compose; per node run/start/stop and a unit."""
-    from vllmgen.render_process import node_files
+    from vllmgen.render_process import gateway_node, node_files
 
     artifacts = [
         Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
@@ -203,10 +205,20 @@ def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
     for node in plan.nodes:
         artifacts += [Artifact(path, text, executable) for path, text, executable in
                       node_files(plan, node, context, _template)]
+    gateway = gateway_node(plan)
+    if gateway is not None:
+        artifacts += [Artifact(path, text, executable) for path, text, executable in
+                      node_files(plan, gateway, context, _template, what="the gateway (nginx)")]
     return artifacts
 
 
 def _finish(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] | None) -> list[Artifact]:
+    if plan.gateway:
+        from vllmgen.gateway_artifacts import artifacts as gateway_files
+
+        context = {"plan": plan, "header": header(plan)}
+        artifacts += [Artifact(path, text, executable)
+                      for path, text, executable in gateway_files(plan, context, _template, compose_file)]
     if plan.monitoring:
         artifacts += [Artifact(path, text) for path, text in monitoring.artifacts(plan.monitoring, header(plan)).items()]
     artifacts.sort(key=lambda artifact: artifact.path)

@@ -36,14 +36,24 @@ def record_format(deployment: str, node: str) -> str:
             f'"deployment": "{deployment}", "node": "{node}", ')
 
 
+def gateway_node(plan: Plan) -> NodePlan | None:
+    """The gateway as the process runtime starts it: a node of its own, ``<node>.gateway`` (node names are
+    DNS labels, without dots), so its run.sh, record, lock, marker and unit are every node's."""
+    if plan.gateway is None or plan.gateway_container is None:
+        return None
+    return NodePlan(name=f"{plan.gateway.node}.gateway", address=plan.gateway.listen, role="worker", rank=-1,
+                    gpus=0, container=plan.gateway_container, docker_host=None)
+
+
 def node_files(plan: Plan, node: NodePlan, context: dict[str, Any],
-               template: Callable[..., str]) -> list[tuple[str, str, bool]]:
-    """(path, text, executable) for one node."""
+               template: Callable[..., str], what: str = "vllm serve") -> list[tuple[str, str, bool]]:
+    """(path, text, executable) for one node; ``what`` it runs, in the scripts' comments."""
     container = node.container
     unit = process.unit_name(plan.name, node.name)
     home = plan.process_home or "%h"  # a system unit's %h is root's home, whatever User= says
     secret_sources = [s.from_env or s.name for s in container.secrets if not s.from_file]
-    node_context = {**context, "node": node, "launch": process.launch(container), "unit": unit,
+    node_context = {**context, "node": node, "what": what,
+                    "role": node.role if what == "vllm serve" else "gateway", "launch": process.launch(container), "unit": unit,
                     "restart": _RESTART[container.restart], "memlock": bool(container.ulimits),
                     "env_secrets": [s.from_env for s in container.secrets if s.from_env],
                     "deployments": process.DEPLOYMENTS, "marker": process.marker(plan.name, node.name),

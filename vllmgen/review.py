@@ -95,6 +95,19 @@ def _deployment(old: Plan, new: Plan) -> Iterable[Change]:
     yield from _keyed(DEPLOYMENT, "daemon", _json_values(old.daemon), _json_values(new.daemon))
     yield from _keyed(DEPLOYMENT, "secrets", _secrets(old.secrets), _secrets(new.secrets))
     yield from _keyed(DEPLOYMENT, "monitoring", _monitoring(old), _monitoring(new))
+    yield from _keyed(DEPLOYMENT, "gateway", _gateway(old), _gateway(new))
+
+
+def _gateway(plan: Plan) -> dict[str, str]:
+    gateway = plan.gateway
+    if gateway is None:
+        return {}
+    return {
+        "on": f"{gateway.node}, public {gateway.url}",
+        "forwards to": ", ".join(gateway.upstreams),
+        "metrics from": gateway.metrics_from or "nobody",
+        "image" if plan.runtime == "docker" else "nginx": gateway.image if plan.runtime == "docker" else gateway.nginx,
+    }
 
 
 def _monitoring(plan: Plan) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vllmgen import addresses, parallel
+from vllmgen import addresses, exposure, parallel
 from vllmgen.spec import Node, Spec
 
 ROUTER_SUFFIX = "router"
@@ -36,22 +36,29 @@ class RouterPlan:
     health_check_interval_s: int
     env: tuple[tuple[str, str], ...]
     volumes: tuple[tuple[str, str, bool], ...] = ()
+    host: str = "0.0.0.0"  # what it binds (vllmgen.exposure): loopback when only the gateway on its node uses it
+
+    @property
+    def reach(self) -> str:
+        """The address the gateway and vllmgen's checks use."""
+        return self.address if self.host in exposure.EVERY_INTERFACE else self.host
 
     @property
     def url(self) -> str:
-        return f"http://{addresses.host_port(self.address, self.port)}"
+        return f"http://{addresses.host_port(self.reach, self.port)}"
 
     def argv(self) -> tuple[str, ...]:
-        """vllm-router's arguments. No --api-key: it would sit in argv; vLLM checks the key behind it."""
-        return ("--host", "0.0.0.0", "--port", str(self.port), "--policy", self.policy,
+        """vllm-router's arguments. No --api-key: it would sit in argv; vLLM checks the key behind it, and
+        its admin paths (/add_worker, /remove_worker) take no key at all: only the gateway may reach it."""
+        return ("--host", self.host, "--port", str(self.port), "--policy", self.policy,
                 "--health-check-interval-secs", str(self.health_check_interval_s),
                 "--worker-urls", *(worker.url for worker in self.workers))
 
 
 def workers(spec: Spec, ordered: list[Node]) -> tuple[Worker, ...]:
-    """Every API server of the deployment, head first."""
+    """Every API server of the deployment, head first, at the address it listens on."""
     return tuple(
-        Worker(node.name, f"http://{addresses.host_port(node.address, spec.serve.port)}")
+        Worker(node.name, exposure.server_url(spec, node))
         for index, node in enumerate(ordered) if parallel.serves_http(spec, index)
     )
 
@@ -76,4 +83,5 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
         health_check_interval_s=router.health_check_interval_s,
         env=tuple(sorted(router.extra_env.items())),
         volumes=tuple((v.host, v.container, v.read_only) for v in router.volumes),
+        host=exposure.router_bind(spec),
     )

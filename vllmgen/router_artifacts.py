@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from vllmgen.addresses import host_port
+from vllmgen.exposure import EVERY_INTERFACE
 from vllmgen.plan import LABEL_PREFIX, Container, Healthcheck, Plan, _host_mount, container_hash
 from vllmgen.router import RouterPlan
 
@@ -30,7 +32,7 @@ def router_container(plan: Plan) -> Container:
         labels=(),
         ipc_host=False,
         gpus="",
-        healthcheck=Healthcheck(command=f'python3 -c "{PROBE}" http://127.0.0.1:{router.port}/health',
+        healthcheck=Healthcheck(command=f'python3 -c "{PROBE}" {_health_url(router)}',
                                 start_period_s=60, interval_s=10),
     )
     labels = (
@@ -40,6 +42,11 @@ def router_container(plan: Plan) -> Container:
         (f"{LABEL_PREFIX}.config-hash", container_hash(container, json.dumps([router.base_image, router.version]))),
     )
     return replace(container, labels=labels)
+
+
+def _health_url(router: RouterPlan) -> str:
+    host = "127.0.0.1" if router.host in EVERY_INTERFACE else router.host
+    return f"http://{host_port(host, router.port)}/health"
 
 
 def dockerfile(router: RouterPlan, header: str) -> str:

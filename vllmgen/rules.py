@@ -100,13 +100,14 @@ def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     """Every rule's findings. ``lenient``: ``spec`` is partial (vllmgen.partial) and a rule that
     meets a value that did not validate stops there, keeping what it found before."""
     from vllmgen.rules_catalog import serve_flags_exist  # these import this module's Finding
+    from vllmgen.rules_gateway import gateway_rules
     from vllmgen.rules_mounts import mount_clashes
     from vllmgen.rules_parallel import parallel_rules
     from vllmgen.rules_process import RULES as PROCESS_RULES
     from vllmgen.rules_secrets import RULES as SECRET_RULES
 
     findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES):
+    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES, gateway_rules):
         if not lenient:
             findings.extend(rule(spec))
             continue

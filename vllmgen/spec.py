@@ -37,6 +37,7 @@ from vllmgen.formats import (  # noqa: F401 - looks_like_secret is this module's
     Url,
     Version,
 )
+from vllmgen.spec_gateway import Gateway
 from vllmgen.spec_parallel import DataParallel, ExpertParallel, Router
 
 SPEC_VERSION = 1
@@ -211,7 +212,9 @@ class Serve(Model):
     reasoning_parser: Text | None = Field(None, description="--reasoning-parser, e.g. deepseek_r1")
     tool_call_parser: Text | None = Field(None, description="also turns on --enable-auto-tool-choice")
     speculative_config: dict[str, Any] | None = Field(None, description="a mapping with a 'method'; rendered as JSON")
-    host: Text = Field("0.0.0.0", description="address the server binds inside the container")
+    host: Text | None = Field(
+        None, description="address the API server binds (default: loopback when only its own node reaches it, "
+        "else the node's address; see the runbook's port table)")
     port: Port = Field(8000, description="HTTP port of the OpenAI-compatible server")
     extra_args: list[Text] = Field(default_factory=_empty_list, description="any other vllm serve flags, one item per word")
     ready_timeout: int | None = Field(
@@ -275,6 +278,8 @@ class Spec(Model):
     caches: Caches = Field(default_factory=Caches, description="engine caches kept between starts")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus and Grafana (-> monitoring/)")
     router: Router | None = Field(None, description="vllm-router in front of the deployment's API servers (-> router/)")
+    gateway: Gateway | None = Field(None, description="the front door (nginx) that checks the API key on every path; "
+                                    "on whenever secrets.api_key is set (-> gateway/)")
 
     @property
     def head(self) -> Node:

@@ -29,5 +29,5 @@ done
 # The single-quoted script is run by the container's sh: "$@" expands there, to the serve command.
 # shellcheck disable=SC2016
 docker exec --detach "${container}" /bin/sh -c 'exec "$@" >/proc/1/fd/1 2>/proc/1/fd/2' vllmgen-serve \
-    vllm serve /models/qwen3-next --config /etc/vllmgen/serve-config.yaml
+    vllm serve /models/qwen3-next --config /etc/vllmgen/serve-config.yaml --host 0.0.0.0
 printf 'vllm serve started in %s; follow it with: docker logs -f %s\n' "${container}" "${container}"

@@ -115,3 +115,42 @@ def ensure_compiler_image(client) -> str:  # noqa: ANN001 - docker.DockerClient
         if "error" in event:
             raise RuntimeError(f"building {COMPILER_BASE}: {event['error']}")
     return COMPILER_BASE
+
+
+NGINX_IMAGE = "local/vllmgen-nginx:1.22.1"
+
+
+def ensure_nginx_image(client) -> str:  # noqa: ANN001 - docker.DockerClient
+    """The test rootfs plus this host's Debian nginx (/usr/sbin/nginx and the libraries `ldd` names), as a
+    stand-in for the official nginx image (no registry here). RuntimeError when the host has no nginx."""
+    import subprocess
+
+    import docker
+
+    try:
+        client.images.get(NGINX_IMAGE)
+        return NGINX_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    ensure_base_images(client)
+    binary = Path("/usr/sbin/nginx")
+    if not binary.exists():
+        raise RuntimeError("this host has no /usr/sbin/nginx (tests/infra/setup.sh installs nginx-light)")
+    libraries = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = f"FROM {ROOTFS}\nCOPY root/ /\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(str(binary), arcname="root/usr/sbin/nginx")
+        for line in libraries.splitlines():
+            if "=> /" not in line:
+                continue
+            name, path = line.split("=>")[0].strip(), line.split("=>")[1].split("(")[0].strip()
+            tar.add(str(Path(path).resolve()), arcname=f"root/usr/lib/x86_64-linux-gnu/{name}")
+    buffer.seek(0)
+    for event in client.api.build(fileobj=buffer, custom_context=True, tag=NGINX_IMAGE, rm=True, decode=True):
+        if "error" in event:
+            raise RuntimeError(f"building {NGINX_IMAGE}: {event['error']}")
+    return NGINX_IMAGE

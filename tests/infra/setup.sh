@@ -5,7 +5,7 @@
 #          PYTHON          interpreter for the cached venvs (default python3; not the system /usr one:
 #                          its prefix is bind-mounted into the test containers)
 # System packages (as root, Debian/Ubuntu): docker.io (dockerd 20.10), iproute2 (ip netns),
-# util-linux (nsenter), debootstrap (the base image's rootfs), curl, openssh-server/-client (ssh hosts).
+# util-linux (nsenter), debootstrap (the base image's rootfs), curl, openssh-server/-client (ssh hosts). nginx (the gateway).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -23,6 +23,7 @@ command -v curl >/dev/null || need+=(curl)
 [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool and a real Prometheus for the monitoring tests
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)  # the gateway: `nginx -t` and a real front door
 if [[ ${#need[@]} -gt 0 ]]; then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing ${need[*]}: run this script as root to install them" >&2

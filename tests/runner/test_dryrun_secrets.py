@@ -40,7 +40,7 @@ def test_dry_run_needs_no_secret_values_and_passes_the_variable_the_spec_names()
     assert "--env HF_TOKEN " in lines[at] and "export HF_TOKEN" not in out  # read from the variable of its own name
     assert "# passes HF_TOKEN (from $HF_TOKEN), VLLM_API_KEY (from $QWEN_API_KEY) by name" in out
     keyed = [line for line in out.splitlines() if "Authorization" in line]
-    assert len(keyed) == 3 and all(  # /v1/models, the chat and the text completion
+    assert len(keyed) == 7 and all(  # the head: /v1/models, chat, text; the gateway: /health and the same three
         line.startswith("printf 'Authorization: Bearer %s\\n' \"${QWEN_API_KEY}\" | curl -H @- ") for line in keyed)
     assert "${VLLM_API_KEY}" not in out
 

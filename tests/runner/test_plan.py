@@ -15,7 +15,10 @@ from vllmgen.runner import changes
 from vllmgen.runner.executor import IMAGE_HASH_LABEL, ContainerState, dockerfile_for, image_hash
 from vllmgen.runner.steps import Options
 
-from .test_steps_dryrun import ROOT, SECRETS, _applied, _apply, _compiled
+from vllmgen.runner import identity
+from vllmgen.runner.secrets import resolve
+
+from .test_steps_dryrun import ROOT, SECRET_FILES, SECRETS, _applied, _apply, _compiled
 
 MP = ROOT / "specs" / "seed-two-node-mp.yaml"
 SINGLE = ROOT / "specs" / "seed-single-node.yaml"
@@ -27,6 +30,13 @@ def _deployed(spec: Path):
     compiled, deploy_dir = _compiled(spec)
     plan = compiled.plan
     containers = {n.container.name: _applied(plan, n) for n in plan.nodes}
+    if plan.gateway_container is not None:  # the gateway, as apply leaves it (its image by reference)
+        gateway = plan.gateway_container
+        labels = dict(gateway.labels)
+        values = resolve(plan.secrets, environ=SECRETS, files=SECRET_FILES)
+        labels |= identity.run_labels(labels["io.vllmgen.config-hash"], gateway.image,
+                                      identity.secrets_fingerprint(values, SECRETS))
+        containers[gateway.name] = ContainerState(gateway.name, "running", None, labels)
     images = {plan.image.tag: {IMAGE_HASH_LABEL: image_hash(dockerfile_for(deploy_dir, None))}}
     return plan, containers, images
 
@@ -35,7 +45,7 @@ def test_unchanged_deployment_plans_nothing_and_reads_only() -> None:
     plan, containers, images = _deployed(MP)
     runner, recorder, _ = _apply(MP, containers=containers, images=images)
     planned = runner.preview()
-    assert not planned.pending and "nothing to do" in planned.text()
+    assert not planned.pending and "nothing to do" in planned.text(), planned.text()
     assert [n.action for n in planned.nodes] == ["unchanged", "unchanged"]
     assert not [c for c in recorder.calls if c.op in WRITES]
 

@@ -116,6 +116,8 @@ def test_step_order(spec: Path) -> None:
         expected.append("servers")  # every other API server's /health
     if plan.router:
         expected.append("router")  # started once they are healthy, verified through it
+    if plan.endpoint.api_key:
+        expected.append("gateway")  # with a key, always: last, once everything behind it answers
     assert names == expected
 
 

@@ -120,7 +120,8 @@ def make_spec(res: Resolution, hosts: Hosts, vllm: str, cat: catalog.Catalog, fi
     if ("serve", "max_model_len") not in serve_fields and isinstance(context, int):
         draft.hints[("serve",)] = [f"max_model_len: {context}   # the model's context_length; a smaller one "
                                    "leaves more memory for the KV cache"]
-    draft.hints[("secrets",)] = ["api_key: {env: VLLM_API_KEY}   # clients then send \"Authorization: Bearer <key>\""]
+    draft.set(("secrets", "api_key"), {"env": "VLLM_API_KEY"},  # secure by default: the gateway in front
+              "clients send \"Authorization: Bearer <key>\"; the gateway checks it on every path")
     if extra:
         draft.set(("serve", "extra_args"), [token for arg in extra for token in arg.tokens])
         position = 0

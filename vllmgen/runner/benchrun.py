@@ -67,7 +67,7 @@ def run(plan: Plan, executor: Executor, *, preset: benchmark.Preset, api_key: st
     found: list[dict[str, Any]] = []
     for concurrency in fitted.concurrencies:
         name = f"c{concurrency}.json"
-        words = benchmark.argv(fitted, concurrency, base_url=f"http://127.0.0.1:{plan.endpoint.port}",
+        words = benchmark.argv(fitted, concurrency, base_url=plan.direct_endpoint.url,
                                model=plan.endpoint.served_name, tokenizer=plan.model_ref, result_dir=folder,
                                result_file=name)
         progress.say(f"{STEP}: concurrency {concurrency}, {fitted.prompts(concurrency)} requests ({where})", head.name)

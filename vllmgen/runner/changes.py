@@ -55,26 +55,42 @@ class Orphan:
 
 
 @dataclass(frozen=True)
+class FrontChange:
+    """The gateway's container: started after the servers, so it has no image or daemon.json of ours."""
+
+    node: str
+    container: str
+    action: str  # create, replace, unchanged
+    why: str
+    running: bool
+
+
+@dataclass(frozen=True)
 class Changes:
     deployment: str
     nodes: tuple[NodeChange, ...]
     orphans: tuple[Orphan, ...]
+    gateway: FrontChange | None = None
 
     @property
     def pending(self) -> bool:
         return bool(self.orphans) or any(
-            n.action != "unchanged" or n.image == "build" or n.daemon_keys for n in self.nodes)
+            n.action != "unchanged" or n.image == "build" or n.daemon_keys for n in self.nodes) or bool(
+            self.gateway and self.gateway.action != "unchanged")
 
     def disruptive(self) -> list[str]:
         """Running containers this plan stops: replaced, or removed as orphans."""
         out = [f"{n.container} on {n.node} ({n.why})" for n in self.nodes if n.action == "replace" and n.running]
+        if self.gateway and self.gateway.action == "replace" and self.gateway.running:
+            out.append(f"{self.gateway.container} on {self.gateway.node} ({self.gateway.why})")
         out += [f"{o.container} on {o.engine_of} (orphan)" for o in self.orphans if o.status == "running"]
         return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"deployment": self.deployment, "pending": self.pending,
                 "nodes": [asdict(n) | {"daemon_keys": list(n.daemon_keys)} for n in self.nodes],
-                "orphans": [asdict(o) for o in self.orphans]}
+                "orphans": [asdict(o) for o in self.orphans],
+                "gateway": asdict(self.gateway) if self.gateway else None}
 
     def as_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n"
@@ -89,11 +105,16 @@ class Changes:
                          + (f" ({n.image_why})" if n.image_why else ""))
             verb = {"create": "create", "replace": "replace", "unchanged": "nothing"}[n.action]
             lines.append(f"  container    {verb} {n.container} ({n.why})")
+        if self.gateway:
+            verb = {"create": "create", "replace": "replace", "unchanged": "nothing"}[self.gateway.action]
+            lines.append(f"gateway on {self.gateway.node}:")
+            lines.append(f"  container    {verb} {self.gateway.container} ({self.gateway.why})")
         for o in self.orphans:
             lines.append(f"orphan: remove {o.container} on {o.engine_of}'s engine "
                          f"(node {o.node or '?'} is no longer in the spec; {o.status})")
         if self.pending:
-            count = sum(1 for n in self.nodes if n.action != "unchanged")
+            count = sum(1 for n in self.nodes if n.action != "unchanged") + int(
+                bool(self.gateway and self.gateway.action != "unchanged"))
             lines.append(f"changes pending: {count} container(s) to create or replace, "
                          f"{sum(1 for n in self.nodes if n.image == 'build')} image build(s), "
                          f"{sum(1 for n in self.nodes if n.daemon_keys)} daemon.json change(s), "
@@ -121,7 +142,13 @@ def compute(apply: Apply) -> Changes:
         keys = tuple(change.merge.changes) if change and change.merge.changed else ()
         nodes.append(NodeChange(name, apply.plan.node(name).container.name, action, why, running,
                                 images[name][0], images[name][1], keys, change.path if change else ""))
-    return Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)))
+    front = None
+    if apply.plan.gateway and apply.plan.gateway.node in apply.executors and apply.plan.gateway_container:
+        from vllmgen.runner.gateway_step import decide as decide_gateway
+
+        action, why, running = decide_gateway(apply)
+        front = FrontChange(apply.plan.gateway.node, apply.plan.gateway_container.name, action, why, running)
+    return Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)), front)
 
 
 def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:

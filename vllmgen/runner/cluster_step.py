@@ -21,7 +21,7 @@ def run(apply: Apply, step: str) -> None:
     if apply.plan.backend == "mp":
         head = apply.executors[apply.plan.head.name]
         _note_missing_workers(apply)
-        verify.wait_healthy(head, apply.plan.endpoint, apply.progress, timeout=apply.options.timeout,
+        verify.wait_healthy(head, apply.plan.direct_endpoint, apply.progress, timeout=apply.options.timeout,
                             alive=lambda: (apply._alive(step), apply._phase())[1], step=step,
                             what="the followers to join and the model to load (/health)",
                             interval=apply.options.poll, logs=apply._head_logs)

@@ -55,8 +55,13 @@ def _ulimit(value: str) -> Any:
 
 
 def _publish(kwargs: dict[str, Any], value: str) -> None:
-    host, inner = value.split(":", 1)
-    kwargs.setdefault("ports", {})[f"{inner}/tcp"] = int(host)
+    """``[IP:]HOST_PORT:PORT`` (an IPv6 IP in brackets), as ``docker run --publish`` reads it."""
+    host, inner = value.rsplit(":", 1)
+    if ":" in host:  # bound to one address of the host
+        ip, port = host.rsplit(":", 1)
+        kwargs.setdefault("ports", {})[f"{inner}/tcp"] = (ip.strip("[]"), int(port))
+    else:
+        kwargs.setdefault("ports", {})[f"{inner}/tcp"] = int(host)
 
 
 def _volume(value: str) -> str:

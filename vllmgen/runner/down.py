@@ -8,6 +8,7 @@ from vllmgen.plan import Plan
 from vllmgen.runner import orphans
 from vllmgen.runner.executor import ContainerState, EngineError, Executor
 from vllmgen.runner.progress import Progress, fail
+from vllmgen.runner.gateway_step import is_gateway
 from vllmgen.runner.servers import is_router
 from vllmgen.runner.steps import NODE_LABEL, _engine_hint
 
@@ -32,15 +33,16 @@ def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | Non
                 seen.add(key)
                 _remove(executors[node.name], node.name, state, f"orphan: {orphans.describe(state)}", progress)
                 removed.append(state.name)
-    # the router first: it stops sending requests before the servers behind it go
+    # the gateway first (clients stop reaching anything), then the router, then the servers behind them
+    for front, role in ((is_gateway, "gateway"), (is_router, "router")):
+        for node in order:
+            for state in found[node.name]:
+                if front(state.labels) and state.labels.get(NODE_LABEL) == node.name and state.name not in removed:
+                    _remove(executors[node.name], node.name, state, role, progress)
+                    removed.append(state.name)
     for node in order:
-        for state in found[node.name]:
-            if is_router(state.labels) and state.labels.get(NODE_LABEL) == node.name and state.name not in removed:
-                _remove(executors[node.name], node.name, state, "router", progress)
-                removed.append(state.name)
-    for node in order:
-        mine = [state for state in found[node.name]
-                if state.labels.get(NODE_LABEL) == node.name and not is_router(state.labels)]
+        mine = [state for state in found[node.name] if state.labels.get(NODE_LABEL) == node.name
+                and not is_router(state.labels) and not is_gateway(state.labels)]
         if not mine:
             progress.say("down: nothing to remove", node.name)
         for state in mine:

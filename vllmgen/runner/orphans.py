@@ -17,14 +17,15 @@ ROLE_LABEL = f"{LABEL_PREFIX}.role"
 
 def orphans(plan: Plan, found: list[ContainerState]) -> list[ContainerState]:
     names = {node.name for node in plan.nodes}
-    router = plan.router.node if plan.router else None
+    fronts = {"router": plan.router.node if plan.router else None,
+              "gateway": plan.gateway.node if plan.gateway else None}
     return [state for state in found
-            if (state.labels.get(NODE_LABEL) != router if state.labels.get(ROLE_LABEL) == "router"
-                else state.labels.get(NODE_LABEL) not in names)]
+            if (state.labels.get(NODE_LABEL) != fronts[state.labels[ROLE_LABEL]]
+                if state.labels.get(ROLE_LABEL) in fronts else state.labels.get(NODE_LABEL) not in names)]
 
 
 def describe(state: ContainerState) -> str:
     node = state.labels.get(NODE_LABEL)
-    if state.labels.get(ROLE_LABEL) == "router":
-        return f"a router on node {node}, where the spec has none"
+    if state.labels.get(ROLE_LABEL) in ("router", "gateway"):
+        return f"a {state.labels[ROLE_LABEL]} on node {node}, where the spec has none"
     return f"node {node}, no longer in the spec" if node else "no node label"

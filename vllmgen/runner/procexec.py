@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vllmgen.plan import LABEL_PREFIX
 from vllmgen.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
@@ -63,8 +63,31 @@ def start_time(pid: int) -> str | None:
     return None if fields is None or fields[0] == "Z" else fields[19]
 
 
-def is_ours(pid: int, start: str | None, mark: str) -> bool:
-    """``pid`` is alive, started at ``start`` (any time when None), runs as us and carries our marker."""
+class Mark(NamedTuple):
+    """What proves a process ours: our marker in its environment, or our node's lock held open. nginx
+    (the gateway) writes its process title over its environment, but keeps run.sh's locked fd."""
+
+    marker: str
+    lock: str  # run/<node>.lock, absolute
+
+
+def _holds(pid: int, lock: str) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == lock:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def is_ours(pid: int, start: str | None, mark: Mark) -> bool:
+    """``pid`` is alive, started at ``start`` (any time when None), runs as us and carries our marker
+    (or holds our node's lock, which only run.sh's exec chain has)."""
     if pid <= 1:
         return False
     now = start_time(pid)
@@ -76,10 +99,10 @@ def is_ours(pid: int, start: str | None, mark: str) -> bool:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
-    return f"{MARKER_ENV}={mark}".encode() in environ.split(b"\0")
+    return f"{MARKER_ENV}={mark.marker}".encode() in environ.split(b"\0") or _holds(pid, mark.lock)
 
 
-def members(pgid: int, mark: str) -> list[int]:
+def members(pgid: int, mark: Mark) -> list[int]:
     """Our marked processes in process group ``pgid`` (the recorded PID led it: run.sh ran under setsid)."""
     out = []
     for entry in os.listdir("/proc"):
@@ -91,7 +114,7 @@ def members(pgid: int, mark: str) -> list[int]:
     return out
 
 
-def signal_proven(pid: int, start: str | None, mark: str, sig: signal.Signals) -> bool:
+def signal_proven(pid: int, start: str | None, mark: Mark, sig: signal.Signals) -> bool:
     """Signal ``pid`` only if it is ours; through a pidfd, so the process checked is the one signalled."""
     try:
         fd = os.pidfd_open(pid)
@@ -194,6 +217,9 @@ class ProcessExecutor:
     def deployment(self) -> str:
         return self.deploy_dir.name
 
+    def _mark(self, node: str) -> Mark:
+        return Mark(marker(self.deployment, node), str(self.run_dir / f"{node}.lock"))
+
     def _own_run_dir(self) -> None:
         """run/ is ours, 0700 and not a symbolic link: no one else can put a link or a record there."""
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -214,7 +240,7 @@ class ProcessExecutor:
             labels = {f"{LABEL_PREFIX}.deployment": self.deployment, f"{LABEL_PREFIX}.node": node}
             return ContainerState(name=f"{self.deployment}-{node}", status=f"untrusted record ({record})",
                                   exit_code=None, labels=labels, image=self.vllm)
-        alive = is_ours(record.pid, record.start, marker(self.deployment, node))
+        alive = is_ours(record.pid, record.start, self._mark(node))
         child = self._children.get(record.pid)
         code = child.poll() if child is not None else None  # after the check: an exit meanwhile is seen
         alive = alive and code is None
@@ -245,8 +271,9 @@ class ProcessExecutor:
         """Copy what the process reads (serve-config.yaml) and this node's scripts (run.sh, which starts
         it) into the deployment folder, each written whole and never through a symlink."""
         self.deploy_dir.mkdir(parents=True, exist_ok=True)
-        node_dir = f"nodes/{self.node}"
-        names = [*files, *(f"{node_dir}/{p.name}" for p in sorted((local / node_dir).glob("*")) if p.is_file())]
+        node_dirs = [f"nodes/{self.node}", f"nodes/{self.node}.gateway"]  # its server's scripts, its gateway's
+        names = [*files, *(f"{node_dir}/{p.name}" for node_dir in node_dirs
+                           for p in sorted((local / node_dir).glob("*")) if p.is_file())]
         for name in names:
             source, target = local / name, self.deploy_dir / name
             if source.resolve() == target.resolve():
@@ -323,7 +350,7 @@ class ProcessExecutor:
 
     @staticmethod
     def _node_of(request: RunRequest) -> str:
-        return dict(request.container.labels).get(f"{LABEL_PREFIX}.node", request.container.name)
+        return _stem(dict(request.container.labels), request.container.name)
 
     def remove(self, name: str, stop_timeout: int = 10) -> None:
         """Stop the recorded server and what is left of its group (each member proven ours), then drop the
@@ -333,12 +360,12 @@ class ProcessExecutor:
             return
         path, record = found
         if isinstance(record, Record):
-            self._stop(record, marker(self.deployment, record.node), max(stop_timeout, STOP_GRACE_S))
+            self._stop(record, self._mark(record.node), max(stop_timeout, STOP_GRACE_S))
             if read_record(path, self.deployment) != record:
                 return  # a new server wrote its record meanwhile: it is not the one we stopped
         path.unlink(missing_ok=True)
 
-    def _stop(self, record: Record, mark: str, grace: float) -> None:
+    def _stop(self, record: Record, mark: Mark, grace: float) -> None:
         pid, start = record.pid, record.start
         if signal_proven(pid, start, mark, signal.SIGTERM):
             self._wait(lambda: is_ours(pid, start, mark), grace, pid)
@@ -428,3 +455,11 @@ class ProcessExecutor:
 
     def close(self) -> None:
         return None
+
+
+def _stem(labels: Mapping[str, str], name: str) -> str:
+    """run/<stem>.json: the node's name; ``<node>.gateway`` for the gateway on that node (node names are DNS
+    labels, without dots: no clash with a node's own record). Its scripts are in nodes/<stem>/."""
+    node = labels.get(f"{LABEL_PREFIX}.node", name)
+    role = labels.get(f"{LABEL_PREFIX}.role")
+    return f"{node}.{role}" if role == "gateway" else node

@@ -34,8 +34,7 @@ def is_router(labels: Mapping[str, str]) -> bool:
 
 def api_servers(plan: Plan) -> tuple[Worker, ...]:
     """Every node that runs an API server, head first (the router's workers when there is one)."""
-    return tuple(Worker(node.name, f"http://{addresses.host_port(node.address, plan.endpoint.port)}")
-                 for node in plan.nodes if node.container.healthcheck is not None)
+    return tuple(Worker(node, url) for node, url in plan.server_urls)
 
 
 def several(plan: Plan) -> bool:
@@ -44,7 +43,7 @@ def several(plan: Plan) -> bool:
 
 def _endpoint_at(plan: Plan, url: str) -> Endpoint:
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    return replace(plan.endpoint, address=host.strip("[]"), port=int(port))
+    return replace(plan.direct_endpoint, address=host.strip("[]"), port=int(port))
 
 
 # --- apply ------------------------------------------------------------------------------------
@@ -96,13 +95,13 @@ def step_router(run: Apply, step: Step) -> None:
             run._engine(name, step.name, lambda: executor.remove(container.name))
         run._engine(name, step.name, lambda: executor.run(RunRequest(container, "", {}, False, wanted)))
         result = "created" if state is None else "replaced"
-    endpoint = replace(plan.endpoint, address=router.address, port=router.port)
+    endpoint = replace(plan.direct_endpoint, address=router.reach, port=router.port)
     verify.wait_healthy(executor, endpoint, run.progress, timeout=min(run.options.timeout, 120),
                         alive=lambda: None, step=step.name, what=f"the router at {router.url} (/health)",
                         interval=1.0, logs=lambda: executor.logs(container.name, tail=20))
     api_key = run.secrets.get("VLLM_API_KEY") if plan.endpoint.api_key else None
     passed = verify.verify(executor, endpoint, api_key, run.progress,
-                           logs=lambda: executor.logs(container.name, tail=40))
+                           logs=lambda: executor.logs(container.name, tail=40), public=plan.gateway is None)
     run._outcome(step.name, name, result, f"{router.url} in front of {len(router.workers)} server(s); "
                  + "; ".join(passed))
 

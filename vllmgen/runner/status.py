@@ -13,7 +13,7 @@ from typing import Any
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import exposure, identity, servers, startup
+from vllmgen.runner import exposure, gateway_step, identity, servers, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
@@ -38,7 +38,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             stray.setdefault((entry["endpoint"], state.name), {
                 "node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
                 "engine of": node.name, "why": describe(state)})
-        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name and not servers.is_router(state.labels)]
+        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name
+                and not servers.is_router(state.labels) and not gateway_step.is_gateway(state.labels)]
         if not mine:
             entry["problem"] = f"no container {node.container.name}"
         for state in mine:
@@ -70,7 +71,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
         else:
             cluster["error"] = "the head container is not running"
 
-    endpoint: dict[str, Any] = {"url": base_url(plan.endpoint), "served_name": plan.endpoint.served_name}
+    # the head's own server; the gateway in front of it has its own entry (gateway_step.report)
+    endpoint: dict[str, Any] = {"url": base_url(plan.direct_endpoint), "served_name": plan.endpoint.served_name}
     if head is not None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         health = head.http("GET", f"{endpoint['url']}/health", headers, timeout=3)
@@ -87,7 +89,9 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
         elif models.status == 401 and not api_key:
             endpoint["models_status"] = "401 (set the API key's variable to list models)"
         if plan.endpoint.api_key is not None:  # what a client without the key gets (no key needed to ask)
-            urls = [endpoint["url"]] + ([plan.router.url] if plan.router else [])
+            # what clients reach: the front door (a gateway always fronts a keyed deployment); the servers
+            # and router behind it listen on loopback or the private network, where vLLM's holes are known
+            urls = [base_url(plan.endpoint)] + ([plan.router.url] if plan.router and not plan.gateway else [])
             endpoint["without_key"] = [exposure.without_key(head, url, plan.endpoint.served_name).as_dict()
                                        for url in dict.fromkeys(urls)]
         if head_running:  # the serving node's start, phase by phase, from its log
@@ -96,7 +100,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
     report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
     report.update(servers.report(plan, executors, api_key))
-    report["problems"] = problems(report) + servers.problems(report) + [
+    report.update(gateway_step.report(plan, executors, api_key))
+    report["problems"] = problems(report) + servers.problems(report) + gateway_step.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray.values()]
     if head_running:  # NCCL's transports on a multi-GPU deployment, from every node's log
@@ -180,6 +185,7 @@ def table(report: dict[str, Any]) -> str:
     if endpoint.get("startup"):
         lines.append(startup.table(endpoint["startup"]))
     lines += servers.lines(report)
+    lines += gateway_step.lines(report)
     engine = report.get("engine") or {}
     if "nccl" in engine:
         lines.append(engine["nccl"]["summary"])

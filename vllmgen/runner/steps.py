@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import changes, cluster_step, daemon_step, identity, secrets, servers, startup, verify
+from vllmgen.runner import changes, cluster_step, daemon_step, gateway_step, identity, secrets, servers, startup, verify
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     SERVE_WRAPPER,
@@ -122,6 +122,8 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
         steps.append(Step("servers", others, "every other API server answers /health"))
     if plan.router and plan.router.node in names:
         steps.append(Step("router", (plan.router.node,), "vllm-router in front of the healthy servers, verified"))
+    if plan.gateway and plan.gateway.node in names:
+        steps.append(Step("gateway", (plan.gateway.node,), "the gateway (nginx) in front, verified through it"))
     return steps
 
 
@@ -392,6 +394,9 @@ class Apply:
     def step_router(self, step: Step) -> None:
         servers.step_router(self, step)
 
+    def step_gateway(self, step: Step) -> None:
+        gateway_step.step_gateway(self, step)
+
     def step_verify(self, step: Step) -> None:
         head = self.executors[self.plan.head.name]
         serve = self.plan.serve_exec
@@ -406,12 +411,12 @@ class Apply:
             return note
 
         name, container = self.plan.head.name, self.plan.head.container.name
-        verify.wait_healthy(head, self.plan.endpoint, self.progress, timeout=self.options.timeout, alive=alive,
+        verify.wait_healthy(head, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout, alive=alive,
                             interval=self.options.poll, logs=self._head_logs)
         self._answered(name, "first healthy answer", "/health 200")
         api_key = self.secrets.get("VLLM_API_KEY") if self.plan.endpoint.api_key else None
-        passed = verify.verify(head, self.plan.endpoint, api_key, self.progress,
-                               logs=lambda: head.logs(container, tail=40),
+        passed = verify.verify(head, self.plan.direct_endpoint, api_key, self.progress,
+                               logs=lambda: head.logs(container, tail=40), public=self.plan.gateway is None,
                                answered=lambda: self._answered(name, "first token", "a chat completion answered"))
         self.report.outcomes.append(Outcome(step.name, name, "ok", "; ".join(passed)))
         entry = startup.report(name, container, startup.read_log(head, container), self.clock)

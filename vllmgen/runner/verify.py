@@ -52,11 +52,13 @@ def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, 
 
 def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress: Progress,
            logs: Callable[[], str] | None = None, answered: Callable[[], None] | None = None,
-           also: tuple[str, ...] = ()) -> list[str]:
+           also: tuple[str, ...] = (), public: bool = True) -> list[str]:
     """The checks after /health is 200; returns one line per check passed, raises on the first failure.
 
     ``logs`` gives the server's last log lines, shown when it answers with an error; ``also`` are more
-    URLs (a router's, an API server's) that must refuse a client without the key, admin paths included."""
+    URLs (a router's, an API server's) that must refuse a client without the key, admin paths included.
+    ``public``: ``endpoint`` is what clients reach; a server behind the gateway is not (the gateway's own
+    verify probes what clients can try, there)."""
     url = base_url(endpoint)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     passed: list[str] = []
@@ -99,10 +101,10 @@ def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress
                    "the server's log below has the cause", logs() if logs and text.status >= 500 else None)
     ok("a text completion answered")
 
-    if api_key:
+    if api_key and public:
         for line in refused_without_key(executor, (url, *also), endpoint.served_name):
             ok(line)
-    else:
+    elif not api_key:
         ok(f"no API key in the spec: every path at {url} answers whoever reaches it")
     return passed
 

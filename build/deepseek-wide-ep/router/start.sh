@@ -12,7 +12,7 @@ if docker container inspect "${container}" >/dev/null 2>&1; then
 fi
 
 deadline=$((SECONDS + 3060))
-for url in http://203.0.113.10:8000 http://203.0.113.11:8000; do
+for url in http://127.0.0.1:8000 http://203.0.113.11:8000; do
     until curl --silent --fail --noproxy '*' --max-time 5 --output /dev/null "${url}/health"; do
         if ((SECONDS >= deadline)); then
             printf '%s/health did not answer within %s s; start that node first\n' "${url}" 3060 >&2
@@ -30,13 +30,13 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-0 \
     --label io.vllmgen.role=router \
-    --label io.vllmgen.config-hash=c4c13eff9cd7bb45 \
+    --label io.vllmgen.config-hash=b7ed325f83b0ca85 \
     --network host \
-    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8080/health' \
+    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://203.0.113.10:8080/health' \
     --health-interval 10s \
     --health-timeout 10s \
     --health-retries 3 \
     --health-start-period 60s \
     --entrypoint vllm-router \
     vllmgen/deepseek-wide-ep-router:0.1.17 \
-    --host 0.0.0.0 --port 8080 --policy round_robin --health-check-interval-secs 10 --worker-urls http://203.0.113.10:8000 http://203.0.113.11:8000
+    --host 203.0.113.10 --port 8080 --policy round_robin --health-check-interval-secs 10 --worker-urls http://127.0.0.1:8000 http://203.0.113.11:8000

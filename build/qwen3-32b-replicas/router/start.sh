@@ -12,7 +12,7 @@ if docker container inspect "${container}" >/dev/null 2>&1; then
 fi
 
 deadline=$((SECONDS + 720))
-for url in http://198.51.100.20:8000 http://198.51.100.21:8000; do
+for url in http://127.0.0.1:8000 http://198.51.100.21:8000; do
     until curl --silent --fail --noproxy '*' --max-time 5 --output /dev/null "${url}/health"; do
         if ((SECONDS >= deadline)); then
             printf '%s/health did not answer within %s s; start that node first\n' "${url}" 720 >&2
@@ -30,7 +30,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-32b-replicas \
     --label io.vllmgen.node=replica-a \
     --label io.vllmgen.role=router \
-    --label io.vllmgen.config-hash=69577f42dd936c55 \
+    --label io.vllmgen.config-hash=3c889119298cb11f \
     --network host \
     --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8080/health' \
     --health-interval 10s \
@@ -39,4 +39,4 @@ docker run \
     --health-start-period 60s \
     --entrypoint vllm-router \
     vllmgen/qwen3-32b-replicas-router:0.1.17 \
-    --host 0.0.0.0 --port 8080 --policy round_robin --health-check-interval-secs 10 --worker-urls http://198.51.100.20:8000 http://198.51.100.21:8000
+    --host 127.0.0.1 --port 8080 --policy round_robin --health-check-interval-secs 10 --worker-urls http://127.0.0.1:8000 http://198.51.100.21:8000

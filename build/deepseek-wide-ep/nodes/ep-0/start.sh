@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=0c25d591fe355320 \
+    --label io.vllmgen.config-hash=4615751ef1988d0c \
     --gpus all \
     --network host \
     --ipc host \
@@ -58,4 +58,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/deepseek-wide-ep:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/deepseek-wide-ep:v0.32.0 \
-    serve /models/deepseek-v3 --config /etc/vllmgen/serve-config.yaml --data-parallel-size-local 8
+    serve /models/deepseek-v3 --config /etc/vllmgen/serve-config.yaml --data-parallel-size-local 8 --host 127.0.0.1

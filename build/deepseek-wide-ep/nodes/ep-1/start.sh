@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=48964ba28396a3d4 \
+    --label io.vllmgen.config-hash=2ebdec621828befe \
     --gpus all \
     --network host \
     --ipc host \
@@ -30,7 +30,7 @@ docker run \
     --cap-add IPC_LOCK \
     --cap-add SYS_RAWIO \
     --ulimit memlock=-1:-1 \
-    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8000/health' \
+    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://203.0.113.11:8000/health' \
     --health-interval 30s \
     --health-timeout 10s \
     --health-retries 3 \
@@ -58,4 +58,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/deepseek-wide-ep:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/deepseek-wide-ep:v0.32.0 \
-    serve /models/deepseek-v3 --config /etc/vllmgen/serve-config.yaml --data-parallel-size-local 8 --data-parallel-start-rank 8
+    serve /models/deepseek-v3 --config /etc/vllmgen/serve-config.yaml --data-parallel-size-local 8 --data-parallel-start-rank 8 --host 203.0.113.11

@@ -93,7 +93,7 @@ stat="${stat##*) }"
 read -r -a fields <<< "${stat}"
 temp="$(mktemp "${run_dir}/."gpu-a.json.XXXXXX)"
 printf '{"pid": %s, "start": "%s", "deployment": "%s", "node": "%s", "name": "%s", "labels": %s%s}\n' \
-    "$$" "${fields[19]}" proc-mp gpu-a proc-mp-gpu-a '{"io.vllmgen.config-hash": "25108b06946e3672", "io.vllmgen.deployment": "proc-mp", "io.vllmgen.node": "gpu-a", "io.vllmgen.role": "head"}' "${run_labels}" > "${temp}"
+    "$$" "${fields[19]}" proc-mp gpu-a proc-mp-gpu-a '{"io.vllmgen.config-hash": "4fd2807f1361f118", "io.vllmgen.deployment": "proc-mp", "io.vllmgen.node": "gpu-a", "io.vllmgen.role": "head"}' "${run_labels}" > "${temp}"
 mv -f -T -- "${temp}" "${record}"
 
-exec /opt/vllm-env/bin/vllm serve /data/models/qwen3-8b --config "${deploy_dir}"/serve-config.yaml --node-rank 0
+exec /opt/vllm-env/bin/vllm serve /data/models/qwen3-8b --config "${deploy_dir}"/serve-config.yaml --node-rank 0 --host 127.0.0.1

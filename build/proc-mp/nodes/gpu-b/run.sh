@@ -93,7 +93,7 @@ stat="${stat##*) }"
 read -r -a fields <<< "${stat}"
 temp="$(mktemp "${run_dir}/."gpu-b.json.XXXXXX)"
 printf '{"pid": %s, "start": "%s", "deployment": "%s", "node": "%s", "name": "%s", "labels": %s%s}\n' \
-    "$$" "${fields[19]}" proc-mp gpu-b proc-mp-gpu-b '{"io.vllmgen.config-hash": "b38a233cc7882046", "io.vllmgen.deployment": "proc-mp", "io.vllmgen.node": "gpu-b", "io.vllmgen.role": "worker"}' "${run_labels}" > "${temp}"
+    "$$" "${fields[19]}" proc-mp gpu-b proc-mp-gpu-b '{"io.vllmgen.config-hash": "51219cb60fa4ab87", "io.vllmgen.deployment": "proc-mp", "io.vllmgen.node": "gpu-b", "io.vllmgen.role": "worker"}' "${run_labels}" > "${temp}"
 mv -f -T -- "${temp}" "${record}"
 
 exec /home/ops/venvs/vllm/bin/vllm serve /data/models/qwen3-8b --config "${deploy_dir}"/serve-config.yaml --node-rank 1 --headless

@@ -12,15 +12,20 @@ record="${run_dir}/"gpu-b.json
 marker=proc-mp/gpu-b
 
 # is_ours PID [START]: alive (not a zombie), started at START (field 22 of /proc/PID/stat), running as
-# us and carrying our marker in its environment. Nothing else is ever signalled.
+# us and carrying our marker in its environment, or holding our lock open (run.sh's fd, through exec:
+# nginx writes its title over its environment). Nothing else is ever signalled.
 is_ours() {
-    local stat fields
+    local stat fields fd
     [[ -O "/proc/$1" ]] || return 1
     { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 1
     stat="${stat##*) }"
     read -r -a fields <<< "${stat}"
     [[ "${fields[0]}" != Z && ( -z "${2:-}" || "${fields[19]}" == "${2:-}" ) ]] || return 1
-    grep -qzxF -- "VLLMGEN_NODE=${marker}" "/proc/$1/environ" 2>/dev/null
+    grep -qzxF -- "VLLMGEN_NODE=${marker}" "/proc/$1/environ" 2>/dev/null && return 0
+    for fd in "/proc/$1/fd/"*; do
+        [[ "$(readlink -- "${fd}" 2>/dev/null)" == "${run_dir}/"gpu-b.lock ]] && return 0
+    done
+    return 1
 }
 
 # members PGID: our marked processes in the process group PGID (the recorded PID led it: setsid)

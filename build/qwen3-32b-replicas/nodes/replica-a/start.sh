@@ -24,7 +24,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-32b-replicas \
     --label io.vllmgen.node=replica-a \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=229428e35eab343f \
+    --label io.vllmgen.config-hash=f9de8a2f6b8410be \
     --gpus all \
     --network host \
     --ipc host \
@@ -48,4 +48,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/qwen3-32b-replicas:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/qwen3-32b-replicas:v0.32.0 \
-    serve Qwen/Qwen3-32B --config /etc/vllmgen/serve-config.yaml
+    serve Qwen/Qwen3-32B --config /etc/vllmgen/serve-config.yaml --host 127.0.0.1

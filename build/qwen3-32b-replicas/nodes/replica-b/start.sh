@@ -24,11 +24,11 @@ docker run \
     --label io.vllmgen.deployment=qwen3-32b-replicas \
     --label io.vllmgen.node=replica-b \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=7b6626ae0d55fa47 \
+    --label io.vllmgen.config-hash=70b7322b447c6037 \
     --gpus all \
     --network host \
     --ipc host \
-    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8000/health' \
+    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://198.51.100.21:8000/health' \
     --health-interval 30s \
     --health-timeout 10s \
     --health-retries 3 \
@@ -48,4 +48,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/qwen3-32b-replicas:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/qwen3-32b-replicas:v0.32.0 \
-    serve Qwen/Qwen3-32B --config /etc/vllmgen/serve-config.yaml
+    serve Qwen/Qwen3-32B --config /etc/vllmgen/serve-config.yaml --host 198.51.100.21

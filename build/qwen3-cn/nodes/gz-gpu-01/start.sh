@@ -24,10 +24,10 @@ docker run \
     --label io.vllmgen.deployment=qwen3-cn \
     --label io.vllmgen.node=gz-gpu-01 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=a20e28f67f048e16 \
+    --label io.vllmgen.config-hash=3638f21a00556f3d \
     --gpus all \
     --network bridge \
-    --publish 8000:8000 \
+    --publish 127.0.0.1:8000:8000 \
     --shm-size 16g \
     --restart unless-stopped \
     --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8000/health' \
@@ -52,4 +52,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/qwen3-cn:/var/cache/vllmgen \
     --entrypoint vllm \
     my-vllm:custom \
-    serve Qwen/Qwen3-8B --config /etc/vllmgen/serve-config.yaml --max-num-batched-tokens 8192
+    serve Qwen/Qwen3-8B --config /etc/vllmgen/serve-config.yaml --max-num-batched-tokens 8192 --host 0.0.0.0

@@ -22,12 +22,12 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-single \
     --label io.vllmgen.node=gpu-1 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=680e78ca2a11e2fd \
+    --label io.vllmgen.config-hash=f8f71aefd54394bf \
     --gpus all \
     --network host \
     --ipc host \
     --restart unless-stopped \
-    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8000/health' \
+    --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://192.0.2.1:8000/health' \
     --health-interval 30s \
     --health-timeout 10s \
     --health-retries 3 \
@@ -46,4 +46,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/qwen3-next-single:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/qwen3-next-single:v0.32.0 \
-    serve Qwen/Qwen3-Next-80B-A3B --config /etc/vllmgen/serve-config.yaml
+    serve Qwen/Qwen3-Next-80B-A3B --config /etc/vllmgen/serve-config.yaml --host 192.0.2.1

@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=5ab13a47517441b8 \
+    --label io.vllmgen.config-hash=04da37299b917735 \
     --gpus all \
     --network host \
     --ipc host \
@@ -53,4 +53,4 @@ docker run \
     --volume "${HOME}"/.cache/vllmgen-engine/qwen3-next-tp16-mp:/var/cache/vllmgen \
     --entrypoint vllm \
     vllmgen/qwen3-next-tp16-mp:v0.32.0 \
-    serve /models/qwen3-next --config /etc/vllmgen/serve-config.yaml --node-rank 0
+    serve /models/qwen3-next --config /etc/vllmgen/serve-config.yaml --node-rank 0 --host 127.0.0.1

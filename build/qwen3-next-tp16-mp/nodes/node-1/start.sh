@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=75aefc8caf0fc6b1 \
+    --label io.vllmgen.config-hash=bcf625da5f7b6b8a \
     --gpus all \
     --network host \
     --ipc host \

@@ -22,7 +22,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=head \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=0d8c031fcc6ada9a \
+    --label io.vllmgen.config-hash=c14f8a1a1c3d0f95 \
     --gpus all \
     --network host \
     --shm-size 10.24g \

@@ -21,7 +21,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=worker-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=f7453fe14933f499 \
+    --label io.vllmgen.config-hash=9adba98e2a1d99cb \
     --gpus all \
     --network host \
     --shm-size 10.24g \
