@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from vllmgen.runner.executor import (
     RunRequest,
 )
 from vllmgen.runner.httpcheck import http_request
+from vllmgen.runner.watch import FileFollow
 
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the group
 
@@ -43,6 +45,16 @@ def start_time(pid: int) -> str | None:
         return None
     fields = stat.rsplit(") ", 1)[1].split()
     return None if fields[0] == "Z" else fields[19]
+
+
+def started_at(ticks: str | None) -> datetime | None:
+    """A /proc start time (clock ticks since boot) as a time of day: now, less the time since boot
+    (/proc/uptime, the same clock, 10 ms), plus the ticks."""
+    try:
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        return datetime.fromtimestamp(boot + int(ticks or "") / os.sysconf("SC_CLK_TCK"), timezone.utc)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class ProcessExecutor:
@@ -184,6 +196,19 @@ class ProcessExecutor:
         except OSError:
             return ""
         return "\n".join(lines[-tail:]) if tail else "\n".join(lines)
+
+    def follow(self, name: str) -> FileFollow | None:
+        """The process's log file from its start, and its end (the child polled, its start time compared)."""
+        record = self._record(name)
+        if record is None:
+            return None
+        return FileFollow(Path(record["log"]), lambda: self._state(record).running,
+                          lambda: self._state(record).exit_code)
+
+    def started_at(self, name: str) -> datetime | None:
+        """The recorded process's start: its start time in clock ticks after boot, on the wall clock."""
+        record = self._record(name)
+        return started_at(record.get("start")) if record is not None else None
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult:
