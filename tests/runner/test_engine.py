@@ -146,7 +146,7 @@ def test_an_engine_that_fails_and_hangs_ends_the_wait_with_the_line(
         assert took < 120, f"the fatal line did not end the wait: {took:.1f}s"  # the image build, not 300 s
         assert "node solo, step verify: the engine failed (NCCL): (EngineCore_DP0 pid=77) ERROR" in result.stderr
         assert "EngineCore failed to start." in result.stderr
-        assert "root cause: ncclUnhandledCudaError: Call to CUDA function failed." in result.stderr
+        assert "root cause: torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp" in result.stderr
         assert "what to do: NCCL could not connect the GPUs" in result.stderr
         waited = result.stderr.split("waiting for the model to load", 1)[1]
         assert "still waiting" not in waited  # ended within seconds of the wait's start
