@@ -96,6 +96,7 @@ def _marks(stderr: str, took: float) -> dict:
                 stamps["container"] = at
             elif "(/health): ok after" in line:
                 stamps["healthy"] = at
+                stamps["by_log_line"] = float("asked when its log said it serves" in line)
             stamps["last"] = at
     return {key: round(value, 2) for key, value in stamps.items()} | {"process": round(took, 2)}
 

@@ -161,8 +161,13 @@ def problems(report: dict[str, Any]) -> list[str]:
                          f"{cluster.get('gpus', 0):g} of {cluster['expected_gpus']} GPUs")
     endpoint = report["endpoint"]
     if "health" in endpoint and endpoint["health"] != 200:
-        alive = (", while the head's API server process runs: its engine is not serving (see the log: "
-                 "`docker logs` or run/<node>.log)") if endpoint.get("head_running") else ""
+        alive = ""
+        if endpoint.get("head_running"):
+            rows = {row["name"]: row for row in endpoint.get("startup", {}).get("phases", [])}
+            listened = rows.get("api server", {}).get("seconds") is not None
+            alive = (", while the head's API server process runs: " + (
+                "its engine stopped serving" if listened else "still starting, or its engine died before serving")
+                + " (see its log: `docker logs` or run/<node>.log)")
         found.append(f"endpoint {endpoint['url']}/health: {endpoint['health']}{alive}")
     return found
 

@@ -249,11 +249,13 @@ def wait(progress: Progress, what: str, node: str, check: Callable[[], tuple[boo
         now = clock()
         ready = serving is not None and serving.ready_at is not None
         if now >= next_check or (ready and not asked_ready):
+            by_line = ready and not asked_ready
             asked_ready = asked_ready or ready
             passed, status = check()
             now = clock()
             if passed:
-                progress.say(f"{what}: ok after {now - start:.1f}s ({status})", node)
+                how = "; asked when its log said it serves" if by_line else ""
+                progress.say(f"{what}: ok after {now - start:.1f}s ({status}{how})", node)
                 return
             next_check = now + (min(interval, 0.5) if ready else interval)  # serving, not healthy yet: soon
         if now - start >= timeout:
