@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Protocol
@@ -204,8 +205,6 @@ class StreamFollow:
 
 def _epoch(stamp: str) -> float | None:
     """Docker's RFC 3339 stamp (nanoseconds) as seconds since the epoch, microseconds kept."""
-    from datetime import datetime, timezone
-
     try:
         head, _, frac = stamp.rstrip("Z").partition(".")
         at = datetime.fromisoformat(head).replace(tzinfo=timezone.utc)
