@@ -141,3 +141,21 @@ def test_an_exit_ends_the_wait_at_once_with_its_cause() -> None:
 def test_no_ready_line_and_no_answer_times_out() -> None:
     ended, asked, error = _wait([], healthy_from=1e9, timeout=5.0)
     assert isinstance(error, WaitTimeout) and 5.0 <= ended < 5.2 and len(asked) == 5  # at 0, 1, 2, 3, 4 s
+
+
+def test_a_stream_that_cannot_be_opened_is_given_up_without_a_false_end() -> None:
+    """The engine refuses the log stream but the container runs: following stops after five tries
+    (the waits' /health and inspect polls remain), and no end is reported that did not happen."""
+    opened: list[float | None] = []
+
+    def refuse(since: float | None) -> object:
+        opened.append(since)
+        raise OSError("the engine refused the stream")
+
+    follow = watch.StreamFollow(refuse, lambda: True, lambda: None)
+    deadline = time.monotonic() + 10
+    while len(opened) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.7)
+    assert len(opened) == 5
+    assert follow.read() == []  # nothing, and not None: it did not end

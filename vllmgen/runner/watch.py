@@ -149,8 +149,10 @@ class StreamFollow:
         """Until the container stops; a stream that keeps breaking is given up (the waits' polls remain)."""
         since: float | None = None
         last = ""  # Docker's stamps have a fixed width: they compare as text
-        for _ in range(100):
+        barren = 0  # streams in a row that broke without a line: five, and following is given up
+        while barren < 5:
             partial = b""
+            before = last
             try:
                 self._stream = stream = self._open(since)
                 for chunk in stream:  # type: ignore[attr-defined]
@@ -174,6 +176,7 @@ class StreamFollow:
             if not running:
                 self._queue.put(None)
                 return
+            barren = barren + 1 if last == before else 0
             time.sleep(0.5)
 
     def read(self) -> list[str] | None:
