@@ -50,8 +50,9 @@ def _run(cluster: Cluster, *args: str) -> tuple[float, subprocess.CompletedProce
     return took, result
 
 
-def _by_hand(cluster: Cluster, spec: Path) -> float:
-    """`docker run` of the plan's container, then /health polled each second, then one chat completion."""
+def _by_hand(cluster: Cluster, spec: Path) -> tuple[float, dict]:
+    """`docker run` of the plan's container, then /health polled each second, then one chat completion;
+    and when `docker run` returned and /health first answered 200, in seconds since the start."""
     plan = compile_file(spec).plan
     node = plan.nodes[0]
     deploy = str((spec.parent / "build" / plan.name).resolve())
@@ -61,6 +62,7 @@ def _by_hand(cluster: Cluster, spec: Path) -> float:
     argv = [w.resolve(home, deploy) if isinstance(w, Anchored) else w for w in words]
     argv[1:1] = ["--host", cluster.daemons[0].endpoint]
     subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", *argv], check=True, capture_output=True, timeout=120)
+    ran = time.monotonic() - started
     url = f"http://127.0.0.1:{plan.endpoint.port}"
     probe = [sys.executable, "-c", (
         "import json, time, urllib.request as u\n"
@@ -72,12 +74,31 @@ def _by_hand(cluster: Cluster, spec: Path) -> float:
         "    except OSError: pass\n"
         "    time.sleep(1)\n"
         "else: raise SystemExit('no /health 200 within 600 s')\n"
+        "print(time.monotonic(), flush=True)\n"
         f"r = u.Request('{url}/v1/chat/completions', method='POST', headers={{'Content-Type': 'application/json'}},"
         " data=json.dumps({'model': 'tiny', 'messages': [{'role': 'user', 'content': 'Say hello.'}],"
         " 'max_tokens': 8}).encode())\n"
         "assert o.open(r, timeout=120).status == 200\n")]
-    subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", *probe], check=True, timeout=600)
-    return time.monotonic() - started
+    out = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", *probe], check=True, timeout=600,
+                         capture_output=True, text=True)
+    healthy = float(out.stdout.split()[0]) - started  # CLOCK_MONOTONIC: one clock for every process here
+    return time.monotonic() - started, {"container": round(ran, 2), "healthy": round(healthy, 2)}
+
+
+def _marks(stderr: str, took: float) -> dict:
+    """From apply's progress lines (seconds since its progress began, after its imports and the spec's
+    compile): the container started, /health 200; and the whole process, for the time before the first line."""
+    stamps = {}
+    for line in stderr.splitlines():
+        if line.startswith("[") and "]" in line:
+            at = float(line[1:line.index("s]")])
+            if "head: created" in line or "head: replaced" in line:
+                stamps["container"] = at
+            elif "(/health): ok after" in line:
+                stamps["healthy"] = at
+                stamps["by_log_line"] = float("asked when its log said it serves" in line)
+            stamps["last"] = at
+    return {key: round(value, 2) for key, value in stamps.items()} | {"process": round(took, 2)}
 
 
 def _startup(result: subprocess.CompletedProcess) -> dict:
@@ -103,6 +124,7 @@ def main() -> int:
     daemon = cluster.daemons[0]
     folder = Path(tempfile.mkdtemp(prefix="vgstart-"))
     results: dict[str, list[float]] = {"apply": [], "by_hand": [], "noop": []}
+    marks: list[dict] = []
     compile_runs: dict[str, dict] = {}
     try:
         nodes = [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}]
@@ -118,18 +140,21 @@ def main() -> int:
             _run(cluster, *down)
             print(f"warm-up apply (image build): {warm:.1f}s", file=sys.stderr)
         for round_ in range(args.rounds):
-            took, _ = _run(cluster, *apply)
+            took, applied = _run(cluster, *apply)
             noop, result = _run(cluster, *apply)
             assert "nothing changed" in result.stderr, result.stderr[-2000:]
             _run(cluster, *down)
-            hand = _by_hand(cluster, spec)
+            hand, hand_marks = _by_hand(cluster, spec)
             _run(cluster, *down)
             results["apply"].append(took)
             results["noop"].append(noop)
             results["by_hand"].append(hand)
-            print(f"round {round_ + 1}: apply {took:.1f}s, no-op {noop:.1f}s, by hand {hand:.1f}s", file=sys.stderr)
+            marks.append({"apply": _marks(applied.stderr, took), "by_hand": hand_marks,
+                          "startup": json.loads(applied.stdout)["startup"]})
+            print(f"round {round_ + 1}: apply {took:.1f}s, no-op {noop:.1f}s, by hand {hand:.1f}s "
+                  f"{marks[-1]['apply']} {hand_marks}", file=sys.stderr)
             if args.save:
-                args.save.write_text(json.dumps({"rounds": results}, indent=2))
+                args.save.write_text(json.dumps({"rounds": results, "marks": marks}, indent=2))
         if not args.skip_compile:
             base = ensure_compiler_image(daemon.client())
             data["serve"]["enforce_eager"] = False
@@ -153,6 +178,7 @@ def main() -> int:
         added = summary["apply"]["median"] - summary["by_hand"]["median"]
         summary["apply_added"] = {"seconds": round(added, 2),
                                   "percent": round(100 * added / summary["by_hand"]["median"], 1)}
+    summary["marks"] = marks
     summary["compile"] = compile_runs
     if "cold" in compile_runs and compile_runs["cold"]["first_healthy"]:
         cold, warm_ = compile_runs["cold"]["first_healthy"], compile_runs["warm"]["first_healthy"]

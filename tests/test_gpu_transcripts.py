@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,22 @@ def test_the_rendered_start_and_stop_scripts_on_the_h100() -> None:
     assert "node h100 is running already" in text
     assert re.search(r"stopped node h100 \(PID \d+\)", text)
     assert text.split("vllm processes left:\n", 1)[1].startswith("(end)\n(end)")
+
+
+def test_the_h100_start_explains_the_31_s_before_vllms_first_line() -> None:
+    """apply-one waited 90 s for /health while vLLM's log said "ready after 59.0 s": that count began at
+    vLLM's first line. From the process's start (the transcript's clock: the head started at 0.0 s), the
+    interpreter and imports took 32 s before that line, and ready after is 91 s: what apply saw."""
+    transcript = _text("apply-one.txt")
+    started = datetime.fromisoformat(re.search(r"process runtime, (\S+)Z\)", transcript)[1])
+    assert "[   0.0s] == head: start gpu-one-h100" in transcript  # the process started at 0.0 s
+    waited = float(re.search(r"\(/health\): ok after (\d+)s", transcript)[1])
+    startup = phases.parse(_text("engine-one-h100.log"), started)  # vLLM's stamps: the host's clock, as the header's
+    assert startup.ready_from == "start"
+    assert startup.phase("python start").seconds == 32.0  # 14:39:53 -> 14:40:25, vLLM's first line
+    assert startup.log_seconds == 59.0  # the old "ready after"
+    assert startup.ready_seconds == 91.0
+    assert startup.ready_seconds - startup.log_seconds == startup.phase("python start").seconds
+    assert abs(startup.ready_seconds - (waited + 2.0)) <= 1.0  # apply's wait began at 2.0 s, after the settle
+    assert "python start      32.0 s  interpreter and imports, before vLLM's first log line" in phases.table(startup)
+    assert "ready after    91.0 s  since it started" in phases.table(startup)

@@ -83,7 +83,7 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     deploy_dir = build_dir / plan.name
     names = _scope(plan, node_name, all_nodes, spec, command)
     recorder = Recorder(stream=sys.stderr if command == "plan" else None) if dry_run else None
-    options = Options(settle=0.0 if dry_run else 2.0, dry_run=dry_run, **options_kw)
+    options = Options(dry_run=dry_run, **options_kw)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
                                   restart_command=tuple(shlex.split(docker_restart)))
     return Apply(plan, executors, deploy_dir, options=options, drift=check_tree(compiled.artifacts, deploy_dir))

@@ -5,15 +5,17 @@ memory and 3.4 seconds", "Graph capturing finished in 5 secs"), the rest with a 
 subtract. A phase whose lines never appear did not happen (``--enforce-eager``: no compile, no
 CUDA graphs) and is reported as such, not as zero seconds. Pure: text in, phases out.
 
-vLLM's timestamps have no year and whole seconds; ``docker logs --timestamps`` (RFC 3339, ns)
-prefixes take precedence where present.
+vLLM's timestamps have no year and whole seconds, in the local time of the machine it runs on;
+``docker logs --timestamps`` (RFC 3339, ns, UTC) prefixes take precedence where present. Given the
+moment the process or container started, the time before vLLM's first line (the interpreter and its
+imports: 30 s and more on a GPU host) is a phase of its own, and "ready after" counts from the start.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 # `(EngineCore pid=12) INFO 11-26 13:42:04 [core.py:133] message`, optionally after a docker timestamp
 _LINE = re.compile(
@@ -48,9 +50,11 @@ class Phase:
 @dataclass(frozen=True)
 class Startup:
     phases: tuple[Phase, ...]
-    ready_seconds: float | None  # first log line -> API server listening
+    ready_seconds: float | None  # process start (else the first log line) -> API server listening
     vllm_version: str | None
     kv_cache_tokens: int | None
+    log_seconds: float | None = None  # vLLM's first log line -> API server listening
+    ready_from: str = "first log line"  # or "start": what ready_seconds counts from
 
     def phase(self, name: str) -> Phase:
         return next(phase for phase in self.phases if phase.name == name)
@@ -61,27 +65,57 @@ class Startup:
             "ready_seconds": self.ready_seconds,
             "vllm_version": self.vllm_version,
             "kv_cache_tokens": self.kv_cache_tokens,
+            "log_seconds": self.log_seconds,
+            "ready_from": self.ready_from,
         }
 
 
 @dataclass(frozen=True)
 class _Event:
-    at: datetime
+    at: datetime  # naive: UTC for Docker's stamps, the engine host's local time for vLLM's own
     message: str
+    utc: bool = False
 
 
-def _events(log: str) -> list[_Event]:
+def _events(log: str, year: int) -> list[_Event]:
     events = []
     for line in log.splitlines():
         match = _LINE.match(line)
         if not match:
             continue
         if match["docker"]:
-            at = datetime.fromisoformat(match["docker"][:26])
-        else:  # vLLM's own stamp has no year: any fixed one subtracts correctly within a year
-            at = datetime.strptime(f"2000-{match['month']}-{match['day']} {match['time']}", "%Y-%m-%d %H:%M:%S")
-        events.append(_Event(at, match["message"]))
+            events.append(_Event(datetime.fromisoformat(match["docker"][:26]), match["message"], utc=True))
+        else:  # vLLM's own stamp has no year: the start's, else any fixed one (it subtracts within a year)
+            at = datetime.strptime(f"{year}-{match['month']}-{match['day']} {match['time']}", "%Y-%m-%d %H:%M:%S")
+            events.append(_Event(at, match["message"]))
     return events
+
+
+def _start_event(started: datetime, first: _Event | None) -> _Event:
+    """``started`` on the clock of the log's stamps: UTC for Docker's, local time for vLLM's own
+    (a naive ``started`` is taken to be on that clock already)."""
+    if started.tzinfo is not None:
+        started = (started.astimezone(timezone.utc) if first is not None and first.utc
+                   else started.astimezone()).replace(tzinfo=None)
+    return _Event(started, "started", utc=bool(first and first.utc))
+
+
+def latest_run(log: str) -> str:
+    """The lines of the latest start in ``log``: a restarted container's log holds every run's."""
+    lines = log.splitlines()
+    stamps = [(index, _LINE.match(line)) for index, line in enumerate(lines)]
+    starts = [(index, match) for index, match in stamps if match and _RUN_START.search(match["message"])]
+    if not starts:
+        return log
+    # the banner lines just before the latest run's start line, stamped alike, belong to that run
+    first, match = starts[-1]
+    stamp = (match["docker"] or "")[:19] or match["time"]
+    while first > 0:
+        before = stamps[first - 1][1]
+        if before is None or ((before["docker"] or "")[:19] or before["time"]) != stamp:
+            break
+        first -= 1
+    return "\n".join(lines[first:])
 
 
 def _first(events: list[_Event], pattern: re.Pattern[str]) -> tuple[_Event, re.Match[str]] | None:
@@ -98,23 +132,27 @@ def _between(start: _Event | None, end: _Event | None) -> float | None:
     return max(0.0, (end.at - start.at).total_seconds())
 
 
-def parse(log: str) -> Startup:
+def parse(log: str, started: datetime | None = None) -> Startup:
     """The phases of the latest start found in ``log`` (a container's or process's output, oldest line
-    first; a restarted container's log holds every run, and only the last one is read)."""
-    events = _events(log)
-    starts = [index for index, event in enumerate(events) if _RUN_START.search(event.message)]
-    if starts:
-        # the banner lines just before the latest run's start line belong to that run
-        first = starts[-1]
-        while first > 0 and events[first - 1].at == events[starts[-1]].at:
-            first -= 1
-        events = events[first:]
+    first; a restarted container's log holds every run, and only the last one is read). ``started``:
+    when that process or container started (timezone-aware, or naive on the log's own clock)."""
+    local_start = started.astimezone() if started is not None and started.tzinfo is not None else started
+    events = _events(latest_run(log), local_start.year if local_start is not None else 2000)
     first = events[0] if events else None
+    start = _start_event(started, first) if started is not None else None
+    if start is not None and first is not None and first.at.year == start.at.year and first.at < start.at:
+        # vLLM's yearless stamp of a start across New Year: the log's year is the next one
+        if (start.at - first.at).days > 180:
+            events = [_Event(e.at.replace(year=e.at.year + 1), e.message, e.utc) for e in events]
+            first = events[0]
     engine = _first(events, _ENGINE)
     serving = _first(events, _SERVING)
     phases = [
+        Phase("python start", _between(start, first),
+              "interpreter and imports, before vLLM's first log line" if start is not None
+              else "not known (no start time)"),
         Phase("process start", _between(first, engine[0] if engine else None),
-              "imports, config, engine process start"),
+              "config, engine process start and its imports"),
         Phase("workers start", _between(engine[0] if engine else None, _first_event(events, _LOAD_START)),
               "worker processes, distributed init"),
         _model_load(events),
@@ -125,11 +163,14 @@ def parse(log: str) -> Startup:
               f"listening on {serving[1]['url']}" if serving else "not listening yet"),
     ]
     kv = _first(events, _KV)
+    listening = serving[0] if serving else None
     return Startup(
         phases=tuple(phases),
-        ready_seconds=_between(first, serving[0] if serving else None),
+        ready_seconds=_between(start or first, listening),
         vllm_version=engine[1]["version"] if engine else None,
         kv_cache_tokens=int(kv[1]["tokens"].replace(",", "")) if kv else None,
+        log_seconds=_between(first, listening),
+        ready_from="start" if start is not None else "first log line",
     )
 
 
@@ -184,11 +225,28 @@ def _engine_init(events: list[_Event]) -> Phase:
                  ("profile, KV cache, warm-up; " + note).rstrip("; "))
 
 
+SKIPPED = ("not run", "not captured")  # notes of phases that do not happen (eager mode, no CUDA)
+
+
+def current(log: str) -> str:
+    """The phase a start is in now, from its log so far: the first unfinished one after the last done
+    (before any line: "python start", the interpreter and imports)."""
+    if not _events(log, 2000):
+        return "python start"
+    startup = parse(log)
+    done = [i for i, phase in enumerate(startup.phases) if phase.seconds is not None]
+    for phase in startup.phases[done[-1] + 1 if done else 1:]:
+        if not phase.note.startswith(SKIPPED):
+            return phase.name
+    return "api server"
+
+
 def table(startup: Startup) -> str:
     lines = []
     for phase in startup.phases:
         seconds = f"{phase.seconds:7.1f} s" if phase.seconds is not None else "      — "
         lines.append(f"  {phase.name:<14} {seconds}  {phase.note}".rstrip())
     ready = f"{startup.ready_seconds:.1f} s" if startup.ready_seconds is not None else "not yet"
-    lines.append(f"  {'ready after':<14} {ready}")
+    since = "  since it started" if startup.ready_from == "start" else "  since vLLM's first log line"
+    lines.append(f"  {'ready after':<14} {ready}{since if startup.ready_seconds is not None else ''}")
     return "\n".join(lines) + "\n"

@@ -1,11 +1,13 @@
 # A stand-in for `vllm serve` in the runner's container tests (standard library only).
 # It takes the generated command line (serve MODEL --config FILE [...]), reads the config for
 # the served name, host and port, and answers /health, /v1/models and /v1/chat/completions,
-# enforcing VLLM_API_KEY as vLLM does. FAKE_VLLM_FAIL=1 makes it die at once, as a bad flag would.
+# enforcing VLLM_API_KEY as vLLM does. FAKE_VLLM_FAIL=1 makes it die at once, as a bad flag would;
+# FAKE_VLLM_FATAL=1 logs, in vLLM's format, that its engine failed to start (NCCL) and then hangs, alive.
 import json
 import os
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -27,6 +29,16 @@ def main(argv):
     if os.environ.get("FAKE_VLLM_FAIL"):
         print("fake vllm: simulated start-up failure (FAKE_VLLM_FAIL)", flush=True)
         return 3
+    if os.environ.get("FAKE_VLLM_FATAL"):
+        engine = "(EngineCore_DP0 pid=77) ERROR 12-03 10:00:02 [core.py:1108] "
+        for line in ("EngineCore failed to start.", "Traceback (most recent call last):",
+                     '  File "/venv/vllm/distributed/parallel_state.py", line 1180, in init_model_parallel',
+                     "torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:3690, unhandled "
+                     "cuda error (run with NCCL_DEBUG=INFO for details), NCCL version 2.28.9",
+                     "ncclUnhandledCudaError: Call to CUDA function failed."):
+            print(engine + line, flush=True)
+        time.sleep(600)  # the API server hangs on, as a real one can
+        return 0
     if not argv or argv[0] != "serve" or "--config" not in argv:
         print("fake vllm: expected `serve MODEL --config FILE ...`", flush=True)
         return 2

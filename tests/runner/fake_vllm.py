@@ -2,12 +2,16 @@
 """A stand-in for `vllm serve` (stdlib only) for the process runtime's fast tests: it reads the
 port from --config, answers /health, /v1/models and chat completions, records its argv and
 environment in $FAKE_VLLM_RECORD, and starts one child (as vLLM's engine core) in its group.
-FAKE_VLLM_EXIT=N makes it exit at once with N."""
+FAKE_VLLM_EXIT=N makes it exit at once with N. FAKE_VLLM_FATAL=1 logs, as vLLM does, that its engine
+failed to start (a traceback ending in CUDA out of memory) and then hangs, alive and never serving.
+A file at $FAKE_VLLM_RECORD.die makes a serving one log that its engine died and answer /health 500."""
 
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 if os.environ.get("FAKE_VLLM_EXIT"):
@@ -22,6 +26,28 @@ with open(os.environ["FAKE_VLLM_RECORD"], "w") as out:
                "sid": os.getsid(0)}, out)
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 print(f"INFO 11-26 10:00:00 [core.py:1] Initializing a V1 LLM engine (v0.0.0-fake) child {child.pid}", flush=True)
+ENGINE = f"(EngineCore pid={child.pid}) ERROR 11-26 10:00:02 [core.py:1108] "
+if os.environ.get("FAKE_VLLM_FATAL"):
+    for line in ("EngineCore failed to start.", "Traceback (most recent call last):",
+                 '  File "/venv/vllm/v1/engine/core.py", line 1082, in run_engine_core',
+                 "    raise torch.OutOfMemoryError(...)",
+                 "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
+                 "capacity of 79.19 GiB of which 1.06 GiB is free."):
+        print(ENGINE + line, flush=True)
+    time.sleep(600)  # the API server hangs on, as a real one can
+dead = threading.Event()
+
+
+def die_on_request() -> None:
+    while not os.path.exists(os.environ["FAKE_VLLM_RECORD"] + ".die"):
+        time.sleep(0.1)
+    print(ENGINE + "EngineCore encountered a fatal error.", flush=True)
+    print(f"(APIServer pid={os.getpid()}) ERROR 11-26 10:05:00 [async_llm.py:1] Engine core proc EngineCore "
+          "died unexpectedly, shutting down client.", flush=True)
+    dead.set()
+
+
+threading.Thread(target=die_on_request, daemon=True).start()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,7 +74,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self._denied():
             return
-        if self.path == "/health":
+        if self.path == "/health" and dead.is_set():
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/health":
             self._send({})
         else:
             self._send({"object": "list", "data": [{"id": name}]})
@@ -60,5 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send({"choices": [{"message": {"role": "assistant", "content": "hi"}}]})
 
 
+server = HTTPServer(("127.0.0.1", port), Handler)
 print(f"INFO 11-26 10:00:01 [api_server.py:1] Starting vLLM API server on http://127.0.0.1:{port}", flush=True)
-HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+print("INFO:     Application startup complete.", flush=True)
+server.serve_forever()

@@ -164,7 +164,7 @@ def _two_nodes(tmp_path: Path, daemon: dict, files: dict[str, str | None], confi
         executors[node.name] = _Daemon(node.name, recorder, path)
     progress = io.StringIO()
     apply = Apply(plan, executors, ROOT / "build" / plan.name, progress=Progress(progress),
-                  options=Options(confirm=confirm, settle=0, daemon_timeout=0.2))
+                  options=Options(confirm=confirm, daemon_timeout=0.2))
     return apply, executors, progress
 
 

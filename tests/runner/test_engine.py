@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -118,11 +119,44 @@ def test_a_container_that_exits_shows_its_log(one_host: Cluster, tmp_path: Path,
     spec_dict = single_spec(daemon.endpoint, python_prefix, fake_vllm, tmp_path, name="vg-crash")
     spec_dict["runtime"]["env"]["FAKE_VLLM_FAIL"] = "1"
     spec = write_spec(tmp_path, spec_dict)
-    result = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "30", daemon=daemon), env=API_KEY)
-    assert result.returncode == 4
-    assert "node solo, step head: vg-crash-solo exited at once (exit code 3)" in result.stderr
-    assert "| fake vllm: simulated start-up failure (FAKE_VLLM_FAIL)" in result.stderr
-    _ok(one_host.vllmgen("down", str(spec), "--all"))
+    began = time.monotonic()
+    result = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120", daemon=daemon), env=API_KEY)
+    took = time.monotonic() - began
+    try:
+        assert result.returncode == 4
+        assert "node solo, step verify: vg-crash-solo exited (exit code 3)" in result.stderr
+        assert "| fake vllm: simulated start-up failure (FAKE_VLLM_FAIL)" in result.stderr
+        assert took < 60, f"the exit was not seen at once: {took:.1f}s"  # not the 120 s timeout
+    finally:
+        _ok(one_host.vllmgen("down", str(spec), "--all"))
+
+
+def test_an_engine_that_fails_and_hangs_ends_the_wait_with_the_line(
+        one_host: Cluster, tmp_path: Path, python_prefix: str, fake_vllm: str) -> None:
+    """The stand-in logs `EngineCore failed to start` (NCCL) and hangs, its container running: the log
+    stream ends the wait within seconds, exit 4, the line quoted; status then reports the dead engine."""
+    daemon = one_host.daemons[0]
+    spec_dict = single_spec(daemon.endpoint, python_prefix, fake_vllm, tmp_path, name="vg-fatal")
+    spec_dict["runtime"]["env"]["FAKE_VLLM_FATAL"] = "1"
+    spec = write_spec(tmp_path, spec_dict)
+    began = time.monotonic()
+    result = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300", daemon=daemon), env=API_KEY)
+    took = time.monotonic() - began
+    try:
+        assert result.returncode == 4, result.stderr
+        assert took < 120, f"the fatal line did not end the wait: {took:.1f}s"  # the image build, not 300 s
+        assert "node solo, step verify: the engine failed (NCCL): (EngineCore_DP0 pid=77) ERROR" in result.stderr
+        assert "EngineCore failed to start." in result.stderr
+        assert "root cause: torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp" in result.stderr
+        assert "what to do: NCCL could not connect the GPUs" in result.stderr
+        waited = result.stderr.split("waiting for the model to load", 1)[1]
+        assert "still waiting" not in waited  # ended within seconds of the wait's start
+        assert daemon.client().containers.get("vg-fatal-solo").status == "running"  # hung, not exited
+        status = one_host.vllmgen("status", str(spec), "--all", env=API_KEY)
+        assert status.returncode == 1, status.stdout
+        assert "problem: node solo: the engine failed (NCCL) while vg-fatal-solo runs" in status.stdout
+    finally:
+        _ok(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_missing_secret_stops_before_any_container(one_host: Cluster, tmp_path: Path, python_prefix: str,

@@ -102,14 +102,14 @@ def test_apply_asks_before_stopping_running_containers() -> None:
     containers[head] = replace(containers[head], labels={**containers[head].labels, "io.vllmgen.config-hash": "1"})
     asked: list[str] = []
     runner, recorder, _ = _apply(SINGLE, containers=containers, images=images, options=Options(
-        confirm=lambda q: True, settle=0, confirm_replace=lambda q: asked.append(q) or False))
+        confirm=lambda q: True, confirm_replace=lambda q: asked.append(q) or False))
     with pytest.raises(changes.Cancelled) as caught:
         runner.run()
     assert caught.value.exit_code == 1 and f"  {head} on gpu-1 (its definition changed" in asked[0]
     assert not [c for c in recorder.calls if c.op in WRITES]
     # a first apply (nothing running) asks nothing
     asked.clear()
-    runner, _, _ = _apply(SINGLE, options=Options(confirm=lambda q: True, settle=0,
+    runner, _, _ = _apply(SINGLE, options=Options(confirm=lambda q: True,
                                                  confirm_replace=lambda q: asked.append(q) or False))
     runner.run()
     assert asked == []

@@ -68,6 +68,8 @@ serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, 
         assert "verify: chat completion answered" in applied.stderr
         assert "cpu-0: startup of " in applied.stderr and "model load" in applied.stderr
         assert "log: first line -> listening" in applied.stderr
+        assert re.search(r"python start +\d+\.\d s  interpreter and imports", applied.stderr)  # from the process start
+        assert "since it started (vLLM listening)" in applied.stderr
         status = _vllmgen(home, tmp_path, "status", str(spec), "--node", "cpu-0")
         assert status.returncode == 0, status.stdout
         assert "startup of " in status.stdout and "log: first line -> listening" in status.stdout

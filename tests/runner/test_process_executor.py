@@ -140,10 +140,61 @@ def test_the_gateway_closes_what_the_server_leaves_open(tmp_path: Path) -> None:
 def test_a_process_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) -> None:
     spec = _spec(tmp_path, _port(), FAKE_VLLM_EXIT="2")
     assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
-    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "30")
+    began = time.monotonic()
+    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "120")
+    took = time.monotonic() - began
     assert applied.returncode == 4
-    assert "fake-proc-n0 exited at once (exit code 2)" in applied.stderr
+    assert "fake-proc-n0 exited (exit code 2)" in applied.stderr
     assert "bad flag --nope" in applied.stderr
+    assert took < 30, f"the exit was not seen at once: {took:.1f}s"  # not the 120 s timeout
+
+
+def test_an_engine_that_fails_and_hangs_ends_the_wait_with_the_line(tmp_path: Path) -> None:
+    """A stand-in vLLM whose engine logs `EngineCore failed to start` (out of memory) and whose API server
+    then hangs, alive: apply stops within seconds, exit 4, quoting the line, the root cause and a fix;
+    status, while the process still runs, reports the dead engine."""
+    spec = _spec(tmp_path, _port(), FAKE_VLLM_FATAL="1")  # vLLM gets the plan's env, not the runner's
+    assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
+    began = time.monotonic()
+    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "120")
+    took = time.monotonic() - began
+    try:
+        assert applied.returncode == 4, applied.stderr
+        assert took < 30, f"the fatal line did not end the wait: {took:.1f}s"  # not the 120 s timeout
+        assert "the engine failed (out of memory)" in applied.stderr
+        assert "EngineCore failed to start." in applied.stderr
+        assert "root cause: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB" in applied.stderr
+        assert "vllmgen doctor SPEC" in applied.stderr and "what to do:" in applied.stderr
+        status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
+        assert status.returncode == 1, status.stdout
+        assert "n0    head  fake-proc-n0  running" in status.stdout  # the API server lives on ...
+        assert "problem: node n0: the engine failed (out of memory) while fake-proc-n0 runs" in status.stdout
+    finally:
+        assert _vllmgen(tmp_path, "down", str(spec), "--node", "n0").returncode == 0
+
+
+def test_status_reports_an_engine_that_died_behind_a_living_server(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, _port())
+    assert _vllmgen(tmp_path, "render", str(spec)).returncode == 0
+    applied = _vllmgen(tmp_path, "apply", str(spec), "--node", "n0", "--timeout", "60")
+    try:
+        assert applied.returncode == 0, applied.stderr
+        assert _vllmgen(tmp_path, "status", str(spec), "--node", "n0").returncode == 0
+        (tmp_path / "record.json.die").write_text("")
+        deadline = time.monotonic() + 20
+        while True:  # the stand-in notices the file within 0.1 s; status is asked until it says so
+            status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
+            if status.returncode == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status.returncode == 1, status.stdout
+        assert "fake-proc-n0  running" in status.stdout
+        assert ("problem: node n0: the engine failed while fake-proc-n0 runs: "
+                "(EngineCore pid=") in status.stdout
+        assert "EngineCore encountered a fatal error." in status.stdout
+        assert "/health: 500, while the head's API server process runs" in status.stdout
+    finally:
+        assert _vllmgen(tmp_path, "down", str(spec), "--node", "n0").returncode == 0
 
 
 def test_a_missing_vllm_fails_preflight(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+from vllmgen import phases
 from vllmgen.runner import startup, status, targets
 from vllmgen.runner.dryrun import Recorder
 from vllmgen.runner.executor import ContainerState
@@ -21,10 +22,11 @@ def _upto(text: str) -> str:
 
 
 def test_current_phase_follows_the_log() -> None:
-    assert startup.current("") == "process start"
-    assert startup.current(_upto("Initializing model took")) == "model load"
-    assert startup.current(_upto("saved AOT compiled function")) == "compile"
-    assert startup.current(_upto("Starting vLLM")) == "api server"
+    assert phases.current("") == "python start"  # nothing logged yet: the interpreter and its imports
+    assert phases.current(_upto("Initializing a V1 LLM engine")) == "process start"
+    assert phases.current(_upto("Initializing model took")) == "model load"
+    assert phases.current(_upto("saved AOT compiled function")) == "compile"
+    assert phases.current(_upto("Starting vLLM")) == "api server"
 
 
 def _with_log(runner, log: str) -> None:  # noqa: ANN001
@@ -38,7 +40,7 @@ def test_apply_reports_runner_and_log_phases_in_order() -> None:
     report = runner.run()
     [entry] = report.startup
     names = [row["name"] for row in entry["phases"]]
-    assert names == ["image", "container start", "process start", "workers start", "model load", "compile",
+    assert names == ["image", "container start", "python start", "process start", "workers start", "model load", "compile",
                      "cuda graphs", "engine init", "api server", "first healthy answer", "first token"]
     rows = {row["name"]: row for row in entry["phases"]}
     assert rows["compile"]["seconds"] == 54.0 and rows["compile"]["source"] == "log"

@@ -66,7 +66,7 @@ def _apply(spec: Path, names=None, *, containers=None, images=None, cluster=None
         if host is not None:
             executor.host = host
     progress_stream = io.StringIO()
-    runner = Apply(plan, executors, deploy_dir, options=options or Options(confirm=lambda q: True, settle=0),
+    runner = Apply(plan, executors, deploy_dir, options=options or Options(confirm=lambda q: True),
                    progress=Progress(progress_stream), drift=check(compiled.artifacts, deploy_dir), environ=SECRETS,
                    secret_files=SECRET_FILES)
     return runner, recorder, progress_stream
@@ -221,7 +221,7 @@ def test_foreign_container_with_our_name_is_never_touched() -> None:
 def test_worker_that_never_joins_is_named() -> None:
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
     runner, _, _ = _apply(spec, cluster=ClusterView(8, ("192.0.2.1",)),
-                          options=Options(confirm=lambda q: True, settle=0, timeout=0))
+                          options=Options(confirm=lambda q: True, timeout=0))
     with pytest.raises(RunnerError) as caught:
         runner.run()
     message = str(caught.value)
@@ -306,7 +306,7 @@ def test_daemon_json_step_backs_up_writes_and_restarts(tmp_path: Path) -> None:
 def test_daemon_json_needs_consent(tmp_path: Path) -> None:
     host = LocalHost(daemon_json_path=str(tmp_path / "daemon.json"))
     spec = ROOT / "specs" / "china-mirror.yaml"
-    runner, recorder, _ = _apply(spec, host=host, options=Options(confirm=lambda q: False, settle=0))
+    runner, recorder, _ = _apply(spec, host=host, options=Options(confirm=lambda q: False))
     with pytest.raises(RunnerError, match="rerun with --yes"):
         runner.run()
     assert "write-daemon-json" not in [c.op for c in recorder.calls]
@@ -345,7 +345,7 @@ def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     for executor in executors.values():
         executor.host.home = lambda: "/root"  # what `ssh host 'printf %s "$HOME"'` answers
-    Apply(plan, executors, deploy_dir, options=Options(confirm=lambda q: True, settle=0),
+    Apply(plan, executors, deploy_dir, options=Options(confirm=lambda q: True),
           progress=Progress(io.StringIO()),
           environ=SECRETS, secret_files=SECRET_FILES).run()
     text = out.getvalue()

@@ -24,7 +24,7 @@ def run(apply: Apply, step: str) -> None:
         verify.wait_healthy(head, apply.plan.direct_endpoint, apply.progress, timeout=apply.options.timeout,
                             alive=lambda: (apply._alive(step), apply._phase())[1], step=step,
                             what="the followers to join and the model to load (/health)",
-                            interval=apply.options.poll, logs=apply._head_logs)
+                            interval=apply.options.health_poll, logs=apply._head_logs, watches=apply._watching())
         apply._outcome(step, apply.plan.head.name, "ok", f"{len(apply.plan.nodes)} node(s), /health 200")
         return
     _ray_cluster(apply, step)

@@ -227,6 +227,15 @@ class DryRunExecutor:
         self._record("logs", name + (" --timestamps" if timestamps else ""))
         return ""
 
+    def follow(self, name: str) -> None:
+        """Recorded, not printed (``docker logs --follow`` would not return): nothing runs, so the waits poll."""
+        self._record("follow", name)
+        return None
+
+    def started_at(self, name: str) -> None:
+        self._record("started-at", name, self._docker("inspect", "--format", "{{.State.StartedAt}}", name))
+        return None
+
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult:
         names = [w for key in sorted(env or {}) for w in ("--env", key)]  # docker exec --env NAME: by name only

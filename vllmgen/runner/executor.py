@@ -12,12 +12,16 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vllmgen.plan import Container
 from vllmgen.rayprobe import RAY_PROBE  # noqa: F401 - the runner's name for it
 from vllmgen.runner import host as hosts
+
+if TYPE_CHECKING:
+    from vllmgen.runner.watch import Follow
 
 IMAGE_HASH_LABEL = "io.vllmgen.image-hash"
 GPUS_LABEL = "io.vllmgen.gpus"  # "none" on a container started with --no-gpus
@@ -127,6 +131,8 @@ class Executor(Protocol):
     def run(self, request: RunRequest) -> None: ...
     def remove(self, name: str, stop_timeout: int = 10) -> None: ...
     def logs(self, name: str, tail: int | None = 30, timestamps: bool = False) -> str: ...  # None: all
+    def follow(self, name: str) -> Follow | None: ...  # its output from its start, and its end; None: cannot
+    def started_at(self, name: str) -> datetime | None: ...  # when it (last) started; None: not known
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult: ...  # env: values never printed
     def list_containers(self, deployment: str) -> list[ContainerState]: ...

@@ -103,23 +103,17 @@ class _Keyed:
 
 
 def _settle(run: Apply, step: str) -> None:
-    """nginx that exits at once (a bad key, a port in use) is reported here, with its log."""
-    import time
-
+    """nginx that exited already (a bad key, a port in use) is reported here, with its log; a later exit
+    is seen by the health wait's ``_alive`` (no fixed wait: readiness is an event)."""
     plan = run.plan
     assert plan.gateway is not None and plan.gateway_container is not None
     name, container = plan.gateway.node, plan.gateway_container.name
     executor = run.executors[name]
-    deadline = time.monotonic() + run.options.settle
-    while True:
-        state = run._engine(name, step, lambda: executor.inspect(container))
-        if state is not None and not state.running and state.status != "created":
-            raise fail(name, step, f"{container} exited at once (exit code {state.exit_code})",
-                       "see its log below; fix the spec (gateway.*) or free the port, and apply again",
-                       executor.logs(container))
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.5)
+    state = run._engine(name, step, lambda: executor.inspect(container))
+    if state is not None and not state.running and state.status != "created":
+        raise fail(name, step, f"{container} exited at once (exit code {state.exit_code})",
+                   "see its log below; fix the spec (gateway.*) or free the port, and apply again",
+                   executor.logs(container))
 
 
 def _alive(run: Apply, step: str) -> None:

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,6 +42,7 @@ from vllmgen.runner.executor import (
     RunRequest,
 )
 from vllmgen.runner.httpcheck import http_request
+from vllmgen.runner.watch import FileFollow
 
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the group
 MEMBERS_GRACE_S = 10.0  # the leader died: its group's members get this long after SIGTERM
@@ -194,6 +196,16 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def started_at(ticks: str | None) -> datetime | None:
+    """A /proc start time (clock ticks since boot) as a time of day: now, less the time since boot
+    (/proc/uptime, the same clock, 10 ms), plus the ticks."""
+    try:
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        return datetime.fromtimestamp(boot + int(ticks or "") / os.sysconf("SC_CLK_TCK"), timezone.utc)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class ProcessExecutor:
@@ -407,6 +419,20 @@ class ProcessExecutor:
         except OSError:
             return ""
         return "\n".join(lines[-tail:]) if tail else "\n".join(lines)
+
+    def follow(self, name: str) -> FileFollow | None:
+        """The process's log file from its start, and its end (the child polled, its record proven)."""
+        found = self._find(name)
+        if found is None:
+            return None
+        path, record = found
+        return FileFollow(self.run_dir / f"{path.name.removesuffix('.json')}.log",
+                          lambda: self._state(path, record).running, lambda: self._state(path, record).exit_code)
+
+    def started_at(self, name: str) -> datetime | None:
+        """The recorded process's start: its start time in clock ticks after boot, on the wall clock."""
+        found = self._find(name)
+        return started_at(found[1].start) if found is not None and isinstance(found[1], Record) else None
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult:

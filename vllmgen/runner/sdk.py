@@ -11,6 +11,7 @@ import shlex
 import tarfile
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from vllmgen.runner.executor import (
     parse_cluster_view,
 )
 from vllmgen.runner.httpcheck import http_request
+from vllmgen.runner.watch import StreamFollow
 
 
 API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
@@ -253,6 +255,40 @@ class DockerSdkExecutor:
             return ""
         lines = "all" if tail is None else tail
         return self._call(lambda: container.logs(tail=lines, timestamps=timestamps)).decode("utf-8", "replace")
+
+    def follow(self, name: str) -> StreamFollow | None:
+        """The container's output from its start (``logs(stream=True, follow=True)``, read by a thread) and its
+        end: the stream ends when the container stops."""
+        if self._get(name) is None:
+            return None
+
+        def open_stream(since: float | None) -> Any:
+            container = self._get(name)  # again: a retried call may have replaced the client
+            if container is None:
+                return iter(())
+            return container.logs(stream=True, follow=True, timestamps=True, **({"since": since} if since else {}))
+
+        def running() -> bool:
+            state = self.inspect(name)
+            return state is not None and state.running
+
+        def exit_code() -> int | None:
+            state = self.inspect(name)
+            return state.exit_code if state is not None else None
+
+        return StreamFollow(open_stream, running, exit_code, name=f"follow {name}")
+
+    def started_at(self, name: str) -> datetime | None:
+        """The container's State.StartedAt (its latest start), from Docker."""
+        container = self._get(name)
+        stamp = container.attrs.get("State", {}).get("StartedAt", "") if container is not None else ""
+        if not stamp or stamp.startswith("0001-"):  # created, never started
+            return None
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        try:
+            return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult:

@@ -58,8 +58,8 @@ def step_servers(run: Apply, step: Step) -> None:
         container = run.plan.node(server.node).container.name
         verify.wait_healthy(executor, _endpoint_at(run.plan, server.url), run.progress, timeout=run.options.timeout,
                             alive=lambda: run._alive(step.name), step=step.name,
-                            what=f"the API server at {server.url} (/health)", interval=run.options.poll,
-                            logs=lambda e=executor, c=container: e.logs(c, tail=20))
+                            what=f"the API server at {server.url} (/health)", interval=run.options.health_poll,
+                            logs=lambda e=executor, c=container: e.logs(c, tail=20), watches=run._watching())
         run._outcome(step.name, server.node, "ok", f"{server.url}/health 200")
 
 

@@ -3,8 +3,8 @@ first healthy answer, first token) around what vLLM's log says (``vllmgen.phases
 compile, CUDA graphs, engine init, API server), read with ``docker logs --timestamps``.
 
 ``Clock`` collects the runner's seconds per node during ``apply``; ``report`` joins them with the
-log's phases; ``current`` names the phase a start is in now, for the live progress line. ``read``
-and ``report_nccl``: every node's whole log, with the transports NCCL chose on a multi-GPU
+log's phases (from the container's or process's start: the time before vLLM's first line is a phase of
+its own). ``read`` and ``report_nccl``: every node's whole log, with the transports NCCL chose on a multi-GPU
 deployment (``vllmgen.nccl``), after apply and in status, for both runtimes.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from vllmgen import nccl, phases
@@ -20,8 +21,6 @@ from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress
-
-SKIPPED = ("not run", "not captured")  # notes of phases that do not happen (eager mode, no CUDA)
 
 
 @dataclass
@@ -55,21 +54,12 @@ def read_log(executor: Executor, container: str) -> str:
         return ""
 
 
-def current(log: str) -> str:
-    """The phase a start is in now, from its log so far."""
-    startup = phases.parse(log)
-    done = [i for i, phase in enumerate(startup.phases) if phase.seconds is not None]
-    after = done[-1] + 1 if done else 0
-    for phase in startup.phases[after:]:
-        if not phase.note.startswith(SKIPPED):
-            return phase.name
-    return "api server"
-
-
-def report(node: str, container: str, log: str, clock: Clock | None = None) -> dict[str, Any]:
+def report(node: str, container: str, log: str, clock: Clock | None = None,
+           started: datetime | None = None) -> dict[str, Any]:
     """Phases of one serving node, in order: runner's before the log's, the answers after; seconds None
-    where a phase did not happen (the note says why)."""
-    parsed = phases.parse(log)
+    where a phase did not happen (the note says why). ``started``: the container's or process's start
+    (``Executor.started_at``), from which "ready after" counts, the time before vLLM's first line its own phase."""
+    parsed = phases.parse(log, started)
     own = clock.seconds.get(node, {}) if clock else {}
     notes = clock.notes.get(node, {}) if clock else {}
     rows: list[dict[str, Any]] = []
@@ -81,6 +71,7 @@ def report(node: str, container: str, log: str, clock: Clock | None = None) -> d
         if name in own:
             rows.append({"name": name, "seconds": own[name], "note": notes.get(name, ""), "source": "runner"})
     return {"node": node, "container": container, "phases": rows, "ready_seconds": parsed.ready_seconds,
+            "ready_from": parsed.ready_from, "log_seconds": parsed.log_seconds,
             "vllm_version": parsed.vllm_version, "kv_cache_tokens": parsed.kv_cache_tokens}
 
 
@@ -90,22 +81,31 @@ def table(entry: dict[str, Any]) -> str:
         seconds = f"{row['seconds']:7.1f} s" if row["seconds"] is not None else "      — "
         lines.append(f"  {row['name']:<21} {seconds}  {row['note']}".rstrip())
     if entry["ready_seconds"] is not None:
-        lines.append(f"  {'log: first line -> listening':<21} {entry['ready_seconds']:.1f} s")
+        since = "since it started" if entry.get("ready_from") == "start" else "since vLLM's first log line"
+        lines.append(f"  {'ready after':<21} {entry['ready_seconds']:7.1f} s  {since} (vLLM listening)")
+    if entry.get("log_seconds") is not None and entry.get("ready_from") == "start":
+        lines.append(f"  {'log: first line -> listening':<21} {entry['log_seconds']:.1f} s")
     return "\n".join(lines)
 
 
 # --- after apply and in status, the whole engine logs: NCCL's transports on multi-GPU deployments -------
 
 
-def _logs(plan: Plan, executors: Mapping[str, Executor]) -> dict[str, str]:
-    """Each node's whole engine log, read once."""
-    return {n.name: executors[n.name].logs(n.container.name, tail=None)
-            for n in plan.nodes if n.name in executors}
+def node_logs(plan: Plan, executors: Mapping[str, Executor]) -> dict[str, str]:
+    """Each node's whole engine log, read once; a node whose engine does not answer is left out."""
+    out = {}
+    for node in plan.nodes:
+        if node.name in executors:
+            try:
+                out[node.name] = executors[node.name].logs(node.container.name, tail=None)
+            except (EngineError, HostError):
+                continue
+    return out
 
 
 def read(plan: Plan, executors: Mapping[str, Executor], logs: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Phases of the head's start and the NCCL transports seen in every node's log in scope."""
-    logs = _logs(plan, executors) if logs is None else logs
+    logs = node_logs(plan, executors) if logs is None else logs
     out: dict[str, Any] = {}
     if plan.head.name in logs:
         out["startup"] = phases.parse(logs[plan.head.name]).as_dict()

@@ -1,7 +1,9 @@
 """``vllmgen status``: each node's containers, the cluster view and the endpoint's health.
 
 Read-only and quick: short timeouts, and a node that does not answer is reported, not fatal.
-``problems`` lists, in words, everything that is not as the spec says; status exits 1 if any.
+``problems`` lists, in words, everything that is not as the spec says; status exits 1 if any: among
+them an engine that died behind a living API server (a fatal line in its log since it started, or
+/health failing while the process runs).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from vllmgen import faults, phases
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
@@ -94,9 +97,15 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             urls = [base_url(plan.endpoint)] + ([plan.router.url] if plan.router and not plan.gateway else [])
             endpoint["without_key"] = [exposure.without_key(head, url, plan.endpoint.served_name).as_dict()
                                        for url in dict.fromkeys(urls)]
-        if head_running:  # the serving node's start, phase by phase, from its log
-            endpoint["startup"] = startup.report(plan.head.name, plan.head.container.name,
-                                                 startup.read_log(head, plan.head.container.name))
+        if head_running:  # the serving node's start, phase by phase, from its log, since it started
+            container = plan.head.container.name
+            try:
+                started = head.started_at(container)
+            except (EngineError, HostError):
+                started = None
+            endpoint["startup"] = startup.report(plan.head.name, container, startup.read_log(head, container),
+                                                 started=started)
+            endpoint["head_running"] = True
     report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
     report.update(servers.report(plan, executors, api_key))
@@ -104,10 +113,33 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
     report["problems"] = problems(report) + servers.problems(report) + gateway_step.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray.values()]
+    running = {entry["node"] for entry in nodes for c in entry["containers"] if c["status"] == "running"}
+    logs = startup.node_logs(plan, executors) if running else {}
+    report["engine_faults"] = engine_faults(plan, {node: log for node, log in logs.items() if node in running})
+    report["problems"][:0] = [fault_problem(fault) for fault in report["engine_faults"]]
     if head_running:  # NCCL's transports on a multi-GPU deployment, from every node's log
-        report["engine"] = startup.read(plan, executors)
+        report["engine"] = startup.read(plan, executors, logs)
     report["healthy"] = not report["problems"]
     return report
+
+
+def engine_faults(plan: Plan, logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Per running node, the fatal line its engine logged since its latest start (``vllmgen.faults``):
+    an engine that died behind an API server still running."""
+    found = []
+    for node in plan.nodes:
+        fault = faults.scan(phases.latest_run(logs[node.name])) if node.name in logs else None
+        if fault is not None:
+            found.append({"node": node.name, "container": node.container.name, "kind": fault.kind,
+                          "line": fault.line, "cause": fault.cause, "fix": fault.fix})
+    return found
+
+
+def fault_problem(fault: Mapping[str, Any]) -> str:
+    cause = f"; root cause: {fault['cause']}" if fault["cause"] and fault["cause"] not in fault["line"] else ""
+    kind = f" ({fault['kind']})" if fault["kind"] != "engine" else ""
+    return (f"node {fault['node']}: the engine failed{kind} while {fault['container']} runs: "
+            f"{fault['line']}{cause}; what to do: {fault['fix']}")
 
 
 def _current(executor: Executor, plan: Plan, node: Any, state: Any) -> bool:
@@ -140,7 +172,14 @@ def problems(report: dict[str, Any]) -> list[str]:
                          f"{cluster.get('gpus', 0):g} of {cluster['expected_gpus']} GPUs")
     endpoint = report["endpoint"]
     if "health" in endpoint and endpoint["health"] != 200 and not str(endpoint["health"]).startswith("401 (behind"):
-        found.append(f"endpoint {endpoint['url']}/health: {endpoint['health']}")
+        alive = ""
+        if endpoint.get("head_running"):
+            rows = {row["name"]: row for row in endpoint.get("startup", {}).get("phases", [])}
+            listened = rows.get("api server", {}).get("seconds") is not None
+            alive = (", while the head's API server process runs: " + (
+                "its engine stopped serving" if listened else "still starting, or its engine died before serving")
+                + " (see its log: `docker logs` or run/<node>.log)")
+        found.append(f"endpoint {endpoint['url']}/health: {endpoint['health']}{alive}")
     for exposed in endpoint.get("without_key", []):
         if exposed["open"]:
             found.append(f"{exposed['url']} answers without the API key: {', '.join(exposed['open'])} "

@@ -3,7 +3,8 @@
     preflight    engines answer; GPUs present; the deployment folder matches the spec; secrets resolve
     daemon-json  merge the plan's keys into each host's daemon.json; restart Docker only if it changed
     image        build the generated Dockerfile on each node (skipped when the image-hash label matches)
-    head         start the head container (left alone when its config-hash label matches the plan)
+    head         start the head container (left alone when its config-hash label matches the plan) and
+                 follow its output and exit from then on (runner.watch): every later wait reads them
     workers      start the workers, in parallel
     cluster      ray: every node and GPU in `ray.cluster_resources()`; mp: the followers joined (/health)
     serve        ray: `vllm serve` exec'd in the head, detached, its output in `docker logs`
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vllmgen import phases
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
 from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
@@ -38,6 +40,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
+from vllmgen.runner.watch import Watch
 
 T = TypeVar("T")
 HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
@@ -62,8 +65,8 @@ class Options:
     remote_dir: str = ".vllmgen/deployments"  # under $HOME on ssh:// nodes: the deployment files they mount
     confirm: Callable[[str], bool] = lambda question: False  # asked before daemon.json is rewritten
     confirm_replace: Callable[[str], bool] = lambda question: True  # asked before running containers are stopped
-    settle: float = 2.0  # seconds a new container must stay up before its step reports it started
-    poll: float = 3.0
+    poll: float = 3.0  # seconds between probes of a slow wait (the Ray cluster view: a python exec)
+    health_poll: float = 1.0  # /health when the server's log has not said it serves (runner.watch)
     dry_run: bool = False  # no secret fingerprint (no key file is made): the label shows a placeholder
     daemon_timeout: float = 60.0  # seconds Docker has to answer after a restart, before its old file is put back
 
@@ -163,6 +166,7 @@ class Apply:
         self.image_plan: dict[str, tuple[str, str]] = {}  # node -> (build | unchanged, why)
         self.changes: changes.Changes | None = None
         self.clock = startup.Clock()  # the runner's own seconds per node (image, container start, answers)
+        self.watches: dict[str, Watch] = {}  # node -> its container or process, followed since this run started it
         self.steps = plan_steps(plan, tuple(self.executors))
 
     # --- helpers ------------------------------------------------------------------------------
@@ -222,8 +226,12 @@ class Apply:
             at = next((i for i, s in enumerate(steps) if s.name in ("head", "workers")), len(steps))
             steps.insert(at, Step("orphans", tuple(sorted({o.engine_of for o in planned.orphans})),
                                   "remove this deployment's containers of nodes no longer in the spec"))
-        for step in steps:
-            self._step(step)
+        try:
+            for step in steps:
+                self._step(step)
+        finally:
+            for watch in self.watches.values():
+                watch.close()
         self.progress.say(self.report.summary())
         return self.report
 
@@ -325,24 +333,13 @@ class Apply:
             self.progress.say(f"{step}: removing {node.container.name}: {why}", name)
             self._engine(name, step, lambda: executor.remove(node.container.name))
         self.clock.started[name] = time.monotonic()
-        self.clock.timed(name, "container start", lambda: (
-            self._engine(name, step, lambda: executor.run(self._request(name))), self._settle(step, name)),
-            f"docker run, then up for {self.options.settle:g} s")
+        self.clock.timed(name, "container start", lambda: self._engine(
+            name, step, lambda: executor.run(self._request(name))), "docker run" if self.plan.runtime == "docker"
+            else "the process started")
+        follow = self._engine(name, step, lambda: executor.follow(node.container.name))
+        if follow is not None:  # from here on, its exit and its log lines are seen as they come
+            self.watches[name] = Watch(name, node.container.name, follow)
         self._outcome(step, name, "created" if action == "create" else "replaced", f"{node.container.name}: {why}")
-
-    def _settle(self, step: str, name: str) -> None:
-        """A container that dies at once (bad flag, missing binary) is reported here, with its logs."""
-        executor, container = self.executors[name], self._node(name).container.name
-        deadline = time.monotonic() + self.options.settle
-        while True:
-            state = self._engine(name, step, lambda: executor.inspect(container))
-            if state is not None and not state.running and state.status != "created":
-                raise fail(name, step, f"{container} exited at once (exit code {state.exit_code})",
-                           f"see its log below (docker logs {container}); fix the spec and apply again",
-                           executor.logs(container))
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.5)
 
     def step_head(self, step: Step) -> None:
         self._decisions()
@@ -374,8 +371,15 @@ class Apply:
 
     def _phase(self) -> str:
         """The head's start phase now, for the progress line of a long wait."""
-        return "phase: " + startup.current(startup.read_log(self.executors[self.plan.head.name],
+        watch = self.watches.get(self.plan.head.name)
+        if watch is not None:
+            return "phase: " + watch.phase()
+        return "phase: " + phases.current(startup.read_log(self.executors[self.plan.head.name],
                                                             self.plan.head.container.name))
+
+    def _watching(self) -> list[Watch]:
+        """What this run started and follows, the head first: every wait stops on their failures."""
+        return sorted(self.watches.values(), key=lambda w: w.node != self.plan.head.name)
 
     def step_serve(self, step: Step) -> None:
         serve = self.plan.serve_exec
@@ -412,14 +416,15 @@ class Apply:
 
         name, container = self.plan.head.name, self.plan.head.container.name
         verify.wait_healthy(head, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout, alive=alive,
-                            interval=self.options.poll, logs=self._head_logs)
+                            interval=self.options.health_poll, logs=self._head_logs, watches=self._watching())
         self._answered(name, "first healthy answer", "/health 200")
         api_key = self.secrets.get("VLLM_API_KEY") if self.plan.endpoint.api_key else None
         passed = verify.verify(head, self.plan.direct_endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40), public=self.plan.gateway is None,
                                answered=lambda: self._answered(name, "first token", "a chat completion answered"))
         self.report.outcomes.append(Outcome(step.name, name, "ok", "; ".join(passed)))
-        entry = startup.report(name, container, startup.read_log(head, container), self.clock)
+        entry = startup.report(name, container, startup.read_log(head, container), self.clock,
+                               started=self._engine(name, step.name, lambda: head.started_at(container)))
         self.report.startup.append(entry)
         for line in startup.table(entry).splitlines():
             self.progress.say(line, name)

@@ -8,12 +8,13 @@ urllib from this machine, the dry-run prints the equivalent ``curl``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from vllmgen.plan import Endpoint
-from vllmgen.runner import exposure
+from vllmgen.runner import exposure, watch
 from vllmgen.runner.executor import Executor, HttpResult
-from vllmgen.runner.progress import Progress, WaitTimeout, fail, wait_for
+from vllmgen.runner.progress import Progress, WaitTimeout, fail
+from vllmgen.runner.watch import Watch
 
 STEP = "verify"
 
@@ -31,19 +32,22 @@ def _short(result: HttpResult) -> str:
 
 def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, timeout: float,
                  alive: Callable[[], str | None], what: str = "the model to load (/health)",
-                 step: str = STEP, interval: float = 3.0, logs: Callable[[], str] | None = None) -> None:
-    """Poll /health until 200. ``alive`` raises (a container exited) or returns a status note;
-    ``logs`` gives the server's last log lines for the timeout's message."""
+                 step: str = STEP, interval: float = 3.0, logs: Callable[[], str] | None = None,
+                 watches: Sequence[Watch] = ()) -> None:
+    """Until /health answers 200: asked at once when the server's log says it serves (its watch, see
+    ``runner.watch``), else every ``interval``. ``alive`` raises (a container exited) or returns a status
+    note; a watched engine's fatal line or exit ends the wait at once; ``logs`` gives the server's last
+    log lines for the timeout's message."""
     url = f"{base_url(endpoint)}/health"
 
-    def poll() -> tuple[bool | None, str]:
+    def check() -> tuple[bool, str]:
         note = alive()
         result = executor.http("GET", url, timeout=5)
-        status = _short(result) + (f"; {note}" if note else "")
-        return (True if result.status == 200 else None), status
+        return result.status == 200, _short(result) + (f"; {note}" if note else "")
 
     try:
-        wait_for(progress, what, poll, timeout=timeout, interval=interval, node=executor.node)
+        watch.wait(progress, what, executor.node, check, watches=watches, timeout=timeout, interval=interval,
+                   step=step)
     except WaitTimeout as exc:
         raise fail(executor.node, step, f"{url} is not healthy after {exc.waited:.0f}s: {exc.last}",
                    "read the server's log below; raise --timeout if the model is still loading",
