@@ -20,7 +20,7 @@ from infra import cache
 
 from vllmgen.runner.ssh import CONNECT_TIMEOUT
 
-from .support import SshCluster, apply_args, ray_spec, write_spec
+from .support import SshCluster, apply_args, ray_spec, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 NAME = "vg-sshray"
@@ -60,7 +60,9 @@ def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> 
     assert "2 Ray node(s) with 8 GPU(s): ok after" in log and "head: cluster: ok (2 node(s), 8 GPU(s))" in log
     assert "verify: chat completion answered" in log
     head = ssh_hosts.daemons[0].client().containers.get(f"{NAME}-head")
-    assert "0.0/8.0 GPU" in head.exec_run(["ray", "status"]).output.decode()
+    ray_status = wait_for(lambda: head.exec_run(["ray", "status"]).output.decode(), lambda out: "0.0/8.0 GPU" in out,
+                          timeout=60, every=1)  # Ray's autoscaler view lags the cluster (FACTS.md)
+    assert "0.0/8.0 GPU" in ray_status, ray_status
     worker = ssh_hosts.daemons[1].client().containers.get(f"{NAME}-worker-1")
     assert f"--address={head_ip}:6379" in worker.attrs["Config"]["Cmd"]
     assert f"--node-ip-address={worker_ip}" in worker.attrs["Config"]["Cmd"]
@@ -90,7 +92,9 @@ def test_status_over_ssh_table_and_json(ssh_hosts: SshCluster, spec: Path) -> No
 
 
 def test_a_killed_worker_is_named_by_status_and_restored_by_apply(ssh_hosts: SshCluster, spec: Path) -> None:
-    ssh_hosts.daemons[1].client().containers.get(f"{NAME}-worker-1").kill()
+    worker = ssh_hosts.daemons[1].client().containers.get(f"{NAME}-worker-1")
+    worker.kill()
+    worker.wait(timeout=60)  # `docker kill` returns when the signal is sent, not when the container has exited
     result = ssh_hosts.vllmgen("status", str(spec), "--all")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"problem: node worker-1: {NAME}-worker-1 is exited (exit code 137)" in result.stdout
