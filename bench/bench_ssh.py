@@ -17,6 +17,13 @@ until both containers were started (apply: when its `cluster` step began, from i
 lines; by hand: when the second `docker run` returned), which excludes vLLM's own start-up.
 
     python bench/bench_ssh.py [--rounds 2] [--json]
+
+`--noop` measures only what issue 19 targets (<= 1.0 s each), on the same bed and a two-host mp
+deployment with the runner tests' stand-in vLLM instead of the real one (no start-up to wait for):
+after one apply, N rounds of a no-op `apply --all`, `plan --all` and `status --all`, each the whole
+command from process start to exit, run from the control host; medians reported.
+
+    python bench/bench_ssh.py --noop [--rounds 7] [--json]
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from infra import cache  # noqa: E402
-from runner.support import SshCluster, apply_args, make_ssh_cluster, write_spec  # noqa: E402
+from infra.images import write_fake_vllm  # noqa: E402
+from runner.support import PATH, SshCluster, apply_args, make_ssh_cluster, write_spec  # noqa: E402
 from runner.test_vllm_e2e import _spec  # noqa: E402
 
 from vllmgen.compile import compile_file  # noqa: E402
@@ -92,11 +100,56 @@ def _by_hand(cluster: SshCluster, spec: Path) -> tuple[float, float]:
     return time.monotonic() - started, containers_started
 
 
+def _noop(rounds: int) -> dict[str, list[float]]:
+    """No-op apply, plan and status of a running two-host deployment (stand-in vLLM), ``rounds`` each."""
+    python = cache.python_prefix()
+    cluster = make_ssh_cluster(2, "n")
+    folder = Path(tempfile.mkdtemp(prefix="vgbench-"))
+    results: dict[str, list[float]] = {"noop_apply": [], "plan": [], "status": []}
+    try:
+        fake = write_fake_vllm(folder / "fake", python / "bin" / "python3")
+        fake.chmod(0o755)
+        nodes = [{"name": f"node-{i}", "role": "head" if i == 0 else "worker", "address": s.address, "gpus": 1,
+                  "docker_host": s.endpoint} for i, s in enumerate(cluster.servers)]
+        data = _spec(NAME, (str(fake), str(folder)), str(python), folder, nodes, ipc_host=False, backend="mp",
+                     nic="vg0")
+        data["runtime"]["volumes"][1] = {"host": str(fake), "container": "/opt/fake", "read_only": True}
+        data["runtime"]["env"]["PATH"] = f"/opt/fake/bin:{PATH}"
+        spec = write_spec(folder, data)
+        apply = apply_args(spec, "--all", "--no-gpus", "--timeout", "120")
+        plan = ("plan", str(spec), "--all", *apply[2:6], "--no-gpus")
+        status = ("status", str(spec), "--all")
+        warm, _ = _run(cluster, *apply)
+        print(f"first apply (image build, folder copy): {warm:.1f}s", file=sys.stderr)
+        for round_ in range(rounds):
+            took, log = _run(cluster, *apply)
+            assert "nothing changed" in log, log[-2000:]
+            results["noop_apply"].append(took)
+            results["plan"].append(_run(cluster, *plan)[0])
+            results["status"].append(_run(cluster, *status)[0])
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), file=sys.stderr)
+        _run(cluster, "down", str(spec), "--all")
+    finally:
+        cluster.remove()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--noop", action="store_true", help="only no-op apply, plan and status (stand-in vLLM)")
     args = parser.parse_args()
+    if args.noop:
+        found = _noop(args.rounds)
+        summary = {key: {"runs": [round(v, 2) for v in values], "median": round(statistics.median(values), 2)}
+                   for key, values in found.items()}
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        for key, value in summary.items():
+            print(f"{key:12} median {value['median']:5.2f}s  runs {value['runs']}  target <= 1.0 s: "
+                  f"{'PASS' if value['median'] <= 1.0 else 'MISS'}", file=sys.stderr if args.json else sys.stdout)
+        return 0 if all(v["median"] <= 1.0 for v in summary.values()) else 1
 
     venv = cache.vllm_venv()
     model = cache.tiny_model(venv / "bin" / "python")

@@ -74,8 +74,16 @@ def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> 
         for mount in container.attrs["Mounts"]:
             assert "/.vllmgen/" not in mount["Source"] or mount["Source"].startswith(str(server.home))
 
+    logins = [_logins(server) for server in ssh_hosts.servers]
     again = _ok(_apply(ssh_hosts, spec))
     assert "nothing changed" in again
+    # one ssh connection per host for the whole run: every command and Docker API stream went over it
+    assert [_logins(server) - before for server, before in zip(ssh_hosts.servers, logins, strict=True)] == [1, 1]
+
+
+def _logins(server) -> int:  # noqa: ANN001 - infra.sshd.Sshd
+    """Logins that host's sshd accepted so far (one per ssh connection; sessions over one are not logins)."""
+    return (server.dir / "sshd.log").read_text(errors="replace").count("Accepted publickey for ")
 
 
 def test_status_over_ssh_table_and_json(ssh_hosts: SshCluster, spec: Path) -> None:

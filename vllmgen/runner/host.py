@@ -136,7 +136,7 @@ class SshHost:
         data = input.encode() if isinstance(input, str) else input
         for attempt in range(self.attempts):
             try:
-                raw = subprocess.run(self.ssh_argv(argv), input=data, capture_output=True,
+                raw = subprocess.run(ssh.shared(self.endpoint, self.ssh_argv(argv)), input=data, capture_output=True,
                                      timeout=timeout, check=False)
                 out = subprocess.CompletedProcess(raw.args, raw.returncode, raw.stdout.decode("utf-8", "replace"),
                                                   raw.stderr.decode("utf-8", "replace"))

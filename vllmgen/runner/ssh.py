@@ -6,6 +6,13 @@ yes``: an unknown key is an error, never accepted), and ``--`` before the destin
 parts come from a parsed ``vllmgen.endpoints.Endpoint`` (the user through ``-l``). Key, user
 and known_hosts otherwise come from the user's own ssh configuration.
 
+One connection per host per run: the first ssh to a host starts a master connection (OpenSSH's
+ControlMaster) whose socket lives in a folder of this run's own (0700, removed at exit with the
+masters); every later ssh to that host, Docker's streams included, is a session over it, with no new
+TCP connection, key exchange or login. ``ssh_argv`` stays the command a person would type (the dry
+run prints it); ``shared`` adds the multiplexing when vllmgen runs it. Where the master cannot be
+started, ssh runs as before and its own error text explains.
+
 ``SshDockerAdapter`` carries the Docker API over ``ssh HOST docker system dial-stdio`` (what the
 docker CLI does for ``ssh://``) on a real socket pair, so every read has the client's timeout,
 and ssh's own error text is kept for the message when a connection fails. It replaces the docker
@@ -15,7 +22,9 @@ ssh as a bare BrokenPipeError.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +50,96 @@ def ssh_argv(endpoint: Endpoint, remote: str) -> list[str]:
     if endpoint.user:
         argv += ["-l", endpoint.user]
     return [*argv, "--", endpoint.host, remote]
+
+
+PERSIST = 60  # seconds a master outlives its last session: bounds what a killed vllmgen leaves running
+
+
+class Connections:
+    """The master connections of this run, one per host, started on first use and closed at exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[Endpoint, threading.Lock] = {}
+        self._sockets: dict[Endpoint, str] = {}
+        self._failed: set[Endpoint] = set()
+        self._dir: str | None = None
+
+    def _socket(self, endpoint: Endpoint) -> str:
+        with self._lock:
+            if self._dir is None:
+                # mkdtemp: mode 0700, so no one else can reach our hosts through the sockets; a short path,
+                # as a unix socket's is limited (ssh adds a 17-character suffix while it binds)
+                parent = tempfile.gettempdir()
+                self._dir = tempfile.mkdtemp(prefix="vllmgen-ssh-", dir=parent if len(parent) < 40 else "/tmp")
+                atexit.register(self.close)
+            if endpoint not in self._sockets:
+                self._sockets[endpoint] = os.path.join(self._dir, f"host{len(self._sockets)}")
+            return self._sockets[endpoint]
+
+    def socket_folder(self) -> str | None:
+        return self._dir
+
+    def shared(self, endpoint: Endpoint, argv: list[str]) -> list[str]:
+        """``argv`` (from ``ssh_argv``) as a session over the host's master connection, started if need be;
+        ``argv`` unchanged where no master could be started (ssh then fails with its own words)."""
+        with self._lock:
+            lock = self._locks.setdefault(endpoint, threading.Lock())
+        with lock:
+            if endpoint in self._failed:
+                return argv
+            path = self._socket(endpoint)
+            # the master removes its socket when it ends (PERSIST seconds idle, or killed): start another
+            if not os.path.exists(path) and not self._start(endpoint, path):
+                self._failed.add(endpoint)
+                return argv
+        return [argv[0], "-o", f"ControlPath={path}", "-o", "ControlMaster=no", *argv[1:]]
+
+    def open(self, endpoints: list[Endpoint]) -> None:
+        """Start the masters of ``endpoints`` now, all at once, in the background: their logins overlap
+        with each other and with what vllmgen does before it first needs a host (imports, the spec)."""
+        for endpoint in dict.fromkeys(endpoints):
+            threading.Thread(target=self.shared, args=(endpoint, ssh_argv(endpoint, "")), daemon=True,
+                             name=f"ssh {where(endpoint)}").start()
+
+    @staticmethod
+    def _start(endpoint: Endpoint, path: str) -> bool:
+        argv = ssh_argv(endpoint, "")[:-1]  # no remote command: -N
+        argv[1:1] = ["-o", f"ControlPath={path}", "-o", "ControlMaster=yes", "-o", f"ControlPersist={PERSIST}",
+                     "-N", "-f"]
+        with tempfile.TemporaryFile() as err:
+            try:
+                # -f: ssh returns once logged in, the master in the background; its stderr goes to a file,
+                # never to a pipe that would stay open as long as the master lives
+                rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    timeout=CONNECT_TIMEOUT + 5, check=False).returncode
+            except (subprocess.TimeoutExpired, OSError):
+                return False
+        return rc == 0 and os.path.exists(path)
+
+    def close(self) -> None:
+        """Ends every master of this run and removes the sockets' folder."""
+        with self._lock:
+            sockets, self._sockets = dict(self._sockets), {}
+            folder, self._dir = self._dir, None
+        for endpoint, path in sockets.items():
+            if os.path.exists(path):
+                stop = ssh_argv(endpoint, "")[:-1]
+                stop[1:1] = ["-o", f"ControlPath={path}", "-O", "exit"]
+                try:
+                    subprocess.run(stop, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
+                except (subprocess.TimeoutExpired, OSError):
+                    pass
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+CONNECTIONS = Connections()
+
+
+def shared(endpoint: Endpoint, argv: list[str]) -> list[str]:
+    """``argv`` over this run's one connection to the host (see ``Connections``)."""
+    return CONNECTIONS.shared(endpoint, argv)
 
 
 def where(endpoint: Endpoint) -> str:
@@ -88,7 +187,6 @@ class _Dialer:
 
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
-        self.argv = ssh_argv(endpoint, DIAL)
         self._lock = threading.Lock()
         self._procs: list[tuple[subprocess.Popen, Any]] = []
 
@@ -96,7 +194,8 @@ class _Dialer:
         ours, theirs = socket.socketpair()
         err = tempfile.TemporaryFile()
         try:
-            proc = subprocess.Popen(self.argv, stdin=theirs, stdout=theirs, stderr=err,
+            proc = subprocess.Popen(shared(self.endpoint, ssh_argv(self.endpoint, DIAL)), stdin=theirs,
+                                    stdout=theirs, stderr=err,
                                     start_new_session=True)  # Ctrl-C reaches vllmgen, which closes it
         finally:
             theirs.close()
