@@ -108,8 +108,8 @@ def vllmgen_command() -> tuple[list[str], str]:
         # the console script, run by the same interpreter as the floor (no shim's own start-up)
         return [sys.executable, str(script)], f"{Path(sys.executable).name} {script}"
     # what the console script does, for an interpreter that has none (a venv with vllmgen on its path)
-    code = "import sys; from vllmgen.cli import main; sys.argv[0] = 'vllmgen'; sys.exit(main())"
-    return [sys.executable, "-c", code], f"{Path(sys.executable).name} -c 'vllmgen.cli:main'"
+    code = "import sys; from vllmgen.entry import main; sys.argv[0] = 'vllmgen'; sys.exit(main())"
+    return [sys.executable, "-c", code], f"{Path(sys.executable).name} -c 'vllmgen.entry:main'"
 
 
 # Every timed process runs with bytecode caches, as after any install: PYTHONDONTWRITEBYTECODE (set in

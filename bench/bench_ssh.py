@@ -23,13 +23,17 @@ deployment with the runner tests' stand-in vLLM instead of the real one (no star
 after one apply, N rounds of a no-op `apply --all`, `plan --all` and `status --all`, each the whole
 command from process start to exit, run from the control host; medians reported.
 
-    python bench/bench_ssh.py --noop [--rounds 7] [--json]
+    python bench/bench_ssh.py --noop [--rounds 7] [--json] [--baseline DIR]
+
+`--baseline DIR` (a checkout of another revision, e.g. `git worktree add DIR REV`) runs that revision's
+commands too, alternating with this checkout's in every round, on the same bed and deployment.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -56,9 +60,16 @@ NAME = "vg-bench"
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _run(cluster: SshCluster, *args: str) -> tuple[float, str]:
+def _run(cluster: SshCluster, *args: str, tree: Path | None = None) -> tuple[float, str]:
+    """`vllmgen ARGS` on the control host, from this checkout or from ``tree`` (another revision's)."""
     started = time.monotonic()
-    result = cluster.vllmgen(*args, timeout=900)
+    if tree is None:
+        result = cluster.vllmgen(*args, timeout=900)
+    else:  # its own folder first on sys.path (python -m puts the working directory there)
+        env = {**os.environ, **cluster.bed.env(), "PYTHONPATH": str(tree),
+               "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests-fingerprint-key"}
+        result = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", sys.executable, "-m", "vllmgen", *args],
+                                capture_output=True, text=True, timeout=900, env=env, cwd=tree, check=False)
     took = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"vllmgen {' '.join(args[:1])} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
@@ -100,12 +111,16 @@ def _by_hand(cluster: SshCluster, spec: Path) -> tuple[float, float]:
     return time.monotonic() - started, containers_started
 
 
-def _noop(rounds: int) -> dict[str, list[float]]:
-    """No-op apply, plan and status of a running two-host deployment (stand-in vLLM), ``rounds`` each."""
+def _noop(rounds: int, baseline: Path | None) -> dict[str, list[float]]:
+    """No-op apply, plan and status of a running two-host deployment (stand-in vLLM), ``rounds`` each;
+    with ``baseline``, that checkout's commands too, alternating with this one's in every round."""
     python = cache.python_prefix()
     cluster = make_ssh_cluster(2, "n")
     folder = Path(tempfile.mkdtemp(prefix="vgbench-"))
-    results: dict[str, list[float]] = {"noop_apply": [], "plan": [], "status": []}
+    kinds = ("noop_apply", "plan", "status")
+    results: dict[str, list[float]] = {kind: [] for kind in kinds}
+    if baseline is not None:
+        results |= {f"{kind} (baseline)": [] for kind in kinds}
     try:
         fake = write_fake_vllm(folder / "fake", python / "bin" / "python3")
         fake.chmod(0o755)
@@ -122,11 +137,12 @@ def _noop(rounds: int) -> dict[str, list[float]]:
         warm, _ = _run(cluster, *apply)
         print(f"first apply (image build, folder copy): {warm:.1f}s", file=sys.stderr)
         for round_ in range(rounds):
-            took, log = _run(cluster, *apply)
-            assert "nothing changed" in log, log[-2000:]
-            results["noop_apply"].append(took)
-            results["plan"].append(_run(cluster, *plan)[0])
-            results["status"].append(_run(cluster, *status)[0])
+            for tree, suffix in ((None, ""), *(((baseline, " (baseline)"),) if baseline else ())):
+                took, log = _run(cluster, *apply, tree=tree)
+                assert "nothing changed" in log, log[-2000:]
+                results["noop_apply" + suffix].append(took)
+                results["plan" + suffix].append(_run(cluster, *plan, tree=tree)[0])
+                results["status" + suffix].append(_run(cluster, *status, tree=tree)[0])
             print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), file=sys.stderr)
         _run(cluster, "down", str(spec), "--all")
     finally:
@@ -139,9 +155,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--noop", action="store_true", help="only no-op apply, plan and status (stand-in vLLM)")
+    parser.add_argument("--baseline", type=Path, help="with --noop: a checkout of another revision, run alternately")
     args = parser.parse_args()
     if args.noop:
-        found = _noop(args.rounds)
+        found = _noop(args.rounds, args.baseline.resolve() if args.baseline else None)
         summary = {key: {"runs": [round(v, 2) for v in values], "median": round(statistics.median(values), 2)}
                    for key, values in found.items()}
         if args.json:
@@ -149,7 +166,7 @@ def main() -> int:
         for key, value in summary.items():
             print(f"{key:12} median {value['median']:5.2f}s  runs {value['runs']}  target <= 1.0 s: "
                   f"{'PASS' if value['median'] <= 1.0 else 'MISS'}", file=sys.stderr if args.json else sys.stdout)
-        return 0 if all(v["median"] <= 1.0 for v in summary.values()) else 1
+        return 0 if all(v["median"] <= 1.0 for k, v in summary.items() if "baseline" not in k) else 1
 
     venv = cache.vllm_venv()
     model = cache.tiny_model(venv / "bin" / "python")
