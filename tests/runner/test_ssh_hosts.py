@@ -10,8 +10,9 @@ the two nodes with the spec's GPU count. The tests run in file order on one depl
 from __future__ import annotations
 
 import json
-import signal
 import os
+import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,10 +76,12 @@ def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> 
             assert "/.vllmgen/" not in mount["Source"] or mount["Source"].startswith(str(server.home))
 
     logins = [_logins(server) for server in ssh_hosts.servers]
+    sockets = set(Path(tempfile.gettempdir()).glob("vllmgen-ssh-*"))
     again = _ok(_apply(ssh_hosts, spec))
     assert "nothing changed" in again
     # one ssh connection per host for the whole run: every command and Docker API stream went over it
     assert [_logins(server) - before for server, before in zip(ssh_hosts.servers, logins, strict=True)] == [1, 1]
+    assert set(Path(tempfile.gettempdir()).glob("vllmgen-ssh-*")) <= sockets  # its masters' folder is gone
 
 
 def _logins(server) -> int:  # noqa: ANN001 - infra.sshd.Sshd
