@@ -18,6 +18,11 @@ from infra.sshd import Sshd, SshBed, make_bed
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
+# How long a real CPU vLLM may take to serve (apply's --timeout in those tests): 40-90 s on a quiet 2-core
+# machine, but past 300 s for two data-parallel hosts on a loaded one (the CI run of 2026-12-03, load 8-11,
+# timed out at 300 and 400 s with vLLM still importing). A deadline, not a speed target: those are in bench/.
+VLLM_READY_S = 900
+COMMAND_S = VLLM_READY_S + 300  # a whole vllmgen command around such a wait
 
 
 def wait_for(probe: Callable[[], T], done: Callable[[T], bool], *, timeout: float, every: float = 0.5) -> T:
@@ -56,7 +61,7 @@ class Cluster:
             for backup in daemon.dir.glob("daemon.json.vllmgen-backup-*"):
                 backup.unlink()
 
-    def vllmgen(self, *args: str, host: int = 0, timeout: float = 600, env: dict[str, str] | None = None
+    def vllmgen(self, *args: str, host: int = 0, timeout: float = COMMAND_S, env: dict[str, str] | None = None
                 ) -> subprocess.CompletedProcess:
         """`vllmgen ARGS` run inside host ``host``'s namespace (its view of the network)."""
         argv = ["nsenter", f"--net={self.hosts.path(host)}", sys.executable, "-m", "vllmgen", *args]
@@ -90,7 +95,7 @@ class SshCluster(Cluster):
     def node_addresses(self) -> list[str]:
         return self.hosts.addresses[1:]
 
-    def vllmgen(self, *args: str, host: int = 0, timeout: float = 600, env: dict[str, str] | None = None
+    def vllmgen(self, *args: str, host: int = 0, timeout: float = COMMAND_S, env: dict[str, str] | None = None
                 ) -> subprocess.CompletedProcess:
         return super().vllmgen(*args, host=host, timeout=timeout, env={**self.bed.env(), **(env or {})})
 

@@ -15,7 +15,7 @@ from infra import cache
 
 from vllmgen.monitoring import metric_names
 
-from .support import PATH, ROOT, Cluster, apply_args, wait_for, write_spec
+from .support import PATH, ROOT, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 PORT = 18020
@@ -73,7 +73,8 @@ def test_real_prometheus_scrapes_the_deployed_vllm(one_host: Cluster, tmp_path: 
     config = tmp_path / "build" / "vg-watch" / "monitoring" / "prometheus.yml"
     prometheus = None
     try:
-        applied = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300", daemon=daemon))
+        applied = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
+                                               daemon=daemon))
         assert applied.returncode == 0, applied.stdout + applied.stderr
         prometheus = subprocess.Popen(
             ["nsenter", f"--net={one_host.hosts.path(0)}", _tool("prometheus"), f"--config.file={config}",

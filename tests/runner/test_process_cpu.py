@@ -18,6 +18,8 @@ import pytest
 
 from infra import cache
 
+from .support import COMMAND_S, VLLM_READY_S
+
 pytestmark = pytest.mark.slow
 
 
@@ -27,7 +29,7 @@ def _vllmgen(home: Path, cwd: Path, *args: str, private_shm: bool = False) -> su
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                 'mount -t tmpfs tmpfs /dev/shm && exec "$@"', "sh", *argv]
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=COMMAND_S)
 
 
 def _left(pid: int) -> list[str]:
@@ -81,7 +83,8 @@ nodes: [{{name: cpu-0, address: 127.0.0.1, gpus: 1}}]
 serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, extra_args: [--load-format, dummy]}}
 """)
     assert _vllmgen(home, tmp_path, "render", str(spec)).returncode == 0
-    applied = _vllmgen(home, tmp_path, "apply", str(spec), "--node", "cpu-0", "--timeout", "400", private_shm=True)
+    applied = _vllmgen(home, tmp_path, "apply", str(spec), "--node", "cpu-0", "--timeout", str(VLLM_READY_S),
+                       private_shm=True)
     pid_file = home / ".vllmgen" / "deployments" / "proc-cpu" / "run" / "cpu-0.pid"
     pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else 0
     try:
