@@ -52,8 +52,9 @@ class Cluster:
         """Back to how the cluster was made, whatever a test left: every container removed (the daemons
         are private, so each one is a test's), each daemon.json as it was (the daemon restarted onto it)."""
         for daemon, config in zip(self.daemons, self.configs or [None] * len(self.daemons), strict=True):
-            if config is not None and (daemon.config.is_symlink() or daemon.config.read_text() != config):
-                daemon.config.unlink()
+            if config is not None and (daemon.config.is_symlink() or not daemon.config.is_file()
+                                       or daemon.config.read_text() != config):
+                daemon.config.unlink(missing_ok=True)
                 daemon.config.write_text(config)
                 daemon.ctl("restart")
             daemon.ctl("start")  # a test may have stopped or killed it
