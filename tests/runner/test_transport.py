@@ -53,7 +53,7 @@ shift 2
 if [ "$kind" = direct ] && [ -n "$path" ] && [ -e "$path" ]; then kind=session; fi
 echo "$kind" >> "$SSH_LOG"
 case "$kind" in
-  master) [ -n "$SSH_REFUSE" ] && { echo "ssh: connect to host x port 22: Connection refused" >&2; exit 255; }
+  master) [ -n "$SSH_MASTER_SAYS" ] && { echo "$SSH_MASTER_SAYS" >&2; exit 255; }
           : > "$path"; exit 0 ;;
   exit) rm -f "$path"; exit 0 ;;
 esac
@@ -176,6 +176,8 @@ def test_ssh_host_commands_time_out_as_host_errors(monkeypatch: pytest.MonkeyPat
     host = SshHost(parse("ssh://root@203.0.113.9"))
 
     def hang(*args, **kwargs):  # noqa: ANN002, ANN003
+        if "-N" in args[0]:  # the master's login: it ended without a word; the command then runs on its own
+            return subprocess.CompletedProcess(args[0], 255)
         raise subprocess.TimeoutExpired(args[0], kwargs["timeout"])
 
     monkeypatch.setattr(subprocess, "run", hang)
@@ -275,10 +277,21 @@ def test_one_connection_per_host_per_run(fake_ssh: Path, connections: ssh.Connec
     assert _calls(fake_ssh).count("exit") == 2 and not folder.exists()
 
 
-def test_a_master_that_cannot_log_in_leaves_ssh_to_say_why(fake_ssh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No master: each command runs as a plain ssh, whose own error text the user gets (not tried again as a
-    master: one failed login per host and run)."""
-    monkeypatch.setenv("SSH_REFUSE", "1")
+def test_a_refused_login_is_reported_once_without_trying_again(fake_ssh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The master's login failed in a way ssh explains: every command on that host fails with ssh's words at
+    once (not after a second connect timeout), and no other ssh is started."""
+    monkeypatch.setenv("SSH_MASTER_SAYS", "ssh: connect to host 203.0.113.9 port 22: Connection refused")
+    host = SshHost(parse("ssh://root@203.0.113.9"))
+    for _ in range(2):
+        with pytest.raises(HostError, match=r"cannot reach sshd \(ssh: connect to host .* Connection refused\)"):
+            host.run(["echo", "a"])
+    assert _calls(fake_ssh) == ["master"]
+
+
+def test_a_master_that_fails_otherwise_leaves_ssh_to_say_why(fake_ssh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure ssh does not explain, or a dropped connection: each command runs as a plain ssh (with its
+    own retries), the master not tried again in this run."""
+    monkeypatch.setenv("SSH_MASTER_SAYS", "mux_client_request_session: something odd")
     host = SshHost(parse("ssh://root@203.0.113.9"))
     assert host.run(["echo", "a"]).stdout == "a\n" and host.run(["echo", "b"]).stdout == "b\n"
     assert _calls(fake_ssh) == ["master", "direct", "direct"]

@@ -55,6 +55,14 @@ def ssh_argv(endpoint: Endpoint, remote: str) -> list[str]:
 PERSIST = 60  # seconds a master outlives its last session: bounds what a killed vllmgen leaves running
 
 
+class SshRefused(Exception):
+    """The host's master connection could not log in; the text is ssh's own (for ``explain``)."""
+
+    def __init__(self, stderr: str):
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
 class Connections:
     """The master connections of this run, one per host, started on first use and closed at exit."""
 
@@ -62,7 +70,7 @@ class Connections:
         self._lock = threading.Lock()
         self._locks: dict[Endpoint, threading.Lock] = {}
         self._sockets: dict[Endpoint, str] = {}
-        self._failed: set[Endpoint] = set()
+        self._failed: dict[Endpoint, str] = {}  # endpoint -> what ssh said when its master could not log in
         self._dir: str | None = None
 
     def _socket(self, endpoint: Endpoint) -> str:
@@ -81,29 +89,44 @@ class Connections:
         return self._dir
 
     def shared(self, endpoint: Endpoint, argv: list[str]) -> list[str]:
-        """``argv`` (from ``ssh_argv``) as a session over the host's master connection, started if need be;
-        ``argv`` unchanged where no master could be started (ssh then fails with its own words)."""
+        """``argv`` (from ``ssh_argv``) as a session over the host's master connection, started if need be.
+        SshRefused when the master's login failed in a way ssh explains (refused, timed out, unknown host
+        key, no key): the same ssh would fail the same way, after waiting out the same timeout again.
+        ``argv`` unchanged for any other failure: ssh then tries, and fails with its own words."""
         with self._lock:
             lock = self._locks.setdefault(endpoint, threading.Lock())
         with lock:
             if endpoint in self._failed:
+                said = self._failed[endpoint]
+                if explain(endpoint, said) and not transient(said):
+                    raise SshRefused(said)
                 return argv
             path = self._socket(endpoint)
             # the master removes its socket when it ends (PERSIST seconds idle, or killed): start another
-            if not os.path.exists(path) and not self._start(endpoint, path):
-                self._failed.add(endpoint)
-                return argv
+            if not os.path.exists(path):
+                said = self._start(endpoint, path)
+                if said is not None:
+                    self._failed[endpoint] = said
+                    if explain(endpoint, said) and not transient(said):
+                        raise SshRefused(said)
+                    return argv
         return [argv[0], "-o", f"ControlPath={path}", "-o", "ControlMaster=no", *argv[1:]]
 
     def open(self, endpoints: list[Endpoint]) -> None:
         """Start the masters of ``endpoints`` now, all at once, in the background: their logins overlap
         with each other and with what vllmgen does before it first needs a host (imports, the spec)."""
         for endpoint in dict.fromkeys(endpoints):
-            threading.Thread(target=self.shared, args=(endpoint, ssh_argv(endpoint, "")), daemon=True,
-                             name=f"ssh {where(endpoint)}").start()
+            threading.Thread(target=self._open_one, args=(endpoint,), daemon=True, name=f"ssh {where(endpoint)}").start()
+
+    def _open_one(self, endpoint: Endpoint) -> None:
+        try:
+            self.shared(endpoint, ssh_argv(endpoint, ""))
+        except SshRefused:
+            pass  # kept: the first command on that host reports it
 
     @staticmethod
-    def _start(endpoint: Endpoint, path: str) -> bool:
+    def _start(endpoint: Endpoint, path: str) -> str | None:
+        """None once the master is up; else what ssh said."""
         argv = ssh_argv(endpoint, "")[:-1]  # no remote command: -N
         argv[1:1] = ["-o", f"ControlPath={path}", "-o", "ControlMaster=yes", "-o", f"ControlPersist={PERSIST}",
                      "-N", "-f"]
@@ -113,9 +136,15 @@ class Connections:
                 # never to a pipe that would stay open as long as the master lives
                 rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     timeout=CONNECT_TIMEOUT + 5, check=False).returncode
-            except (subprocess.TimeoutExpired, OSError):
-                return False
-        return rc == 0 and os.path.exists(path)
+                err.seek(0)
+                said = err.read().decode("utf-8", "replace").strip()
+            except subprocess.TimeoutExpired:
+                return f"ssh: connect to host {endpoint.host}: Connection timed out (no login within {CONNECT_TIMEOUT + 5} s)"
+            except OSError as exc:
+                return str(exc)
+        if rc == 0 and os.path.exists(path):
+            return None
+        return said or f"ssh exited {rc}"
 
     def close(self) -> None:
         """Ends every master of this run and removes the sockets' folder."""
@@ -187,14 +216,21 @@ class _Dialer:
 
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
+        self._refused = ""  # ssh's words when the host's master could not log in
         self._lock = threading.Lock()
         self._procs: list[tuple[subprocess.Popen, Any]] = []
 
     def dial(self, timeout: float | None) -> socket.socket:
         ours, theirs = socket.socketpair()
+        try:
+            argv = shared(self.endpoint, ssh_argv(self.endpoint, DIAL))
+        except SshRefused as exc:  # no ssh to start: a stream that ends at once, with ssh's words kept
+            theirs.close()
+            self._refused = exc.stderr
+            return ours
         err = tempfile.TemporaryFile()
         try:
-            proc = subprocess.Popen(shared(self.endpoint, ssh_argv(self.endpoint, DIAL)), stdin=theirs,
+            proc = subprocess.Popen(argv, stdin=theirs,
                                     stdout=theirs, stderr=err,
                                     start_new_session=True)  # Ctrl-C reaches vllmgen, which closes it
         finally:
@@ -223,7 +259,7 @@ class _Dialer:
             if rc != 0 and not err.closed:
                 err.seek(0)
                 return err.read().decode("utf-8", "replace").strip()
-        return ""
+        return self._refused
 
     def close(self) -> None:
         with self._lock:
