@@ -151,14 +151,22 @@ class Connections:
         with self._lock:
             sockets, self._sockets = dict(self._sockets), {}
             folder, self._dir = self._dir, None
-        for endpoint, path in sockets.items():
+        stopping = []
+        for endpoint, path in sockets.items():  # every host's at once: this is on the way out of every command
             if os.path.exists(path):
                 stop = ssh_argv(endpoint, "")[:-1]
                 stop[1:1] = ["-o", f"ControlPath={path}", "-O", "exit"]
                 try:
-                    subprocess.run(stop, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
-                except (subprocess.TimeoutExpired, OSError):
+                    stopping.append(subprocess.Popen(stop, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                     stderr=subprocess.DEVNULL))
+                except OSError:
                     pass
+        for process in stopping:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
 
