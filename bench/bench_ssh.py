@@ -17,12 +17,23 @@ until both containers were started (apply: when its `cluster` step began, from i
 lines; by hand: when the second `docker run` returned), which excludes vLLM's own start-up.
 
     python bench/bench_ssh.py [--rounds 2] [--json]
+
+`--noop` measures only what issue 19 targets (<= 1.0 s each), on the same bed and a two-host mp
+deployment with the runner tests' stand-in vLLM instead of the real one (no start-up to wait for):
+after one apply, N rounds of a no-op `apply --all`, `plan --all` and `status --all`, each the whole
+command from process start to exit, run from the control host; medians reported.
+
+    python bench/bench_ssh.py --noop [--rounds 7] [--json] [--baseline DIR]
+
+`--baseline DIR` (a checkout of another revision, e.g. `git worktree add DIR REV`) runs that revision's
+commands too, alternating with this checkout's in every round, on the same bed and deployment.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -36,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from infra import cache  # noqa: E402
-from runner.support import SshCluster, apply_args, make_ssh_cluster, write_spec  # noqa: E402
+from infra.images import write_fake_vllm  # noqa: E402
+from runner.support import PATH, SshCluster, apply_args, make_ssh_cluster, write_spec  # noqa: E402
 from runner.test_vllm_e2e import _spec  # noqa: E402
 
 from vllmgen.compile import compile_file  # noqa: E402
@@ -48,9 +60,16 @@ NAME = "vg-bench"
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _run(cluster: SshCluster, *args: str) -> tuple[float, str]:
+def _run(cluster: SshCluster, *args: str, tree: Path | None = None) -> tuple[float, str]:
+    """`vllmgen ARGS` on the control host, from this checkout or from ``tree`` (another revision's)."""
     started = time.monotonic()
-    result = cluster.vllmgen(*args, timeout=900)
+    if tree is None:
+        result = cluster.vllmgen(*args, timeout=900)
+    else:  # its own folder first on sys.path (python -m puts the working directory there)
+        env = {**os.environ, **cluster.bed.env(), "PYTHONPATH": str(tree),
+               "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests-fingerprint-key"}
+        result = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", sys.executable, "-m", "vllmgen", *args],
+                                capture_output=True, text=True, timeout=900, env=env, cwd=tree, check=False)
     took = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"vllmgen {' '.join(args[:1])} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
@@ -92,11 +111,69 @@ def _by_hand(cluster: SshCluster, spec: Path) -> tuple[float, float]:
     return time.monotonic() - started, containers_started
 
 
+def _noop(rounds: int, baseline: Path | None) -> dict[str, list[float]]:
+    """No-op apply, plan and status of a running two-host deployment (stand-in vLLM), ``rounds`` each;
+    with ``baseline``, that checkout's commands too, alternating with this one's in every round."""
+    python = cache.python_prefix()
+    cluster = make_ssh_cluster(2, "n")
+    folder = Path(tempfile.mkdtemp(prefix="vgbench-"))
+    kinds = ("noop_apply", "plan", "status")
+    results: dict[str, list[float]] = {kind: [] for kind in kinds}
+    if baseline is not None:
+        results |= {f"{kind} (baseline)": [] for kind in kinds}
+    try:
+        fake = write_fake_vllm(folder / "fake", python / "bin" / "python3")
+        fake.chmod(0o755)
+        nodes = [{"name": f"node-{i}", "role": "head" if i == 0 else "worker", "address": s.address, "gpus": 1,
+                  "docker_host": s.endpoint} for i, s in enumerate(cluster.servers)]
+        data = _spec(NAME, (str(fake), str(folder)), str(python), folder, nodes, ipc_host=False, backend="mp",
+                     nic="vg0")
+        data["runtime"]["volumes"][1] = {"host": str(fake), "container": "/opt/fake", "read_only": True}
+        data["runtime"]["env"]["PATH"] = f"/opt/fake/bin:{PATH}"
+        spec = write_spec(folder, data)
+        apply = apply_args(spec, "--all", "--no-gpus", "--timeout", "120")
+        plan = ("plan", str(spec), "--all", *apply[2:6], "--no-gpus")
+        status = ("status", str(spec), "--all")
+        commands = {None: (apply, plan)}
+        if baseline is not None:  # its own build folder: apply refuses one rendered by another compiler
+            built = folder / "build-baseline"
+            _run(cluster, "render", str(spec), "-o", str(built), tree=baseline)
+            commands[baseline] = tuple([str(built) if word == str(folder / "build") else word for word in argv]
+                                       for argv in (apply, plan))
+        warm, _ = _run(cluster, *apply)
+        print(f"first apply (image build, folder copy): {warm:.1f}s", file=sys.stderr)
+        for round_ in range(rounds):
+            for tree, suffix in ((None, ""), *(((baseline, " (baseline)"),) if baseline else ())):
+                tree_apply, tree_plan = commands[tree]
+                took, log = _run(cluster, *tree_apply, tree=tree)
+                assert "nothing changed" in log, log[-2000:]
+                results["noop_apply" + suffix].append(took)
+                results["plan" + suffix].append(_run(cluster, *tree_plan, tree=tree)[0])
+                results["status" + suffix].append(_run(cluster, *status, tree=tree)[0])
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), file=sys.stderr)
+        _run(cluster, "down", str(spec), "--all")
+    finally:
+        cluster.remove()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--noop", action="store_true", help="only no-op apply, plan and status (stand-in vLLM)")
+    parser.add_argument("--baseline", type=Path, help="with --noop: a checkout of another revision, run alternately")
     args = parser.parse_args()
+    if args.noop:
+        found = _noop(args.rounds, args.baseline.resolve() if args.baseline else None)
+        summary = {key: {"runs": [round(v, 2) for v in values], "median": round(statistics.median(values), 2)}
+                   for key, values in found.items()}
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        for key, value in summary.items():
+            print(f"{key:12} median {value['median']:5.2f}s  runs {value['runs']}  target <= 1.0 s: "
+                  f"{'PASS' if value['median'] <= 1.0 else 'MISS'}", file=sys.stderr if args.json else sys.stdout)
+        return 0 if all(v["median"] <= 1.0 for k, v in summary.items() if "baseline" not in k) else 1
 
     venv = cache.vllm_venv()
     model = cache.tiny_model(venv / "bin" / "python")

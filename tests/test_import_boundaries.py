@@ -49,3 +49,37 @@ def test_pipeline_imports_no_docker_runner_or_http(tmp_path):
     assert "vllmgen.compile" in modules and "vllmgen.write" in modules  # the pipeline did run
     imported = [m for m in modules for name in FORBIDDEN if m == name or m.startswith(name + ".")]
     assert imported == []
+    # nor the modules of the other commands (the runner's, the review tools')
+    assert [m for m in ("vllmgen.cli_runner", "vllmgen.cli_review") if m in modules] == []
+
+
+def test_no_model_field_takes_a_builtin_as_default_factory():
+    """pydantic reads each factory's signature; a builtin's (list, dict) is parsed from text with tokenize,
+    whose regexes cost every start ~5 ms: formats.empty_list / empty_dict instead."""
+    from pydantic import BaseModel
+
+    from vllmgen.spec import Spec
+
+    seen, builtin = set(), []
+    todo: list[type] = [Spec]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            if getattr(field.default_factory, "__module__", None) == "builtins":  # list, dict, set, ...:
+                builtin.append(f"{model.__name__}.{name}")
+            for kind in _types(field.annotation):
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    todo.append(kind)
+    assert len(seen) > 10 and builtin == []
+
+
+def _types(annotation) -> list:  # noqa: ANN001
+    from typing import get_args
+
+    found = [annotation]
+    for arg in get_args(annotation):
+        found += _types(arg)
+    return found

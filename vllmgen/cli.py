@@ -22,7 +22,26 @@ def _warn(diagnostics: list[Diagnostic]) -> None:
         click.echo(str(diagnostic), err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Commands defined in other modules, imported only when named (or listed by --help): `render` and
+# `validate` never load the runner's or the review tools' modules.
+ELSEWHERE = {"apply": "vllmgen.cli_runner", "plan": "vllmgen.cli_runner", "status": "vllmgen.cli_runner",
+             "down": "vllmgen.cli_runner", "bench": "vllmgen.cli_runner", "diff": "vllmgen.cli_review",
+             "precommit": "vllmgen.cli_review"}
+
+
+class Commands(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in ELSEWHERE and name not in self.commands:
+            import importlib
+
+            self.add_command(getattr(importlib.import_module(ELSEWHERE[name]), name))
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="vllmgen")
 def cli() -> None:
     """Compile a vLLM deployment spec (YAML) into every artifact it needs, and run them.
@@ -243,17 +262,6 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
             click.echo(format_inventory(facts.gpus, facts.cuda_version) + "\n")
         click.echo(report.render_table(results, title=f"vllmgen doctor: {plan.name}, node {node.name} ({node.address})"), nl=False)
     sys.exit(exit_code(results))
-
-
-def _register_review_commands() -> None:
-    from vllmgen.cli_review import diff, precommit
-    from vllmgen.cli_runner import apply, bench, down, plan, status
-
-    for command in (apply, plan, status, down, bench, diff, precommit):
-        cli.add_command(command)
-
-
-_register_review_commands()
 
 
 def main() -> None:

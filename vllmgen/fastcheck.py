@@ -16,27 +16,28 @@ import json
 import os
 import re
 import stat
-from pathlib import Path, PurePosixPath
 
 from vllmgen import __version__, fingerprint
 
 _NAME = re.compile(rb"^name:[ \t]*[\"']?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)[\"']?[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
-def up_to_date(spec: Path, output: Path) -> Path | None:
+def up_to_date(spec: str | os.PathLike[str], output: str | os.PathLike[str]) -> str | None:
     """The deployment folder when it is provably up to date; None: run the full check."""
     try:
         if not stat.S_ISREG(os.stat(spec).st_mode):  # a pipe read here would be empty for the full check
             return None
-        data = spec.read_bytes()
+        with open(spec, "rb") as handle:
+            data = handle.read()
     except OSError:
         return None
     names = _NAME.findall(data)
     if len(names) != 1:  # a flow-style or unusual spec: leave it to the real parser
         return None
-    target = output / names[0].decode()
+    target = os.path.join(output, names[0].decode())
     manifest = _manifest(target)
-    if manifest is None or manifest.get("spec") != spec.name or manifest.get("deployment") != names[0].decode():
+    if (manifest is None or manifest.get("spec") != os.path.basename(spec)
+            or manifest.get("deployment") != names[0].decode()):
         return None  # the spec's file name is in every header: another name is another output
     recorded, files = manifest["inputs"], manifest["files"]
     if recorded.get("warnings") != 0 or recorded.get("outputs_sha256") != fingerprint.outputs_sha256(files):
@@ -46,7 +47,7 @@ def up_to_date(spec: Path, output: Path) -> Path | None:
     if recorded.get("compiler_sha256") != fingerprint.compiler_sha256():
         return None
     for relative, digest in files.items():
-        path = target / relative
+        path = os.path.join(target, relative)
         if fingerprint.file_sha256(path) != digest:
             return None
         if relative.endswith(".sh") and not os.access(path, os.X_OK):
@@ -54,10 +55,11 @@ def up_to_date(spec: Path, output: Path) -> Path | None:
     return target
 
 
-def _manifest(target: Path) -> dict | None:
+def _manifest(target: str) -> dict | None:
     """The manifest, if it is exactly as vllmgen writes it and names only files inside ``target``."""
     try:
-        raw = (target / "manifest.json").read_bytes()
+        with open(os.path.join(target, "manifest.json"), "rb") as handle:
+            raw = handle.read()
         manifest = json.loads(raw)
     except (OSError, ValueError):
         return None
@@ -69,7 +71,7 @@ def _manifest(target: Path) -> dict | None:
     if not isinstance(files, dict) or not isinstance(recorded, dict):
         return None
     for relative in files:
-        parts = PurePosixPath(relative).parts
+        parts = [part for part in relative.split("/") if part not in ("", ".")]  # as PurePosixPath's parts
         if not parts or relative.startswith("/") or ".." in parts or "\\" in relative or "manifest.json" == relative:
             return None
     return manifest

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from vllmgen.formats import (  # noqa: F401 - looks_like_secret is this module's to others
-    _empty_dict,
-    _empty_list,
+    empty_dict,
+    empty_list,
     _fail,
     _git,
     _ifname,
@@ -85,14 +85,14 @@ class Image(Model):
     pip_index_url: Url | None = Field(None, description="PyPI mirror, set as PIP_INDEX_URL in the image")
     uv_index_url: Url | None = Field(None, description="uv index, set as UV_INDEX_URL (defaults to pip_index_url)")
     packages: list[Annotated[str, AfterValidator(_pinned)]] = Field(
-        default_factory=_empty_list, description="extra pip packages, pinned with '==' (e.g. 'flashinfer-python==0.2.5')"
+        default_factory=empty_list, description="extra pip packages, pinned with '==' (e.g. 'flashinfer-python==0.2.5')"
     )
     git_packages: list[Annotated[str, AfterValidator(_git)]] = Field(
-        default_factory=_empty_list,
+        default_factory=empty_list,
         description="packages from git, e.g. 'git+https://github.com/huggingface/transformers.git@v4.56.0'",
     )
     vllm_extras: list[Literal["audio", "video", "tensorizer", "runai", "fastsafetensors", "bench"]] = Field(
-        default_factory=_empty_list, description="vLLM extras installed at the base image's vLLM version"
+        default_factory=empty_list, description="vLLM extras installed at the base image's vLLM version"
     )
     ray_version: Version = Field("2.60.0", description="ray[default] version installed when the backend is ray")
 
@@ -110,9 +110,9 @@ class Image(Model):
 
 
 class Docker(Model):
-    registry_mirrors: list[Url] = Field(default_factory=_empty_list, description="daemon.json registry-mirrors")
+    registry_mirrors: list[Url] = Field(default_factory=empty_list, description="daemon.json registry-mirrors")
     daemon: dict[str, Any] = Field(
-        default_factory=_empty_dict, description="other daemon.json keys, passed through as written"
+        default_factory=empty_dict, description="other daemon.json keys, passed through as written"
     )
 
     @field_validator("daemon")
@@ -148,8 +148,8 @@ class Runtime(Model):
     ipc_host: bool = Field(True, description="--ipc=host (shared memory for NCCL and PyTorch)")
     shm_size: Size | None = Field(None, description="--shm-size, when ipc_host is false")
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = Field("no", description="Docker restart policy")
-    volumes: list[Volume] = Field(default_factory=_empty_list, description="extra bind mounts on every node")
-    env: EnvMap = Field(default_factory=_empty_dict, description="environment for every container")
+    volumes: list[Volume] = Field(default_factory=empty_list, description="extra bind mounts on every node")
+    env: EnvMap = Field(default_factory=empty_dict, description="environment for every container")
     container_prefix: Name | None = Field(None, description="container names start with this (default: the deployment name)")
     kind: Literal["docker", "process"] = Field(
         "docker", description="docker (a container per node) or process (vllm serve from a Python environment on "
@@ -176,7 +176,7 @@ class Cluster(Model):
     master_port: Port = Field(29500, description="torch.distributed port on the head (mp backend, several nodes)")
     nic: IfName | None = Field(None, description="data NIC for every node (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
     ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] = Field(
-        default_factory=_empty_list, description="InfiniBand HCAs for every node (NCCL_IB_HCA)"
+        default_factory=empty_list, description="InfiniBand HCAs for every node (NCCL_IB_HCA)"
     )
 
 
@@ -187,7 +187,7 @@ class Node(Model):
     gpus: int = Field(ge=1, le=64, description="GPUs on this node used by the deployment")
     nic: IfName | None = Field(None, description="overrides cluster.nic")
     ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] | None = Field(None, description="overrides cluster.ib_hcas")
-    env: EnvMap = Field(default_factory=_empty_dict, description="merged over runtime.env")
+    env: EnvMap = Field(default_factory=empty_dict, description="merged over runtime.env")
     model_host_path: HostPath | None = Field(None, description="overrides model.host_path on this node")
     hf_cache: HostPath | None = Field(None, description="overrides model.hf_cache on this node")
     docker_host: DockerHost | None = Field(
@@ -216,7 +216,7 @@ class Serve(Model):
         None, description="address the API server binds (default: loopback when only its own node reaches it, "
         "else the node's address; see the runbook's port table)")
     port: Port = Field(8000, description="HTTP port of the OpenAI-compatible server")
-    extra_args: list[Text] = Field(default_factory=_empty_list, description="any other vllm serve flags, one item per word")
+    extra_args: list[Text] = Field(default_factory=empty_list, description="any other vllm serve flags, one item per word")
     ready_timeout: int | None = Field(
         None, ge=60, le=86400, description="seconds the engine may take to become ready "
         "(VLLM_ENGINE_READY_TIMEOUT_S, the compose healthcheck's start period); default derived from the model and layout")

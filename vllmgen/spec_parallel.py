@@ -10,19 +10,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vllmgen.formats import (
-    Address,
-    ContainerPath,
-    EnvName,
-    HostPath,
-    ImageRef,
-    Model,
-    Name,
-    Port,
-    Text,
-    Version,
-    _empty_dict,
-)
+from vllmgen.formats import (Address, ContainerPath, EnvName, HostPath, ImageRef, Model, Name, Port, Text, Version,
+                             empty_dict, empty_list)
 
 # vLLM's default --data-parallel-rpc-port (ParallelConfig.data_parallel_rpc_port)
 DP_RPC_PORT = 29550
@@ -66,5 +55,5 @@ class Router(Model):
     base_image: ImageRef = Field("python:3.12-slim", description="image the router image is built on (has pip); pin the tag")
     health_check_interval_s: int = Field(10, ge=1, le=3600, description="seconds between the router's health "
                                          "checks of each worker")
-    volumes: list[RouterVolume] = Field(default_factory=list, description="bind mounts for the router container")
-    extra_env: dict[EnvName, Text] = Field(default_factory=_empty_dict, description="environment for the router container")
+    volumes: list[RouterVolume] = Field(default_factory=empty_list, description="bind mounts for the router container")
+    extra_env: dict[EnvName, Text] = Field(default_factory=empty_dict, description="environment for the router container")

@@ -8,7 +8,6 @@ fields, over a partial spec of whatever validated (``vllmgen.partial``).
 
 from __future__ import annotations
 
-import difflib
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +148,8 @@ def _message(error: dict[str, Any], loc: Path) -> str:
     if kind == "extra_forbidden":
         unknown = str(loc[-1])
         allowed = _fields_at(loc[:-1])
+        import difflib  # only for a misspelt key
+
         hint = difflib.get_close_matches(unknown[:100], allowed, n=1, cutoff=0.6)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(allowed)}"
         return f"unknown key {short(unknown)}{suggestion}"

@@ -10,7 +10,6 @@ but no longer does are dropped. Modes are set explicitly: 0755 folders and scrip
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -214,6 +213,8 @@ def _diff(path: str, current: bytes | None, expected: str) -> str:
         old = current.decode("utf-8")
     except UnicodeDecodeError:
         return f"{path}: differs (not UTF-8 on disk)\n"
+    import difflib  # only a stale tree needs it
+
     lines = difflib.unified_diff(
         old.splitlines(keepends=True), expected.splitlines(keepends=True), f"a/{path}", f"b/{path}"
     )

@@ -18,16 +18,32 @@ from typing import Any
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _RESERVED_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 # Line breaks and controls that would end or break a comment line: each becomes '?'.
-_COMMENT_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+_COMMENT_UNSAFE = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]"
 # Characters YAML refuses raw, or reads as line breaks: DEL, C1 controls (NEL), U+2028/9, non-characters.
-_NOT_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+_NOT_PRINTABLE = "[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]"
+# Tab and newline, the only characters below space either pattern lets through.
+_TAB_NEWLINE = str.maketrans("\t\n", "  ")
+
+
+@functools.cache
+def _pattern(characters: str) -> re.Pattern[str]:
+    """Compiled on first need: a class with ranges past U+00FF costs a few ms to compile, and the text
+    vllmgen writes is almost always printable ASCII, which never needs it (``_plain``)."""
+    return re.compile(characters)
+
+
+def _plain(text: str) -> bool:
+    """Printable ASCII, tabs and newlines: nothing either pattern would match."""
+    return text.isascii() and text.translate(_TAB_NEWLINE).isprintable()
+
+
 # json.dumps(value, ensure_ascii=False) builds a new encoder on every call; this is the same encoder, built once
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def dump(data: dict[str, Any], header: str = "") -> str:
     # a comment must be printable too (YAML refuses control bytes anywhere in the stream)
-    comment = _COMMENT_UNSAFE.sub("?", header)
+    comment = header if _plain(header) else _pattern(_COMMENT_UNSAFE).sub("?", header)
     lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
     lines += _mapping(data, 0)
     return "\n".join(lines) + "\n"
@@ -41,7 +57,9 @@ def _key(key: str) -> str:
 
 def _scalar(value: Any) -> str:
     text = _ENCODE(value)
-    return _NOT_PRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    if _plain(text):
+        return text
+    return _pattern(_NOT_PRINTABLE).sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def _mapping(data: dict[str, Any], indent: int) -> list[str]:

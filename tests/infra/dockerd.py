@@ -82,13 +82,19 @@ class Dockerd:
                     raise
         raise AssertionError("unreachable")
 
+    def remove_containers(self) -> None:
+        """Every container of this daemon, running or not (the daemon is private: each is a test's)."""
+        client = self.client()
+        try:
+            for container in client.containers.list(all=True):
+                container.remove(force=True)
+        finally:
+            client.close()
+
     def remove(self) -> None:
         """Stop the daemon (it stops its containers), then delete its state."""
         try:
-            client = self.client()
-            for container in client.containers.list(all=True):
-                container.remove(force=True)
-            client.close()
+            self.remove_containers()
         except Exception:  # noqa: BLE001 - best effort; stopping the daemon stops them too
             pass
         self.ctl("stop")

@@ -3,7 +3,12 @@
 Needs root, dockerd, ip, nsenter, curl and debootstrap (tests/infra/setup.sh installs and caches
 them). Without them the slow tests fail, saying what is missing, unless VLLMGEN_ALLOW_SKIP=1.
 Everything a test starts (namespaces, daemons, their containers, /dev/shm/psm_* files) is
-removed by the fixture that started it.
+removed by the fixture that started it. The namespace hosts live for a module (or, with sshd, the
+session), and the fixtures tests take (``one_host``, ``two_hosts``, ``ssh_hosts``) put them back
+as they were made after every test, passed or failed: no container, changed daemon.json or
+stopped daemon of one test meets the next (a failed Ray test once left its head running, and the
+next test's head could not bind its port). tests/test_slow_hygiene.py checks that slow tests get
+their hosts only through these fixtures.
 """
 
 from __future__ import annotations
@@ -70,27 +75,47 @@ FOREIGN_DAEMON_CONFIG = {"debug": False, "labels": ["vllmgen-test=kept"]}
 
 
 @pytest.fixture(scope="module")
-def one_host(infra_ready: None, psm_cleanup: None) -> Iterator[Cluster]:
+def one_host_made(infra_ready: None, psm_cleanup: None) -> Iterator[Cluster]:
     cluster = make_cluster(1, "s", FOREIGN_DAEMON_CONFIG)
     yield cluster
     cluster.remove()
 
 
+@pytest.fixture
+def one_host(one_host_made: Cluster) -> Iterator[Cluster]:
+    """One namespace host with its dockerd, as it was made, and put back so after the test."""
+    yield one_host_made
+    one_host_made.clear()
+
+
 @pytest.fixture(scope="module")
-def two_hosts(infra_ready: None, psm_cleanup: None) -> Iterator[Cluster]:
+def two_hosts_made(infra_ready: None, psm_cleanup: None) -> Iterator[Cluster]:
     cluster = make_cluster(2, "m")
     yield cluster
     cluster.remove()
 
 
+@pytest.fixture
+def two_hosts(two_hosts_made: Cluster) -> Iterator[Cluster]:
+    """Two namespace hosts on one bridge, a dockerd each, put back as they were made after the test."""
+    yield two_hosts_made
+    two_hosts_made.clear()
 
 
 @pytest.fixture(scope="session")
-def ssh_hosts(infra_ready: None, psm_cleanup: None) -> Iterator[SshCluster]:
-    """A control host and two node hosts with dockerd and sshd each, shared by every ssh test."""
+def ssh_hosts_made(infra_ready: None, psm_cleanup: None) -> Iterator[SshCluster]:
     missing = sshd.missing_tools()
     if missing:
         _unavailable(f"missing for the ssh tests: {', '.join(missing)} (openssh-server, openssh-client)")
     cluster = make_ssh_cluster(2, "r")
     yield cluster
     cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def ssh_hosts(ssh_hosts_made: SshCluster) -> Iterator[SshCluster]:
+    """A control host and two node hosts with dockerd and sshd each, shared by every ssh test. Put back
+    after each module, not each test: a module's ssh tests run in file order on one deployment."""
+    ssh_hosts_made.clear()
+    yield ssh_hosts_made
+    ssh_hosts_made.clear()

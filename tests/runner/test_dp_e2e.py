@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import Cluster, apply_args, write_spec
+from .support import VLLM_READY_S, Cluster, apply_args, write_spec
 from .test_vllm_e2e import _ok, _spec
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
     spec["serve"].update(tensor_parallel_size=1, data_parallel_size=2, data_parallel={"rpc_port": 13345})
     spec = write_spec(tmp_path, spec)
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), timeout=900))
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "verify: chat completion answered" in log
         client = two_hosts.daemons[1].client()
         worker_cmd = client.containers.get("vg-dp-dp-1").attrs["Config"]["Cmd"]
@@ -73,8 +73,8 @@ def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path:
     spec = write_spec(tmp_path, spec)
     clients = [d.client() for d in two_hosts.daemons]
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "400",
-                                                "--router-base-image", ROUTER_BASE), timeout=900))
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
+                                                "--router-base-image", ROUTER_BASE)))
         assert "hy-1: servers: ok" in log and "hy-0: router: created" in log
         cmd = clients[1].containers.get("vg-hy-hy-1").attrs["Config"]["Cmd"]
         assert cmd[-4:] == ["--data-parallel-size-local", "2", "--data-parallel-start-rank", "2"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from infra import cache
 
 from vllmgen.monitoring import metric_names
 
-from .support import PATH, ROOT, Cluster, apply_args, write_spec
+from .support import PATH, ROOT, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 PORT = 18020
@@ -74,24 +73,24 @@ def test_real_prometheus_scrapes_the_deployed_vllm(one_host: Cluster, tmp_path: 
     config = tmp_path / "build" / "vg-watch" / "monitoring" / "prometheus.yml"
     prometheus = None
     try:
-        applied = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300", daemon=daemon))
+        applied = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
+                                               daemon=daemon))
         assert applied.returncode == 0, applied.stdout + applied.stderr
         prometheus = subprocess.Popen(
             ["nsenter", f"--net={one_host.hosts.path(0)}", _tool("prometheus"), f"--config.file={config}",
              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _query(one_host, 'up{job="vllm",deployment="vg-watch"} == 1'):
-            time.sleep(1)
-        assert _query(one_host, 'up{job="vllm",deployment="vg-watch"} == 1'), "Prometheus never scraped vLLM"
-        time.sleep(3)  # a few scrapes after the verify step's chat completion
+        up = wait_for(lambda: _query(one_host, 'up{job="vllm",deployment="vg-watch"} == 1'), bool, timeout=60, every=1)
+        assert up, "Prometheus never scraped vLLM"
         live = _in_namespace(one_host, "curl", "-fsS", "--noproxy", "*", f"http://127.0.0.1:{PORT}/metrics").stdout
         for name in sorted(metric_names()):
             family = name.removesuffix("_bucket")
             assert f"# TYPE {family} " in live, f"the dashboard reads {name}, which the live server lacks"
-        served = _query(one_host, 'vllm:request_success_total{deployment="vg-watch",node="solo"}')
+        # the verify step's chat completion, once a scrape after it has landed
+        served = wait_for(lambda: _query(one_host, 'vllm:request_success_total{deployment="vg-watch",node="solo"}'),
+                          lambda found: sum(float(s["value"][1]) for s in found) >= 1, timeout=30, every=1)
         assert served and sum(float(s["value"][1]) for s in served) >= 1, served
-        assert _query(one_host, 'vllm:kv_cache_usage_perc{deployment="vg-watch"}')
+        assert wait_for(lambda: _query(one_host, 'vllm:kv_cache_usage_perc{deployment="vg-watch"}'), bool, timeout=30)
     finally:
         if prometheus is not None:
             prometheus.terminate()

@@ -12,16 +12,20 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra import cache
+
+from .support import COMMAND_S, VLLM_READY_S
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +36,7 @@ def _vllmgen(home: Path, cwd: Path, *args: str, private_shm: bool = False) -> su
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                 'mount -t tmpfs tmpfs /dev/shm && exec "$@"', "sh", *argv]
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=COMMAND_S)
 
 
 def _left(pid: int) -> list[str]:
@@ -40,8 +44,36 @@ def _left(pid: int) -> list[str]:
     return [line for line in out if line.split()[1] == str(pid) and not line.split()[2].startswith("Z")]
 
 
+def _with_home(home: Path) -> list[int]:
+    """Processes working in ``home`` or with HOME=home in their environment: what apply started for this
+    test (the folder is the test's own), found without trusting a pid file a failure may have left unwritten."""
+    wanted = f"HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                inside = os.readlink(entry / "cwd").startswith(f"{home}/")
+                if inside or wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """The HOME of the test's vllmgen commands; whatever still runs with it after the test is killed."""
+    folder = tmp_path / "home"
+    yield folder
+    for pid in _with_home(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
-def test_apply_verify_status_down_with_vllm_cpu(tmp_path: Path) -> None:
+def test_apply_verify_status_down_with_vllm_cpu(tmp_path: Path, home: Path) -> None:
     venv = cache.vllm_venv()
     model = cache.tiny_model(venv / "bin" / "python")
     spec = tmp_path / "cpu.yaml"
@@ -57,9 +89,9 @@ monitoring: {{enabled: false}}
 nodes: [{{name: cpu-0, address: 127.0.0.1, gpus: 1}}]
 serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, extra_args: [--load-format, dummy]}}
 """)
-    home = tmp_path / "home"
     assert _vllmgen(home, tmp_path, "render", str(spec)).returncode == 0
-    applied = _vllmgen(home, tmp_path, "apply", str(spec), "--node", "cpu-0", "--timeout", "400", private_shm=True)
+    applied = _vllmgen(home, tmp_path, "apply", str(spec), "--node", "cpu-0", "--timeout", str(VLLM_READY_S),
+                       private_shm=True)
     record = home / ".vllmgen" / "deployments" / "proc-cpu" / "run" / "cpu-0.json"
     pid = json.loads(record.read_text())["pid"] if record.exists() else 0
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import Cluster, apply_args, ray_spec, write_spec
+from .support import Cluster, apply_args, ray_spec, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +48,11 @@ def test_apply_all_forms_the_ray_cluster_and_serves(two_hosts: Cluster, tmp_path
     # the serve command ran inside the head, its output in the head's log (as serve.sh does it)
     logs = head.logs().decode()
     assert 'fake vllm argv: ["serve", "/models/tiny", "--config", "/etc/vllmgen/serve-config.yaml"]' in logs
-    ray_status = head.exec_run(["ray", "status"]).output.decode()
-    assert "0.0/8.0 GPU" in ray_status
+    # Ray's autoscaler view lags the cluster vLLM already sees (ray.nodes() lists both nodes while
+    # `ray status` still says "No cluster status"): wait for it, with a deadline
+    ray_status = wait_for(lambda: head.exec_run(["ray", "status"]).output.decode(), lambda out: "0.0/8.0 GPU" in out,
+                          timeout=60, every=1)
+    assert "0.0/8.0 GPU" in ray_status, ray_status
 
     status = json.loads(two_hosts.vllmgen("status", str(spec), "--all", "--output", "json").stdout)
     assert status["cluster"]["nodes"] == ["head", "worker-1"] and status["cluster"]["gpus"] == 8

@@ -10,8 +10,9 @@ the two nodes with the spec's GPU count. The tests run in file order on one depl
 from __future__ import annotations
 
 import json
-import signal
 import os
+import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from infra import cache
 
 from vllmgen.runner.ssh import CONNECT_TIMEOUT
 
-from .support import SshCluster, apply_args, ray_spec, write_spec
+from .support import SshCluster, apply_args, ray_spec, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 NAME = "vg-sshray"
@@ -60,7 +61,9 @@ def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> 
     assert "2 Ray node(s) with 8 GPU(s): ok after" in log and "head: cluster: ok (2 node(s), 8 GPU(s))" in log
     assert "verify: chat completion answered" in log
     head = ssh_hosts.daemons[0].client().containers.get(f"{NAME}-head")
-    assert "0.0/8.0 GPU" in head.exec_run(["ray", "status"]).output.decode()
+    ray_status = wait_for(lambda: head.exec_run(["ray", "status"]).output.decode(), lambda out: "0.0/8.0 GPU" in out,
+                          timeout=60, every=1)  # Ray's autoscaler view lags the cluster (FACTS.md)
+    assert "0.0/8.0 GPU" in ray_status, ray_status
     worker = ssh_hosts.daemons[1].client().containers.get(f"{NAME}-worker-1")
     assert f"--address={head_ip}:6379" in worker.attrs["Config"]["Cmd"]
     assert f"--node-ip-address={worker_ip}" in worker.attrs["Config"]["Cmd"]
@@ -72,8 +75,18 @@ def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> 
         for mount in container.attrs["Mounts"]:
             assert "/.vllmgen/" not in mount["Source"] or mount["Source"].startswith(str(server.home))
 
+    logins = [_logins(server) for server in ssh_hosts.servers]
+    sockets = set(Path(tempfile.gettempdir()).glob("vllmgen-ssh-*"))
     again = _ok(_apply(ssh_hosts, spec))
     assert "nothing changed" in again
+    # one ssh connection per host for the whole run: every command and Docker API stream went over it
+    assert [_logins(server) - before for server, before in zip(ssh_hosts.servers, logins, strict=True)] == [1, 1]
+    assert set(Path(tempfile.gettempdir()).glob("vllmgen-ssh-*")) <= sockets  # its masters' folder is gone
+
+
+def _logins(server) -> int:  # noqa: ANN001 - infra.sshd.Sshd
+    """Logins that host's sshd accepted so far (one per ssh connection; sessions over one are not logins)."""
+    return (server.dir / "sshd.log").read_text(errors="replace").count("Accepted publickey for ")
 
 
 def test_status_over_ssh_table_and_json(ssh_hosts: SshCluster, spec: Path) -> None:
@@ -90,7 +103,9 @@ def test_status_over_ssh_table_and_json(ssh_hosts: SshCluster, spec: Path) -> No
 
 
 def test_a_killed_worker_is_named_by_status_and_restored_by_apply(ssh_hosts: SshCluster, spec: Path) -> None:
-    ssh_hosts.daemons[1].client().containers.get(f"{NAME}-worker-1").kill()
+    worker = ssh_hosts.daemons[1].client().containers.get(f"{NAME}-worker-1")
+    worker.kill()
+    worker.wait(timeout=60)  # `docker kill` returns when the signal is sent, not when the container has exited
     result = ssh_hosts.vllmgen("status", str(spec), "--all")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"problem: node worker-1: {NAME}-worker-1 is exited (exit code 137)" in result.stdout

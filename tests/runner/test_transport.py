@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,57 @@ from vllmgen.runner.host import HostError, SshHost
 from vllmgen.runner.sdk import DockerSdkExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[ssh.Connections]:
+    """Each test its own run's ssh connections (as each vllmgen process has), closed after it."""
+    fresh = ssh.Connections()
+    monkeypatch.setattr(ssh, "CONNECTIONS", fresh)
+    yield fresh
+    fresh.close()
+
+
+# A stand-in `ssh` for PATH: runs the remote command line here, and plays OpenSSH's connection sharing
+# as far as vllmgen sees it: `-N -f` with ControlMaster=yes makes the ControlPath socket (a file here) and
+# returns, `-O exit` removes it; it logs each call's kind to $SSH_LOG (master, exit, session, or direct when
+# a session does not go through a master's socket).
+FAKE_SSH = r"""#!/bin/sh
+path=""; kind=direct
+while [ "$1" != "--" ]; do
+  case "$1" in
+    ControlPath=*) path="${1#ControlPath=}" ;;
+    ControlMaster=yes) kind=master ;;
+    exit) kind=exit ;;
+  esac
+  shift
+done
+shift 2
+if [ "$kind" = direct ] && [ -n "$path" ] && [ -e "$path" ]; then kind=session; fi
+echo "$kind" >> "$SSH_LOG"
+case "$kind" in
+  master) [ -n "$SSH_MASTER_SAYS" ] && { echo "$SSH_MASTER_SAYS" >&2; exit 255; }
+          : > "$path"; exit 0 ;;
+  exit) rm -f "$path"; exit 0 ;;
+esac
+exec sh -c "$1"
+"""
+
+
+@pytest.fixture
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in ssh first on PATH; returns its log."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "ssh").write_text(FAKE_SSH)
+    (folder / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    monkeypatch.setenv("SSH_LOG", str(tmp_path / "ssh.log"))
+    return tmp_path / "ssh.log"
+
+
+def _calls(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
 
 
 def _spec(tmp_path: Path, nodes: list[dict]) -> Path:
@@ -122,6 +176,8 @@ def test_ssh_host_commands_time_out_as_host_errors(monkeypatch: pytest.MonkeyPat
     host = SshHost(parse("ssh://root@203.0.113.9"))
 
     def hang(*args, **kwargs):  # noqa: ANN002, ANN003
+        if "-N" in args[0]:  # the master's login: it ended without a word; the command then runs on its own
+            return subprocess.CompletedProcess(args[0], 255)
         raise subprocess.TimeoutExpired(args[0], kwargs["timeout"])
 
     monkeypatch.setattr(subprocess, "run", hang)
@@ -195,19 +251,54 @@ def test_dry_run_needs_no_daemon(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "docker --host ssh://root@203.0.113.3 ps --all" in result.output
 
 
-def test_ssh_host_copies_the_deployment_files_in_one_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stand-in `ssh` on PATH runs the remote command line here and counts sessions."""
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "ssh").write_text('#!/bin/sh\necho x >> "$SSH_LOG"\nwhile [ "$1" != "--" ]; do shift; done\n'
-                              'shift 2\nexec sh -c "$1"\n')
-    (fake / "ssh").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
-    monkeypatch.setenv("SSH_LOG", str(tmp_path / "sessions"))
+def test_ssh_host_copies_the_deployment_files_in_one_session(tmp_path: Path, fake_ssh: Path) -> None:
     host = SshHost(parse("ssh://root@203.0.113.9"))
     target = tmp_path / "remote" / "deploy"
     host.put_files(str(target), {"serve-config.yaml": b"a: 1\n", "serve.sh": b"#!/bin/sh\n"})
     assert (target / "serve-config.yaml").read_bytes() == b"a: 1\n" and (target / "serve.sh").exists()
-    assert (tmp_path / "sessions").read_text().count("x") == 1
+    assert _calls(fake_ssh) == ["master", "session"]
     out = host.run(["sh", "-c", "cat > \"$1\"", "x", str(tmp_path / "t")], input="text in\n")
     assert out.rc == 0 and (tmp_path / "t").read_text() == "text in\n"
+
+
+def test_one_connection_per_host_per_run(fake_ssh: Path, connections: ssh.Connections) -> None:
+    """Every command to a host after the first is a session over the first's master connection, from
+    threads too; the masters' folder is private and is gone, with the masters, when the run ends."""
+    hosts = [SshHost(parse("ssh://root@203.0.113.9")), SshHost(parse("ssh://ops@203.0.113.10:2222"))]
+    connections.open([h.endpoint for h in hosts])  # both logins at once, in the background
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: hosts[i % 2].run(["echo", str(i)]).stdout, range(8)))
+    assert answers == [f"{i}\n" for i in range(8)]
+    calls = _calls(fake_ssh)
+    assert calls.count("master") == 2 and calls.count("session") == 8 and "direct" not in calls
+    folder = Path(connections.socket_folder())
+    assert folder.stat().st_mode & 0o777 == 0o700 and len(list(folder.iterdir())) == 2
+    connections.close()
+    assert _calls(fake_ssh).count("exit") == 2 and not folder.exists()
+
+
+def test_a_refused_login_is_reported_once_without_trying_again(fake_ssh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The master's login failed in a way ssh explains: every command on that host fails with ssh's words at
+    once (not after a second connect timeout), and no other ssh is started."""
+    monkeypatch.setenv("SSH_MASTER_SAYS", "ssh: connect to host 203.0.113.9 port 22: Connection refused")
+    host = SshHost(parse("ssh://root@203.0.113.9"))
+    for _ in range(2):
+        with pytest.raises(HostError, match=r"cannot reach sshd \(ssh: connect to host .* Connection refused\)"):
+            host.run(["echo", "a"])
+    assert _calls(fake_ssh) == ["master"]
+
+
+def test_a_master_that_fails_otherwise_leaves_ssh_to_say_why(fake_ssh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure ssh does not explain, or a dropped connection: each command runs as a plain ssh (with its
+    own retries), the master not tried again in this run."""
+    monkeypatch.setenv("SSH_MASTER_SAYS", "mux_client_request_session: something odd")
+    host = SshHost(parse("ssh://root@203.0.113.9"))
+    assert host.run(["echo", "a"]).stdout == "a\n" and host.run(["echo", "b"]).stdout == "b\n"
+    assert _calls(fake_ssh) == ["master", "direct", "direct"]
+
+
+def test_the_dry_run_prints_ssh_as_a_person_types_it(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, [{"name": "head", "role": "head", "address": "127.0.0.1", "gpus": 1,
+                             "docker_host": "ssh://root@203.0.113.3"}])
+    result = CliRunner().invoke(cli, ["apply", str(spec), "--all", "--dry-run", "--build-dir", str(tmp_path / "build")])
+    assert result.exit_code == 0 and "ssh -o BatchMode=yes" in result.output and "Control" not in result.output

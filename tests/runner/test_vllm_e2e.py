@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import PATH, Cluster, apply_args, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, apply_args, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +62,10 @@ def test_real_vllm_on_one_host(one_host: Cluster, tmp_path: Path, python_prefix:
     nodes = [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}]
     spec = write_spec(tmp_path, _spec("vg-vllm", vllm, python_prefix, tmp_path, nodes))
     try:
-        log = _ok(one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "240", daemon=daemon)))
+        apply = apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S), daemon=daemon)
+        log = _ok(one_host.vllmgen(*apply))
         assert "verify: /v1/models lists tiny" in log and "verify: chat completion answered" in log
-        again = _ok(one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "240", daemon=daemon)))
+        again = _ok(one_host.vllmgen(*apply))
         assert "nothing changed" in again
     finally:
         _ok(one_host.vllmgen("down", str(spec), "--all"))
@@ -84,7 +85,7 @@ def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pytho
     spec = write_spec(tmp_path, _spec("vg-mp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
                                       backend="mp", nic="vg0"))
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300")))
+        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "node-0: cluster: ok (2 node(s), /health 200)" in log
         assert "verify: chat completion answered" in log
         worker_cmd = two_hosts.daemons[1].client().containers.get("vg-mp-node-1").attrs["Config"]["Cmd"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import SshCluster, apply_args, write_spec
+from .support import VLLM_READY_S, SshCluster, apply_args, write_spec
 from .test_vllm_e2e import _ok, _spec, vllm  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
@@ -27,12 +27,12 @@ def test_real_vllm_mp_across_two_ssh_hosts(ssh_hosts: SshCluster, tmp_path: Path
     spec = write_spec(tmp_path, _spec("vg-sshmp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
                                       backend="mp", nic="vg0"))
     try:
-        log = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300")))
+        log = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "node-0: cluster: ok (2 node(s), /health 200)" in log
         assert "verify: /v1/models lists tiny" in log and "verify: chat completion answered" in log
         cmd = ssh_hosts.daemons[1].client().containers.get("vg-sshmp-node-1").attrs["Config"]["Cmd"]
         assert cmd[-3:] == ["--node-rank", "1", "--headless"]
-        again = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300")))
+        again = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "nothing changed" in again
         status = ssh_hosts.vllmgen("status", str(spec), "--all")
         assert status.returncode == 0 and "models: tiny" in status.stdout, status.stdout + status.stderr

@@ -136,8 +136,11 @@ class SshHost:
         data = input.encode() if isinstance(input, str) else input
         for attempt in range(self.attempts):
             try:
-                raw = subprocess.run(self.ssh_argv(argv), input=data, capture_output=True,
-                                     timeout=timeout, check=False)
+                shared = ssh.shared(self.endpoint, self.ssh_argv(argv))
+            except ssh.SshRefused as exc:  # the host's one login failed: ssh's words, without trying again
+                raise HostError(ssh.explain(self.endpoint, exc.stderr)) from None
+            try:
+                raw = subprocess.run(shared, input=data, capture_output=True, timeout=timeout, check=False)
                 out = subprocess.CompletedProcess(raw.args, raw.returncode, raw.stdout.decode("utf-8", "replace"),
                                                   raw.stderr.decode("utf-8", "replace"))
             except subprocess.TimeoutExpired as exc:

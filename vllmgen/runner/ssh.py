@@ -6,6 +6,13 @@ yes``: an unknown key is an error, never accepted), and ``--`` before the destin
 parts come from a parsed ``vllmgen.endpoints.Endpoint`` (the user through ``-l``). Key, user
 and known_hosts otherwise come from the user's own ssh configuration.
 
+One connection per host per run: the first ssh to a host starts a master connection (OpenSSH's
+ControlMaster) whose socket lives in a folder of this run's own (0700, removed at exit with the
+masters); every later ssh to that host, Docker's streams included, is a session over it, with no new
+TCP connection, key exchange or login. ``ssh_argv`` stays the command a person would type (the dry
+run prints it); ``shared`` adds the multiplexing when vllmgen runs it. Where the master cannot be
+started, ssh runs as before and its own error text explains.
+
 ``SshDockerAdapter`` carries the Docker API over ``ssh HOST docker system dial-stdio`` (what the
 docker CLI does for ``ssh://``) on a real socket pair, so every read has the client's timeout,
 and ssh's own error text is kept for the message when a connection fails. It replaces the docker
@@ -15,7 +22,9 @@ ssh as a bare BrokenPipeError.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +50,133 @@ def ssh_argv(endpoint: Endpoint, remote: str) -> list[str]:
     if endpoint.user:
         argv += ["-l", endpoint.user]
     return [*argv, "--", endpoint.host, remote]
+
+
+PERSIST = 60  # seconds a master outlives its last session: bounds what a killed vllmgen leaves running
+
+
+class SshRefused(Exception):
+    """The host's master connection could not log in; the text is ssh's own (for ``explain``)."""
+
+    def __init__(self, stderr: str):
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+class Connections:
+    """The master connections of this run, one per host, started on first use and closed at exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[Endpoint, threading.Lock] = {}
+        self._sockets: dict[Endpoint, str] = {}
+        self._failed: dict[Endpoint, str] = {}  # endpoint -> what ssh said when its master could not log in
+        self._dir: str | None = None
+
+    def _socket(self, endpoint: Endpoint) -> str:
+        with self._lock:
+            if self._dir is None:
+                # mkdtemp: mode 0700, so no one else can reach our hosts through the sockets; a short path,
+                # as a unix socket's is limited (ssh adds a 17-character suffix while it binds)
+                parent = tempfile.gettempdir()
+                self._dir = tempfile.mkdtemp(prefix="vllmgen-ssh-", dir=parent if len(parent) < 40 else "/tmp")
+                atexit.register(self.close)
+            if endpoint not in self._sockets:
+                self._sockets[endpoint] = os.path.join(self._dir, f"host{len(self._sockets)}")
+            return self._sockets[endpoint]
+
+    def socket_folder(self) -> str | None:
+        return self._dir
+
+    def shared(self, endpoint: Endpoint, argv: list[str]) -> list[str]:
+        """``argv`` (from ``ssh_argv``) as a session over the host's master connection, started if need be.
+        SshRefused when the master's login failed in a way ssh explains (refused, timed out, unknown host
+        key, no key): the same ssh would fail the same way, after waiting out the same timeout again.
+        ``argv`` unchanged for any other failure: ssh then tries, and fails with its own words."""
+        with self._lock:
+            lock = self._locks.setdefault(endpoint, threading.Lock())
+        with lock:
+            if endpoint in self._failed:
+                said = self._failed[endpoint]
+                if explain(endpoint, said) and not transient(said):
+                    raise SshRefused(said)
+                return argv
+            path = self._socket(endpoint)
+            # the master removes its socket when it ends (PERSIST seconds idle, or killed): start another
+            if not os.path.exists(path):
+                said = self._start(endpoint, path)
+                if said is not None:
+                    self._failed[endpoint] = said
+                    if explain(endpoint, said) and not transient(said):
+                        raise SshRefused(said)
+                    return argv
+        return [argv[0], "-o", f"ControlPath={path}", "-o", "ControlMaster=no", *argv[1:]]
+
+    def open(self, endpoints: list[Endpoint]) -> None:
+        """Start the masters of ``endpoints`` now, all at once, in the background: their logins overlap
+        with each other and with what vllmgen does before it first needs a host (imports, the spec)."""
+        for endpoint in dict.fromkeys(endpoints):
+            threading.Thread(target=self._open_one, args=(endpoint,), daemon=True, name=f"ssh {where(endpoint)}").start()
+
+    def _open_one(self, endpoint: Endpoint) -> None:
+        try:
+            self.shared(endpoint, ssh_argv(endpoint, ""))
+        except SshRefused:
+            pass  # kept: the first command on that host reports it
+
+    @staticmethod
+    def _start(endpoint: Endpoint, path: str) -> str | None:
+        """None once the master is up; else what ssh said."""
+        argv = ssh_argv(endpoint, "")[:-1]  # no remote command: -N
+        argv[1:1] = ["-o", f"ControlPath={path}", "-o", "ControlMaster=yes", "-o", f"ControlPersist={PERSIST}",
+                     "-N", "-f"]
+        with tempfile.TemporaryFile() as err:
+            try:
+                # -f: ssh returns once logged in, the master in the background; its stderr goes to a file,
+                # never to a pipe that would stay open as long as the master lives
+                rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    timeout=CONNECT_TIMEOUT + 5, check=False).returncode
+                err.seek(0)
+                said = err.read().decode("utf-8", "replace").strip()
+            except subprocess.TimeoutExpired:
+                return f"ssh: connect to host {endpoint.host}: Connection timed out (no login within {CONNECT_TIMEOUT + 5} s)"
+            except OSError as exc:
+                return str(exc)
+        if rc == 0 and os.path.exists(path):
+            return None
+        return said or f"ssh exited {rc}"
+
+    def close(self) -> None:
+        """Ends every master of this run and removes the sockets' folder."""
+        with self._lock:
+            sockets, self._sockets = dict(self._sockets), {}
+            folder, self._dir = self._dir, None
+        stopping = []
+        for endpoint, path in sockets.items():  # every host's at once: this is on the way out of every command
+            if os.path.exists(path):
+                stop = ssh_argv(endpoint, "")[:-1]
+                stop[1:1] = ["-o", f"ControlPath={path}", "-O", "exit"]
+                try:
+                    stopping.append(subprocess.Popen(stop, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                     stderr=subprocess.DEVNULL))
+                except OSError:
+                    pass
+        for process in stopping:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+CONNECTIONS = Connections()
+
+
+def shared(endpoint: Endpoint, argv: list[str]) -> list[str]:
+    """``argv`` over this run's one connection to the host (see ``Connections``)."""
+    return CONNECTIONS.shared(endpoint, argv)
 
 
 def where(endpoint: Endpoint) -> str:
@@ -88,15 +224,22 @@ class _Dialer:
 
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
-        self.argv = ssh_argv(endpoint, DIAL)
+        self._refused = ""  # ssh's words when the host's master could not log in
         self._lock = threading.Lock()
         self._procs: list[tuple[subprocess.Popen, Any]] = []
 
     def dial(self, timeout: float | None) -> socket.socket:
         ours, theirs = socket.socketpair()
+        try:
+            argv = shared(self.endpoint, ssh_argv(self.endpoint, DIAL))
+        except SshRefused as exc:  # no ssh to start: a stream that ends at once, with ssh's words kept
+            theirs.close()
+            self._refused = exc.stderr
+            return ours
         err = tempfile.TemporaryFile()
         try:
-            proc = subprocess.Popen(self.argv, stdin=theirs, stdout=theirs, stderr=err,
+            proc = subprocess.Popen(argv, stdin=theirs,
+                                    stdout=theirs, stderr=err,
                                     start_new_session=True)  # Ctrl-C reaches vllmgen, which closes it
         finally:
             theirs.close()
@@ -124,7 +267,7 @@ class _Dialer:
             if rc != 0 and not err.closed:
                 err.seek(0)
                 return err.read().decode("utf-8", "replace").strip()
-        return ""
+        return self._refused
 
     def close(self) -> None:
         with self._lock:

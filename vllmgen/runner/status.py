@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vllmgen import faults, phases
@@ -25,38 +26,19 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
     nodes = []
     stray: dict[tuple[str, str], dict[str, Any]] = {}  # (engine, container) -> orphan
     head_running = False
-    for node in plan.nodes:
-        if node.name not in executors:
-            continue
-        executor = executors[node.name]
-        entry: dict[str, Any] = {"node": node.name, "role": node.role, "address": node.address,
-                                 "endpoint": executor.endpoint or "local", "containers": []}
-        try:
-            found = executor.list_containers(plan.name)
-        except (EngineError, HostError) as exc:
-            entry["error"] = str(exc)
-            nodes.append(entry)
-            continue
+    chosen = [node for node in plan.nodes if node.name in executors]
+    # each node's engine asked at the same time (over ssh, each host's round trips overlap the others')
+    side_by_side = len(chosen) > 1 and all(executors[node.name].concurrent for node in chosen)
+    with ThreadPoolExecutor(max_workers=len(chosen) if side_by_side else 1) as pool:
+        looked = list(pool.map(lambda node: _look(plan, node, executors[node.name]), chosen))
+    for node, (entry, found) in zip(chosen, looked, strict=True):
+        nodes.append(entry)
         for state in orphans(plan, found):
             stray.setdefault((entry["endpoint"], state.name), {
                 "node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
                 "engine of": node.name, "why": describe(state)})
-        mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name
-                and not servers.is_router(state.labels) and not gateway_step.is_gateway(state.labels)]
-        if not mine:
-            entry["problem"] = f"no container {node.container.name}"
-        for state in mine:
-            current = _current(executor, plan, node, state)
-            entry["containers"].append({"name": state.name, "status": state.status, "exit_code": state.exit_code,
-                                        "current": current})
-            if not state.running:
-                entry["problem"] = f"{state.name} is {state.status}" + (
-                    f" (exit code {state.exit_code})" if state.status == "exited" else "")
-            elif not current:
-                entry["problem"] = f"{state.name} is not the spec's (its definition or image changed): apply again"
-            if node.role == "head" and state.running:
-                head_running = True
-        nodes.append(entry)
+        if node.role == "head" and any(c["status"] == "running" for c in entry["containers"]):
+            head_running = True
 
     head = executors.get(plan.head.name)
     cluster: dict[str, Any] | None = None
@@ -140,6 +122,31 @@ def fault_problem(fault: Mapping[str, Any]) -> str:
     kind = f" ({fault['kind']})" if fault["kind"] != "engine" else ""
     return (f"node {fault['node']}: the engine failed{kind} while {fault['container']} runs: "
             f"{fault['line']}{cause}; what to do: {fault['fix']}")
+
+
+def _look(plan: Plan, node: Any, executor: Executor) -> tuple[dict[str, Any], list[Any]]:
+    """One node's entry in the report, and every container of the deployment its engine has."""
+    entry: dict[str, Any] = {"node": node.name, "role": node.role, "address": node.address,
+                             "endpoint": executor.endpoint or "local", "containers": []}
+    try:
+        found = executor.list_containers(plan.name)
+    except (EngineError, HostError) as exc:
+        entry["error"] = str(exc)
+        return entry, []
+    mine = [state for state in found if state.labels.get(NODE_LABEL) == node.name
+            and not servers.is_router(state.labels) and not gateway_step.is_gateway(state.labels)]
+    if not mine:
+        entry["problem"] = f"no container {node.container.name}"
+    for state in mine:
+        current = _current(executor, plan, node, state)
+        entry["containers"].append({"name": state.name, "status": state.status, "exit_code": state.exit_code,
+                                    "current": current})
+        if not state.running:
+            entry["problem"] = f"{state.name} is {state.status}" + (
+                f" (exit code {state.exit_code})" if state.status == "exited" else "")
+        elif not current:
+            entry["problem"] = f"{state.name} is not the spec's (its definition or image changed): apply again"
+    return entry, found
 
 
 def _current(executor: Executor, plan: Plan, node: Any, state: Any) -> bool:

@@ -13,9 +13,11 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 
+from vllmgen import endpoints
 from vllmgen.addresses import url_host
 from vllmgen.plan import Plan
 from vllmgen.runner import host as hosts
+from vllmgen.runner import ssh
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import ClusterView, Executor
 from vllmgen.runner.sdk import DockerSdkExecutor
@@ -84,6 +86,9 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
               restart_command: tuple[str, ...] = hosts.DEFAULT_RESTART) -> dict[str, Executor]:
     """One executor per node in ``names``; ``remote``: through each node's docker_host."""
     out: dict[str, Executor] = {}
+    if remote and dry_run is None:  # every host's one ssh connection, opened now and side by side
+        ssh.CONNECTIONS.open([endpoints.parse(endpoint) for endpoint in (plan.node(name).docker_host for name in names)
+                              if endpoint and endpoint.startswith("ssh://")])
     whole = ClusterView(sum(n.gpus for n in plan.nodes), tuple(sorted(n.address for n in plan.nodes)))
     for name in names:
         node = plan.node(name)
