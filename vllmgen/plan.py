@@ -141,6 +141,7 @@ class Plan:
     monitoring: MonitoringPlan | None = None
     runtime: Literal["docker", "process"] = "docker"
     router: RouterPlan | None = None
+    offline: bool = False  # apply uses the images on the nodes and never builds or pulls
 
     @property
     def head(self) -> NodePlan:
@@ -203,6 +204,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         monitoring=plan_monitoring(spec, ordered[0]),
         runtime=spec.runtime.kind,
         router=plan_router(spec, ordered, image.tag),
+        offline=spec.offline,
     )
 
 
@@ -429,6 +431,10 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
     if spec.runtime.kind == "process" and node.gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in node.gpu_ids)
     env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
+    if spec.offline:
+        from vllmgen.rules_offline import OFFLINE_ENV
+
+        env.update(OFFLINE_ENV)
     return tuple(sorted(env.items()))
 
 

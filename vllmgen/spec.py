@@ -263,6 +263,10 @@ class Spec(Model):
     caches: Caches = Field(default_factory=Caches, description="engine caches kept between starts")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus and Grafana (-> monitoring/)")
     router: Router | None = Field(None, description="vllm-router in front of the deployment's API servers (-> router/)")
+    offline: bool = Field(
+        False, description="the hosts have no internet: every serving container or process gets HF_HUB_OFFLINE, "
+        "TRANSFORMERS_OFFLINE, VLLM_NO_USAGE_STATS and DO_NOT_TRACK; validate refuses what would fetch at run time; "
+        "apply uses images `vllmgen bundle load` placed and never builds or pulls")
 
     @property
     def head(self) -> Node:

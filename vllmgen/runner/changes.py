@@ -141,9 +141,20 @@ def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
             images[name] = ("build", "the Dockerfile changed" + (" (--base-image)" if apply.options.base_image else ""))
         else:
             images[name] = ("unchanged", "")
+        if apply.plan.offline and images[name][0] == "build":
+            images[name] = offline_refusal(apply, name, "image", apply.plan.image.tag, images[name][1])
         apply.image_ids[name] = (NEW_IMAGE if images[name][0] == "build" else
                                  apply._engine(name, "image", lambda e=executor: e.image_id(apply.plan.image.tag)) or "")
     return images
+
+
+def offline_refusal(apply: Apply, node: str, step: str, tag: str, why: str) -> tuple[str, str]:
+    """offline: true never builds or pulls: the image must be what `vllmgen bundle load` placed.
+    A dry run shows the build it would refuse; a real apply stops before changing anything."""
+    todo = "carry it with `vllmgen bundle SPEC -o DIR` and `vllmgen bundle load DIR --node NAME` (or --all)"
+    if apply.options.dry_run:
+        return "build", f"{why}; offline: true: apply refuses to build it: {todo}"
+    raise fail(node, step, f"{why}, and offline: true forbids building or pulling it", todo)
 
 
 def _orphans(apply: Apply, names: tuple[str, ...]) -> list[Orphan]:
