@@ -38,6 +38,7 @@ def cli() -> None:
       vllmgen status vllmgen.yaml          containers, cluster and endpoint health
       vllmgen down vllmgen.yaml            remove what apply started
       vllmgen bench vllmgen.yaml           vllm bench serve inside the serving container, compared
+      vllmgen bundle vllmgen.yaml -o DIR   images, model and build/ for hosts without internet (then: bundle load)
 
     Exit codes: 0 ok, 1 build/ out of date, 2 usage error, 3 invalid spec,
     4 a runner step failed, 123 internal error (please report it).
@@ -203,7 +204,9 @@ def _register_review_commands() -> None:
     from vllmgen.cli_review import diff, precommit
     from vllmgen.cli_runner import apply, bench, down, plan, status
 
-    for command in (apply, plan, status, down, bench, diff, precommit):
+    from vllmgen.bundle.cli import bundle
+
+    for command in (apply, plan, status, down, bench, diff, precommit, bundle):
         cli.add_command(command)
 
 
