@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import IMAGE_HASH_LABEL, dockerfile_for, image_hash
+from vllmgen.runner.servers import router_dockerfile
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,6 @@ class ImageNeed:
     def labels(self) -> dict[str, str]:
         """The labels apply compares to decide the image is already built (and, offline, to use it)."""
         return {IMAGE_HASH_LABEL: image_hash(self.dockerfile)} if self.dockerfile is not None else {}
-
-
-def router_dockerfile(deploy_dir: Path, base: str, override: str | None) -> str:
-    """router/Dockerfile as apply builds it: its FROM swapped for ``override`` when given."""
-    text = (deploy_dir / "router" / "Dockerfile").read_text(encoding="utf-8")
-    return text.replace(f"FROM {base}\n", f"FROM {override}\n", 1) if override else text
 
 
 def images(plan: Plan, deploy_dir: Path, *, base_image: str | None = None,

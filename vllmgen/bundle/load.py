@@ -108,7 +108,7 @@ def place_deployment(folder: Path, manifest: Mapping[str, Any], to: Path) -> tup
 # --- images and the model on a node -----------------------------------------------------------------
 
 
-def _pipe(host: hosts.Host, argv: list[str], chunks: Iterable[bytes]) -> hosts.Completed:
+def pipe(host: hosts.Host, argv: list[str], chunks: Iterable[bytes]) -> hosts.Completed:
     """``argv`` on the node's host with ``chunks`` on its stdin, streamed (ssh for an ssh:// node)."""
     if isinstance(host, hosts.SshHost):
         command = host.ssh_argv(argv)
@@ -195,7 +195,7 @@ def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine:
                               "nothing of the model was changed: move them away, or point the spec's host_path elsewhere")
         else:
             started = time.monotonic()
-            out = _pipe(engine.host, ["sh", "-c", PLACE, "vllmgen", path, digest], archive.read_item(folder, item))
+            out = pipe(engine.host, ["sh", "-c", PLACE, "vllmgen", path, digest], archive.read_item(folder, item))
             if out.rc != 0:
                 raise BundleError(f"{need.name}: placing the model at {path} failed (exit {out.rc}): "
                                   f"{out.stderr.strip()}; the model was left as it was")

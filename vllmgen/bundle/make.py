@@ -77,7 +77,7 @@ def _deployment_source(files: dict[str, tuple[bytes, int]]) -> Source:
     return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True)
 
 
-def _model_source(folder: Path, container_path: str) -> Source:
+def model_source(folder: Path, container_path: str) -> Source:
     if not folder.is_dir():
         raise BundleError(f"the model folder {folder} does not exist on this machine (give --model-dir)")
     files = archive.tree(folder)
@@ -128,7 +128,7 @@ def make(request: Request, engine: Engine | None, say: Callable[[str], None]) ->
     sources = [_deployment_source(deployment_files(request.spec, plan.name, compiled.artifacts))]
     folder = contents.model_folder(spec.model.host_path, request.model_dir)
     if folder is not None:
-        sources.append(_model_source(folder, spec.model.path))
+        sources.append(model_source(folder, spec.model.path))
     else:
         say(f"model: not bundled: {spec.model.source} has no host_path; the hosts download it (not offline)")
     for image_id, meta in _group(needs, ids).items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllmgen import addresses
@@ -48,6 +49,12 @@ def _endpoint_at(plan: Plan, url: str) -> Endpoint:
     return replace(plan.endpoint, address=host.strip("[]"), port=int(port))
 
 
+def router_dockerfile(deploy_dir: Path, base: str, override: str | None) -> str:
+    """router/Dockerfile as apply builds it (and bundle, to the same label): FROM swapped for ``override``."""
+    text = (deploy_dir / ROUTER_DOCKERFILE).read_text(encoding="utf-8")
+    return text.replace(f"FROM {base}\n", f"FROM {override}\n", 1) if override else text
+
+
 # --- apply ------------------------------------------------------------------------------------
 
 
@@ -78,9 +85,7 @@ def step_router(run: Apply, step: Step) -> None:
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)
-    dockerfile = (run.deploy_dir / ROUTER_DOCKERFILE).read_text(encoding="utf-8")
-    if run.options.router_base_image:
-        dockerfile = dockerfile.replace(f"FROM {router.base_image}\n", f"FROM {run.options.router_base_image}\n", 1)
+    dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
     labels = {"io.vllmgen.image-hash": image_hash(dockerfile)}
     existing = run._engine(name, step.name, lambda: executor.image_labels(router.image))
     if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
