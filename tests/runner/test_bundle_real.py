@@ -5,7 +5,7 @@ Real: dockerd (one for the connected machine, one per node), `docker save` by ID
 through the Docker API over `ssh HOST docker system dial-stdio`, tar over ssh for the model, OpenSSH.
 The serving process is the stand-in vLLM (tests/infra/fake_vllm.py) bind-mounted into the image.
 
-The trap: each node's namespace gets a default route into a dummy interface (a black hole) and an
+The trap: each host's namespace gets a default route into a veth pair that leads nowhere (a black hole) and an
 iptables rule counting every packet that leaves for anything but loopback and the test network; the
 counters must stay at zero through load and apply (a DNS query or an outside connection would count).
 """
@@ -47,7 +47,9 @@ def trapped(ssh_hosts: SshCluster):
     nodes = range(len(ssh_hosts.hosts.names))  # the control host too: it is air-gapped as well
     for index in nodes:
         assert "default" not in _ok(_ns(ssh_hosts, index, "ip", "route", "show")), "the test hosts have no route out"
-        _ok(_ns(ssh_hosts, index, "ip", "link", "add", "trap0", "type", "dummy"))
+        # a veth pair whose far end has no address: what is routed into it goes nowhere
+        _ok(_ns(ssh_hosts, index, "ip", "link", "add", "trap0", "type", "veth", "peer", "name", "trap1"))
+        _ok(_ns(ssh_hosts, index, "ip", "link", "set", "trap1", "up"))
         _ok(_ns(ssh_hosts, index, "ip", "link", "set", "trap0", "up"))
         _ok(_ns(ssh_hosts, index, "ip", "route", "add", "default", "dev", "trap0"))
         _ok(_ns(ssh_hosts, index, "iptables", "-w", "-I", *TRAP))

@@ -151,7 +151,7 @@ class NodeLoad:
     model_path: str | None
 
 
-def needs(manifest: Mapping[str, Any], plan: Any, spec: Any, names: tuple[str, ...]) -> list[NodeLoad]:
+def needs(manifest: Mapping[str, Any], spec: Any, names: tuple[str, ...]) -> list[NodeLoad]:
     model = next((i for i in manifest["items"] if i["kind"] == "model"), None)
     out = []
     for node in spec.nodes:
@@ -243,7 +243,7 @@ def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Cal
             targets.require_endpoints(plan, names, str(spec_path))
     except ValueError as exc:
         raise BundleError(str(exc).replace("COMMAND", "bundle load")) from exc
-    loads = needs(manifest, plan, valid.spec, names)
+    loads = needs(manifest, valid.spec, names)
     check_needed(folder, manifest, loads, say)
     for load in loads:
         node = plan.node(load.name)
