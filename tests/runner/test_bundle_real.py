@@ -118,6 +118,12 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
         assert not [i for i in node.client().images.list() if i.id == image["id"]]
 
     air = out.parent / "air-gapped-control"
+    early = ssh_hosts.vllmgen("apply", str(spec), "--all", "--build-dir", str(spec.parent / "build"),
+                              "--base-image", TESTBASE, "--no-gpus", "--timeout", "120", "--yes")
+    assert early.returncode == 4, early.stderr
+    assert f"vllmgen/{NAME}:v0.32.0 is not on the node, and offline: true forbids building or pulling it" in early.stderr
+    assert not [c for d in ssh_hosts.daemons for c in d.client().containers.list(all=True) if NAME in c.name]
+
     log = _ok(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
     assert "every SHA-256 matches the manifest" in log
     assert "n0: image vllmgen/vg-bundle:v0.32.0: loaded" in log and "n1: image vllmgen/vg-bundle:v0.32.0: loaded" in log

@@ -493,4 +493,10 @@ def test_offline_dry_run_shows_the_refused_build() -> None:
     spec = ROOT / "specs" / "airgapped.yaml"
     runner, _, _ = _apply(spec, options=Options(confirm=lambda q: True, settle=0, dry_run=True))
     text = runner.preview().text()
-    assert "offline: true: apply refuses to build it" in text
+    assert "offline: true: apply refuses to build or pull it" in text
+
+
+def test_offline_plan_shows_the_refused_build_without_failing() -> None:
+    runner, _, _ = _apply(ROOT / "specs" / "airgapped.yaml")
+    changes = runner.preview()
+    assert changes.pending and "vllmgen/qwen3-airgapped:v0.32.0 is not on the node; offline: true" in changes.text()

@@ -17,7 +17,7 @@ from vllmgen.plan import LABEL_PREFIX, Endpoint, Plan
 from vllmgen.router import Worker
 from vllmgen.router_artifacts import ROLE, router_container
 from vllmgen.runner import identity, verify
-from vllmgen.runner.changes import offline_refusal
+from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
@@ -90,8 +90,8 @@ def step_router(run: Apply, step: Step) -> None:
     existing = run._engine(name, step.name, lambda: executor.image_labels(router.image))
     if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
         if plan.offline:
-            offline_refusal(run, name, step.name, router.image, f"{router.image} is not on the node"
-                            if existing is None else f"{router.image} was built from another router/Dockerfile")
+            raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
+                                  else f"{router.image} was built from another router/Dockerfile")
         run._engine(name, step.name, lambda: executor.build_image(
             run.deploy_dir / "router", router.image, dockerfile, labels,
             lambda line: run.progress.say(f"{step.name}: {line}", name)))
