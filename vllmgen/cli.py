@@ -26,7 +26,7 @@ def _warn(diagnostics: list[Diagnostic]) -> None:
 # `validate` never load the runner's or the review tools' modules.
 ELSEWHERE = {"apply": "vllmgen.cli_runner", "plan": "vllmgen.cli_runner", "status": "vllmgen.cli_runner",
              "down": "vllmgen.cli_runner", "bench": "vllmgen.cli_runner", "diff": "vllmgen.cli_review",
-             "precommit": "vllmgen.cli_review"}
+             "precommit": "vllmgen.cli_review", "bundle": "vllmgen.bundle.cli"}
 
 
 class Commands(click.Group):
@@ -57,6 +57,7 @@ def cli() -> None:
       vllmgen status vllmgen.yaml          containers, cluster and endpoint health
       vllmgen down vllmgen.yaml            remove what apply started
       vllmgen bench vllmgen.yaml           vllm bench serve inside the serving container, compared
+      vllmgen bundle vllmgen.yaml -o DIR   images, model and build/ for hosts without internet (then: bundle load)
 
     Exit codes: 0 ok, 1 build/ out of date, 2 usage error, 3 invalid spec,
     4 a runner step failed, 123 internal error (please report it).

@@ -144,6 +144,7 @@ class Plan:
     router: RouterPlan | None = None
     process_user: str | None = None  # runtime.user: the systemd unit's User= (process runtime)
     process_home: str | None = None  # that user's home: a system unit's %h is root's, whatever User= says
+    offline: bool = False  # apply uses the images on the nodes and never builds or pulls
     gateway: GatewayPlan | None = None  # the front door; then ``endpoint`` is its public URL
     gateway_container: Container | None = None
     head_endpoint: Endpoint | None = None  # the head's own API server, as vllmgen reaches it (behind the gateway)
@@ -231,6 +232,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         gateway_container=gateway_container,
         head_endpoint=head_endpoint if gateway else None,
         server_urls=tuple((node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec)),
+        offline=spec.offline,
     )
 
 
@@ -492,6 +494,10 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
     if spec.runtime.kind == "process" and node.gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in node.gpu_ids)
     env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
+    if spec.offline:
+        from vllmgen.rules_offline import OFFLINE_ENV
+
+        env.update(OFFLINE_ENV)
     return tuple(sorted(env.items()))
 
 

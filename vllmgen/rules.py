@@ -102,12 +102,14 @@ def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     from vllmgen.rules_catalog import serve_flags_exist  # these import this module's Finding
     from vllmgen.rules_gateway import gateway_rules
     from vllmgen.rules_mounts import mount_clashes
+    from vllmgen.rules_offline import RULES as OFFLINE_RULES
     from vllmgen.rules_parallel import parallel_rules
     from vllmgen.rules_process import RULES as PROCESS_RULES
     from vllmgen.rules_secrets import RULES as SECRET_RULES
 
     findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES, gateway_rules):
+    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES, gateway_rules,
+                 *OFFLINE_RULES):
         if not lenient:
             findings.extend(rule(spec))
             continue

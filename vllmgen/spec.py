@@ -280,6 +280,10 @@ class Spec(Model):
     router: Router | None = Field(None, description="vllm-router in front of the deployment's API servers (-> router/)")
     gateway: Gateway | None = Field(None, description="the front door (nginx) that checks the API key on every path; "
                                     "on whenever secrets.api_key is set (-> gateway/)")
+    offline: bool = Field(
+        False, description="the hosts have no internet: every serving container or process gets HF_HUB_OFFLINE, "
+        "TRANSFORMERS_OFFLINE, VLLM_NO_USAGE_STATS and DO_NOT_TRACK; validate refuses what would fetch at run time; "
+        "apply uses images `vllmgen bundle load` placed and never builds or pulls")
 
     @property
     def head(self) -> Node:

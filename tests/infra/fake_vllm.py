@@ -1,6 +1,6 @@
 # A stand-in for `vllm serve` in the runner's container tests (standard library only).
 # It takes the generated command line (serve MODEL --config FILE [...]), reads the config for
-# the served name, host and port, and answers /health, /v1/models and /v1/chat/completions,
+# the served name, host and port, and answers /health, /v1/models, /v1/chat/completions and /v1/completions,
 # enforcing VLLM_API_KEY as vLLM does. FAKE_VLLM_FAIL=1 makes it die at once, as a bad flag would;
 # FAKE_VLLM_FATAL=1 logs, in vLLM's format, that its engine failed to start (NCCL) and then hangs, alive.
 import json
@@ -74,10 +74,15 @@ def main(argv):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if self._authorized() and self.path == "/v1/chat/completions":
+            if not self._authorized():
+                return
+            if self.path == "/v1/chat/completions":
                 message = {"role": "assistant", "content": "hi from fake"}
                 self._send(200, {"object": "chat.completion", "model": body.get("model"),
                                  "choices": [{"index": 0, "message": message}]})
+            elif self.path == "/v1/completions":  # verify asks for a text completion too
+                self._send(200, {"object": "text_completion", "model": body.get("model"),
+                                 "choices": [{"index": 0, "text": " hi from fake", "finish_reason": "length"}]})
 
         def log_message(self, *args):
             pass

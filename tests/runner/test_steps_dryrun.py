@@ -86,9 +86,21 @@ def _log(recorder: Recorder) -> str:
     return "".join(f"{c.node} {c.op} {c.detail}".rstrip() + "\n" for c in recorder.calls)
 
 
+def _loaded_images(spec: Path) -> dict[str, dict[str, str]]:
+    """An offline spec's images as `vllmgen bundle load` leaves them (apply never builds them); none otherwise."""
+    compiled, deploy_dir = _compiled(spec)
+    plan = compiled.plan
+    if not plan.offline:
+        return {}
+    images = {plan.image.tag: {IMAGE_HASH_LABEL: image_hash(dockerfile_for(deploy_dir, None))}}
+    if plan.router:
+        images[plan.router.image] = {IMAGE_HASH_LABEL: image_hash((deploy_dir / "router" / "Dockerfile").read_text())}
+    return images
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
 def test_call_log_matches_golden(spec: Path) -> None:
-    runner, recorder, _ = _apply(spec)
+    runner, recorder, _ = _apply(spec, images=_loaded_images(spec))
     report = runner.run()
     log = _log(recorder)
     golden = GOLDEN / f"{spec.stem}.all.txt"
@@ -136,7 +148,7 @@ def test_dry_run_docker_run_is_the_start_script(spec: Path) -> None:
     if "kind: process" in spec.read_text():
         pytest.skip("a process spec runs no docker (tests/test_process_runtime.py)")
     out = io.StringIO()
-    runner, _, _ = _apply(spec, stream=out)
+    runner, _, _ = _apply(spec, stream=out, images=_loaded_images(spec))
     runner.run()
     deploy_dir = str((ROOT / "build" / runner.plan.name).resolve())
     printed = [shlex.split(line.replace('"${HOME}"', "$HOME")) for line in out.getvalue().splitlines()
@@ -148,6 +160,9 @@ def test_dry_run_docker_run_is_the_start_script(spec: Path) -> None:
         words = shlex.split(block.replace('"${HOME}"', "$HOME").replace('"${deploy_dir}"', deploy_dir))
         words = [w for w in words if w]
         mine = next(p for p in printed if f"{node.container.name}" in p)
+        if node.docker_host:  # an ssh:// node mounts the copy apply puts under its $HOME
+            remote = f"~/.vllmgen/deployments/{runner.plan.name}"
+            mine = [w.replace(remote, deploy_dir) for w in mine]
         if mine[1] == "--host":
             del mine[1:3]
         assert _without_identity(mine) == _without_identity(words)
@@ -465,3 +480,25 @@ def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyP
     }
     without = executor._run_kwargs(RunRequest(worker.container, str(deploy_dir), {"HF_TOKEN": "x"}, gpus=False))
     assert "device_requests" not in without and without["labels"]["io.vllmgen.gpus"] == "none"
+
+
+def test_offline_apply_refuses_to_build_a_missing_image_and_changes_nothing() -> None:
+    spec = ROOT / "specs" / "airgapped.yaml"
+    runner, recorder, _ = _apply(spec)
+    with pytest.raises(RunnerError, match=r"node gpu-a, step image: vllmgen/qwen3-airgapped:v0.32.0 is not on the "
+                                          r"node, and offline: true forbids building or pulling it"):
+        runner.run()
+    assert not [c for c in recorder.calls if c.op in ("build", "run", "daemon-json-write", "restart")]
+
+
+def test_offline_dry_run_shows_the_refused_build() -> None:
+    spec = ROOT / "specs" / "airgapped.yaml"
+    runner, _, _ = _apply(spec, options=Options(confirm=lambda q: True, dry_run=True))
+    text = runner.preview().text()
+    assert "offline: true: apply refuses to build or pull it" in text
+
+
+def test_offline_plan_shows_the_refused_build_without_failing() -> None:
+    runner, _, _ = _apply(ROOT / "specs" / "airgapped.yaml")
+    changes = runner.preview()
+    assert changes.pending and "vllmgen/qwen3-airgapped:v0.32.0 is not on the node; offline: true" in changes.text()

@@ -207,7 +207,8 @@ class LiveProbe:
             try:
                 client.images.get(image)
             except docker.errors.ImageNotFound:
-                return None, f"image {image} is not on this host; pull it, then run doctor again"
+                return None, (f"image {image} is not on this host; build or pull it (an air-gapped host: "
+                              "`vllmgen bundle load`), then run doctor again")
             out = client.containers.run(
                 image,
                 ["nvidia-smi", "-L"],

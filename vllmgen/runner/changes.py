@@ -18,7 +18,7 @@ from vllmgen.runner import daemon_step, identity, orphans
 from vllmgen.runner.executor import GPUS_LABEL, IMAGE_HASH_LABEL, dockerfile_for, image_hash
 from vllmgen.runner.progress import fail
 
-from vllmgen.errors import EXIT_DRIFT, VllmgenError
+from vllmgen.errors import EXIT_DRIFT, RunnerError, VllmgenError
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply
@@ -168,9 +168,35 @@ def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
             images[name] = ("build", "the Dockerfile changed" + (" (--base-image)" if apply.options.base_image else ""))
         else:
             images[name] = ("unchanged", "")
+        if apply.plan.offline and images[name][0] == "build":
+            images[name] = offline_refusal(images[name][1])
         apply.image_ids[name] = (NEW_IMAGE if images[name][0] == "build" else
                                  apply._engine(name, "image", lambda e=executor: e.image_id(apply.plan.image.tag)) or "")
     return images
+
+
+OFFLINE_TODO = "carry it with `vllmgen bundle SPEC -o DIR` and `vllmgen bundle load DIR --node NAME` (or --all)"
+OFFLINE_REFUSES = "offline: true: apply refuses to build or pull it"
+
+
+def offline_refusal(why: str) -> tuple[str, str]:
+    """offline: true never builds or pulls: the image must be what `vllmgen bundle load` placed. The
+    plan shows the refused build; ``refuse_offline_builds`` stops apply on it before anything changes."""
+    return "build", f"{why}; {OFFLINE_REFUSES}: {OFFLINE_TODO}"
+
+
+def refuse_offline_builds(apply: Apply, planned: Changes) -> None:
+    if not apply.plan.offline or apply.options.dry_run:
+        return
+    for change in planned.nodes:
+        if change.image == "build":
+            why = change.image_why.split(f"; {OFFLINE_REFUSES}")[0]
+            raise fail(change.node, "image", f"{why}, and offline: true forbids building or pulling it", OFFLINE_TODO)
+
+
+def offline_refused(node: str, step: str, why: str) -> RunnerError:
+    """The same refusal for an image a later step would build (the router's)."""
+    return fail(node, step, f"{why}, and offline: true forbids building or pulling it", OFFLINE_TODO)
 
 
 def _orphans(apply: Apply, names: tuple[str, ...]) -> list[Orphan]:

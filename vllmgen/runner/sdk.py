@@ -10,7 +10,7 @@ import io
 import shlex
 import tarfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -335,3 +335,60 @@ def _context_tar(context: Path, dockerfile: str) -> io.BytesIO:
         tar.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     return buffer
+
+
+# --- images as streams (vllmgen bundle: save on the connected machine, load on the air-gapped hosts) ---------
+
+
+class ImageStreams:
+    """``docker save`` / ``docker load`` / tag / pull of one engine, streamed: an image never sits in memory.
+
+    Beside ``DockerSdkExecutor`` (which apply uses) and sharing its connection and error handling."""
+
+    def __init__(self, executor: DockerSdkExecutor):
+        self.executor = executor
+
+    def size(self, reference: str) -> int | None:
+        import docker
+
+        def get() -> Any:
+            try:
+                return self.executor._docker().images.get(reference).attrs.get("Size")
+            except docker.errors.ImageNotFound:
+                return None
+
+        return self.executor._call(get)
+
+    def pull(self, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
+        self.executor._call(lambda: self.executor._docker().images.pull(repository, tag=tag or None), retry=False)
+
+    def save(self, image_id: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The image's `docker save` archive, by ID (no tag inside: the bundle's manifest carries the tags)."""
+        import docker
+        import requests
+
+        stream = self.executor._call(lambda: self.executor._docker().api.get_image(image_id, chunk_size=chunk),
+                                     retry=False)
+        try:
+            yield from stream
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"docker save {image_id} broke off: {exc}") from exc
+
+    def load(self, chunks: Iterable[bytes]) -> str:
+        """`docker load` from ``chunks``; the engine's ``Loaded image ID`` (or the error it gave)."""
+        def load() -> str:
+            loaded = ""
+            for event in self.executor._docker().api.load_image(chunks):
+                if "error" in event:
+                    raise EngineError(f"docker load: {event['error'].strip()}")
+                text = event.get("stream") or ""
+                if "Loaded image" in text:
+                    loaded = text.split(":", 1)[1].strip()
+            return loaded
+
+        return self.executor._call(load, retry=False)
+
+    def tag(self, image_id: str, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
+        self.executor._call(lambda: self.executor._docker().api.tag(image_id, repository, tag or "latest", force=True))

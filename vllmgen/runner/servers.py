@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllmgen import addresses
@@ -16,6 +17,7 @@ from vllmgen.plan import LABEL_PREFIX, Endpoint, Plan
 from vllmgen.router import Worker
 from vllmgen.router_artifacts import ROLE, router_container
 from vllmgen.runner import identity, verify
+from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
@@ -44,6 +46,12 @@ def several(plan: Plan) -> bool:
 def _endpoint_at(plan: Plan, url: str) -> Endpoint:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     return replace(plan.direct_endpoint, address=host.strip("[]"), port=int(port))
+
+
+def router_dockerfile(deploy_dir: Path, base: str, override: str | None) -> str:
+    """router/Dockerfile as apply builds it (and bundle, to the same label): FROM swapped for ``override``."""
+    text = (deploy_dir / ROUTER_DOCKERFILE).read_text(encoding="utf-8")
+    return text.replace(f"FROM {base}\n", f"FROM {override}\n", 1) if override else text
 
 
 # --- apply ------------------------------------------------------------------------------------
@@ -76,12 +84,13 @@ def step_router(run: Apply, step: Step) -> None:
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)
-    dockerfile = (run.deploy_dir / ROUTER_DOCKERFILE).read_text(encoding="utf-8")
-    if run.options.router_base_image:
-        dockerfile = dockerfile.replace(f"FROM {router.base_image}\n", f"FROM {run.options.router_base_image}\n", 1)
+    dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
     labels = {"io.vllmgen.image-hash": image_hash(dockerfile)}
     existing = run._engine(name, step.name, lambda: executor.image_labels(router.image))
     if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
+        if plan.offline:
+            raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
+                                  else f"{router.image} was built from another router/Dockerfile")
         run._engine(name, step.name, lambda: executor.build_image(
             run.deploy_dir / "router", router.image, dockerfile, labels,
             lambda line: run.progress.say(f"{step.name}: {line}", name)))

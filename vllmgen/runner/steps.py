@@ -217,6 +217,7 @@ class Apply:
         planned = self.preview()
         for line in planned.text().rstrip().splitlines():
             self.progress.say(f"plan: {line}")
+        changes.refuse_offline_builds(self, planned)
         stopped = planned.disruptive()
         if stopped and not self.options.confirm_replace(
                 "apply stops these running containers:\n" + "\n".join(f"  {s}" for s in stopped) + "\nGo on?"):

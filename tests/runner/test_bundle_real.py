@@ -1,0 +1,152 @@
+"""`vllmgen bundle` on a connected machine, `bundle load --all` over real ssh to two node hosts that have
+no route anywhere, then `apply` with `offline: true`: no build, no pull, the loaded image serves.
+
+Real: dockerd (one for the connected machine, one per node), `docker save` by ID and `docker load`
+through the Docker API over `ssh HOST docker system dial-stdio`, tar over ssh for the model, OpenSSH.
+The serving process is the stand-in vLLM (tests/infra/fake_vllm.py) bind-mounted into the image.
+
+The trap: each host's namespace gets a default route into a veth pair that leads nowhere (a black hole) and an
+iptables rule counting every packet that leaves for anything but loopback and the test network; the
+counters must stay at zero through load and apply (a DNS query or an outside connection would count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from infra.images import TESTBASE
+
+from vllmgen.bundle import archive, make
+from vllmgen.bundle.docker import DockerEngine
+
+from .support import PATH, Cluster, SshCluster, write_spec
+
+pytestmark = pytest.mark.slow
+NAME = "vg-bundle"
+TEST_NET = "10.77.0.0/16"
+TRAP = ["OUTPUT", "-o", "trap0", "-m", "comment", "--comment", "vllmgen-bundle-trap", "-j", "DROP"]
+
+
+def _ns(cluster: SshCluster, index: int, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", f"--net={cluster.hosts.path(index)}", *argv], capture_output=True, text=True,
+                          check=False)
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def trapped(ssh_hosts: SshCluster):
+    """Every host: a default route into a black hole, and a counter on it."""
+    nodes = range(len(ssh_hosts.hosts.names))  # the control host too: it is air-gapped as well
+    for index in nodes:
+        assert "default" not in _ok(_ns(ssh_hosts, index, "ip", "route", "show")), "the test hosts have no route out"
+        # a veth pair whose far end has no address: what is routed into it goes nowhere
+        _ok(_ns(ssh_hosts, index, "ip", "link", "add", "trap0", "type", "veth", "peer", "name", "trap1"))
+        _ok(_ns(ssh_hosts, index, "ip", "link", "set", "trap1", "up"))
+        _ok(_ns(ssh_hosts, index, "ip", "link", "set", "trap0", "up"))
+        _ok(_ns(ssh_hosts, index, "ip", "route", "add", "default", "dev", "trap0"))
+        _ok(_ns(ssh_hosts, index, "iptables", "-w", "-I", *TRAP))
+    yield lambda: {index: _trapped_packets(ssh_hosts, index) for index in nodes}
+    for index in nodes:
+        _ns(ssh_hosts, index, "iptables", "-w", "-D", *TRAP)
+        _ns(ssh_hosts, index, "ip", "link", "del", "trap0")
+
+
+def _trapped_packets(cluster: SshCluster, index: int) -> int:
+    out = _ok(_ns(cluster, index, "iptables", "-w", "-nvxL", "OUTPUT"))
+    line = next(line for line in out.splitlines() if "vllmgen-bundle-trap" in line)
+    return int(line.split()[0])
+
+
+@pytest.fixture(scope="module")
+def connected(infra_ready: None) -> Cluster:
+    from .support import make_cluster
+
+    cluster = make_cluster(1, "b")
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str, fake_vllm: str) -> Path:
+    folder = tmp_path_factory.mktemp("bundle")
+    model = folder / "model-on-the-connected-machine"
+    model.mkdir()
+    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (model / "weights.bin").write_bytes(os.urandom(3 << 20))
+    nodes = []
+    for index, server in enumerate(ssh_hosts.servers):
+        nodes.append({"name": f"n{index}", "role": "head" if index == 0 else "worker", "address": server.address,
+                      "gpus": 1, "docker_host": server.endpoint, "model_host_path": str(folder / f"placed-n{index}")})
+    return write_spec(folder, {
+        "version": 1, "name": NAME, "offline": True,
+        "image": {"base": "vllm/vllm-openai:v0.32.0"},
+        "model": {"source": "test/tiny", "host_path": str(model), "path": "/models/tiny", "served_name": "tiny",
+                  "hf_cache": str(folder / "hf-cache")},
+        "runtime": {"network": "host",
+                    "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
+                                {"host": fake_vllm, "container": "/opt/fake", "read_only": True}],
+                    "env": {"PATH": f"/opt/fake/bin:{PATH}"}},
+        "cluster": {"backend": "replicas"},
+        "nodes": nodes,
+        "serve": {"port": 18000},
+        "monitoring": {"enabled": False},
+    })
+
+
+def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: SshCluster, trapped, spec: Path,
+                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    out = tmp_path_factory.mktemp("carried") / "bundle"
+    lines: list[str] = []
+    engine = DockerEngine("bundle", connected.daemons[0].endpoint)
+    try:
+        make.make(make.Request(spec, out, spec.parent / "build", 1 << 20, base_image=TESTBASE), engine, lines.append)
+    finally:
+        engine.close()
+    manifest = archive.read_manifest(out)
+    image = next(i for i in manifest["items"] if i["kind"] == "image")
+    assert image["tags"] == [f"vllmgen/{NAME}:v0.32.0"] and image["nodes"] == ["n0", "n1"]
+    assert image["id"] == connected.daemons[0].client().images.get(f"vllmgen/{NAME}:v0.32.0").id
+    for node in ssh_hosts.daemons:  # the nodes do not have it: load must bring it
+        assert not [i for i in node.client().images.list() if i.id == image["id"]]
+
+    air = out.parent / "air-gapped-control"
+    early = ssh_hosts.vllmgen("apply", str(spec), "--all", "--build-dir", str(spec.parent / "build"),
+                              "--base-image", TESTBASE, "--no-gpus", "--timeout", "120", "--yes")
+    assert early.returncode == 4, early.stderr
+    assert f"vllmgen/{NAME}:v0.32.0 is not on the node, and offline: true forbids building or pulling it" in early.stderr
+    assert not [c for d in ssh_hosts.daemons for c in d.client().containers.list(all=True) if NAME in c.name]
+
+    log = _ok(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
+    assert "every SHA-256 matches the manifest" in log
+    assert "n0: image vllmgen/vg-bundle:v0.32.0: loaded" in log and "n1: image vllmgen/vg-bundle:v0.32.0: loaded" in log
+    for index, node in enumerate(ssh_hosts.daemons):
+        assert node.client().images.get(f"vllmgen/{NAME}:v0.32.0").id == image["id"]
+        placed = spec.parent / f"placed-n{index}" / "weights.bin"
+        source = spec.parent / "model-on-the-connected-machine" / "weights.bin"
+        assert hashlib.sha256(placed.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+
+    carried_spec = air / spec.name
+    applied = _ok(ssh_hosts.vllmgen("apply", str(carried_spec), "--all", "--build-dir", str(air / "build"),
+                                    "--base-image", TESTBASE, "--no-gpus", "--timeout", "120", "--yes"))
+    assert "n0: image: unchanged" in applied and "n1: image: unchanged" in applied
+    assert "building" not in applied
+    for node in ssh_hosts.daemons:
+        container = node.client().containers.get(f"{NAME}-n{ssh_hosts.daemons.index(node)}")
+        env = container.attrs["Config"]["Env"]
+        assert {"HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1"} <= set(env)
+        assert container.image.id == image["id"]
+        seen = container.exec_run(["cat", "/models/tiny/config.json"]).output.decode()
+        assert "LlamaForCausalLM" in seen
+
+    again = _ok(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
+    assert "nothing new to transfer" in again and ": loaded" not in again and ": placed" not in again
+    assert trapped() == {0: 0, 1: 0, 2: 0}, "a host tried to reach outside the test network"
+    _ok(ssh_hosts.vllmgen("down", str(carried_spec), "--all"))

@@ -1,0 +1,482 @@
+"""The bundle on disk: items (a deployment tree, a model folder, one image each) cut into parts, and a
+manifest with the SHA-256 of every part and the spec's hash.
+
+    DIR/manifest.json        written last, in one rename: a bundle without it is unfinished
+    DIR/journal.jsonl        one line per finished part while writing (what a resumed write trusts)
+    DIR/parts/<item>.<NNNN>  at most ``part_size`` bytes each; an item is its parts, concatenated
+
+Everything streams in chunks of ``CHUNK`` bytes: no model or image is ever held in memory. A write
+that was interrupted resumes: parts already on disk whose size and checksum match the journal are
+kept; a seekable item (a folder) starts reading at the first missing part, an image stream is read
+again and its first bytes checked against the kept parts before anything new is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import stat
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vllmgen.errors import RunnerError
+
+FORMAT = "vllmgen-bundle/1"
+MANIFEST = "manifest.json"
+JOURNAL = "journal.jsonl"
+PARTS = "parts"
+CHUNK = 1 << 20
+BLOCK = 512
+
+
+class BundleError(RunnerError):
+    """The bundle is incomplete, corrupt or not a bundle; the text names the part."""
+
+
+# --- folders as deterministic, seekable tar streams -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of the stream: literal bytes (a tar header, padding) or a file's content."""
+
+    length: int
+    data: bytes = b""
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    name: str  # '/'-separated, relative to the folder
+    path: Path
+    size: int
+    mode: int
+    mtime: int
+    folder: bool = False
+
+
+def tree(root: Path) -> list[TreeFile]:
+    """Every folder and file under ``root``, sorted; symlinks to files are followed (a Hugging Face
+    snapshot links into its blobs), dangling ones are left out."""
+    out: list[TreeFile] = []
+    for current, folders, files in os.walk(root, followlinks=False):
+        folders.sort()
+        base = Path(current)
+        for name in sorted([*folders, *files]):
+            path = base / name
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue  # a dangling symlink
+            relative = path.relative_to(root).as_posix()
+            if stat.S_ISDIR(info.st_mode):
+                if path.is_symlink():
+                    continue  # folders are walked, never followed: no cycles
+                out.append(TreeFile(relative, path, 0, 0o755, int(info.st_mtime), folder=True))
+            elif stat.S_ISREG(info.st_mode):
+                mode = 0o755 if info.st_mode & 0o111 else 0o644
+                out.append(TreeFile(relative, path, info.st_size, mode, int(info.st_mtime)))
+    return sorted(out, key=lambda f: f.name)
+
+
+def tree_key(files: list[TreeFile]) -> str:
+    """Identifies a folder's content cheaply (names, sizes, modes, mtimes): a resumed write trusts it."""
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}\0{f.size}\0{f.mode}\0{f.mtime}\0{int(f.folder)}\n".encode())
+    return digest.hexdigest()
+
+
+def tar_segments(files: list[TreeFile], literal: dict[str, tuple[bytes, int]] | None = None) -> list[Segment]:
+    """A tar archive (POSIX pax) of ``files`` and of ``literal`` (name -> bytes and mode), as segments."""
+    segments: list[Segment] = []
+
+    def header(name: str, size: int, mode: int, mtime: int, folder: bool) -> bytes:
+        info = tarfile.TarInfo(name + ("/" if folder else ""))
+        info.type = tarfile.DIRTYPE if folder else tarfile.REGTYPE
+        info.size, info.mode, info.mtime = size, mode, mtime
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+    for name, (data, mode) in sorted((literal or {}).items()):
+        head = header(name, len(data), mode, 0, False)
+        segments += [Segment(len(head), head), Segment(len(data), data), _padding(len(data))]
+    for f in files:
+        head = header(f.name, f.size, f.mode, f.mtime, f.folder)
+        segments.append(Segment(len(head), head))
+        if not f.folder:
+            segments += [Segment(f.size, path=f.path), _padding(f.size)]
+    segments.append(Segment(2 * BLOCK, bytes(2 * BLOCK)))
+    return [s for s in segments if s.length]
+
+
+def _padding(size: int) -> Segment:
+    pad = -size % BLOCK
+    return Segment(pad, bytes(pad))
+
+
+def segments_size(segments: list[Segment]) -> int:
+    return sum(s.length for s in segments)
+
+
+def read_segments(segments: list[Segment], offset: int = 0) -> Iterator[bytes]:
+    """The stream from ``offset`` on; whole segments before it are skipped without reading them."""
+    for segment in segments:
+        if offset >= segment.length:
+            offset -= segment.length
+            continue
+        if segment.path is None:
+            yield segment.data[offset:]
+        else:
+            remaining = segment.length - offset
+            with open(segment.path, "rb") as handle:
+                handle.seek(offset)
+                while remaining > 0:
+                    data = handle.read(min(CHUNK, remaining))
+                    if not data:
+                        raise BundleError(f"{segment.path} shrank while it was being bundled")
+                    remaining -= len(data)
+                    yield data
+        offset = 0
+
+
+# --- items and the manifest -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    file: str  # relative to the bundle folder
+    size: int
+    sha256: str
+
+
+@dataclass
+class Item:
+    """One thing in the bundle. ``meta`` says what it is (kind, image ID and tags, nodes, ...)."""
+
+    key: str  # file-name safe, unique in the bundle
+    kind: str  # deployment, model, image
+    source: str  # what the content was made from (image ID, folder key): a resume trusts parts of the same
+    size: int | None  # None: known only once written (an image stream)
+    meta: dict[str, Any] = field(default_factory=dict)
+    parts: list[Part] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "source": self.source, "size": self.size, **self.meta,
+                "parts": [{"file": p.file, "size": p.size, "sha256": p.sha256} for p in self.parts]}
+
+
+@dataclass
+class Source:
+    """An item with how to read it: ``open(offset)`` streams from that offset; ``seekable`` says if it
+    really skips (a folder) or reads and hashes again (an image, checked against the kept parts)."""
+
+    item: Item
+    open: Callable[[int], Iterable[bytes]]
+    seekable: bool
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{folder} is not a finished bundle: no {MANIFEST} (an interrupted `vllmgen bundle`? "
+                          "run it again: it resumes)") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a {FORMAT} manifest")
+    return data
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Written:
+    item: Item
+    written: int = 0  # bytes written now
+    kept: int = 0  # bytes of parts kept from an earlier, interrupted write
+    seconds: float = 0.0
+
+
+class Progress:
+    """Sizes and rates on one line per item, at most once a second, then a summary line."""
+
+    def __init__(self, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+        self.say, self.clock = say, clock
+
+    def start(self, item: Item) -> Callable[[int], None]:
+        started = last = self.clock()
+        total = 0
+
+        def advance(count: int) -> None:
+            nonlocal last, total
+            total += count
+            now = self.clock()
+            if now - last >= 1.0:
+                last = now
+                of = f" of {human(item.size)}" if item.size else ""
+                self.say(f"{item.key}: {human(total)}{of}, {rate(total, now - started)}")
+
+        return advance
+
+
+def human(size: float | None) -> str:
+    if size is None:
+        return "size unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def rate(size: int, seconds: float) -> str:
+    return f"{human(size / seconds)}/s" if seconds > 0 else "-"
+
+
+class Hasher:
+    """SHA-256 in a thread of its own: hashlib lets go of the GIL on large chunks, so hashing runs beside
+    the reads and writes of the calling thread instead of after them (a part costs about its I/O)."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            self.digest.update(data)
+
+    def update(self, data: bytes) -> None:
+        self.queue.put(data)
+
+    def hexdigest(self) -> str:
+        self.queue.put(None)
+        self.thread.join()
+        return self.digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            data = handle.read(CHUNK)
+            if not data:
+                break
+            digest.update(data)
+    return digest.hexdigest()
+
+
+class Writer:
+    """Writes sources into a bundle folder, resuming from its journal; the manifest comes last."""
+
+    def __init__(self, folder: Path, part_size: int, progress: Progress):
+        if part_size < BLOCK:
+            raise BundleError(f"--part-size must be at least {BLOCK} bytes")
+        self.folder, self.part_size, self.progress = folder, part_size, progress
+        (folder / PARTS).mkdir(parents=True, exist_ok=True)
+        self.journal = self._read_journal()
+        self._read_finished()
+        (folder / MANIFEST).unlink(missing_ok=True)  # from now on the bundle is unfinished
+
+    def _read_finished(self) -> None:
+        """A finished bundle's parts count as written: bundling again writes only what changed."""
+        try:
+            manifest = read_manifest(self.folder)
+        except BundleError:
+            return
+        if manifest.get("part_size") != self.part_size:
+            return
+        items = manifest["items"]
+        for item in items:
+            parts = {index: Part(p["file"], int(p["size"]), p["sha256"]) for index, p in enumerate(item["parts"])}
+            self.journal.setdefault((item["key"], item["source"]), parts)
+
+    def _read_journal(self) -> dict[tuple[str, str], dict[int, Part]]:
+        found: dict[tuple[str, str], dict[int, Part]] = {}
+        try:
+            lines = (self.folder / JOURNAL).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return found
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                if entry.get("part_size") != self.part_size:
+                    continue  # cut at other sizes: written again
+                part = Part(entry["file"], int(entry["size"]), entry["sha256"])
+                found.setdefault((entry["key"], entry["source"]), {})[int(entry["index"])] = part
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by the interruption
+        return found
+
+    def _kept(self, item: Item) -> tuple[list[Part], bool]:
+        """Parts of an earlier write of the same content that match their checksums, and whether they
+        are the whole item (a last, shorter part was recorded)."""
+        recorded = self.journal.get((item.key, item.source), {})
+        kept: list[Part] = []
+        for index in range(len(recorded)):
+            part = recorded.get(index)
+            if part is None:
+                break
+            path = self.folder / part.file
+            if not path.is_file() or path.stat().st_size != part.size or sha256_file(path) != part.sha256:
+                break
+            kept.append(part)
+            if part.size < self.part_size:
+                return kept, True
+        return kept, False
+
+    def _record(self, item: Item, index: int, part: Part) -> None:
+        with open(self.folder / JOURNAL, "a", encoding="utf-8") as journal:
+            journal.write(json.dumps({"key": item.key, "source": item.source, "index": index, "file": part.file,
+                                      "size": part.size, "sha256": part.sha256, "part_size": self.part_size}) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    def write(self, source: Source) -> Written:
+        item, started = source.item, time.monotonic()
+        kept, complete = self._kept(item)
+        offset = sum(part.size for part in kept)
+        advance = self.progress.start(item)
+        item.parts = list(kept)
+        written = 0
+        if not complete:
+            stream = _Rechunk(iter(source.open(offset if source.seekable else 0)))
+            if kept and not source.seekable and not self._same_start(stream, kept, advance):
+                kept, offset, item.parts = [], 0, []
+                stream = _Rechunk(iter(source.open(0)))
+            written = self._parts(item, stream, len(kept), advance)
+        if item.size is None:
+            item.size = offset + written
+        for stale in sorted((self.folder / PARTS).glob(f"{item.key}.*")):
+            if stale.name not in {Path(p.file).name for p in item.parts}:
+                stale.unlink()
+        return Written(item, written, offset, time.monotonic() - started)
+
+    def _same_start(self, buffer: _Rechunk, kept: list[Part], advance: Callable[[int], None]) -> bool:
+        """Read the stream's first bytes again; True when they hash as the kept parts (nothing written)."""
+        for part in kept:
+            digest = hashlib.sha256()
+            for data in buffer.take(part.size):
+                digest.update(data)
+                advance(len(data))
+            if digest.hexdigest() != part.sha256:
+                return False
+        return True
+
+    def _parts(self, item: Item, buffer: _Rechunk, index: int, advance: Callable[[int], None]) -> int:
+        written = 0
+        while True:
+            name = f"{PARTS}/{item.key}.{index:04d}"
+            path = self.folder / name
+            digest, size = Hasher(), 0
+            with open(path, "wb") as handle:
+                for data in buffer.take(self.part_size):
+                    handle.write(data)
+                    digest.update(data)
+                    size += len(data)
+                    advance(len(data))
+            if size == 0 and index > 0:
+                path.unlink()
+                return written
+            part = Part(name, size, digest.hexdigest())
+            item.parts.append(part)
+            self._record(item, index, part)
+            written += size
+            index += 1
+            if size < self.part_size:
+                return written
+
+    def finish(self, manifest: dict[str, Any], items: list[Item]) -> None:
+        """The manifest, in one rename: from now on the bundle is whole. The journal is no longer needed."""
+        data = {"format": FORMAT, **manifest, "part_size": self.part_size, "items": [i.as_dict() for i in items]}
+        temporary = self.folder / (MANIFEST + ".tmp")
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(temporary, self.folder / MANIFEST)
+        (self.folder / JOURNAL).unlink(missing_ok=True)
+
+
+class _Rechunk:
+    """Takes exactly ``n`` bytes at a time from a stream of chunks of any size."""
+
+    def __init__(self, stream: Iterator[bytes]):
+        self.stream, self.rest = stream, b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.stream
+
+    def take(self, n: int) -> Iterator[bytes]:
+        while n > 0:
+            if not self.rest:
+                self.rest = next(self.stream, b"")
+                if not self.rest:
+                    return
+            data, self.rest = self.rest[:n], self.rest[n:]
+            n -= len(data)
+            yield data
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def check_parts(folder: Path, items: Iterable[dict[str, Any]],
+                on_bytes: Callable[[int], None] = lambda n: None) -> list[str]:
+    """Every part of ``items`` against the manifest: present, its size, its SHA-256. The problems, by name."""
+    def check(item: dict[str, Any], part: dict[str, Any]) -> str | None:
+        path = folder / part["file"]
+        if not path.is_file():
+            return f"{part['file']} ({item['key']}) is missing"
+        size = path.stat().st_size
+        if size != part["size"]:
+            return (f"{part['file']} ({item['key']}) is truncated or padded: {size} bytes, "
+                    f"the manifest says {part['size']}")
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while data := handle.read(CHUNK):
+                digest.update(data)
+                on_bytes(len(data))
+        if digest.hexdigest() != part["sha256"]:
+            return (f"{part['file']} ({item['key']}) is corrupt: its SHA-256 is {digest.hexdigest()}, "
+                    f"the manifest says {part['sha256']}")
+        return None
+
+    # parts are checked side by side (hashlib and reads let go of the GIL); problems in manifest order
+    jobs = [(item, part) for item in items for part in item["parts"]]
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        found = list(pool.map(lambda job: check(*job), jobs))
+    return [problem for problem in found if problem]
+
+
+def read_item(folder: Path, item: dict[str, Any], on_bytes: Callable[[int], None] = lambda n: None
+              ) -> Iterator[bytes]:
+    """The item's bytes, its parts in order, each checked again as it is read (a part changed since the
+    check fails here, before its last chunk is handed on)."""
+    for part in item["parts"]:
+        digest, size = Hasher(), 0
+        with open(folder / part["file"], "rb") as handle:
+            pending = b""
+            while data := handle.read(CHUNK):
+                digest.update(data)
+                size += len(data)
+                if pending:
+                    on_bytes(len(pending))
+                    yield pending
+                pending = data
+        if size != part["size"] or digest.hexdigest() != part["sha256"]:
+            raise BundleError(f"{part['file']} ({item['key']}) changed after it was checked")
+        if pending:
+            on_bytes(len(pending))
+            yield pending
