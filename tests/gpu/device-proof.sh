@@ -8,6 +8,9 @@
 #   one    apply -> status -> down of tests/fixtures/gpu/specs/h100-one.yaml (1 GPU)
 #   tp2    the same for h100-tp2.yaml (TP=2 in one process, GPUs 0,1)
 #   mp2    the same for h100-mp2.yaml (two mp nodes sharing the host: GPU 0 and GPU 1)
+#   keyed  issue 19 on one H200: h200-keyed.yaml (compile on, kept caches, an API key, the gateway from the
+#          carried nginx): apply (cold) -> status -> down -> apply (warm, caches kept) -> status -> down,
+#          with no process left; transcripts to $OUT/h200-*
 # Transcripts go to $OUT (they come back; tests/fixtures/gpu/ keeps them).
 set -uo pipefail
 OUT=${OUT:-/tmp/vg-out}
@@ -69,6 +72,35 @@ prove() {  # prove NAME SPEC SCOPE...
   for log in "$HOME/.vllmgen/deployments/$dep/run/"*.log; do
     cp "$log" "$OUT/engine-$name-$(basename "$log")"
   done
+}
+
+step_keyed() {
+  local spec="$SPECS/h200-keyed.yaml" run
+  export VG_GPU_KEY=gpu-proof-key-0123456789abcdef
+  mkdir -p /tmp/vg-nginx && cp .whl-vg/nginx/nginx /tmp/vg-nginx/nginx && chmod 755 /tmp/vg-nginx/nginx
+  ldd /tmp/vg-nginx/nginx | grep -i "not found" && { echo "nginx lacks a library here"; return 1; }
+  rm -rf "$HOME/.cache/vllmgen-engine/gpu-keyed"  # the first start is cold
+  vg render "$spec" -o /tmp/gbuild >/dev/null
+  for run in cold warm; do
+    {
+      echo "### vllmgen apply h200-keyed.yaml --node h200 ($run start, process runtime, $(date -u +%FT%TZ))"
+      local began=$SECONDS
+      vg apply "$spec" --node h200 --build-dir /tmp/gbuild --timeout 900; echo "apply rc=$? in $((SECONDS - began)) s"
+      echo "### vllmgen status"
+      vg status "$spec" --node h200; echo "status rc=$?"
+      vg status "$spec" --node h200 --output json > "$OUT/h200-status-$run.json"
+      echo "### vllmgen down"
+      vg down "$spec" --node h200; echo "down rc=$?"
+      sleep 2
+      echo "### processes left (vllm or nginx, not zombies):"
+      ps -eo pid,pgid,stat,cmd | awk 'NR > 1 && $3 !~ /^Z/ && /vllm|VLLM|nginx/ && !/awk/ && !/device-proof/'; echo "(end)"
+      echo "### nvidia-smi after down"
+      nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; echo "(end)"
+    } 2>&1 | tee "$OUT/h200-apply-$run.txt"
+    cp "$HOME/.vllmgen/deployments/gpu-keyed/run/h200.log" "$OUT/h200-engine-$run.log" 2>/dev/null
+  done
+  ls -la "$HOME/.cache/vllmgen-engine/gpu-keyed" > "$OUT/h200-caches.txt" 2>&1
+  du -sh "$HOME/.cache/vllmgen-engine/gpu-keyed"/* >> "$OUT/h200-caches.txt" 2>&1
 }
 
 step_one() { prove one "$SPECS/h100-one.yaml" --node h100; }
