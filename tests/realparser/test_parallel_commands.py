@@ -54,7 +54,9 @@ def _items(tmp_path: Path) -> list[dict]:
         path = tmp_path / f"{key}.yaml"
         path.write_text(yaml.safe_dump(spec))
         compiled = compile_file(path)
-        assert compiled.valid.warnings == [], compiled.valid.warnings
+        # keyless specs on documentation addresses: the front door's warning is tests/test_gateway.py's
+        others = [w for w in compiled.valid.warnings if "no secrets.api_key" not in w.message]
+        assert others == [], others
         config = tmp_path / f"{key}-serve-config.yaml"
         config.write_text(next(a.content for a in compiled.artifacts if a.path == "serve-config.yaml"))
         plan = compiled.plan
