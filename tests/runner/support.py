@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import yaml
 from infra.dockerd import Dockerd
-from infra.images import TESTBASE, ensure_base_images
+from infra.images import NGINX_IMAGE, TESTBASE, ensure_base_images, ensure_nginx_image
 from infra.netns import Hosts, make_hosts
 from infra.sshd import Sshd, SshBed, make_bed
 
@@ -126,6 +126,7 @@ def make_ssh_cluster(nodes: int, tag: str) -> SshCluster:
         for index in range(1, nodes + 1):
             daemons.append(Dockerd.start(netns=hosts.path(index)))
             ensure_base_images(daemons[-1].client())
+            ensure_nginx_image(daemons[-1].client())  # the gateway of every keyed spec (GATEWAY)
             cluster.bed.add(hosts.path(index), hosts.addresses[index], daemons[-1].endpoint)
     except BaseException:
         cluster.remove()
@@ -141,6 +142,7 @@ def make_cluster(count: int, tag: str, config: dict | None = None) -> Cluster:
         for index in range(count):
             daemons.append(Dockerd.start(netns=hosts.path(index), config=config))
             ensure_base_images(daemons[-1].client())
+            ensure_nginx_image(daemons[-1].client())  # the gateway of every keyed spec (GATEWAY)
     except BaseException:
         Cluster(hosts, daemons).remove()
         raise
@@ -174,6 +176,10 @@ def apply_args(spec: Path, *extra: str, daemon: Dockerd | None = None) -> list[s
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+# a keyed spec gets the front door: nginx from the test rootfs and Debian's binary (no registry here)
+GATEWAY = {"image": NGINX_IMAGE}
+
+
 def single_spec(endpoint: str, python: str, fake: str, folder: Path, *, name: str = "vg-single",
                 port: int = 18000) -> dict:
     """One node, the seed's image recipe, an API key, and the stand-in vLLM on PATH."""
@@ -188,6 +194,7 @@ def single_spec(endpoint: str, python: str, fake: str, folder: Path, *, name: st
         "model": {"source": "test/tiny", "host_path": str(folder / "model"), "path": "/models/tiny",
                   "served_name": "tiny", "hf_cache": str(folder / "hf-cache")},
         "secrets": {"api_key": {"env": "VG_TEST_API_KEY"}},
+        "gateway": GATEWAY,
         "runtime": {
             "network": "host",
             "volumes": [{"host": python, "container": python, "read_only": True},

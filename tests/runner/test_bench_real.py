@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import PATH, VLLM_READY_S, Cluster, apply_args, write_spec
+from .support import GATEWAY, PATH, VLLM_READY_S, Cluster, apply_args, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +34,7 @@ def test_phases_and_bench_on_the_real_cpu_vllm(one_host: Cluster, tmp_path: Path
         "model": {"source": "test/tiny", "host_path": str(model), "path": "/models/tiny", "served_name": "tiny",
                   "hf_cache": str(tmp_path / "hf-cache")},
         "secrets": {"api_key": {"env": "VG_BENCH_KEY"}},
+        "gateway": GATEWAY,
         "runtime": {
             "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
                         {"host": str(venv), "container": str(venv), "read_only": True}],

@@ -20,7 +20,7 @@ import pytest
 from infra import cache
 from infra.images import ROOTFS, ensure_base_images
 
-from .support import PATH, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
+from .support import GATEWAY, PATH, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
 from .test_vllm_e2e import _ok, _spec
 
 pytestmark = pytest.mark.slow
@@ -158,6 +158,7 @@ def test_the_api_key_passes_through_the_router(two_hosts: Cluster, tmp_path: Pat
     spec = _spec("vg-key", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
     spec["serve"]["tensor_parallel_size"] = 1
     spec["secrets"] = {"api_key": {"env": "VG_ROUTER_KEY"}}
+    spec["gateway"] = GATEWAY  # a keyed deployment has its front door: the router listens on loopback behind it
     spec["router"] = {"port": 18080, "health_check_interval_s": 2,
                       "volumes": [{"host": python_prefix, "container": python_prefix},
                                   {"host": router_venv, "container": router_venv}],
@@ -167,8 +168,9 @@ def test_the_api_key_passes_through_the_router(two_hosts: Cluster, tmp_path: Pat
     try:
         log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
                                                 "--router-base-image", ROUTER_BASE), timeout=900, env=env))
-        assert re.search(r"key-a: router: created \(.*without the API key at http://\S+: (\d+) of \1 paths refused", log), log
-        assert _chats(two_hosts, f"http://{a}:18080", 1) == [401]
+        assert "key-a: router: created" in log, log
+        assert re.search(r"key-a: gateway: created \(.*without the API key at http://\S+: (\d+) of \1 paths refused", log), log
+        assert _chats(two_hosts, f"http://{a}:8800", 1) == [401]  # through the gateway, without the key
         inspect = two_hosts.daemons[0].client().containers.get("vg-key-router").attrs
         assert "router-test-key" not in json.dumps(inspect)  # not in the router's argv, env or labels
     finally:
