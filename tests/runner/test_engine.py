@@ -106,7 +106,7 @@ def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, py
     assert client.containers.get("vg-single-solo").id != head.id
 
     down = one_host.vllmgen("down", str(spec), "--all")
-    assert _ok_out(down).strip() == "removed 1 container(s): vg-single-solo"
+    assert _ok_out(down).strip() == "removed 2 container(s): vg-single-gateway, vg-single-solo"
     assert [c.name for c in client.containers.list(all=True)] == ["not-ours"]
     gone = one_host.vllmgen("status", str(spec), "--all")
     assert gone.returncode == 1 and "absent" in gone.stdout and "problem: node solo: no container vg-single-solo" in gone.stdout

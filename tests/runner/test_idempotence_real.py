@@ -80,7 +80,7 @@ def test_reapply_rotation_rebuild_and_orphans(one_host: Cluster, tmp_path: Path,
                                   "status": "running"}]
     assert report["nodes"][0]["containers"][0]["current"] is True
     down = _ok(one_host.vllmgen("down", str(spec), "--all"))
-    assert "removed 2 container(s): vg-idem-old-node, vg-idem-solo" in down
+    assert "removed 3 container(s): vg-idem-old-node, vg-idem-gateway, vg-idem-solo" in down
     assert client.containers.list(all=True, filters={"label": "io.vllmgen.deployment=vg-idem"}) == []
     assert orphan.id not in [c.id for c in client.containers.list(all=True)]
     client.images.remove(ALT_BASE, force=True)
