@@ -77,7 +77,9 @@ def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path:
                                                 "--router-base-image", ROUTER_BASE)))
         assert "hy-1: servers: ok" in log and "hy-0: router: created" in log
         cmd = clients[1].containers.get("vg-hy-hy-1").attrs["Config"]["Cmd"]
-        assert cmd[-4:] == ["--data-parallel-size-local", "2", "--data-parallel-start-rank", "2"]
+        # the rank flags, then where this server listens (its own address: the router is on the other host)
+        assert cmd[-6:] == ["--data-parallel-size-local", "2", "--data-parallel-start-rank", "2", "--host",
+                            two_hosts.hosts.addresses[1]]
         before = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]
         assert _chats(two_hosts, f"http://{head}:18080", 4) == [200] * 4
         after = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]
