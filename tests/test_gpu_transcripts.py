@@ -142,3 +142,38 @@ def test_the_h100_start_explains_the_31_s_before_vllms_first_line() -> None:
     assert abs(startup.ready_seconds - (waited + 2.0)) <= 1.0  # apply's wait began at 2.0 s, after the settle
     assert "python start      32.0 s  interpreter and imports, before vLLM's first log line" in phases.table(startup)
     assert "ready after    91.0 s  since it started" in phases.table(startup)
+
+
+H200 = Path(__file__).parent / "fixtures" / "gpu" / "h200"
+
+
+@pytest.mark.parametrize("run", ["cold", "warm"])
+def test_the_h200_keyed_deployment_served_behind_its_gateway_and_left_nothing(run: str) -> None:
+    """tests/gpu/device-proof.sh keyed (2026-12-03, one H200): apply, status, down, twice; every path
+    refused without the key at the gateway, status healthy, no vLLM or nginx process left."""
+    text = (H200 / f"h200-apply-{run}.txt").read_text()
+    assert "apply rc=0" in text and "status rc=0" in text and "down rc=0" in text
+    assert re.search(r"without the API key at http://127\.0\.0\.1:8812: (\d+) of \1 paths refused", text)
+    assert "gateway http://127.0.0.1:8812 (gpu-keyed-gateway on h200): running, /health 200, without the key 401" in text
+    assert "removed 2 container(s): gpu-keyed-gateway, gpu-keyed-h200" in text
+    left = text.split("### processes left (vllm or nginx, not zombies):\n", 1)[1]
+    assert left.startswith("(end)")  # nothing of it runs after down
+    assert "gpu-proof-key" not in text  # the key is in no transcript
+    report = json.loads((H200 / f"h200-status-{run}.json").read_text())
+    assert report["healthy"] and all(not entry["open"] for entry in report["endpoint"]["without_key"])
+
+
+def test_the_h200_warm_start_reused_the_kept_caches() -> None:
+    """The second start, with ~/.cache/vllmgen-engine/gpu-keyed kept: compile from its cache, engine init
+    and the whole start far shorter; the report counts from the process start, as apply's wait does."""
+    cold = json.loads((H200 / "h200-status-cold.json").read_text())["endpoint"]["startup"]
+    warm = json.loads((H200 / "h200-status-warm.json").read_text())["endpoint"]["startup"]
+    phase = {run: {p["name"]: p for p in report["phases"]} for run, report in (("cold", cold), ("warm", warm))}
+    assert phase["cold"]["compile"]["note"] == "compiled (no cache)"
+    assert phase["warm"]["compile"]["note"] == "from the compile cache"
+    assert warm["ready_seconds"] < 0.5 * cold["ready_seconds"]  # 38.5 s against 92.5 s
+    assert phase["warm"]["engine init"]["seconds"] < phase["cold"]["engine init"]["seconds"] / 4
+    for run, report in (("cold", cold), ("warm", warm)):
+        text = (H200 / f"h200-apply-{run}.txt").read_text()
+        waited = float(re.search(r"\(/health\): ok after ([\d.]+)s", text)[1])
+        assert report["ready_from"] == "start" and abs(report["ready_seconds"] - waited) < 2.0
