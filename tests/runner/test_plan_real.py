@@ -82,9 +82,15 @@ def test_plan_then_apply_does_what_it_said(one_host: Cluster, tmp_path: Path, py
     data["nodes"][0]["name"] = "solo2"  # the node renamed: its old container is an orphan
     spec = write_spec(tmp_path, data)
     renamed = _plan(one_host, spec, 1)
-    assert [(o["container"], o["node"]) for o in renamed["orphans"]] == [("vg-plan-solo", "solo")]
+    # the node's server and its gateway (a keyed spec's front door, on that node) are both orphans
+    assert sorted((o["container"], o["node"]) for o in renamed["orphans"]) == [
+        ("vg-plan-gateway", "solo"), ("vg-plan-solo", "solo")]
     applied = _apply(one_host, spec)
     assert applied["plan"] == renamed
-    assert _did(applied) == _said(renamed) == {"vg-plan-solo2": "created", "vg-plan-solo": "removed"}
+    gateway = one_host.daemons[0].client().containers.get("vg-plan-gateway")  # the front door still stands
+    assert gateway.status == "running" and gateway.labels["io.vllmgen.node"] == "solo2", gateway.labels
+    assert _did(applied) == _said(renamed)
+    assert {k: v for k, v in _did(applied).items() if "gateway" not in k} == {"vg-plan-solo2": "created",
+                                                                              "vg-plan-solo": "removed"}
     assert _plan(one_host, spec, 0)["orphans"] == []
     assert one_host.vllmgen("down", str(spec), "--all").returncode == 0

@@ -50,6 +50,9 @@ def decide(run: Apply) -> tuple[str, str, bool]:
         raise fail(name, STEP, f"a container named {container.name} exists and is not this deployment's gateway",
                    f"remove or rename it (docker rm -f {container.name}); vllmgen touches only its own containers")
     why = identity.why_replaced(state.labels, wanted_labels(run), dict(container.labels)[identity.HASH_LABEL])
+    was_on = state.labels.get(f"{LABEL_PREFIX}.node")
+    if not why and was_on != plan.gateway.node:  # the orphan scan would remove it, as another node's gateway
+        why = f"it is node {was_on}'s gateway; the spec puts it on {plan.gateway.node}"
     if why:
         return "replace", why, state.running
     if not state.running:
