@@ -17,7 +17,7 @@ from vllmgen import faults, phases
 from vllmgen.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import exposure, gateway_step, identity, servers, startup
+from vllmgen.runner import gateway_step, identity, keyless, servers, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 
@@ -77,7 +77,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             # what clients reach: the front door (a gateway always fronts a keyed deployment); the servers
             # and router behind it listen on loopback or the private network, where vLLM's holes are known
             urls = [base_url(plan.endpoint)] + ([plan.router.url] if plan.router and not plan.gateway else [])
-            endpoint["without_key"] = [exposure.without_key(head, url, plan.endpoint.served_name).as_dict()
+            endpoint["without_key"] = [keyless.without_key(head, url, plan.endpoint.served_name).as_dict()
                                        for url in dict.fromkeys(urls)]
         if head_running:  # the serving node's start, phase by phase, from its log, since it started
             container = plan.head.container.name

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from vllmgen.plan import Endpoint
-from vllmgen.runner import exposure, watch
+from vllmgen.runner import keyless, watch
 from vllmgen.runner.executor import Executor, HttpResult
 from vllmgen.runner.progress import Progress, WaitTimeout, fail
 from vllmgen.runner.watch import Watch
@@ -118,7 +118,7 @@ def refused_without_key(executor: Executor, urls: tuple[str, ...], served_name: 
     paths that answered. Paths that only leak information (/metrics, /openapi.json) are reported."""
     lines = []
     for url in dict.fromkeys(urls):
-        found = exposure.without_key(executor, url, served_name)
+        found = keyless.without_key(executor, url, served_name)
         if found.fatal:
             raise fail(executor.node, STEP, f"{found.summary()}: a client without the API key gets inference "
                        "or administration there",

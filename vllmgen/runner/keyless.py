@@ -1,4 +1,4 @@
-"""What a client without the API key can reach: every client, engine and admin path, probed for real.
+"""What a client without the API key can reach (keyless probes): every client, engine and admin path.
 
 vLLM's own key check covers path prefixes only (``/v1``): ``/invocations`` serves a completion,
 ``/tokenize`` and ``/metrics`` answer, and vllm-router's ``/add_worker`` re-routes traffic (with the

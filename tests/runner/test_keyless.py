@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from vllmgen.runner import exposure
+from vllmgen.runner import keyless
 from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.progress import Progress
 from vllmgen.runner.verify import refused_without_key
@@ -81,7 +81,7 @@ def fully_guarded() -> Iterator[str]:
 
 
 def test_a_server_guarded_like_vllm_is_open_on_its_other_paths(prefix_guarded: str) -> None:
-    found = exposure.without_key(_Http(), prefix_guarded, "tiny")
+    found = keyless.without_key(_Http(), prefix_guarded, "tiny")
     open_paths = {f.probe.path for f in found.fatal}
     assert {"/invocations", "/tokenize", "/detokenize", "/add_worker", "/remove_worker",
             "/scale_elastic_ep"} <= open_paths
@@ -96,29 +96,29 @@ def test_a_server_guarded_like_vllm_is_open_on_its_other_paths(prefix_guarded: s
 def test_a_server_guarded_on_every_path_passes(fully_guarded: str) -> None:
     http = _Http()
     lines = refused_without_key(http, (fully_guarded, fully_guarded), "tiny")
-    probes = exposure.unauthenticated_probes("tiny")
+    probes = keyless.unauthenticated_probes("tiny")
     assert lines == [f"without the API key at {fully_guarded}: {len(probes)} of {len(probes)} paths refused"]
     assert len(http.calls) == len(probes)  # the same URL twice is probed once
     assert all("Authorization" not in headers for _, _, headers in http.calls)
-    assert exposure.with_key(http, fully_guarded, "tiny", KEY) == []
+    assert keyless.with_key(http, fully_guarded, "tiny", KEY) == []
 
 
 def test_closed_means_refused_not_found_or_no_answer() -> None:
-    probe = exposure.Probe("POST", "/invocations", "inference")
+    probe = keyless.Probe("POST", "/invocations", "inference")
     for status, is_open in ((401, False), (403, False), (404, False), (0, False),
                             (200, True), (302, True), (400, True), (422, True), (502, True)):
-        assert exposure.Finding("u", probe, status, "").open is is_open, status
+        assert keyless.Finding("u", probe, status, "").open is is_open, status
 
 
 def test_admin_probes_change_nothing_on_an_open_router() -> None:
     """An open vllm-router adds the worker named by ?url=; the probes never name one."""
-    admin = [p for p in exposure.unauthenticated_probes("tiny") if p.kind == "admin"]
+    admin = [p for p in keyless.unauthenticated_probes("tiny") if p.kind == "admin"]
     assert {p.path for p in admin} >= {"/add_worker", "/remove_worker"}
     assert all("?" not in p.path and not p.body for p in admin)
 
 
 def test_inference_probes_ask_for_one_token() -> None:
-    for probe in exposure.unauthenticated_probes("tiny"):
+    for probe in keyless.unauthenticated_probes("tiny"):
         if probe.kind == "inference" and isinstance(probe.body, dict):
             assert probe.body.get("max_tokens", probe.body.get("max_output_tokens", 1)) == 1
 
