@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vllmgen import addresses, exposure, parallel
+from vllmgen import addresses, exposure
 from vllmgen.spec import Node, Spec
 
 ROUTER_SUFFIX = "router"
@@ -55,12 +55,9 @@ class RouterPlan:
                 "--worker-urls", *(worker.url for worker in self.workers))
 
 
-def workers(spec: Spec, ordered: list[Node]) -> tuple[Worker, ...]:
+def workers(spec: Spec) -> tuple[Worker, ...]:
     """Every API server of the deployment, head first, at the address it listens on."""
-    return tuple(
-        Worker(node.name, exposure.server_url(spec, node))
-        for index, node in enumerate(ordered) if parallel.serves_http(spec, index)
-    )
+    return tuple(Worker(node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec))
 
 
 def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan | None:
@@ -79,7 +76,7 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
         base_image=router.base_image,
         image=f"vllmgen/{spec.name}-{ROUTER_SUFFIX}:{router.version}",
         container_name=f"{prefix}-{ROUTER_SUFFIX}",
-        workers=workers(spec, ordered),
+        workers=workers(spec),
         health_check_interval_s=router.health_check_interval_s,
         env=tuple(sorted(router.extra_env.items())),
         volumes=tuple((v.host, v.container, v.read_only) for v in router.volumes),

@@ -6,7 +6,7 @@ import io
 import json
 
 from vllmgen import phases
-from vllmgen.runner import startup, status, targets
+from vllmgen.runner import status, targets
 from vllmgen.runner.dryrun import Recorder
 from vllmgen.runner.executor import ContainerState
 

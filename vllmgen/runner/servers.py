@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllmgen import addresses
 from vllmgen.plan import LABEL_PREFIX, Endpoint, Plan
 from vllmgen.router import Worker
 from vllmgen.router_artifacts import ROLE, router_container
