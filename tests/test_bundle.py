@@ -153,7 +153,7 @@ def test_dry_run_lists_contents_with_sizes_and_writes_nothing(deployment: Path, 
     text = "\n".join(lines)
     assert re.search(r"model       37[0-9.]+ KiB .* \(3 files\)", text), text
     assert "vllmgen/vg-bundle:v0.32.0 (vllm; nodes solo): not on this machine: would be built" in text
-    assert "prom/prometheus:v3.5.0 (monitoring; nodes solo): not on this machine: would be pulled" in text
+    assert "prom/prometheus:v3.5.0 (prometheus; nodes solo): not on this machine: would be pulled" in text
     assert not out.exists()
 
 
@@ -277,3 +277,42 @@ def test_another_part_size_writes_every_part_again(deployment: Path, tmp_path: P
     assert not archive.check_parts(out, manifest["items"])
     listed = {p["file"] for i in manifest["items"] for p in i["parts"]}
     assert {f"parts/{p.name}" for p in (out / "parts").iterdir()} == listed  # no stale part left behind
+
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_the_bundle_carries_every_image_the_rendered_deployment_runs(spec: Path) -> None:
+    """Checked against what the compose files of build/<name>/ run (another renderer, read back), both ways."""
+    from vllmgen.bundle import contents
+    from vllmgen.compile import compile_file
+
+    compiled = compile_file(spec)
+    deploy_dir = spec.parents[1] / "build" / compiled.plan.name
+    composed: dict[str, set[str]] = {}
+    for artifact in compiled.artifacts:
+        if artifact.path.endswith("compose.yaml"):
+            for service in (yaml.safe_load(artifact.content).get("services") or {}).values():
+                node = artifact.path.split("/")[1] if artifact.path.startswith("nodes/") else None
+                composed.setdefault(service["image"], set()).update({node} if node else set())
+    needs = contents.images(compiled.plan, deploy_dir)
+    assert {need.reference for need in needs} == set(composed)
+    for need in needs:  # a node's own compose file names the image it runs there
+        assert composed[need.reference] <= set(need.nodes), need
+
+
+def test_the_front_door_and_router_images_go_with_the_vllm_image() -> None:
+    from vllmgen.bundle import contents
+    from vllmgen.compile import compile_file
+
+    spec = next(p for p in SPECS if p.stem == "airgapped")
+    compiled = compile_file(spec)
+    needs = contents.images(compiled.plan, spec.parents[1] / "build" / compiled.plan.name)
+    assert [(n.reference, n.role, n.nodes, n.dockerfile is not None) for n in needs] == [
+        ("vllmgen/qwen3-airgapped:v0.32.0", "vllm", ("gpu-a", "gpu-b"), True),
+        ("vllmgen/qwen3-airgapped-router:0.1.17", "router", ("gpu-a",), True),
+        ("nginx:1.28.0", "gateway", ("gpu-a",), False),
+        ("prom/prometheus:v3.5.0", "prometheus", ("gpu-a",), False),
+        ("grafana/grafana:12.1.1", "grafana", ("gpu-a",), False),
+    ]

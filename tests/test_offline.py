@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from vllmgen.compile import compile_file, plan_file
+from vllmgen.errors import SpecError
 from vllmgen.rules_offline import OFFLINE_ENV, floating
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +55,13 @@ def test_process_runtime_exports_them_in_run_sh(tmp_path):
 ])
 def test_floating_tags(reference, moves):
     assert floating(reference) is moves
+
+
+def test_a_floating_front_door_image_is_refused_offline_with_its_position(tmp_path):
+    text = (ROOT / "specs" / "airgapped.yaml").read_text() + "\ngateway:\n  image: nginx:latest\n"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text)
+    line = text.splitlines().index("  image: nginx:latest") + 1
+    with pytest.raises(SpecError) as caught:
+        plan_file(spec)
+    assert f"s.yaml:{line}:10: gateway.image: offline: true: the tag of nginx:latest moves" in str(caught.value)

@@ -54,6 +54,14 @@ class MonitoringPlan:
     grafana_anonymous: bool
 
     @property
+    def prometheus_container(self) -> str:
+        return f"{self.container_prefix}-prometheus"
+
+    @property
+    def grafana_container(self) -> str:
+        return f"{self.container_prefix}-grafana"
+
+    @property
     def every_interface(self) -> bool:
         return self.bind in ("0.0.0.0", "::")
 
@@ -146,7 +154,7 @@ def _compose(plan: MonitoringPlan, header: str) -> str:
     listen = addresses.host_port(plan.bind, plan.prometheus_port)
     prometheus = {
         "image": plan.prometheus_image,
-        "container_name": f"{plan.container_prefix}-prometheus",
+        "container_name": plan.prometheus_container,
         "network_mode": "host",  # reaches the nodes' private addresses as the host does
         # the node's own (private) address only: neither Prometheus nor Grafana faces the world
         "command": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
@@ -156,7 +164,7 @@ def _compose(plan: MonitoringPlan, header: str) -> str:
     }
     grafana = {
         "image": plan.grafana_image,
-        "container_name": f"{plan.container_prefix}-grafana",
+        "container_name": plan.grafana_container,
         "network_mode": "host",
         "environment": [f"GF_SERVER_HTTP_ADDR={plan.bind}", f"GF_SERVER_HTTP_PORT={plan.grafana_port}",
                         # said explicitly: no anonymous viewers unless the spec asks (monitoring.grafana_anonymous)

@@ -113,6 +113,18 @@ class ServeExec:
 
 
 @dataclass(frozen=True)
+class Workload:
+    """One container the deployment runs: its role, where, its name, and its image. ``Plan.workloads``
+    lists them all; what carries or checks images (``vllmgen bundle``) reads that list, never its own."""
+
+    role: str  # vllm, router, gateway, prometheus, grafana
+    node: str
+    name: str  # the container's name
+    image: str  # "" for a program on the host (process runtime)
+    build_context: str | None = None  # built from <deploy dir>/<this>/Dockerfile; None: pulled by its tag
+
+
+@dataclass(frozen=True)
 class Endpoint:
     address: str
     port: int
@@ -162,6 +174,19 @@ class Plan:
     @property
     def workers(self) -> tuple[NodePlan, ...]:
         return self.nodes[1:]
+
+    def workloads(self) -> tuple[Workload, ...]:
+        """Every container of the deployment, in start order: each node's, the router, the front door, monitoring."""
+        out = [Workload("vllm", node.name, node.container.name, node.container.image, ".") for node in self.nodes]
+        if self.router is not None:
+            out.append(Workload("router", self.router.node, self.router.container_name, self.router.image, "router"))
+        if self.gateway is not None and self.gateway_container is not None:
+            out.append(Workload("gateway", self.gateway.node, self.gateway_container.name, self.gateway_container.image))
+        if self.monitoring is not None:
+            watch = self.monitoring
+            out += [Workload("prometheus", watch.node, watch.prometheus_container, watch.prometheus_image),
+                    Workload("grafana", watch.node, watch.grafana_container, watch.grafana_image)]
+        return tuple(out)
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:

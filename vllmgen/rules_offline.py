@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from vllmgen import exposure
 from vllmgen.rules import Finding
 from vllmgen.spec import Spec
+from vllmgen.spec_gateway import Gateway
 
 # Hugging Face hub and transformers read local files only; vLLM and its libraries send no usage data.
 OFFLINE_ENV = {
@@ -41,6 +43,8 @@ def _images(spec: Spec) -> Iterator[tuple[tuple, str]]:
         yield ("image", "base"), spec.image.base
     if spec.router is not None:
         yield ("router", "base_image"), spec.router.base_image
+    if spec.runtime.kind == "docker" and exposure.gateway_node(spec) is not None:
+        yield ("gateway", "image"), (spec.gateway or Gateway()).image
     if spec.monitoring.enabled:
         yield ("monitoring", "prometheus_image"), spec.monitoring.prometheus_image
         yield ("monitoring", "grafana_image"), spec.monitoring.grafana_image

@@ -1,9 +1,9 @@
 """What a bundle carries for a plan: every image the deployment runs (and on which nodes), the model
 folder, and the rendered deployment with its spec.
 
-``images`` is the one list of images over the plan: the vLLM image (every node of a Docker
-deployment), the router, monitoring. A new container kind of the plan (a front door, say) is one
-more entry here, and ``bundle`` and ``bundle load`` carry it with nothing else changed.
+``images`` reads the plan's one list of containers (``Plan.workloads``): each node's vLLM, the router,
+the front door, Prometheus and Grafana. A new kind of container in the plan is carried by ``bundle``
+and ``bundle load`` with nothing changed here (unless it is built from a Dockerfile of its own).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllmgen.plan import Plan
+from vllmgen.plan import Plan, Workload
 from vllmgen.runner.executor import IMAGE_HASH_LABEL, dockerfile_for, image_hash
 from vllmgen.runner.servers import router_dockerfile
 
@@ -22,7 +22,7 @@ class ImageNeed:
     machine gets it: built from a rendered Dockerfile (``context``), or pulled by its tag."""
 
     reference: str
-    role: str  # vllm, router, monitoring, ...
+    role: str  # vllm, router, gateway, prometheus, grafana (Workload.role)
     nodes: tuple[str, ...]
     context: Path | None = None  # build: the folder, with ``dockerfile`` as its Dockerfile
     dockerfile: str | None = None
@@ -35,18 +35,25 @@ class ImageNeed:
 
 def images(plan: Plan, deploy_dir: Path, *, base_image: str | None = None,
            router_base_image: str | None = None) -> list[ImageNeed]:
-    """Every image of the deployment, in a stable order; an image two roles share appears once per role."""
-    needs: list[ImageNeed] = []
-    if plan.runtime == "docker":
-        needs.append(ImageNeed(plan.image.tag, "vllm", tuple(node.name for node in plan.nodes), deploy_dir,
-                               dockerfile_for(deploy_dir, base_image)))
+    """Every image of the deployment's containers, in start order, once per (image, role) with the nodes
+    that run it; a program on the host (process runtime) has none. ``base_image`` and
+    ``router_base_image`` build FROM another base, as apply's options of the same names."""
+    dockerfiles = {".": lambda: dockerfile_for(deploy_dir, base_image)}
     if plan.router is not None:
         router = plan.router
-        needs.append(ImageNeed(router.image, "router", (router.node,), deploy_dir / "router",
-                               router_dockerfile(deploy_dir, router.base_image, router_base_image)))
-    if plan.monitoring is not None:
-        for reference in (plan.monitoring.prometheus_image, plan.monitoring.grafana_image):
-            needs.append(ImageNeed(reference, "monitoring", (plan.monitoring.node,)))
+        dockerfiles["router"] = lambda: router_dockerfile(deploy_dir, router.base_image, router_base_image)
+    grouped: dict[tuple[str, str], list[Workload]] = {}
+    for workload in plan.workloads():
+        if workload.image:
+            grouped.setdefault((workload.image, workload.role), []).append(workload)
+    needs = []
+    for (reference, role), workloads in grouped.items():
+        nodes = tuple(dict.fromkeys(w.node for w in workloads))
+        context = workloads[0].build_context
+        if context is None:
+            needs.append(ImageNeed(reference, role, nodes))
+        else:
+            needs.append(ImageNeed(reference, role, nodes, deploy_dir / context, dockerfiles[context]()))
     return needs
 
 
