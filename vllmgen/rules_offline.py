@@ -24,9 +24,15 @@ OFFLINE_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
 }
+COMMIT = re.compile(r"^[0-9a-f]{40}$")  # a Hugging Face revision that names one content for good
 FLOATING_TAGS = frozenset({"latest", "nightly", "main", "master", "dev", "edge", "stable"})
 # serve flags whose value vLLM downloads when it is a repo id, not a folder
 FETCHING_FLAGS = ("--tokenizer", "--speculative-model", "--hf-config-path")
+
+
+def pinned(revision: str | None) -> bool:
+    """A model revision that is a commit (a branch or tag can move between the bundle and the load)."""
+    return revision is not None and COMMIT.fullmatch(revision) is not None
 
 
 def floating(reference: str) -> bool:
@@ -54,11 +60,16 @@ def offline_rules(spec: Spec) -> Iterator[Finding]:
     if not spec.offline:
         return
     why = "offline: true"
-    if spec.model.host_path is None:
-        yield Finding(("model", "source"), f"{why}, and vLLM would download {spec.model.source} from the Hugging Face "
-                      "Hub at start: set model.host_path to the weights' folder (vllmgen bundle carries it)")
     if spec.model.modelscope:
         yield Finding(("model", "modelscope"), f"{why}: ModelScope downloads at start; set model.host_path instead")
+    elif spec.model.host_path is None and not pinned(spec.model.revision):
+        # without a folder the hosts read the Hugging Face cache snapshot `vllmgen bundle` carries: by commit
+        where = ("model", "revision") if spec.model.revision else ("model", "source")
+        what = f"model.revision {spec.model.revision!r} can move" if spec.model.revision else "no model.revision is set"
+        yield Finding(where, f"{why}, no model.host_path, and {what}: the hosts read {spec.model.source} from the "
+                      "Hugging Face cache snapshot `vllmgen bundle` carries, which must be one commit: pin model.revision "
+                      "to its 40-hex commit (the snapshots/<commit> folder name), or set model.host_path to the "
+                      "weights' folder")
     for path, reference in _images(spec):
         if floating(reference):
             yield Finding(path, f"{why}: the tag of {reference} moves, so the image bundled and the image the spec "

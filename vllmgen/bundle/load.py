@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from vllmgen.bundle import archive
+from vllmgen.bundle import archive, hfcache
 from vllmgen.bundle.archive import BundleError, human, rate
 from vllmgen.fingerprint import spec_sha256
 from vllmgen.runner import host as hosts
@@ -36,6 +36,10 @@ PLACE = ('set -e; t="$1"; n="$t.vllmgen-incoming"; rm -rf -- "$n"; mkdir -p -- "
          'if [ -e "$t" ]; then if [ -f "$t/' + MARKER + '" ] || [ -z "$(ls -A -- "$t")" ]; then rm -rf -- "$t"; '
          'else echo "$t holds files vllmgen did not place" >&2; exit 3; fi; fi; '
          'mkdir -p -- "$(dirname -- "$t")"; mv -- "$n" "$t"')
+
+# sh -c WRITE_REF vllmgen REFS BRANCH COMMIT: the branch names the commit in the node's HF cache
+WRITE_REF = ('set -e; f="$1/$2"; [ "$(cat -- "$f" 2>/dev/null)" = "$3" ] && exit 0; '
+             'mkdir -p -- "$(dirname -- "$f")"; printf %s "$3" > "$f.vllmgen-incoming"; mv -- "$f.vllmgen-incoming" "$f"')
 
 
 class NodeEngine(Protocol):
@@ -149,6 +153,7 @@ class NodeLoad:
     name: str
     images: list[Mapping[str, Any]]
     model_path: str | None
+    model_ref: tuple[str, str, str] | None = None  # a Hugging Face snapshot's (refs folder, branch, commit)
 
 
 def needs(manifest: Mapping[str, Any], spec: Any, names: tuple[str, ...]) -> list[NodeLoad]:
@@ -158,6 +163,12 @@ def needs(manifest: Mapping[str, Any], spec: Any, names: tuple[str, ...]) -> lis
         if node.name not in names:
             continue
         images = [i for i in manifest["items"] if i["kind"] == "image" and node.name in i["nodes"]]
+        hf = model.get("hf") if model is not None else None
+        if hf is not None:  # the snapshot goes into the HF cache the node's containers (or processes) read
+            where = hfcache.node_snapshot(node.hf_cache or spec.model.hf_cache, hf["source"], hf["commit"])
+            ref = (where.rsplit("/snapshots/", 1)[0] + "/refs", hf["ref"], hf["commit"]) if hf.get("ref") else None
+            out.append(NodeLoad(node.name, images, where, ref))
+            continue
         where = node.model_host_path or spec.model.host_path
         out.append(NodeLoad(node.name, images, where if model is not None and where else None))
     return out
@@ -192,7 +203,7 @@ def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine:
             say(f"{need.name}: model at {path}: present")
         elif state not in ("absent", "empty") and not state.startswith("ours:"):
             raise BundleError(f"{need.name}: {path} holds files bundle load did not place ({state or 'unreadable'}); "
-                              "nothing of the model was changed: move them away, or point the spec's host_path elsewhere")
+                              "nothing of the model was changed: move them away, or point the spec's host_path (hf_cache for a Hugging Face snapshot) elsewhere")
         else:
             started = time.monotonic()
             out = pipe(engine.host, ["sh", "-c", PLACE, "vllmgen", path, digest], archive.read_item(folder, item))
@@ -203,6 +214,12 @@ def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine:
             sent += item["size"]
             say(f"{need.name}: model at {path}: placed, {human(item['size'])} in {seconds:.1f} s "
                 f"({rate(item['size'], seconds)})")
+    if need.model_ref is not None:
+        refs, ref, commit = need.model_ref
+        out = engine.host.run(["sh", "-c", WRITE_REF, "vllmgen", _host_path(engine.host, refs), ref, commit])
+        if out.rc != 0:
+            raise BundleError(f"{need.name}: writing refs/{ref} in the Hugging Face cache failed (exit {out.rc}): "
+                              f"{out.stderr.strip()}")
     return sent
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vllmgen import __version__
-from vllmgen.bundle import archive, contents
+from vllmgen.bundle import archive, contents, hfcache
 from vllmgen.bundle.archive import BundleError, Item, Source, human, rate
 from vllmgen.fingerprint import spec_sha256
+from vllmgen.plan import HF_CACHE_IN_CONTAINER
 
 DEPLOYMENT, MODEL = "deployment", "model"
 
@@ -38,6 +39,7 @@ class Request:
     model_dir: Path | None = None
     base_image: str | None = None
     router_base_image: str | None = None
+    hf_cache: Path | None = None  # the hub cache holding the model's snapshot (default: hfcache.hub_cache())
 
 
 @dataclass
@@ -77,13 +79,18 @@ def _deployment_source(files: dict[str, tuple[bytes, int]]) -> Source:
     return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True)
 
 
-def model_source(folder: Path, container_path: str) -> Source:
+def model_source(folder: Path, container_path: str, snapshot: hfcache.Snapshot | None = None) -> Source:
+    """The model folder as one item; a Hugging Face snapshot says which (``bundle load`` places it in the
+    nodes' HF cache, ``refs/`` included)."""
     if not folder.is_dir():
         raise BundleError(f"the model folder {folder} does not exist on this machine (give --model-dir)")
     files = archive.tree(folder)
     segments = archive.tar_segments(files)
-    meta = {"files": sum(1 for f in files if not f.folder), "bytes": sum(f.size for f in files),
-            "container_path": container_path}
+    meta: dict[str, Any] = {"files": sum(1 for f in files if not f.folder), "bytes": sum(f.size for f in files),
+                            "container_path": container_path}
+    if snapshot is not None:
+        meta["hf"] = {"source": snapshot.source, "revision": snapshot.revision, "commit": snapshot.commit,
+                      "ref": snapshot.ref}
     item = Item(MODEL, "model", archive.tree_key(files), archive.segments_size(segments), meta)
     return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True)
 
@@ -129,8 +136,12 @@ def make(request: Request, engine: Engine | None, say: Callable[[str], None]) ->
     folder = contents.model_folder(spec.model.host_path, request.model_dir)
     if folder is not None:
         sources.append(model_source(folder, spec.model.path))
+    elif spec.model.modelscope:
+        say(f"model: not bundled: {spec.model.source} comes from ModelScope; the hosts download it (not offline)")
     else:
-        say(f"model: not bundled: {spec.model.source} has no host_path; the hosts download it (not offline)")
+        snapshot = hfcache.find(spec.model.source, spec.model.revision, request.hf_cache or hfcache.hub_cache())
+        say(f"model: {snapshot.source}@{snapshot.revision}: the Hugging Face cache snapshot {snapshot.folder}")
+        sources.append(model_source(snapshot.folder, HF_CACHE_IN_CONTAINER, snapshot))
     for image_id, meta in _group(needs, ids).items():
         item = Item(f"image-{image_id.removeprefix('sha256:')[:12]}", "image", image_id, None,
                     {"id": image_id, **meta})
@@ -164,16 +175,27 @@ def dry_run(request: Request, engine: Engine | None, engine_error: str | None) -
                  f"{request.spec.name} and build/{plan.name}/ ({len(files) - 1} files)")
     total = archive.segments_size(archive.tar_segments([], files))
     folder = contents.model_folder(spec.model.host_path, request.model_dir)
+    where = f"-> {spec.model.path} in the containers"
+    if folder is None and spec.model.modelscope:
+        lines.append(f"model       -  not bundled: {spec.model.source} comes from ModelScope")
+    elif folder is None:
+        try:
+            snapshot = hfcache.find(spec.model.source, spec.model.revision, request.hf_cache or hfcache.hub_cache())
+        except BundleError as exc:
+            lines.append(f"model       ?  {exc}")
+        else:
+            folder = snapshot.folder
+            where = (f"-> {hfcache.node_snapshot(spec.model.hf_cache, snapshot.source, snapshot.commit)} "
+                     f"on each node (model.hf_cache, or the node's), {snapshot.source}@{snapshot.revision}")
     if folder is None:
-        lines.append(f"model       -  not bundled: {spec.model.source} has no host_path")
+        pass
     elif not folder.is_dir():
         lines.append(f"model       ?  {folder} does not exist on this machine (give --model-dir)")
     else:
         tree = archive.tree(folder)
         size = archive.segments_size(archive.tar_segments(tree))
         total += size
-        lines.append(f"model       {human(size)}  {folder} ({sum(1 for f in tree if not f.folder)} files) "
-                     f"-> {spec.model.path} in the containers")
+        lines.append(f"model       {human(size)}  {folder} ({sum(1 for f in tree if not f.folder)} files) {where}")
     unknown = False
     for need in contents.images(plan, deploy_dir, base_image=request.base_image,
                                 router_base_image=request.router_base_image):
