@@ -5,17 +5,22 @@ then, in alternating rounds so that background load hits both alike:
 
   tar write     `tar -c -f OUT -C FOLDER .`                      (what a person would do by hand)
   bundle write  vllmgen's writer: the same folder as a tar stream cut into parts, a SHA-256 per part,
-                a journal line per part (the model item of `vllmgen bundle`)
+                a journal line per part (the model item of `vllmgen bundle`): each file's bytes copied
+                into the part by copy_file_range and hashed from a mapping in a thread beside it
   tar read      `tar -x -f OUT -C DEST`
-  bundle load   what `bundle load` does for a model: every part checked (read, SHA-256), then the
-                parts read again, each checked as read, piped into `tar -x` beside the place and
-                renamed into place (load.PLACE, on this machine)
+  bundle load   what `bundle load` does for a model (load.place_model): every part's size checked, the
+                parts spliced into `tar -x` beside the place, each hashed on the way (its last MiB
+                held back until it matches), renamed into place (load.PLACE, on this machine)
+  before ...    with --baseline REV: the same two operations by the code of REV (`git archive`), in
+                the same rounds, for a before/after side by side
 
+Each bundle operation runs in a fresh interpreter and is timed inside it (imports excluded).
 The page cache is not dropped (that needs privileges over the whole machine): the folder was just
 written, so reads come mostly from memory for both. `docker save` by hand is not in this run (it
 needs a Docker engine with a multi-GB image; the slow test compares nothing against it).
 
-    python bench/bench_bundle.py [--size-gib 2] [--rounds 2] [--part-size 1G] [--dir /var/tmp] [--json]
+    python bench/bench_bundle.py [--size-gib 2] [--rounds 2] [--part-size 1G] [--dir /var/tmp]
+                                 [--baseline REV] [--json]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,9 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vllmgen.bundle import archive, load, make  # noqa: E402
 from vllmgen.bundle.cli import parse_size  # noqa: E402
-from vllmgen.runner.host import LocalHost  # noqa: E402
 
 MIB = 1 << 20
 
@@ -56,10 +60,14 @@ def make_folder(folder: Path, size: int) -> None:
         (folder / f"extra-{index}.json").write_bytes(os.urandom(64 * 1024))
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn) -> tuple[float, float]:  # noqa: ANN001
+    """(wall seconds, CPU seconds of the children it ran: tar's user and system time)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     fn()
-    return time.monotonic() - started
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def tar_write(folder: Path, out: Path) -> None:
@@ -71,21 +79,43 @@ def tar_read(archive_file: Path, dest: Path) -> None:
     subprocess.run(["tar", "-x", "-f", str(archive_file), "-C", str(dest)], check=True)
 
 
-def bundle_write(folder: Path, out: Path, part_size: int) -> None:
+# One operation, timed inside a fresh interpreter on the tree given (this one, or --baseline's), so
+# that the code before and after a change runs side by side in one run on the same folder.
+ONE = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from vllmgen.bundle import archive, load, make
+from vllmgen.runner.host import LocalHost
+op, folder, out, part_size = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
+import os
+cpu = lambda: sum(os.times()[:4])  # user and system, this process and the children it waited for (tar)
+started, cpu_started = time.monotonic(), cpu()
+if op == "write":
     writer = archive.Writer(out, part_size, archive.Progress(lambda line: None))
     source = make.model_source(folder, "/models/m")
     writer.write(source)
     writer.finish({"name": "bench"}, [source.item])
-
-
-def bundle_load(out: Path, dest: Path) -> None:
-    manifest = archive.read_manifest(out)
-    item = manifest["items"][0]
-    problems = archive.check_parts(out, [item])
-    assert not problems, problems
-    result = load.pipe(LocalHost(), ["sh", "-c", load.PLACE, "vllmgen", str(dest), load.item_digest(item)],
-                        archive.read_item(out, item))
+else:  # load: what `bundle load` does for a model on this machine
+    item = archive.read_manifest(folder)["items"][0]
+    if hasattr(load, "place_model"):  # parts hashed while spliced into tar -x
+        assert not archive.check_sizes(folder, item)
+        result = load.place_model(LocalHost(), folder, item, str(out))
+    else:  # before: every part checked, then read again into the pipe
+        assert not archive.check_parts(folder, [item])
+        result = load.pipe(LocalHost(), ["sh", "-c", load.PLACE, "vllmgen", str(out), load.item_digest(item)],
+                           archive.read_item(folder, item))
     assert result.rc == 0, result.stderr
+print(time.monotonic() - started, cpu() - cpu_started)
+"""
+
+
+def bundle_op(tree: Path, op: str, source: Path, out: Path, part_size: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one operation."""
+    done = subprocess.run([sys.executable, "-c", ONE, str(tree), op, str(source), str(out), str(part_size)],
+                          check=True, capture_output=True, text=True)
+    wall, cpu = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
 def main() -> None:
@@ -94,44 +124,60 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--part-size", default="1G")
     parser.add_argument("--dir", default="/var/tmp", help="where the folder and outputs go (one disk for all)")
+    parser.add_argument("--baseline", metavar="REV", help="also time the bundle code of this git revision")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    size = int(args.size_gib * (1 << 30))
+    size, part_size = int(args.size_gib * (1 << 30)), parse_size(args.part_size)
     work = Path(tempfile.mkdtemp(prefix="vllmgen-bench-bundle-", dir=args.dir))
+    root = Path(__file__).resolve().parents[1]
+    trees = {"bundle": root}
     try:
+        if args.baseline:
+            trees["before"] = work / "baseline"
+            trees["before"].mkdir()  # the revision's files only: no worktree registered in the repository
+            archived = subprocess.run(["git", "-C", str(root), "archive", args.baseline, "vllmgen"], check=True,
+                                      capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(trees["before"])], input=archived, check=True)
         folder = work / "model"
         make_folder(folder, size)
         total = sum(p.stat().st_size for p in folder.iterdir())
-        times: dict[str, list[float]] = {"tar write": [], "bundle write": [], "tar read": [], "bundle load": []}
+        names = ["tar write", *(f"{k} write" for k in trees), "tar read", *(f"{k} load" for k in trees)]
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+        kinds = ["tar", *trees]
         for round_ in range(args.rounds):
-            order = [("tar", "bundle"), ("bundle", "tar")][round_ % 2]
-            for kind in order:
-                out = work / f"{kind}-out"
-                dest = work / f"{kind}-dest"
+            for kind in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:  # each goes first in turn
+                out, dest = work / f"{kind}-out", work / f"{kind}-dest"
                 if kind == "tar":
                     times["tar write"].append(timed(lambda: tar_write(folder, out.with_suffix(".tar"))))
                     times["tar read"].append(timed(lambda: tar_read(out.with_suffix(".tar"), dest)))
                     out.with_suffix(".tar").unlink()
                 else:
-                    times["bundle write"].append(timed(lambda: bundle_write(folder, out, parse_size(args.part_size))))
-                    times["bundle load"].append(timed(lambda: bundle_load(out, dest)))
+                    times[f"{kind} write"].append(bundle_op(trees[kind], "write", folder, out, part_size))
+                    times[f"{kind} load"].append(bundle_op(trees[kind], "load", out, dest, part_size))
                     shutil.rmtree(out)
                 shutil.rmtree(dest)
-        result = {"bytes": total, "part_size": args.part_size, "rounds": args.rounds,
-                  **{name: {"median_s": round(statistics.median(ts), 3),
-                            "mib_per_s": round(total / MIB / statistics.median(ts), 1),
-                            "all_s": [round(t, 3) for t in ts]} for name, ts in times.items()}}
-        result["write vs tar"] = round(result["bundle write"]["median_s"] / result["tar write"]["median_s"], 3)
-        result["load vs tar"] = round(result["bundle load"]["median_s"] / result["tar read"]["median_s"], 3)
+        result: dict = {"bytes": total, "part_size": args.part_size, "rounds": args.rounds, "baseline": args.baseline}
+        for name, runs in times.items():
+            wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+            result[name] = {"median_s": round(wall, 3), "mib_per_s": round(total / MIB / wall, 1),
+                            "cpu_s": round(cpu, 3), "all_s": [round(w, 3) for w, _ in runs]}
+        for kind in trees:
+            for op, tar in (("write", "tar write"), ("load", "tar read")):
+                result[f"{kind} {op} vs tar"] = round(result[f"{kind} {op}"]["median_s"] / result[tar]["median_s"], 3)
+                result[f"{kind} {op} cpu vs tar"] = round(result[f"{kind} {op}"]["cpu_s"] / result[tar]["cpu_s"], 3)
         if args.json:
             print(json.dumps(result, indent=2))
         else:
-            print(f"{total / (1 << 30):.2f} GiB of random data, part size {args.part_size}, {args.rounds} round(s)")
-            for name in times:
+            print(f"{total / (1 << 30):.2f} GiB of random data, part size {args.part_size}, {args.rounds} round(s)"
+                  + (f", before = {args.baseline}" if args.baseline else ""))
+            for name in names:
                 entry = result[name]
-                print(f"  {name:<13} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  {entry['all_s']}")
-            print(f"  bundle write / tar write: {result['write vs tar']:.3f}; "
-                  f"bundle load / tar read: {result['load vs tar']:.3f}")
+                print(f"  {name:<13} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  "
+                      f"CPU {entry['cpu_s']:6.2f} s  {entry['all_s']}")
+            for kind in trees:
+                print(f"  {kind}/tar: write {result[f'{kind} write vs tar']:.3f} (CPU "
+                      f"{result[f'{kind} write cpu vs tar']:.3f}), load {result[f'{kind} load vs tar']:.3f} "
+                      f"(CPU {result[f'{kind} load cpu vs tar']:.3f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

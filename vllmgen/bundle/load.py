@@ -11,6 +11,8 @@ A second load finds everything in place and transfers nothing.
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -112,8 +114,10 @@ def place_deployment(folder: Path, manifest: Mapping[str, Any], to: Path) -> tup
 # --- images and the model on a node -----------------------------------------------------------------
 
 
-def pipe(host: hosts.Host, argv: list[str], chunks: Iterable[bytes]) -> hosts.Completed:
-    """``argv`` on the node's host with ``chunks`` on its stdin, streamed (ssh for an ssh:// node)."""
+def pipe(host: hosts.Host, argv: list[str], feed: Iterable[bytes] | Callable[[int], None]) -> hosts.Completed:
+    """``argv`` on the node's host with ``feed`` on its stdin (ssh for an ssh:// node): chunks, or a
+    function writing to the pipe's descriptor itself (``archive.splice_item``). When feeding fails the
+    command is stopped (its process group, locally) before its input is whole."""
     if isinstance(host, hosts.SshHost):
         command = host.ssh_argv(argv)
     elif hosts.is_local(host):
@@ -122,16 +126,26 @@ def pipe(host: hosts.Host, argv: list[str], chunks: Iterable[bytes]) -> hosts.Co
         raise hosts.NoHostAccess(f"placing the model needs the host itself, and {host.description} reaches only "
                                  "its Docker API: give the node an ssh:// docker_host, or load with --node on that host")
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=err, start_new_session=True)
         assert proc.stdin is not None
         try:
-            for data in chunks:
-                proc.stdin.write(data)
+            if callable(feed):
+                feed(proc.stdin.fileno())
+            else:
+                for data in feed:
+                    proc.stdin.write(data)
             proc.stdin.close()
         except BrokenPipeError:
             pass  # the command ended early: its exit status and stderr say why
         except BaseException:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: the shell and its tar, nothing else
+            except ProcessLookupError:
+                pass
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
             proc.wait()
             raise
         rc = proc.wait()
@@ -175,9 +189,19 @@ def needs(manifest: Mapping[str, Any], spec: Any, names: tuple[str, ...]) -> lis
 
 
 def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine: NodeEngine,
-              say: Callable[[str], None]) -> int:
-    """One node's images and model; the bytes sent to it."""
+              say: Callable[[str], None], sent_before: int = 0) -> int:
+    """One node's model, then its images; the bytes sent to it. The model's parts are hashed while they
+    are sent (``archive.splice_item``) and it is moved into place only when all match: on the first
+    node, before any image is loaded."""
     sent = 0
+    if need.model_path is not None:
+        sent += _place_model(folder, manifest, need, engine, say, sent_before)
+    if need.model_ref is not None:
+        refs, ref, commit = need.model_ref
+        out = engine.host.run(["sh", "-c", WRITE_REF, "vllmgen", _host_path(engine.host, refs), ref, commit])
+        if out.rc != 0:
+            raise BundleError(f"{need.name}: writing refs/{ref} in the Hugging Face cache failed (exit {out.rc}): "
+                              f"{out.stderr.strip()}")
     for item in need.images:
         image_id, tags = item["id"], item["tags"]
         if engine.image_id(image_id) == image_id:
@@ -194,42 +218,60 @@ def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine:
         for tag in tags:
             if engine.image_id(tag) != image_id:
                 engine.tag(image_id, tag)
-    if need.model_path is not None:
-        item = next(i for i in manifest["items"] if i["kind"] == "model")
-        digest = item_digest(item)
-        path = _host_path(engine.host, need.model_path)
-        state = engine.host.run(["sh", "-c", PROBE, "vllmgen", path]).stdout.strip()
-        if state == f"ours:{digest}":
-            say(f"{need.name}: model at {path}: present")
-        elif state not in ("absent", "empty") and not state.startswith("ours:"):
-            raise BundleError(f"{need.name}: {path} holds files bundle load did not place ({state or 'unreadable'}); "
-                              "nothing of the model was changed: move them away, or point the spec's host_path (hf_cache for a Hugging Face snapshot) elsewhere")
-        else:
-            started = time.monotonic()
-            out = pipe(engine.host, ["sh", "-c", PLACE, "vllmgen", path, digest], archive.read_item(folder, item))
-            if out.rc != 0:
-                raise BundleError(f"{need.name}: placing the model at {path} failed (exit {out.rc}): "
-                                  f"{out.stderr.strip()}; the model was left as it was")
-            seconds = time.monotonic() - started
-            sent += item["size"]
-            say(f"{need.name}: model at {path}: placed, {human(item['size'])} in {seconds:.1f} s "
-                f"({rate(item['size'], seconds)})")
-    if need.model_ref is not None:
-        refs, ref, commit = need.model_ref
-        out = engine.host.run(["sh", "-c", WRITE_REF, "vllmgen", _host_path(engine.host, refs), ref, commit])
-        if out.rc != 0:
-            raise BundleError(f"{need.name}: writing refs/{ref} in the Hugging Face cache failed (exit {out.rc}): "
-                              f"{out.stderr.strip()}")
     return sent
+
+
+def place_model(host: hosts.Host, folder: Path, item: Mapping[str, Any], path: str) -> hosts.Completed:
+    """The model item unpacked beside ``path`` on the host and renamed into place (PLACE), its parts
+    spliced into the command's stdin and hashed on the way; a BundleError names a bad part."""
+    return pipe(host, ["sh", "-c", PLACE, "vllmgen", path, item_digest(item)],
+                lambda fd: archive.splice_item(folder, dict(item), fd))
+
+
+def _place_model(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine: NodeEngine,
+                 say: Callable[[str], None], sent_before: int) -> int:
+    item = next(i for i in manifest["items"] if i["kind"] == "model")
+    digest = item_digest(item)
+    assert need.model_path is not None
+    path = _host_path(engine.host, need.model_path)
+    state = engine.host.run(["sh", "-c", PROBE, "vllmgen", path]).stdout.strip()
+    if state == f"ours:{digest}":
+        say(f"{need.name}: model at {path}: present")
+        return 0
+    if state not in ("absent", "empty") and not state.startswith("ours:"):
+        raise BundleError(f"{need.name}: {path} holds files bundle load did not place ({state or 'unreadable'}); "
+                          "nothing of the model was changed: move them away, or point the spec's host_path "
+                          "(hf_cache for a Hugging Face snapshot) elsewhere")
+    started = time.monotonic()
+    try:
+        out = place_model(engine.host, folder, item, path)
+    except BundleError as exc:
+        engine.host.run(["rm", "-rf", "--", path + ".vllmgen-incoming"])
+        done = "nothing was loaded" if not sent_before else f"the model was not placed on {need.name}"
+        raise BundleError(f"the bundle is damaged; {done}:\n  {exc}\ncopy the named part again from the "
+                          "connected machine (or run `vllmgen bundle` there again: it resumes), then load again"
+                          ) from None
+    if out.rc != 0:
+        raise BundleError(f"{need.name}: placing the model at {path} failed (exit {out.rc}): "
+                          f"{out.stderr.strip()}; the model was left as it was")
+    seconds = time.monotonic() - started
+    say(f"{need.name}: model at {path}: placed, {human(item['size'])} in {seconds:.1f} s "
+        f"({rate(item['size'], seconds)}), every part's SHA-256 checked on the way")
+    return int(item["size"])
 
 
 def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad],
                  say: Callable[[str], None]) -> None:
-    """Every part the nodes need, checked before anything is loaded; all bad parts named at once."""
+    """Every part the nodes need checked before anything is loaded, all bad parts named at once: the
+    images' in full; the model's sizes here (a truncated copy), its SHA-256s as it is placed."""
     keys = {item["key"] for load in loads for item in load.images}
-    if any(load.model_path for load in loads):
-        keys.add("model")
     items = [item for item in manifest["items"] if item["key"] in keys]
+    if any(load.model_path for load in loads):
+        model = next(item for item in manifest["items"] if item["kind"] == "model")
+        problems = archive.check_sizes(folder, model)
+        if problems:
+            raise BundleError("the bundle is damaged; nothing was loaded:\n  " + "\n  ".join(problems)
+                              + "\ncopy the named part(s) again from the connected machine, then load again")
     total = sum(part["size"] for item in items for part in item["parts"])
     started = time.monotonic()
     problems = archive.check_parts(folder, items)
@@ -268,7 +310,7 @@ def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Cal
         try:
             if load.images:
                 engine.ping()
-            result.transferred += load_node(folder, manifest, load, engine, say)
+            result.transferred += load_node(folder, manifest, load, engine, say, result.transferred)
         finally:
             engine.close()
     result.lines.append(f"transferred {human(result.transferred)} to {len(loads)} node(s)" if result.transferred

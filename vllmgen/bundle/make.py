@@ -92,7 +92,7 @@ def model_source(folder: Path, container_path: str, snapshot: hfcache.Snapshot |
         meta["hf"] = {"source": snapshot.source, "revision": snapshot.revision, "commit": snapshot.commit,
                       "ref": snapshot.ref}
     item = Item(MODEL, "model", archive.tree_key(files), archive.segments_size(segments), meta)
-    return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True)
+    return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True, segments=segments)
 
 
 def _group(needs: list[contents.ImageNeed], ids: dict[str, str]) -> dict[str, dict[str, Any]]:
