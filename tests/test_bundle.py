@@ -472,3 +472,33 @@ def test_the_control_machines_hub_cache_is_found_as_huggingface_hub_finds_it(env
     from vllmgen.bundle.hfcache import hub_cache
 
     assert str(hub_cache(env)) == expected
+
+
+def test_with_vllmgen_carries_its_wheel_and_load_places_it_for_pip(deployment: Path, tmp_path: Path) -> None:
+    """vllmgen's own wheel, built here with nothing fetched; its dependencies' only in real use (network)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("hatchling")
+    out = tmp_path / "out"
+    request = make.Request(deployment, out, deployment.parent / "build", PART, with_vllmgen=True,
+                           wheel_dependencies=False)
+    assert any(line.startswith("wheels      ?  vllmgen") for line in make.dry_run(request, FakeEngine(), None))
+    make.make(request, FakeEngine(), lambda line: None)
+    item = _item(out, "wheels")
+    assert [name for name in item["files"] if name.startswith("vllmgen-")]
+    loaded = _load(out, tmp_path / "carried", FakeEngine())
+    hint = next(line for line in loaded.lines if "pip install --no-index --find-links" in line)
+    wheel = next((tmp_path / "carried" / "wheels").glob("vllmgen-*.whl"))
+    with zipfile.ZipFile(wheel) as archive_file:
+        assert "vllmgen/bundle/wheels.py" in archive_file.namelist()
+    # pip itself resolves the hint against the placed folder, with no index (no network)
+    argv = hint.split(": ", 1)[1].split()
+    found = subprocess.run([sys.executable, "-m", *argv, "--no-deps", "--dry-run", "--ignore-installed", "--quiet",
+                            "--report", "-"], capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["install"][0]["metadata"]["name"] == "vllmgen"
+    again: list[str] = []
+    _load(out, tmp_path / "carried", FakeEngine(), again)
+    assert any(line.startswith("wheels: ") and line.endswith(": present") for line in again)

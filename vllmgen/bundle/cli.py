@@ -63,17 +63,20 @@ def bundle() -> None:
 @click.option("--hf-cache", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="The Hugging Face hub cache holding the model's snapshot, for a spec without model.host_path "
                    "(default: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub).")
+@click.option("--with-vllmgen", is_flag=True,
+              help="Also carry vllmgen's wheel and its dependencies' (pip wheel), for an air-gapped control machine "
+                   "with this machine's Python version and platform; `bundle load` places them under --to/wheels.")
 @click.option("--base-image", metavar="IMAGE", help="Build FROM this image instead of the spec's base (as apply's).")
 @click.option("--router-base-image", metavar="IMAGE", help="Build the router FROM this image (as apply's).")
 def write(spec: Path, output: Path, part_size: str, dry_run: bool, build_dir: Path, model_dir: Path | None,
-          hf_cache: Path | None, base_image: str | None, router_base_image: str | None) -> None:
+          hf_cache: Path | None, with_vllmgen: bool, base_image: str | None, router_base_image: str | None) -> None:
     """Write SPEC's bundle into the folder OUTPUT: every image built or reused on this machine's Docker
     engine and saved by ID, the model (its host_path folder, else its Hugging Face cache snapshot), the
     spec and build/<name>/, each part with its SHA-256."""
     from vllmgen.bundle import make
 
     request = make.Request(spec, output, build_dir, parse_size(part_size), model_dir, base_image, router_base_image,
-                           hf_cache)
+                           hf_cache, with_vllmgen)
     engine, error = _local_engine()
 
     def say(line: str) -> None:

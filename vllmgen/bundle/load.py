@@ -260,6 +260,28 @@ def _place_model(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engi
     return int(item["size"])
 
 
+def place_wheels(folder: Path, item: Mapping[str, Any], to: Path, say: Callable[[str], None]) -> str:
+    """vllmgen's wheels (``bundle --with-vllmgen``) under ``to``/wheels on this machine; how to install them."""
+    from vllmgen.bundle import wheels
+
+    target = (to / wheels.WHEELS).resolve()
+    host = hosts.LocalHost()
+    problems = archive.check_sizes(folder, dict(item))
+    if problems:
+        raise BundleError("the bundle is damaged; nothing was loaded:\n  " + "\n  ".join(problems))
+    state = host.run(["sh", "-c", PROBE, "vllmgen", str(target)]).stdout.strip()
+    if state == f"ours:{item_digest(item)}":
+        say(f"wheels: {target}: present")
+    elif state not in ("absent", "empty") and not state.startswith("ours:"):
+        raise BundleError(f"{target} holds files bundle load did not place: move them away, or load with another --to")
+    else:
+        out = place_model(host, folder, item, str(target))
+        if out.rc != 0:
+            raise BundleError(f"placing the wheels at {target} failed (exit {out.rc}): {out.stderr.strip()}")
+        say(f"wheels: {target}: placed ({len(item.get('files', []))} wheel(s))")
+    return f"vllmgen for this machine: {wheels.install_hint(target)}"
+
+
 def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad],
                  say: Callable[[str], None]) -> None:
     """Every part the nodes need checked before anything is loaded, all bad parts named at once: the
@@ -295,6 +317,9 @@ def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Cal
     spec_path, changed = place_deployment(folder, manifest, to)
     result = Loaded(spec=spec_path)
     say(f"deployment: {spec_path} and {to / 'build' / manifest['name']}/: " + ("placed" if changed else "present"))
+    wheels_item = next((i for i in manifest["items"] if i["kind"] == "wheels"), None)
+    if wheels_item is not None:
+        result.lines.append(place_wheels(folder, wheels_item, to, say))
     valid, plan = plan_file(spec_path)
     try:
         names = targets.scope(plan, node_name, all_nodes)

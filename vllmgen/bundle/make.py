@@ -5,13 +5,14 @@ as a bundle (``archive``): parts of a given size, each with its SHA-256, resumab
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from vllmgen import __version__
-from vllmgen.bundle import archive, contents, hfcache
+from vllmgen.bundle import archive, contents, hfcache, wheels
 from vllmgen.bundle.archive import BundleError, Item, Source, human, rate
 from vllmgen.fingerprint import spec_sha256
 from vllmgen.plan import HF_CACHE_IN_CONTAINER
@@ -40,6 +41,8 @@ class Request:
     base_image: str | None = None
     router_base_image: str | None = None
     hf_cache: Path | None = None  # the hub cache holding the model's snapshot (default: hfcache.hub_cache())
+    with_vllmgen: bool = False  # vllmgen's wheel and its dependencies', for the air-gapped control machine
+    wheel_dependencies: bool = True
 
 
 @dataclass
@@ -125,6 +128,19 @@ def _ensure(engine: Engine, need: contents.ImageNeed, say: Callable[[str], None]
 
 
 def make(request: Request, engine: Engine | None, say: Callable[[str], None]) -> Summary:
+    with tempfile.TemporaryDirectory(prefix="vllmgen-wheels-") as wheelhouse:
+        return _make(request, engine, say, Path(wheelhouse))
+
+
+def wheels_source(folder: Path) -> Source:
+    files = archive.tree(folder)
+    segments = archive.tar_segments(files)
+    item = Item(wheels.WHEELS, "wheels", archive.tree_key(files), archive.segments_size(segments),
+                {"files": [f.name for f in files if not f.folder]})
+    return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True, segments=segments)
+
+
+def _make(request: Request, engine: Engine | None, say: Callable[[str], None], wheelhouse: Path) -> Summary:
     compiled, deploy_dir = _compiled(request)
     plan, spec = compiled.plan, compiled.valid.spec
     needs = contents.images(plan, deploy_dir, base_image=request.base_image,
@@ -146,6 +162,10 @@ def make(request: Request, engine: Engine | None, say: Callable[[str], None]) ->
         item = Item(f"image-{image_id.removeprefix('sha256:')[:12]}", "image", image_id, None,
                     {"id": image_id, **meta})
         sources.append(Source(item, lambda offset, i=image_id: engine.save(i), seekable=False))  # type: ignore[union-attr]
+    if request.with_vllmgen:
+        built = wheels.build(wheelhouse, say, dependencies=request.wheel_dependencies)
+        say(f"wheels: {len(built)} wheel(s), {human(sum(w.stat().st_size for w in built))}")
+        sources.append(wheels_source(wheelhouse))
     writer = archive.Writer(request.output, request.part_size, archive.Progress(say))
     summary = Summary()
     for source in sources:
@@ -212,6 +232,11 @@ def dry_run(request: Request, engine: Engine | None, engine_error: str | None) -
         total += size or 0
         lines.append(f"image       {human(size) if size is not None else '?'}  {need.reference} ({need.role}; "
                      f"nodes {', '.join(need.nodes)}): {how}")
+    if request.with_vllmgen:
+        unknown = True
+        lines.append(f"wheels      ?  vllmgen {__version__} from {wheels.source_tree()}"
+                     + (" and its dependencies" if request.wheel_dependencies else "")
+                     + " (pip wheel), for the air-gapped control machine")
     parts = -(-total // request.part_size)
     lines.append(f"total       {'at least ' if unknown else ''}{human(total)}, in parts of at most "
                  f"{human(request.part_size)} (about {parts} or more: each item has its own)")
