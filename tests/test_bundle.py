@@ -91,8 +91,8 @@ class FakeEngine:
 @pytest.fixture
 def deployment(tmp_path: Path) -> Path:
     """An offline one-node spec, rendered, and a model folder of random files (one in a sub-folder)."""
-    from vllmgen.compile import compile_file
-    from vllmgen.write import write
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import write
 
     model = tmp_path / "weights"
     (model / "tokenizer").mkdir(parents=True)
@@ -288,7 +288,7 @@ SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 def test_the_bundle_carries_every_image_the_rendered_deployment_runs(spec: Path) -> None:
     """Checked against what the compose files of build/<name>/ run (another renderer, read back), both ways."""
     from vllmgen.bundle import contents
-    from vllmgen.compile import compile_file
+    from vllmgen.render.compile import compile_file
 
     compiled = compile_file(spec)
     deploy_dir = spec.parents[1] / "build" / compiled.plan.name
@@ -306,7 +306,7 @@ def test_the_bundle_carries_every_image_the_rendered_deployment_runs(spec: Path)
 
 def test_the_front_door_and_router_images_go_with_the_vllm_image() -> None:
     from vllmgen.bundle import contents
-    from vllmgen.compile import compile_file
+    from vllmgen.render.compile import compile_file
 
     spec = next(p for p in SPECS if p.stem == "airgapped")
     compiled = compile_file(spec)
@@ -343,8 +343,8 @@ def _hf_cache(root: Path, files: dict[str, bytes], *, ref: str | None = "main") 
 
 def _respec(spec: Path, *changes: tuple[str, str]) -> None:
     """The spec changed, and rendered again (bundle refuses a build/ that is out of date)."""
-    from vllmgen.compile import compile_file
-    from vllmgen.write import write
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import write
 
     text = spec.read_text()
     for old, new in changes:
@@ -357,8 +357,8 @@ def _respec(spec: Path, *changes: tuple[str, str]) -> None:
 @pytest.fixture
 def hf_deployment(tmp_path: Path) -> tuple[Path, Path]:
     """An offline spec without host_path, its revision a commit, and a hub cache holding that snapshot."""
-    from vllmgen.compile import compile_file
-    from vllmgen.write import write
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import write
 
     hub = _hf_cache(tmp_path / "control-hf", {"config.json": b'{"hidden_size": 128}',
                                               "model.safetensors": os.urandom(200 * 1024),

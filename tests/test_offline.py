@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.compile import compile_file, plan_file
+from vllmgen.render.compile import compile_file, plan_file
 from vllmgen.errors import SpecError
-from vllmgen.rules_offline import OFFLINE_ENV, floating
+from vllmgen.spec.rules.offline import OFFLINE_ENV, floating
 
 ROOT = Path(__file__).resolve().parents[1]
 

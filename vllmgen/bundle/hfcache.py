@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllmgen.bundle.archive import BundleError
-from vllmgen.rules_offline import pinned
+from vllmgen.spec.rules.offline import pinned
 
 DEFAULT_REVISION = "main"  # what huggingface_hub and vLLM use when no revision is given
 

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from vllmgen import __version__
 from vllmgen.bundle import archive, contents, hfcache, wheels
 from vllmgen.bundle.archive import BundleError, Item, Source, human, rate
-from vllmgen.fingerprint import spec_sha256
-from vllmgen.plan import HF_CACHE_IN_CONTAINER
+from vllmgen.render.fingerprint import spec_sha256
+from vllmgen.plan.plan import HF_CACHE_IN_CONTAINER
 
 DEPLOYMENT, MODEL = "deployment", "model"
 
@@ -61,8 +61,8 @@ def deployment_files(spec: Path, name: str, artifacts: Iterable[Any]) -> dict[st
 
 
 def _compiled(request: Request):  # noqa: ANN202
-    from vllmgen.compile import compile_file
-    from vllmgen.write import check
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import check
 
     compiled = compile_file(request.spec)
     deploy_dir = request.build_dir / compiled.plan.name
