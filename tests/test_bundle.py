@@ -502,3 +502,20 @@ def test_with_vllmgen_carries_its_wheel_and_load_places_it_for_pip(deployment: P
     again: list[str] = []
     _load(out, tmp_path / "carried", FakeEngine(), again)
     assert any(line.startswith("wheels: ") and line.endswith(": present") for line in again)
+
+
+def test_a_corrupt_image_part_is_refused_by_name_before_the_model_or_any_image_loads(deployment: Path,
+                                                                                     tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _bundle(deployment, out, FakeEngine())
+    image = next(i for i in archive.read_manifest(out)["items"] if i["kind"] == "image")
+    victim = out / image["parts"][-1]["file"]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0x80
+    victim.write_bytes(bytes(data))
+    node = FakeEngine()
+    with pytest.raises(BundleError) as caught:
+        _load(out, tmp_path / "carried", node)
+    assert f"{victim.relative_to(out)} ({image['key']}) is corrupt" in str(caught.value)
+    assert "nothing was loaded" in str(caught.value)
+    assert node.loaded == [] and not (tmp_path / "node-model").exists()
