@@ -2,7 +2,8 @@
 (and a real vllm-router) behind the gateway (a real nginx, in a container built from the test rootfs with
 Debian's nginx), then an attacker on another namespace host, without the key, tries every client and admin
 path through the public address and the servers' and router's own ports: nothing answers but 401/404 or a
-refused connection. A client with the key gets completions, streamed ones too.
+refused connection. A client with the key gets completions, streamed ones too. The replicas and router behind the gateway are
+tested on the deployment test_router_e2e.py shares between its tests (this module's helpers attack it).
 """
 
 from __future__ import annotations
@@ -130,64 +131,3 @@ def test_single_node_behind_the_real_gateway(two_hosts: Cluster, tmp_path: Path,
     lines = [line for line in down.splitlines() if "down: removed" in line]
     assert "vg-door-gateway" in lines[0], down  # the front door goes first
     assert client.containers.list(all=True, filters={"name": "vg-door"}) == []
-
-
-def _ip(namespace: str, *args: str) -> None:
-    subprocess.run(["ip", "-n", Path(namespace).name, *args], check=True, capture_output=True)
-
-
-def test_replicas_and_router_behind_the_real_gateway(two_hosts: Cluster, tmp_path: Path, python_prefix: str) -> None:
-    """Two CPU vLLM replicas behind the real vllm-router, the gateway in front on a public address of
-    host 0 (10.77.1.1, a second address): the attacker on host 1 reaches only that address."""
-    from .test_router_e2e import _router_base, router_venv_path
-
-    venv = cache.vllm_venv()
-    vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
-    router_venv = router_venv_path()
-    _router_base(two_hosts.daemons[0].client())
-    image = ensure_nginx_image(two_hosts.daemons[0].client())
-    a, b = two_hosts.hosts.addresses
-    public = "10.77.1.1"
-    _ip(two_hosts.hosts.path(0), "addr", "add", f"{public}/24", "dev", "vg0")
-    _ip(two_hosts.hosts.path(1), "route", "add", "10.77.1.0/24", "dev", "vg0")
-    nodes = [
-        {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
-    ]
-    spec = _spec("vg-door-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
-    spec["serve"]["tensor_parallel_size"] = 1
-    spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
-    spec["router"] = {
-        "node": "rep-a", "port": ROUTER_PORT, "policy": "round_robin", "health_check_interval_s": 2,
-        "volumes": [{"host": python_prefix, "container": python_prefix},
-                    {"host": router_venv, "container": router_venv}],
-        "extra_env": {"PATH": f"{router_venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-    }
-    spec["gateway"] = {"image": image, "port": GATEWAY_PORT, "address": public}
-    spec = write_spec(tmp_path, spec)
-    env = {"VG_DOOR_KEY": KEY}
-    try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
-                                                "--router-base-image", "local/vllmgen-routerbase:1"),
-                                    env=env, timeout=900))
-        assert f"rep-a: gateway: created (http://{public}:{GATEWAY_PORT} in front of 127.0.0.1:{ROUTER_PORT}" in log
-        router = two_hosts.daemons[0].client().containers.get("vg-door-rep-router").attrs["Config"]["Cmd"]
-        assert router[:2] == ["--host", "127.0.0.1"]
-        assert router[-2:] == ["http://127.0.0.1:18000", f"http://{b}:18000"]
-
-        _check(_attack(two_hosts, f"http://{public}:{GATEWAY_PORT}", [PORT, ROUTER_PORT]), [PORT, ROUTER_PORT],
-               router=True)
-
-        # the attacker's /add_worker never reached the router: it still fronts exactly the spec's two servers
-        listed = subprocess.run(["nsenter", f"--net={two_hosts.hosts.path(0)}", "curl", "-s", "--noproxy", "*",
-                                 f"http://127.0.0.1:{ROUTER_PORT}/list_workers"], capture_output=True, text=True,
-                                timeout=30, check=True).stdout
-        assert "10.77.0.2:9" not in listed, listed
-        status = two_hosts.vllmgen("status", str(spec), "--all", "--output", "json", env=env)
-        assert status.returncode == 0, status.stdout + status.stderr
-        report = json.loads(status.stdout)
-        assert report["gateway"]["health"] == 200 and report["router"]["health"] == 200
-    finally:
-        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
-    removed = [line for line in down.splitlines() if "down: removed" in line]
-    assert "vg-door-rep-gateway" in removed[0] and "vg-door-rep-router" in removed[1], down
