@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from infra import cache  # noqa: E402
 from infra.images import write_fake_vllm  # noqa: E402
-from runner.support import PATH, SshCluster, apply_args, make_ssh_cluster, write_spec  # noqa: E402
+from runner.support import PATH, SshCluster, apply_args, command_env, make_ssh_cluster, write_spec  # noqa: E402
 from runner.test_vllm_e2e import _spec  # noqa: E402
 
 from vllmgen.compile import compile_file  # noqa: E402
@@ -66,7 +65,7 @@ def _run(cluster: SshCluster, *args: str, tree: Path | None = None) -> tuple[flo
     if tree is None:
         result = cluster.vllmgen(*args, timeout=900)
     else:  # its own folder first on sys.path (python -m puts the working directory there)
-        env = {**os.environ, **cluster.bed.env(), "PYTHONPATH": str(tree),
+        env = {**command_env(), **cluster.bed.env(), "PYTHONPATH": str(tree),
                "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests-fingerprint-key"}
         result = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", sys.executable, "-m", "vllmgen", *args],
                                 capture_output=True, text=True, timeout=900, env=env, cwd=tree, check=False)
