@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,18 @@ T = TypeVar("T")
 # timed out at 300 and 400 s with vLLM still importing). A deadline, not a speed target: those are in bench/.
 VLLM_READY_S = 900
 COMMAND_S = VLLM_READY_S + 300  # a whole vllmgen command around such a wait
+# vllmgen as installed runs from cached bytecode (pip compiles it at install). Where PYTHONDONTWRITEBYTECODE
+# is set (this machine's shells set it), every command compiled vllmgen's ~70 modules again: ~0.25 s of CPU
+# per command, hundreds of commands in the slow tier, and a cost no user pays in the benchmarks.
+PYCACHE = Path(tempfile.gettempdir()) / "vllmgen-tests-pycache"
+
+
+def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a vllmgen command the tests and benchmarks run: no DOCKER_HOST, bytecode cached."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONPYCACHEPREFIX": str(PYCACHE), **(extra or {})}
+    environment.pop("DOCKER_HOST", None)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    return environment
 
 
 def wait_for(probe: Callable[[], T], done: Callable[[T], bool], *, timeout: float, every: float = 0.5) -> T:
@@ -67,9 +80,7 @@ class Cluster:
         """`vllmgen ARGS` run inside host ``host``'s namespace (its view of the network)."""
         argv = ["nsenter", f"--net={self.hosts.path(host)}", sys.executable, "-m", "vllmgen", *args]
         # a fixed fingerprint key: no key file made in this machine's ~/.config by the tests
-        environment = {**os.environ, "PYTHONPATH": str(ROOT), "VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests-fingerprint-key",
-                       **(env or {})}
-        environment.pop("DOCKER_HOST", None)
+        environment = command_env({"VLLMGEN_FINGERPRINT_KEY": "vllmgen-tests-fingerprint-key", **(env or {})})
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT,
                               check=False)
 
@@ -103,8 +114,7 @@ class SshCluster(Cluster):
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         """`vllmgen ARGS` on the control host, running: stderr line by line for the test to follow."""
         argv = ["nsenter", f"--net={self.hosts.path(0)}", sys.executable, "-m", "vllmgen", *args]
-        environment = {**os.environ, "PYTHONPATH": str(ROOT), **self.bed.env(), **(env or {})}
-        environment.pop("DOCKER_HOST", None)
+        environment = command_env({**self.bed.env(), **(env or {})})
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
                                 cwd=ROOT)
 

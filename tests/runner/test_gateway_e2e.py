@@ -2,7 +2,11 @@
 (and a real vllm-router) behind the gateway (a real nginx, in a container built from the test rootfs with
 Debian's nginx), then an attacker on another namespace host, without the key, tries every client and admin
 path through the public address and the servers' and router's own ports: nothing answers but 401/404 or a
-refused connection. A client with the key gets completions, streamed ones too.
+refused connection. A client with the key gets completions, streamed ones too. On the same deployment (one
+apply for the module), apply's and status's startup report and `vllmgen bench` (`vllm bench serve` inside
+the container, run twice, compared) are tested too: they had a CPU vLLM of their own in test_bench_real.py.
+The replicas and router behind the gateway are tested on the deployment test_router_e2e.py shares between
+its tests (this module's helpers attack it).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,12 +25,13 @@ from infra.images import ensure_nginx_image
 
 from vllmgen.plan import gateway
 
-from .support import Cluster, apply_args, write_spec
+from .support import VLLM_READY_S, Cluster, apply_args, write_spec
 from .test_vllm_e2e import _ok, _spec
 
 pytestmark = pytest.mark.slow
 KEY = "door-test.key+0123456789/abcdef"
 PORT, GATEWAY_PORT, ROUTER_PORT = 18000, 18800, 18080
+ENV = {"VG_DOOR_KEY": KEY}
 
 ATTACK = r"""
 import json, socket, sys, urllib.request as u, urllib.error as e
@@ -94,100 +101,108 @@ def _check(result: dict, closed_ports: list[int], router: bool = False) -> None:
     assert len(result["stream"]) >= 2 and result["stream"][-1] == "data: [DONE]", result["stream"]
 
 
-def test_single_node_behind_the_real_gateway(two_hosts: Cluster, tmp_path: Path, python_prefix: str) -> None:
+@dataclass
+class Door:
+    cluster: Cluster
+    folder: Path
+    spec: Path
+    log: str  # apply's progress (stderr)
+    applied: dict  # apply's --output json (stdout): the startup report among it
+
+
+@pytest.fixture(scope="module")
+def door(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str) -> Iterator[Door]:
+    """One keyed CPU vLLM behind the gateway on host 0, applied once for this module's tests (each real CPU
+    vLLM takes 35-90 s to start; the startup report and `vllmgen bench` had their own before); downed and the
+    hosts put back as they were made after them."""
+    cluster = two_hosts_made
+    cluster.clear()
+    tmp_path = tmp_path_factory.mktemp("door")
     venv = cache.vllm_venv()
     vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
-    image = ensure_nginx_image(two_hosts.daemons[0].client())
-    a = two_hosts.hosts.addresses[0]
-    nodes = [{"name": "solo", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint}]
+    image = ensure_nginx_image(cluster.daemons[0].client())
+    nodes = [{"name": "solo", "address": cluster.hosts.addresses[0], "gpus": 1,
+              "docker_host": cluster.daemons[0].endpoint}]
     spec = _spec("vg-door", vllm, python_prefix, tmp_path, nodes)
     spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
     spec["gateway"] = {"image": image, "port": GATEWAY_PORT}
-    spec = write_spec(tmp_path, spec)
-    env = {"VG_DOOR_KEY": KEY}
-    client = two_hosts.daemons[0].client()
+    path = write_spec(tmp_path, spec)
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), env=env, timeout=900))
-        assert f"solo: gateway: created (http://{a}:{GATEWAY_PORT} in front of 127.0.0.1:{PORT}" in log, log
-        assert re.search(r"without the API key at http://\S+: (\d+) of \1 paths refused", log), log
-        server = client.containers.get("vg-door-solo").attrs["Config"]["Cmd"]
-        assert server[-2:] == ["--host", "127.0.0.1"]  # gateway, Prometheus and vllmgen all on this node
-        door = client.containers.get("vg-door-gateway").attrs["Config"]
-        assert KEY not in json.dumps(door["Cmd"]) + json.dumps(door["Labels"]) + json.dumps(door["Entrypoint"])
-        assert KEY not in client.containers.get("vg-door-gateway").logs().decode(errors="replace")
-        assert KEY not in "".join(p.read_text(errors="replace") for p in (tmp_path / "build").rglob("*") if p.is_file())
-
-        _check(_attack(two_hosts, f"http://{a}:{GATEWAY_PORT}", [PORT]), [PORT])
-
-        status = two_hosts.vllmgen("status", str(spec), "--all", "--output", "json", env=env)
-        assert status.returncode == 0, status.stdout + status.stderr
-        report = json.loads(status.stdout)
-        assert report["gateway"]["health"] == 200 and report["gateway"]["without_key"] == 401
-        again = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), env=env))
-        assert "nothing changed" in again, again
+        result = cluster.vllmgen(*apply_args(path, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S)),
+                                 "--output", "json", env=ENV)
+        yield Door(cluster, tmp_path, path, _ok(result), json.loads(result.stdout))
     finally:
-        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        cluster.vllmgen("down", str(path), "--all")  # a no-op after the last test's own down
+        cluster.clear()
+
+
+def test_single_node_behind_the_real_gateway(door: Door) -> None:
+    cluster, log, a = door.cluster, door.log, door.cluster.hosts.addresses[0]
+    client = cluster.daemons[0].client()
+    assert f"solo: gateway: created (http://{a}:{GATEWAY_PORT} in front of 127.0.0.1:{PORT}" in log, log
+    assert re.search(r"without the API key at http://\S+: (\d+) of \1 paths refused", log), log
+    server = client.containers.get("vg-door-solo").attrs["Config"]["Cmd"]
+    assert server[-2:] == ["--host", "127.0.0.1"]  # gateway, Prometheus and vllmgen all on this node
+    gateway = client.containers.get("vg-door-gateway").attrs["Config"]
+    assert KEY not in json.dumps(gateway["Cmd"]) + json.dumps(gateway["Labels"]) + json.dumps(gateway["Entrypoint"])
+    assert KEY not in client.containers.get("vg-door-gateway").logs().decode(errors="replace")
+    assert KEY not in "".join(p.read_text(errors="replace") for p in (door.folder / "build").rglob("*") if p.is_file())
+
+    _check(_attack(cluster, f"http://{a}:{GATEWAY_PORT}", [PORT]), [PORT])
+
+    status = cluster.vllmgen("status", str(door.spec), "--all", "--output", "json", env=ENV)
+    assert status.returncode == 0, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert report["gateway"]["health"] == 200 and report["gateway"]["without_key"] == 401
+
+
+def test_startup_phases_from_apply_and_status(door: Door) -> None:
+    """apply and status report the startup phases with plausible seconds, counted from the container's start
+    (the interpreter and imports before vLLM's first line shown as their own phase)."""
+    [entry] = door.applied["startup"]
+    rows = {row["name"]: row for row in entry["phases"]}
+    assert entry["container"] == "vg-door-solo" and entry["vllm_version"] == "0.32.0"
+    assert 0 < rows["container start"]["seconds"] < 60 and rows["image"]["seconds"] > 0
+    assert rows["model load"]["seconds"] is not None and rows["engine init"]["seconds"] > 0
+    assert rows["compile"]["seconds"] is None and rows["compile"]["note"] == "not run (eager mode)"
+    ready = rows["first healthy answer"]["seconds"]
+    assert 5 < ready < VLLM_READY_S and rows["first token"]["seconds"] >= ready
+    assert entry["ready_seconds"] is not None and entry["ready_seconds"] <= ready + 2
+    assert entry["ready_from"] == "start" and rows["python start"]["seconds"] > 0
+    assert entry["ready_seconds"] > entry["log_seconds"]
+    status = door.cluster.vllmgen("status", str(door.spec), "--all", "--output", "json", env=ENV)
+    assert status.returncode == 0, status.stdout + status.stderr
+    phases = json.loads(status.stdout)["endpoint"]["startup"]["phases"]
+    assert {row["name"] for row in phases} >= {"model load", "engine init"}
+
+
+def test_bench_runs_vllm_bench_inside_the_container_and_compares(door: Door) -> None:
+    """`vllmgen bench` runs `vllm bench serve` inside the container (the key in its environment), prints the
+    table and the JSON, keeps the run, and a second run is compared with the first."""
+    results = door.folder / "results"
+    bench = ["bench", str(door.spec), "--preset", "smoke", "--results", str(results)]
+    ran = door.cluster.vllmgen(*bench, "--output", "json", env=ENV)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    first = json.loads(ran.stdout)
+    assert first["where"] == "inside container vg-door-solo on node solo" and first["previous"] is None
+    assert [(r["concurrency"], r["completed"], r["failed"]) for r in first["rows"]] == [(1, 4, 0), (2, 8, 0)]
+    assert all(r["output_tokens_per_s"] > 0 and r["ttft_p50_ms"] > 0 for r in first["rows"])
+    kept = json.loads(Path(first["stored"]).read_text())
+    assert kept["results"][0]["completed"] == 4 and KEY not in Path(first["stored"]).read_text()
+    again = door.cluster.vllmgen(*bench, env=ENV)
+    assert again.returncode == 0, again.stdout + again.stderr
+    second = again.stdout
+    assert "vllm bench serve ran inside container vg-door-solo on node solo" in second
+    assert "compared with the last run of this spec" in second and "vs last: req/s" in second
+    assert len(list((results / "vg-door").glob("*-smoke.json"))) == 2
+
+
+def test_reapply_changes_nothing_and_down_removes_the_gateway_first(door: Door) -> None:
+    cluster = door.cluster
+    again = _ok(cluster.vllmgen(*apply_args(door.spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S)),
+                                env=ENV))
+    assert "nothing changed" in again, again
+    down = _ok(cluster.vllmgen("down", str(door.spec), "--all"))
     lines = [line for line in down.splitlines() if "down: removed" in line]
     assert "vg-door-gateway" in lines[0], down  # the front door goes first
-    assert client.containers.list(all=True, filters={"name": "vg-door"}) == []
-
-
-def _ip(namespace: str, *args: str) -> None:
-    subprocess.run(["ip", "-n", Path(namespace).name, *args], check=True, capture_output=True)
-
-
-def test_replicas_and_router_behind_the_real_gateway(two_hosts: Cluster, tmp_path: Path, python_prefix: str) -> None:
-    """Two CPU vLLM replicas behind the real vllm-router, the gateway in front on a public address of
-    host 0 (10.77.1.1, a second address): the attacker on host 1 reaches only that address."""
-    from .test_router_e2e import _router_base, router_venv_path
-
-    venv = cache.vllm_venv()
-    vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
-    router_venv = router_venv_path()
-    _router_base(two_hosts.daemons[0].client())
-    image = ensure_nginx_image(two_hosts.daemons[0].client())
-    a, b = two_hosts.hosts.addresses
-    public = "10.77.1.1"
-    _ip(two_hosts.hosts.path(0), "addr", "add", f"{public}/24", "dev", "vg0")
-    _ip(two_hosts.hosts.path(1), "route", "add", "10.77.1.0/24", "dev", "vg0")
-    nodes = [
-        {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
-    ]
-    spec = _spec("vg-door-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
-    spec["serve"]["tensor_parallel_size"] = 1
-    spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
-    spec["router"] = {
-        "node": "rep-a", "port": ROUTER_PORT, "policy": "round_robin", "health_check_interval_s": 2,
-        "volumes": [{"host": python_prefix, "container": python_prefix},
-                    {"host": router_venv, "container": router_venv}],
-        "extra_env": {"PATH": f"{router_venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-    }
-    spec["gateway"] = {"image": image, "port": GATEWAY_PORT, "address": public}
-    spec = write_spec(tmp_path, spec)
-    env = {"VG_DOOR_KEY": KEY}
-    try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
-                                                "--router-base-image", "local/vllmgen-routerbase:1"),
-                                    env=env, timeout=900))
-        assert f"rep-a: gateway: created (http://{public}:{GATEWAY_PORT} in front of 127.0.0.1:{ROUTER_PORT}" in log
-        router = two_hosts.daemons[0].client().containers.get("vg-door-rep-router").attrs["Config"]["Cmd"]
-        assert router[:2] == ["--host", "127.0.0.1"]
-        assert router[-2:] == ["http://127.0.0.1:18000", f"http://{b}:18000"]
-
-        _check(_attack(two_hosts, f"http://{public}:{GATEWAY_PORT}", [PORT, ROUTER_PORT]), [PORT, ROUTER_PORT],
-               router=True)
-
-        # the attacker's /add_worker never reached the router: it still fronts exactly the spec's two servers
-        listed = subprocess.run(["nsenter", f"--net={two_hosts.hosts.path(0)}", "curl", "-s", "--noproxy", "*",
-                                 f"http://127.0.0.1:{ROUTER_PORT}/list_workers"], capture_output=True, text=True,
-                                timeout=30, check=True).stdout
-        assert "10.77.0.2:9" not in listed, listed
-        status = two_hosts.vllmgen("status", str(spec), "--all", "--output", "json", env=env)
-        assert status.returncode == 0, status.stdout + status.stderr
-        report = json.loads(status.stdout)
-        assert report["gateway"]["health"] == 200 and report["router"]["health"] == 200
-    finally:
-        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
-    removed = [line for line in down.splitlines() if "down: removed" in line]
-    assert "vg-door-rep-gateway" in removed[0] and "vg-door-rep-router" in removed[1], down
+    assert cluster.daemons[0].client().containers.list(all=True, filters={"name": "vg-door"}) == []

@@ -1,6 +1,7 @@
 """The rendered monitoring config against real consumers: Debian's promtool checks it, and a real
 Prometheus (Debian's binary, run in the node's namespace) scrapes a real vLLM that `apply` started,
-with samples for every metric family the dashboard reads."""
+with samples for every metric family the dashboard reads. The same deployment (one apply for the module)
+is the one-host end-to-end test: apply verifies a real chat completion, and again changes nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import shutil
 import subprocess
 import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,10 +52,26 @@ def _query(cluster: Cluster, expr: str) -> list[dict]:
     return json.loads(result.stdout)["data"]["result"]
 
 
-def test_real_prometheus_scrapes_the_deployed_vllm(one_host: Cluster, tmp_path: Path, python_prefix: str) -> None:
+@dataclass
+class Watched:
+    cluster: Cluster
+    folder: Path
+    spec: Path
+    apply: list[str]  # the apply command's arguments
+    log: str  # apply's progress (stderr)
+
+
+@pytest.fixture(scope="module")
+def watched(one_host_made: Cluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str) -> Iterator[Watched]:
+    """One keyless CPU vLLM with monitoring on the namespace host, applied once for this module's tests (each
+    real CPU vLLM takes 35-90 s to start; the one-host end-to-end test of test_vllm_e2e.py had its own);
+    downed and the host put back as it was made after them."""
+    cluster = one_host_made
+    cluster.clear()
+    tmp_path = tmp_path_factory.mktemp("watch")
     venv = cache.vllm_venv()
     model = cache.tiny_model(venv / "bin" / "python")
-    daemon = one_host.daemons[0]
+    daemon = cluster.daemons[0]
     spec = write_spec(tmp_path, {
         "version": 1,
         "name": "vg-watch",
@@ -70,12 +89,29 @@ def test_real_prometheus_scrapes_the_deployed_vllm(one_host: Cluster, tmp_path: 
         "nodes": [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}],
         "serve": {"max_model_len": 256, "enforce_eager": True, "port": PORT, "extra_args": ["--load-format", "dummy"]},
     })
+    apply = apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S), daemon=daemon)
+    try:
+        applied = cluster.vllmgen(*apply)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        yield Watched(cluster, tmp_path, spec, apply, applied.stderr)
+    finally:
+        cluster.vllmgen("down", str(spec), "--all")  # a no-op after the last test's own down
+        cluster.clear()
+
+
+def test_real_vllm_on_one_host(watched: Watched) -> None:
+    """apply (with the daemon.json merge) starts it and verifies a real chat completion; again, nothing changes."""
+    assert "verify: /v1/models lists tiny" in watched.log and "verify: chat completion answered" in watched.log
+    again = watched.cluster.vllmgen(*watched.apply)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing changed" in again.stderr
+
+
+def test_real_prometheus_scrapes_the_deployed_vllm(watched: Watched) -> None:
+    one_host, tmp_path = watched.cluster, watched.folder
     config = tmp_path / "build" / "vg-watch" / "monitoring" / "prometheus.yml"
     prometheus = None
     try:
-        applied = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
-                                               daemon=daemon))
-        assert applied.returncode == 0, applied.stdout + applied.stderr
         prometheus = subprocess.Popen(
             ["nsenter", f"--net={one_host.hosts.path(0)}", _tool("prometheus"), f"--config.file={config}",
              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
@@ -95,4 +131,9 @@ def test_real_prometheus_scrapes_the_deployed_vllm(one_host: Cluster, tmp_path: 
         if prometheus is not None:
             prometheus.terminate()
             prometheus.wait(timeout=20)
-        one_host.vllmgen("down", str(spec), "--all")
+
+
+def test_down_removes_the_deployment(watched: Watched) -> None:
+    down = watched.cluster.vllmgen("down", str(watched.spec), "--all")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert watched.cluster.daemons[0].client().containers.list(all=True, filters={"name": "vg-watch"}) == []

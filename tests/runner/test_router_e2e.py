@@ -1,9 +1,17 @@
-"""Two real CPU vLLM replicas on two namespace hosts behind the real vllm-router, all started by `apply`.
+"""Two real CPU vLLM replicas on two namespace hosts behind the real vllm-router and the real gateway
+(nginx), with an API key, all started by one `apply` that the tests of this module share.
 
-Completions through the router reach both replicas (counted in each replica's own access log); with one replica stopped the router keeps answering from the other and `status`
-names the dead one; `down` removes the router with the replicas. vllm-router (PyPI, a Rust binary
-in a wheel) reaches its container as a bind-mounted venv, as vLLM does; its image is built from
-the generated router/Dockerfile on a base whose stand-in python3 says the pinned version is there.
+One deployment, applied once by a module fixture (each real CPU vLLM takes 35-90 s to start; this shape
+was applied three times before, by three tests): the router passes the key on and the key is nowhere in
+its container; an attacker without the key reaches nothing through the gateway's public address (host
+0's second address, 10.77.1.1) and the servers' and router's own ports refuse; completions through the
+gateway and router reach both replicas (counted in each replica's own access log); with one replica
+stopped the router keeps answering from the other and `status` names the dead one; `down` removes the
+gateway first, then the router with the replicas. The tests run in file order (the last ones stop a
+replica and take the deployment down); the fixture downs it and clears the hosts whatever happened.
+vllm-router (PyPI, a Rust binary in a wheel) reaches its container as a bind-mounted venv, as vLLM
+does; its image is built from the generated router/Dockerfile on a base whose stand-in python3 says
+the pinned version is there.
 """
 
 from __future__ import annotations
@@ -14,13 +22,16 @@ import re
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from infra import cache
-from infra.images import ROOTFS, ensure_base_images
+from infra.images import ROOTFS, ensure_base_images, ensure_nginx_image
 
-from .support import GATEWAY, PATH, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
+from .test_gateway_e2e import GATEWAY_PORT, KEY, PORT, ROUTER_PORT, _attack, _check
 from .test_vllm_e2e import _ok, _spec
 
 pytestmark = pytest.mark.slow
@@ -69,7 +80,10 @@ def _served(client, container: str) -> int:  # noqa: ANN001 - docker.DockerClien
 CHAT = """
 import json, sys, urllib.request as u, urllib.error as e
 body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).encode()
-request = u.Request(sys.argv[1] + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+headers = {"Content-Type": "application/json"}
+if len(sys.argv) > 3:
+    headers["Authorization"] = "Bearer " + sys.argv[3]
+request = u.Request(sys.argv[1] + "/v1/chat/completions", body, headers)
 for _ in range(int(sys.argv[2])):
     try:
         print(u.build_opener(u.ProxyHandler({})).open(request, timeout=60).status)
@@ -79,99 +93,145 @@ for _ in range(int(sys.argv[2])):
 """
 
 
-def _chats(cluster: Cluster, url: str, count: int) -> list[int]:
-    """``count`` chat completions from inside host 0's namespace (the hosts' addresses live there)."""
-    out = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", sys.executable, "-c", CHAT, url, str(count)],
-                         capture_output=True, text=True, timeout=300, check=True)
+def _chats(cluster: Cluster, url: str, count: int, key: str | None = None) -> list[int]:
+    """``count`` chat completions from inside host 0's namespace (the hosts' addresses live there), with
+    ``key`` as the bearer token when given."""
+    out = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", sys.executable, "-c", CHAT, url, str(count),
+                          *([key] if key else [])], capture_output=True, text=True, timeout=300, check=True)
     print(out.stderr, end="")
     return [int(line) for line in out.stdout.split()]
 
 
-def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
-                                              router_venv: str) -> None:
+def _ip(namespace: str, *args: str) -> None:
+    subprocess.run(["ip", "-n", Path(namespace).name, *args], check=True, capture_output=True)
+
+
+PUBLIC = "10.77.1.1"  # the gateway's public address: a second address of host 0, which host 1 routes to
+ENV = {"VG_DOOR_KEY": KEY}
+
+
+@dataclass
+class Deployment:
+    cluster: Cluster
+    spec: Path
+    log: str  # apply's progress (stderr)
+    public: str  # the gateway's URL
+    replicas: dict[str, str]  # node -> its API server's URL
+
+
+@pytest.fixture(scope="module")
+def deployment(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str,
+               router_venv: str) -> Iterator[Deployment]:
+    """The keyed replicas + router + gateway, applied once for this module's tests; downed, the hosts put
+    back as they were made (every container removed, daemon.json restored) and the address removed after."""
+    cluster = two_hosts_made
+    cluster.clear()
+    tmp_path = tmp_path_factory.mktemp("router")
     venv = cache.vllm_venv()
     vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
-    _router_base(two_hosts.daemons[0].client())
-    a, b = two_hosts.hosts.addresses
+    _router_base(cluster.daemons[0].client())
+    image = ensure_nginx_image(cluster.daemons[0].client())
+    a, b = cluster.hosts.addresses
+    _ip(cluster.hosts.path(0), "addr", "add", f"{PUBLIC}/24", "dev", "vg0")
+    _ip(cluster.hosts.path(1), "route", "add", "10.77.1.0/24", "dev", "vg0")
     nodes = [
-        {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
+        {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": cluster.daemons[0].endpoint},
+        {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": cluster.daemons[1].endpoint},
     ]
     spec = _spec("vg-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
     spec["serve"]["tensor_parallel_size"] = 1
+    spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
     spec["router"] = {
-        "node": "rep-a", "port": 18080, "policy": "round_robin", "health_check_interval_s": 2,
+        "node": "rep-a", "port": ROUTER_PORT, "policy": "round_robin", "health_check_interval_s": 2,
         "volumes": [{"host": python_prefix, "container": python_prefix},
                     {"host": router_venv, "container": router_venv}],
         "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"},
     }
-    spec = write_spec(tmp_path, spec)
-    router = f"http://{a}:18080"
-    replicas = {"rep-a": f"http://{a}:18000", "rep-b": f"http://{b}:18000"}
-    clients = {"rep-a": two_hosts.daemons[0].client(), "rep-b": two_hosts.daemons[1].client()}
+    spec["gateway"] = {"image": image, "port": GATEWAY_PORT, "address": PUBLIC}
+    path = write_spec(tmp_path, spec)
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
-                                                "--router-base-image", ROUTER_BASE)))
-        assert "rep-b: servers: ok" in log
-        assert re.search(r"rep-a: router: created \(http://[0-9.]+:18080 in front of 2 server\(s\); "
-                         r"/v1/models lists tiny; chat completion answered", log), log
-
-        before = {name: _served(clients[name], f"vg-rep-{name}") for name in replicas}
-        assert _chats(two_hosts, router, 6) == [200] * 6
-        after = {name: _served(clients[name], f"vg-rep-{name}") for name in replicas}
-        gained = {name: after[name] - before[name] for name in replicas}
-        print(f"completions per replica through the router: {gained}")
-        assert gained["rep-a"] >= 1 and gained["rep-b"] >= 1 and sum(gained.values()) == 6
-
-        status = two_hosts.vllmgen("status", str(spec), "--all", "--output", "json")
-        assert status.returncode == 0, status.stdout + status.stderr
-        report = json.loads(status.stdout)
-        assert [s["health"] for s in report["servers"]] == [200, 200] and report["router"]["health"] == 200
-
-        two_hosts.daemons[1].client().containers.get("vg-rep-rep-b").stop(timeout=5)
-        # the router learns of the dead replica from its health checks (every 2 s): until then a request
-        # may still go there; then every request is answered by the living one
-        answered = wait_for(lambda: _chats(two_hosts, router, 4), lambda codes: codes == [200] * 4, timeout=30, every=1)
-        assert answered == [200] * 4
-        status = two_hosts.vllmgen("status", str(spec), "--all")
-        assert status.returncode == 1
-        assert "problem: node rep-b: vg-rep-rep-b is exited" in status.stdout, status.stdout
-        assert f"problem: API server on node rep-b ({replicas['rep-b']}): /health" in status.stdout, status.stdout
+        result = cluster.vllmgen(*apply_args(path, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
+                                             "--router-base-image", ROUTER_BASE), env=ENV)
+        yield Deployment(cluster, path, _ok(result), f"http://{PUBLIC}:{GATEWAY_PORT}",
+                         {"rep-a": f"http://{a}:{PORT}", "rep-b": f"http://{b}:{PORT}"})
     finally:
-        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
-    assert "rep-a: down: removed vg-rep-router (router)" in down, down
-    assert two_hosts.daemons[0].client().containers.list(all=True, filters={"name": "vg-rep"}) == []
+        cluster.vllmgen("down", str(path), "--all", env=ENV)  # a no-op after the last test's own down
+        cluster.clear()
+        subprocess.run(["ip", "-n", Path(cluster.hosts.path(0)).name, "addr", "del", f"{PUBLIC}/24", "dev", "vg0"],
+                       capture_output=True, check=False)
 
 
-def test_the_api_key_passes_through_the_router(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
-                                               router_venv: str) -> None:
-    """With secrets.api_key, apply's verify through the router sends the key (vLLM behind it checks it)
-    and sees a request without it refused: the router forwards the Authorization header as it is."""
-    venv = cache.vllm_venv()
-    vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
-    _router_base(two_hosts.daemons[0].client())
-    a, b = two_hosts.hosts.addresses
-    nodes = [
-        {"name": "key-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "key-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
-    ]
-    spec = _spec("vg-key", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
-    spec["serve"]["tensor_parallel_size"] = 1
-    spec["secrets"] = {"api_key": {"env": "VG_ROUTER_KEY"}}
-    spec["gateway"] = GATEWAY  # a keyed deployment has its front door: the router listens on loopback behind it
-    spec["router"] = {"port": 18080, "health_check_interval_s": 2,
-                      "volumes": [{"host": python_prefix, "container": python_prefix},
-                                  {"host": router_venv, "container": router_venv}],
-                      "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"}}
-    spec = write_spec(tmp_path, spec)
-    env = {"VG_ROUTER_KEY": "router-test-key"}
-    try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
-                                                "--router-base-image", ROUTER_BASE), timeout=900, env=env))
-        assert "key-a: router: created" in log, log
-        assert re.search(r"key-a: gateway: created \(.*without the API key at http://\S+: (\d+) of \1 paths refused", log), log
-        assert _chats(two_hosts, f"http://{a}:8800", 1) == [401]  # through the gateway, without the key
-        inspect = two_hosts.daemons[0].client().containers.get("vg-key-router").attrs
-        assert "router-test-key" not in json.dumps(inspect)  # not in the router's argv, env or labels
-    finally:
-        _ok(two_hosts.vllmgen("down", str(spec), "--all", env=env))
+def test_apply_starts_replicas_router_and_gateway(deployment: Deployment) -> None:
+    log = deployment.log
+    assert "rep-b: servers: ok" in log, log
+    assert re.search(r"rep-a: router: created \(http://[0-9.]+:18080 in front of 2 server\(s\); "
+                     r"/v1/models lists tiny; chat completion answered", log), log
+    assert f"rep-a: gateway: created (http://{PUBLIC}:{GATEWAY_PORT} in front of 127.0.0.1:{ROUTER_PORT}" in log, log
+    assert re.search(r"rep-a: gateway: created \(.*without the API key at http://\S+: (\d+) of \1 paths refused", log), log
+    router = deployment.cluster.daemons[0].client().containers.get("vg-rep-router").attrs["Config"]["Cmd"]
+    assert router[:2] == ["--host", "127.0.0.1"]
+    assert router[-2:] == ["http://127.0.0.1:18000", f"{deployment.replicas['rep-b']}"]
+
+
+def test_the_api_key_passes_through_the_router(deployment: Deployment) -> None:
+    """apply's verify through the router sent the key (vLLM behind it checks it) and saw a request without it
+    refused: the router forwards the Authorization header as it is; the key is not in the router's argv, env
+    or labels."""
+    assert _chats(deployment.cluster, deployment.public, 1) == [401]  # through the gateway, without the key
+    assert _chats(deployment.cluster, deployment.public, 1, KEY) == [200]
+    inspect = deployment.cluster.daemons[0].client().containers.get("vg-rep-router").attrs
+    assert KEY not in json.dumps(inspect)
+
+
+def test_nothing_answers_without_the_key_through_the_gateway(deployment: Deployment) -> None:
+    """From host 1 (another machine), without the key: every path 401 at the public address, the servers'
+    and router's own ports refused; with it the client API answers, streamed too."""
+    cluster = deployment.cluster
+    _check(_attack(cluster, deployment.public, [PORT, ROUTER_PORT]), [PORT, ROUTER_PORT], router=True)
+    # the attacker's /add_worker never reached the router: it still fronts exactly the spec's two servers
+    listed = subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", "curl", "-s", "--noproxy", "*",
+                             f"http://127.0.0.1:{ROUTER_PORT}/list_workers"], capture_output=True, text=True,
+                            timeout=30, check=True).stdout
+    assert "10.77.0.2:9" not in listed, listed
+
+
+def test_status_reports_servers_router_and_gateway_healthy(deployment: Deployment) -> None:
+    status = deployment.cluster.vllmgen("status", str(deployment.spec), "--all", "--output", "json", env=ENV)
+    assert status.returncode == 0, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert [s["health"] for s in report["servers"]] == [200, 200]
+    assert report["router"]["health"] == 200 and report["gateway"]["health"] == 200
+
+
+def test_completions_through_the_router_reach_both_replicas(deployment: Deployment) -> None:
+    cluster = deployment.cluster
+    clients = {"rep-a": cluster.daemons[0].client(), "rep-b": cluster.daemons[1].client()}
+    before = {name: _served(clients[name], f"vg-rep-{name}") for name in clients}
+    assert _chats(cluster, deployment.public, 6, KEY) == [200] * 6
+    after = {name: _served(clients[name], f"vg-rep-{name}") for name in clients}
+    gained = {name: after[name] - before[name] for name in clients}
+    print(f"completions per replica through the router: {gained}")
+    assert gained["rep-a"] >= 1 and gained["rep-b"] >= 1 and sum(gained.values()) == 6
+
+
+def test_a_stopped_replica_is_routed_around_and_named_by_status(deployment: Deployment) -> None:
+    cluster = deployment.cluster
+    cluster.daemons[1].client().containers.get("vg-rep-rep-b").stop(timeout=5)
+    # the router learns of the dead replica from its health checks (every 2 s): until then a request
+    # may still go there; then every request is answered by the living one
+    answered = wait_for(lambda: _chats(cluster, deployment.public, 4, KEY), lambda codes: codes == [200] * 4,
+                        timeout=30, every=1)
+    assert answered == [200] * 4
+    status = cluster.vllmgen("status", str(deployment.spec), "--all", env=ENV)
+    assert status.returncode == 1
+    assert "problem: node rep-b: vg-rep-rep-b is exited" in status.stdout, status.stdout
+    assert f"problem: API server on node rep-b ({deployment.replicas['rep-b']}): /health" in status.stdout, status.stdout
+
+
+def test_down_removes_the_gateway_first_then_the_router(deployment: Deployment) -> None:
+    cluster = deployment.cluster
+    down = _ok(cluster.vllmgen("down", str(deployment.spec), "--all", env=ENV))
+    removed = [line for line in down.splitlines() if "down: removed" in line]
+    assert "vg-rep-gateway" in removed[0] and "rep-a: down: removed vg-rep-router (router)" in removed[1], down
+    for daemon in cluster.daemons:
+        assert daemon.client().containers.list(all=True, filters={"name": "vg-rep"}) == []

