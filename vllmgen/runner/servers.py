@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllmgen.plan import LABEL_PREFIX, Endpoint, Plan
-from vllmgen.router import Worker
-from vllmgen.router_artifacts import ROLE, router_container
+from vllmgen.plan.plan import LABEL_PREFIX, Endpoint, Plan
+from vllmgen.plan.router import Worker
+from vllmgen.render.router_artifacts import ROLE, router_container
 from vllmgen.runner import identity, kvtransfer, verify
 from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.dryrun import DryRunExecutor
@@ -85,7 +85,7 @@ def step_router(run: Apply, step: Step) -> None:
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)
     image_id = "" if plan.runtime == "process" else _router_image(run, step, name)
-    # in P/D mode the router holds the API key (vllmgen.router.WORKER_KEY_ENV): a new key replaces it, as the gateway
+    # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as the gateway
     secrets = {secret.name: run.secrets["VLLM_API_KEY"] for secret in container.secrets if "VLLM_API_KEY" in run.secrets}
     wanted = identity.run_labels(dict(container.labels)[identity.HASH_LABEL], image_id,
                                  run.fingerprint if container.secrets else identity.NO_SECRETS)
