@@ -21,7 +21,7 @@ FAILED = "vllm:nixl_num_failed_transfers"  # a counter: exposed with _total
 # what the decode's log says when it has met a prefill (base_worker.py)
 HANDSHAKE = ("NIXL compatibility check passed", "Transfer plan:")
 PROMPT = ("Disaggregated serving moves the key-value cache of this prompt from the prefill instance to the "
-          "decode instance, which then generates the answer without computing the prompt again. ") * 4
+          "decode instance, which then generates the answer without computing the prompt again. ") * 2
 
 WAIT_S = 30.0  # vLLM logs its stats every few seconds; the counters follow within that
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)(?:\s+\d+)?$")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from vllmgen.spec import addresses
 from vllmgen.plan import pd
-from vllmgen.errors import Path
+from vllmgen.errors import Path, format_path
 from vllmgen.spec.rules.core import OWNED_FLAGS, Finding
 from vllmgen.spec.model import Spec
 from vllmgen.spec.gateway import GATEWAY_PORT
@@ -140,35 +140,35 @@ def _memory(spec: Spec, instance: pd.Instance) -> float:
 
 def _ports(spec: Spec) -> Iterator[Finding]:
     """Every port a P/D deployment opens, per host: one owner each."""
-    per_host: dict[str, list[tuple[Path, int]]] = {}
+    per_host: dict[str, list[tuple[Path, int, str]]] = {}
     for path, instance in _instances(spec):
         host = addresses.canonical(instance.host.address)
-        per_host.setdefault(host, []).append(((*path, "port"), instance.settings.port))
+        per_host.setdefault(host, []).append(((*path, "port"), instance.settings.port, ""))
         for rank, port in enumerate(instance.side_channel_ports):
-            where = (*path, "side_channel_port") if rank == 0 else (*path, "side_channel_port", f"+{rank} (DP rank {rank})")
+            rank_note = f" (DP rank {rank}'s NIXL side channel: side_channel_port + {rank})" if rank else ""
             if port > 65535:
                 yield Finding((*path, "side_channel_port"), f"DP rank {rank} would listen on {port}: above 65535")
-            per_host[host].append((where, port))
+            per_host[host].append(((*path, "side_channel_port"), port, rank_note))
     by_name = {node.name: addresses.canonical(node.address) for node in spec.nodes}
     if spec.router is not None:
         per_host.setdefault(by_name.get(spec.router.node or spec.head.name, ""), []).append(
-            (("router", "port"), spec.router.port))
+            (("router", "port"), spec.router.port, ""))
     if spec.secrets.api_key is not None:
         gateway = (spec.gateway.node if spec.gateway else None) or (spec.router.node if spec.router else None)
         port = spec.gateway.port if spec.gateway else GATEWAY_PORT
         per_host.setdefault(by_name.get(gateway or spec.head.name, ""), []).append(
-            (("gateway", "port") if spec.gateway else ("secrets", "api_key"), port))
+            (("gateway", "port") if spec.gateway else ("secrets", "api_key"), port, " (the gateway's port)"))
     if spec.monitoring.enabled:
         where = by_name.get(spec.monitoring.node or spec.head.name, "")
-        per_host.setdefault(where, []).append((("monitoring", "prometheus_port"), spec.monitoring.prometheus_port))
-        per_host[where].append((("monitoring", "grafana_port"), spec.monitoring.grafana_port))
+        per_host.setdefault(where, []).append((("monitoring", "prometheus_port"), spec.monitoring.prometheus_port, ""))
+        per_host[where].append((("monitoring", "grafana_port"), spec.monitoring.grafana_port, ""))
     for used in per_host.values():
-        seen: dict[int, Path] = {}
-        for path, port in used:
+        seen: dict[int, str] = {}
+        for path, port, note in used:
             if port in seen:
-                yield Finding(path, f"port {port} is already used on this host by {'.'.join(map(str, seen[port]))}")
+                yield Finding(path, f"port {port}{note} is already used on this host by {seen[port]}")
             else:
-                seen[port] = path
+                seen[port] = format_path(path) + note
 
 
 def _env(spec: Spec) -> Iterator[Finding]:
