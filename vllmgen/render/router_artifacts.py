@@ -24,7 +24,8 @@ def router_container(plan: Plan) -> Container:
     process = plan.runtime == "process"  # then run.sh (nodes/<node>.router/) execs it on the host
     api_key = next((s for s in plan.secrets if s.name == "VLLM_API_KEY"), None)
     # P/D mode: the router authenticates to the instances with the deployment's key (router.WORKER_KEY_ENV)
-    worker_key = (SecretEnv(WORKER_KEY_ENV, api_key.from_env, api_key.from_file),) if api_key and router.disaggregated else ()
+    worker_key = ((SecretEnv(WORKER_KEY_ENV, api_key.from_env, api_key.from_file),)
+                  if api_key and router.disaggregated else ())
     container = Container(
         name=router.container_name,
         image="" if process else router.image,

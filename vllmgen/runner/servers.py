@@ -85,8 +85,10 @@ def step_router(run: Apply, step: Step) -> None:
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)
     image_id = "" if plan.runtime == "process" else _router_image(run, step, name)
-    # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as the gateway
-    secrets = {secret.name: run.secrets["VLLM_API_KEY"] for secret in container.secrets if "VLLM_API_KEY" in run.secrets}
+    # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as
+    # the gateway is replaced
+    secrets = {secret.name: run.secrets["VLLM_API_KEY"] for secret in container.secrets
+               if "VLLM_API_KEY" in run.secrets}
     wanted = identity.run_labels(dict(container.labels)[identity.HASH_LABEL], image_id,
                                  run.fingerprint if container.secrets else identity.NO_SECRETS)
     state = run._engine(name, step.name, lambda: executor.inspect(container.name))

@@ -53,9 +53,9 @@ def _shape(spec: Spec) -> Iterator[Finding]:
                       "prefill and decode instances each serve on their own: leave cluster.backend unset")
     for field in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"):
         if getattr(spec.serve, field) != 1:
+            own = "tensor_parallel_size" if field == "pipeline_parallel_size" else field
             yield Finding(("serve", field), f"with disaggregation each group sets its own parallel sizes: set "
-                          f"disaggregation.prefill/decode.{field if field != 'pipeline_parallel_size' else 'tensor_parallel_size'}"
-                          " instead")
+                          f"disaggregation.prefill/decode.{own} instead")
     if pd_spec.prefill.tensor_parallel_size > pd_spec.decode.tensor_parallel_size:
         yield Finding((*PD, "prefill", "tensor_parallel_size"),
                       f"prefill tensor parallel {pd_spec.prefill.tensor_parallel_size} is above decode's "
@@ -117,7 +117,8 @@ def _gpus(spec: Spec) -> Iterator[Finding]:
             for gpu in dict.fromkeys(instance.settings.gpu_ids):
                 users.setdefault(gpu, []).append((path, instance))
         if len(users) > node.gpus:
-            yield Finding(placed[-1][0], f"the instances on node {host} use {len(users)} GPUs; it has gpus: {node.gpus}")
+            yield Finding(placed[-1][0],
+                          f"the instances on node {host} use {len(users)} GPUs; it has gpus: {node.gpus}")
         for gpu, sharing in users.items():
             if len(sharing) < 2:
                 continue

@@ -57,7 +57,8 @@ def router_node(plan: Plan) -> NodePlan | None:
 
 
 def node_files(plan: Plan, node: NodePlan, context: dict[str, Any],
-               template: Callable[..., str], what: str = "vllm serve", role: str = "gateway") -> list[tuple[str, str, bool]]:
+               template: Callable[..., str], what: str = "vllm serve",
+               role: str = "gateway") -> list[tuple[str, str, bool]]:
     """(path, text, executable) for one node; ``what`` it runs, in the scripts' comments."""
     container = node.container
     unit = process.unit_name(plan.name, node.name)
