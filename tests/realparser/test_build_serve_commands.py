@@ -39,6 +39,9 @@ def test_every_build_serve_command_parses(parse_check):
         plan, parsed = item["plan"], results[item["id"]]["set"]
         # the YAML's options really took effect, not only parsed
         # ("set" lists only values that differ from vLLM's defaults: port 8000, TP 1)
-        assert parsed.get("port", 8000) == plan.serve_config["port"], parsed
-        assert parsed.get("tensor_parallel_size", 1) == plan.serve_config["tensor-parallel-size"], parsed
+        argv = item["argv"]  # a prefill/decode instance carries its own port and TP after the shared YAML
+        port = plan.serve_config.get("port") or int(argv[argv.index("--port") + 1])
+        tp = plan.serve_config.get("tensor-parallel-size") or int(argv[argv.index("--tensor-parallel-size") + 1])
+        assert parsed.get("port", 8000) == port, parsed
+        assert parsed.get("tensor_parallel_size", 1) == tp, parsed
         assert parsed.get("served_model_name") == [plan.endpoint.served_name], parsed

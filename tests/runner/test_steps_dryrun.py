@@ -130,7 +130,9 @@ def test_step_order(spec: Path) -> None:
     if plan.router:
         expected.append("router")  # started once they are healthy, verified through it
     if plan.endpoint.api_key:
-        expected.append("gateway")  # with a key, always: last, once everything behind it answers
+        expected.append("gateway")  # with a key, always, once everything behind it answers
+    if plan.router and plan.router.disaggregated:
+        expected.append("kv-transfer")  # last: a completion through the front door moved the KV cache
     assert names == expected
 
 

@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from vllmgen.spec import addresses
 from vllmgen.plan import exposure, gateway as front_door, parallel
+from vllmgen.plan import pd
 from vllmgen.plan.engine import CACHE_IN_CONTAINER, VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
-from vllmgen.render.monitoring import MonitoringPlan, plan_monitoring
+from vllmgen.render.monitoring import MonitoringPlan, Target as MonitoringTarget, plan_monitoring
 from vllmgen.plan.gateway import GatewayPlan, plan_gateway
 from vllmgen.plan.router import RouterPlan, plan_router
 from vllmgen.render.shell import Anchored, host_word
@@ -214,10 +215,14 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
     serve_config = _serve_config(spec, backend, ordered[0])
     # a change to the image or the shared serve config must replace containers too
     inputs = json.dumps([asdict(image), serve_config], sort_keys=True)
-    nodes = tuple(
-        _node_plan(spec, node, rank, backend, image.tag, secrets, serve_base, inputs)
-        for rank, node in enumerate(ordered)
-    )
+    if spec.disaggregation is not None:
+        nodes = tuple(_instance_plan(spec, instance, rank, image.tag, secrets, serve_base, inputs)
+                      for rank, instance in enumerate(pd.instances(spec)))
+    else:
+        nodes = tuple(
+            _node_plan(spec, node, rank, backend, image.tag, secrets, serve_base, inputs)
+            for rank, node in enumerate(ordered)
+        )
     serve_exec = None
     if backend == "ray":
         host = ("--host", exposure.server_bind(spec, ordered[0]))
@@ -229,8 +234,23 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         served_name=_served_name(spec),
         api_key=api_key,
     )
+    server_urls = tuple((node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec))
     router = plan_router(spec, ordered, image.tag)
     gateway = plan_gateway(spec, addresses.host_port(router.reach, router.port) if router else None)
+    monitoring = plan_monitoring(spec, ordered[0])
+    if spec.disaggregation is not None:  # the instances are the servers; router and gateway ride on one of them
+        first = pd.instances(spec)[0]
+        head_endpoint = replace(head_endpoint, address=exposure.reach(pd.bind(spec, first), first.host),
+                                port=first.settings.port)
+        server_urls = tuple((instance.name, pd.url(spec, instance)) for instance in pd.instances(spec))
+        if router is not None:
+            router = replace(router, node=pd.anchor(spec, router.node))
+        if gateway is not None:
+            gateway = replace(gateway, node=pd.anchor(spec, gateway.node))
+        if monitoring is not None:
+            monitoring = replace(monitoring, targets=tuple(
+                MonitoringTarget(addresses.host_port(exposure.reach(pd.bind(spec, i), i.host), i.settings.port),
+                                 i.name, i.group) for i in pd.instances(spec)))
     gateway_container = _gateway_container(spec, gateway, api_key) if gateway else None
     endpoint = head_endpoint  # what clients use: the front door when there is one
     if gateway is not None:
@@ -248,7 +268,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         secrets=secrets,
         model_ref=model_ref,
         ready_timeout_s=ready_timeout(spec).seconds,
-        monitoring=plan_monitoring(spec, ordered[0]),
+        monitoring=monitoring,
         runtime=spec.runtime.kind,
         process_user=spec.runtime.user,
         process_home=spec.runtime.user_home or (
@@ -257,7 +277,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         gateway=gateway,
         gateway_container=gateway_container,
         head_endpoint=head_endpoint if gateway else None,
-        server_urls=tuple((node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec)),
+        server_urls=server_urls,
         offline=spec.offline,
     )
 
@@ -293,6 +313,8 @@ def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | No
 
 
 def _backend(spec: Spec) -> Backend:
+    if spec.disaggregation is not None:  # every instance serves on its own, as replicas do
+        return "replicas"
     if spec.cluster.backend in ("ray", "replicas"):
         return spec.cluster.backend
     return "mp" if len(spec.nodes) > 1 else "single"
@@ -352,12 +374,10 @@ def _daemon(spec: Spec) -> dict[str, Any]:
 def _serve_config(spec: Spec, backend: Backend, head: Node) -> dict[str, Any]:
     """The shared part of ``vllm serve``: identical on every node, so it lives in one YAML file."""
     serve, model = spec.serve, spec.model
-    config: dict[str, Any] = {
-        "served-model-name": _served_name(spec),
-        "port": serve.port,
-        "tensor-parallel-size": serve.tensor_parallel_size,
-        "pipeline-parallel-size": serve.pipeline_parallel_size,
-    }
+    config: dict[str, Any] = {"served-model-name": _served_name(spec)}
+    if spec.disaggregation is None:  # with prefill/decode groups, each instance's command carries these
+        config.update({"port": serve.port, "tensor-parallel-size": serve.tensor_parallel_size,
+                       "pipeline-parallel-size": serve.pipeline_parallel_size})
     if serve.data_parallel_size > 1:
         config["data-parallel-size"] = serve.data_parallel_size
     optional = {
@@ -472,6 +492,17 @@ def _node_plan(
         gpu_ids=tuple(node.gpu_ids) if node.gpu_ids is not None else None,
         vllm=entrypoint if process else None,
     )
+
+
+def _instance_plan(spec: Spec, instance: pd.Instance, rank: int, image: str, secrets: tuple[SecretEnv, ...],
+                   serve_base: tuple[str, ...], inputs: str) -> NodePlan:
+    """A prefill or decode instance: planned as a one-node deployment of its own, then given its rank."""
+    alone = pd.instance_spec(spec, instance)
+    planned = _node_plan(alone, alone.nodes[0], 0, "single", image, secrets,
+                         (*serve_base, *pd.serve_args(spec, instance)), inputs)
+    role: Literal["head", "worker"] = "head" if rank == 0 else "worker"
+    labels = tuple((key, role if key == f"{LABEL_PREFIX}.role" else value) for key, value in planned.container.labels)
+    return replace(planned, role=role, rank=rank, container=replace(planned.container, labels=labels))
 
 
 def _gpus(node: Node) -> str:

@@ -8,12 +8,17 @@ a healthy server. This module only decides; ``vllmgen.render.router_artifacts`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from vllmgen.spec import addresses
 from vllmgen.plan import exposure
 from vllmgen.spec.model import Node, Spec
 
 ROUTER_SUFFIX = "router"
+# In P/D mode vllm-router 0.1.17 does not pass the client's Authorization header on: it sends
+# "Bearer $OPENAI_API_KEY" from its own environment to every prefill and decode instance (and checks no key
+# itself: only the gateway may reach it).
+WORKER_KEY_ENV = "OPENAI_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,17 @@ class RouterPlan:
     env: tuple[tuple[str, str], ...]
     volumes: tuple[tuple[str, str, bool], ...] = ()
     host: str = "0.0.0.0"  # what it binds (vllmgen.plan.exposure): loopback when only the gateway on its node uses it
+    # prefill/decode disaggregation (vllmgen.plan.pd): P/D mode, each side with its own workers and policy
+    prefill: tuple[Worker, ...] = ()
+    decode: tuple[Worker, ...] = ()
+    prefill_policy: str | None = None
+    decode_policy: str | None = None
+    kv_connector: str | None = None  # vllm-router's --kv-connector (nixl)
+    executable: str = "vllm-router"  # the process runtime's vllm-router on the router's host
+
+    @property
+    def disaggregated(self) -> bool:
+        return bool(self.decode)
 
     @property
     def reach(self) -> str:
@@ -51,9 +67,20 @@ class RouterPlan:
     def argv(self) -> tuple[str, ...]:
         """vllm-router's arguments. No --api-key: it would sit in argv; vLLM checks the key behind it, and
         its admin paths (/add_worker, /remove_worker) take no key at all: only the gateway may reach it."""
-        return ("--host", self.host, "--port", str(self.port), "--policy", self.policy,
-                "--health-check-interval-secs", str(self.health_check_interval_s),
-                "--worker-urls", *(worker.url for worker in self.workers))
+        common = ("--host", self.host, "--port", str(self.port), "--policy", self.policy,
+                  "--health-check-interval-secs", str(self.health_check_interval_s))
+        if not self.disaggregated:
+            return (*common, "--worker-urls", *(worker.url for worker in self.workers))
+        # vllm-router sends each request to a prefill instance (max_tokens 1, do_remote_decode), then to a
+        # decode instance with the kv_transfer_params the prefill returned; no bootstrap port with NIXL
+        policies: tuple[str, ...] = ()
+        if self.prefill_policy:
+            policies += ("--prefill-policy", self.prefill_policy)
+        if self.decode_policy:
+            policies += ("--decode-policy", self.decode_policy)
+        return (*common, *policies, "--vllm-pd-disaggregation", "--kv-connector", self.kv_connector or "nixl",
+                *(word for worker in self.prefill for word in ("--prefill", worker.url)),
+                *(word for worker in self.decode for word in ("--decode", worker.url)))
 
 
 def workers(spec: Spec) -> tuple[Worker, ...]:
@@ -67,6 +94,16 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
         return None
     where = next((node for node in spec.nodes if node.name == router.node), ordered[0])
     prefix = spec.runtime.container_prefix or spec.name
+    pd_args: dict[str, Any] = {}
+    if spec.disaggregation is not None:
+        from vllmgen.plan import pd
+
+        sides = {group: tuple(Worker(i.name, pd.url(spec, i)) for i in pd.instances(spec) if i.group == group)
+                 for group in ("prefill", "decode")}
+        pd_args = {"prefill": sides["prefill"], "decode": sides["decode"],
+                   "prefill_policy": spec.disaggregation.prefill.policy,
+                   "decode_policy": spec.disaggregation.decode.policy,
+                   "kv_connector": spec.disaggregation.connector.kind}
     return RouterPlan(
         node=where.name,
         address=where.address,
@@ -77,9 +114,11 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
         base_image=router.base_image,
         image=f"vllmgen/{spec.name}-{ROUTER_SUFFIX}:{router.version}",
         container_name=f"{prefix}-{ROUTER_SUFFIX}",
-        workers=workers(spec),
+        workers=(*pd_args["decode"], *pd_args["prefill"]) if pd_args else workers(spec),
         health_check_interval_s=router.health_check_interval_s,
         env=tuple(sorted(router.extra_env.items())),
         volumes=tuple((v.host, v.container, v.read_only) for v in router.volumes),
         host=exposure.router_bind(spec),
+        executable=router.executable or "vllm-router",
+        **pd_args,
     )

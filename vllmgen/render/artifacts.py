@@ -196,7 +196,7 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
 
 def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
     """runtime.kind: process: no Dockerfile, daemon.json or compose; per node run/start/stop and a unit."""
-    from vllmgen.targets.process.render import gateway_node, node_files
+    from vllmgen.targets.process.render import gateway_node, node_files, router_node
 
     artifacts = [
         Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
@@ -210,6 +210,10 @@ def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
     if gateway is not None:
         artifacts += [Artifact(path, text, executable) for path, text, executable in
                       node_files(plan, gateway, context, _template, what="the gateway (nginx)")]
+    router = router_node(plan)
+    if router is not None:  # only prefill/decode disaggregation allows a router with processes (rules_parallel)
+        artifacts += [Artifact(path, text, executable) for path, text, executable in
+                      node_files(plan, router, context, _template, what="vllm-router", role="router")]
     return artifacts
 
 

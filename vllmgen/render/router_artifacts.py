@@ -11,8 +11,8 @@ from dataclasses import replace
 
 from vllmgen.spec.addresses import host_port
 from vllmgen.plan.exposure import EVERY_INTERFACE
-from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, _host_mount, container_hash
-from vllmgen.plan.router import RouterPlan
+from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, SecretEnv, _host_mount, container_hash
+from vllmgen.plan.router import WORKER_KEY_ENV, RouterPlan
 
 ROLE = "router"
 PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
@@ -21,13 +21,18 @@ PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).ope
 def router_container(plan: Plan) -> Container:
     router = plan.router
     assert router is not None
+    process = plan.runtime == "process"  # then run.sh (nodes/<node>.router/) execs it on the host
+    api_key = next((s for s in plan.secrets if s.name == "VLLM_API_KEY"), None)
+    # P/D mode: the router authenticates to the instances with the deployment's key (router.WORKER_KEY_ENV)
+    worker_key = ((SecretEnv(WORKER_KEY_ENV, api_key.from_env, api_key.from_file),)
+                  if api_key and router.disaggregated else ())
     container = Container(
         name=router.container_name,
-        image=router.image,
-        entrypoint="vllm-router",
+        image="" if process else router.image,
+        entrypoint=router.executable if process else "vllm-router",
         command=router.argv(),
         env=router.env,
-        secrets=(),
+        secrets=worker_key,
         mounts=tuple(_host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
         labels=(),
         ipc_host=False,

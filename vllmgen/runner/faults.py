@@ -20,7 +20,7 @@ from vllmgen.doctor.gpu import DRIVER_FIX
 # `(EngineCore_DP0 pid=12) ERROR 11-26 13:42:04 [core.py:133] `, `(APIServer pid=7) INFO:     `, or none
 _PREFIX = re.compile(
     r"^(?:\d{4}-\d\d-\d\dT[\d:.]+Z?\s)?(?:\((?P<proc>[^)]*)\)\s+)?"
-    r"(?:(?:\x1b\[[0-9;]*m)?(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)(?:\x1b\[[0-9;]*m)?"
+    r"(?:(?:\x1b\[[0-9;]*m)?(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)(?:\x1b\[[0-9;]*m)?"
     r"(?:\s+\d\d-\d\d\s\d\d:\d\d:\d\d(?:\.\d+)?\s+\[[^\]]*\])?:?\s)?"
 )
 _TRACEBACK = "Traceback (most recent call last):"
@@ -84,6 +84,11 @@ class Fault:
         return said
 
 
+def _level(line: str) -> str | None:
+    match = _PREFIX.match(line.rstrip("\n"))
+    return match["level"] if match else None
+
+
 def message(line: str) -> tuple[str | None, str]:
     """The process tag (``EngineCore_DP0 pid=12``) and the message of one log line, without vLLM's prefix."""
     match = _PREFIX.match(line)
@@ -99,6 +104,7 @@ class Scanner:
     exceptions: list[str] = field(default_factory=list)  # root causes, oldest first
     engine_tracebacks: int = 0  # tracebacks an engine or worker process ended with
     _in_traceback: bool = False
+    _warned: bool = False  # the traceback is logged as a WARNING: a caught error (an optional import), not fatal
 
     def feed(self, line: str) -> bool:
         """Read one line; True when it is the first sign of a failed engine."""
@@ -106,8 +112,11 @@ class Scanner:
         proc, text = message(line.rstrip("\n"))
         if text.strip() == _TRACEBACK:
             self._in_traceback = True
+            self._warned = _level(line) == "WARNING"
         elif self._in_traceback and text and not text[0].isspace() and _EXCEPTION.match(text.strip()):
             self._in_traceback = False
+            if self._warned:  # e.g. vLLM 0.26 with nixl-cu13: "No module named 'nixl_ep_cu13...'", harmless
+                return False
             self.exceptions.append(text.strip())
             if proc and _ENGINE_PROCESS.match(proc) and not _WRAPPER.search(text):
                 self.engine_tracebacks += 1

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from vllmgen.plan.plan import LABEL_PREFIX, Endpoint, Plan
 from vllmgen.plan.router import Worker
 from vllmgen.render.router_artifacts import ROLE, router_container
-from vllmgen.runner import identity, verify
+from vllmgen.runner import identity, kvtransfer, verify
 from vllmgen.runner.changes import offline_refused
+from vllmgen.runner.dryrun import DryRunExecutor
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
@@ -83,25 +84,26 @@ def step_router(run: Apply, step: Step) -> None:
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)
-    dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
-    labels = {"io.vllmgen.image-hash": image_hash(dockerfile)}
-    existing = run._engine(name, step.name, lambda: executor.image_labels(router.image))
-    if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
-        if plan.offline:
-            raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
-                                  else f"{router.image} was built from another router/Dockerfile")
-        run._engine(name, step.name, lambda: executor.build_image(
-            run.deploy_dir / "router", router.image, dockerfile, labels,
-            lambda line: run.progress.say(f"{step.name}: {line}", name)))
-    image_id = run._engine(name, step.name, lambda: executor.image_id(router.image)) or ""
-    wanted = identity.run_labels(dict(container.labels)[identity.HASH_LABEL], image_id, identity.NO_SECRETS)
+    image_id = "" if plan.runtime == "process" else _router_image(run, step, name)
+    # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as
+    # the gateway is replaced
+    secrets = {secret.name: run.secrets["VLLM_API_KEY"] for secret in container.secrets
+               if "VLLM_API_KEY" in run.secrets}
+    wanted = identity.run_labels(dict(container.labels)[identity.HASH_LABEL], image_id,
+                                 run.fingerprint if container.secrets else identity.NO_SECRETS)
     state = run._engine(name, step.name, lambda: executor.inspect(container.name))
     if state is not None and state.running and state.labels.get(identity.HASH_LABEL) == wanted[identity.HASH_LABEL]:
         result = "unchanged"
     else:
+        node_dir = ""
+        if plan.runtime == "process":  # its run.sh (nodes/<node>.router/) goes where the node's scripts are
+            node_dir = run._engine(name, step.name, lambda: executor.prepare_deploy_dir(
+                run.deploy_dir, (), f"{run.options.remote_dir}/{plan.name}"))
         if state is not None:
             run._engine(name, step.name, lambda: executor.remove(container.name))
-        run._engine(name, step.name, lambda: executor.run(RunRequest(container, "", {}, False, wanted)))
+        run._engine(name, step.name, lambda: executor.run(RunRequest(container, node_dir, secrets, False, wanted)),
+                    "is the vllm-router executable there? see router.executable" if plan.runtime == "process"
+                    else None)
         result = "created" if state is None else "replaced"
     endpoint = replace(plan.direct_endpoint, address=router.reach, port=router.port)
     verify.wait_healthy(executor, endpoint, run.progress, timeout=min(run.options.timeout, 120),
@@ -112,6 +114,65 @@ def step_router(run: Apply, step: Step) -> None:
                            logs=lambda: executor.logs(container.name, tail=40), public=plan.gateway is None)
     run._outcome(step.name, name, result, f"{router.url} in front of {len(router.workers)} server(s); "
                  + "; ".join(passed))
+
+
+def _router_image(run: Apply, step: Step, name: str) -> str:
+    """Build router/Dockerfile's image on the router's node unless it is there already; its ID."""
+    router = run.plan.router
+    assert router is not None
+    executor = run.executors[name]
+    dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
+    labels = {"io.vllmgen.image-hash": image_hash(dockerfile)}
+    existing = run._engine(name, step.name, lambda: executor.image_labels(router.image))
+    if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
+        if run.plan.offline:
+            raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
+                                  else f"{router.image} was built from another router/Dockerfile")
+        run._engine(name, step.name, lambda: executor.build_image(
+            run.deploy_dir / "router", router.image, dockerfile, labels,
+            lambda line: run.progress.say(f"{step.name}: {line}", name)))
+    return run._engine(name, step.name, lambda: executor.image_id(router.image)) or ""
+
+
+def _decode_reading(run: Apply, worker: Worker, headers: Mapping[str, str]) -> tuple[kvtransfer.Counters, str]:
+    """A decode instance's NIXL counters (/metrics) and its whole log."""
+    executor = run.executors[worker.node]
+    metrics = executor.http("GET", f"{worker.url}/metrics", headers, timeout=10)
+    log = executor.logs(run.plan.node(worker.node).container.name, tail=None)
+    return kvtransfer.counters(metrics.body if metrics.status == 200 else ""), log
+
+
+def step_kv_transfer(run: Apply, step: Step) -> None:
+    """A completion through the front door, then the proof that a decode instance read its KV cache over NIXL
+    (a decode that recomputed the prompt answers too, and fails here)."""
+    plan, router = run.plan, run.plan.router
+    assert router is not None
+    decodes = [worker for worker in router.decode if worker.node in run.executors]
+    if not decodes:
+        run._outcome(step.name, router.node, "skipped", "no decode instance in scope (--node)")
+        return
+    api_key = run.secrets.get("VLLM_API_KEY") if plan.endpoint.api_key else None
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    before = {worker.node: _decode_reading(run, worker, headers)[0] for worker in decodes}
+    front = plan.endpoint.url if plan.gateway else router.url
+    answer = run.executors[router.node].http("POST", f"{front}/v1/completions", headers,
+                                             kvtransfer.completion_body(plan.endpoint.served_name), timeout=120)
+    if run.options.dry_run or isinstance(run.executors[router.node], DryRunExecutor):
+        # the requests above are printed; what they would read back is not there to judge
+        run._outcome(step.name, router.node, "ok", "(dry run) the decode instances' /metrics and logs would be read")
+        return
+    if answer.status != 200:
+        raise fail(router.node, step.name, f"POST {front}/v1/completions: HTTP {answer.status or ''} "
+                   f"{' '.join(answer.body.split())[:300]}", "read the router's and the instances' logs")
+    evidence = kvtransfer.wait_moved(
+        lambda: {worker.node: _decode_reading(run, worker, headers) for worker in decodes}, before)
+    if not evidence.moved:
+        raise fail(router.node, step.name, "the completion was answered, but no decode instance read its KV cache "
+                   "from a prefill instance: " + "; ".join(evidence.lines),
+                   "check the NIXL side channel (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT), that nixl is installed beside "
+                   "vLLM, and the decode's log below",
+                   run.executors[decodes[0].node].logs(plan.node(decodes[0].node).container.name, tail=30))
+    run._outcome(step.name, router.node, "ok", f"{front}/v1/completions answered; " + "; ".join(evidence.lines))
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -140,6 +201,10 @@ def report(plan: Plan, executors: Mapping[str, Executor], api_key: str | None) -
         health = executor.http("GET", f"{router.url}/health", timeout=3)
         entry["health"] = health.status or health.body
         out["router"] = entry
+        if router.disaggregated:  # how much KV cache each decode instance has read over NIXL so far
+            out["kv_transfer"] = {worker.node: kvtransfer.counters(
+                metrics.body if (metrics := probe.http("GET", f"{worker.url}/metrics", timeout=5)).status == 200
+                else "").as_dict() for worker in router.decode}
     return out
 
 
@@ -161,4 +226,7 @@ def lines(extra: Mapping[str, Any]) -> list[str]:
     if router is not None:
         out.append(f"router {router['url']} ({router['container']} on {router['node']}): {router['status']}, "
                    f"/health {router['health']}")
+    for name, seen in extra.get("kv_transfer", {}).items():
+        out.append(f"kv transfer into {name}: {seen['transfers']:.0f} NIXL transfer(s), {seen['bytes']:.0f} bytes, "
+                   f"{seen['failed']:.0f} failed" + ("" if seen["nixl_metrics"] else " (no vllm:nixl_* metrics)"))
     return out

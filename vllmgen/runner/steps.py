@@ -128,6 +128,9 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
         steps.append(Step("router", (plan.router.node,), "vllm-router in front of the healthy servers, verified"))
     if plan.gateway and plan.gateway.node in names:
         steps.append(Step("gateway", (plan.gateway.node,), "the gateway (nginx) in front, verified through it"))
+    if plan.router and plan.router.disaggregated and plan.router.node in names:
+        steps.append(Step("kv-transfer", (plan.router.node,), "a completion through the front door moved the KV "
+                          "cache: NIXL handshake in a decode's log, its transfer counters up"))
     return steps
 
 
@@ -399,6 +402,9 @@ class Apply:
 
     def step_router(self, step: Step) -> None:
         servers.step_router(self, step)
+
+    def step_kv_transfer(self, step: Step) -> None:
+        servers.step_kv_transfer(self, step)
 
     def step_gateway(self, step: Step) -> None:
         gateway_step.step_gateway(self, step)

@@ -39,6 +39,7 @@ from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this mod
 )
 from vllmgen.spec.gateway import Gateway
 from vllmgen.spec.parallel import DataParallel, ExpertParallel, Router
+from vllmgen.spec.pd import Disaggregation
 
 SPEC_VERSION = 1
 
@@ -278,6 +279,9 @@ class Spec(Model):
     caches: Caches = Field(default_factory=Caches, description="engine caches kept between starts")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus and Grafana (-> monitoring/)")
     router: Router | None = Field(None, description="vllm-router in front of the deployment's API servers (-> router/)")
+    disaggregation: Disaggregation | None = Field(
+        None, description="prefill/decode disaggregation: prefill and decode instance groups, the KV cache moved "
+        "by NIXL, vllm-router in P/D mode in front (needs router:); serve.* then holds what every instance shares")
     gateway: Gateway | None = Field(None, description="the front door (nginx) that checks the API key on every path; "
                                     "on whenever secrets.api_key is set (-> gateway/)")
     offline: bool = Field(

@@ -57,3 +57,6 @@ class Router(Model):
                                          "checks of each worker")
     volumes: list[RouterVolume] = Field(default_factory=empty_list, description="bind mounts for the router container")
     extra_env: dict[EnvName, Text] = Field(default_factory=empty_dict, description="environment for the router container")
+    executable: HostPath | None = Field(
+        None, description="process runtime: the vllm-router executable on the router's host (default: vllm-router "
+        "on the PATH); only prefill/decode disaggregation runs the router as a process so far")

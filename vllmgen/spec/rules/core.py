@@ -104,12 +104,13 @@ def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
     from vllmgen.spec.rules.mounts import mount_clashes
     from vllmgen.spec.rules.offline import RULES as OFFLINE_RULES
     from vllmgen.spec.rules.parallel import parallel_rules
+    from vllmgen.spec.rules.pd import pd_rules
     from vllmgen.spec.rules.process import RULES as PROCESS_RULES
     from vllmgen.spec.rules.secrets import RULES as SECRET_RULES
 
     findings: list[Finding] = []
     for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES, gateway_rules,
-                 *OFFLINE_RULES):
+                 *OFFLINE_RULES, pd_rules):
         if not lenient:
             findings.extend(rule(spec))
             continue
@@ -150,6 +151,8 @@ def unique_nodes(spec: Spec) -> Iterator[Finding]:
 
 
 def world_size(spec: Spec) -> Iterator[Finding]:
+    if spec.disaggregation is not None:  # each prefill/decode group has its own sizes: spec.rules.pd
+        return
     serve = spec.serve
     gpus = " + ".join(str(node.gpus) for node in spec.nodes)
     if spec.cluster.backend == "replicas":  # every node serves a whole copy
@@ -176,7 +179,7 @@ def world_size(spec: Spec) -> Iterator[Finding]:
 
 
 def multi_node(spec: Spec) -> Iterator[Finding]:
-    if len(spec.nodes) == 1:
+    if len(spec.nodes) == 1 or spec.disaggregation is not None:  # P/D instances serve on their own: spec.rules.pd
         return
     if spec.cluster.backend is None:
         yield Finding(("cluster", "backend"), "several nodes need an explicit backend: 'ray', 'mp' or 'replicas'")

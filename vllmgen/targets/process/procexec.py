@@ -283,7 +283,8 @@ class ProcessExecutor:
         """Copy what the process reads (serve-config.yaml) and this node's scripts (run.sh, which starts
         it) into the deployment folder, each written whole and never through a symlink."""
         self.deploy_dir.mkdir(parents=True, exist_ok=True)
-        node_dirs = [f"nodes/{self.node}", f"nodes/{self.node}.gateway"]  # its server's scripts, its gateway's
+        # its server's scripts, its gateway's, its router's
+        node_dirs = [f"nodes/{self.node}", f"nodes/{self.node}.gateway", f"nodes/{self.node}.router"]
         names = [*files, *(f"{node_dir}/{p.name}" for node_dir in node_dirs
                            for p in sorted((local / node_dir).glob("*")) if p.is_file())]
         for name in names:
@@ -484,8 +485,8 @@ class ProcessExecutor:
 
 
 def _stem(labels: Mapping[str, str], name: str) -> str:
-    """run/<stem>.json: the node's name; ``<node>.gateway`` for the gateway on that node (node names are DNS
+    """run/<stem>.json: the node's name; ``<node>.gateway`` / ``<node>.router`` for the gateway / router on that node (node names are DNS
     labels, without dots: no clash with a node's own record). Its scripts are in nodes/<stem>/."""
     node = labels.get(f"{LABEL_PREFIX}.node", name)
     role = labels.get(f"{LABEL_PREFIX}.role")
-    return f"{node}.{role}" if role == "gateway" else node
+    return f"{node}.{role}" if role in ("gateway", "router") else node

@@ -45,15 +45,29 @@ def gateway_node(plan: Plan) -> NodePlan | None:
                     gpus=0, container=plan.gateway_container, docker_host=None)
 
 
+def router_node(plan: Plan) -> NodePlan | None:
+    """vllm-router as the process runtime starts it (prefill/decode disaggregation): ``<node>.router``, as the
+    gateway is ``<node>.gateway``."""
+    if plan.router is None:
+        return None
+    from vllmgen.render.router_artifacts import router_container
+
+    return NodePlan(name=f"{plan.router.node}.router", address=plan.router.address, role="worker", rank=-1,
+                    gpus=0, container=router_container(plan), docker_host=None)
+
+
 def node_files(plan: Plan, node: NodePlan, context: dict[str, Any],
-               template: Callable[..., str], what: str = "vllm serve") -> list[tuple[str, str, bool]]:
+               template: Callable[..., str], what: str = "vllm serve",
+               role: str = "gateway") -> list[tuple[str, str, bool]]:
     """(path, text, executable) for one node; ``what`` it runs, in the scripts' comments."""
     container = node.container
     unit = process.unit_name(plan.name, node.name)
     home = plan.process_home or "%h"  # a system unit's %h is root's home, whatever User= says
     secret_sources = [s.from_env or s.name for s in container.secrets if not s.from_file]
     node_context = {**context, "node": node, "what": what,
-                    "role": node.role if what == "vllm serve" else "gateway", "launch": process.launch(container), "unit": unit,
+                    # what this process reads, under the names it gets them (the router's key is OPENAI_API_KEY)
+                    "secrets": [(s, s.from_env or s.name) for s in container.secrets],
+                    "role": node.role if what == "vllm serve" else role, "launch": process.launch(container), "unit": unit,
                     "restart": _RESTART[container.restart], "memlock": bool(container.ulimits),
                     "env_secrets": [s.from_env for s in container.secrets if s.from_env],
                     "deployments": process.DEPLOYMENTS, "marker": process.marker(plan.name, node.name),
