@@ -19,6 +19,7 @@ from vllmgen.gateway import GatewayPlan, plan_gateway
 from vllmgen.router import RouterPlan, plan_router
 from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
+from vllmgen.targets.process.runtime import ProcessRuntime
 
 CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
@@ -224,9 +225,8 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         ready_timeout_s=ready_timeout(spec).seconds,
         monitoring=plan_monitoring(spec, ordered[0]),
         runtime=spec.runtime.kind,
-        process_user=spec.runtime.user,
-        process_home=spec.runtime.user_home or (
-            None if spec.runtime.user is None else "/root" if spec.runtime.user == "root" else f"/home/{spec.runtime.user}"),
+        process_user=spec.runtime.user if isinstance(spec.runtime, ProcessRuntime) else None,
+        process_home=spec.runtime.home if isinstance(spec.runtime, ProcessRuntime) else None,
         router=router,
         gateway=gateway,
         gateway_container=gateway_container,
