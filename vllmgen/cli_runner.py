@@ -264,7 +264,7 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     """Run vLLM's own `vllm bench serve` inside the serving (head) container against the deployed server.
 
     \b
-    The head is reached through its docker_host, else the local Docker. The API key goes as
+    The head is reached as apply reaches it (its docker_host, else the local Docker; a process on this host). The API key goes as
     OPENAI_API_KEY in the exec's environment, never on a command line. Each run is kept with the
     spec's hash under --results and compared with the last run of the same spec and preset:
     requests/s, output tokens/s, TTFT and ITL percentiles (ms).
@@ -276,7 +276,6 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     from vllmgen.runner import benchmark, benchrun, secrets, targets
     from vllmgen.runner.dryrun import DryRunExecutor, Recorder
     from vllmgen.runner.progress import Progress
-    from vllmgen.runner.sdk import DockerSdkExecutor
 
     compiled = compile_file(spec)
     _warn(compiled.valid.warnings)
@@ -287,7 +286,7 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
         values = secrets.placeholders(plan.secrets) if dry_run else secrets.resolve(plan.secrets)
         api_key = values.get("VLLM_API_KEY")
     executor = (DryRunExecutor(head.name, head.docker_host, Recorder(), secrets=plan.secrets) if dry_run
-                else DockerSdkExecutor(head.name, head.docker_host, timeout=timeout))
+                else targets.executors(plan, (head.name,), remote=True, timeout=timeout)[head.name])
     folder = results or spec.parent / ".vllmgen" / "bench"
     try:
         with _transport_errors():

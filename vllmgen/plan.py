@@ -241,10 +241,10 @@ def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | No
     own /dev/shm (a tmpfs) for the key's file; the image's nginx, or the host's for the process runtime."""
     conf = front_door.nginx_conf(gateway, spec.name, "")
     script = front_door.entrypoint("")
-    nginx = gateway.nginx if spec.runtime.kind == "process" else "nginx"
+    nginx = "nginx" if spec.runtime.in_containers else gateway.nginx
     container = Container(
         name=gateway.container_name,
-        image="" if spec.runtime.kind == "process" else gateway.image,
+        image=gateway.image if spec.runtime.in_containers else "",
         entrypoint="/bin/sh",
         command=(front_door.ENTRYPOINT_IN_CONTAINER, front_door.CONF_IN_CONTAINER, nginx),
         env=(),
@@ -402,7 +402,7 @@ def _node_plan(
     if answers_http:  # per node: one server may face only its own node, another the router's
         # with a bridge network Docker's port map binds the host side; inside, the server takes every address
         command = (*command, "--host", "0.0.0.0" if bridge and spec.serve.host is None else bind)
-    process = spec.runtime.kind == "process"
+    process = not spec.runtime.in_containers
     if process:
         from vllmgen.rules_process import node_vllm
 
@@ -491,7 +491,7 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
         env.update(cache_env())
     if spec.total_gpus > 1 and "NCCL_DEBUG" not in env:
         env["NCCL_DEBUG"] = "INFO"  # the transport per peer, read back by apply/status (vllmgen.nccl)
-    if spec.runtime.kind == "process" and node.gpu_ids is not None:
+    if not spec.runtime.in_containers and node.gpu_ids is not None:  # a container gets device_ids
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in node.gpu_ids)
     env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
     if spec.offline:

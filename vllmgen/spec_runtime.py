@@ -26,6 +26,8 @@ class Volume(Model):
 class RuntimeBase(Model):
     """The options every runtime reads (a target refuses, in its own model, the values it cannot honour)."""
 
+    in_containers: typing.ClassVar[bool]  # does the target run each node in a container? (the plan's one question)
+
     network: typing.Literal["host", "bridge"] = Field(
         "host", description="host networking (needed across nodes) or a port map")
     ipc_host: bool = Field(True, description="--ipc=host (shared memory for NCCL and PyTorch)")

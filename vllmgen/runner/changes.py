@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from vllmgen.runner import daemon_step, identity, orphans
 from vllmgen.runner.executor import GPUS_LABEL, IMAGE_HASH_LABEL, dockerfile_for, image_hash
 from vllmgen.runner.progress import fail
+from vllmgen.targets import registry
 
 from vllmgen.errors import EXIT_DRIFT, RunnerError, VllmgenError
 
@@ -128,7 +129,7 @@ def compute(apply: Apply) -> Changes:
     """The plan, after apply's preflight (secrets resolved). Fills apply's daemon merges, image
     decisions and predicted image IDs, which its steps then use."""
     names = tuple(n.name for n in apply.plan.nodes if n.name in apply.executors)
-    docker = apply.plan.runtime == "docker"  # processes: no daemon.json, no image
+    docker = registry.target(apply.plan.runtime).docker  # a Docker target's own: daemon.json, the image
     merges = daemon_step.read_all(apply, names) if apply.plan.daemon and docker else {}
     apply.daemon_merges = merges
     images = _images(apply, names) if docker else {name: ("unchanged", "") for name in names}

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vllmgen.plan import LABEL_PREFIX
+from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
 from vllmgen.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
@@ -436,7 +436,19 @@ class ProcessExecutor:
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult:
-        raise EngineError("the process runtime has no exec (no container)")
+        """Run ``argv`` on this host beside the process (there is no container to enter), ``vllm`` being the
+        node's own executable (``vllm bench serve`` from its environment); ``env`` only in the child's."""
+        if self._find(name) is None:
+            raise EngineError(f"no process {name} of this deployment on this host")
+        if detach:
+            raise EngineError("the process runtime runs commands beside a process in the foreground only")
+        words = [self.vllm if argv[0] == "vllm" else argv[0], *argv[1:]]
+        try:
+            done = subprocess.run(words, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise EngineError(f"{words[0]}: {exc.strerror or exc}") from exc
+        return ExecResult(done.returncode, done.stdout + done.stderr)
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
         if deployment != self.deployment:
@@ -489,3 +501,10 @@ def _stem(labels: Mapping[str, str], name: str) -> str:
     node = labels.get(f"{LABEL_PREFIX}.node", name)
     role = labels.get(f"{LABEL_PREFIX}.role")
     return f"{node}.{role}" if role == "gateway" else node
+
+
+def engine_for(plan: Plan, node: NodePlan, endpoint: str | None, host: hosts.Host, *,
+               timeout: float = 0) -> ProcessExecutor:
+    """The process target's engine for one node (the registry names it): processes on this host, their
+    records under ~/.vllmgen/deployments/<name>. ``endpoint`` and ``timeout`` are the Docker target's."""
+    return ProcessExecutor(node.name, Path.home() / DEPLOYMENTS / plan.name, node.vllm or "vllm", host)

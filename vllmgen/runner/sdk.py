@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vllmgen import endpoints
+from vllmgen.plan import NodePlan, Plan
 from vllmgen.runner import daemon_json, dockerargs, ssh
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
@@ -392,3 +393,9 @@ class ImageStreams:
     def tag(self, image_id: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
         self.executor._call(lambda: self.executor._docker().api.tag(image_id, repository, tag or "latest", force=True))
+
+
+def engine_for(plan: Plan, node: NodePlan, endpoint: str | None, host: hosts.Host, *,
+               timeout: float = API_TIMEOUT) -> DockerSdkExecutor:
+    """The Docker target's engine for one node (the registry names it): its Docker at ``endpoint``."""
+    return DockerSdkExecutor(node.name, endpoint, host, timeout=timeout)

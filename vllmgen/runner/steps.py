@@ -41,6 +41,7 @@ from vllmgen.runner.executor import (
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
+from vllmgen.targets import registry
 
 T = TypeVar("T")
 HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
@@ -106,7 +107,7 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
     head_in = plan.head.name in names
     workers = tuple(node.name for node in scope if node.role == "worker")
     steps = [Step("preflight", names, "engines answer, GPUs, deployment folder, secrets")]
-    if plan.runtime == "docker":  # processes: no daemon.json, no image
+    if registry.target(plan.runtime).docker:  # a Docker target's own steps: daemon.json, the image
         steps += [Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
                   Step("image", names, f"build {plan.image.tag}")]
     if head_in:
@@ -149,6 +150,7 @@ class Apply:
                  drift: list[str] | None = None, environ: Mapping[str, str] | None = None,
                  secret_files: Mapping[str, str] | None = None):
         self.plan = plan
+        self.target = registry.target(plan.runtime)
         self.executors = dict(executors)
         self.deploy_dir = deploy_dir
         self.options = options or Options()
@@ -261,7 +263,7 @@ class Apply:
     def _preflight(self, step: str, name: str) -> None:
         executor, node = self.executors[name], self._node(name)
         info = self._engine(name, step, executor.ping, "check that the node's docker_host is right and reachable")
-        detail = info.version if self.plan.runtime == "process" else f"Docker {info.version}, API {info.api_version}"
+        detail = f"Docker {info.version}, API {info.api_version}" if self.target.docker else info.version
         if self.options.gpus:
             if info.runtimes and "nvidia" not in info.runtimes:
                 self.progress.say("warning: Docker has no 'nvidia' runtime registered; --gpus may fail "
@@ -335,7 +337,7 @@ class Apply:
             self._engine(name, step, lambda: executor.remove(node.container.name))
         self.clock.started[name] = time.monotonic()
         self.clock.timed(name, "container start", lambda: self._engine(
-            name, step, lambda: executor.run(self._request(name))), "docker run" if self.plan.runtime == "docker"
+            name, step, lambda: executor.run(self._request(name))), "docker run" if self.target.docker
             else "the process started")
         follow = self._engine(name, step, lambda: executor.follow(node.container.name))
         if follow is not None:  # from here on, its exit and its log lines are seen as they come

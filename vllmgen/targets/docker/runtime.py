@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -10,4 +10,6 @@ from vllmgen.spec_runtime import KIND_DESCRIPTION, RuntimeBase
 
 
 class DockerRuntime(RuntimeBase):
+    in_containers: ClassVar[bool] = True  # images, --gpus, healthchecks, a port map
+
     kind: Literal["docker"] = Field("docker", description=KIND_DESCRIPTION)

@@ -6,7 +6,7 @@ the rules that relate these fields to the nodes stay in ``rules_process``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -16,6 +16,8 @@ from vllmgen.spec_runtime import KIND_DESCRIPTION, RuntimeBase, Volume
 
 
 class ProcessRuntime(RuntimeBase):
+    in_containers: ClassVar[bool] = False  # vllm (and nginx) from the host; GPUs by CUDA_VISIBLE_DEVICES
+
     kind: Literal["process"] = Field(description=KIND_DESCRIPTION)
     python_env: HostPath | None = Field(
         None, description="process runtime: the venv or conda env holding vLLM on every host (runs <env>/bin/vllm)")
