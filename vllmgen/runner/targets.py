@@ -14,9 +14,9 @@ import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 
-from vllmgen import endpoints
-from vllmgen.addresses import url_host
-from vllmgen.plan import Plan
+from vllmgen.spec import endpoints
+from vllmgen.spec.addresses import url_host
+from vllmgen.plan.plan import Plan
 from vllmgen.runner import host as hosts
 from vllmgen.runner import ssh
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder

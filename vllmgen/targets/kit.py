@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vllmgen.plan import Container, NodePlan, Plan
+from vllmgen.plan.plan import Container, NodePlan, Plan
 
 File = tuple[str, str, bool]  # (path under build/<name>/, text, executable)
 

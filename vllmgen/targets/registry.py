@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vllmgen import render_process
-from vllmgen.plan import Plan
-from vllmgen.spec_runtime import RuntimeBase
+from vllmgen.plan.plan import Plan
+from vllmgen.spec.runtime import RuntimeBase
 from vllmgen.targets.docker import render as docker_render
 from vllmgen.targets.docker.runtime import DockerRuntime
 from vllmgen.targets.kit import File, RenderKit
+from vllmgen.targets.process import render as process_render
 from vllmgen.targets.process.runtime import ProcessRuntime
 
 
@@ -31,8 +31,8 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {target.kind: target for target in (
-    Target("docker", DockerRuntime, docker_render.artifacts, "vllmgen.runner.sdk:engine_for", docker=True),
-    Target("process", ProcessRuntime, render_process.artifacts, "vllmgen.runner.procexec:engine_for", docker=False),
+    Target("docker", DockerRuntime, docker_render.artifacts, "vllmgen.targets.docker.sdk:engine_for", docker=True),
+    Target("process", ProcessRuntime, process_render.artifacts, "vllmgen.targets.process.procexec:engine_for", docker=False),
 )}
 
 

@@ -1,1 +1,2 @@
-"""The Docker target: a container per node (Dockerfile, daemon.json, compose), driven through a Docker engine."""
+"""The Docker runtime (runtime.kind: docker): its spec part, Dockerfile/daemon.json/compose, docker command
+lines, daemon.json keys, and the runner's Docker SDK engine."""

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from vllmgen.spec_runtime import KIND_DESCRIPTION, RuntimeBase
+from vllmgen.spec.runtime import KIND_DESCRIPTION, RuntimeBase
 
 
 class DockerRuntime(RuntimeBase):

@@ -1,1 +1,2 @@
-"""The process target: ``vllm serve`` from a Python environment on each host (run/start/stop.sh, a systemd unit)."""
+"""The process runtime (runtime.kind: process): a planned container as a host process (`vllm serve` from a
+Python environment; run/start/stop.sh and a systemd unit)."""

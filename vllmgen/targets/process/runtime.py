@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from vllmgen.formats import HostPath
-from vllmgen.spec_runtime import KIND_DESCRIPTION, RuntimeBase, Volume
+from vllmgen.spec.formats import HostPath
+from vllmgen.spec.runtime import KIND_DESCRIPTION, RuntimeBase, Volume
 
 
 class ProcessRuntime(RuntimeBase):
