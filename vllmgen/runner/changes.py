@@ -21,6 +21,7 @@ from vllmgen.runner.progress import fail
 from vllmgen.targets import registry
 
 from vllmgen.errors import EXIT_DRIFT, RunnerError, VllmgenError
+from vllmgen.targets.docker.engine import docker_engine
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply
@@ -163,7 +164,7 @@ def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     images: dict[str, tuple[str, str]] = {}
     for name in names:
         executor = apply.executors[name]
-        labels = apply._engine(name, "image", lambda e=executor: e.image_labels(apply.plan.image.tag))
+        labels = apply._engine(name, "image", lambda e=executor: docker_engine(e).image_labels(apply.plan.image.tag))
         if labels is None:
             images[name] = ("build", f"{apply.plan.image.tag} is not on the node")
         elif labels.get(IMAGE_HASH_LABEL) != wanted:
@@ -173,7 +174,7 @@ def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
         if apply.plan.offline and images[name][0] == "build":
             images[name] = offline_refusal(images[name][1])
         apply.image_ids[name] = (NEW_IMAGE if images[name][0] == "build" else
-                                 apply._engine(name, "image", lambda e=executor: e.image_id(apply.plan.image.tag)) or "")
+                                 apply._engine(name, "image", lambda e=executor: docker_engine(e).image_id(apply.plan.image.tag)) or "")
     return images
 
 

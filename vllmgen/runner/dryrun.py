@@ -69,14 +69,21 @@ class DryHost:
     """The node's host as the dry run sees it: its paths and commands, but nothing that reaches it.
     ``$HOME`` of a remote host is unknown without asking it, so it prints as ``~``."""
 
-    def __init__(self, host: hosts.Host):
+    def __init__(self, host: hosts.Host, record: Callable[[str, str, str | None], None]):
         self._host = host
+        self._record = record
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._host, name)
 
     def home(self) -> str:
         return self._host.home() if hosts.is_local(self._host) else "~"
+
+    def gpu_count(self) -> int | None:
+        argv = list(hosts.GPU_QUERY)
+        self._record("gpu-count", "", shlex.join(self.ssh_argv(argv)) if isinstance(self._host, hosts.SshHost)
+                     else shlex.join(argv))
+        return None
 
 
 class DryRunExecutor:
@@ -99,7 +106,7 @@ class DryRunExecutor:
         self.process = process  # runtime.kind: process: no docker, stop by the recorded PID
         self.endpoint = endpoint
         self.real_host = host or hosts.for_endpoint(endpoint)
-        self.host = DryHost(self.real_host)
+        self.host = DryHost(self.real_host, self._record)
         self.recorder = recorder
         self.assume_cluster = assume_cluster
         self.assume_served = assume_served
@@ -158,9 +165,6 @@ class DryRunExecutor:
     def restart_daemon(self) -> None:
         self._record("restart-daemon", command=self._on_host(self.host.restart_command))
 
-    def gpu_count(self) -> int | None:
-        self._record("gpu-count", command=self._on_host(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"]))
-        return None
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
         self._record("image-inspect", tag)

@@ -20,6 +20,7 @@ from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
+from vllmgen.targets.docker.engine import docker_engine
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply, Step
@@ -85,15 +86,15 @@ def step_router(run: Apply, step: Step) -> None:
     container = router_container(plan)
     dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
     labels = {"io.vllmgen.image-hash": image_hash(dockerfile)}
-    existing = run._engine(name, step.name, lambda: executor.image_labels(router.image))
+    existing = run._engine(name, step.name, lambda: docker_engine(executor).image_labels(router.image))
     if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
         if plan.offline:
             raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
                                   else f"{router.image} was built from another router/Dockerfile")
-        run._engine(name, step.name, lambda: executor.build_image(
+        run._engine(name, step.name, lambda: docker_engine(executor).build_image(
             run.deploy_dir / "router", router.image, dockerfile, labels,
             lambda line: run.progress.say(f"{step.name}: {line}", name)))
-    image_id = run._engine(name, step.name, lambda: executor.image_id(router.image)) or ""
+    image_id = run._engine(name, step.name, lambda: docker_engine(executor).image_id(router.image)) or ""
     wanted = identity.run_labels(dict(container.labels)[identity.HASH_LABEL], image_id, identity.NO_SECRETS)
     state = run._engine(name, step.name, lambda: executor.inspect(container.name))
     if state is not None and state.running and state.labels.get(identity.HASH_LABEL) == wanted[identity.HASH_LABEL]:

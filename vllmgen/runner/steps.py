@@ -43,6 +43,7 @@ from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
 from vllmgen.targets import registry
+from vllmgen.targets.docker.engine import docker_engine
 
 T = TypeVar("T")
 HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
@@ -269,7 +270,7 @@ class Apply:
             if info.runtimes and "nvidia" not in info.runtimes:
                 self.progress.say("warning: Docker has no 'nvidia' runtime registered; --gpus may fail "
                                   f"({TOOLKIT_FIX})", name)
-            count = executor.gpu_count()
+            count = executor.host.gpu_count()
             if count is not None and count < node.gpus:
                 raise fail(name, step, f"the host has {count} GPU(s); the spec gives node {name} {node.gpus}",
                            "fix nodes[].gpus in the spec, or free the GPUs")
@@ -297,12 +298,12 @@ class Apply:
         else:
             self.progress.say(f"{step}: building {tag} (base {self.options.base_image or self.plan.image.base})",
                               name)
-            self.clock.timed(name, "image", lambda: self._engine(name, step, lambda: executor.build_image(
+            self.clock.timed(name, "image", lambda: self._engine(name, step, lambda: docker_engine(executor).build_image(
                 self.deploy_dir, tag, dockerfile, labels, lambda line: self.progress.say(f"{step}: {line}", name)),
                 "read the build output above; a failing RUN line is the Dockerfile's (build/<name>/Dockerfile)"),
                 f"built {tag} (its base pulled if missing)")
             result = "built"
-        self.image_ids[name] = self._engine(name, step, lambda: executor.image_id(tag)) or ""
+        self.image_ids[name] = self._engine(name, step, lambda: docker_engine(executor).image_id(tag)) or ""
         self._outcome(step, name, result, tag)
 
     # containers ---------------------------------------------------------------------------------

@@ -142,14 +142,6 @@ class DockerSdkExecutor:
             raise EngineError(f"{shlex.join(self.host.restart_command)} failed (exit {out.rc}): "
                               f"{(out.stderr or out.stdout).strip()}")
 
-    def gpu_count(self) -> int | None:
-        try:
-            out = self.host.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], timeout=60)
-        except hosts.NoHostAccess:  # a tcp:// endpoint: not checked; ssh failures are errors
-            return None
-        if out.rc != 0:
-            return None
-        return len([line for line in out.stdout.splitlines() if line.strip()])
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
         import docker

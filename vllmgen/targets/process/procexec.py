@@ -33,7 +33,6 @@ from vllmgen.plan.plan import LABEL_PREFIX, NodePlan, Plan
 from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
-    ClusterView,
     ContainerState,
     EngineError,
     EngineInfo,
@@ -270,14 +269,6 @@ class ProcessExecutor:
             raise EngineError(f"the vllm executable {self.vllm} is not on this host (or not executable)")
         return EngineInfo(version=f"process runtime, {self.vllm}", api_version="-")
 
-    def gpu_count(self) -> int | None:
-        try:
-            out = self.host.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], timeout=60)
-        except (hosts.NoHostAccess, OSError):
-            return None
-        if out.rc != 0:
-            return None
-        return len([line for line in out.stdout.splitlines() if line.strip()])
 
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
         """Copy what the process reads (serve-config.yaml) and this node's scripts (run.sh, which starts
@@ -455,37 +446,9 @@ class ProcessExecutor:
             return []
         return [self._state(path, record) for path, record in self._entries()]
 
-    def cluster_view(self, name: str) -> ClusterView | None:
-        return None
-
     def serving(self, name: str) -> bool:
         state = self.inspect(name)
         return bool(state and state.running)
-
-    def image_labels(self, tag: str) -> dict[str, str] | None:
-        return None
-
-    def image_id(self, tag: str) -> str | None:
-        return None
-
-    def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
-                    on_line: Callable[[str], None]) -> None:
-        raise EngineError("the process runtime builds no image")
-
-    def read_daemon_json(self) -> str | None:
-        return None
-
-    def write_daemon_json(self, text: str, backup: str | None) -> None:
-        raise EngineError("the process runtime has no daemon.json")
-
-    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
-        return None, ""
-
-    def restore_daemon_json(self, original: str | None) -> None:
-        return None
-
-    def restart_daemon(self) -> None:
-        raise EngineError("the process runtime has no Docker to restart")
 
     def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
              timeout: float = 10) -> HttpResult:
