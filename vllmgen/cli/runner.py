@@ -284,7 +284,7 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     api_key = None
     if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read
         values = secrets.placeholders(plan.secrets) if dry_run else secrets.resolve(plan.secrets)
-        api_key = values.get("VLLM_API_KEY")
+        api_key = secrets.api_key(plan, values)
     executor = (DryRunExecutor(head.name, head.docker_host, Recorder(), secrets=plan.secrets) if dry_run
                 else targets.executors(plan, (head.name,), remote=True, timeout=timeout)[head.name])
     folder = results or spec.parent / ".vllmgen" / "bench"

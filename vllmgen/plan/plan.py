@@ -21,11 +21,11 @@ from vllmgen.plan.router import RouterPlan, plan_router
 from vllmgen.render.shell import Anchored, host_word
 from vllmgen.spec.model import Node, SecretRef, Spec
 from vllmgen.targets.process.runtime import ProcessRuntime
+from vllmgen.plan import label_names
 
 CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 SERVE_CONFIG_FILE = "serve-config.yaml"
-LABEL_PREFIX = "io.vllmgen"
 
 Backend = Literal["single", "mp", "ray", "replicas"]
 
@@ -259,10 +259,10 @@ def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | No
         restart=spec.runtime.restart,
     )
     labels = (
-        (f"{LABEL_PREFIX}.deployment", spec.name),
-        (f"{LABEL_PREFIX}.node", gateway.node),
-        (f"{LABEL_PREFIX}.role", front_door.ROLE),
-        (f"{LABEL_PREFIX}.config-hash", container_hash(container, front_door.config_inputs(conf, script))),
+        (label_names.DEPLOYMENT, spec.name),
+        (label_names.NODE, gateway.node),
+        (label_names.ROLE, front_door.ROLE),
+        (label_names.CONFIG_HASH, container_hash(container, front_door.config_inputs(conf, script))),
     )
     return replace(container, labels=labels)
 
@@ -430,10 +430,10 @@ def _node_plan(
         gpus=_gpus(node),
     )
     labels = (
-        (f"{LABEL_PREFIX}.deployment", spec.name),
-        (f"{LABEL_PREFIX}.node", node.name),
-        (f"{LABEL_PREFIX}.role", role),
-        (f"{LABEL_PREFIX}.config-hash", container_hash(container, inputs)),
+        (label_names.DEPLOYMENT, spec.name),
+        (label_names.NODE, node.name),
+        (label_names.ROLE, role),
+        (label_names.CONFIG_HASH, container_hash(container, inputs)),
     )
     return NodePlan(
         name=node.name,

@@ -20,7 +20,7 @@ from vllmgen.plan.plan import SecretEnv
 from vllmgen.targets.docker import dockerargs
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
-    _FROM,
+    FROM_LINE,
     RAY_PROBE,
     SERVING_PROBE,
     ClusterView,
@@ -33,6 +33,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.secrets import placeholders
 from vllmgen.render.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
+from vllmgen.plan import label_names
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class DryRunExecutor:
         if own == dockerfile:
             command = self._docker("build", "--network", "host", "--tag", tag, *label_words, str(context))
         else:  # the FROM line was swapped: feed the changed Dockerfile on stdin
-            base = _FROM.search(dockerfile)
+            base = FROM_LINE.search(dockerfile)
             original = shlex.quote(str(context / "Dockerfile"))
             swap = f"sed '0,/^FROM /s|^FROM .*|{base.group(0) if base else ''}|' {original}"
             command = swap + " | " + self._docker("build", "--network", "host", "--tag", tag, *label_words,
@@ -255,9 +256,9 @@ class DryRunExecutor:
         return ExecResult(None if detach else 0, "")
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
-        command = self._docker("ps", "--all", "--filter", f"label=io.vllmgen.deployment={deployment}")
+        command = self._docker("ps", "--all", "--filter", f"label={label_names.DEPLOYMENT}={deployment}")
         self._record("list", deployment, command)
-        return [state for state in self.containers.values() if state.labels.get("io.vllmgen.deployment") == deployment]
+        return [state for state in self.containers.values() if state.labels.get(label_names.DEPLOYMENT) == deployment]
 
     def cluster_view(self, name: str) -> ClusterView | None:
         self._record("cluster-view", name, self._docker("exec", name, "python3", "-c", RAY_PROBE))
@@ -312,7 +313,6 @@ def assignments(secrets: tuple[SecretEnv, ...]) -> str:
 def process_line(request: RunRequest) -> str:
     """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
     one shell line. Secrets are passed by name; their values are never printed."""
-    from vllmgen.plan.plan import LABEL_PREFIX
     from vllmgen.targets.process.process import MARKER_ENV, launch, marker
 
     plan = launch(request.container)
@@ -321,7 +321,7 @@ def process_line(request: RunRequest) -> str:
         return word.resolve("", request.deploy_dir) if isinstance(word, Anchored) and word.anchor == "deploy_dir" else word
 
     labels = dict(request.container.labels)
-    mark = marker(labels.get(f"{LABEL_PREFIX}.deployment", ""), labels.get(f"{LABEL_PREFIX}.node", ""))
+    mark = marker(labels.get(label_names.DEPLOYMENT, ""), labels.get(label_names.NODE, ""))
     env = sorted([f"{MARKER_ENV}={quote_word(mark)}",
                   *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
     return assignments(plan.secrets) + " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])

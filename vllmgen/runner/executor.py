@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vllmgen.plan.plan import Container
 from vllmgen.render.rayprobe import RAY_PROBE  # noqa: F401 - the runner's name for it
 from vllmgen.runner import host as hosts
+from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.watch import Follow
 
-IMAGE_HASH_LABEL = "io.vllmgen.image-hash"
-GPUS_LABEL = "io.vllmgen.gpus"  # "none" on a container started with --no-gpus
-_FROM = re.compile(r"^FROM[ \t]+\S+", re.MULTILINE)
+IMAGE_HASH_LABEL = label_names.IMAGE_HASH
+GPUS_LABEL = label_names.GPUS  # "none" on a container started with --no-gpus
+FROM_LINE = re.compile(r"^FROM[ \t]+\S+", re.MULTILINE)  # the base a build swaps (--base-image)
 
 # Run inside a container: the pids of `vllm serve` processes there.
 SERVING_PROBE = (
@@ -141,7 +142,7 @@ def dockerfile_for(context: Path, base: str | None) -> str:
     """The Dockerfile to build: the deployment's own, its FROM swapped when ``base`` is given."""
     text = (context / "Dockerfile").read_text(encoding="utf-8")
     if base:
-        text, count = _FROM.subn(f"FROM {base}", text, count=1)
+        text, count = FROM_LINE.subn(f"FROM {base}", text, count=1)
         if not count:
             raise ValueError(f"{context / 'Dockerfile'} has no FROM line to swap")
     return text

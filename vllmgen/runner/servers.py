@@ -12,21 +12,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllmgen.plan.plan import LABEL_PREFIX, Endpoint, Plan
+from vllmgen.plan.plan import Endpoint, Plan
 from vllmgen.plan.router import Worker
 from vllmgen.render.router_artifacts import ROLE, router_container
-from vllmgen.runner import identity, verify
+from vllmgen.runner import identity, secrets, verify
 from vllmgen.runner.changes import offline_refused
-from vllmgen.runner.executor import EngineError, Executor, RunRequest, image_hash
+from vllmgen.runner.executor import EngineError, Executor, RunRequest, dockerfile_for, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
 from vllmgen.targets.docker.engine import docker_engine
+from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply, Step
 
-ROLE_LABEL = f"{LABEL_PREFIX}.role"
-NODE_LABEL = f"{LABEL_PREFIX}.node"
+ROLE_LABEL = label_names.ROLE
+NODE_LABEL = label_names.NODE
 ROUTER_DOCKERFILE = "router/Dockerfile"
 
 
@@ -49,9 +50,9 @@ def _endpoint_at(plan: Plan, url: str) -> Endpoint:
 
 
 def router_dockerfile(deploy_dir: Path, base: str, override: str | None) -> str:
-    """router/Dockerfile as apply builds it (and bundle, to the same label): FROM swapped for ``override``."""
-    text = (deploy_dir / ROUTER_DOCKERFILE).read_text(encoding="utf-8")
-    return text.replace(f"FROM {base}\n", f"FROM {override}\n", 1) if override else text
+    """router/Dockerfile as apply builds it (and bundle, to the same label): its FROM (``base``) swapped for
+    ``override``, as the deployment's own Dockerfile is (executor.dockerfile_for)."""
+    return dockerfile_for(deploy_dir / Path(ROUTER_DOCKERFILE).parent, override)
 
 
 # --- apply ------------------------------------------------------------------------------------
@@ -85,9 +86,9 @@ def step_router(run: Apply, step: Step) -> None:
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)
     dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
-    labels = {"io.vllmgen.image-hash": image_hash(dockerfile)}
+    labels = {label_names.IMAGE_HASH: image_hash(dockerfile)}
     existing = run._engine(name, step.name, lambda: docker_engine(executor).image_labels(router.image))
-    if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
+    if existing is None or existing.get(label_names.IMAGE_HASH) != labels[label_names.IMAGE_HASH]:
         if plan.offline:
             raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
                                   else f"{router.image} was built from another router/Dockerfile")
@@ -108,7 +109,7 @@ def step_router(run: Apply, step: Step) -> None:
     verify.wait_healthy(executor, endpoint, run.progress, timeout=min(run.options.timeout, 120),
                         alive=lambda: None, step=step.name, what=f"the router at {router.url} (/health)",
                         interval=1.0, logs=lambda: executor.logs(container.name, tail=20))
-    api_key = run.secrets.get("VLLM_API_KEY") if plan.endpoint.api_key else None
+    api_key = secrets.api_key(plan, run.secrets)
     passed = verify.verify(executor, endpoint, api_key, run.progress,
                            logs=lambda: executor.logs(container.name, tail=40), public=plan.gateway is None)
     run._outcome(step.name, name, result, f"{router.url} in front of {len(router.workers)} server(s); "

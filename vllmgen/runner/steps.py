@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from vllmgen.runner import phases
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
-from vllmgen.plan.plan import LABEL_PREFIX, NodePlan, Plan
+from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.runner import changes, cluster_step, gateway_step, identity, secrets, servers, startup, verify
 from vllmgen.targets.docker import daemon_step
 from vllmgen.runner.executor import (
@@ -44,11 +44,12 @@ from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
 from vllmgen.targets import registry
 from vllmgen.targets.docker.engine import docker_engine
+from vllmgen.plan import label_names
 
 T = TypeVar("T")
-HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
-DEPLOYMENT_LABEL = f"{LABEL_PREFIX}.deployment"
-NODE_LABEL = f"{LABEL_PREFIX}.node"
+HASH_LABEL = label_names.CONFIG_HASH
+DEPLOYMENT_LABEL = label_names.DEPLOYMENT
+NODE_LABEL = label_names.NODE
 UNCHANGED = ("unchanged", "ok", "skipped")
 
 
@@ -423,7 +424,7 @@ class Apply:
         verify.wait_healthy(head, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout, alive=alive,
                             interval=self.options.health_poll, logs=self._head_logs, watches=self._watching())
         self._answered(name, "first healthy answer", "/health 200")
-        api_key = self.secrets.get("VLLM_API_KEY") if self.plan.endpoint.api_key else None
+        api_key = secrets.api_key(self.plan, self.secrets)
         passed = verify.verify(head, self.plan.direct_endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40), public=self.plan.gateway is None,
                                answered=lambda: self._answered(name, "first token", "a chat completion answered"))

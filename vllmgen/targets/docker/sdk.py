@@ -34,6 +34,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import StreamFollow
+from vllmgen.plan import label_names
 
 
 API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
@@ -297,7 +298,7 @@ class DockerSdkExecutor:
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
         found = self._call(lambda: self._docker().containers.list(
-            all=True, filters={"label": f"io.vllmgen.deployment={deployment}"}))
+            all=True, filters={"label": f"{label_names.DEPLOYMENT}={deployment}"}))
         return sorted((self._state(c) for c in found), key=lambda s: s.name)
 
     def cluster_view(self, name: str) -> ClusterView | None:

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vllmgen.plan.plan import LABEL_PREFIX, NodePlan, Plan
+from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
@@ -42,6 +42,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import FileFollow
+from vllmgen.plan import label_names
 
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the group
 MEMBERS_GRACE_S = 10.0  # the leader died: its group's members get this long after SIGTERM
@@ -248,7 +249,7 @@ class ProcessExecutor:
     def _state(self, path: Path, record: Record | str) -> ContainerState:
         node = path.name.removesuffix(".json")
         if isinstance(record, str):
-            labels = {f"{LABEL_PREFIX}.deployment": self.deployment, f"{LABEL_PREFIX}.node": node}
+            labels = {label_names.DEPLOYMENT: self.deployment, label_names.NODE: node}
             return ContainerState(name=f"{self.deployment}-{node}", status=f"untrusted record ({record})",
                                   exit_code=None, labels=labels, image=self.vllm)
         alive = is_ours(record.pid, record.start, self._mark(node))
@@ -461,8 +462,8 @@ class ProcessExecutor:
 def _stem(labels: Mapping[str, str], name: str) -> str:
     """run/<stem>.json: the node's name; ``<node>.gateway`` for the gateway on that node (node names are DNS
     labels, without dots: no clash with a node's own record). Its scripts are in nodes/<stem>/."""
-    node = labels.get(f"{LABEL_PREFIX}.node", name)
-    role = labels.get(f"{LABEL_PREFIX}.role")
+    node = labels.get(label_names.NODE, name)
+    role = labels.get(label_names.ROLE)
     return f"{node}.{role}" if role == "gateway" else node
 
 
