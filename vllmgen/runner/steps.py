@@ -214,7 +214,10 @@ class Apply:
     def preview(self) -> changes.Changes:
         """What apply would do (``vllmgen plan``): the preflight, then the plan; changes nothing."""
         self._step(self.steps[0])
-        self.changes = changes.compute(self)
+        planned = changes.compute(self)
+        self.daemon_merges, self.image_plan = planned.daemon_merges, planned.images.plan
+        self.image_ids.update(planned.images.ids)
+        self.changes = planned.changes
         return self.changes
 
     def run(self) -> Report:
