@@ -77,3 +77,21 @@ def test_one_gpu_count_for_every_host() -> None:
     assert _Host(0, "0\n1\n\n2\n").gpu_count() == 3
     assert _Host(9, "NVIDIA-SMI has failed").gpu_count() is None  # no driver: not known
     assert hosts.UnreachableHost("tcp://192.0.2.1:2376").gpu_count() is None
+
+
+def test_a_target_vllmgen_does_not_run_prints_what_to_run_and_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How Kubernetes plugs in: engine None and a manual; apply/status/down/bench exit 2 saying so."""
+    from click.testing import CliRunner
+
+    from vllmgen.cli.commands import cli
+
+    docker = registry.TARGETS["docker"]
+    monkeypatch.setitem(registry.TARGETS, "docker", registry.Target(
+        "docker", docker.runtime, docker.artifacts, None, docker=False,
+        manual=lambda plan, command, folder: f"kubectl {command} -k {folder}"))
+    spec = str(ROOT / "specs" / "seed-single-node.yaml")
+    for argv in (["apply", spec, "--node", "gpu-1"], ["status", spec, "--all"], ["down", spec, "--all"],
+                 ["bench", spec]):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 2, (argv, result.output)
+        assert f"kubectl {argv[0]} -k build/qwen3-next-single" in result.output and "nothing was done" in result.output

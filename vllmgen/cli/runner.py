@@ -37,6 +37,7 @@ def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: st
     """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
     from vllmgen.runner import targets
 
+    refuse_without_engine(plan, command)
     try:
         names = targets.scope(plan, node_name, all_nodes)
         if all_nodes:
@@ -44,6 +45,19 @@ def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: st
     except ValueError as exc:
         raise click.UsageError(str(exc).replace("COMMAND", command)) from exc
     return names
+
+
+def refuse_without_engine(plan, command: str, build_dir: Path = Path("build")) -> None:  # noqa: ANN001
+    """A target vllmgen does not run (no engine in the registry): say so, print what to run instead, do nothing."""
+    from vllmgen.targets import registry
+
+    target = registry.target(plan.runtime)
+    if target.engine is not None:
+        return
+    instead = target.manual(plan, command, str(build_dir / plan.name)) if target.manual else ""
+    raise click.UsageError(f"vllmgen does not {command} runtime.kind: {target.kind} deployments itself; nothing was "
+                           f"done. Run instead:\n{instead}" if instead else
+                           f"vllmgen does not {command} runtime.kind: {target.kind} deployments; nothing was done")
 
 
 @contextmanager
@@ -280,6 +294,7 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     compiled = compile_file(spec)
     _warn(compiled.valid.warnings)
     plan = compiled.plan
+    refuse_without_engine(plan, "bench")
     head = plan.head
     api_key = None
     if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read
