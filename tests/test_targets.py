@@ -95,3 +95,16 @@ def test_a_target_vllmgen_does_not_run_prints_what_to_run_and_does_nothing(monke
         result = CliRunner().invoke(cli, argv)
         assert result.exit_code == 2, (argv, result.output)
         assert f"kubectl {argv[0]} -k build/qwen3-next-single" in result.output and "nothing was done" in result.output
+
+
+def test_bench_on_a_process_spec_runs_beside_the_process_not_in_a_container() -> None:
+    """bench takes the head's engine from the registry: a process spec's dry run prints no docker."""
+    from click.testing import CliRunner
+
+    from vllmgen.cli.commands import cli
+
+    result = CliRunner().invoke(cli, ["bench", str(ROOT / "specs" / "process-two-node-mp.yaml"), "--dry-run"],
+                                env={"PROC_API_KEY": "k" * 12})
+    assert result.exit_code == 0, result.output
+    assert "docker exec" not in result.output and "\nvllm bench serve " in result.output
+    assert "beside process proc-mp-gpu-a on node gpu-a" in result.output

@@ -288,7 +288,7 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     from vllmgen.render.compile import compile_file
     from vllmgen.render.fingerprint import spec_sha256
     from vllmgen.runner import benchmark, benchrun, secrets, targets
-    from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+    from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.progress import Progress
 
     compiled = compile_file(spec)
@@ -300,8 +300,8 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read
         values = secrets.placeholders(plan.secrets) if dry_run else secrets.resolve(plan.secrets)
         api_key = secrets.api_key(plan, values)
-    executor = (DryRunExecutor(head.name, head.docker_host, Recorder(), secrets=plan.secrets) if dry_run
-                else targets.executors(plan, (head.name,), remote=True, timeout=timeout)[head.name])
+    executor = targets.executors(plan, (head.name,), remote=True, dry_run=Recorder() if dry_run else None,
+                                 timeout=timeout)[head.name]
     folder = results or spec.parent / ".vllmgen" / "bench"
     try:
         with _transport_errors():

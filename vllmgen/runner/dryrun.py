@@ -249,8 +249,10 @@ class DryRunExecutor:
         sources = {value: secret for secret, value in zip(self.secrets, placeholders(self.secrets).values())}
         passed = tuple(SecretEnv(key, sources[value].from_env or sources[value].name, sources[value].from_file)
                        if value in sources else SecretEnv(key) for key, value in sorted((env or {}).items()))
+        # a process has no container to enter: the command runs on its host, beside it (ProcessExecutor.exec)
+        command = self._on_host(list(argv)) if self.process else self._docker(*words)
         self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}",
-                     passes_note(passed) + assignments(passed) + self._docker(*words))
+                     passes_note(passed) + assignments(passed) + command)
         if detach and "vllm" in argv and "serve" in argv:
             self.served.add(name)
         return ExecResult(None if detach else 0, "")
