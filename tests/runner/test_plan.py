@@ -133,3 +133,21 @@ def test_cli_plan_exit_codes_and_json(tmp_path: Path) -> None:
     assert usage.exit_code == 2 and "--node NAME" in usage.output
     stale = runner.invoke(cli, ["plan", spec, "--node", "gpu-1", "--dry-run", "--build-dir", str(tmp_path)], env=env)
     assert isinstance(stale.exception, RunnerError) and "out of date with the spec" in str(stale.exception)
+
+
+def test_compute_returns_the_convergence_and_leaves_apply_as_it_was() -> None:
+    """changes.compute reads through apply's engines and returns what apply then carries out (no
+    writes into apply): a rebuilt image predicts NEW_IMAGE, and preview keeps it for the steps."""
+    plan, containers, images = _deployed(MP)
+    images = {plan.image.tag: {IMAGE_HASH_LABEL: "another-dockerfile"}}
+    runner, recorder, _ = _apply(MP, containers=containers, images=images)
+    runner._step(runner.steps[0])  # preflight: secrets resolved, engines answer
+    before = (runner.daemon_merges, dict(runner.image_plan), dict(runner.image_ids), runner.changes)
+    planned = changes.compute(runner)
+    assert (runner.daemon_merges, runner.image_plan, runner.image_ids, runner.changes) == before
+    assert {name: action for name, (action, _) in planned.images.plan.items()} == {n.name: "build" for n in plan.nodes}
+    assert set(planned.images.ids.values()) == {changes.NEW_IMAGE}
+    assert [n.image for n in planned.changes.nodes] == ["build", "build"]
+    assert not [c for c in recorder.calls if c.op in WRITES]
+    kept = runner.preview()
+    assert kept == runner.changes and runner.image_ids == planned.images.ids

@@ -238,6 +238,7 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     from vllmgen.doctor.gpu import format_inventory
     from vllmgen.doctor.host import docker_checks, gpu_facts, network_checks, storage_checks
     from vllmgen.doctor.probe import LiveProbe
+    from vllmgen.targets import registry
 
     valid, plan = plan_file(spec)
     _warn(valid.warnings)
@@ -249,7 +250,7 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     except KeyError:
         raise click.UsageError(f"no node {node_name!r} in {spec}; nodes: {', '.join(names)}") from None
     probe = LiveProbe()
-    docker = not no_docker and valid.spec.runtime.kind == "docker"  # processes: no Docker checks
+    docker = not no_docker and registry.target(plan.runtime).docker  # no Docker: no Docker checks
     expect = expectation(plan, valid.spec, node, docker=docker, image_cuda=image_cuda)
     facts = gpu_facts(probe, expect)
     results = [*facts.results, *network_checks(probe, expect), *storage_checks(probe, expect)]

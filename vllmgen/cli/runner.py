@@ -37,6 +37,7 @@ def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: st
     """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
     from vllmgen.runner import targets
 
+    refuse_without_engine(plan, command)
     try:
         names = targets.scope(plan, node_name, all_nodes)
         if all_nodes:
@@ -44,6 +45,19 @@ def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: st
     except ValueError as exc:
         raise click.UsageError(str(exc).replace("COMMAND", command)) from exc
     return names
+
+
+def refuse_without_engine(plan, command: str, build_dir: Path = Path("build")) -> None:  # noqa: ANN001
+    """A target vllmgen does not run (no engine in the registry): say so, print what to run instead, do nothing."""
+    from vllmgen.targets import registry
+
+    target = registry.target(plan.runtime)
+    if target.engine is not None:
+        return
+    instead = target.manual(plan, command, str(build_dir / plan.name)) if target.manual else ""
+    raise click.UsageError(f"vllmgen does not {command} runtime.kind: {target.kind} deployments itself; nothing was "
+                           f"done. Run instead:\n{instead}" if instead else
+                           f"vllmgen does not {command} runtime.kind: {target.kind} deployments; nothing was done")
 
 
 @contextmanager
@@ -293,7 +307,7 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     """Run vLLM's own `vllm bench serve` inside the serving (head) container against the deployed server.
 
     \b
-    The head is reached through its docker_host, else the local Docker. The API key goes as
+    The head is reached as apply reaches it (its docker_host, else the local Docker; a process on this host). The API key goes as
     OPENAI_API_KEY in the exec's environment, never on a command line. Each run is kept with the
     spec's hash under --results and compared with the last run of the same spec and preset:
     requests/s, output tokens/s, TTFT and ITL percentiles (ms).
@@ -303,20 +317,20 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     from vllmgen.render.compile import compile_file
     from vllmgen.render.fingerprint import spec_sha256
     from vllmgen.runner import benchmark, benchrun, secrets, targets
-    from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+    from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.progress import Progress
-    from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
     compiled = compile_file(spec)
     _warn(compiled.valid.warnings)
     plan = compiled.plan
+    refuse_without_engine(plan, "bench")
     head = plan.head
     api_key = None
     if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read
         values = secrets.placeholders(plan.secrets) if dry_run else secrets.resolve(plan.secrets)
-        api_key = values.get("VLLM_API_KEY")
-    executor = (DryRunExecutor(head.name, head.docker_host, Recorder(), secrets=plan.secrets) if dry_run
-                else DockerSdkExecutor(head.name, head.docker_host, timeout=timeout))
+        api_key = secrets.api_key(plan, values)
+    executor = targets.executors(plan, (head.name,), remote=True, dry_run=Recorder() if dry_run else None,
+                                 timeout=timeout)[head.name]
     folder = results or spec.parent / ".vllmgen" / "bench"
     try:
         with _transport_errors():

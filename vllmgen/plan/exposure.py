@@ -37,7 +37,7 @@ def private_bind(node: Node) -> str:
 
 def _checked_from_here(spec: Spec, node: Node) -> bool:
     """vllmgen's own checks run on the node itself (the process runtime, a local engine)."""
-    return spec.runtime.kind == "process" or not (node.docker_host or "").startswith(("ssh://", "tcp://"))
+    return not spec.runtime.in_containers or not (node.docker_host or "").startswith(("ssh://", "tcp://"))
 
 
 def _node_named(spec: Spec, name: str | None) -> Node:

@@ -21,11 +21,12 @@ from vllmgen.plan.gateway import GatewayPlan, plan_gateway
 from vllmgen.plan.router import RouterPlan, plan_router
 from vllmgen.render.shell import Anchored, host_word
 from vllmgen.spec.model import Node, SecretRef, Spec
+from vllmgen.targets.process.runtime import ProcessRuntime
+from vllmgen.plan import label_names
 
 CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 SERVE_CONFIG_FILE = "serve-config.yaml"
-LABEL_PREFIX = "io.vllmgen"
 
 Backend = Literal["single", "mp", "ray", "replicas"]
 
@@ -270,9 +271,8 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         ready_timeout_s=ready_timeout(spec).seconds,
         monitoring=monitoring,
         runtime=spec.runtime.kind,
-        process_user=spec.runtime.user,
-        process_home=spec.runtime.user_home or (
-            None if spec.runtime.user is None else "/root" if spec.runtime.user == "root" else f"/home/{spec.runtime.user}"),
+        process_user=spec.runtime.user if isinstance(spec.runtime, ProcessRuntime) else None,
+        process_home=spec.runtime.home if isinstance(spec.runtime, ProcessRuntime) else None,
         router=router,
         gateway=gateway,
         gateway_container=gateway_container,
@@ -287,10 +287,10 @@ def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | No
     own /dev/shm (a tmpfs) for the key's file; the image's nginx, or the host's for the process runtime."""
     conf = front_door.nginx_conf(gateway, spec.name, "")
     script = front_door.entrypoint("")
-    nginx = gateway.nginx if spec.runtime.kind == "process" else "nginx"
+    nginx = "nginx" if spec.runtime.in_containers else gateway.nginx
     container = Container(
         name=gateway.container_name,
-        image="" if spec.runtime.kind == "process" else gateway.image,
+        image=gateway.image if spec.runtime.in_containers else "",
         entrypoint="/bin/sh",
         command=(front_door.ENTRYPOINT_IN_CONTAINER, front_door.CONF_IN_CONTAINER, nginx),
         env=(),
@@ -304,10 +304,10 @@ def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | No
         restart=spec.runtime.restart,
     )
     labels = (
-        (f"{LABEL_PREFIX}.deployment", spec.name),
-        (f"{LABEL_PREFIX}.node", gateway.node),
-        (f"{LABEL_PREFIX}.role", front_door.ROLE),
-        (f"{LABEL_PREFIX}.config-hash", container_hash(container, front_door.config_inputs(conf, script))),
+        (label_names.DEPLOYMENT, spec.name),
+        (label_names.NODE, gateway.node),
+        (label_names.ROLE, front_door.ROLE),
+        (label_names.CONFIG_HASH, container_hash(container, front_door.config_inputs(conf, script))),
     )
     return replace(container, labels=labels)
 
@@ -448,7 +448,7 @@ def _node_plan(
     if answers_http:  # per node: one server may face only its own node, another the router's
         # with a bridge network Docker's port map binds the host side; inside, the server takes every address
         command = (*command, "--host", "0.0.0.0" if bridge and spec.serve.host is None else bind)
-    process = spec.runtime.kind == "process"
+    process = not spec.runtime.in_containers
     if process:
         from vllmgen.spec.rules.process import node_vllm
 
@@ -475,10 +475,10 @@ def _node_plan(
         gpus=_gpus(node),
     )
     labels = (
-        (f"{LABEL_PREFIX}.deployment", spec.name),
-        (f"{LABEL_PREFIX}.node", node.name),
-        (f"{LABEL_PREFIX}.role", role),
-        (f"{LABEL_PREFIX}.config-hash", container_hash(container, inputs)),
+        (label_names.DEPLOYMENT, spec.name),
+        (label_names.NODE, node.name),
+        (label_names.ROLE, role),
+        (label_names.CONFIG_HASH, container_hash(container, inputs)),
     )
     return NodePlan(
         name=node.name,
@@ -501,7 +501,7 @@ def _instance_plan(spec: Spec, instance: pd.Instance, rank: int, image: str, sec
     planned = _node_plan(alone, alone.nodes[0], 0, "single", image, secrets,
                          (*serve_base, *pd.serve_args(spec, instance)), inputs)
     role: Literal["head", "worker"] = "head" if rank == 0 else "worker"
-    labels = tuple((key, role if key == f"{LABEL_PREFIX}.role" else value) for key, value in planned.container.labels)
+    labels = tuple((key, role if key == label_names.ROLE else value) for key, value in planned.container.labels)
     return replace(planned, role=role, rank=rank, container=replace(planned.container, labels=labels))
 
 
@@ -548,7 +548,7 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
         env.update(cache_env())
     if spec.total_gpus > 1 and "NCCL_DEBUG" not in env:
         env["NCCL_DEBUG"] = "INFO"  # the transport per peer, read back by apply/status (vllmgen.plan.nccl)
-    if spec.runtime.kind == "process" and node.gpu_ids is not None:
+    if not spec.runtime.in_containers and node.gpu_ids is not None:  # a container gets device_ids
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in node.gpu_ids)
     env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
     if spec.offline:

@@ -21,9 +21,10 @@ import jinja2
 
 from vllmgen import __version__
 from vllmgen.render import fingerprint, monitoring, yamlout
-from vllmgen.targets.docker.dockercli import mount_word, run_options
+from vllmgen.targets.docker.dockercli import mount_word
 from vllmgen.plan.plan import SERVE_CONFIG_FILE, Container, NodePlan, Plan, SecretEnv
-from vllmgen.render.rayprobe import GPUS_SED, RAY_PROBE
+from vllmgen.targets import registry
+from vllmgen.targets.kit import RenderKit
 from vllmgen.render.shell import Anchored, Word, curl_with_key, host_word, join_words, quote_word, secret_expression
 
 MANIFEST = "manifest.json"
@@ -163,58 +164,16 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
     from vllmgen.render.gateway_artifacts import open_ports
 
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan), "ports": open_ports(plan)}
-    if plan.runtime == "process":
-        return _finish(plan, _process_artifacts(plan, context), made_from)
     artifacts = [
-        Artifact("Dockerfile", _template("Dockerfile.j2", **context)),
-        Artifact("daemon.json", json.dumps(plan.daemon, indent=2, sort_keys=True, allow_nan=False) + "\n"),
         Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
         Artifact("secrets.env.example", _template("secrets.env.example.j2", **context)),
         Artifact("README.md", _template("README.md.j2", **context)),
     ]
-    if plan.serve_exec:
-        artifacts.append(Artifact("serve.sh", _template("serve.sh.j2", **context, serve=plan.serve_exec,
-                                                        probe=RAY_PROBE, gpus_sed=GPUS_SED), True))
-    for node in plan.nodes:
-        node_context = {
-            **context,
-            "node": node,
-            "options": run_options(node.container),
-            "uses_deploy_dir": any(mount.anchor == "deploy_dir" for mount in node.container.mounts),
-        }
-        artifacts += [
-            Artifact(f"nodes/{node.name}/start.sh", _template("start.sh.j2", **node_context), True),
-            Artifact(f"nodes/{node.name}/stop.sh", _template("stop.sh.j2", **node_context), True),
-            Artifact(f"nodes/{node.name}/compose.yaml", _compose(plan, node)),
-        ]
-    if plan.router:
-        from vllmgen.render.router_artifacts import artifacts as router_files
-
-        artifacts += [Artifact(path, text, path.endswith(".sh")) for path, text in router_files(plan).items()]
+    kit = RenderKit(context=context, template=_template, serve_config=artifacts[0].content, compose=_compose,
+                    compose_file=compose_file)
+    artifacts += [Artifact(path, text, executable)
+                  for path, text, executable in registry.target(plan.runtime).artifacts(plan, kit)]
     return _finish(plan, artifacts, made_from)
-
-
-def _process_artifacts(plan: Plan, context: dict[str, Any]) -> list[Artifact]:
-    """runtime.kind: process: no Dockerfile, daemon.json or compose; per node run/start/stop and a unit."""
-    from vllmgen.targets.process.render import gateway_node, node_files, router_node
-
-    artifacts = [
-        Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
-        Artifact("secrets.env.example", _template("secrets.env.example.j2", **context)),
-        Artifact("README.md", _template("README.md.j2", **context)),
-    ]
-    for node in plan.nodes:
-        artifacts += [Artifact(path, text, executable) for path, text, executable in
-                      node_files(plan, node, context, _template)]
-    gateway = gateway_node(plan)
-    if gateway is not None:
-        artifacts += [Artifact(path, text, executable) for path, text, executable in
-                      node_files(plan, gateway, context, _template, what="the gateway (nginx)")]
-    router = router_node(plan)
-    if router is not None:  # only prefill/decode disaggregation allows a router with processes (rules_parallel)
-        artifacts += [Artifact(path, text, executable) for path, text, executable in
-                      node_files(plan, router, context, _template, what="vllm-router", role="router")]
-    return artifacts
 
 
 def _finish(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] | None) -> list[Artifact]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from vllmgen.plan import gateway as front_door
 from vllmgen.plan.plan import Plan
+from vllmgen.targets import registry
 
 
 
@@ -28,7 +29,7 @@ def artifacts(plan: Plan, context: dict[str, Any], template: Callable[..., str],
         (front_door.CONF_FILE, front_door.nginx_conf(gateway, plan.name, top), False),
         (front_door.ENTRYPOINT_FILE, front_door.entrypoint(top), True),
     ]
-    if plan.runtime == "process":  # its run/start/stop.sh and unit: render_process, as every node's
+    if not registry.target(plan.runtime).docker:  # its run/start/stop.sh and unit: the target's, as every node's
         return files
     text = (f"{top}\nThe gateway of '{plan.name}' on node {gateway.node}: start the API servers first; "
             f"docker compose -f compose.yaml up -d\nclients use {gateway.url}")

@@ -11,8 +11,9 @@ from dataclasses import replace
 
 from vllmgen.spec.addresses import host_port
 from vllmgen.plan.exposure import EVERY_INTERFACE
-from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, SecretEnv, _host_mount, container_hash
+from vllmgen.plan.plan import Container, Healthcheck, Plan, SecretEnv, _host_mount, container_hash
 from vllmgen.plan.router import WORKER_KEY_ENV, RouterPlan
+from vllmgen.plan import label_names
 
 ROLE = "router"
 PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
@@ -41,10 +42,10 @@ def router_container(plan: Plan) -> Container:
                                 start_period_s=60, interval_s=10),
     )
     labels = (
-        (f"{LABEL_PREFIX}.deployment", plan.name),
-        (f"{LABEL_PREFIX}.node", router.node),
-        (f"{LABEL_PREFIX}.role", ROLE),
-        (f"{LABEL_PREFIX}.config-hash", container_hash(container, json.dumps([router.base_image, router.version]))),
+        (label_names.DEPLOYMENT, plan.name),
+        (label_names.NODE, router.node),
+        (label_names.ROLE, ROLE),
+        (label_names.CONFIG_HASH, container_hash(container, json.dumps([router.base_image, router.version]))),
     )
     return replace(container, labels=labels)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from vllmgen.spec.model import Spec
+from vllmgen.spec.runtime import members
 
 
 def markdown() -> str:
@@ -21,10 +22,32 @@ def markdown() -> str:
 def _rows(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
+        options = members(field.annotation)
+        if options:  # a union picked by kind: every member's fields, once, the first member's default
+            lines.append(f"| `{path}` | {name.capitalize()} |  | {field.description or ''} |")
+            _union_rows(list(options.values()), f"{path}.", lines)
+            continue
         inner, is_list = _inner_model(field.annotation)
         lines.append(f"| `{path}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
         if inner is not None:
             _rows(inner, f"{path}[]." if is_list else f"{path}.", lines)
+
+
+def _union_rows(models: list[type[BaseModel]], prefix: str, lines: list[str]) -> None:
+    fields: dict[str, list[Any]] = {}
+    for model in models:
+        for name, field in model.model_fields.items():
+            fields.setdefault(name, []).append(field)
+    for name, found in fields.items():
+        field = found[0]
+        if name == "kind":  # the tag: every member's literal
+            kinds = " \\| ".join(f"`{typing.get_args(f.annotation)[0]}`" for f in found)
+            lines.append(f"| `{prefix}{name}` | {kinds} | {_default(field)} | {field.description or ''} |")
+            continue
+        inner, is_list = _inner_model(field.annotation)
+        lines.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
+        if inner is not None:
+            _rows(inner, f"{prefix}{name}[]." if is_list else f"{prefix}{name}.", lines)
 
 
 def _inner_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vllmgen.plan.plan import Container, NodePlan, Plan, SecretEnv
+from vllmgen.targets import registry
 
 CONCERNS = ("layout", "image", "serve", "env", "secrets", "mounts", "devices", "ports", "daemon", "runtime",
             "monitoring")
@@ -106,7 +107,7 @@ def _gateway(plan: Plan) -> dict[str, str]:
         "on": f"{gateway.node}, public {gateway.url}",
         "forwards to": ", ".join(gateway.upstreams),
         "metrics from": gateway.metrics_from or "nobody",
-        "image" if plan.runtime == "docker" else "nginx": gateway.image if plan.runtime == "docker" else gateway.nginx,
+        **({"image": gateway.image} if registry.target(plan.runtime).docker else {"nginx": gateway.nginx}),
     }
 
 

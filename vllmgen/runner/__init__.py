@@ -2,9 +2,10 @@
 
 It never re-derives a flag: every container, command and mount comes from the plan. Modules:
 
-    executor    the Executor protocol and its data types
-    sdk         DockerSdkExecutor: a node's engine through the docker SDK
-    procexec    ProcessExecutor: runtime.kind process, `vllm serve` as a detached process on this host
+    executor    the Executor protocol (the verbs every target's engine answers) and its data types
+    targets     which engine drives which node: the target registry's engine, per node in scope
+    (the engines live in their targets: targets/docker/sdk.py, targets/process/procexec.py;
+     what only Docker does is targets/docker/engine.py's DockerEngine)
     startup     the engine's log read back after apply and in status: start-up phases, NCCL transports
     dryrun      DryRunExecutor and Recorder: prints the equivalent commands, changes nothing
     dockerargs  a planned container as `docker run` words, and those words as SDK arguments (one translation)

@@ -17,6 +17,7 @@ from typing import Any
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import benchmark
 from vllmgen.runner.executor import EngineError, Executor
+from vllmgen.targets import registry
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
 
@@ -56,7 +57,8 @@ def run(plan: Plan, executor: Executor, *, preset: benchmark.Preset, api_key: st
         spec_sha256: str, progress: Progress, dry_run: bool = False, stamp: str | None = None) -> Run:
     head = plan.head
     container = head.container.name
-    where = f"inside container {container} on node {head.name}"
+    where = (f"inside container {container} on node {head.name}" if registry.target(plan.runtime).docker
+             else f"beside process {container} on node {head.name}")
     fitted, note = benchmark.fitted(preset, plan.serve_config.get("max-model-len"))
     stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     folder = f"/tmp/vllmgen-bench-{stamp}"

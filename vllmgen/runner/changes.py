@@ -18,8 +18,10 @@ from vllmgen.targets.docker import daemon_step
 from vllmgen.runner import identity, orphans
 from vllmgen.runner.executor import GPUS_LABEL, IMAGE_HASH_LABEL, dockerfile_for, image_hash
 from vllmgen.runner.progress import fail
+from vllmgen.targets import registry
 
 from vllmgen.errors import EXIT_DRIFT, RunnerError, VllmgenError
+from vllmgen.targets.docker.engine import docker_engine
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply
@@ -64,6 +66,15 @@ class FrontChange:
     action: str  # create, replace, unchanged
     why: str
     running: bool
+
+
+@dataclass(frozen=True)
+class Images:
+    """Per node: whether its image is built (and why), and the image ID its container will get
+    (``NEW_IMAGE`` until a build gives the real one)."""
+
+    plan: dict[str, tuple[str, str]]  # node -> (build | unchanged, why)
+    ids: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -125,17 +136,26 @@ class Changes:
         return "\n".join(lines) + "\n"
 
 
-def compute(apply: Apply) -> Changes:
-    """The plan, after apply's preflight (secrets resolved). Fills apply's daemon merges, image
-    decisions and predicted image IDs, which its steps then use."""
+@dataclass(frozen=True)
+class Convergence:
+    """What apply converges to (as docker-compose's ConvergencePlan): the changes ``vllmgen plan`` prints,
+    and what apply's steps then carry out: the daemon.json merges read, the image decisions and IDs."""
+
+    changes: Changes
+    daemon_merges: dict[str, daemon_step.Change]
+    images: Images
+
+
+def compute(apply: Apply) -> Convergence:
+    """The plan, after apply's preflight (secrets resolved): read through apply's executors, returned as
+    a value; ``Apply.preview`` keeps it for the steps."""
     names = tuple(n.name for n in apply.plan.nodes if n.name in apply.executors)
-    docker = apply.plan.runtime == "docker"  # processes: no daemon.json, no image
+    docker = registry.target(apply.plan.runtime).docker  # a Docker target's own: daemon.json, the image
     merges = daemon_step.read_all(apply, names) if apply.plan.daemon and docker else {}
-    apply.daemon_merges = merges
-    images = _images(apply, names) if docker else {name: ("unchanged", "") for name in names}
-    apply.image_plan = images
+    image = _images(apply, names) if docker else Images({name: ("unchanged", "") for name in names}, {})
+    images = image.plan
     restarts = {name for name, change in merges.items() if change.merge.changed}
-    decided = decisions(apply, restarts)
+    decided = decisions(apply, restarts, image)
     nodes = []
     for name in names:
         action, why, running = decided[name]
@@ -149,20 +169,21 @@ def compute(apply: Apply) -> Changes:
 
         action, why, running = decide_gateway(apply)
         front = FrontChange(apply.plan.gateway.node, apply.plan.gateway_container.name, action, why, running)
-    return Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)), front)
+    return Convergence(Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)), front), merges, image)
 
 
-def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
-    """Per node: build (and why) or unchanged; the image IDs its containers get go to ``apply.image_ids``."""
+def _images(apply: Apply, names: tuple[str, ...]) -> Images:
+    """Per node: build (and why) or unchanged, and the image ID its container gets."""
     try:
         dockerfile = dockerfile_for(apply.deploy_dir, apply.options.base_image)
     except (OSError, ValueError) as exc:
         raise fail(None, "image", str(exc), "run `vllmgen render SPEC` first") from exc
     wanted = image_hash(dockerfile)
     images: dict[str, tuple[str, str]] = {}
+    ids: dict[str, str] = {}
     for name in names:
         executor = apply.executors[name]
-        labels = apply._engine(name, "image", lambda e=executor: e.image_labels(apply.plan.image.tag))
+        labels = apply._engine(name, "image", lambda e=executor: docker_engine(e).image_labels(apply.plan.image.tag))
         if labels is None:
             images[name] = ("build", f"{apply.plan.image.tag} is not on the node")
         elif labels.get(IMAGE_HASH_LABEL) != wanted:
@@ -171,9 +192,9 @@ def _images(apply: Apply, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
             images[name] = ("unchanged", "")
         if apply.plan.offline and images[name][0] == "build":
             images[name] = offline_refusal(images[name][1])
-        apply.image_ids[name] = (NEW_IMAGE if images[name][0] == "build" else
-                                 apply._engine(name, "image", lambda e=executor: e.image_id(apply.plan.image.tag)) or "")
-    return images
+        ids[name] = (NEW_IMAGE if images[name][0] == "build" else
+                     apply._engine(name, "image", lambda e=executor: docker_engine(e).image_id(apply.plan.image.tag)) or "")
+    return Images(images, ids)
 
 
 OFFLINE_TODO = "carry it with `vllmgen bundle SPEC -o DIR` and `vllmgen bundle load DIR --node NAME` (or --all)"
@@ -218,9 +239,11 @@ def _step(apply: Apply, name: str) -> str:
     return "head" if apply.plan.node(name).role == "head" else "workers"
 
 
-def decide(apply: Apply, name: str, restart: bool = False) -> tuple[str, str, bool]:
+def decide(apply: Apply, name: str, restart: bool = False, image: Images | None = None) -> tuple[str, str, bool]:
     """create / replace / unchanged, why, and whether the container is running now; ``restart``: Docker
-    restarts on the node first (daemon.json), which stops a container without a restarting policy."""
+    restarts on the node first (daemon.json), which stops a container without a restarting policy;
+    ``image``: the image decisions (default: apply's, once its image step ran)."""
+    image = image or Images(apply.image_plan, apply.image_ids)
     executor, node = apply.executors[name], apply.plan.node(name)
     container = node.container
     state = apply._engine(name, _step(apply, name), lambda: executor.inspect(container.name))
@@ -233,8 +256,8 @@ def decide(apply: Apply, name: str, restart: bool = False) -> tuple[str, str, bo
                    f" (labels {dict(state.labels) or 'none'})",
                    f"remove or rename it (docker rm -f {container.name}); vllmgen touches only its own containers")
     # the image is built before the container starts: its ID is known then; until then, the rest is compared
-    rebuilt = apply.image_ids.get(name) == NEW_IMAGE and identity.IMAGE_LABEL in state.labels
-    wanted = apply._request(name, state.labels[identity.IMAGE_LABEL] if rebuilt else None).labels
+    rebuilt = image.ids.get(name) == NEW_IMAGE and identity.IMAGE_LABEL in state.labels
+    wanted = apply._request(name, state.labels[identity.IMAGE_LABEL] if rebuilt else image.ids.get(name, "")).labels
     why = identity.why_replaced(state.labels, wanted, dict(container.labels)[identity.HASH_LABEL])
     if why:
         return "replace", why, state.running
@@ -244,19 +267,20 @@ def decide(apply: Apply, name: str, restart: bool = False) -> tuple[str, str, bo
     if not state.running:
         return "replace", f"it is {state.status} (exit code {state.exit_code})", False
     if rebuilt:
-        return "replace", f"the image is rebuilt ({apply.image_plan[name][1]}): a new image ID", True
+        return "replace", f"the image is rebuilt ({image.plan[name][1]}): a new image ID", True
     if restart and container.restart not in RESTARTING_POLICIES:
         return "replace", "Docker restarts for daemon.json, which stops it", True
     return "unchanged", "running, config-hash matches", True
 
 
-def decisions(apply: Apply, restarts: set[str] = frozenset()) -> dict[str, tuple[str, str, bool]]:
+def decisions(apply: Apply, restarts: set[str] = frozenset(),
+              image: Images | None = None) -> dict[str, tuple[str, str, bool]]:
     """Every node's decision; a multi-node group replaced together; ``--node`` never replaces one alone."""
     names = [n.name for n in apply.plan.nodes if n.name in apply.executors]
     group = len(apply.plan.nodes) > 1
     whole = group and len(names) == len(apply.plan.nodes)
     # under --node, the daemon-json step refuses a restart beneath a running group (daemon_step)
-    decided = {name: decide(apply, name, name in restarts and (whole or not group)) for name in names}
+    decided = {name: decide(apply, name, name in restarts and (whole or not group), image) for name in names}
     if apply.plan.backend == "replicas":  # independent servers: each is replaced on its own
         return decided
     if group and not whole:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from vllmgen.plan.plan import NodePlan
 from vllmgen.runner import verify
 from vllmgen.runner.progress import WaitTimeout, fail, wait_for
+from vllmgen.targets.docker.engine import docker_engine
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply
@@ -55,7 +56,7 @@ def _ray_cluster(apply: Apply, step: str) -> None:
 
     def poll() -> tuple[bool | None, str]:
         apply._alive(step, todo)
-        view = apply._engine(head_node.name, step, lambda: head.cluster_view(container))
+        view = apply._engine(head_node.name, step, lambda: docker_engine(head).cluster_view(container))
         if view is None:
             return None, "Ray is not answering in the head yet"
         seen[:] = [(view.gpus, view.nodes)]

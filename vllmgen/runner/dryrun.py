@@ -20,7 +20,7 @@ from vllmgen.plan.plan import SecretEnv
 from vllmgen.targets.docker import dockerargs
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
-    _FROM,
+    FROM_LINE,
     RAY_PROBE,
     SERVING_PROBE,
     ClusterView,
@@ -33,6 +33,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.secrets import placeholders
 from vllmgen.render.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
+from vllmgen.plan import label_names
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,21 @@ class DryHost:
     """The node's host as the dry run sees it: its paths and commands, but nothing that reaches it.
     ``$HOME`` of a remote host is unknown without asking it, so it prints as ``~``."""
 
-    def __init__(self, host: hosts.Host):
+    def __init__(self, host: hosts.Host, record: Callable[[str, str, str | None], None]):
         self._host = host
+        self._record = record
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._host, name)
 
     def home(self) -> str:
         return self._host.home() if hosts.is_local(self._host) else "~"
+
+    def gpu_count(self) -> int | None:
+        argv = list(hosts.GPU_QUERY)
+        self._record("gpu-count", "", shlex.join(self.ssh_argv(argv)) if isinstance(self._host, hosts.SshHost)
+                     else shlex.join(argv))
+        return None
 
 
 class DryRunExecutor:
@@ -99,7 +107,7 @@ class DryRunExecutor:
         self.process = process  # runtime.kind: process: no docker, stop by the recorded PID
         self.endpoint = endpoint
         self.real_host = host or hosts.for_endpoint(endpoint)
-        self.host = DryHost(self.real_host)
+        self.host = DryHost(self.real_host, self._record)
         self.recorder = recorder
         self.assume_cluster = assume_cluster
         self.assume_served = assume_served
@@ -158,9 +166,6 @@ class DryRunExecutor:
     def restart_daemon(self) -> None:
         self._record("restart-daemon", command=self._on_host(self.host.restart_command))
 
-    def gpu_count(self) -> int | None:
-        self._record("gpu-count", command=self._on_host(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"]))
-        return None
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
         self._record("image-inspect", tag)
@@ -176,7 +181,7 @@ class DryRunExecutor:
         if own == dockerfile:
             command = self._docker("build", "--network", "host", "--tag", tag, *label_words, str(context))
         else:  # the FROM line was swapped: feed the changed Dockerfile on stdin
-            base = _FROM.search(dockerfile)
+            base = FROM_LINE.search(dockerfile)
             original = shlex.quote(str(context / "Dockerfile"))
             swap = f"sed '0,/^FROM /s|^FROM .*|{base.group(0) if base else ''}|' {original}"
             command = swap + " | " + self._docker("build", "--network", "host", "--tag", tag, *label_words,
@@ -244,16 +249,18 @@ class DryRunExecutor:
         sources = {value: secret for secret, value in zip(self.secrets, placeholders(self.secrets).values())}
         passed = tuple(SecretEnv(key, sources[value].from_env or sources[value].name, sources[value].from_file)
                        if value in sources else SecretEnv(key) for key, value in sorted((env or {}).items()))
+        # a process has no container to enter: the command runs on its host, beside it (ProcessExecutor.exec)
+        command = self._on_host(list(argv)) if self.process else self._docker(*words)
         self._record("exec-detached" if detach else "exec", f"{name}: {argv[0]}",
-                     passes_note(passed) + assignments(passed) + self._docker(*words))
+                     passes_note(passed) + assignments(passed) + command)
         if detach and "vllm" in argv and "serve" in argv:
             self.served.add(name)
         return ExecResult(None if detach else 0, "")
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
-        command = self._docker("ps", "--all", "--filter", f"label=io.vllmgen.deployment={deployment}")
+        command = self._docker("ps", "--all", "--filter", f"label={label_names.DEPLOYMENT}={deployment}")
         self._record("list", deployment, command)
-        return [state for state in self.containers.values() if state.labels.get("io.vllmgen.deployment") == deployment]
+        return [state for state in self.containers.values() if state.labels.get(label_names.DEPLOYMENT) == deployment]
 
     def cluster_view(self, name: str) -> ClusterView | None:
         self._record("cluster-view", name, self._docker("exec", name, "python3", "-c", RAY_PROBE))
@@ -308,7 +315,6 @@ def assignments(secrets: tuple[SecretEnv, ...]) -> str:
 def process_line(request: RunRequest) -> str:
     """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
     one shell line. Secrets are passed by name; their values are never printed."""
-    from vllmgen.plan.plan import LABEL_PREFIX
     from vllmgen.targets.process.process import MARKER_ENV, launch, marker
 
     plan = launch(request.container)
@@ -317,7 +323,7 @@ def process_line(request: RunRequest) -> str:
         return word.resolve("", request.deploy_dir) if isinstance(word, Anchored) and word.anchor == "deploy_dir" else word
 
     labels = dict(request.container.labels)
-    mark = marker(labels.get(f"{LABEL_PREFIX}.deployment", ""), labels.get(f"{LABEL_PREFIX}.node", ""))
+    mark = marker(labels.get(label_names.DEPLOYMENT, ""), labels.get(label_names.NODE, ""))
     env = sorted([f"{MARKER_ENV}={quote_word(mark)}",
                   *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
     return assignments(plan.secrets) + " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])

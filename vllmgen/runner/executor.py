@@ -1,8 +1,9 @@
-"""The Executor: every operation the runner performs on a node, behind one protocol, and its data types.
+"""The Executor: the verbs every target's engine answers on a node, and their data types.
 
-Implementations: ``sdk.DockerSdkExecutor`` (a Docker engine through the docker SDK, the node's
-host through ``host``) and ``dryrun.DryRunExecutor`` (prints the equivalent commands, changes
-nothing). How a container becomes ``docker run`` arguments is ``dockerargs``, for both.
+Implementations: ``targets.docker.sdk.DockerSdkExecutor`` (a Docker engine through the docker SDK; it is
+also a ``targets.docker.engine.DockerEngine``: images, daemon.json, Ray's view), ``targets.process.procexec.
+ProcessExecutor`` (host processes) and ``dryrun.DryRunExecutor`` (prints the equivalent commands, changes
+nothing). The node's files, commands and GPU count are its ``host``'s (``runner.host``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vllmgen.plan.plan import Container
 from vllmgen.render.rayprobe import RAY_PROBE  # noqa: F401 - the runner's name for it
 from vllmgen.runner import host as hosts
+from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.watch import Follow
 
-IMAGE_HASH_LABEL = "io.vllmgen.image-hash"
-GPUS_LABEL = "io.vllmgen.gpus"  # "none" on a container started with --no-gpus
-_FROM = re.compile(r"^FROM[ \t]+\S+", re.MULTILINE)
+IMAGE_HASH_LABEL = label_names.IMAGE_HASH
+GPUS_LABEL = label_names.GPUS  # "none" on a container started with --no-gpus
+FROM_LINE = re.compile(r"^FROM[ \t]+\S+", re.MULTILINE)  # the base a build swaps (--base-image)
 
 # Run inside a container: the pids of `vllm serve` processes there.
 SERVING_PROBE = (
@@ -110,22 +112,16 @@ class HttpResult:
 
 
 class Executor(Protocol):
+    """A target's engine on one node: the verbs every runtime answers (a container or a host process
+    behind each name). What only Docker does is ``targets.docker.engine.DockerEngine``; the GPU count is
+    the host's (``host.gpu_count``)."""
+
     node: str
     endpoint: str | None  # None: the local default (DOCKER_HOST or /var/run/docker.sock)
     host: hosts.Host
     concurrent: bool  # may the steps drive several executors at once?
 
     def ping(self) -> EngineInfo: ...
-    def read_daemon_json(self) -> str | None: ...
-    def write_daemon_json(self, text: str, backup: str | None) -> None: ...
-    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]: ...  # None: no dockerd --validate
-    def restore_daemon_json(self, original: str | None) -> None: ...  # None: remove the file
-    def restart_daemon(self) -> None: ...
-    def gpu_count(self) -> int | None: ...
-    def image_labels(self, tag: str) -> dict[str, str] | None: ...
-    def image_id(self, tag: str) -> str | None: ...
-    def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
-                    on_line: Callable[[str], None]) -> None: ...
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str: ...
     def inspect(self, name: str) -> ContainerState | None: ...
     def run(self, request: RunRequest) -> None: ...
@@ -136,7 +132,6 @@ class Executor(Protocol):
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult: ...  # env: values never printed
     def list_containers(self, deployment: str) -> list[ContainerState]: ...
-    def cluster_view(self, name: str) -> ClusterView | None: ...
     def serving(self, name: str) -> bool: ...
     def http(self, method: str, url: str, headers: Mapping[str, str] | None = None,
              body: Any = None, timeout: float = 10) -> HttpResult: ...
@@ -147,7 +142,7 @@ def dockerfile_for(context: Path, base: str | None) -> str:
     """The Dockerfile to build: the deployment's own, its FROM swapped when ``base`` is given."""
     text = (context / "Dockerfile").read_text(encoding="utf-8")
     if base:
-        text, count = _FROM.subn(f"FROM {base}", text, count=1)
+        text, count = FROM_LINE.subn(f"FROM {base}", text, count=1)
         if not count:
             raise ValueError(f"{context / 'Dockerfile'} has no FROM line to swap")
     return text

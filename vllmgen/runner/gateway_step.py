@@ -12,16 +12,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vllmgen.plan.gateway import ROLE
-from vllmgen.plan.plan import LABEL_PREFIX, Plan
-from vllmgen.runner import identity, verify
+from vllmgen.plan.plan import Plan
+from vllmgen.runner import identity, secrets, verify
 from vllmgen.runner.executor import EngineError, Executor, RunRequest
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
+from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply, Step
 
-ROLE_LABEL = f"{LABEL_PREFIX}.role"
+ROLE_LABEL = label_names.ROLE
 STEP = "gateway"
 
 
@@ -46,11 +47,11 @@ def decide(run: Apply) -> tuple[str, str, bool]:
     state = run._engine(name, STEP, lambda: executor.inspect(container.name))
     if state is None:
         return "create", "not there", False
-    if state.labels.get(f"{LABEL_PREFIX}.deployment") != plan.name or not is_gateway(state.labels):
+    if state.labels.get(label_names.DEPLOYMENT) != plan.name or not is_gateway(state.labels):
         raise fail(name, STEP, f"a container named {container.name} exists and is not this deployment's gateway",
                    f"remove or rename it (docker rm -f {container.name}); vllmgen touches only its own containers")
     why = identity.why_replaced(state.labels, wanted_labels(run), dict(container.labels)[identity.HASH_LABEL])
-    was_on = state.labels.get(f"{LABEL_PREFIX}.node")
+    was_on = state.labels.get(label_names.NODE)
     if not why and was_on != plan.gateway.node:  # the orphan scan would remove it, as another node's gateway
         why = f"it is node {was_on}'s gateway; the spec puts it on {plan.gateway.node}"
     if why:
@@ -76,12 +77,12 @@ def step_gateway(run: Apply, step: Step) -> None:
         if action == "replace":
             run.progress.say(f"{step.name}: removing {container.name}: {why}", name)
             run._engine(name, step.name, lambda: executor.remove(container.name))
-        secrets = {secret.name: run.secrets[secret.name] for secret in container.secrets if secret.name in run.secrets}
-        request = RunRequest(container, node_dir, secrets, False, wanted_labels(run))
+        values = {secret.name: run.secrets[secret.name] for secret in container.secrets if secret.name in run.secrets}
+        request = RunRequest(container, node_dir, values, False, wanted_labels(run))
         run._engine(name, step.name, lambda: executor.run(request),
                     "the gateway's image or nginx executable is missing? see gateway.image / gateway.nginx")
         _settle(run, step.name)
-    api_key = run.secrets.get("VLLM_API_KEY")
+    api_key = secrets.api_key(plan, run.secrets)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     verify.wait_healthy(_Keyed(executor, headers), plan.endpoint, run.progress, timeout=min(run.options.timeout, 120),
                         alive=lambda: _alive(run, step.name), step=step.name,

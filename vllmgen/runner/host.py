@@ -69,6 +69,23 @@ class Host(Protocol):
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None: ...
 
+    def gpu_count(self) -> int | None: ...  # None: not known here (no access, no driver)
+
+
+GPU_QUERY = ("nvidia-smi", "--query-gpu=index", "--format=csv,noheader")
+
+
+def count_gpus(host: Host) -> int | None:
+    """The GPUs nvidia-smi lists on ``host``; None when it cannot be run there or fails (no driver).
+    An ssh failure is the host's error (HostError), not an unknown count."""
+    try:
+        out = host.run(list(GPU_QUERY), timeout=60)
+    except (NoHostAccess, OSError):
+        return None
+    if out.rc != 0:
+        return None
+    return len([line for line in out.stdout.splitlines() if line.strip()])
+
 
 @dataclass
 class LocalHost:
@@ -115,6 +132,9 @@ class LocalHost:
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None:
         raise AssertionError("the local host uses the deployment folder in place")
+
+    def gpu_count(self) -> int | None:
+        return count_gpus(self)
 
 
 @dataclass
@@ -198,6 +218,9 @@ class SshHost:
             raise NoHostAccess(f"cannot copy {', '.join(sorted(files))} to {directory} over {self.description}: "
                                f"{out.stderr.strip()}")
 
+    def gpu_count(self) -> int | None:
+        return count_gpus(self)
+
 
 @dataclass
 class UnreachableHost:
@@ -234,6 +257,9 @@ class UnreachableHost:
 
     def put_files(self, directory: str, files: dict[str, bytes]) -> None:
         raise self._refuse("copying the deployment folder")
+
+    def gpu_count(self) -> int | None:
+        return None  # a tcp:// endpoint: not checked
 
 
 def for_endpoint(endpoint: str | None, *, daemon_json_path: str = daemon_json.DEFAULT_PATH,

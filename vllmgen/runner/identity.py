@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vllmgen.errors import RunnerError
-from vllmgen.plan.plan import LABEL_PREFIX
+from vllmgen.plan import label_names
 
-HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
-IMAGE_LABEL = f"{LABEL_PREFIX}.image-id"
-SECRETS_LABEL = f"{LABEL_PREFIX}.secrets"
+HASH_LABEL = label_names.CONFIG_HASH
+IMAGE_LABEL = label_names.IMAGE_ID
+SECRETS_LABEL = label_names.SECRETS
 KEY_ENV = "VLLMGEN_FINGERPRINT_KEY"
 NO_SECRETS = "none"
 

@@ -7,12 +7,13 @@ left the spec altogether is not (``docker ps --filter label=io.vllmgen.deploymen
 
 from __future__ import annotations
 
-from vllmgen.plan.plan import LABEL_PREFIX, Plan
+from vllmgen.plan.plan import Plan
 from vllmgen.runner.executor import ContainerState
+from vllmgen.plan import label_names
 
-NODE_LABEL = f"{LABEL_PREFIX}.node"
-DEPLOYMENT_LABEL = f"{LABEL_PREFIX}.deployment"
-ROLE_LABEL = f"{LABEL_PREFIX}.role"
+NODE_LABEL = label_names.NODE
+DEPLOYMENT_LABEL = label_names.DEPLOYMENT
+ROLE_LABEL = label_names.ROLE
 
 
 def orphans(plan: Plan, found: list[ContainerState]) -> list[ContainerState]:

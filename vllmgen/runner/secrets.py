@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from vllmgen.plan.plan import SecretEnv
+from vllmgen.plan.plan import Plan, SecretEnv
 from vllmgen.runner.progress import fail
 
 
@@ -39,6 +39,12 @@ def source(secret: SecretEnv) -> str:
     if secret.from_file:
         return f"file {secret.from_file}"
     return f"environment variable {secret.from_env or secret.name}"
+
+
+def api_key(plan: Plan, values: Mapping[str, str]) -> str | None:
+    """The API key's value, when the deployment has one (the plan's endpoint names its variable)."""
+    key = plan.endpoint.api_key
+    return values.get(key.name) if key is not None else None
 
 
 def placeholders(secrets: tuple[SecretEnv, ...]) -> Secrets:

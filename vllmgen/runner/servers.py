@@ -12,21 +12,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllmgen.plan.plan import LABEL_PREFIX, Endpoint, Plan
+from vllmgen.plan.plan import Endpoint, Plan
 from vllmgen.plan.router import Worker
 from vllmgen.render.router_artifacts import ROLE, router_container
-from vllmgen.runner import identity, kvtransfer, verify
+from vllmgen.runner import identity, kvtransfer, secrets as deployment_secrets, verify
 from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.dryrun import DryRunExecutor
-from vllmgen.runner.executor import EngineError, Executor, RunRequest, image_hash
+from vllmgen.runner.executor import EngineError, Executor, RunRequest, dockerfile_for, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
+from vllmgen.targets.docker.engine import docker_engine
+from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply, Step
 
-ROLE_LABEL = f"{LABEL_PREFIX}.role"
-NODE_LABEL = f"{LABEL_PREFIX}.node"
+ROLE_LABEL = label_names.ROLE
+NODE_LABEL = label_names.NODE
 ROUTER_DOCKERFILE = "router/Dockerfile"
 
 
@@ -49,9 +51,9 @@ def _endpoint_at(plan: Plan, url: str) -> Endpoint:
 
 
 def router_dockerfile(deploy_dir: Path, base: str, override: str | None) -> str:
-    """router/Dockerfile as apply builds it (and bundle, to the same label): FROM swapped for ``override``."""
-    text = (deploy_dir / ROUTER_DOCKERFILE).read_text(encoding="utf-8")
-    return text.replace(f"FROM {base}\n", f"FROM {override}\n", 1) if override else text
+    """router/Dockerfile as apply builds it (and bundle, to the same label): its FROM (``base``) swapped for
+    ``override``, as the deployment's own Dockerfile is (executor.dockerfile_for)."""
+    return dockerfile_for(deploy_dir / Path(ROUTER_DOCKERFILE).parent, override)
 
 
 # --- apply ------------------------------------------------------------------------------------
@@ -84,11 +86,11 @@ def step_router(run: Apply, step: Step) -> None:
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)
-    image_id = "" if plan.runtime == "process" else _router_image(run, step, name)
+    image_id = _router_image(run, step, name) if run.target.docker else ""
     # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as
     # the gateway is replaced
-    secrets = {secret.name: run.secrets["VLLM_API_KEY"] for secret in container.secrets
-               if "VLLM_API_KEY" in run.secrets}
+    key = deployment_secrets.api_key(plan, run.secrets)
+    router_secrets = {secret.name: key for secret in container.secrets if key is not None}
     wanted = identity.run_labels(dict(container.labels)[identity.HASH_LABEL], image_id,
                                  run.fingerprint if container.secrets else identity.NO_SECRETS)
     state = run._engine(name, step.name, lambda: executor.inspect(container.name))
@@ -96,20 +98,20 @@ def step_router(run: Apply, step: Step) -> None:
         result = "unchanged"
     else:
         node_dir = ""
-        if plan.runtime == "process":  # its run.sh (nodes/<node>.router/) goes where the node's scripts are
+        if not run.target.docker:  # its run.sh (nodes/<node>.router/) goes where the node's scripts are
             node_dir = run._engine(name, step.name, lambda: executor.prepare_deploy_dir(
                 run.deploy_dir, (), f"{run.options.remote_dir}/{plan.name}"))
         if state is not None:
             run._engine(name, step.name, lambda: executor.remove(container.name))
-        run._engine(name, step.name, lambda: executor.run(RunRequest(container, node_dir, secrets, False, wanted)),
-                    "is the vllm-router executable there? see router.executable" if plan.runtime == "process"
+        run._engine(name, step.name, lambda: executor.run(RunRequest(container, node_dir, router_secrets, False, wanted)),
+                    "is the vllm-router executable there? see router.executable" if not run.target.docker
                     else None)
         result = "created" if state is None else "replaced"
     endpoint = replace(plan.direct_endpoint, address=router.reach, port=router.port)
     verify.wait_healthy(executor, endpoint, run.progress, timeout=min(run.options.timeout, 120),
                         alive=lambda: None, step=step.name, what=f"the router at {router.url} (/health)",
                         interval=1.0, logs=lambda: executor.logs(container.name, tail=20))
-    api_key = run.secrets.get("VLLM_API_KEY") if plan.endpoint.api_key else None
+    api_key = deployment_secrets.api_key(plan, run.secrets)
     passed = verify.verify(executor, endpoint, api_key, run.progress,
                            logs=lambda: executor.logs(container.name, tail=40), public=plan.gateway is None)
     run._outcome(step.name, name, result, f"{router.url} in front of {len(router.workers)} server(s); "
@@ -122,16 +124,16 @@ def _router_image(run: Apply, step: Step, name: str) -> str:
     assert router is not None
     executor = run.executors[name]
     dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
-    labels = {"io.vllmgen.image-hash": image_hash(dockerfile)}
-    existing = run._engine(name, step.name, lambda: executor.image_labels(router.image))
-    if existing is None or existing.get("io.vllmgen.image-hash") != labels["io.vllmgen.image-hash"]:
+    labels = {label_names.IMAGE_HASH: image_hash(dockerfile)}
+    existing = run._engine(name, step.name, lambda: docker_engine(executor).image_labels(router.image))
+    if existing is None or existing.get(label_names.IMAGE_HASH) != labels[label_names.IMAGE_HASH]:
         if run.plan.offline:
             raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
                                   else f"{router.image} was built from another router/Dockerfile")
-        run._engine(name, step.name, lambda: executor.build_image(
+        run._engine(name, step.name, lambda: docker_engine(executor).build_image(
             run.deploy_dir / "router", router.image, dockerfile, labels,
             lambda line: run.progress.say(f"{step.name}: {line}", name)))
-    return run._engine(name, step.name, lambda: executor.image_id(router.image)) or ""
+    return run._engine(name, step.name, lambda: docker_engine(executor).image_id(router.image)) or ""
 
 
 def _decode_reading(run: Apply, worker: Worker, headers: Mapping[str, str]) -> tuple[kvtransfer.Counters, str]:
@@ -151,7 +153,7 @@ def step_kv_transfer(run: Apply, step: Step) -> None:
     if not decodes:
         run._outcome(step.name, router.node, "skipped", "no decode instance in scope (--node)")
         return
-    api_key = run.secrets.get("VLLM_API_KEY") if plan.endpoint.api_key else None
+    api_key = deployment_secrets.api_key(plan, run.secrets)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     before = {worker.node: _decode_reading(run, worker, headers)[0] for worker in decodes}
     front = plan.endpoint.url if plan.gateway else router.url

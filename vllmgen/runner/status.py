@@ -20,6 +20,7 @@ from vllmgen.runner.host import HostError
 from vllmgen.runner import gateway_step, identity, keyless, servers, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
+from vllmgen.targets.docker.engine import docker_engine, has_images
 
 
 def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None = None) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
         cluster = {"expected_nodes": len(plan.nodes), "expected_gpus": want}
         if head_running:
             try:
-                view = head.cluster_view(plan.head.container.name)
+                view = docker_engine(head).cluster_view(plan.head.container.name)
             except EngineError as exc:
                 view, cluster["error"] = None, str(exc)
             if view is not None:
@@ -154,10 +155,10 @@ def _current(executor: Executor, plan: Plan, node: Any, state: Any) -> bool:
     plan_hash = dict(node.container.labels).get(identity.HASH_LABEL, "")
     if not identity.same_definition(state.labels, plan_hash):
         return False
-    if identity.IMAGE_LABEL not in state.labels:
+    if identity.IMAGE_LABEL not in state.labels or not has_images(executor):  # a process: no image
         return True
     try:
-        return state.labels[identity.IMAGE_LABEL] == (executor.image_id(plan.image.tag) or "")
+        return state.labels[identity.IMAGE_LABEL] == (docker_engine(executor).image_id(plan.image.tag) or "")
     except (EngineError, HostError):
         return False
 

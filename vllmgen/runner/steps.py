@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from vllmgen.runner import phases
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
-from vllmgen.plan.plan import LABEL_PREFIX, NodePlan, Plan
+from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.runner import changes, cluster_step, gateway_step, identity, secrets, servers, startup, verify
 from vllmgen.targets.docker import daemon_step
 from vllmgen.runner.executor import (
@@ -42,11 +42,14 @@ from vllmgen.runner.executor import (
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
+from vllmgen.targets import registry
+from vllmgen.targets.docker.engine import docker_engine
+from vllmgen.plan import label_names
 
 T = TypeVar("T")
-HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
-DEPLOYMENT_LABEL = f"{LABEL_PREFIX}.deployment"
-NODE_LABEL = f"{LABEL_PREFIX}.node"
+HASH_LABEL = label_names.CONFIG_HASH
+DEPLOYMENT_LABEL = label_names.DEPLOYMENT
+NODE_LABEL = label_names.NODE
 UNCHANGED = ("unchanged", "ok", "skipped")
 
 
@@ -107,7 +110,7 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
     head_in = plan.head.name in names
     workers = tuple(node.name for node in scope if node.role == "worker")
     steps = [Step("preflight", names, "engines answer, GPUs, deployment folder, secrets")]
-    if plan.runtime == "docker":  # processes: no daemon.json, no image
+    if registry.target(plan.runtime).docker:  # a Docker target's own steps: daemon.json, the image
         steps += [Step("daemon-json", names, "merge daemon.json, restart Docker if it changed"),
                   Step("image", names, f"build {plan.image.tag}")]
     if head_in:
@@ -153,6 +156,7 @@ class Apply:
                  drift: list[str] | None = None, environ: Mapping[str, str] | None = None,
                  secret_files: Mapping[str, str] | None = None):
         self.plan = plan
+        self.target = registry.target(plan.runtime)
         self.executors = dict(executors)
         self.deploy_dir = deploy_dir
         self.options = options or Options()
@@ -213,7 +217,10 @@ class Apply:
     def preview(self) -> changes.Changes:
         """What apply would do (``vllmgen plan``): the preflight, then the plan; changes nothing."""
         self._step(self.steps[0])
-        self.changes = changes.compute(self)
+        planned = changes.compute(self)
+        self.daemon_merges, self.image_plan = planned.daemon_merges, planned.images.plan
+        self.image_ids.update(planned.images.ids)
+        self.changes = planned.changes
         return self.changes
 
     def run(self) -> Report:
@@ -265,12 +272,12 @@ class Apply:
     def _preflight(self, step: str, name: str) -> None:
         executor, node = self.executors[name], self._node(name)
         info = self._engine(name, step, executor.ping, "check that the node's docker_host is right and reachable")
-        detail = info.version if self.plan.runtime == "process" else f"Docker {info.version}, API {info.api_version}"
+        detail = f"Docker {info.version}, API {info.api_version}" if self.target.docker else info.version
         if self.options.gpus:
             if info.runtimes and "nvidia" not in info.runtimes:
                 self.progress.say("warning: Docker has no 'nvidia' runtime registered; --gpus may fail "
                                   f"({TOOLKIT_FIX})", name)
-            count = executor.gpu_count()
+            count = executor.host.gpu_count()
             if count is not None and count < node.gpus:
                 raise fail(name, step, f"the host has {count} GPU(s); the spec gives node {name} {node.gpus}",
                            "fix nodes[].gpus in the spec, or free the GPUs")
@@ -298,12 +305,12 @@ class Apply:
         else:
             self.progress.say(f"{step}: building {tag} (base {self.options.base_image or self.plan.image.base})",
                               name)
-            self.clock.timed(name, "image", lambda: self._engine(name, step, lambda: executor.build_image(
+            self.clock.timed(name, "image", lambda: self._engine(name, step, lambda: docker_engine(executor).build_image(
                 self.deploy_dir, tag, dockerfile, labels, lambda line: self.progress.say(f"{step}: {line}", name)),
                 "read the build output above; a failing RUN line is the Dockerfile's (build/<name>/Dockerfile)"),
                 f"built {tag} (its base pulled if missing)")
             result = "built"
-        self.image_ids[name] = self._engine(name, step, lambda: executor.image_id(tag)) or ""
+        self.image_ids[name] = self._engine(name, step, lambda: docker_engine(executor).image_id(tag)) or ""
         self._outcome(step, name, result, tag)
 
     # containers ---------------------------------------------------------------------------------
@@ -339,7 +346,7 @@ class Apply:
             self._engine(name, step, lambda: executor.remove(node.container.name))
         self.clock.started[name] = time.monotonic()
         self.clock.timed(name, "container start", lambda: self._engine(
-            name, step, lambda: executor.run(self._request(name))), "docker run" if self.plan.runtime == "docker"
+            name, step, lambda: executor.run(self._request(name))), "docker run" if self.target.docker
             else "the process started")
         follow = self._engine(name, step, lambda: executor.follow(node.container.name))
         if follow is not None:  # from here on, its exit and its log lines are seen as they come
@@ -426,7 +433,7 @@ class Apply:
         verify.wait_healthy(head, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout, alive=alive,
                             interval=self.options.health_poll, logs=self._head_logs, watches=self._watching())
         self._answered(name, "first healthy answer", "/health 200")
-        api_key = self.secrets.get("VLLM_API_KEY") if self.plan.endpoint.api_key else None
+        api_key = secrets.api_key(self.plan, self.secrets)
         passed = verify.verify(head, self.plan.direct_endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40), public=self.plan.gateway is None,
                                answered=lambda: self._answered(name, "first token", "a chat completion answered"))

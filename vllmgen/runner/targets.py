@@ -9,9 +9,10 @@ happens: a deployment meant for two hosts must never start on the control machin
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vllmgen.spec import endpoints
 from vllmgen.spec.addresses import url_host
@@ -20,7 +21,7 @@ from vllmgen.runner import host as hosts
 from vllmgen.runner import ssh
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import ClusterView, Executor
-from vllmgen.targets.docker.sdk import DockerSdkExecutor
+from vllmgen.targets import registry
 
 
 def scope(plan: Plan, node: str | None, all_nodes: bool) -> tuple[str, ...]:
@@ -58,7 +59,7 @@ def is_local_address(address: str) -> bool:
 
 def require_endpoints(plan: Plan, names: Sequence[str], spec: str = "SPEC") -> None:
     """``--all``: every node in ``names`` has a docker_host or is this machine; else ValueError saying how to fix it."""
-    if plan.runtime == "process":
+    if not registry.target(plan.runtime).docker:  # no docker_host to reach a node through
         remote = [node for node in plan.nodes if node.name in names and not is_local_address(node.address)]
         if remote:
             listed = ", ".join(f"{node.name} ({node.address})" for node in remote)
@@ -83,8 +84,15 @@ def require_endpoints(plan: Plan, names: Sequence[str], spec: str = "SPEC") -> N
 
 def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Recorder | None = None,
               daemon_json_path: str = hosts.daemon_json.DEFAULT_PATH,
-              restart_command: tuple[str, ...] = hosts.DEFAULT_RESTART) -> dict[str, Executor]:
-    """One executor per node in ``names``; ``remote``: through each node's docker_host."""
+              restart_command: tuple[str, ...] = hosts.DEFAULT_RESTART,
+              timeout: float | None = None) -> dict[str, Executor]:
+    """One executor per node in ``names``: the engine the target's registry line names (a dry run: the
+    recorder); ``remote``: through each node's docker_host; ``timeout``: per engine call, where it has one."""
+    target = registry.target(plan.runtime)
+    if target.engine is None:
+        raise ValueError(f"runtime.kind: {plan.runtime} is not run from here: apply the rendered files with "
+                         "its own tools (see build/<name>/README.md)")
+    make = engine_factory(target.engine)
     out: dict[str, Executor] = {}
     if remote and dry_run is None:  # every host's one ssh connection, opened now and side by side
         ssh.CONNECTIONS.open([endpoints.parse(endpoint) for endpoint in (plan.node(name).docker_host for name in names)
@@ -94,23 +102,23 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
         node = plan.node(name)
         endpoint = node.docker_host if remote else None
         host = hosts.for_endpoint(endpoint, daemon_json_path=daemon_json_path, restart_command=restart_command)
-        if plan.runtime == "process" and dry_run is None:
-            from pathlib import Path
-
-            from vllmgen.targets.process.procexec import ProcessExecutor
-
-            deploy_dir = Path.home() / ".vllmgen" / "deployments" / plan.name
-            out[name] = ProcessExecutor(name, deploy_dir, node.vllm or "vllm", host)
-        elif dry_run is not None:
+        if dry_run is not None:
             out[name] = DryRunExecutor(
                 name, endpoint, dry_run, host=host,
                 assume_cluster=whole,
                 assume_served=plan.endpoint.served_name, assume_api_key=plan.endpoint.api_key is not None,
-                process=plan.runtime == "process", secrets=plan.secrets,
+                process=not target.docker, secrets=plan.secrets,
             )
         else:
-            out[name] = DockerSdkExecutor(name, endpoint, host)
+            out[name] = make(plan, node, endpoint, host, **({} if timeout is None else {"timeout": timeout}))
     return out
+
+
+def engine_factory(path: str) -> Callable[..., Executor]:
+    """The callable a registry line names ("module:name"): imported only when the runner needs that target,
+    so the compile stage never loads an engine or its SDK."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def close(executors: dict[str, Executor]) -> None:

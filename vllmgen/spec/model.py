@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this module's to others
     empty_dict,
@@ -38,6 +38,9 @@ from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this mod
     Version,
 )
 from vllmgen.spec.gateway import Gateway
+from vllmgen.spec.runtime import kind_of
+from vllmgen.targets.docker.runtime import DockerRuntime
+from vllmgen.targets.process.runtime import ProcessRuntime
 from vllmgen.spec.parallel import DataParallel, ExpertParallel, Router
 from vllmgen.spec.pd import Disaggregation
 
@@ -138,33 +141,11 @@ class ModelSource(Model):
     quantization: Text | None = Field(None, description="--quantization method, e.g. fp8 or awq")
 
 
-class Volume(Model):
-    host: HostPath = Field(description="absolute path on the host ('~/' allowed)")
-    container: ContainerPath = Field(description="absolute path inside the container")
-    read_only: bool = Field(False, description="mount read-only")
-
-
-class Runtime(Model):
-    network: Literal["host", "bridge"] = Field("host", description="host networking (needed across nodes) or a port map")
-    ipc_host: bool = Field(True, description="--ipc=host (shared memory for NCCL and PyTorch)")
-    shm_size: Size | None = Field(None, description="--shm-size, when ipc_host is false")
-    restart: Literal["no", "always", "unless-stopped", "on-failure"] = Field("no", description="Docker restart policy")
-    volumes: list[Volume] = Field(default_factory=empty_list, description="extra bind mounts on every node")
-    env: EnvMap = Field(default_factory=empty_dict, description="environment for every container")
-    container_prefix: Name | None = Field(None, description="container names start with this (default: the deployment name)")
-    kind: Literal["docker", "process"] = Field(
-        "docker", description="docker (a container per node) or process (vllm serve from a Python environment on "
-        "the host, under start.sh or systemd; no Dockerfile, no daemon.json)")
-    python_env: HostPath | None = Field(
-        None, description="process runtime: the venv or conda env holding vLLM on every host (runs <env>/bin/vllm)")
-    vllm: HostPath | None = Field(None, description="process runtime: the vllm executable on every host (over python_env)")
-    user: str | None = Field(
-        None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
-        description="process runtime: the user the systemd unit runs vLLM as (a system unit with User=); "
-        "unset: a user unit (systemctl --user)")
-    user_home: HostPath | None = Field(
-        None, description="process runtime: runtime.user's home directory (default /home/<user>; /root for root)")
-    allow_root: bool = Field(False, description="process runtime: allow user: root (a system unit running vLLM as root)")
+# runtime: each target's own model, picked by ``kind`` (absent: docker)
+Runtime = Annotated[
+    Annotated[DockerRuntime, Tag("docker")] | Annotated[ProcessRuntime, Tag("process")],
+    Discriminator(kind_of),
+]
 
 
 class Cluster(Model):
@@ -272,7 +253,7 @@ class Spec(Model):
     docker: Docker = Field(default_factory=Docker, description="Docker daemon settings (-> daemon.json)")
     model: ModelSource = Field(description="what is served and where its weights come from")
     secrets: Secrets = Field(default_factory=Secrets, description="references to secrets, resolved at start time")
-    runtime: Runtime = Field(default_factory=Runtime, description="container options shared by every node")
+    runtime: Runtime = Field(default_factory=DockerRuntime, description="container options shared by every node")
     cluster: Cluster = Field(default_factory=Cluster, description="how nodes form one vLLM instance")
     nodes: list[Node] = Field(min_length=1, description="the hosts; exactly one head")
     serve: Serve = Field(default_factory=Serve, description="vllm serve options (-> serve-config.yaml)")

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from vllmgen.errors import Path
+from vllmgen.spec.runtime import member_for
 
 
 class InvalidUse(Exception):
@@ -55,7 +56,7 @@ def _model(model: type[BaseModel], data: Any, loc: Path, bad: set[Path], above: 
         if name not in data:
             values[name] = INVALID if field.is_required() else field.get_default(call_default_factory=True)
         else:
-            values[name] = _value(field.annotation, data[name], here, bad, above)
+            values[name] = _value(field.rebuild_annotation(), data[name], here, bad, above)
     return model.model_construct(**values)
 
 
@@ -67,7 +68,7 @@ def _value(annotation: Any, value: Any, loc: Path, bad: set[Path], above: set[Pa
             return _adapter(annotation).validate_python(value, strict=True)
         except ValidationError:  # e.g. a model-level check of a whole section: no use to the rules
             return INVALID
-    inner = unwrap(annotation)
+    inner = member_for(annotation, value) or unwrap(annotation)
     if isinstance(inner, type) and issubclass(inner, BaseModel):
         return _model(inner, value, loc, bad, above)
     if typing.get_origin(inner) is list and isinstance(value, list):

@@ -20,6 +20,7 @@ from vllmgen.spec.partial import partial_spec, unwrap
 from vllmgen.spec.rules.core import Finding, check_rules
 from vllmgen.spec.formats import token_kind, url_credentials
 from vllmgen.spec.model import Spec
+from vllmgen.spec.runtime import members
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def validate(loaded: LoadedSpec, *, strict: bool = False) -> ValidSpec:
         try:
             spec = Spec.model_validate(loaded.data)
         except ValidationError as exc:
-            errors = exc.errors(include_url=False)
+            errors = [_untagged(error) for error in exc.errors(include_url=False)]
             shown.add(errors, lambda error: None if _error_path(error) in reported else _from_pydantic(error, loaded))
             partial = partial_spec(Spec, loaded.data, {_error_path(error) for error in errors})
             shown.add(check_rules(partial, lenient=True), lambda f: _from_finding(f, loaded, strict))
@@ -121,6 +122,18 @@ def _secret_problem(text: str) -> str | None:
 # --- pydantic errors -> diagnostics ---------------------------------------------------------
 
 
+def _untagged(error: Any) -> Any:
+    """The error at the spec's own path: a union member's tag (``runtime.process.vllm``) is no key of the
+    document; the tagged path is kept for what the member allows. A tag no member has is an error of ``kind``."""
+    loc = tuple(error["loc"])
+    if error["type"] == "union_tag_invalid":
+        expected = [tag for tag in _members_at(loc)]
+        got = error["ctx"]["tag"]
+        return {**error, "loc": (*loc, "kind"), "tagged": (*loc, "kind"), "input": got,
+                "msg": f"expected {' or '.join(repr(tag) for tag in expected)}, got {short(got)}"}
+    return {**error, "loc": _strip_tags(loc), "tagged": loc}
+
+
 def _error_path(error: Any) -> Path:
     loc = tuple(error["loc"])
     return loc[:-1] if loc and loc[-1] == "[key]" else loc
@@ -132,7 +145,8 @@ def _from_pydantic(error: Any, loaded: LoadedSpec) -> Diagnostic | None:
     if on_key:
         loc = loc[:-1]
     kind = error["type"]
-    message = _message(error, loc)
+    tagged = tuple(error["tagged"])
+    message = _message(error, tagged[:-1] if on_key else tagged)
     if kind == "missing":  # point at the mapping that lacks the key
         line, col = loaded.positions.of(loc[:-1])
         return Diagnostic(loaded.file, line, col, format_path(loc), message)
@@ -145,8 +159,13 @@ def _message(error: dict[str, Any], loc: Path) -> str:
         return "required field is missing"
     if kind == "too_short":
         return f"expected at least {error['ctx']['min_length']} item(s)"
+    if kind == "union_tag_invalid":
+        return msg
     if kind == "extra_forbidden":
         unknown = str(loc[-1])
+        owners = [tag for tag, model in _members_at(loc[:-2]).items() if unknown in model.model_fields]
+        if owners and loc[-2] in _members_at(loc[:-2]):  # another member's field: say whose
+            return f"only used with {format_path(_strip_tags(loc[:-2]))}.kind: {' or '.join(owners)}"
         allowed = _fields_at(loc[:-1])
         import difflib  # only for a misspelt key
 
@@ -167,23 +186,57 @@ def _message(error: dict[str, Any], loc: Path) -> str:
 
 
 def _fields_at(loc: Path) -> list[str]:
-    """Field names of the model that sits at ``loc`` in the spec (for did-you-mean)."""
+    """Field names of the model that sits at ``loc`` (tags included) in the spec (for did-you-mean)."""
+    current = _annotation_at(loc)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _members_at(loc: Path) -> dict[str, type[BaseModel]]:
+    """tag -> model of the tagged union at ``loc`` (tags included); empty when there is none."""
+    return members(_annotation_at(loc))
+
+
+def _annotation_at(loc: Path) -> Any:
     current: Any = Spec
     for part in loc:
         current = unwrap(current)
-        if isinstance(part, int):
+        options = members(current)
+        if options:
+            if part not in options:
+                return None
+            current = options[part]
+        elif isinstance(part, int):
             current = _item_type(current)
         elif isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(part)
             if field is None:
-                return []
+                return None
             current = field.annotation
         else:
-            return []
-    current = unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
+            return None
+    return unwrap(current)
+
+
+def _strip_tags(loc: Path) -> Path:
+    """``loc`` without the tags of the unions it passes through."""
+    kept, current = [], Spec
+    for part in loc:
+        current = unwrap(current)
+        options = members(current) if current is not None else {}
+        if options and part in options:
+            current = options[part]
+            continue
+        kept.append(part)
+        if isinstance(part, int):
+            current = _item_type(current)
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            current = field.annotation if field is not None else None
+        else:
+            current = None
+    return tuple(kept)
 
 
 def _item_type(annotation: Any) -> Any:

@@ -45,7 +45,7 @@ def floating(reference: str) -> bool:
 
 
 def _images(spec: Spec) -> Iterator[tuple[tuple, str]]:
-    if spec.runtime.kind == "docker":
+    if spec.runtime.in_containers:
         yield ("image", "base"), spec.image.base
     if spec.router is not None:
         yield ("router", "base_image"), spec.router.base_image

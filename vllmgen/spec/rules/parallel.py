@@ -107,7 +107,7 @@ def router(spec: Spec) -> Iterator[Finding]:
             yield Finding(path, f"{what} leaves one API server per node: add a router (router: {{}}) or your own "
                           "load balancer in front", "warning")
         return
-    if getattr(spec.runtime, "kind", "docker") == "process" and spec.disaggregation is None:
+    if not spec.runtime.in_containers and spec.disaggregation is None:
         yield Finding(("router",), "the router runs in a container: not supported with runtime.kind: process yet; "
                       "run vllm-router yourself in front of the nodes")
     names = [node.name for node in spec.nodes]

@@ -12,14 +12,16 @@ from collections.abc import Iterator
 from vllmgen.spec import addresses
 from vllmgen.spec.rules.core import Finding
 from vllmgen.spec.model import Node, Spec
+from vllmgen.targets.process.runtime import ProcessRuntime
 
 
 def node_vllm(spec: Spec, node: Node) -> str | None:
     """The vllm executable this node runs (process runtime): node over runtime, vllm over python_env."""
     if node.vllm or node.python_env:
         return node.vllm or f"{node.python_env.rstrip('/')}/bin/vllm"
-    if spec.runtime.vllm or spec.runtime.python_env:
-        return spec.runtime.vllm or f"{spec.runtime.python_env.rstrip('/')}/bin/vllm"  # type: ignore[union-attr]
+    runtime = spec.runtime
+    if isinstance(runtime, ProcessRuntime) and (runtime.vllm or runtime.python_env):
+        return runtime.vllm or f"{runtime.python_env.rstrip('/')}/bin/vllm"  # type: ignore[union-attr]
     return None
 
 
@@ -58,15 +60,13 @@ def gpu_selection(spec: Spec) -> Iterator[Finding]:
 
 
 def process_runtime(spec: Spec) -> Iterator[Finding]:
+    """What relates the process runtime to the rest of the spec; a wrong kind's runtime fields are the model's."""
     runtime = spec.runtime
-    if runtime.kind != "process":
+    if runtime.kind != "process" or not isinstance(runtime, ProcessRuntime):  # .kind: a broken runtime stops here
         for index, node in enumerate(spec.nodes):
             for field in ("python_env", "vllm"):
                 if getattr(node, field):
                     yield Finding(("nodes", index, field), "only used with runtime.kind: process")
-        for field in ("python_env", "vllm", "user", "user_home", "allow_root"):
-            if getattr(runtime, field):
-                yield Finding(("runtime", field), "only used with runtime.kind: process")
         return
     if runtime.user == "root" and not runtime.allow_root:
         yield Finding(("runtime", "user"), "a system unit running vLLM (and any model code it loads) as root: "
@@ -82,10 +82,6 @@ def process_runtime(spec: Spec) -> Iterator[Finding]:
             yield Finding(("nodes", index),
                           "runtime.kind: process needs to know where vLLM is: set runtime.python_env (or "
                           "runtime.vllm), or this node's python_env / vllm")
-    if runtime.network != "host":
-        yield Finding(("runtime", "network"), "a process has no port map: runtime.network must be host")
-    if runtime.volumes:
-        yield Finding(("runtime", "volumes"), "a process sees the host's files: there is nothing to mount")
     if spec.image.packages or spec.image.git_packages or spec.image.vllm_extras:
         yield Finding(("image",), "no image is built for runtime.kind: process; install packages into the "
                       "python_env instead")

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vllmgen.targets.docker import daemon_json
-from vllmgen.runner.executor import EngineError, Executor
+from vllmgen.runner.executor import EngineError
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import WaitTimeout, fail, wait_for
+from vllmgen.targets.docker.engine import DockerEngine, docker_engine
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply
@@ -87,7 +88,7 @@ def question(changes: list[Change]) -> str:
 
 
 def _read(apply: Apply, name: str) -> Change:
-    executor = apply.executors[name]
+    executor = docker_engine(apply.executors[name])
     path = executor.host.daemon_json_path
     current = apply._engine(name, STEP, executor.read_daemon_json)
     try:
@@ -98,7 +99,7 @@ def _read(apply: Apply, name: str) -> Change:
 
 def _check(apply: Apply, change: Change) -> Change:
     """The change, with how its merged file was checked; a RunnerError (nothing written) when it would not load."""
-    executor = apply.executors[change.node]
+    executor = docker_engine(apply.executors[change.node])
     valid, words = apply._engine(change.node, STEP, lambda: executor.validate_daemon_json(change.merge.text))
     if valid is False:
         raise fail(change.node, STEP, f"the merged {change.path} would not load: {words}; nothing was written",
@@ -114,7 +115,7 @@ def _check(apply: Apply, change: Change) -> Change:
 
 def _write_and_restart(apply: Apply, change: Change) -> None:
     name, path, merge = change.node, change.path, change.merge
-    executor = apply.executors[name]
+    executor = docker_engine(apply.executors[name])
     backup = daemon_json.backup_name(path) if merge.original is not None else None
     apply._engine(name, STEP, lambda: executor.write_daemon_json(merge.text, backup))
     apply.progress.say(f"{STEP}: wrote {path}" + (f" (backup {backup})" if backup else "") + f"; {change.checked}", name)
@@ -141,7 +142,7 @@ def _write_and_restart(apply: Apply, change: Change) -> None:
                "check `journalctl -u docker` on the node; the file is as it was before this apply")
 
 
-def _restart_and_wait(apply: Apply, executor: Executor) -> str | None:
+def _restart_and_wait(apply: Apply, executor: DockerEngine) -> str | None:
     """None once Docker answers again; else what went wrong."""
     try:
         executor.restart_daemon()

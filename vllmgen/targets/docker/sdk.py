@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vllmgen.spec import endpoints
+from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.targets.docker import daemon_json, dockerargs
 from vllmgen.runner import ssh
 from vllmgen.runner import host as hosts
@@ -33,6 +34,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import StreamFollow
+from vllmgen.plan import label_names
 
 
 API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
@@ -141,14 +143,6 @@ class DockerSdkExecutor:
             raise EngineError(f"{shlex.join(self.host.restart_command)} failed (exit {out.rc}): "
                               f"{(out.stderr or out.stdout).strip()}")
 
-    def gpu_count(self) -> int | None:
-        try:
-            out = self.host.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], timeout=60)
-        except hosts.NoHostAccess:  # a tcp:// endpoint: not checked; ssh failures are errors
-            return None
-        if out.rc != 0:
-            return None
-        return len([line for line in out.stdout.splitlines() if line.strip()])
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
         import docker
@@ -304,7 +298,7 @@ class DockerSdkExecutor:
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
         found = self._call(lambda: self._docker().containers.list(
-            all=True, filters={"label": f"io.vllmgen.deployment={deployment}"}))
+            all=True, filters={"label": f"{label_names.DEPLOYMENT}={deployment}"}))
         return sorted((self._state(c) for c in found), key=lambda s: s.name)
 
     def cluster_view(self, name: str) -> ClusterView | None:
@@ -393,3 +387,9 @@ class ImageStreams:
     def tag(self, image_id: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
         self.executor._call(lambda: self.executor._docker().api.tag(image_id, repository, tag or "latest", force=True))
+
+
+def engine_for(plan: Plan, node: NodePlan, endpoint: str | None, host: hosts.Host, *,
+               timeout: float = API_TIMEOUT) -> DockerSdkExecutor:
+    """The Docker target's engine for one node (the registry names it): its Docker at ``endpoint``."""
+    return DockerSdkExecutor(node.name, endpoint, host, timeout=timeout)

@@ -29,11 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vllmgen.plan.plan import LABEL_PREFIX
+from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
-    ClusterView,
     ContainerState,
     EngineError,
     EngineInfo,
@@ -43,6 +42,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import FileFollow
+from vllmgen.plan import label_names
 
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the group
 MEMBERS_GRACE_S = 10.0  # the leader died: its group's members get this long after SIGTERM
@@ -249,7 +249,7 @@ class ProcessExecutor:
     def _state(self, path: Path, record: Record | str) -> ContainerState:
         node = path.name.removesuffix(".json")
         if isinstance(record, str):
-            labels = {f"{LABEL_PREFIX}.deployment": self.deployment, f"{LABEL_PREFIX}.node": node}
+            labels = {label_names.DEPLOYMENT: self.deployment, label_names.NODE: node}
             return ContainerState(name=f"{self.deployment}-{node}", status=f"untrusted record ({record})",
                                   exit_code=None, labels=labels, image=self.vllm)
         alive = is_ours(record.pid, record.start, self._mark(node))
@@ -270,14 +270,6 @@ class ProcessExecutor:
             raise EngineError(f"the vllm executable {self.vllm} is not on this host (or not executable)")
         return EngineInfo(version=f"process runtime, {self.vllm}", api_version="-")
 
-    def gpu_count(self) -> int | None:
-        try:
-            out = self.host.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], timeout=60)
-        except (hosts.NoHostAccess, OSError):
-            return None
-        if out.rc != 0:
-            return None
-        return len([line for line in out.stdout.splitlines() if line.strip()])
 
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
         """Copy what the process reads (serve-config.yaml) and this node's scripts (run.sh, which starts
@@ -437,44 +429,28 @@ class ProcessExecutor:
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult:
-        raise EngineError("the process runtime has no exec (no container)")
+        """Run ``argv`` on this host beside the process (there is no container to enter), ``vllm`` being the
+        node's own executable (``vllm bench serve`` from its environment); ``env`` only in the child's."""
+        if self._find(name) is None:
+            raise EngineError(f"no process {name} of this deployment on this host")
+        if detach:
+            raise EngineError("the process runtime runs commands beside a process in the foreground only")
+        words = [self.vllm if argv[0] == "vllm" else argv[0], *argv[1:]]
+        try:
+            done = subprocess.run(words, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise EngineError(f"{words[0]}: {exc.strerror or exc}") from exc
+        return ExecResult(done.returncode, done.stdout + done.stderr)
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
         if deployment != self.deployment:
             return []
         return [self._state(path, record) for path, record in self._entries()]
 
-    def cluster_view(self, name: str) -> ClusterView | None:
-        return None
-
     def serving(self, name: str) -> bool:
         state = self.inspect(name)
         return bool(state and state.running)
-
-    def image_labels(self, tag: str) -> dict[str, str] | None:
-        return None
-
-    def image_id(self, tag: str) -> str | None:
-        return None
-
-    def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
-                    on_line: Callable[[str], None]) -> None:
-        raise EngineError("the process runtime builds no image")
-
-    def read_daemon_json(self) -> str | None:
-        return None
-
-    def write_daemon_json(self, text: str, backup: str | None) -> None:
-        raise EngineError("the process runtime has no daemon.json")
-
-    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
-        return None, ""
-
-    def restore_daemon_json(self, original: str | None) -> None:
-        return None
-
-    def restart_daemon(self) -> None:
-        raise EngineError("the process runtime has no Docker to restart")
 
     def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
              timeout: float = 10) -> HttpResult:
@@ -487,6 +463,13 @@ class ProcessExecutor:
 def _stem(labels: Mapping[str, str], name: str) -> str:
     """run/<stem>.json: the node's name; ``<node>.gateway`` / ``<node>.router`` for the gateway / router on that node (node names are DNS
     labels, without dots: no clash with a node's own record). Its scripts are in nodes/<stem>/."""
-    node = labels.get(f"{LABEL_PREFIX}.node", name)
-    role = labels.get(f"{LABEL_PREFIX}.role")
+    node = labels.get(label_names.NODE, name)
+    role = labels.get(label_names.ROLE)
     return f"{node}.{role}" if role in ("gateway", "router") else node
+
+
+def engine_for(plan: Plan, node: NodePlan, endpoint: str | None, host: hosts.Host, *,
+               timeout: float = 0) -> ProcessExecutor:
+    """The process target's engine for one node (the registry names it): processes on this host, their
+    records under ~/.vllmgen/deployments/<name>. ``endpoint`` and ``timeout`` are the Docker target's."""
+    return ProcessExecutor(node.name, Path.home() / DEPLOYMENTS / plan.name, node.vllm or "vllm", host)

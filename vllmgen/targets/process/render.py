@@ -13,6 +13,7 @@ from typing import Any
 
 from vllmgen.targets.process import process
 from vllmgen.plan.plan import Container, NodePlan, Plan
+from vllmgen.targets.kit import File, RenderKit
 
 _RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
 
@@ -84,3 +85,17 @@ def node_files(plan: Plan, node: NodePlan, context: dict[str, Any],
         (f"{base}/stop.sh", template("process-stop.sh.j2", **node_context), True),
         (f"{base}/{unit}", template("process.service.j2", **node_context), False),
     ]
+
+
+def artifacts(plan: Plan, kit: RenderKit) -> list[File]:
+    """No Dockerfile, daemon.json or compose: per node (and the gateway's) run/start/stop.sh and a unit."""
+    files: list[File] = []
+    for node in plan.nodes:
+        files += node_files(plan, node, kit.context, kit.template)
+    gateway = gateway_node(plan)
+    if gateway is not None:
+        files += node_files(plan, gateway, kit.context, kit.template, what="the gateway (nginx)")
+    router = router_node(plan)
+    if router is not None:  # only prefill/decode disaggregation allows a router with processes (rules.parallel)
+        files += node_files(plan, router, kit.context, kit.template, what="vllm-router", role="router")
+    return files
