@@ -53,7 +53,7 @@ def _apply(cluster: SshCluster, spec: Path, *extra: str):  # noqa: ANN202
 
 
 def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> None:
-    bystander = ssh_hosts.daemons[1].client().containers.run(
+    ssh_hosts.daemons[1].client().containers.run(  # a bystander: apply leaves it alone
         "local/vllmgen-rootfs:bookworm-v2", ["sleep", "3600"], name="not-ours", detach=True, network_mode="host")
     log = _ok(_apply(ssh_hosts, spec))
     head_ip, worker_ip = ssh_hosts.node_addresses

@@ -32,6 +32,7 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool, against_recipe: st
       vllmgen diff vllmgen.yaml --against-recipe ~/recipes  what its recipe changed upstream
     """
     if against_recipe is not None:
+        # lazy: start-up time
         from vllmgen.recipes.drift import drift
 
         report = drift(spec, against_recipe)
@@ -44,6 +45,7 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool, against_recipe: st
         if exit_code and (report.concerns or not report.unchanged):
             sys.exit(EXIT_DRIFT)
         return
+    # lazy: start-up time
     from vllmgen.render.compile import plan_file
     from vllmgen.review.gitspec import GitError, spec_at
     from vllmgen.spec.load import load_bytes
@@ -91,6 +93,7 @@ def precommit(files: tuple[Path, ...], patterns: tuple[str, ...], build_dir: str
     Exit 1 when a build/ folder is out of date (run the `vllmgen render` it prints), 3 when a spec
     is invalid.
     """
+    # lazy: start-up time
     from vllmgen.render.compile import compile_file
     from vllmgen.spec.load import load_file
     from vllmgen.review.precommit import DEFAULT_SPECS, fix_command, is_vllmgens_own, select, spec_files

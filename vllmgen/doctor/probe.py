@@ -155,8 +155,6 @@ class LiveProbe:
         return DiskSpace(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
 
     def hostname_addresses(self) -> tuple[str, list[str]] | None:
-        import socket
-
         name = socket.gethostname()
         try:
             found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
@@ -185,7 +183,7 @@ class LiveProbe:
             return None
 
     def _client(self) -> Any:
-        import docker  # lazy: optional on GPU hosts
+        import docker  # lazy: the docker SDK: optional on GPU hosts, and slow to import
 
         return docker.from_env(timeout=self.docker_timeout)
 
@@ -201,6 +199,7 @@ class LiveProbe:
         if not image:
             return None, "no image to run"
         try:
+            # lazy: the docker SDK: optional on GPU hosts, and slow to import
             import docker
 
             client = self._client()

@@ -227,7 +227,7 @@ unset pattern
 # the process runtime's marker (process.MARKER_ENV, not a secret) stays: it proves nginx is ours to stop
 exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin ${{VLLMGEN_NODE:+"VLLMGEN_NODE=${{VLLMGEN_NODE}}"}} "${{nginx}}" -p "${{run_dir}}/" -c "${{run_dir}}/nginx.conf" \\
     -e stderr -g 'daemon off;'
-"""
+"""  # noqa: E501 - the script's own line
 
 
 def config_inputs(conf: str, script: str) -> str:

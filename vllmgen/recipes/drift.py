@@ -7,6 +7,7 @@ are compared per concern. A recipe that no longer offers the choice says why, as
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,6 @@ class Drift:
         self.concerns.setdefault(concern, []).append(line)
 
     def as_json(self) -> str:
-        import json
-
         return json.dumps({"model": self.model, "unchanged": self.unchanged, "concerns": self.concerns},
                           indent=2, sort_keys=True) + "\n"
 

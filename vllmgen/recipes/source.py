@@ -152,7 +152,7 @@ def _read_file(path: Path) -> tuple[bytes, str]:
 
 
 def _fetch(url: str) -> bytes:
-    import urllib.error  # only for a URL source: a checkout is read without any network code
+    import urllib.error  # lazy: only for a URL source: a checkout is read without any network code
     import urllib.request
 
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "vllmgen"})
@@ -199,7 +199,7 @@ def _mapping(raw: bytes, origin: str, *, json_form: bool = False) -> dict[str, A
 
 
 def _unknown(what: str, name: str, known: list[str]) -> str:
-    import difflib  # only on the error path
+    import difflib  # lazy: only on the error path
 
     hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     tail = f"did you mean {hint[0]!r}?" if hint else f"offered: {', '.join(known) or 'none'}"

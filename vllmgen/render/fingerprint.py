@@ -99,6 +99,7 @@ def installed_versions(names: tuple[str, ...]) -> dict[str, str | None]:
             break
     missing = [name for name in names if name not in found]
     if missing:  # not where a dist-info would be: ask importlib.metadata, which knows every layout
+        # lazy: rarely needed, slow to import
         from importlib import metadata
 
         for name in missing:

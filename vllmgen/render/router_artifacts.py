@@ -11,8 +11,12 @@ from dataclasses import replace
 
 from vllmgen.spec.addresses import host_port
 from vllmgen.plan.exposure import EVERY_INTERFACE
-from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, _host_mount, container_hash
+from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, host_mount, container_hash
 from vllmgen.plan.router import RouterPlan
+from vllmgen.render.compose_yaml import compose_file
+from vllmgen.render.shell import quote_word
+from vllmgen.render.templates import header, template
+from vllmgen.targets.docker.dockercli import run_options
 
 ROLE = "router"
 PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
@@ -28,7 +32,7 @@ def router_container(plan: Plan) -> Container:
         command=router.argv(),
         env=router.env,
         secrets=(),
-        mounts=tuple(_host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
+        mounts=tuple(host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
         labels=(),
         ipc_host=False,
         gpus="",
@@ -63,9 +67,6 @@ def dockerfile(router: RouterPlan, header: str) -> str:
 
 def artifacts(plan: Plan) -> dict[str, str]:
     """router/ files, by path."""
-    from vllmgen.targets.docker.dockercli import run_options
-    from vllmgen.render.artifacts import _template, compose_file, header
-
     router = plan.router
     assert router is not None
     container = router_container(plan)
@@ -80,15 +81,13 @@ def artifacts(plan: Plan) -> dict[str, str]:
                               f'    image: "{container.image}"\n    build:\n      context: "."\n', 1)
     return {
         "router/Dockerfile": dockerfile(router, top),
-        "router/start.sh": _template("router-start.sh.j2", **context),
+        "router/start.sh": template("router-start.sh.j2", **context),
         "router/stop.sh": _stop(container.name, top),
         "router/compose.yaml": compose,
     }
 
 
 def _stop(name: str, top: str) -> str:
-    from vllmgen.render.shell import quote_word
-
     return (
         "#!/usr/bin/env bash\n"
         f"# {top}\n"

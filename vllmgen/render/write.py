@@ -213,7 +213,7 @@ def _diff(path: str, current: bytes | None, expected: str) -> str:
         old = current.decode("utf-8")
     except UnicodeDecodeError:
         return f"{path}: differs (not UTF-8 on disk)\n"
-    import difflib  # only a stale tree needs it
+    import difflib  # lazy: only a stale tree needs it
 
     lines = difflib.unified_diff(
         old.splitlines(keepends=True), expected.splitlines(keepends=True), f"a/{path}", f"b/{path}"

@@ -287,6 +287,7 @@ class _Dialer:
 
 def docker_client(endpoint: Endpoint, timeout: float) -> tuple[Any, _Dialer]:
     """A ``docker.DockerClient`` whose API calls go over ssh, and its dialer (close it after the client)."""
+    # lazy: the docker SDK and its HTTP stack: only a command that reaches a host needs them
     import docker
     import requests.adapters
     import urllib3.connection

@@ -29,6 +29,7 @@ except ImportError:
 
 from vllmgen.spec.compose import Builder, ComposeError
 from vllmgen.errors import Diagnostic, Path, SpecError, short
+from vllmgen.errors import format_path
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ class LoadedSpec:
     positions: Positions
 
     def diagnostic(self, path: Path, message: str, *, key: bool = False, severity="error") -> Diagnostic:
-        from vllmgen.errors import format_path
-
         line, col = self.positions.of(path, key=key)
         return Diagnostic(self.file, line, col, format_path(path), message, severity)
 

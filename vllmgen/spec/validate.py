@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
 from vllmgen.spec.load import LoadedSpec, load_file
 from vllmgen.spec.partial import partial_spec, unwrap
-from vllmgen.spec.rules.core import Finding, check_rules
+from vllmgen.spec.rules.check import check_rules
+from vllmgen.spec.rules.core import Finding
 from vllmgen.spec.formats import token_kind, url_credentials
 from vllmgen.spec.model import Spec
 
@@ -148,7 +149,7 @@ def _message(error: dict[str, Any], loc: Path) -> str:
     if kind == "extra_forbidden":
         unknown = str(loc[-1])
         allowed = _fields_at(loc[:-1])
-        import difflib  # only for a misspelt key
+        import difflib  # lazy: only for a misspelt key
 
         hint = difflib.get_close_matches(unknown[:100], allowed, n=1, cutoff=0.6)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(allowed)}"

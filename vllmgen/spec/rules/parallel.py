@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from vllmgen.spec import addresses
 from vllmgen.plan import parallel
 from vllmgen.errors import Path
-from vllmgen.spec.rules.core import Finding, _non_finite
+from vllmgen.spec.rules import catalog as flag_catalog
+from vllmgen.spec.rules.core import Finding, non_finite
 from vllmgen.spec.model import Spec
 
 DP = ("serve", "data_parallel")
@@ -89,7 +90,7 @@ def expert(spec: Spec) -> Iterator[Finding]:
     if ep.eplb_config is not None and not ep.eplb:
         yield Finding((*EP, "eplb_config"), "eplb_config needs eplb: true (--enable-eplb)")
     if ep.eplb_config is not None:
-        for path in _non_finite(ep.eplb_config, (*EP, "eplb_config")):
+        for path in non_finite(ep.eplb_config, (*EP, "eplb_config")):
             yield Finding(path, "expected a finite number: JSON has no Infinity or NaN")
     if ep.gid_index is not None and not (spec.cluster.ib_hcas or any(n.ib_hcas for n in spec.nodes)):
         yield Finding((*EP, "gid_index"), "a RoCE GID index without InfiniBand/RoCE HCAs (cluster.ib_hcas) has no "
@@ -147,9 +148,7 @@ def host_ports(spec: Spec) -> Iterator[Finding]:
 def catalog_flags(spec: Spec) -> Iterator[Finding]:
     """The all2all backend among the version's choices; a warning for each flag the layout needs
     that the version's catalog lacks (an older vLLM)."""
-    from vllmgen.spec.rules.catalog import catalog_for
-
-    cat, _ = catalog_for(spec)
+    cat, _ = flag_catalog.catalog_for(spec)
     backend = spec.serve.expert_parallel.all2all_backend
     info = cat.lookup("--all2all-backend")
     if backend is not None and info is not None and info.choices and backend not in info.choices:

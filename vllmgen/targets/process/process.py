@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vllmgen.plan.plan import HF_CACHE_IN_CONTAINER, Container, Mount, SecretEnv
+from vllmgen.plan.plan import Container, Mount, SecretEnv
+from vllmgen.spec.container_layout import HF_CACHE_IN_CONTAINER
 from vllmgen.render.shell import Anchored, Word
 
 RUN_DIR = "run"  # under the deployment folder: <node>.lock, <node>.json, <node>.log
