@@ -21,7 +21,7 @@ import stat
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -460,7 +460,7 @@ def check_parts(folder: Path, items: Iterable[dict[str, Any]],
     return [problem for problem in found if problem]
 
 
-def read_item(folder: Path, item: dict[str, Any], on_bytes: Callable[[int], None] = lambda n: None
+def read_item(folder: Path, item: Mapping[str, Any], on_bytes: Callable[[int], None] = lambda n: None
               ) -> Iterator[bytes]:
     """The item's bytes, its parts in order, each checked again as it is read (a part changed since the
     check fails here, before its last chunk is handed on)."""

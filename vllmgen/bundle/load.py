@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 from vllmgen.bundle import archive
 from vllmgen.bundle.archive import BundleError, human, rate
-from vllmgen.render.fingerprint import spec_sha256
-from vllmgen.runner import host as hosts
 from vllmgen.render.artifacts import Artifact
-from vllmgen.render.write import check, write
 from vllmgen.render.compile import plan_file
+from vllmgen.render.fingerprint import spec_sha256
+from vllmgen.render.write import check, write
+from vllmgen.runner import host as hosts
 from vllmgen.runner import targets
 
 MARKER = ".vllmgen-bundle"  # in a model folder bundle load placed: the digest of what it holds

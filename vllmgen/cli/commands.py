@@ -239,13 +239,13 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     Exit status 1 when any check fails.
     """
     # lazy: start-up time
-    from vllmgen.render.compile import plan_file
     from vllmgen.doctor import report
     from vllmgen.doctor.checks import exit_code
     from vllmgen.doctor.from_spec import expectation, model_fit
     from vllmgen.doctor.gpu import format_inventory
     from vllmgen.doctor.host import docker_checks, gpu_facts, network_checks, storage_checks
     from vllmgen.doctor.probe import LiveProbe
+    from vllmgen.render.compile import plan_file
 
     valid, plan = plan_file(spec)
     _warn(valid.warnings)

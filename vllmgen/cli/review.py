@@ -46,11 +46,11 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool, against_recipe: st
             sys.exit(EXIT_DRIFT)
         return
     # lazy: start-up time
+    from vllmgen.plan.plan import build_plan
     from vllmgen.render.compile import plan_file
     from vllmgen.review.gitspec import GitError, spec_at
-    from vllmgen.spec.load import load_bytes
-    from vllmgen.plan.plan import build_plan
     from vllmgen.review.review import as_json, as_markdown, as_text, compare
+    from vllmgen.spec.load import load_bytes
     from vllmgen.spec.validate import validate
 
     _, new = plan_file(spec)
@@ -95,9 +95,9 @@ def precommit(files: tuple[Path, ...], patterns: tuple[str, ...], build_dir: str
     """
     # lazy: start-up time
     from vllmgen.render.compile import compile_file
-    from vllmgen.spec.load import load_file
-    from vllmgen.review.precommit import DEFAULT_SPECS, fix_command, is_vllmgens_own, select, spec_files
     from vllmgen.render.write import check as check_tree
+    from vllmgen.review.precommit import DEFAULT_SPECS, fix_command, is_vllmgens_own, select, spec_files
+    from vllmgen.spec.load import load_file
 
     specs = spec_files(Path("."), patterns or DEFAULT_SPECS)
     names: dict[Path, str | None] = {}

@@ -8,9 +8,9 @@ from vllmgen.doctor import fit, storage
 from vllmgen.doctor.checks import CheckResult, skip
 from vllmgen.doctor.host import GpuFacts, HostExpectation
 from vllmgen.doctor.probe import Probe
+from vllmgen.plan import parallel
 from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.spec.model import Spec
-from vllmgen.plan import parallel
 
 IMAGE_DISK_BYTES = 30 * 1024**3  # a vLLM image unpacked, with room for one rebuild
 DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from vllmgen.doctor import cuda, docker, gpu, network, storage
 from vllmgen.doctor.checks import CheckResult, skip
 from vllmgen.doctor.probe import Probe
-from vllmgen.doctor.selection import check_gpu_ids
-from vllmgen.doctor.selection import check_vllm_executable
+from vllmgen.doctor.selection import check_gpu_ids, check_vllm_executable
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ class LiveProbe:
             found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
         except OSError:
             return name, []
-        return name, sorted({entry[4][0] for entry in found})
+        return name, sorted({str(entry[4][0]) for entry in found})
 
     def port_error(self, host: str, port: int) -> str | None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from vllmgen.spec import addresses
 from vllmgen.plan import exposure
-from vllmgen.spec.model import Spec
+from vllmgen.spec import addresses
 from vllmgen.spec.gateway import Gateway
+from vllmgen.spec.model import Spec
 
 ROLE = "gateway"
 CONF_IN_CONTAINER = "/etc/vllmgen/gateway/nginx.conf"

@@ -12,13 +12,14 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
-from vllmgen.spec import addresses
-from vllmgen.plan import exposure, gateway as front_door, parallel
+from vllmgen.plan import exposure, parallel
+from vllmgen.plan import gateway as front_door
 from vllmgen.plan.engine import VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
-from vllmgen.plan.monitoring import MonitoringPlan, plan_monitoring
 from vllmgen.plan.gateway import GatewayPlan, plan_gateway
+from vllmgen.plan.monitoring import MonitoringPlan, plan_monitoring
 from vllmgen.plan.router import RouterPlan, plan_router
 from vllmgen.render.shell import Anchored, host_word
+from vllmgen.spec import addresses
 from vllmgen.spec.container_layout import CACHE_IN_CONTAINER, CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER
 from vllmgen.spec.model import Node, SecretRef, Spec
 from vllmgen.spec.rules.offline import OFFLINE_ENV

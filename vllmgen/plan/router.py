@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vllmgen.spec import addresses
 from vllmgen.plan import exposure
+from vllmgen.spec import addresses
 from vllmgen.spec.model import Node, Spec
 
 ROUTER_SUFFIX = "router"

@@ -104,7 +104,7 @@ def _checkout(root: Path) -> Source:
     strategies: dict[str, dict[str, Any]] = {}
     for path in sorted((root / "strategies").glob("*.yaml")):
         data = _mapping(*_read_file(path))
-        name = data.get("name") if isinstance(data.get("name"), str) else path.stem
+        name = data["name"] if isinstance(data.get("name"), str) else path.stem
         strategies[name] = data
     models = root / "models"
     ids = sorted(
@@ -132,7 +132,7 @@ def _from_api(data: dict[str, Any]) -> dict[str, Any]:
     """A published recipe JSON as the YAML schema has it: the offered strategies from its renderings."""
     if "compatible_strategies" in data:
         return data
-    rendered = data.get("recommended_command") if isinstance(data.get("recommended_command"), dict) else {}
+    rendered: dict[str, Any] = data["recommended_command"] if isinstance(data.get("recommended_command"), dict) else {}
     offered = [rendered["strategy"]] if isinstance(rendered.get("strategy"), str) else []
     alternatives = rendered.get("alternatives")
     if isinstance(alternatives, dict):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllmgen.render.fingerprint import inputs
 from vllmgen.plan.plan import Plan, build_plan
 from vllmgen.render.artifacts import Artifact, render
+from vllmgen.render.fingerprint import inputs
 from vllmgen.spec.validate import ValidSpec, validate_file
 
 

@@ -66,7 +66,7 @@ SHAPING_LIBRARIES = ("jinja2", "pydantic", "pydantic-core", "ruamel.yaml")
 
 def _normal(name: str) -> str:
     """A distribution name as its dist-info folder spells it (PEP 503 normalised, '_' for the separator)."""
-    out = []
+    out: list[str] = []
     for char in name.lower():
         if char in "-_.":
             if not out or out[-1] != "_":

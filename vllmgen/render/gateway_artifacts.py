@@ -17,7 +17,6 @@ from vllmgen.spec import addresses
 from vllmgen.targets.docker.dockercli import run_options
 
 
-
 def artifacts(plan: Plan, context: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """(path, text, executable) of every gateway/ file."""
     gateway, container = plan.gateway, plan.gateway_container
@@ -91,8 +90,8 @@ def open_ports(plan: Plan) -> list[tuple[str, str, str, str]]:
                      "forwards everything to the servers; `/add_worker`, `/remove_worker` answer without a key"))
     head = plan.head
     if plan.backend == "ray":
-        port = next((w.split("=", 1)[1] for w in head.container.command if w.startswith("--port=")), "")
-        rows.append(("Ray GCS (head)", f"{addresses.url_host(head.address)}:{port}", who(head.address),
+        gcs_port = next((w.split("=", 1)[1] for w in head.container.command if w.startswith("--port=")), "")
+        rows.append(("Ray GCS (head)", f"{addresses.url_host(head.address)}:{gcs_port}", who(head.address),
                      "Ray's cluster protocol (and whatever Ray opens beside it)"))
     if "master-port" in plan.serve_config:
         rows.append(("torch.distributed master (head)", addresses.host_port(head.address,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from vllmgen.spec.addresses import host_port
 from vllmgen.plan.exposure import EVERY_INTERFACE
-from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, host_mount, container_hash
+from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, container_hash, host_mount
 from vllmgen.plan.router import RouterPlan
 from vllmgen.render.compose_yaml import compose_file
 from vllmgen.render.shell import quote_word
 from vllmgen.render.templates import header, template
+from vllmgen.spec.addresses import host_port
 from vllmgen.targets.docker.dockercli import run_options
 
 ROLE = "router"

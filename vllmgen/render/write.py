@@ -19,8 +19,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from vllmgen.render import swap
 from vllmgen.errors import EXIT_USAGE, VllmgenError
+from vllmgen.render import swap
 from vllmgen.render.artifacts import MANIFEST, Artifact
 
 LOCK_TIMEOUT_S = 120.0  # renders take about a second; a holder this slow is stuck or huge

@@ -27,9 +27,8 @@ try:  # libyaml, from ruamel.yaml[libyaml] (ruamel.yaml.clibz) or ruamel.yaml.cl
 except ImportError:
     CParser = None
 
+from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
 from vllmgen.spec.compose import Builder, ComposeError
-from vllmgen.errors import Diagnostic, Path, SpecError, short
-from vllmgen.errors import format_path
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,7 @@ def load_text(text: str, file: str) -> LoadedSpec:
     try:
         return _load(text, file, events)
     except _Truncated:
+        assert c_error is not None  # only libyaml's error truncates the events
         raise SpecError([_yaml_diagnostic(c_error, file)]) from None
     except ComposeError as exc:
         raise SpecError([Diagnostic(file, exc.line, exc.column, "<yaml>", f"invalid YAML: {exc.message}")]) from None

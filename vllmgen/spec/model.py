@@ -12,13 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this module's to others
-    empty_dict,
-    empty_list,
-    invalid,
-    git_requirement,
-    interface_name,
     IMAGE_REF,
-    pinned_requirement,
     Address,
     ContainerPath,
     DockerHost,
@@ -28,7 +22,6 @@ from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this mod
     HostPath,
     IfName,
     ImageRef,
-    looks_like_secret,
     Model,
     Name,
     Port,
@@ -36,6 +29,13 @@ from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this mod
     Text,
     Url,
     Version,
+    empty_dict,
+    empty_list,
+    git_requirement,
+    interface_name,
+    invalid,
+    looks_like_secret,
+    pinned_requirement,
 )
 from vllmgen.spec.gateway import Gateway
 from vllmgen.spec.parallel import DataParallel, ExpertParallel, Router

@@ -15,12 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
+from vllmgen.spec.formats import token_kind, url_credentials
 from vllmgen.spec.load import LoadedSpec, load_file
+from vllmgen.spec.model import Spec
 from vllmgen.spec.partial import partial_spec, unwrap
 from vllmgen.spec.rules.check import check_rules
 from vllmgen.spec.rules.core import Finding
-from vllmgen.spec.formats import token_kind, url_credentials
-from vllmgen.spec.model import Spec
 
 
 @dataclass(frozen=True)

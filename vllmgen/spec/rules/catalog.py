@@ -12,10 +12,10 @@ import json
 import re
 from collections.abc import Iterator
 
-from vllmgen.spec import catalog
 from vllmgen.errors import short
-from vllmgen.spec.rules.core import OWNED_FLAGS, Finding
+from vllmgen.spec import catalog
 from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import OWNED_FLAGS, Finding
 
 
 def catalog_for(spec: Spec) -> tuple[catalog.Catalog, str | None]:

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vllmgen.errors import Path
 from vllmgen.spec import addresses
 from vllmgen.spec.container_layout import CACHE_ENV
-from vllmgen.errors import Path
 from vllmgen.spec.formats import floating_image
 from vllmgen.spec.model import Spec
 from vllmgen.targets.docker.daemon_keys import problems

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from vllmgen.spec.rules.core import Finding
 from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import Finding
 
 # Hugging Face hub and transformers read local files only; vLLM and its libraries send no usage data.
 OFFLINE_ENV = {

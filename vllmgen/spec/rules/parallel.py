@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vllmgen.spec import addresses
-from vllmgen.plan import parallel
 from vllmgen.errors import Path
+from vllmgen.plan import parallel
+from vllmgen.spec import addresses
+from vllmgen.spec.model import Spec
 from vllmgen.spec.rules import catalog as flag_catalog
 from vllmgen.spec.rules.core import Finding, non_finite
-from vllmgen.spec.model import Spec
 
 DP = ("serve", "data_parallel")
 EP = ("serve", "expert_parallel")
@@ -136,12 +136,12 @@ def host_ports(spec: Spec) -> Iterator[Finding]:
         if spec.monitoring.enabled:
             add(spec.monitoring.node, ("monitoring", "prometheus_port"), spec.monitoring.prometheus_port)
             add(spec.monitoring.node, ("monitoring", "grafana_port"), spec.monitoring.grafana_port)
-    for node, used in per_host.items():
+    for host, used in per_host.items():
         seen: dict[int, Path] = {}
         for path, port in used:
             if port in seen and seen[port] != path:
                 other = ".".join(map(str, seen[port]))
-                yield Finding(path, f"port {port} on node {node} is already used by {other}")
+                yield Finding(path, f"port {port} on node {host} is already used by {other}")
             seen.setdefault(port, path)
 
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vllmgen.spec import addresses
-from vllmgen.spec.rules.core import Finding
 from vllmgen.spec.model import Node, Spec
+from vllmgen.spec.rules.core import Finding
 
 
 def node_vllm(spec: Spec, node: Node) -> str | None:
     """The vllm executable this node runs (process runtime): node over runtime, vllm over python_env."""
-    if node.vllm or node.python_env:
-        return node.vllm or f"{node.python_env.rstrip('/')}/bin/vllm"
-    if spec.runtime.vllm or spec.runtime.python_env:
-        return spec.runtime.vllm or f"{spec.runtime.python_env.rstrip('/')}/bin/vllm"  # type: ignore[union-attr]
-    return None
+    return _executable(node.vllm, node.python_env) or _executable(spec.runtime.vllm, spec.runtime.python_env)
+
+
+def _executable(vllm: str | None, python_env: str | None) -> str | None:
+    if vllm:
+        return vllm
+    return f"{python_env.rstrip('/')}/bin/vllm" if python_env else None
 
 
 def gpu_selection(spec: Spec) -> Iterator[Finding]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vllmgen.targets.docker.dockercli import run_argv
-from vllmgen.runner.executor import RunRequest
 from vllmgen.render.shell import Anchored, Word
+from vllmgen.runner.executor import RunRequest
+from vllmgen.targets.docker.dockercli import run_argv
 
 
 def run_words(request: RunRequest) -> list[Word]:

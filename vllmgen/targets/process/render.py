@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from vllmgen.targets.process import process
 from vllmgen.plan.plan import Container, NodePlan, Plan
+from vllmgen.targets.process import process
 
 _RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
 
