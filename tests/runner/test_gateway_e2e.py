@@ -19,8 +19,7 @@ from infra.images import ensure_nginx_image
 
 from vllmgen.plan import gateway
 
-from .support import Cluster, apply_args, write_spec
-from .test_vllm_e2e import _ok, _spec
+from .support import Cluster, apply_args, cpu_vllm_tp_spec, ok_stderr, replicas_spec, router_section, write_spec
 
 pytestmark = pytest.mark.slow
 KEY = "door-test.key+0123456789/abcdef"
@@ -100,14 +99,14 @@ def test_single_node_behind_the_real_gateway(two_hosts: Cluster, tmp_path: Path,
     image = ensure_nginx_image(two_hosts.daemons[0].client())
     a = two_hosts.hosts.addresses[0]
     nodes = [{"name": "solo", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint}]
-    spec = _spec("vg-door", vllm, python_prefix, tmp_path, nodes)
+    spec = cpu_vllm_tp_spec("vg-door", vllm, python_prefix, tmp_path, nodes)
     spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
     spec["gateway"] = {"image": image, "port": GATEWAY_PORT}
     spec = write_spec(tmp_path, spec)
     env = {"VG_DOOR_KEY": KEY}
     client = two_hosts.daemons[0].client()
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), env=env, timeout=900))
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), env=env, timeout=900))
         assert f"solo: gateway: created (http://{a}:{GATEWAY_PORT} in front of 127.0.0.1:{PORT}" in log, log
         assert re.search(r"without the API key at http://\S+: (\d+) of \1 paths refused", log), log
         server = client.containers.get("vg-door-solo").attrs["Config"]["Cmd"]
@@ -123,10 +122,10 @@ def test_single_node_behind_the_real_gateway(two_hosts: Cluster, tmp_path: Path,
         assert status.returncode == 0, status.stdout + status.stderr
         report = json.loads(status.stdout)
         assert report["gateway"]["health"] == 200 and report["gateway"]["without_key"] == 401
-        again = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), env=env))
+        again = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300"), env=env))
         assert "nothing changed" in again, again
     finally:
-        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        down = ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))
     lines = [line for line in down.splitlines() if "down: removed" in line]
     assert "vg-door-gateway" in lines[0], down  # the front door goes first
     assert client.containers.list(all=True, filters={"name": "vg-door"}) == []
@@ -150,24 +149,15 @@ def test_replicas_and_router_behind_the_real_gateway(two_hosts: Cluster, tmp_pat
     public = "10.77.1.1"
     _ip(two_hosts.hosts.path(0), "addr", "add", f"{public}/24", "dev", "vg0")
     _ip(two_hosts.hosts.path(1), "route", "add", "10.77.1.0/24", "dev", "vg0")
-    nodes = [
-        {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
-    ]
-    spec = _spec("vg-door-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
-    spec["serve"]["tensor_parallel_size"] = 1
-    spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
-    spec["router"] = {
-        "node": "rep-a", "port": ROUTER_PORT, "policy": "round_robin", "health_check_interval_s": 2,
-        "volumes": [{"host": python_prefix, "container": python_prefix},
-                    {"host": router_venv, "container": router_venv}],
-        "extra_env": {"PATH": f"{router_venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-    }
-    spec["gateway"] = {"image": image, "port": GATEWAY_PORT, "address": public}
+    spec = replicas_spec(
+        "vg-door-rep", vllm, python_prefix, tmp_path, two_hosts, "rep", secrets={"api_key": {"env": "VG_DOOR_KEY"}},
+        router=router_section(python_prefix, router_venv, node="rep-a", port=ROUTER_PORT, policy="round_robin",
+                              health_check_interval_s=2),
+        gateway={"image": image, "port": GATEWAY_PORT, "address": public})
     spec = write_spec(tmp_path, spec)
     env = {"VG_DOOR_KEY": KEY}
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "300",
                                                 "--router-base-image", "local/vllmgen-routerbase:1"),
                                     env=env, timeout=900))
         assert f"rep-a: gateway: created (http://{public}:{GATEWAY_PORT} in front of 127.0.0.1:{ROUTER_PORT}" in log
@@ -188,6 +178,6 @@ def test_replicas_and_router_behind_the_real_gateway(two_hosts: Cluster, tmp_pat
         report = json.loads(status.stdout)
         assert report["gateway"]["health"] == 200 and report["router"]["health"] == 200
     finally:
-        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        down = ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))
     removed = [line for line in down.splitlines() if "down: removed" in line]
     assert "vg-door-rep-gateway" in removed[0] and "vg-door-rep-router" in removed[1], down

@@ -15,7 +15,7 @@ from infra import cache
 
 from vllmgen.render.monitoring import metric_names
 
-from .support import PATH, ROOT, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
+from .support import ROOT, VLLM_READY_S, Cluster, apply_args, cpu_vllm_spec, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 PORT = 18020
@@ -53,23 +53,11 @@ def test_real_prometheus_scrapes_the_deployed_vllm(one_host: Cluster, tmp_path: 
     venv = cache.vllm_venv()
     model = cache.tiny_model(venv / "bin" / "python")
     daemon = one_host.daemons[0]
-    spec = write_spec(tmp_path, {
-        "version": 1,
-        "name": "vg-watch",
-        "image": {"base": "vllm/vllm-openai:v0.32.0"},
-        "model": {"source": "test/tiny", "host_path": str(model), "path": "/models/tiny", "served_name": "tiny",
-                  "hf_cache": str(tmp_path / "hf-cache")},
-        "runtime": {
-            "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
-                        {"host": str(venv), "container": str(venv), "read_only": True}],
-            "env": {"PATH": f"{venv}/bin:{PATH}", "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-                    "TORCH_COMPILE_DISABLE": "1"},
-        },
-        "caches": {"host_path": str(tmp_path / "engine-caches")},
-        "monitoring": {"prometheus_port": PROMETHEUS_PORT, "scrape_interval": "1s"},
-        "nodes": [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}],
-        "serve": {"max_model_len": 256, "enforce_eager": True, "port": PORT, "extra_args": ["--load-format", "dummy"]},
-    })
+    spec = write_spec(tmp_path, cpu_vllm_spec(
+        "vg-watch", str(venv), str(model), python_prefix, tmp_path,
+        [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}], port=PORT,
+        caches={"host_path": str(tmp_path / "engine-caches")},
+        monitoring={"prometheus_port": PROMETHEUS_PORT, "scrape_interval": "1s"}))
     config = tmp_path / "build" / "vg-watch" / "monitoring" / "prometheus.yml"
     prometheus = None
     try:

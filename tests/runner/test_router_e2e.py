@@ -20,8 +20,17 @@ import pytest
 from infra import cache
 from infra.images import ROOTFS, ensure_base_images
 
-from .support import GATEWAY, PATH, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
-from .test_vllm_e2e import _ok, _spec
+from .support import (
+    GATEWAY,
+    VLLM_READY_S,
+    Cluster,
+    apply_args,
+    ok_stderr,
+    replicas_spec,
+    router_section,
+    wait_for,
+    write_spec,
+)
 
 pytestmark = pytest.mark.slow
 ROUTER_VERSION = "0.1.17"
@@ -93,24 +102,15 @@ def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path,
     vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
     _router_base(two_hosts.daemons[0].client())
     a, b = two_hosts.hosts.addresses
-    nodes = [
-        {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
-    ]
-    spec = _spec("vg-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
-    spec["serve"]["tensor_parallel_size"] = 1
-    spec["router"] = {
-        "node": "rep-a", "port": 18080, "policy": "round_robin", "health_check_interval_s": 2,
-        "volumes": [{"host": python_prefix, "container": python_prefix},
-                    {"host": router_venv, "container": router_venv}],
-        "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"},
-    }
-    spec = write_spec(tmp_path, spec)
+    spec = write_spec(tmp_path, replicas_spec(
+        "vg-rep", vllm, python_prefix, tmp_path, two_hosts, "rep",
+        router=router_section(python_prefix, router_venv, node="rep-a", port=18080, policy="round_robin",
+                              health_check_interval_s=2)))
     router = f"http://{a}:18080"
     replicas = {"rep-a": f"http://{a}:18000", "rep-b": f"http://{b}:18000"}
     clients = {"rep-a": two_hosts.daemons[0].client(), "rep-b": two_hosts.daemons[1].client()}
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
                                                 "--router-base-image", ROUTER_BASE)))
         assert "rep-b: servers: ok" in log
         assert re.search(r"rep-a: router: created \(http://[0-9.]+:18080 in front of 2 server\(s\); "
@@ -138,7 +138,7 @@ def test_two_replicas_behind_the_real_router(two_hosts: Cluster, tmp_path: Path,
         assert "problem: node rep-b: vg-rep-rep-b is exited" in status.stdout, status.stdout
         assert f"problem: API server on node rep-b ({replicas['rep-b']}): /health" in status.stdout, status.stdout
     finally:
-        down = _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        down = ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))
     assert "rep-a: down: removed vg-rep-router (router)" in down, down
     assert two_hosts.daemons[0].client().containers.list(all=True, filters={"name": "vg-rep"}) == []
 
@@ -151,22 +151,13 @@ def test_the_api_key_passes_through_the_router(two_hosts: Cluster, tmp_path: Pat
     vllm = (str(venv), str(cache.tiny_model(venv / "bin" / "python")))
     _router_base(two_hosts.daemons[0].client())
     a, b = two_hosts.hosts.addresses
-    nodes = [
-        {"name": "key-a", "role": "head", "address": a, "gpus": 1, "docker_host": two_hosts.daemons[0].endpoint},
-        {"name": "key-b", "role": "worker", "address": b, "gpus": 1, "docker_host": two_hosts.daemons[1].endpoint},
-    ]
-    spec = _spec("vg-key", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
-    spec["serve"]["tensor_parallel_size"] = 1
-    spec["secrets"] = {"api_key": {"env": "VG_ROUTER_KEY"}}
-    spec["gateway"] = GATEWAY  # a keyed deployment has its front door: the router listens on loopback behind it
-    spec["router"] = {"port": 18080, "health_check_interval_s": 2,
-                      "volumes": [{"host": python_prefix, "container": python_prefix},
-                                  {"host": router_venv, "container": router_venv}],
-                      "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"}}
-    spec = write_spec(tmp_path, spec)
+    spec = write_spec(tmp_path, replicas_spec(
+        "vg-key", vllm, python_prefix, tmp_path, two_hosts, "key", secrets={"api_key": {"env": "VG_ROUTER_KEY"}},
+        gateway=GATEWAY,  # a keyed deployment has its front door: the router listens on loopback behind it
+        router=router_section(python_prefix, router_venv, port=18080, health_check_interval_s=2)))
     env = {"VG_ROUTER_KEY": "router-test-key"}
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
                                                 "--router-base-image", ROUTER_BASE), timeout=900, env=env))
         assert "key-a: router: created" in log, log
         assert re.search(r"key-a: gateway: created \(.*without the API key at http://\S+: (\d+) of \1 paths refused", log), log
@@ -174,4 +165,4 @@ def test_the_api_key_passes_through_the_router(two_hosts: Cluster, tmp_path: Pat
         inspect = two_hosts.daemons[0].client().containers.get("vg-key-router").attrs
         assert "router-test-key" not in json.dumps(inspect)  # not in the router's argv, env or labels
     finally:
-        _ok(two_hosts.vllmgen("down", str(spec), "--all", env=env))
+        ok_stderr(two_hosts.vllmgen("down", str(spec), "--all", env=env))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import PATH, VLLM_READY_S, Cluster, apply_args, write_spec
+from .support import VLLM_READY_S, Cluster, apply_args, cpu_vllm_tp_spec, ok_stderr, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -24,51 +24,18 @@ def vllm(infra_ready: None) -> tuple[str, str]:
     return str(venv), str(cache.tiny_model(venv / "bin" / "python"))
 
 
-def _spec(name: str, vllm: tuple[str, str], python: str, folder: Path, nodes: list[dict], *, ipc_host: bool = True,
-          **cluster) -> dict:
-    venv, model = vllm
-    spec = {
-        "version": 1,
-        "name": name,
-        "image": {"base": "vllm/vllm-openai:v0.32.0"},
-        "model": {"source": "test/tiny", "host_path": model, "path": "/models/tiny", "served_name": "tiny",
-                  "hf_cache": str(folder / "hf-cache")},
-        "runtime": {
-            "network": "host",
-            **({} if ipc_host else {"ipc_host": False, "shm_size": "1g"}),
-            "volumes": [{"host": python, "container": python, "read_only": True},
-                        {"host": venv, "container": venv, "read_only": True}],
-            # TORCH_COMPILE_DISABLE: with tensor parallelism a sampling op still goes through torch.compile,
-            # which needs g++ (absent from the test image) even with --enforce-eager
-            "env": {"PATH": f"{venv}/bin:{PATH}", "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-                    "TORCH_COMPILE_DISABLE": "1"},
-        },
-        "nodes": nodes,
-        "serve": {"tensor_parallel_size": len(nodes), "max_model_len": 256, "enforce_eager": True, "port": 18000,
-                  "extra_args": ["--load-format", "dummy"]},
-    }
-    if cluster:
-        spec["cluster"] = cluster
-    return spec
-
-
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stderr
-
-
 def test_real_vllm_on_one_host(one_host: Cluster, tmp_path: Path, python_prefix: str, vllm: tuple[str, str]) -> None:
     daemon = one_host.daemons[0]
     nodes = [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}]
-    spec = write_spec(tmp_path, _spec("vg-vllm", vllm, python_prefix, tmp_path, nodes))
+    spec = write_spec(tmp_path, cpu_vllm_tp_spec("vg-vllm", vllm, python_prefix, tmp_path, nodes))
     try:
         apply = apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S), daemon=daemon)
-        log = _ok(one_host.vllmgen(*apply))
+        log = ok_stderr(one_host.vllmgen(*apply))
         assert "verify: /v1/models lists tiny" in log and "verify: chat completion answered" in log
-        again = _ok(one_host.vllmgen(*apply))
+        again = ok_stderr(one_host.vllmgen(*apply))
         assert "nothing changed" in again
     finally:
-        _ok(one_host.vllmgen("down", str(spec), "--all"))
+        ok_stderr(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
@@ -82,13 +49,13 @@ def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pytho
     # Private /dev/shm per container, as separate machines have: with --ipc host both "hosts" would share
     # the machine's /dev/shm, vLLM would take them for one node (in_the_same_node_as) and wait forever
     # for a shared-memory reader behind the other container's private /tmp.
-    spec = write_spec(tmp_path, _spec("vg-mp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
+    spec = write_spec(tmp_path, cpu_vllm_tp_spec("vg-mp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
                                       backend="mp", nic="vg0"))
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "node-0: cluster: ok (2 node(s), /health 200)" in log
         assert "verify: chat completion answered" in log
         worker_cmd = two_hosts.daemons[1].client().containers.get("vg-mp-node-1").attrs["Config"]["Cmd"]
         assert worker_cmd[-3:] == ["--node-rank", "1", "--headless"]
     finally:
-        _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))
