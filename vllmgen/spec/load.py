@@ -1,7 +1,7 @@
 """Stage 1, load: YAML text -> plain Python data plus a map of where every value stands.
 
 The parser's events (libyaml's when ruamel.yaml's C extension is installed: ten times faster;
-else the pure one) are built into data by ``vllmgen.spec.compose``, which bounds depth, aliases and
+else the pure one) are built into data by ``vllmgen.spec.yamltree``, which bounds depth, aliases and
 scalar length; positions are 1-based and keyed by field path, so later stages can point at
 ``nodes[1].address`` without holding on to ruamel objects. The file's size is bounded before it
 is read, and bad UTF-8 or a bad character is reported at its line and column. Errors are always
@@ -28,7 +28,7 @@ except ImportError:
     CParser = None
 
 from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
-from vllmgen.spec.compose import Builder, ComposeError
+from vllmgen.spec.yamltree import Builder, ComposeError
 
 
 @dataclass(frozen=True)
