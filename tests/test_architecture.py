@@ -47,6 +47,22 @@ SEAM_UNMARKED = {
 }
 
 
+# The pipeline's stages, in order: a module imports only from its own stage or an earlier one. A target
+# (targets/docker, targets/process) is a slice through the stages, so its modules are not checked as
+# importers; imported, it counts as render's stage (the compiler's side of a target).
+STAGES = {"vllmgen": 0, "errors": 0, "spec": 1, "plan": 2, "render": 3, "targets": 3, "runner": 4, "review": 5,
+          "doctor": 5, "recipes": 5, "bundle": 5, "cli": 6, "__main__": 6}
+# each later-stage import that is still there, and why
+BACK_EDGES = {
+    ("vllmgen.spec.rules.gateway", "vllmgen.plan.exposure"): "where each server listens, computed once; a rule checks it",
+    ("vllmgen.spec.rules.parallel", "vllmgen.plan.parallel"): "ranks and ports, computed once; a rule checks them",
+    ("vllmgen.spec.rules.core", "vllmgen.targets.docker.daemon_keys"):
+        "daemon.json's keys are the Docker target's; issue 18.1 gives each target its part of the spec",
+    ("vllmgen.runner.faults", "vllmgen.doctor.gpu"): "the driver-mismatch advice doctor gives, for the same fault",
+    ("vllmgen.runner.steps", "vllmgen.doctor.docker"): "preflight reads Docker's facts with doctor's checks (seam's file)",
+}
+
+
 @dataclass
 class Graph:
     edges: dict[str, set[str]] = field(default_factory=dict)
@@ -179,6 +195,21 @@ def test_no_import_cycles():
     assert cycles(GRAPH.edges, SEAM_EDGES) == []
 
 
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def back_edges(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
+    return {(module, target) for module, targets in edges.items() for target in targets
+            if _stage(module) != "targets" and STAGES[_stage(target)] > STAGES[_stage(module)]}
+
+
+def test_no_module_imports_from_a_later_stage():
+    assert sorted(back_edges(GRAPH.edges) - set(BACK_EDGES)) == []
+    assert set(BACK_EDGES) - back_edges(GRAPH.edges) == set()  # a stale entry: drop it
+
+
 def test_no_private_name_imported_across_modules():
     found = GRAPH.private - SEAM_PRIVATE
     assert sorted(f"{GRAPH.where[item]}: {item[1]}" for item in found) == []
@@ -217,3 +248,5 @@ def test_the_checker_finds_each_kind_of_problem(tmp_path):
     assert graph.private == {("pkg.sub.b", "pkg.c._secret"), ("pkg.c", "pkg.a._HIDDEN")}
     assert graph.unmarked == {("pkg.sub.b", "pkg.c")}  # f's; g's run of imports is marked
     assert graph.edges["pkg.sub.b"] == {"pkg.a", "pkg.c"}
+    assert back_edges({"vllmgen.spec.x": {"vllmgen.plan.y", "vllmgen.errors"},
+                       "vllmgen.targets.docker.z": {"vllmgen.runner.w"}}) == {("vllmgen.spec.x", "vllmgen.plan.y")}

@@ -18,7 +18,7 @@ from vllmgen.plan.engine import VLLM_DEFAULT_READY_S, cache_env, cache_host_path
 from vllmgen.plan.gateway import GatewayPlan, plan_gateway
 from vllmgen.plan.monitoring import MonitoringPlan, plan_monitoring
 from vllmgen.plan.router import RouterPlan, plan_router
-from vllmgen.render.shell import Anchored, host_word
+from vllmgen.plan.words import Anchored, host_word
 from vllmgen.spec import addresses
 from vllmgen.spec.container_layout import CACHE_IN_CONTAINER, CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER
 from vllmgen.spec.model import Node, SecretRef, Spec

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from vllmgen.plan.plan import Container, SecretEnv
+from vllmgen.plan.words import Anchored, Word, host_word
 from vllmgen.render import yamlout
-from vllmgen.render.shell import Anchored, Word, host_word, quote_word
+from vllmgen.render.shell import quote_word
 from vllmgen.render.templates import safe_text, shell_variable
 from vllmgen.targets.docker.dockercli import mount_word
 

@@ -18,7 +18,8 @@ from typing import Any
 import jinja2
 
 from vllmgen.plan.plan import Plan, SecretEnv
-from vllmgen.render.shell import Anchored, Word, curl_with_key, host_word, join_words, quote_word, secret_expression
+from vllmgen.plan.words import Anchored, Word, host_word
+from vllmgen.render.shell import curl_with_key, join_words, quote_word, secret_expression
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

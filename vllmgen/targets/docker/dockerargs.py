@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vllmgen.render.shell import Anchored, Word
+from vllmgen.plan.words import Anchored, Word
 from vllmgen.runner.executor import RunRequest
 from vllmgen.targets.docker.dockercli import run_argv
 
