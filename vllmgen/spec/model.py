@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this module's to others
+from vllmgen.spec.formats import (
     IMAGE_REF,
     Address,
     ContainerPath,
@@ -34,7 +34,6 @@ from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this mod
     git_requirement,
     interface_name,
     invalid,
-    looks_like_secret,
     pinned_requirement,
 )
 from vllmgen.spec.gateway import Gateway
