@@ -38,7 +38,7 @@ from runner.test_vllm_e2e import _spec  # noqa: E402
 from vllmgen.render.compile import compile_file  # noqa: E402
 from vllmgen.targets.docker import dockerargs  # noqa: E402
 from vllmgen.runner.executor import RunRequest  # noqa: E402
-from vllmgen.render.shell import Anchored  # noqa: E402
+from vllmgen.plan.words import Anchored  # noqa: E402
 
 
 def _run(cluster: Cluster, *args: str) -> tuple[float, subprocess.CompletedProcess]:

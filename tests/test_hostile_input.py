@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from vllmgen.spec import compose, load
+from vllmgen.spec import load, yamltree
 from vllmgen.errors import SpecError
 from vllmgen.spec.load import load_file, load_text
 from vllmgen.spec.validate import validate
@@ -68,8 +68,8 @@ def test_huge_integer_is_positioned_and_short():
 
 
 def test_limits_name_themselves(tmp_path):
-    (message,) = errors("name: " + "a" * (compose.MAX_SCALAR + 1) + "\n")
-    assert message == f"s.yaml:1:7: <yaml>: invalid YAML: a value of {compose.MAX_SCALAR + 1:,} characters; the limit is 16,384"
+    (message,) = errors("name: " + "a" * (yamltree.MAX_SCALAR + 1) + "\n")
+    assert message == f"s.yaml:1:7: <yaml>: invalid YAML: a value of {yamltree.MAX_SCALAR + 1:,} characters; the limit is 16,384"
     big = tmp_path / "big.yaml"
     big.write_text("# " + "x" * load.MAX_BYTES + "\n")
     with pytest.raises(SpecError) as caught:

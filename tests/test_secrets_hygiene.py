@@ -41,7 +41,7 @@ HOSTILE_IMAGES = [
 def test_hostile_image_references_are_refused_with_their_position(field, value):
     errors, _ = diagnostics(MINIMAL + field % json.dumps(value) + "\n")
     path = field.split(":")[0] + "." + field.split("{")[1].split(":")[0]
-    assert any(e.startswith(f"s.yaml:5:") and f" {path}: expected an image reference" in e for e in errors), errors
+    assert any(e.startswith("s.yaml:5:") and f" {path}: expected an image reference" in e for e in errors), errors
 
 
 @pytest.mark.parametrize("value", ["python:3.12-slim", "localhost:5000/team/python:3.12", "registry.example.com/a__b/c--d:v1",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vllmgen.render.compile import plan_file
-from vllmgen.plan.plan import CONFIG_IN_CONTAINER
+from vllmgen.spec.container_layout import CONFIG_IN_CONTAINER
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

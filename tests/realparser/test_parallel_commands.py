@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from vllmgen.render.compile import compile_file
-from vllmgen.plan.plan import CONFIG_IN_CONTAINER
+from vllmgen.spec.container_layout import CONFIG_IN_CONTAINER
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.realparser]

@@ -13,7 +13,7 @@ from fuzzing import run_cli  # noqa: E402
 from test_recipes import CASES, SOURCE  # noqa: E402
 
 from vllmgen.render.compile import compile_file  # noqa: E402
-from vllmgen.plan.plan import CONFIG_IN_CONTAINER  # noqa: E402
+from vllmgen.spec.container_layout import CONFIG_IN_CONTAINER  # noqa: E402
 from vllmgen.render.write import write  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.realparser]

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from infra.dockerd import Dockerd
@@ -172,6 +172,85 @@ def write_spec(folder: Path, spec: dict) -> Path:
     compiled = compile_file(path)
     write(compiled.artifacts, folder / "build" / compiled.plan.name)
     return path
+
+
+def ok_stderr(result: subprocess.CompletedProcess) -> str:
+    """Assert the command exited 0 (showing everything it said if not); return its stderr, where
+    vllmgen reports progress."""
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stderr
+
+
+def ok_stdout(result: subprocess.CompletedProcess) -> str:
+    """As ok_stderr, returning stdout (a command's answer: JSON, a report)."""
+    ok_stderr(result)
+    return result.stdout
+
+
+def ok_output(result: subprocess.CompletedProcess) -> str:
+    """As ok_stderr, returning stdout and stderr together."""
+    ok_stderr(result)
+    return result.stdout + result.stderr
+
+
+def cpu_vllm_spec(name: str, venv: str, model: str, python_prefix: str, folder: Path, nodes: list[dict], *,
+                  port: int, **sections: dict) -> dict:
+    """A spec that serves the tiny model with the real CPU vLLM (tests/infra/cache.py) inside the test
+    image: the venv and the Python it was made from mounted read-only, dummy weights, eager. Each of
+    ``sections`` is merged into the spec's section of that name (runtime, serve, ...) or added."""
+    spec: dict = {
+        "version": 1,
+        "name": name,
+        "image": {"base": "vllm/vllm-openai:v0.32.0"},
+        "model": {"source": "test/tiny", "host_path": model, "path": "/models/tiny", "served_name": "tiny",
+                  "hf_cache": str(folder / "hf-cache")},
+        "runtime": {
+            "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
+                        {"host": venv, "container": venv, "read_only": True}],
+            # TORCH_COMPILE_DISABLE: with tensor parallelism a sampling op still goes through torch.compile,
+            # which needs g++ (absent from the test image) even with --enforce-eager
+            "env": {"PATH": f"{venv}/bin:{PATH}", "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
+                    "TORCH_COMPILE_DISABLE": "1"},
+        },
+        "nodes": nodes,
+        "serve": {"max_model_len": 256, "enforce_eager": True, "port": port, "extra_args": ["--load-format", "dummy"]},
+    }
+    for section, values in sections.items():
+        spec[section] = {**spec[section], **values} if section in spec and isinstance(spec[section], dict) else values
+    return spec
+
+
+def cpu_vllm_tp_spec(name: str, vllm: tuple[str, str], python: str, folder: Path, nodes: list[dict], *,
+                     ipc_host: bool = True, **cluster) -> dict:
+    """cpu_vllm_spec with tensor parallelism across ``nodes`` (one rank per node), on the host network."""
+    venv, model = vllm
+    runtime = {"network": "host", **({} if ipc_host else {"ipc_host": False, "shm_size": "1g"})}
+    spec = cpu_vllm_spec(name, venv, model, python, folder, nodes, port=18000, runtime=runtime,
+                         serve={"tensor_parallel_size": len(nodes)})
+    if cluster:
+        spec["cluster"] = cluster
+    return spec
+
+
+def replicas_spec(name: str, vllm: tuple[str, str], python: str, folder: Path, cluster: Cluster, prefix: str,
+                  **sections: Any) -> dict:
+    """Two CPU vLLM replicas, ``{prefix}-a`` (head) and ``{prefix}-b``, one on each host of ``cluster``, each
+    a whole server (cluster.backend: replicas); ``sections`` (router, secrets, gateway, ...) are added."""
+    a, b = cluster.hosts.addresses
+    nodes = [
+        {"name": f"{prefix}-a", "role": "head", "address": a, "gpus": 1, "docker_host": cluster.daemons[0].endpoint},
+        {"name": f"{prefix}-b", "role": "worker", "address": b, "gpus": 1, "docker_host": cluster.daemons[1].endpoint},
+    ]
+    spec = cpu_vllm_tp_spec(name, vllm, python, folder, nodes, ipc_host=False, backend="replicas")
+    spec["serve"]["tensor_parallel_size"] = 1
+    spec.update(sections)
+    return spec
+
+
+def router_section(python: str, router_venv: str, **settings: Any) -> dict:
+    """spec.router running vllm-router from ``router_venv``, mounted with the Python it was made from."""
+    return {**settings, "volumes": [{"host": python, "container": python}, {"host": router_venv, "container": router_venv}],
+            "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"}}
 
 
 def apply_args(spec: Path, *extra: str, daemon: Dockerd | None = None) -> list[str]:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import VLLM_READY_S, Cluster, apply_args, write_spec
-from .test_vllm_e2e import _ok, _spec
+from .support import VLLM_READY_S, Cluster, apply_args, cpu_vllm_tp_spec, ok_stderr, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +27,11 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
          "docker_host": two_hosts.daemons[1].endpoint},
     ]
     # private /dev/shm per container (ipc_host false), as separate machines have
-    spec = _spec("vg-dp", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
+    spec = cpu_vllm_tp_spec("vg-dp", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
     spec["serve"].update(tensor_parallel_size=1, data_parallel_size=2, data_parallel={"rpc_port": 13345})
     spec = write_spec(tmp_path, spec)
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "verify: chat completion answered" in log
         client = two_hosts.daemons[1].client()
         worker_cmd = client.containers.get("vg-dp-dp-1").attrs["Config"]["Cmd"]
@@ -45,7 +44,7 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
         print("head log tail:\n" + "\n".join(head_logs.splitlines()[-15:]))
         print("worker log tail:\n" + "\n".join(worker_logs.splitlines()[-15:]))
     finally:
-        _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))
 
 
 
@@ -64,7 +63,7 @@ def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path:
         {"name": "hy-1", "role": "worker", "address": worker, "gpus": 2,
          "docker_host": two_hosts.daemons[1].endpoint},
     ]
-    spec = _spec("vg-hy", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
+    spec = cpu_vllm_tp_spec("vg-hy", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
     spec["serve"].update(tensor_parallel_size=1, data_parallel_size=4, data_parallel={"lb": "hybrid"})
     spec["router"] = {"port": 18080, "health_check_interval_s": 2,
                       "volumes": [{"host": python_prefix, "container": python_prefix},
@@ -73,7 +72,7 @@ def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path:
     spec = write_spec(tmp_path, spec)
     clients = [d.client() for d in two_hosts.daemons]
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
                                                 "--router-base-image", ROUTER_BASE)))
         assert "hy-1: servers: ok" in log and "hy-0: router: created" in log
         cmd = clients[1].containers.get("vg-hy-hy-1").attrs["Config"]["Cmd"]
@@ -86,4 +85,4 @@ def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path:
         print(f"completions per node's API server: {[a - b for a, b in zip(after, before, strict=True)]}")
         assert all(a > b for a, b in zip(after, before, strict=True))
     finally:
-        _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))

@@ -4,16 +4,15 @@ lines are run for real against a loopback server, through a curl wrapper that re
 
 from __future__ import annotations
 
-import http.server
 import io
 import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from loopback_http import recorder, serving, url
 
 from vllmgen.plan.plan import SecretEnv
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
@@ -54,31 +53,11 @@ def test_bench_dry_run_needs_no_secret_and_passes_the_key_from_the_specs_variabl
                          and lines[i - 1] == 'export OPENAI_API_KEY="${QWEN_API_KEY}"' for i in execs)
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list[str | None] = []
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        type(self).seen.append(self.headers.get("Authorization"))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    do_POST = do_GET
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server():
-    _Recorder.seen = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+    handler = recorder()
+    with serving(handler) as httpd:
+        yield url(httpd), handler.seen
 
 
 @pytest.fixture
@@ -112,12 +91,13 @@ def test_the_printed_curl_sends_the_key_from_the_specs_source_and_never_on_argv(
     executor.http("POST", "http://192.0.2.1:8000/v1/chat/completions", {"Authorization": "Bearer x"}, {"m": 1})
     lines = [line for line in printed.getvalue().splitlines() if line.startswith("printf")]
     assert len(lines) == 2 and KEY not in printed.getvalue()
-    script = "\n".join(line.replace("http://192.0.2.1:8000", server) for line in lines)
+    address, seen = server
+    script = "\n".join(line.replace("http://192.0.2.1:8000", address) for line in lines)
     bindir, argv_file = curl_spy
     env = {"PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(home), "DEMO_KEY": KEY}
     done = subprocess.run(["sh", "-ec", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert _Recorder.seen == [f"Bearer {KEY}"] * 2
+    assert [headers.get("Authorization") for headers in seen] == [f"Bearer {KEY}"] * 2
     argv = argv_file.read_text()
     assert "@-" in argv and KEY not in argv
 

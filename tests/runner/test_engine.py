@@ -17,17 +17,12 @@ from pathlib import Path
 import pytest
 from infra.images import UV_CALLS
 
-from .support import Cluster, apply_args, single_spec, write_spec
+from .support import Cluster, apply_args, ok_stderr, ok_stdout, single_spec, write_spec
 
 pytestmark = pytest.mark.slow
 
 API_KEY = {"VG_TEST_API_KEY": "test-key-not-secret-123"}
 GPU_ERROR = 'could not select device driver "" with capabilities: [[gpu]]'
-
-
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stderr
 
 
 def test_gpus_fail_here_with_the_seeds_error_and_daemon_json_is_merged(
@@ -56,10 +51,10 @@ def test_gpus_fail_here_with_the_seeds_error_and_daemon_json_is_merged(
     # applied again: daemon.json is left alone, no second restart or backup
     again = one_host.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "60",
                                          "--daemon-json", str(daemon.config), "--docker-restart", "false"), env=API_KEY)
-    _ok(again)
+    ok_stderr(again)
     assert "daemon-json: unchanged" in again.stderr
     assert len(list(daemon.dir.glob("daemon.json.vllmgen-backup-*"))) == 1
-    _ok(one_host.vllmgen("down", str(spec), "--all"))
+    ok_stderr(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, python_prefix: str,
@@ -72,7 +67,7 @@ def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, py
     spec = write_spec(tmp_path, spec_dict)
     apply = apply_args(spec, "--all", "--no-gpus", "--timeout", "60", daemon=daemon)
 
-    first = _ok(one_host.vllmgen(*apply, env=API_KEY))
+    first = ok_stderr(one_host.vllmgen(*apply, env=API_KEY))
     assert "image: built" in first and "head: created" in first
     assert "verify: /v1/models lists tiny" in first
     assert re.search(r"verify: without the API key at http://\S+: (\d+) of \1 paths refused", first)
@@ -88,25 +83,25 @@ def test_apply_status_reapply_replace_down(one_host: Cluster, tmp_path: Path, py
     assert "VLLM_API_KEY=test-key-not-secret-123" in head.attrs["Config"]["Env"]
     assert "test-key-not-secret-123" not in first
 
-    status = json.loads(_ok_out(one_host.vllmgen("status", str(spec), "--all", "--output", "json", env=API_KEY)))
+    status = json.loads(ok_stdout(one_host.vllmgen("status", str(spec), "--all", "--output", "json", env=API_KEY)))
     assert status["endpoint"]["health"] == 200 and status["endpoint"]["models"] == ["tiny"]
     assert status["nodes"][0]["containers"] == [
         {"name": "vg-single-solo", "status": "running", "exit_code": 0, "current": True}]
-    table = _ok_out(one_host.vllmgen("status", str(spec), "--all"))
+    table = ok_stdout(one_host.vllmgen("status", str(spec), "--all"))
     assert "vg-single-solo  running  current" in table
 
-    second = _ok(one_host.vllmgen(*apply, env=API_KEY))
+    second = ok_stderr(one_host.vllmgen(*apply, env=API_KEY))
     assert "nothing changed" in second and "image: unchanged" in second and "head: unchanged" in second
     assert client.containers.get("vg-single-solo").id == head.id
 
     spec_dict["serve"]["max_model_len"] = 128  # a different serve config: a different container
     write_spec(tmp_path, spec_dict)
-    third = _ok(one_host.vllmgen(*apply, env=API_KEY))
+    third = ok_stderr(one_host.vllmgen(*apply, env=API_KEY))
     assert "head: replaced (vg-single-solo: its definition changed" in third
     assert client.containers.get("vg-single-solo").id != head.id
 
     down = one_host.vllmgen("down", str(spec), "--all")
-    assert _ok_out(down).strip() == "removed 2 container(s): vg-single-gateway, vg-single-solo"
+    assert ok_stdout(down).strip() == "removed 2 container(s): vg-single-gateway, vg-single-solo"
     assert [c.name for c in client.containers.list(all=True)] == ["not-ours"]
     gone = one_host.vllmgen("status", str(spec), "--all")
     assert gone.returncode == 1 and "absent" in gone.stdout and "problem: node solo: no container vg-single-solo" in gone.stdout
@@ -128,7 +123,7 @@ def test_a_container_that_exits_shows_its_log(one_host: Cluster, tmp_path: Path,
         assert "| fake vllm: simulated start-up failure (FAKE_VLLM_FAIL)" in result.stderr
         assert took < 60, f"the exit was not seen at once: {took:.1f}s"  # not the 120 s timeout
     finally:
-        _ok(one_host.vllmgen("down", str(spec), "--all"))
+        ok_stderr(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_an_engine_that_fails_and_hangs_ends_the_wait_with_the_line(
@@ -156,7 +151,7 @@ def test_an_engine_that_fails_and_hangs_ends_the_wait_with_the_line(
         assert status.returncode == 1, status.stdout
         assert "problem: node solo: the engine failed (NCCL) while vg-fatal-solo runs" in status.stdout
     finally:
-        _ok(one_host.vllmgen("down", str(spec), "--all"))
+        ok_stderr(one_host.vllmgen("down", str(spec), "--all"))
 
 
 def test_missing_secret_stops_before_any_container(one_host: Cluster, tmp_path: Path, python_prefix: str,
@@ -167,8 +162,3 @@ def test_missing_secret_stops_before_any_container(one_host: Cluster, tmp_path: 
     assert result.returncode == 4
     assert "VLLM_API_KEY: environment variable VG_TEST_API_KEY is empty or not set" in result.stderr
     assert daemon.client().containers.list(all=True, filters={"label": "io.vllmgen.deployment=vg-nokey"}) == []
-
-
-def _ok_out(result) -> str:  # noqa: ANN001
-    _ok(result)
-    return result.stdout

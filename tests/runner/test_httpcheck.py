@@ -1,53 +1,24 @@
 """HTTP checks never follow a redirect: a real server on loopback answers 3xx toward another port,
 where a second real server records every request it gets (the key must never arrive there)."""
 
-import http.server
-import threading
-
 import pytest
+from loopback_http import Quiet, recorder, serving, url
 
 from vllmgen.runner.httpcheck import http_request
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list[dict[str, str]]
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        self.seen.append(dict(self.headers))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    do_POST = do_GET
-
-    def log_message(self, *args):
-        pass
-
-
-def _serve(handler):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    return server, thread
-
-
 @pytest.fixture
 def attacker():
-    class Handler(_Recorder):
-        seen = []
-
-    server, thread = _serve(Handler)
-    yield server, Handler.seen
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    handler = recorder()
+    with serving(handler) as server:
+        yield server, handler.seen
 
 
 @pytest.fixture
 def redirector(attacker):
     target = f"http://127.0.0.1:{attacker[0].server_address[1]}/v1/models"
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(Quiet):
         def do_GET(self):  # noqa: N802
             self.send_response(int(self.path.rsplit("/", 1)[-1]))
             self.send_header("Location", target)
@@ -55,14 +26,8 @@ def redirector(attacker):
 
         do_POST = do_GET
 
-        def log_message(self, *args):
-            pass
-
-    server, thread = _serve(Handler)
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with serving(Handler) as server:
+        yield url(server)
 
 
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])

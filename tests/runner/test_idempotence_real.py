@@ -14,18 +14,13 @@ from pathlib import Path
 import pytest
 from infra.images import ROOTFS, TESTBASE
 
-from .support import Cluster, apply_args, single_spec, write_spec
+from .support import Cluster, apply_args, ok_output, single_spec, write_spec
 
 pytestmark = pytest.mark.slow
 
 KEY_A = {"VG_TEST_API_KEY": "first-key-not-secret-111"}
 KEY_B = {"VG_TEST_API_KEY": "second-key-not-secret-222"}
 ALT_BASE = "local/vllmgen-testbase:alt"
-
-
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
 
 
 def _alt_base(client) -> None:  # noqa: ANN001
@@ -48,12 +43,12 @@ def test_reapply_rotation_rebuild_and_orphans(one_host: Cluster, tmp_path: Path,
     spec = write_spec(tmp_path, single_spec(daemon.endpoint, python_prefix, fake_vllm, tmp_path, name="vg-idem"))
     apply = apply_args(spec, "--all", "--no-gpus", "--timeout", "60", daemon=daemon)
 
-    _ok(one_host.vllmgen(*apply, env=KEY_A))
+    ok_output(one_host.vllmgen(*apply, env=KEY_A))
     first = client.containers.get("vg-idem-solo")
-    again = _ok(one_host.vllmgen(*apply, env=KEY_A))
+    again = ok_output(one_host.vllmgen(*apply, env=KEY_A))
     assert "nothing changed" in again and client.containers.get("vg-idem-solo").id == first.id
 
-    rotated = _ok(one_host.vllmgen(*apply, env=KEY_B))
+    rotated = ok_output(one_host.vllmgen(*apply, env=KEY_B))
     assert "head: replaced (vg-idem-solo: a secret's value changed (its fingerprint differs))" in rotated
     second = client.containers.get("vg-idem-solo")
     assert second.id != first.id and f"VLLM_API_KEY={KEY_B['VG_TEST_API_KEY']}" in second.attrs["Config"]["Env"]
@@ -63,7 +58,7 @@ def test_reapply_rotation_rebuild_and_orphans(one_host: Cluster, tmp_path: Path,
     assert second.labels["io.vllmgen.secrets"] != first.labels["io.vllmgen.secrets"]
 
     _alt_base(client)
-    rebuilt = _ok(one_host.vllmgen(*[ALT_BASE if arg == TESTBASE else arg for arg in apply], env=KEY_B))
+    rebuilt = ok_output(one_host.vllmgen(*[ALT_BASE if arg == TESTBASE else arg for arg in apply], env=KEY_B))
     assert "image: built" in rebuilt and "head: replaced (vg-idem-solo: the image was rebuilt (" in rebuilt
     third = client.containers.get("vg-idem-solo")
     assert third.labels["io.vllmgen.image-id"] == client.images.get("vllmgen/vg-idem:v0.32.0").id
@@ -79,7 +74,7 @@ def test_reapply_rotation_rebuild_and_orphans(one_host: Cluster, tmp_path: Path,
     assert report["orphans"] == [{"container": "vg-idem-old-node", "engine of": "solo", "node": "old-node",
                                   "status": "running"}]
     assert report["nodes"][0]["containers"][0]["current"] is True
-    down = _ok(one_host.vllmgen("down", str(spec), "--all"))
+    down = ok_output(one_host.vllmgen("down", str(spec), "--all"))
     assert "removed 3 container(s): vg-idem-old-node, vg-idem-gateway, vg-idem-solo" in down
     assert client.containers.list(all=True, filters={"label": "io.vllmgen.deployment=vg-idem"}) == []
     assert orphan.id not in [c.id for c in client.containers.list(all=True)]

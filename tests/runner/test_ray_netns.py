@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import Cluster, apply_args, ray_spec, wait_for, write_spec
+from .support import Cluster, apply_args, ok_stderr, ray_spec, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,10 @@ def ray_venv(infra_ready: None) -> str:
     return str(cache.ray_venv())
 
 
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stderr
-
-
 def test_apply_all_forms_the_ray_cluster_and_serves(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
                                                     ray_venv: str, fake_vllm: str) -> None:
     spec = write_spec(tmp_path, ray_spec(two_hosts, python_prefix, ray_venv, fake_vllm, tmp_path))
-    log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120")))
+    log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120")))
     assert "2 Ray node(s) with 8 GPU(s): ok after" in log
     assert "head: cluster: ok (2 node(s), 8 GPU(s))" in log
     assert "head: serve: started" in log and "verify: chat completion answered" in log
@@ -59,11 +54,11 @@ def test_apply_all_forms_the_ray_cluster_and_serves(two_hosts: Cluster, tmp_path
     assert status["cluster"]["nodes"] == ["head", "worker-1"] and status["cluster"]["gpus"] == 8
     assert status["endpoint"]["health"] == 200
 
-    again = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120")))
+    again = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", "120")))
     assert "nothing changed" in again and "serve: unchanged (vllm serve is running in the head)" in again
 
     down = two_hosts.vllmgen("down", str(spec), "--all")
-    _ok(down)
+    ok_stderr(down)
     removed = down.stderr
     assert removed.index("worker-1: down: removed vg-ray-worker-1") < removed.index("head: down: removed vg-ray-head")
     for daemon in two_hosts.daemons:
@@ -79,4 +74,4 @@ def test_a_worker_with_a_wrong_address_is_named(two_hosts: Cluster, tmp_path: Pa
     error = result.stderr[result.stderr.index("error: "):]
     assert error.startswith("error: node worker-1, step cluster: ")
     assert "worker-1 (10.77.0.9)" in error
-    _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+    ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))

@@ -21,15 +21,10 @@ from infra import cache
 
 from vllmgen.runner.ssh import CONNECT_TIMEOUT
 
-from .support import SshCluster, apply_args, ray_spec, wait_for, write_spec
+from .support import SshCluster, apply_args, ok_stderr, ray_spec, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 NAME = "vg-sshray"
-
-
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stderr
 
 
 def _containers(cluster: SshCluster, only: int | None = None) -> list[dict[str, tuple[str, str]]]:
@@ -53,9 +48,9 @@ def _apply(cluster: SshCluster, spec: Path, *extra: str):  # noqa: ANN202
 
 
 def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> None:
-    bystander = ssh_hosts.daemons[1].client().containers.run(
+    ssh_hosts.daemons[1].client().containers.run(  # a bystander: apply leaves it alone
         "local/vllmgen-rootfs:bookworm-v2", ["sleep", "3600"], name="not-ours", detach=True, network_mode="host")
-    log = _ok(_apply(ssh_hosts, spec))
+    log = ok_stderr(_apply(ssh_hosts, spec))
     head_ip, worker_ip = ssh_hosts.node_addresses
     assert "head: preflight: ok (Docker 20.10" in log and "worker-1: preflight: ok" in log
     assert "2 Ray node(s) with 8 GPU(s): ok after" in log and "head: cluster: ok (2 node(s), 8 GPU(s))" in log
@@ -77,7 +72,7 @@ def test_ray_cluster_across_two_ssh_hosts(ssh_hosts: SshCluster, spec: Path) -> 
 
     logins = [_logins(server) for server in ssh_hosts.servers]
     sockets = set(Path(tempfile.gettempdir()).glob("vllmgen-ssh-*"))
-    again = _ok(_apply(ssh_hosts, spec))
+    again = ok_stderr(_apply(ssh_hosts, spec))
     assert "nothing changed" in again
     # one ssh connection per host for the whole run: every command and Docker API stream went over it
     assert [_logins(server) - before for server, before in zip(ssh_hosts.servers, logins, strict=True)] == [1, 1]
@@ -111,7 +106,7 @@ def test_a_killed_worker_is_named_by_status_and_restored_by_apply(ssh_hosts: Ssh
     assert f"problem: node worker-1: {NAME}-worker-1 is exited (exit code 137)" in result.stdout
     assert "unhealthy" in result.stdout
 
-    log = _ok(_apply(ssh_hosts, spec))
+    log = ok_stderr(_apply(ssh_hosts, spec))
     assert f"worker-1: workers: replaced ({NAME}-worker-1: it is exited (exit code 137))" in log
     assert "head: cluster: ok (2 node(s), 8 GPU(s))" in log
     assert ssh_hosts.vllmgen("status", str(spec), "--all").returncode == 0
@@ -131,7 +126,7 @@ def test_unknown_host_key_is_refused_with_how_to_add_it(ssh_hosts: SshCluster, s
 
 
 def test_a_stopped_sshd_fails_preflight_fast_and_starts_nothing(ssh_hosts: SshCluster, spec: Path) -> None:
-    _ok(ssh_hosts.vllmgen("down", str(spec), "--all"))
+    ok_stderr(ssh_hosts.vllmgen("down", str(spec), "--all"))
     before = _containers(ssh_hosts)
     server = ssh_hosts.servers[1]
     server.stop()
@@ -151,7 +146,7 @@ def test_a_stopped_sshd_fails_preflight_fast_and_starts_nothing(ssh_hosts: SshCl
 
 def test_head_dockerd_dying_mid_apply_is_a_step_error_and_removes_nothing(ssh_hosts: SshCluster,
                                                                           spec: Path) -> None:
-    _ok(_apply(ssh_hosts, spec))
+    ok_stderr(_apply(ssh_hosts, spec))
     before = _containers(ssh_hosts)
     head = ssh_hosts.daemons[0]
     # a changed spec: this apply would replace both containers, if it got that far
@@ -182,13 +177,13 @@ def test_head_dockerd_dying_mid_apply_is_a_step_error_and_removes_nothing(ssh_ho
         head.ctl("start")
     # the head's container survived (stopped with its engine), and apply brings it all back
     assert f"{NAME}-head" in _containers(ssh_hosts)[0]
-    log = _ok(_apply(ssh_hosts, changed_spec))
+    log = ok_stderr(_apply(ssh_hosts, changed_spec))
     assert "head: cluster: ok (2 node(s), 8 GPU(s))" in log
 
 
 def test_down_removes_everything_apply_made_and_nothing_else(ssh_hosts: SshCluster, spec: Path) -> None:
     result = ssh_hosts.vllmgen("down", str(spec), "--all")
-    assert _ok(result) is not None and result.stdout.strip() == (
+    assert ok_stderr(result) is not None and result.stdout.strip() == (
         f"removed 2 container(s): {NAME}-worker-1, {NAME}-head")
     assert _containers(ssh_hosts)[0] == {}
     assert list(_containers(ssh_hosts)[1]) == ["not-ours"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .support import VLLM_READY_S, SshCluster, apply_args, write_spec
-from .test_vllm_e2e import _ok, _spec, vllm  # noqa: F401 - the fixture
+from .support import VLLM_READY_S, SshCluster, apply_args, cpu_vllm_tp_spec, ok_stderr, write_spec
+from .test_vllm_e2e import vllm  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +24,18 @@ def test_real_vllm_mp_across_two_ssh_hosts(ssh_hosts: SshCluster, tmp_path: Path
         {"name": "node-0", "role": "head", "address": head.address, "gpus": 1, "docker_host": head.endpoint},
         {"name": "node-1", "role": "worker", "address": worker.address, "gpus": 1, "docker_host": worker.endpoint},
     ]
-    spec = write_spec(tmp_path, _spec("vg-sshmp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
+    spec = write_spec(tmp_path, cpu_vllm_tp_spec("vg-sshmp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
                                       backend="mp", nic="vg0"))
     try:
-        log = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
+        log = ok_stderr(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "node-0: cluster: ok (2 node(s), /health 200)" in log
         assert "verify: /v1/models lists tiny" in log and "verify: chat completion answered" in log
         cmd = ssh_hosts.daemons[1].client().containers.get("vg-sshmp-node-1").attrs["Config"]["Cmd"]
         assert cmd[-3:] == ["--node-rank", "1", "--headless"]
-        again = _ok(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
+        again = ok_stderr(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "nothing changed" in again
         status = ssh_hosts.vllmgen("status", str(spec), "--all")
         assert status.returncode == 0 and "models: tiny" in status.stdout, status.stdout + status.stderr
     finally:
-        _ok(ssh_hosts.vllmgen("down", str(spec), "--all"))
+        ok_stderr(ssh_hosts.vllmgen("down", str(spec), "--all"))
     assert all(d.client().containers.list(all=True) == [] for d in ssh_hosts.daemons)

@@ -25,7 +25,7 @@ import stat
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -259,7 +259,7 @@ class Hasher:
 
     def __init__(self) -> None:
         self.digest = hashlib.sha256()
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=8)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -573,7 +573,7 @@ def check_parts(folder: Path, items: Iterable[dict[str, Any]],
     return [problem for problem in found if problem]
 
 
-def read_item(folder: Path, item: dict[str, Any], on_bytes: Callable[[int], None] = lambda n: None
+def read_item(folder: Path, item: Mapping[str, Any], on_bytes: Callable[[int], None] = lambda n: None
               ) -> Iterator[bytes]:
     """The item's bytes, its parts in order, each checked again as it is read (a part changed since the
     check fails here, before its last chunk is handed on)."""
@@ -622,7 +622,7 @@ def splice_item(folder: Path, item: dict[str, Any], fd: int, on_bytes: Callable[
 def _grow_pipe(fd: int) -> None:
     """A pipe of 1 MiB instead of 64 KiB: fewer wake-ups of both ends (Linux; harmless where refused)."""
     try:
-        import fcntl
+        import fcntl  # lazy: Linux only (harmless where refused)
 
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
     except OSError:

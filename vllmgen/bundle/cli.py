@@ -73,6 +73,7 @@ def write(spec: Path, output: Path, part_size: str, dry_run: bool, build_dir: Pa
     """Write SPEC's bundle into the folder OUTPUT: every image built or reused on this machine's Docker
     engine and saved by ID, the model (its host_path folder, else its Hugging Face cache snapshot), the
     spec and build/<name>/, each part with its SHA-256."""
+    # lazy: start-up time
     from vllmgen.bundle import make
 
     request = make.Request(spec, output, build_dir, parse_size(part_size), model_dir, base_image, router_base_image,
@@ -99,6 +100,7 @@ def write(spec: Path, output: Path, part_size: str, dry_run: bool, build_dir: Pa
 
 def _local_engine() -> tuple[Any, str | None]:
     """This machine's Docker engine, if it answers (a process deployment bundles without one)."""
+    # lazy: start-up time
     from vllmgen.bundle.docker import DockerEngine
     from vllmgen.runner.executor import EngineError
 
@@ -120,6 +122,7 @@ def _local_engine() -> tuple[Any, str | None]:
 def load(folder: Path, node_name: str | None, all_nodes: bool, to: Path) -> None:
     """Check every part of the bundle FOLDER, then load its images (those missing by ID) and place its
     model where the spec expects it on each node. Idempotent: a second load transfers nothing."""
+    # lazy: start-up time
     from vllmgen.bundle import load as loading
     from vllmgen.bundle.docker import DockerEngine
 

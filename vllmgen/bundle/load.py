@@ -24,8 +24,12 @@ from typing import Any, Protocol
 
 from vllmgen.bundle import archive, hfcache
 from vllmgen.bundle.archive import BundleError, human, rate
+from vllmgen.render.artifacts import Artifact
+from vllmgen.render.compile import plan_file
 from vllmgen.render.fingerprint import spec_sha256
+from vllmgen.render.write import check, write
 from vllmgen.runner import host as hosts
+from vllmgen.runner import targets
 
 MARKER = ".vllmgen-bundle"  # in a model folder bundle load placed: the digest of what it holds
 # sh -c PROBE vllmgen PATH: what is at a model's place now
@@ -71,9 +75,6 @@ def item_digest(item: Mapping[str, Any]) -> str:
 
 def place_deployment(folder: Path, manifest: Mapping[str, Any], to: Path) -> tuple[Path, bool]:
     """The spec and build/<name>/ under ``to``; (the spec's path, whether anything was written)."""
-    from vllmgen.render.artifacts import Artifact
-    from vllmgen.render.write import check, write
-
     item = next((i for i in manifest["items"] if i["kind"] == "deployment"), None)
     if item is None:
         raise BundleError(f"{folder / archive.MANIFEST} lists no deployment")
@@ -262,7 +263,7 @@ def _place_model(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engi
 
 def place_wheels(folder: Path, item: Mapping[str, Any], to: Path, say: Callable[[str], None]) -> str:
     """vllmgen's wheels (``bundle --with-vllmgen``) under ``to``/wheels on this machine; how to install them."""
-    from vllmgen.bundle import wheels
+    from vllmgen.bundle import wheels  # lazy: only with bundle --with-vllmgen
 
     target = (to / wheels.WHEELS).resolve()
     host = hosts.LocalHost()
@@ -310,9 +311,6 @@ def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Cal
         engine_for: Callable[[str, str | None], NodeEngine]) -> Loaded:
     """The whole load: deployment, checks, then node by node. ``engine_for(node, endpoint)``: None is
     this machine's engine (``--node``), else the node's docker_host (``--all``)."""
-    from vllmgen.render.compile import plan_file
-    from vllmgen.runner import targets
-
     manifest = archive.read_manifest(folder)
     spec_path, changed = place_deployment(folder, manifest, to)
     result = Loaded(spec=spec_path)

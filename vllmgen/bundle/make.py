@@ -14,8 +14,10 @@ from typing import Any, Protocol
 from vllmgen import __version__
 from vllmgen.bundle import archive, contents, hfcache, wheels
 from vllmgen.bundle.archive import BundleError, Item, Source, human, rate
+from vllmgen.render.compile import compile_file
 from vllmgen.render.fingerprint import spec_sha256
-from vllmgen.plan.plan import HF_CACHE_IN_CONTAINER
+from vllmgen.render.write import check
+from vllmgen.spec.container_layout import HF_CACHE_IN_CONTAINER
 
 DEPLOYMENT, MODEL = "deployment", "model"
 
@@ -61,8 +63,6 @@ def deployment_files(spec: Path, name: str, artifacts: Iterable[Any]) -> dict[st
 
 
 def _compiled(request: Request):  # noqa: ANN202
-    from vllmgen.render.compile import compile_file
-    from vllmgen.render.write import check
 
     compiled = compile_file(request.spec)
     deploy_dir = request.build_dir / compiled.plan.name
@@ -147,7 +147,7 @@ def _make(request: Request, engine: Engine | None, say: Callable[[str], None], w
                             router_base_image=request.router_base_image)
     if needs and engine is None:
         raise BundleError("the deployment runs images and there is no Docker engine to build and save them")
-    ids = {need.reference: _ensure(engine, need, say) for need in needs}  # type: ignore[union-attr]
+    ids = {need.reference: _ensure(engine, need, say) for need in needs} if engine is not None else {}
     sources = [_deployment_source(deployment_files(request.spec, plan.name, compiled.artifacts))]
     folder = contents.model_folder(spec.model.host_path, request.model_dir)
     if folder is not None:
@@ -161,7 +161,7 @@ def _make(request: Request, engine: Engine | None, say: Callable[[str], None], w
     for image_id, meta in _group(needs, ids).items():
         item = Item(f"image-{image_id.removeprefix('sha256:')[:12]}", "image", image_id, None,
                     {"id": image_id, **meta})
-        sources.append(Source(item, lambda offset, i=image_id: engine.save(i), seekable=False))  # type: ignore[union-attr]
+        sources.append(Source(item, lambda offset, i=image_id: engine.save(i), seekable=False))  # type: ignore[union-attr,misc]
     if request.with_vllmgen:
         built = wheels.build(wheelhouse, say, dependencies=request.wheel_dependencies)
         say(f"wheels: {len(built)} wheel(s), {human(sum(w.stat().st_size for w in built))}")
@@ -219,18 +219,18 @@ def dry_run(request: Request, engine: Engine | None, engine_error: str | None) -
     unknown = False
     for need in contents.images(plan, deploy_dir, base_image=request.base_image,
                                 router_base_image=request.router_base_image):
-        size = engine.size(need.reference) if engine is not None else None
+        image_size = engine.size(need.reference) if engine is not None else None
         if engine is None:
             how = "size unknown (no Docker engine here)"
-        elif size is None:
+        elif image_size is None:
             how = "not on this machine: would be " + ("built" if need.dockerfile is not None else "pulled")
         else:
             labels = engine.image_labels(need.reference) or {}
             stale = need.dockerfile is not None and any(labels.get(k) != v for k, v in need.labels.items())
             how = "here, but would be built again (its Dockerfile changed)" if stale else "here"
-        unknown |= size is None
-        total += size or 0
-        lines.append(f"image       {human(size) if size is not None else '?'}  {need.reference} ({need.role}; "
+        unknown |= image_size is None
+        total += image_size or 0
+        lines.append(f"image       {human(image_size) if image_size is not None else '?'}  {need.reference} ({need.role}; "
                      f"nodes {', '.join(need.nodes)}): {how}")
     if request.with_vllmgen:
         unknown = True

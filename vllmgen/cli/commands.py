@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import sys
@@ -35,8 +36,6 @@ class Commands(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in ELSEWHERE and name not in self.commands:
-            import importlib
-
             self.add_command(getattr(importlib.import_module(ELSEWHERE[name]), name))
         return super().get_command(ctx, name)
 
@@ -89,7 +88,8 @@ def init(path: Path, force: bool, recipe_source: str | None, list_only: bool, ou
     vllmgen init --recipe ~/recipes --model Qwen/Qwen3-Next-80B-A3B-Instruct \\
         --strategy multi_node_tp --hardware h200 --nodes 10.0.0.1,10.0.0.2 --nic ens1f0
     """
-    from vllmgen.render.artifacts import templates_dir
+    # lazy: start-up time
+    from vllmgen.render.templates import templates_dir
 
     path = output or path
     if recipe_source is None:
@@ -97,6 +97,7 @@ def init(path: Path, force: bool, recipe_source: str | None, list_only: bool, ou
         if given or list_only:
             raise click.UsageError(f"{', '.join(given or ['--list'])} need(s) --recipe SOURCE")
     elif list_only:
+        # lazy: start-up time
         from vllmgen.recipes.command import listing
 
         click.echo(listing(recipe_source, choices["model"]), nl=False)
@@ -107,6 +108,7 @@ def init(path: Path, force: bool, recipe_source: str | None, list_only: bool, ou
         _write_new(path, (templates_dir() / "starter.yaml").read_text(encoding="utf-8"))
         click.echo(f"wrote {path}; edit it, then: vllmgen validate {path}")
         return
+    # lazy: start-up time
     from vllmgen.recipes.command import from_options
 
     made = from_options(recipe_source, path, choices)
@@ -134,6 +136,7 @@ def _write_new(path: Path, text: str) -> None:
               help="Memory of one GPU, for --model-config.")
 def validate(spec: Path, strict: bool, model_config: Path | None, gpu_memory_gib: float) -> None:
     """Check SPEC: types, unknown keys, and the rules across fields (one head, world size, ports...)."""
+    # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
     valid, plan = plan_file(spec, strict=strict)
@@ -147,6 +150,7 @@ def validate(spec: Path, strict: bool, model_config: Path | None, gpu_memory_gib
 
 
 def _report_fit(spec, model_config: Path, gpu_memory_gib: float, strict: bool) -> None:
+    # lazy: start-up time
     from vllmgen.doctor.fit import tp_problems
     from vllmgen.doctor.from_spec import fit_for_spec
 
@@ -178,6 +182,7 @@ def render(spec: Path, output: Path, check: bool, strict: bool) -> None:
 
     Nothing is written unless the whole spec is valid, and the folder is replaced in one step.
     """
+    # lazy: start-up time
     from vllmgen.render.compile import compile_file
     from vllmgen.render.write import check as check_tree
     from vllmgen.render.write import write
@@ -206,10 +211,12 @@ def render(spec: Path, output: Path, check: bool, strict: bool) -> None:
 def schema(fmt: str) -> None:
     """Print the spec's JSON Schema, or its field reference as Markdown."""
     if fmt == "markdown":
+        # lazy: start-up time
         from vllmgen.review.reference import markdown
 
         click.echo(markdown(), nl=False)
         return
+    # lazy: start-up time
     from vllmgen.spec.model import Spec
 
     click.echo(json.dumps(Spec.model_json_schema(), indent=2, sort_keys=True))
@@ -231,13 +238,14 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     Storage: /dev/shm, free disk, the model folder; and whether the model fits the GPUs.
     Exit status 1 when any check fails.
     """
-    from vllmgen.render.compile import plan_file
+    # lazy: start-up time
     from vllmgen.doctor import report
     from vllmgen.doctor.checks import exit_code
     from vllmgen.doctor.from_spec import expectation, model_fit
     from vllmgen.doctor.gpu import format_inventory
     from vllmgen.doctor.host import docker_checks, gpu_facts, network_checks, storage_checks
     from vllmgen.doctor.probe import LiveProbe
+    from vllmgen.render.compile import plan_file
     from vllmgen.targets import registry
 
     valid, plan = plan_file(spec)

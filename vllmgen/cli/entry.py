@@ -45,12 +45,14 @@ def main() -> None:
         gc.disable()
     arguments = _check_arguments(sys.argv[1:])
     if arguments is not None and not os.environ.get("VLLMGEN_NO_FASTCHECK"):  # set: always the full check
+        # lazy: start-up time
         from vllmgen.render.fastcheck import up_to_date
 
         target = up_to_date(*arguments)
         if target is not None:
             sys.stdout.write(f"{target} is up to date\n")
             sys.exit(0)
+    # lazy: start-up time
     from vllmgen.cli.commands import main as full
 
     full()

@@ -32,6 +32,7 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool, against_recipe: st
       vllmgen diff vllmgen.yaml --against-recipe ~/recipes  what its recipe changed upstream
     """
     if against_recipe is not None:
+        # lazy: start-up time
         from vllmgen.recipes.drift import drift
 
         report = drift(spec, against_recipe)
@@ -44,11 +45,12 @@ def diff(spec: Path, against: str, fmt: str, exit_code: bool, against_recipe: st
         if exit_code and (report.concerns or not report.unchanged):
             sys.exit(EXIT_DRIFT)
         return
+    # lazy: start-up time
+    from vllmgen.plan.plan import build_plan
     from vllmgen.render.compile import plan_file
     from vllmgen.review.gitspec import GitError, spec_at
-    from vllmgen.spec.load import load_bytes
-    from vllmgen.plan.plan import build_plan
     from vllmgen.review.review import as_json, as_markdown, as_text, compare
+    from vllmgen.spec.load import load_bytes
     from vllmgen.spec.validate import validate
 
     _, new = plan_file(spec)
@@ -91,10 +93,11 @@ def precommit(files: tuple[Path, ...], patterns: tuple[str, ...], build_dir: str
     Exit 1 when a build/ folder is out of date (run the `vllmgen render` it prints), 3 when a spec
     is invalid.
     """
+    # lazy: start-up time
     from vllmgen.render.compile import compile_file
-    from vllmgen.spec.load import load_file
-    from vllmgen.review.precommit import DEFAULT_SPECS, fix_command, is_vllmgens_own, select, spec_files
     from vllmgen.render.write import check as check_tree
+    from vllmgen.review.precommit import DEFAULT_SPECS, fix_command, is_vllmgens_own, select, spec_files
+    from vllmgen.spec.load import load_file
 
     specs = spec_files(Path("."), patterns or DEFAULT_SPECS)
     names: dict[Path, str | None] = {}

@@ -3,6 +3,7 @@ imported inside each command, never when the command line loads (render/validate
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ BUILD_DIR = click.option(
 
 def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: str) -> tuple[str, ...]:  # noqa: ANN001
     """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
+    # lazy: start-up time
     from vllmgen.runner import targets
 
     refuse_without_engine(plan, command)
@@ -49,7 +51,7 @@ def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: st
 
 def refuse_without_engine(plan, command: str, build_dir: Path = Path("build")) -> None:  # noqa: ANN001
     """A target vllmgen does not run (no engine in the registry): say so, print what to run instead, do nothing."""
-    from vllmgen.targets import registry
+    from vllmgen.targets import registry  # lazy: start-up time
 
     target = registry.target(plan.runtime)
     if target.engine is not None:
@@ -63,6 +65,7 @@ def refuse_without_engine(plan, command: str, build_dir: Path = Path("build")) -
 @contextmanager
 def _transport_errors() -> Iterator[None]:
     """A broken pipe or reset from a node must not reach click, which exits 1 silently on EPIPE."""
+    # lazy: start-up time
     from vllmgen.errors import RunnerError
 
     try:
@@ -83,8 +86,6 @@ DAEMON_JSON = click.option("--daemon-json", default="/etc/docker/daemon.json", s
 def collect_again() -> None:
     """The collector back on once the runner's modules are imported and the spec compiled (``entry`` turned
     it off for the start-up): a command that follows a container for minutes makes cyclic garbage."""
-    import gc
-
     gc.enable()
 
 
@@ -93,6 +94,7 @@ def _connect(plan, all_nodes: bool, dry_run: bool = False) -> None:  # noqa: ANN
     logins (0.3-0.9 s on a loaded 2-core machine) overlap those imports instead of following them."""
     if not all_nodes or dry_run or plan.runtime == "process":
         return
+    # lazy: start-up time
     from vllmgen.runner import ssh
     from vllmgen.spec import endpoints
 
@@ -103,16 +105,19 @@ def _connect(plan, all_nodes: bool, dry_run: bool = False) -> None:  # noqa: ANN
 def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *, dry_run: bool, build_dir: Path,
             options_kw: dict, daemon_json: str, docker_restart: str = "systemctl restart docker"):  # noqa: ANN202
     """The Apply that ``apply`` runs and ``plan`` previews: one construction, the same executors."""
+    # lazy: start-up time
     import shlex
 
+    # lazy: start-up time
     from vllmgen.render.compile import compile_file
 
     compiled = compile_file(spec)
     _connect(compiled.plan, all_nodes, dry_run)
+    # lazy: start-up time
+    from vllmgen.render.write import check as check_tree
     from vllmgen.runner import targets
     from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.steps import Apply, Options
-    from vllmgen.render.write import check as check_tree
 
     collect_again()
     _warn(compiled.valid.warnings)
@@ -180,6 +185,7 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
                      options_kw=dict(timeout=timeout, gpus=not no_gpus, base_image=base_image,
                                      router_base_image=router_base_image, confirm=confirm,
                                      confirm_replace=confirm_replace))
+    # lazy: start-up time
     from vllmgen.runner import targets
 
     try:
@@ -188,6 +194,7 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
     finally:
         targets.close(runner.executors)
     if fmt == "json":
+        # lazy: start-up time
         import json
 
         click.echo(json.dumps(report.as_dict(runner.changes), indent=2, sort_keys=True))
@@ -215,6 +222,7 @@ def plan(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, buil
     """
     runner = _runner(spec, node_name, all_nodes, "plan", dry_run=dry_run, build_dir=build_dir,
                      daemon_json=daemon_json, options_kw=dict(gpus=not no_gpus, base_image=base_image))
+    # lazy: start-up time
     from vllmgen.runner import targets
 
     try:
@@ -234,10 +242,12 @@ def plan(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, buil
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None:
     """Show each node's containers, the cluster view and the endpoint's health; exit 1 if anything is unhealthy."""
+    # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
     _, plan = plan_file(spec)
     _connect(plan, all_nodes)
+    # lazy: start-up time
     from vllmgen.runner import status as status_report
     from vllmgen.runner import targets
 
@@ -270,10 +280,12 @@ def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None
 @click.option("--dry-run", is_flag=True, help="Print the docker commands; remove nothing.")
 def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> None:
     """Remove the containers apply started (by their labels), workers first."""
+    # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
     _, plan = plan_file(spec)
     _connect(plan, all_nodes, dry_run)
+    # lazy: start-up time
     from vllmgen.runner import targets
     from vllmgen.runner.down import down as run_down
     from vllmgen.runner.dryrun import Recorder
@@ -312,8 +324,10 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     spec's hash under --results and compared with the last run of the same spec and preset:
     requests/s, output tokens/s, TTFT and ITL percentiles (ms).
     """
+    # lazy: start-up time
     import json
 
+    # lazy: start-up time
     from vllmgen.render.compile import compile_file
     from vllmgen.render.fingerprint import spec_sha256
     from vllmgen.runner import benchmark, benchrun, secrets, targets

@@ -8,6 +8,7 @@ from vllmgen.doctor import fit, storage
 from vllmgen.doctor.checks import CheckResult, skip
 from vllmgen.doctor.host import GpuFacts, HostExpectation
 from vllmgen.doctor.probe import Probe
+from vllmgen.plan import parallel
 from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.spec.model import Spec
 
@@ -17,8 +18,6 @@ DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install
 
 def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
     """Ports this node listens on: the API servers, Ray's GCS, the torch master or DP RPC port, the router."""
-    from vllmgen.plan import parallel
-
     ports = set()
     if node.container.healthcheck is not None:  # an API server: the head, or every node with replicas/hybrid
         ports.add(spec.serve.port)

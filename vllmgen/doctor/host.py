@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from vllmgen.doctor import cuda, docker, gpu, network, storage
 from vllmgen.doctor.checks import CheckResult, skip
 from vllmgen.doctor.probe import Probe
+from vllmgen.doctor.selection import check_gpu_ids, check_vllm_executable
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,6 @@ def gpu_facts(probe: Probe, expect: HostExpectation) -> GpuFacts:
     cuda_version = gpu.parse_cuda_version(header.stdout) if header.returncode == 0 else None
     results = [smi_ok]
     if expect.gpu_ids is not None:
-        from vllmgen.doctor.selection import check_gpu_ids
-
         results.append(check_gpu_ids(gpus, expect.gpu_ids))
     elif expect.gpus is not None:
         results.append(gpu.check_gpu_count(gpus, expect.gpus))
@@ -104,8 +103,6 @@ def storage_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
 def docker_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
     if not expect.docker:
         if expect.vllm:  # runtime.kind: process
-            from vllmgen.doctor.selection import check_vllm_executable
-
             return [skip("docker", "not used on this node (runtime.kind: process)"), check_vllm_executable(expect.vllm)]
         return [skip("docker", "not used on this node")]
     info, error = probe.docker_info()

@@ -155,14 +155,12 @@ class LiveProbe:
         return DiskSpace(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
 
     def hostname_addresses(self) -> tuple[str, list[str]] | None:
-        import socket
-
         name = socket.gethostname()
         try:
             found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
         except OSError:
             return name, []
-        return name, sorted({entry[4][0] for entry in found})
+        return name, sorted({str(entry[4][0]) for entry in found})
 
     def port_error(self, host: str, port: int) -> str | None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -185,7 +183,7 @@ class LiveProbe:
             return None
 
     def _client(self) -> Any:
-        import docker  # lazy: optional on GPU hosts
+        import docker  # lazy: the docker SDK: optional on GPU hosts, and slow to import
 
         return docker.from_env(timeout=self.docker_timeout)
 
@@ -201,6 +199,7 @@ class LiveProbe:
         if not image:
             return None, "no image to run"
         try:
+            # lazy: the docker SDK: optional on GPU hosts, and slow to import
             import docker
 
             client = self._client()

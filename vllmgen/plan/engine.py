@@ -15,18 +15,9 @@ import math
 import re
 from dataclasses import dataclass
 
+from vllmgen.spec.container_layout import CACHE_ENV, CACHE_IN_CONTAINER
 from vllmgen.spec.model import Spec
 
-CACHE_IN_CONTAINER = "/var/cache/vllmgen"
-# each cache's own variable, relative to the mounted folder
-CACHE_ENV = {
-    "VLLM_CACHE_ROOT": "vllm",  # torch.compile artefacts, vLLM's own caches
-    "TORCHINDUCTOR_CACHE_DIR": "inductor",
-    "TRITON_CACHE_DIR": "triton",
-    "FLASHINFER_WORKSPACE_BASE": "flashinfer",  # FlashInfer keeps .cache/flashinfer under it
-    "CUDA_CACHE_PATH": "cuda",
-    "CUDA_CACHE_MAXSIZE": "",  # set below: the default 1 GiB evicts a large model's kernels
-}
 CUDA_CACHE_BYTES = str(4 * 1024**3)
 
 VLLM_DEFAULT_READY_S = 600

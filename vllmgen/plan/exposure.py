@@ -10,8 +10,8 @@ another machine when the node is driven through an ``ssh://`` or ``tcp://`` dock
 
 from __future__ import annotations
 
-from vllmgen.spec import addresses
 from vllmgen.plan import parallel
+from vllmgen.spec import addresses
 from vllmgen.spec.model import Node, Spec
 
 LOOPBACK = "127.0.0.1"

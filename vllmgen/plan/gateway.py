@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from vllmgen.spec import addresses
 from vllmgen.plan import exposure
-from vllmgen.spec.model import Spec
+from vllmgen.spec import addresses
 from vllmgen.spec.gateway import Gateway
+from vllmgen.spec.model import Spec
 
 ROLE = "gateway"
 CONF_IN_CONTAINER = "/etc/vllmgen/gateway/nginx.conf"
@@ -227,7 +227,7 @@ unset pattern
 # the process runtime's marker (process.MARKER_ENV, not a secret) stays: it proves nginx is ours to stop
 exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin ${{VLLMGEN_NODE:+"VLLMGEN_NODE=${{VLLMGEN_NODE}}"}} "${{nginx}}" -p "${{run_dir}}/" -c "${{run_dir}}/nginx.conf" \\
     -e stderr -g 'daemon off;'
-"""
+"""  # noqa: E501 - the script's own line
 
 
 def config_inputs(conf: str, script: str) -> str:

@@ -45,7 +45,7 @@ class NcclReport:
     def summary(self) -> str:
         if not self.links:
             return "NCCL: no channel lines in the log (one GPU, or NCCL_DEBUG=INFO not set)"
-        pairs = ", ".join(f"{l.src}->{l.dst} {l.transport}" for l in self.links)
+        pairs = ", ".join(f"{link.src}->{link.dst} {link.transport}" for link in self.links)
         head = f"NCCL {self.version}" if self.version else "NCCL"
         return f"{head}: {pairs}" + (f" ({'; '.join(self.networks)})" if self.networks else "")
 

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from vllmgen.spec import addresses
 from vllmgen.plan import exposure
+from vllmgen.spec import addresses
 from vllmgen.spec.model import Node, Spec
 from vllmgen.spec.pd import Disaggregation, PdGroup, PdInstance
 
@@ -64,9 +64,9 @@ def instances(spec: Spec) -> list[Instance]:
     hosts = {node.name: node for node in spec.nodes}
     out = []
     for group_name in ("decode", "prefill"):
-        group = group_of(pd, group_name)  # type: ignore[arg-type]
+        group = group_of(pd, group_name)
         for index, settings in enumerate(group.instances):
-            out.append(Instance(group_name, index, hosts[settings.node], settings,  # type: ignore[arg-type]
+            out.append(Instance(group_name, index, hosts[settings.node], settings,
                                 group.tensor_parallel_size, group.data_parallel_size))
     return out
 

@@ -12,20 +12,21 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
-from vllmgen.spec import addresses
-from vllmgen.plan import exposure, gateway as front_door, parallel
-from vllmgen.plan import pd
-from vllmgen.plan.engine import CACHE_IN_CONTAINER, VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
-from vllmgen.render.monitoring import MonitoringPlan, Target as MonitoringTarget, plan_monitoring
+from vllmgen.plan import exposure, label_names, parallel, pd
+from vllmgen.plan import gateway as front_door
+from vllmgen.plan.engine import VLLM_DEFAULT_READY_S, cache_env, cache_host_path, ready_timeout
 from vllmgen.plan.gateway import GatewayPlan, plan_gateway
+from vllmgen.plan.monitoring import MonitoringPlan, plan_monitoring
+from vllmgen.plan.monitoring import Target as MonitoringTarget
 from vllmgen.plan.router import RouterPlan, plan_router
-from vllmgen.render.shell import Anchored, host_word
+from vllmgen.plan.words import Anchored, host_word
+from vllmgen.spec import addresses
+from vllmgen.spec.container_layout import CACHE_IN_CONTAINER, CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER
 from vllmgen.spec.model import Node, SecretRef, Spec
+from vllmgen.spec.rules.offline import OFFLINE_ENV
+from vllmgen.spec.rules.process import node_vllm
 from vllmgen.targets.process.runtime import ProcessRuntime
-from vllmgen.plan import label_names
 
-CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
-HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 SERVE_CONFIG_FILE = "serve-config.yaml"
 
 Backend = Literal["single", "mp", "ray", "replicas"]
@@ -450,8 +451,6 @@ def _node_plan(
         command = (*command, "--host", "0.0.0.0" if bridge and spec.serve.host is None else bind)
     process = not spec.runtime.in_containers
     if process:
-        from vllmgen.spec.rules.process import node_vllm
-
         entrypoint = node_vllm(spec, node) or "vllm"
     container = Container(
         name=f"{spec.runtime.container_prefix or spec.name}-{node.name}",
@@ -552,8 +551,6 @@ def _env(spec: Spec, node: Node, hcas: list[str]) -> tuple[tuple[str, str], ...]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in node.gpu_ids)
     env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ready_timeout(spec).seconds)
     if spec.offline:
-        from vllmgen.spec.rules.offline import OFFLINE_ENV
-
         env.update(OFFLINE_ENV)
     return tuple(sorted(env.items()))
 
@@ -568,7 +565,7 @@ def _healthcheck(spec: Spec, node: Node) -> Healthcheck:
     return Healthcheck(command=f'python3 -c "{probe}" {url}', start_period_s=ready_timeout(spec).seconds)
 
 
-def _host_mount(source: str, target: str, read_only: bool = False) -> Mount:
+def host_mount(source: str, target: str, read_only: bool = False) -> Mount:
     word = host_word(source)
     if isinstance(word, Anchored):
         return Mount(word.rest, target, read_only, anchor=word.anchor)
@@ -576,15 +573,15 @@ def _host_mount(source: str, target: str, read_only: bool = False) -> Mount:
 
 
 def _mounts(spec: Spec, node: Node, *, with_config: bool) -> tuple[Mount, ...]:
-    mounts = [_host_mount(node.hf_cache or spec.model.hf_cache, HF_CACHE_IN_CONTAINER)]
+    mounts = [host_mount(node.hf_cache or spec.model.hf_cache, HF_CACHE_IN_CONTAINER)]
     host_path = node.model_host_path or spec.model.host_path
     if host_path:
-        mounts.append(_host_mount(host_path, spec.model.path, read_only=True))
-    mounts += [_host_mount(v.host, v.container, v.read_only) for v in spec.runtime.volumes]
+        mounts.append(host_mount(host_path, spec.model.path, read_only=True))
+    mounts += [host_mount(v.host, v.container, v.read_only) for v in spec.runtime.volumes]
     if with_config:
         mounts.append(Mount(SERVE_CONFIG_FILE, CONFIG_IN_CONTAINER, read_only=True, anchor="deploy_dir"))
     if spec.caches.keep:
-        mounts.append(_host_mount(cache_host_path(spec), CACHE_IN_CONTAINER))
+        mounts.append(host_mount(cache_host_path(spec), CACHE_IN_CONTAINER))
     return tuple(mounts)
 
 

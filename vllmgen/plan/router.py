@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vllmgen.plan import exposure, pd
 from vllmgen.spec import addresses
-from vllmgen.plan import exposure
 from vllmgen.spec.model import Node, Spec
 
 ROUTER_SUFFIX = "router"
@@ -96,8 +96,6 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
     prefix = spec.runtime.container_prefix or spec.name
     pd_args: dict[str, Any] = {}
     if spec.disaggregation is not None:
-        from vllmgen.plan import pd
-
         sides = {group: tuple(Worker(i.name, pd.url(spec, i)) for i in pd.instances(spec) if i.group == group)
                  for group in ("prefill", "decode")}
         pd_args = {"prefill": sides["prefill"], "decode": sides["decode"],

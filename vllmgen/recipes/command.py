@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vllmgen.spec import addresses, catalog
 from vllmgen.recipes.resolve import Resolution, offered_strategies, resolve
 from vllmgen.recipes.source import RecipeError, RecipeUsageError, Source, open_source
 from vllmgen.recipes.tospec import DOC_ADDRESSES, Hosts, Made, make_spec
+from vllmgen.spec import addresses, catalog
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,9 @@ def _split(text: str | None) -> tuple[str, ...]:
 
 def choose_vllm(data: dict[str, Any], variant: str | None, asked: str | None) -> str:
     """The recipe's pinned vLLM when a catalog covers it, else the newest catalog at or above its minimum."""
-    model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    variants = data.get("variants") if isinstance(data.get("variants"), dict) else {}
-    spec = variants.get(variant or "default") if isinstance(variants.get(variant or "default"), dict) else {}
+    model: dict[str, Any] = data["model"] if isinstance(data.get("model"), dict) else {}
+    variants: dict[str, Any] = data["variants"] if isinstance(data.get("variants"), dict) else {}
+    spec: dict[str, Any] = variants[variant or "default"] if isinstance(variants.get(variant or "default"), dict) else {}
     least = str(spec.get("min_vllm_version") or model.get("min_vllm_version") or "0")
     known = catalog.available_versions()
     try:
@@ -109,7 +109,7 @@ def _pinned(image: Any) -> str | None:
 
 def _nodes_for_floor(data: dict[str, Any], request: Request, source: Source) -> int:
     profile = source.hardware.get(request.hardware) or {}
-    gpus = profile.get("gpu_count") if isinstance(profile.get("gpu_count"), int) else 8
+    gpus: int = profile["gpu_count"] if isinstance(profile.get("gpu_count"), int) else 8
     floor = data.get("strategy_min_gpus")
     need = 0
     if isinstance(floor, int):

@@ -7,15 +7,16 @@ are compared per concern. A recipe that no longer offers the choice says why, as
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllmgen.spec import catalog
 from vllmgen.errors import VllmgenError
 from vllmgen.recipes.record import read_record, record
 from vllmgen.recipes.resolve import group_args, resolve
 from vllmgen.recipes.source import RecipeError, RecipeUsageError, open_source
+from vllmgen.spec import catalog
 
 
 @dataclass
@@ -28,8 +29,6 @@ class Drift:
         self.concerns.setdefault(concern, []).append(line)
 
     def as_json(self) -> str:
-        import json
-
         return json.dumps({"model": self.model, "unchanged": self.unchanged, "concerns": self.concerns},
                           indent=2, sort_keys=True) + "\n"
 
@@ -65,7 +64,7 @@ def drift(spec: Path, location: str) -> Drift:
     vllm = str(old.get("vllm") or "latest")
     cat, _ = catalog.load_catalog(vllm)
     features = [str(name).split(":")[0] for name in old.get("features") or []]
-    offered = recipe.data.get("features") if isinstance(recipe.data.get("features"), dict) else {}
+    offered: dict[str, Any] = recipe.data["features"] if isinstance(recipe.data.get("features"), dict) else {}
     for name in features:
         if name not in offered:
             report.add("features", f"- {name} (removed from the recipe)")

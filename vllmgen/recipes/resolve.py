@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vllmgen.spec import catalog
 from vllmgen.recipes.source import Recipe, RecipeError, Source, unknown_choice
+from vllmgen.spec import catalog
 
 # deploy types vllmgen turns into a spec; pd_cluster and kv_store_lb need more than one engine
 DEPLOYABLE = ("single_node", "multi_node")
@@ -312,7 +312,7 @@ def _mode(feature: dict[str, Any], name: str, variant: dict[str, Any], variant_k
         mode = _dict(mode)
         only = _list(mode.get("variants"))
         gates = _dict(mode.get("hardware"))
-        if (only and variant_key not in only) or "unsupported" in (gates.get(gen), gates.get(hardware)):
+        if (only and variant_key not in only) or "unsupported" in (gates.get(gen) if gen else None, gates.get(hardware)):
             continue
         allowed.append(key)
     for wanted in (_dict(variant.get("default_modes")).get(name), feature.get("default_mode")):

@@ -104,7 +104,7 @@ def _checkout(root: Path) -> Source:
     strategies: dict[str, dict[str, Any]] = {}
     for path in sorted((root / "strategies").glob("*.yaml")):
         data = _mapping(*_read_file(path))
-        name = data.get("name") if isinstance(data.get("name"), str) else path.stem
+        name = data["name"] if isinstance(data.get("name"), str) else path.stem
         strategies[name] = data
     models = root / "models"
     ids = sorted(
@@ -132,7 +132,7 @@ def _from_api(data: dict[str, Any]) -> dict[str, Any]:
     """A published recipe JSON as the YAML schema has it: the offered strategies from its renderings."""
     if "compatible_strategies" in data:
         return data
-    rendered = data.get("recommended_command") if isinstance(data.get("recommended_command"), dict) else {}
+    rendered: dict[str, Any] = data["recommended_command"] if isinstance(data.get("recommended_command"), dict) else {}
     offered = [rendered["strategy"]] if isinstance(rendered.get("strategy"), str) else []
     alternatives = rendered.get("alternatives")
     if isinstance(alternatives, dict):
@@ -152,7 +152,7 @@ def _read_file(path: Path) -> tuple[bytes, str]:
 
 
 def _fetch(url: str) -> bytes:
-    import urllib.error  # only for a URL source: a checkout is read without any network code
+    import urllib.error  # lazy: only for a URL source: a checkout is read without any network code
     import urllib.request
 
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "vllmgen"})
@@ -199,7 +199,7 @@ def _mapping(raw: bytes, origin: str, *, json_form: bool = False) -> dict[str, A
 
 
 def _unknown(what: str, name: str, known: list[str]) -> str:
-    import difflib  # only on the error path
+    import difflib  # lazy: only on the error path
 
     hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     tail = f"did you mean {hint[0]!r}?" if hint else f"offered: {', '.join(known) or 'none'}"

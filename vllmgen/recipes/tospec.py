@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllmgen.spec import catalog
 from vllmgen.errors import SpecError
-from vllmgen.spec.load import load_text
-from vllmgen.recipes.resolve import LAYOUT_ORIGIN, Arg, Resolution, flag_key
 from vllmgen.recipes.record import comment_safe, header
+from vllmgen.recipes.resolve import LAYOUT_ORIGIN, Arg, Resolution, flag_key
 from vllmgen.recipes.source import RecipeError
+from vllmgen.spec import catalog
+from vllmgen.spec.load import load_text
 from vllmgen.spec.rules.core import OWNED_ENV, OWNED_FLAGS
 from vllmgen.spec.validate import validate
 
@@ -249,10 +250,10 @@ def _serve_args(res: Resolution, cat: catalog.Catalog,
         if key == "--enable-auto-tool-choice" and "--tool-call-parser" in keys:
             continue  # vllmgen turns it on with serve.tool_call_parser
         if key == "--distributed-executor-backend":
-            value = arg.values[0] if arg.values else ""
-            if value == "mp" and res.strategy.get("deploy_type") == "multi_node":
+            backend = arg.values[0] if arg.values else ""
+            if backend == "mp" and res.strategy.get("deploy_type") == "multi_node":
                 continue
-            raise RecipeError(f"{arg.origin}: {arg.flag} {value} is set by vllmgen from cluster.backend, and "
+            raise RecipeError(f"{arg.origin}: {arg.flag} {backend} is set by vllmgen from cluster.backend, and "
                               f"{res.choice.strategy} runs with the mp backend")
         head, dot, subkey = catalog.split_flag(arg.flag)[0].partition(".")
         if dot and FIELDS.get(head, ((), ""))[1] == "json":
@@ -263,7 +264,7 @@ def _serve_args(res: Resolution, cat: catalog.Catalog,
             continue
         if key in FIELDS:
             path, kind = FIELDS[key]
-            value = _read(arg, kind, info)
+            value: Any = _read(arg, kind, info)
             if kind == "json" and path in fields:  # dotted keys before the whole mapping: the mapping wins
                 value = {**fields[path][0], **value}
             fields[path] = (value, arg.origin)
@@ -405,7 +406,7 @@ def _flag_env(text: str) -> bool:
 
 
 # variables vllmgen sets from a typed field: the recipe's value goes to that field
-ENV_FIELDS = {
+ENV_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "VLLM_ENGINE_READY_TIMEOUT_S": (("serve", "ready_timeout"), int),
     "HF_ENDPOINT": (("model", "hf_endpoint"), str),
     "VLLM_USE_MODELSCOPE": (("model", "modelscope"), _flag_env),

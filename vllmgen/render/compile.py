@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllmgen.render.fingerprint import inputs
 from vllmgen.plan.plan import Plan, build_plan
+from vllmgen.render.fingerprint import inputs
 from vllmgen.spec.validate import ValidSpec, validate_file
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ def plan_file(path: str | Path, *, strict: bool = False) -> tuple[ValidSpec, Pla
 
 
 def compile_file(path: str | Path, *, strict: bool = False) -> Compiled:
-    # imported here: `status` and `down` plan without rendering, and jinja2 with the templates' module is
-    # ~50 ms of their start-up
+    # `status` and `down` plan without rendering, and jinja2 with the templates' module is ~50 ms of their start-up
+    # lazy: start-up time
     from vllmgen.render.artifacts import render
 
     valid, plan = plan_file(path, strict=strict)

@@ -66,7 +66,7 @@ SHAPING_LIBRARIES = ("jinja2", "pydantic", "pydantic-core", "ruamel.yaml")
 
 def _normal(name: str) -> str:
     """A distribution name as its dist-info folder spells it (PEP 503 normalised, '_' for the separator)."""
-    out = []
+    out: list[str] = []
     for char in name.lower():
         if char in "-_.":
             if not out or out[-1] != "_":
@@ -99,6 +99,7 @@ def installed_versions(names: tuple[str, ...]) -> dict[str, str | None]:
             break
     missing = [name for name in names if name not in found]
     if missing:  # not where a dist-info would be: ask importlib.metadata, which knows every layout
+        # lazy: rarely needed, slow to import
         from importlib import metadata
 
         for name in missing:

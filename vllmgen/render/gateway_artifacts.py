@@ -5,21 +5,21 @@ compose.yaml (Docker) or start.sh and stop.sh (process runtime). The container i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
+from vllmgen.plan import exposure
 from vllmgen.plan import gateway as front_door
 from vllmgen.plan.plan import Plan
+from vllmgen.render.compose_yaml import compose_file
+from vllmgen.render.shell import quote_word
+from vllmgen.render.templates import template
+from vllmgen.spec import addresses
 from vllmgen.targets import registry
+from vllmgen.targets.docker.dockercli import run_options
 
 
-
-def artifacts(plan: Plan, context: dict[str, Any], template: Callable[..., str],
-              compose_file: Callable[..., str]) -> list[tuple[str, str, bool]]:
+def artifacts(plan: Plan, context: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """(path, text, executable) of every gateway/ file."""
-    from vllmgen.targets.docker.dockercli import run_options
-    from vllmgen.render.shell import quote_word
-
     gateway, container = plan.gateway, plan.gateway_container
     assert gateway is not None and container is not None
     top = re.sub(r"[\x00-\x1f\x7f]", "?", context["header"])  # one comment line in nginx.conf and the scripts
@@ -57,9 +57,6 @@ def artifacts(plan: Plan, context: dict[str, Any], template: Callable[..., str],
 def open_ports(plan: Plan) -> list[tuple[str, str, str, str]]:
     """The runbook's table: (what, address:port, who may reach it, what it answers), one row per port the
     deployment opens, from the plan (the addresses are vllmgen.plan.exposure's)."""
-    from vllmgen.spec import addresses
-    from vllmgen.plan import exposure
-
     def who(host: str) -> str:
         ip = addresses.parse_ip(host)
         if ip is not None and ip.is_loopback:
@@ -94,8 +91,8 @@ def open_ports(plan: Plan) -> list[tuple[str, str, str, str]]:
                      "forwards everything to the servers; `/add_worker`, `/remove_worker` answer without a key"))
     head = plan.head
     if plan.backend == "ray":
-        port = next((w.split("=", 1)[1] for w in head.container.command if w.startswith("--port=")), "")
-        rows.append(("Ray GCS (head)", f"{addresses.url_host(head.address)}:{port}", who(head.address),
+        gcs_port = next((w.split("=", 1)[1] for w in head.container.command if w.startswith("--port=")), "")
+        rows.append(("Ray GCS (head)", f"{addresses.url_host(head.address)}:{gcs_port}", who(head.address),
                      "Ray's cluster protocol (and whatever Ray opens beside it)"))
     if "master-port" in plan.serve_config:
         rows.append(("torch.distributed master (head)", addresses.host_port(head.address,

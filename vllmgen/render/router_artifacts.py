@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from vllmgen.spec.addresses import host_port
-from vllmgen.plan.exposure import EVERY_INTERFACE
-from vllmgen.plan.plan import Container, Healthcheck, Plan, SecretEnv, _host_mount, container_hash
-from vllmgen.plan.router import WORKER_KEY_ENV, RouterPlan
 from vllmgen.plan import label_names
+from vllmgen.plan.exposure import EVERY_INTERFACE
+from vllmgen.plan.plan import Container, Healthcheck, Plan, SecretEnv, container_hash, host_mount
+from vllmgen.plan.router import WORKER_KEY_ENV, RouterPlan
+from vllmgen.render.compose_yaml import compose_file
+from vllmgen.render.shell import quote_word
+from vllmgen.render.templates import header, template
+from vllmgen.spec.addresses import host_port
+from vllmgen.targets.docker.dockercli import run_options
 
 ROLE = "router"
 PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
@@ -34,7 +38,7 @@ def router_container(plan: Plan) -> Container:
         command=router.argv(),
         env=router.env,
         secrets=worker_key,
-        mounts=tuple(_host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
+        mounts=tuple(host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
         labels=(),
         ipc_host=False,
         gpus="",
@@ -69,9 +73,6 @@ def dockerfile(router: RouterPlan, header: str) -> str:
 
 def artifacts(plan: Plan) -> dict[str, str]:
     """router/ files, by path."""
-    from vllmgen.targets.docker.dockercli import run_options
-    from vllmgen.render.artifacts import _template, compose_file, header
-
     router = plan.router
     assert router is not None
     container = router_container(plan)
@@ -86,15 +87,13 @@ def artifacts(plan: Plan) -> dict[str, str]:
                               f'    image: "{container.image}"\n    build:\n      context: "."\n', 1)
     return {
         "router/Dockerfile": dockerfile(router, top),
-        "router/start.sh": _template("router-start.sh.j2", **context),
+        "router/start.sh": template("router-start.sh.j2", **context),
         "router/stop.sh": _stop(container.name, top),
         "router/compose.yaml": compose,
     }
 
 
 def _stop(name: str, top: str) -> str:
-    from vllmgen.render.shell import quote_word
-
     return (
         "#!/usr/bin/env bash\n"
         f"# {top}\n"

@@ -34,7 +34,7 @@ def _lookup() -> Callable[..., int] | None:
     if _renameat2 is False:
         _renameat2 = None
         if sys.platform.startswith("linux"):
-            import ctypes  # only here: the import costs a few ms a render does not need otherwise
+            import ctypes  # lazy: only here: the import costs a few ms a render does not need otherwise
 
             try:
                 function = ctypes.CDLL(None, use_errno=True).renameat2
@@ -51,7 +51,7 @@ def _call(source: str, destination: str, flags: int) -> None:
     function = _lookup()
     if function is None:
         raise Unsupported("renameat2 is not available")
-    import ctypes
+    import ctypes  # lazy: a few ms a render does not need otherwise
 
     if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(destination), flags) != 0:
         code = ctypes.get_errno()
@@ -88,7 +88,7 @@ def locked(directory: str, on_wait: Callable[[], None], timeout: float) -> Itera
     lock, renders are not serialised; each switch is still atomic.
     """
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only, so imported where it is tried
     except ImportError:  # not POSIX: no serialisation, the atomic rename still protects the tree
         yield
         return

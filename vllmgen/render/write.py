@@ -19,8 +19,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from vllmgen.render import swap
 from vllmgen.errors import EXIT_USAGE, VllmgenError
+from vllmgen.render import swap
 from vllmgen.render.artifacts import MANIFEST, Artifact
 
 LOCK_TIMEOUT_S = 120.0  # renders take about a second; a holder this slow is stuck or huge
@@ -213,7 +213,7 @@ def _diff(path: str, current: bytes | None, expected: str) -> str:
         old = current.decode("utf-8")
     except UnicodeDecodeError:
         return f"{path}: differs (not UTF-8 on disk)\n"
-    import difflib  # only a stale tree needs it
+    import difflib  # lazy: only a stale tree needs it
 
     lines = difflib.unified_diff(
         old.splitlines(keepends=True), expected.splitlines(keepends=True), f"a/{path}", f"b/{path}"

@@ -17,9 +17,9 @@ from typing import Any
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import benchmark
 from vllmgen.runner.executor import EngineError, Executor
-from vllmgen.targets import registry
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
+from vllmgen.targets import registry
 
 STEP = "bench"
 

@@ -11,16 +11,17 @@ removes. The same decisions drive apply (``Apply._decisions`` is ``decisions`` h
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from vllmgen.targets.docker import daemon_step
+from vllmgen.errors import EXIT_DRIFT, RunnerError, VllmgenError
 from vllmgen.runner import identity, orphans
 from vllmgen.runner.executor import GPUS_LABEL, IMAGE_HASH_LABEL, dockerfile_for, image_hash
+from vllmgen.runner.gateway_step import decide as decide_gateway
 from vllmgen.runner.progress import fail
 from vllmgen.targets import registry
-
-from vllmgen.errors import EXIT_DRIFT, RunnerError, VllmgenError
+from vllmgen.targets.docker import daemon_step
 from vllmgen.targets.docker.engine import docker_engine
 
 if TYPE_CHECKING:
@@ -165,8 +166,6 @@ def compute(apply: Apply) -> Convergence:
                                 images[name][0], images[name][1], keys, change.path if change else ""))
     front = None
     if apply.plan.gateway and apply.plan.gateway.node in apply.executors and apply.plan.gateway_container:
-        from vllmgen.runner.gateway_step import decide as decide_gateway
-
         action, why, running = decide_gateway(apply)
         front = FrontChange(apply.plan.gateway.node, apply.plan.gateway_container.name, action, why, running)
     return Convergence(Changes(apply.plan.name, tuple(nodes), tuple(_orphans(apply, names)), front), merges, image)
@@ -183,7 +182,7 @@ def _images(apply: Apply, names: tuple[str, ...]) -> Images:
     ids: dict[str, str] = {}
     for name in names:
         executor = apply.executors[name]
-        labels = apply._engine(name, "image", lambda e=executor: docker_engine(e).image_labels(apply.plan.image.tag))
+        labels = apply._engine(name, "image", lambda e=executor: docker_engine(e).image_labels(apply.plan.image.tag))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
         if labels is None:
             images[name] = ("build", f"{apply.plan.image.tag} is not on the node")
         elif labels.get(IMAGE_HASH_LABEL) != wanted:
@@ -193,7 +192,7 @@ def _images(apply: Apply, names: tuple[str, ...]) -> Images:
         if apply.plan.offline and images[name][0] == "build":
             images[name] = offline_refusal(images[name][1])
         ids[name] = (NEW_IMAGE if images[name][0] == "build" else
-                     apply._engine(name, "image", lambda e=executor: docker_engine(e).image_id(apply.plan.image.tag)) or "")
+                     apply._engine(name, "image", lambda e=executor: docker_engine(e).image_id(apply.plan.image.tag)) or "")  # type: ignore[misc]  # mypy cannot type a lambda with defaults
     return Images(images, ids)
 
 
@@ -226,7 +225,7 @@ def _orphans(apply: Apply, names: tuple[str, ...]) -> list[Orphan]:
     seen: set[tuple[str, str]] = set()  # (engine, container): two nodes may share an engine
     for name in names:
         executor = apply.executors[name]
-        listed = apply._engine(name, "orphans", lambda e=executor: e.list_containers(apply.plan.name))
+        listed = apply._engine(name, "orphans", lambda e=executor: e.list_containers(apply.plan.name))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
         for state in orphans.orphans(apply.plan, listed):
             key = (executor.endpoint or "local", state.name)
             if key not in seen:
@@ -273,7 +272,7 @@ def decide(apply: Apply, name: str, restart: bool = False, image: Images | None 
     return "unchanged", "running, config-hash matches", True
 
 
-def decisions(apply: Apply, restarts: set[str] = frozenset(),
+def decisions(apply: Apply, restarts: AbstractSet[str] = frozenset(),
               image: Images | None = None) -> dict[str, tuple[str, str, bool]]:
     """Every node's decision; a multi-node group replaced together; ``--node`` never replaces one alone."""
     names = [n.name for n in apply.plan.nodes if n.name in apply.executors]

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import orphans
 from vllmgen.runner.executor import ContainerState, EngineError, Executor
-from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.gateway_step import is_gateway
+from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.servers import is_router
-from vllmgen.runner.steps import NODE_LABEL, _engine_hint
+from vllmgen.runner.steps import NODE_LABEL, engine_hint
 
 
 def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | None = None) -> list[str]:
@@ -23,7 +23,7 @@ def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | Non
         try:
             found[node.name] = executors[node.name].list_containers(plan.name)
         except EngineError as exc:
-            raise fail(node.name, "down", str(exc), _engine_hint(str(exc))) from exc
+            raise fail(node.name, "down", str(exc), engine_hint(str(exc))) from exc
     removed: list[str] = []
     seen: set[tuple[str, str]] = set()  # (engine, container): two nodes may share an engine
     for node in order:

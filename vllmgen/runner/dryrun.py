@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from vllmgen.spec import endpoints
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import SecretEnv
-from vllmgen.targets.docker import dockerargs
+from vllmgen.plan.words import Anchored, Word
+from vllmgen.render.shell import curl_with_key, join_words, quote_word, secret_expression
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
     FROM_LINE,
@@ -32,8 +33,9 @@ from vllmgen.runner.executor import (
     RunRequest,
 )
 from vllmgen.runner.secrets import placeholders
-from vllmgen.render.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
-from vllmgen.plan import label_names
+from vllmgen.spec import endpoints
+from vllmgen.targets.docker import dockerargs
+from vllmgen.targets.process.process import MARKER_ENV, launch, marker
 
 
 @dataclass(frozen=True)
@@ -315,8 +317,6 @@ def assignments(secrets: tuple[SecretEnv, ...]) -> str:
 def process_line(request: RunRequest) -> str:
     """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
     one shell line. Secrets are passed by name; their values are never printed."""
-    from vllmgen.targets.process.process import MARKER_ENV, launch, marker
-
     plan = launch(request.container)
 
     def fill(word: Word) -> Word:

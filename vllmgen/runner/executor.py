@@ -12,15 +12,15 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import Container
 from vllmgen.render.rayprobe import RAY_PROBE  # noqa: F401 - the runner's name for it
 from vllmgen.runner import host as hosts
-from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.watch import Follow
@@ -85,8 +85,6 @@ class RunRequest:
 
     def planned(self) -> Container:
         """The container as it will start: plan labels plus ours, and no GPUs under --no-gpus."""
-        from dataclasses import replace
-
         return replace(self.container, labels=tuple(self.labels.items()), gpus=self.container.gpus if self.gpus else "")
 
 

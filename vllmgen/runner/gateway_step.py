@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from vllmgen.plan import label_names
 from vllmgen.plan.gateway import ROLE
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import identity, secrets, verify
 from vllmgen.runner.executor import EngineError, Executor, RunRequest
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
-from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply, Step
@@ -84,7 +84,7 @@ def step_gateway(run: Apply, step: Step) -> None:
         _settle(run, step.name)
     api_key = secrets.api_key(plan, run.secrets)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    verify.wait_healthy(_Keyed(executor, headers), plan.endpoint, run.progress, timeout=min(run.options.timeout, 120),
+    verify.wait_healthy(_Keyed(executor, headers), plan.endpoint, run.progress, timeout=min(run.options.timeout, 120),  # type: ignore[arg-type]  # _Keyed wraps an Executor and forwards every call it does not change
                         alive=lambda: _alive(run, step.name), step=step.name,
                         what=f"the gateway at {gateway.url} (/health, with the key)", interval=1.0,
                         logs=lambda: executor.logs(container.name, tail=20))

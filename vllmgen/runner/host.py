@@ -17,13 +17,13 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from vllmgen.runner import ssh
 from vllmgen.spec import endpoints
 from vllmgen.spec.endpoints import Endpoint
 from vllmgen.targets.docker import daemon_json
-from vllmgen.runner import ssh
 
 DEFAULT_RESTART = ("systemctl", "restart", "docker")
 PUT_SCRIPT = 'set -e; mkdir -p -- "$1"; tar -x -o -f - -C "$1"'  # the deployment files arrive as a tar on stdin
@@ -265,7 +265,7 @@ class UnreachableHost:
 def for_endpoint(endpoint: str | None, *, daemon_json_path: str = daemon_json.DEFAULT_PATH,
                  restart_command: tuple[str, ...] = DEFAULT_RESTART) -> Host:
     """The host beside a Docker endpoint: local for unix:// (or none), ssh for ssh://, none for tcp://."""
-    options = {"daemon_json_path": daemon_json_path, "restart_command": restart_command}
+    options: dict[str, Any] = {"daemon_json_path": daemon_json_path, "restart_command": restart_command}
     scheme = urlsplit(endpoint).scheme if endpoint else "unix"
     if scheme in ("unix", "npipe", ""):
         return LocalHost(**options)

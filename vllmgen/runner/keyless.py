@@ -8,8 +8,9 @@ path is refused, and that is what this module checks, from where the runner stan
 Probes are real requests shaped to succeed if the path is open (a one-token completion), so an
 answer means exposure, not a guess; the admin probes carry no ``url`` parameter, so an open router
 answers 400 and changes nothing (vllm-router 0.1.17: "missing field `url`"), and the router's
-surface is read with ``GET /list_workers``, never with ``POST /flush_cache``, which acts. A path counts as closed when it answers 401, 403 or 404, or does
-not answer at all; any other answer (2xx, 3xx, 400, 422, 5xx) means the request got past the door.
+surface is read with ``GET /list_workers``, never with ``POST /flush_cache``, which acts. A path
+counts as closed when it answers 401, 403 or 404, or does not answer at all; any other answer (2xx,
+3xx, 400, 422, 5xx) means the request got past the door.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ left the spec altogether is not (``docker ps --filter label=io.vllmgen.deploymen
 
 from __future__ import annotations
 
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import Plan
 from vllmgen.runner.executor import ContainerState
-from vllmgen.plan import label_names
 
 NODE_LABEL = label_names.NODE
 DEPLOYMENT_LABEL = label_names.DEPLOYMENT

@@ -12,17 +12,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import Endpoint, Plan
 from vllmgen.plan.router import Worker
 from vllmgen.render.router_artifacts import ROLE, router_container
-from vllmgen.runner import identity, kvtransfer, secrets as deployment_secrets, verify
+from vllmgen.runner import identity, kvtransfer, verify
+from vllmgen.runner import secrets as deployment_secrets
 from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.dryrun import DryRunExecutor
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, dockerfile_for, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
 from vllmgen.targets.docker.engine import docker_engine
-from vllmgen.plan import label_names
 
 if TYPE_CHECKING:
     from vllmgen.runner.steps import Apply, Step
@@ -69,7 +70,7 @@ def step_servers(run: Apply, step: Step) -> None:
         verify.wait_healthy(executor, _endpoint_at(run.plan, server.url), run.progress, timeout=run.options.timeout,
                             alive=lambda: run._alive(step.name), step=step.name,
                             what=f"the API server at {server.url} (/health)", interval=run.options.health_poll,
-                            logs=lambda e=executor, c=container: e.logs(c, tail=20), watches=run._watching())
+                            logs=lambda e=executor, c=container: e.logs(c, tail=20), watches=run._watching())  # type: ignore[misc]  # mypy cannot type a lambda with defaults
         run._outcome(step.name, server.node, "ok", f"{server.url}/health 200")
 
 
@@ -80,9 +81,9 @@ def step_router(run: Apply, step: Step) -> None:
     executor = run.executors[name]
     # only healthy servers go behind the router: each one's /health once more, now
     for server in router.workers:
-        result = executor.http("GET", f"{server.url}/health", timeout=5)
-        if result.status != 200:
-            raise fail(server.node, step.name, f"{server.url}/health answers {result.status or result.body}; "
+        health = executor.http("GET", f"{server.url}/health", timeout=5)
+        if health.status != 200:
+            raise fail(server.node, step.name, f"{server.url}/health answers {health.status or health.body}; "
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = router_container(plan)

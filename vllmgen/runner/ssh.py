@@ -104,11 +104,11 @@ class Connections:
             path = self._socket(endpoint)
             # the master removes its socket when it ends (PERSIST seconds idle, or killed): start another
             if not os.path.exists(path):
-                said = self._start(endpoint, path)
-                if said is not None:
-                    self._failed[endpoint] = said
-                    if explain(endpoint, said) and not transient(said):
-                        raise SshRefused(said)
+                refused = self._start(endpoint, path)
+                if refused is not None:
+                    self._failed[endpoint] = refused
+                    if explain(endpoint, refused) and not transient(refused):
+                        raise SshRefused(refused)
                     return argv
         return [argv[0], "-o", f"ControlPath={path}", "-o", "ControlMaster=no", *argv[1:]]
 
@@ -238,8 +238,8 @@ class _Dialer:
             return ours
         err = tempfile.TemporaryFile()
         try:
-            proc = subprocess.Popen(argv, stdin=theirs,
-                                    stdout=theirs, stderr=err,
+            proc = subprocess.Popen(argv, stdin=theirs.fileno(),
+                                    stdout=theirs.fileno(), stderr=err,
                                     start_new_session=True)  # Ctrl-C reaches vllmgen, which closes it
         finally:
             theirs.close()
@@ -287,6 +287,7 @@ class _Dialer:
 
 def docker_client(endpoint: Endpoint, timeout: float) -> tuple[Any, _Dialer]:
     """A ``docker.DockerClient`` whose API calls go over ssh, and its dialer (close it after the client)."""
+    # lazy: the docker SDK and its HTTP stack: only a command that reaches a host needs them
     import docker
     import requests.adapters
     import urllib3.connection

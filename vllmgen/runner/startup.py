@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from vllmgen.plan import nccl
-from vllmgen.runner import phases
 from vllmgen.plan.plan import Plan
+from vllmgen.runner import phases
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vllmgen.runner import faults, phases
 from vllmgen.plan.plan import Plan
+from vllmgen.runner import faults, gateway_step, identity, keyless, phases, servers, startup
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner import gateway_step, identity, keyless, servers, startup
 from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
 from vllmgen.runner.verify import base_url
 from vllmgen.targets.docker.engine import docker_engine, has_images
@@ -89,7 +88,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             endpoint["startup"] = startup.report(plan.head.name, container, startup.read_log(head, container),
                                                  started=started)
             endpoint["head_running"] = True
-    report = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
+    report: dict[str, Any] = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
     report.update(servers.report(plan, executors, api_key))
     report.update(gateway_step.report(plan, executors, api_key))

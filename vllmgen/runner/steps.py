@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vllmgen.runner import phases
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import NodePlan, Plan
-from vllmgen.runner import changes, cluster_step, gateway_step, identity, secrets, servers, startup, verify
-from vllmgen.targets.docker import daemon_step
+from vllmgen.runner import changes, cluster_step, gateway_step, identity, phases, secrets, servers, startup, verify
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     SERVE_WRAPPER,
@@ -43,8 +42,8 @@ from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
 from vllmgen.targets import registry
+from vllmgen.targets.docker import daemon_step
 from vllmgen.targets.docker.engine import docker_engine
-from vllmgen.plan import label_names
 
 T = TypeVar("T")
 HASH_LABEL = label_names.CONFIG_HASH
@@ -137,7 +136,7 @@ def plan_steps(plan: Plan, nodes: tuple[str, ...]) -> list[Step]:
     return steps
 
 
-def _engine_hint(error: str) -> str | None:
+def engine_hint(error: str) -> str | None:
     kind = classify_error(error)
     if kind == "permission_denied":
         return PERMISSION_FIX
@@ -193,7 +192,7 @@ class Apply:
             return [fn(name) for name in names]
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             futures = [pool.submit(fn, name) for name in names]
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            errors = [error for f in futures if (error := f.exception()) is not None]
         if errors:
             if len(errors) == 1:
                 raise errors[0]
@@ -204,7 +203,7 @@ class Apply:
         try:
             return fn()
         except EngineError as exc:
-            raise fail(node, step, str(exc), _engine_hint(str(exc)) or todo) from exc
+            raise fail(node, step, str(exc), engine_hint(str(exc)) or todo) from exc
         except HostError as exc:
             raise fail(node, step, str(exc)) from exc
 
@@ -251,7 +250,7 @@ class Apply:
         assert self.changes is not None
         for orphan in self.changes.orphans:
             executor = self.executors[orphan.engine_of]
-            self._engine(orphan.engine_of, step.name, lambda e=executor, o=orphan: e.remove(o.container))
+            self._engine(orphan.engine_of, step.name, lambda e=executor, o=orphan: e.remove(o.container))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
             self._outcome(step.name, orphan.engine_of, "removed",
                           f"{orphan.container}: node {orphan.node or '?'} is no longer in the spec")
 
@@ -366,7 +365,7 @@ class Apply:
         for name, executor in self.executors.items():
             node = self._node(name)
             container = node.container.name
-            state = self._engine(name, step, lambda e=executor, c=container: e.inspect(c))
+            state = self._engine(name, step, lambda e=executor, c=container: e.inspect(c))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
             if state is None or not state.running:
                 how = "is gone" if state is None else f"exited (exit code {state.exit_code})"
                 advice = todo(node) if todo else "read its log below; then `vllmgen apply` again"

@@ -14,13 +14,13 @@ import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 
-from vllmgen.spec import endpoints
-from vllmgen.spec.addresses import url_host
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import host as hosts
 from vllmgen.runner import ssh
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import ClusterView, Executor
+from vllmgen.spec import endpoints
+from vllmgen.spec.addresses import url_host
 from vllmgen.targets import registry
 
 
@@ -103,7 +103,7 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
         endpoint = node.docker_host if remote else None
         host = hosts.for_endpoint(endpoint, daemon_json_path=daemon_json_path, restart_command=restart_command)
         if dry_run is not None:
-            out[name] = DryRunExecutor(
+            out[name] = DryRunExecutor(  # type: ignore[assignment]  # DryRunExecutor's host is a DryHost, not a Host: the same calls, another class
                 name, endpoint, dry_run, host=host,
                 assume_cluster=whole,
                 assume_served=plan.endpoint.served_name, assume_api_key=plan.endpoint.api_key is not None,

@@ -68,7 +68,7 @@ class Catalog:
 
     def suggest(self, name: str, candidates: Iterable[str] | None = None) -> str | None:
         """The closest of `candidates` (default: every long flag) to `name`, if any is close."""
-        import difflib  # only on the error path
+        import difflib  # lazy: only on the error path
 
         pool = list(self._index if candidates is None else candidates)
         if candidates is None:

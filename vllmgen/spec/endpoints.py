@@ -12,8 +12,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from vllmgen.spec import addresses
 from vllmgen.errors import short
+from vllmgen.spec import addresses
 
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")

@@ -13,13 +13,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from vllmgen.spec import addresses
+from vllmgen.spec.endpoints import FORMS, EndpointError, parse, refused
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _fail(kind: str, message: str) -> PydanticCustomError:
+def invalid(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
@@ -32,7 +33,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # components lower-case, joined by '.', '_', '__' or dashes; a domain only as the first component
 _DOMAIN = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*(?::[0-9]+)?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_REF = re.compile(
+IMAGE_REF = re.compile(
     rf"^(?P<repo>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
@@ -67,52 +68,52 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 def _name(value: str) -> str:
     if not _NAME.fullmatch(value):
-        raise _fail("name", "expected a DNS label: lower-case letters, digits and '-', 1-63 characters")
+        raise invalid("name", "expected a DNS label: lower-case letters, digits and '-', 1-63 characters")
     return value
 
 
 def _address(value: str) -> str:
     if addresses.parse_ip(value) is None and not addresses.is_hostname(value):
-        raise _fail("address", "expected an IPv4/IPv6 address or a hostname")
+        raise invalid("address", "expected an IPv4/IPv6 address or a hostname")
     return value
 
 
-def _ifname(value: str) -> str:
+def interface_name(value: str) -> str:
     if not addresses.is_ifname(value):
-        raise _fail("ifname", "expected a network interface name (at most 15 characters: letters, digits, '_.:-')")
+        raise invalid("ifname", "expected a network interface name (at most 15 characters: letters, digits, '_.:-')")
     return value
 
 
 def _env_name(value: str) -> str:
     if not _ENV_NAME.fullmatch(value):
-        raise _fail("env_name", "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        raise invalid("env_name", "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
     return value
 
 
 def _abs_path(value: str) -> str:
     if not value.startswith("/") and not value.startswith("~/") and value != "~":
-        raise _fail("abs_path", "expected an absolute path (starting with '/' or '~/')")
+        raise invalid("abs_path", "expected an absolute path (starting with '/' or '~/')")
     if "\x00" in value or "\n" in value:
-        raise _fail("abs_path", "a path cannot hold NUL or newline characters")
+        raise invalid("abs_path", "a path cannot hold NUL or newline characters")
     if ":" in value:  # docker's --volume and compose's short syntax split on it
-        raise _fail("abs_path", "a host path cannot hold ':' (Docker's volume syntax splits on it)")
+        raise invalid("abs_path", "a host path cannot hold ':' (Docker's volume syntax splits on it)")
     if "${" in value:  # compose's volume syntax reads '${' as a variable even escaped, and loses the target
-        raise _fail("abs_path", "a host path cannot hold '${' (compose's volume syntax takes it for a variable)")
+        raise invalid("abs_path", "a host path cannot hold '${' (compose's volume syntax takes it for a variable)")
     return value
 
 
 def _container_path(value: str) -> str:
     if not value.startswith("/"):
-        raise _fail("container_path", "expected an absolute path inside the container (starting with '/')")
+        raise invalid("container_path", "expected an absolute path inside the container (starting with '/')")
     if ":" in value or "${" in value or "\n" in value or "\x00" in value:
-        raise _fail("container_path", "a container path cannot hold ':', '${', NUL or newline")
+        raise invalid("container_path", "a container path cannot hold ':', '${', NUL or newline")
     return value
 
 
 def _text(value: str) -> str:
     """Free text that ends up in scripts: any printable text, never a literal token."""
     if _CONTROL.search(value) or "\n" in value:
-        raise _fail("text", "expected one line of text without control characters")
+        raise invalid("text", "expected one line of text without control characters")
     return value
 
 
@@ -144,71 +145,69 @@ def url_credentials(value: str) -> str | None:
 def _size(value: str | int) -> str:
     text = str(value)
     if not _SIZE.fullmatch(text):
-        raise _fail("size", "expected a size such as '10g', '512m' or a byte count")
+        raise invalid("size", "expected a size such as '10g', '512m' or a byte count")
     return text
 
 
 def _url(value: str) -> str:
     if not re.fullmatch(r"https?://[^\s'\"\\]+", value):
-        raise _fail("url", "expected an http(s) URL without spaces or quotes")
+        raise invalid("url", "expected an http(s) URL without spaces or quotes")
     return value
 
 
-def _pinned(value: str) -> str:
+def pinned_requirement(value: str) -> str:
     if not _PINNED_REQ.fullmatch(value):
-        raise _fail("pinned", "expected a pinned requirement 'name==version' (unpinned installs drift between builds)")
+        raise invalid("pinned", "expected a pinned requirement 'name==version' (unpinned installs drift between builds)")
     return value
 
 
-def _git(value: str) -> str:
+def git_requirement(value: str) -> str:
     if not _GIT_REQ.fullmatch(value):
-        raise _fail("git_req", "expected 'git+https://host/repo.git@ref' (optionally 'name @ git+...')")
+        raise invalid("git_req", "expected 'git+https://host/repo.git@ref' (optionally 'name @ git+...')")
     return value
 
 
 def _image_ref(value: str) -> str:
-    match = _IMAGE_REF.fullmatch(value) if len(value) <= 255 + 1 + 128 + 1 + 71 else None
+    match = IMAGE_REF.fullmatch(value) if len(value) <= 255 + 1 + 128 + 1 + 71 else None
     if match is None or len(match.group("repo")) > 255:  # Docker's limit on the name, tag and digest aside
-        raise _fail("image_ref", "expected an image reference such as vllm/vllm-openai:v0.32.0 "
+        raise invalid("image_ref", "expected an image reference such as vllm/vllm-openai:v0.32.0 "
                     "([registry/]name[:tag][@sha256:digest], no spaces or options)")
     return value
 
 
 def floating_image(value: str) -> bool:
     """An image reference whose content moves: tagged 'latest' or not tagged, and no digest."""
-    match = _IMAGE_REF.fullmatch(value)
+    match = IMAGE_REF.fullmatch(value)
     return match is not None and match.group("digest") is None and match.group("tag") in (None, "latest")
 
 
 def _version(value: str) -> str:
     if not re.fullmatch(r"[0-9]+(\.[0-9]+){1,2}", value):
-        raise _fail("version", "expected a version such as 2.49.2")
+        raise invalid("version", "expected a version such as 2.49.2")
     return value
 
 
 def _docker_host(value: str) -> str:
-    from vllmgen.spec.endpoints import FORMS, EndpointError, parse, refused
-
     try:
         parse(value)
     except EndpointError as exc:
         message = str(exc)
-        raise _fail("docker_host", message if message.startswith("expected") else f"expected {FORMS}: {message}") from None
+        raise invalid("docker_host", message if message.startswith("expected") else f"expected {FORMS}: {message}") from None
     why = refused(value)
     if why:
-        raise _fail("docker_host", why)
+        raise invalid("docker_host", why)
     return value
 
 
 def _fraction(value: float) -> float:
     if not 0 < value <= 1:
-        raise _fail("fraction", "expected a fraction in (0, 1]")
+        raise invalid("fraction", "expected a fraction in (0, 1]")
     return value
 
 
 Name = Annotated[str, AfterValidator(_name)]
 Address = Annotated[str, AfterValidator(_address)]
-IfName = Annotated[str, AfterValidator(_ifname)]
+IfName = Annotated[str, AfterValidator(interface_name)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 HostPath = Annotated[str, AfterValidator(_abs_path)]
 ContainerPath = Annotated[str, AfterValidator(_container_path)]

@@ -1,7 +1,7 @@
 """Stage 1, load: YAML text -> plain Python data plus a map of where every value stands.
 
 The parser's events (libyaml's when ruamel.yaml's C extension is installed: ten times faster;
-else the pure one) are built into data by ``vllmgen.spec.compose``, which bounds depth, aliases and
+else the pure one) are built into data by ``vllmgen.spec.yamltree``, which bounds depth, aliases and
 scalar length; positions are 1-based and keyed by field path, so later stages can point at
 ``nodes[1].address`` without holding on to ruamel objects. The file's size is bounded before it
 is read, and bad UTF-8 or a bad character is reported at its line and column. Errors are always
@@ -27,8 +27,8 @@ try:  # libyaml, from ruamel.yaml[libyaml] (ruamel.yaml.clibz) or ruamel.yaml.cl
 except ImportError:
     CParser = None
 
-from vllmgen.spec.compose import Builder, ComposeError
-from vllmgen.errors import Diagnostic, Path, SpecError, short
+from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
+from vllmgen.spec.yamltree import Builder, ComposeError
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,6 @@ class LoadedSpec:
     positions: Positions
 
     def diagnostic(self, path: Path, message: str, *, key: bool = False, severity="error") -> Diagnostic:
-        from vllmgen.errors import format_path
-
         line, col = self.positions.of(path, key=key)
         return Diagnostic(self.file, line, col, format_path(path), message, severity)
 
@@ -123,6 +121,7 @@ def load_text(text: str, file: str) -> LoadedSpec:
     try:
         return _load(text, file, events)
     except _Truncated:
+        assert c_error is not None  # only libyaml's error truncates the events
         raise SpecError([_yaml_diagnostic(c_error, file)]) from None
     except ComposeError as exc:
         raise SpecError([Diagnostic(file, exc.line, exc.column, "<yaml>", f"invalid YAML: {exc.message}")]) from None

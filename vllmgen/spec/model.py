@@ -11,14 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
-from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this module's to others
-    empty_dict,
-    empty_list,
-    _fail,
-    _git,
-    _ifname,
-    _IMAGE_REF,
-    _pinned,
+from vllmgen.spec.formats import (
+    IMAGE_REF,
     Address,
     ContainerPath,
     DockerHost,
@@ -28,21 +22,25 @@ from vllmgen.spec.formats import (  # noqa: F401 - looks_like_secret is this mod
     HostPath,
     IfName,
     ImageRef,
-    looks_like_secret,
     Model,
     Name,
     Port,
-    Size,
     Text,
     Url,
     Version,
+    empty_dict,
+    empty_list,
+    git_requirement,
+    interface_name,
+    invalid,
+    pinned_requirement,
 )
 from vllmgen.spec.gateway import Gateway
+from vllmgen.spec.parallel import DataParallel, ExpertParallel, Router
+from vllmgen.spec.pd import Disaggregation
 from vllmgen.spec.runtime import kind_of
 from vllmgen.targets.docker.runtime import DockerRuntime
 from vllmgen.targets.process.runtime import ProcessRuntime
-from vllmgen.spec.parallel import DataParallel, ExpertParallel, Router
-from vllmgen.spec.pd import Disaggregation
 
 SPEC_VERSION = 1
 
@@ -60,7 +58,7 @@ class SecretRef(Model):
     @classmethod
     def _refuse_literals(cls, data: Any) -> Any:
         if isinstance(data, str):
-            raise _fail(
+            raise invalid(
                 "literal_secret",
                 "secrets are given by reference only: write {env: VAR_NAME} or {file: /path/to/file}, "
                 "never the value",
@@ -70,7 +68,7 @@ class SecretRef(Model):
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
-            raise _fail("secret_ref", "give exactly one of 'env' or 'file'")
+            raise invalid("secret_ref", "give exactly one of 'env' or 'file'")
         return self
 
 
@@ -88,10 +86,10 @@ class Image(Model):
     name: ImageRef | None = Field(None, description="tag of the image built from the generated Dockerfile (default vllmgen/<name>:<base tag>)")
     pip_index_url: Url | None = Field(None, description="PyPI mirror, set as PIP_INDEX_URL in the image")
     uv_index_url: Url | None = Field(None, description="uv index, set as UV_INDEX_URL (defaults to pip_index_url)")
-    packages: list[Annotated[str, AfterValidator(_pinned)]] = Field(
+    packages: list[Annotated[str, AfterValidator(pinned_requirement)]] = Field(
         default_factory=empty_list, description="extra pip packages, pinned with '==' (e.g. 'flashinfer-python==0.2.5')"
     )
-    git_packages: list[Annotated[str, AfterValidator(_git)]] = Field(
+    git_packages: list[Annotated[str, AfterValidator(git_requirement)]] = Field(
         default_factory=empty_list,
         description="packages from git, e.g. 'git+https://github.com/huggingface/transformers.git@v4.56.0'",
     )
@@ -102,7 +100,7 @@ class Image(Model):
 
     @property
     def base_tag(self) -> str | None:
-        match = _IMAGE_REF.fullmatch(self.base)
+        match = IMAGE_REF.fullmatch(self.base)
         return match.group("tag") if match else None
 
     @property
@@ -123,7 +121,7 @@ class Docker(Model):
     @classmethod
     def _no_clash(cls, daemon: dict[str, Any]) -> dict[str, Any]:
         if "registry-mirrors" in daemon:
-            raise _fail("daemon_clash", "set registry mirrors with docker.registry_mirrors, not here")
+            raise invalid("daemon_clash", "set registry mirrors with docker.registry_mirrors, not here")
         return daemon
 
 
@@ -157,7 +155,7 @@ class Cluster(Model):
     ray_port: Port = Field(6379, description="Ray GCS port on the head (ray backend)")
     master_port: Port = Field(29500, description="torch.distributed port on the head (mp backend, several nodes)")
     nic: IfName | None = Field(None, description="data NIC for every node (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
-    ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] = Field(
+    ib_hcas: list[Annotated[str, AfterValidator(interface_name)]] = Field(
         default_factory=empty_list, description="InfiniBand HCAs for every node (NCCL_IB_HCA)"
     )
 
@@ -168,7 +166,7 @@ class Node(Model):
     role: Literal["head", "worker"] | None = Field(None, description="exactly one head; optional for one node")
     gpus: int = Field(ge=1, le=64, description="GPUs on this node used by the deployment")
     nic: IfName | None = Field(None, description="overrides cluster.nic")
-    ib_hcas: list[Annotated[str, AfterValidator(_ifname)]] | None = Field(None, description="overrides cluster.ib_hcas")
+    ib_hcas: list[Annotated[str, AfterValidator(interface_name)]] | None = Field(None, description="overrides cluster.ib_hcas")
     env: EnvMap = Field(default_factory=empty_dict, description="merged over runtime.env")
     model_host_path: HostPath | None = Field(None, description="overrides model.host_path on this node")
     hf_cache: HostPath | None = Field(None, description="overrides model.hf_cache on this node")
@@ -213,7 +211,7 @@ class Serve(Model):
 
 def _duration(value: str) -> str:
     if not re.fullmatch(r"[1-9][0-9]*(ms|s|m|h)", value):
-        raise _fail("duration", "expected a duration such as '15s', '1m' or '500ms'")
+        raise invalid("duration", "expected a duration such as '15s', '1m' or '500ms'")
     return value
 
 

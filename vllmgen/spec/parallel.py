@@ -10,8 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vllmgen.spec.formats import (Address, ContainerPath, EnvName, HostPath, ImageRef, Model, Name, Port, Text, Version,
-                             empty_dict, empty_list)
+from vllmgen.spec.formats import Address, ContainerPath, EnvName, HostPath, ImageRef, Model, Name, Port, Text, Version, empty_dict, empty_list
 
 # vLLM's default --data-parallel-rpc-port (ParallelConfig.data_parallel_rpc_port)
 DP_RPC_PORT = 29550

@@ -21,7 +21,7 @@ NIXL_SIDE_CHANNEL_PORT = 5600
 class KvConnector(Model):
     kind: Literal["nixl"] = Field("nixl", description="the KV connector: nixl (vLLM's NixlConnector)")
     backends: list[Literal["UCX", "LIBFABRIC", "GDS", "GDS_MT", "POSIX", "OBJ", "MOONCAKE"]] = Field(
-        default_factory=lambda: ["UCX"], min_length=1,
+        default_factory=lambda: ["UCX"], min_length=1,  # type: ignore[arg-type]
         description="NIXL transfer backends (kv_connector_extra_config.backends); UCX is vLLM's default")
     ucx_tls: Text | None = Field(
         None, description="UCX_TLS for every instance, e.g. 'rc,cuda_copy,cuda_ipc' (default: UCX chooses); "

@@ -60,9 +60,9 @@ def member_for(annotation: Any, data: Any) -> Any:
         return None
     inner, *meta = typing.get_args(annotation)
     picker = next((m.discriminator for m in meta if isinstance(m, Discriminator)), None)
-    if picker is None:
+    if not callable(picker):
         return None
-    return members(inner).get(picker(data))
+    return members(inner).get(str(picker(data)))
 
 
 def members(union: Any) -> dict[str, type[BaseModel]]:

@@ -15,11 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vllmgen.errors import Diagnostic, Path, SpecError, format_path, short
-from vllmgen.spec.load import LoadedSpec, load_file
-from vllmgen.spec.partial import partial_spec, unwrap
-from vllmgen.spec.rules.core import Finding, check_rules
 from vllmgen.spec.formats import token_kind, url_credentials
+from vllmgen.spec.load import LoadedSpec, load_file
 from vllmgen.spec.model import Spec
+from vllmgen.spec.partial import partial_spec, unwrap
+from vllmgen.spec.rules.check import check_rules
+from vllmgen.spec.rules.core import Finding
 from vllmgen.spec.runtime import members
 
 
@@ -167,7 +168,7 @@ def _message(error: dict[str, Any], loc: Path) -> str:
         if owners and loc[-2] in _members_at(loc[:-2]):  # another member's field: say whose
             return f"only used with {format_path(_strip_tags(loc[:-2]))}.kind: {' or '.join(owners)}"
         allowed = _fields_at(loc[:-1])
-        import difflib  # only for a misspelt key
+        import difflib  # lazy: only for a misspelt key
 
         hint = difflib.get_close_matches(unknown[:100], allowed, n=1, cutoff=0.6)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(allowed)}"
@@ -221,7 +222,8 @@ def _annotation_at(loc: Path) -> Any:
 
 def _strip_tags(loc: Path) -> Path:
     """``loc`` without the tags of the unions it passes through."""
-    kept, current = [], Spec
+    kept: list[Any] = []
+    current: Any = Spec
     for part in loc:
         current = unwrap(current)
         options = members(current) if current is not None else {}

@@ -12,10 +12,10 @@ import json
 import re
 from collections.abc import Iterator
 
-from vllmgen.spec import catalog
 from vllmgen.errors import short
-from vllmgen.spec.rules.core import OWNED_FLAGS, Finding
+from vllmgen.spec import catalog
 from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import OWNED_FLAGS, Finding
 
 
 def catalog_for(spec: Spec) -> tuple[catalog.Catalog, str | None]:
@@ -116,7 +116,7 @@ def _bad_value(info: catalog.FlagInfo, value: str) -> str | None:
     if info.choices is not None:
         choices = [str(choice) for choice in info.choices]
         if str(converted) not in choices and str(converted).lower() not in choices:
-            import difflib  # only on the error path
+            import difflib  # lazy: only on the error path
 
             hint = difflib.get_close_matches(value[:100], choices, n=1, cutoff=0.6)
             tail = f"did you mean {hint[0]!r}?" if hint else f"expected one of {', '.join(choices)}"

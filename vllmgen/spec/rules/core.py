@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vllmgen.spec import addresses
-from vllmgen.plan.engine import CACHE_ENV
 from vllmgen.errors import Path
+from vllmgen.spec import addresses
+from vllmgen.spec.container_layout import CACHE_ENV
 from vllmgen.spec.formats import floating_image
 from vllmgen.spec.model import Spec
+from vllmgen.targets.docker.daemon_keys import problems
 
 
 @dataclass(frozen=True)
@@ -94,32 +95,6 @@ OWNED_ENV = {
 }
 # set by vllmgen while caches.keep is on (the default): each points into the kept cache folder
 CACHE_ENV_OWNER = "caches.keep (set caches.keep: false to manage this cache yourself)"
-
-
-def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:
-    """Every rule's findings. ``lenient``: ``spec`` is partial (vllmgen.spec.partial) and a rule that
-    meets a value that did not validate stops there, keeping what it found before."""
-    from vllmgen.spec.rules.catalog import serve_flags_exist  # these import this module's Finding
-    from vllmgen.spec.rules.gateway import gateway_rules
-    from vllmgen.spec.rules.mounts import mount_clashes
-    from vllmgen.spec.rules.offline import RULES as OFFLINE_RULES
-    from vllmgen.spec.rules.parallel import parallel_rules
-    from vllmgen.spec.rules.pd import pd_rules
-    from vllmgen.spec.rules.process import RULES as PROCESS_RULES
-    from vllmgen.spec.rules.secrets import RULES as SECRET_RULES
-
-    findings: list[Finding] = []
-    for rule in (*RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES, gateway_rules,
-                 *OFFLINE_RULES, pd_rules):
-        if not lenient:
-            findings.extend(rule(spec))
-            continue
-        try:
-            for finding in rule(spec):
-                findings.append(finding)
-        except Exception:  # noqa: BLE001 - a rule over a partly invalid spec does what it can
-            pass
-    return findings
 
 
 def one_head(spec: Spec) -> Iterator[Finding]:
@@ -286,29 +261,27 @@ def model(spec: Spec) -> Iterator[Finding]:
         yield Finding(("model", "source"), "expected a Hugging Face repo id 'org/name' (or set model.host_path)")
 
 
-def _non_finite(value: Any, path: Path) -> Iterator[Path]:
+def non_finite(value: Any, path: Path) -> Iterator[Path]:
     if isinstance(value, float) and not math.isfinite(value):
         yield path
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _non_finite(item, (*path, key))
+            yield from non_finite(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _non_finite(item, (*path, index))
+            yield from non_finite(item, (*path, index))
 
 
 def finite_numbers(spec: Spec) -> Iterator[Finding]:
     """.inf and .nan would be written as JSON Infinity/NaN, which Docker and vLLM refuse."""
     for root, value in ((("docker", "daemon"), spec.docker.daemon),
                         (("serve", "speculative_config"), spec.serve.speculative_config)):
-        for path in _non_finite(value, root):
+        for path in non_finite(value, root):
             yield Finding(path, "expected a finite number: .inf and .nan would be written as Infinity and NaN, which JSON does not have")
 
 
 def daemon_values(spec: Spec) -> Iterator[Finding]:
     """Values Docker would refuse for daemon.json keys it knows: found here, not after a restart."""
-    from vllmgen.targets.docker.daemon_keys import problems
-
     for path, message in problems({**spec.docker.daemon, "registry-mirrors": spec.docker.registry_mirrors}):
         if path[0] == "registry-mirrors":
             yield Finding(("docker", "registry_mirrors", *path[1:]), message)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vllmgen.plan import exposure
 from vllmgen.errors import Path
-from vllmgen.spec.rules.core import Finding
-from vllmgen.spec.model import Spec
+from vllmgen.plan import exposure
 from vllmgen.spec.gateway import GATEWAY_PORT
+from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import Finding
 
 
 def gateway_rules(spec: Spec) -> Iterator[Finding]:

@@ -15,11 +15,10 @@ import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vllmgen.plan.engine import CACHE_IN_CONTAINER
 from vllmgen.errors import Path
-from vllmgen.plan.plan import CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER
-from vllmgen.spec.rules.core import Finding
+from vllmgen.spec.container_layout import CACHE_IN_CONTAINER, CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER
 from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import Finding
 
 MODEL_PATH: Path = ("model", "path")
 

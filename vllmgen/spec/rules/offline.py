@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterator
 
 from vllmgen.plan import exposure
-from vllmgen.spec.rules.core import Finding
-from vllmgen.spec.model import Spec
 from vllmgen.spec.gateway import Gateway
+from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import Finding
 
 # Hugging Face hub and transformers read local files only; vLLM and its libraries send no usage data.
 OFFLINE_ENV = {

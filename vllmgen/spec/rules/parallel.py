@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vllmgen.spec import addresses
-from vllmgen.plan import parallel
 from vllmgen.errors import Path
-from vllmgen.spec.rules.core import Finding, _non_finite
+from vllmgen.plan import parallel
+from vllmgen.spec import addresses
 from vllmgen.spec.model import Spec
+from vllmgen.spec.rules import catalog as flag_catalog
+from vllmgen.spec.rules.core import Finding, non_finite
 
 DP = ("serve", "data_parallel")
 EP = ("serve", "expert_parallel")
@@ -89,7 +90,7 @@ def expert(spec: Spec) -> Iterator[Finding]:
     if ep.eplb_config is not None and not ep.eplb:
         yield Finding((*EP, "eplb_config"), "eplb_config needs eplb: true (--enable-eplb)")
     if ep.eplb_config is not None:
-        for path in _non_finite(ep.eplb_config, (*EP, "eplb_config")):
+        for path in non_finite(ep.eplb_config, (*EP, "eplb_config")):
             yield Finding(path, "expected a finite number: JSON has no Infinity or NaN")
     if ep.gid_index is not None and not (spec.cluster.ib_hcas or any(n.ib_hcas for n in spec.nodes)):
         yield Finding((*EP, "gid_index"), "a RoCE GID index without InfiniBand/RoCE HCAs (cluster.ib_hcas) has no "
@@ -135,21 +136,19 @@ def host_ports(spec: Spec) -> Iterator[Finding]:
         if spec.monitoring.enabled:
             add(spec.monitoring.node, ("monitoring", "prometheus_port"), spec.monitoring.prometheus_port)
             add(spec.monitoring.node, ("monitoring", "grafana_port"), spec.monitoring.grafana_port)
-    for node, used in per_host.items():
+    for host, used in per_host.items():
         seen: dict[int, Path] = {}
         for path, port in used:
             if port in seen and seen[port] != path:
                 other = ".".join(map(str, seen[port]))
-                yield Finding(path, f"port {port} on node {node} is already used by {other}")
+                yield Finding(path, f"port {port} on node {host} is already used by {other}")
             seen.setdefault(port, path)
 
 
 def catalog_flags(spec: Spec) -> Iterator[Finding]:
     """The all2all backend among the version's choices; a warning for each flag the layout needs
     that the version's catalog lacks (an older vLLM)."""
-    from vllmgen.spec.rules.catalog import catalog_for
-
-    cat, _ = catalog_for(spec)
+    cat, _ = flag_catalog.catalog_for(spec)
     backend = spec.serve.expert_parallel.all2all_backend
     info = cat.lookup("--all2all-backend")
     if backend is not None and info is not None and info.choices and backend not in info.choices:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vllmgen.spec import addresses
-from vllmgen.plan import pd
 from vllmgen.errors import Path, format_path
-from vllmgen.spec.rules.core import OWNED_FLAGS, Finding
-from vllmgen.spec.model import Spec
+from vllmgen.plan import pd
+from vllmgen.spec import addresses
 from vllmgen.spec.gateway import GATEWAY_PORT
+from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.catalog import catalog_for
+from vllmgen.spec.rules.core import OWNED_FLAGS, Finding
 
 PD: Path = ("disaggregation",)
 VLLM_DEFAULT_MEMORY = 0.9  # vLLM's --gpu-memory-utilization default
@@ -32,7 +33,7 @@ def pd_rules(spec: Spec) -> Iterator[Finding]:
     yield from _shape(spec)
     known = {node.name for node in spec.nodes}
     if any(i.node not in known for g in ("prefill", "decode")
-           for i in pd.group_of(spec.disaggregation, g).instances):  # type: ignore[arg-type]
+           for i in pd.group_of(spec.disaggregation, g).instances):
         yield from _nodes(spec)
         return  # the rest reads each instance's node
     yield from _nodes(spec)
@@ -62,7 +63,7 @@ def _shape(spec: Spec) -> Iterator[Finding]:
                       f"{pd_spec.decode.tensor_parallel_size}: NIXL's transfer needs prefill TP <= decode TP for "
                       "most models")
     for group in ("prefill", "decode"):
-        for position, arg in enumerate(pd.group_of(pd_spec, group).extra_args):  # type: ignore[arg-type]
+        for position, arg in enumerate(pd.group_of(pd_spec, group).extra_args):
             flag = arg.split("=", 1)[0]
             if flag == FLAG or flag in OWNED_FLAGS:
                 owner = "disaggregation (the connector and each group's role)" if flag == FLAG else OWNED_FLAGS[flag]
@@ -81,7 +82,7 @@ def _nodes(spec: Spec) -> Iterator[Finding]:
     assert spec.disaggregation is not None
     names = [node.name for node in spec.nodes]
     for group in ("prefill", "decode"):
-        for index, settings in enumerate(pd.group_of(spec.disaggregation, group).instances):  # type: ignore[arg-type]
+        for index, settings in enumerate(pd.group_of(spec.disaggregation, group).instances):
             if settings.node not in names:
                 yield Finding((*PD, group, "instances", index, "node"),
                               f"no node named {settings.node!r}; nodes: {', '.join(names)}")
@@ -181,8 +182,6 @@ def _env(spec: Spec) -> Iterator[Finding]:
 
 
 def _catalog(spec: Spec) -> Iterator[Finding]:
-    from vllmgen.spec.rules.catalog import catalog_for
-
     cat, _ = catalog_for(spec)  # serve_flags_exist already warns when the version has no catalog of its own
     if cat.lookup(FLAG) is None:
         yield Finding((*PD, "connector"), f"vLLM {cat.version}'s catalog has no {FLAG}: this vLLM cannot take a KV "

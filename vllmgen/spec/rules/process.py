@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vllmgen.spec import addresses
-from vllmgen.spec.rules.core import Finding
 from vllmgen.spec.model import Node, Spec
+from vllmgen.spec.rules.core import Finding
 from vllmgen.targets.process.runtime import ProcessRuntime
 
 
 def node_vllm(spec: Spec, node: Node) -> str | None:
     """The vllm executable this node runs (process runtime): node over runtime, vllm over python_env."""
-    if node.vllm or node.python_env:
-        return node.vllm or f"{node.python_env.rstrip('/')}/bin/vllm"
+    if node.vllm:
+        return node.vllm
+    if node.python_env:
+        return f"{node.python_env.rstrip('/')}/bin/vllm"
     runtime = spec.runtime
     if isinstance(runtime, ProcessRuntime) and (runtime.vllm or runtime.python_env):
         return runtime.vllm or f"{runtime.python_env.rstrip('/')}/bin/vllm"  # type: ignore[union-attr]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from vllmgen.spec.rules.core import OWNED_ENV, Finding
+from vllmgen.errors import Path
 from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import OWNED_ENV, Finding
 
 # a name segment (between '_') that says "credential"; TOKENIZERS_PARALLELISM or KEYBOARD are not
 _SECRET_SEGMENT = re.compile(
@@ -25,7 +26,7 @@ def is_secret_name(name: str) -> bool:
 
 
 def secret_env(spec: Spec) -> Iterator[Finding]:
-    mappings = [(("runtime", "env"), spec.runtime.env)]
+    mappings: list[tuple[Path, dict[str, str]]] = [(("runtime", "env"), spec.runtime.env)]
     mappings += [(("nodes", index, "env"), node.env) for index, node in enumerate(spec.nodes)]
     for root, env in mappings:
         for name, value in env.items():

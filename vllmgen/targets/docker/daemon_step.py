@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from vllmgen.targets.docker import daemon_json
 from vllmgen.runner.executor import EngineError
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import WaitTimeout, fail, wait_for
+from vllmgen.targets.docker import daemon_json
 from vllmgen.targets.docker.engine import DockerEngine, docker_engine
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def _refuse_restart_under_a_group(apply: Apply, changes: list[Change]) -> None:
         return
     for change in changes:
         container = apply.plan.node(change.node).container.name
-        state = apply._engine(change.node, STEP, lambda c=container, n=change.node: apply.executors[n].inspect(c))
+        state = apply._engine(change.node, STEP, lambda c=container, n=change.node: apply.executors[n].inspect(c))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
         if state is not None and state.running:
             raise fail(change.node, STEP,
                        f"{change.path} needs {', '.join(change.merge.changes)}, and restarting Docker would stop"

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vllmgen.targets.docker.dockercli import run_argv
+from vllmgen.plan.words import Anchored, Word
 from vllmgen.runner.executor import RunRequest
-from vllmgen.render.shell import Anchored, Word
+from vllmgen.targets.docker.dockercli import run_argv
 
 
 def run_words(request: RunRequest) -> list[Word]:
@@ -38,6 +38,7 @@ def resolve_home(words: list[Word], home: Callable[[], str]) -> list[str]:
 
 
 def _gpus(value: str) -> Any:
+    # lazy: the docker SDK: only apply needs it, render never
     from docker.types import DeviceRequest
 
     value = value.strip('"')  # '"device=0,1"': quoted for the docker CLI's CSV parser
@@ -47,6 +48,7 @@ def _gpus(value: str) -> Any:
 
 
 def _ulimit(value: str) -> Any:
+    # lazy: the docker SDK: only apply needs it, render never
     from docker.types import Ulimit
 
     name, limits = value.split("=", 1)

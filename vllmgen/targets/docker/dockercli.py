@@ -7,7 +7,7 @@ person reads in build/ is exactly what ``vllmgen apply --dry-run`` would do.
 from __future__ import annotations
 
 from vllmgen.plan.plan import Container, Mount
-from vllmgen.render.shell import Anchored, Word
+from vllmgen.plan.words import Anchored, Word
 
 
 def mount_word(mount: Mount) -> Word:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from vllmgen.targets.docker.dockercli import run_options
 from vllmgen.plan.plan import Plan
 from vllmgen.render.rayprobe import GPUS_SED, RAY_PROBE
 from vllmgen.render.router_artifacts import artifacts as router_files
+from vllmgen.targets.docker.dockercli import run_options
 from vllmgen.targets.kit import File, RenderKit
 
 

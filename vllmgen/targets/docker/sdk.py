@@ -15,11 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vllmgen.spec import endpoints
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import NodePlan, Plan
-from vllmgen.targets.docker import daemon_json, dockerargs
-from vllmgen.runner import ssh
 from vllmgen.runner import host as hosts
+from vllmgen.runner import ssh
 from vllmgen.runner.executor import (
     RAY_PROBE,
     SERVING_PROBE,
@@ -34,8 +33,8 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import StreamFollow
-from vllmgen.plan import label_names
-
+from vllmgen.spec import endpoints
+from vllmgen.targets.docker import daemon_json, dockerargs
 
 API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
 BUILD_TIMEOUT = 3600  # a build's output may pause for long (a big pip install)
@@ -66,7 +65,7 @@ class DockerSdkExecutor:
             why = endpoints.refused(self._where)  # DOCKER_HOST too: the spec's docker_host is validated already
             if why:
                 raise EngineError(why)
-            import docker
+            import docker  # lazy: the runner's dependency: validate and render never import it
 
             if self.endpoint and self.endpoint.startswith("ssh://"):
                 client, self._dialer = ssh.docker_client(endpoints.parse(self.endpoint), self._timeout)
@@ -79,6 +78,7 @@ class DockerSdkExecutor:
 
     def _call(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
         """``fn`` with the engine's errors as EngineError; a dropped connection tried again when ``retry``."""
+        # lazy: the runner's dependencies: validate and render never import them
         import docker
         import requests
 
@@ -145,6 +145,7 @@ class DockerSdkExecutor:
 
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
+        # lazy: the runner's dependencies: validate and render never import them
         import docker
 
         def get() -> Any:
@@ -157,6 +158,7 @@ class DockerSdkExecutor:
         return None if image is None else dict(image.labels or {})
 
     def image_id(self, tag: str) -> str | None:
+        # lazy: the runner's dependencies: validate and render never import them
         import docker
 
         def get() -> Any:
@@ -197,6 +199,7 @@ class DockerSdkExecutor:
         return remote
 
     def _get(self, name: str) -> Any:
+        # lazy: the runner's dependencies: validate and render never import them
         import docker
 
         def get() -> Any:
@@ -344,6 +347,7 @@ class ImageStreams:
         self.executor = executor
 
     def size(self, reference: str) -> int | None:
+        # lazy: the runner's dependencies: validate and render never import them
         import docker
 
         def get() -> Any:
@@ -360,6 +364,7 @@ class ImageStreams:
 
     def save(self, image_id: str, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The image's `docker save` archive, by ID (no tag inside: the bundle's manifest carries the tags)."""
+        # lazy: the runner's dependencies: validate and render never import them
         import docker
         import requests
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vllmgen.plan.plan import HF_CACHE_IN_CONTAINER, Container, Mount, SecretEnv
-from vllmgen.render.shell import Anchored, Word
+from vllmgen.plan.plan import Container, Mount, SecretEnv
+from vllmgen.plan.words import Anchored, Word
+from vllmgen.spec.container_layout import HF_CACHE_IN_CONTAINER
 
 RUN_DIR = "run"  # under the deployment folder: <node>.lock, <node>.json, <node>.log
 DEPLOYMENTS = ".vllmgen/deployments"  # under $HOME: the runner's and the systemd unit's deployment folders

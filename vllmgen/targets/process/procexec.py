@@ -18,8 +18,8 @@ import errno
 import json
 import os
 import select
-import stat
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import NodePlan, Plan
-from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
     ContainerState,
@@ -42,7 +42,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import FileFollow
-from vllmgen.plan import label_names
+from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the group
 MEMBERS_GRACE_S = 10.0  # the leader died: its group's members get this long after SIGTERM
@@ -182,7 +182,7 @@ def read_record(path: Path, deployment: str) -> Record | str:
     labels, run_labels = record.get("labels"), record.get("run_labels", {})
     if not isinstance(record.get("name"), str) or not _string_map(labels) or not _string_map(run_labels):
         return "name or labels malformed"
-    return Record(node, record["name"], pid, start, {**labels, **run_labels})
+    return Record(node, record["name"], pid, start, {**(labels or {}), **run_labels})
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:

@@ -11,9 +11,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from vllmgen.targets.process import process
 from vllmgen.plan.plan import Container, NodePlan, Plan
+from vllmgen.render.router_artifacts import router_container
 from vllmgen.targets.kit import File, RenderKit
+from vllmgen.targets.process import process
 
 _RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
 
@@ -51,8 +52,6 @@ def router_node(plan: Plan) -> NodePlan | None:
     gateway is ``<node>.gateway``."""
     if plan.router is None:
         return None
-    from vllmgen.render.router_artifacts import router_container
-
     return NodePlan(name=f"{plan.router.node}.router", address=plan.router.address, role="worker", rank=-1,
                     gpus=0, container=router_container(plan), docker_host=None)
 

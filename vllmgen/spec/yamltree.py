@@ -48,7 +48,8 @@ class ComposeError(Exception):
 
     def __init__(self, mark: Any, message: str):
         super().__init__(message)
-        self.line, self.column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        self.line: int = mark.line + 1 if mark is not None else 0
+        self.column: int = mark.column + 1 if mark is not None else 0
         self.message = message
 
 
@@ -179,6 +180,7 @@ class Builder:
         if tag == _MERGE:
             value = text
             if in_key:
+                assert top is not None
                 top.key = ("<<", event.start_mark, True)
                 return
         elif tag == _STR:
@@ -276,7 +278,8 @@ class Builder:
             raise ComposeError(mark, "a merge key '<<' takes a mapping or a list of mappings")
         top.merges.extend(sources)
         prefix = len(top.path) + 1
-        moved, kept = [], []
+        moved: list[Any] = []
+        kept: list[Any] = []
         for entry in self.log[top.log_start:]:
             path = entry[0]
             is_merged = len(path) > len(top.path) and path[len(top.path)] == "<<" and len(path) > prefix
