@@ -27,7 +27,7 @@ from infra.images import TESTBASE
 from vllmgen.bundle import archive, make
 from vllmgen.bundle.docker import DockerEngine
 
-from .support import PATH, VLLM_READY_S, Cluster, SshCluster, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, SshCluster, ok_output, write_spec
 
 pytestmark = pytest.mark.slow
 NAME = "vg-bundle"
@@ -41,23 +41,18 @@ def _ns(cluster: SshCluster, index: int, *argv: str) -> subprocess.CompletedProc
                           check=False)
 
 
-def _ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
 def trapped(ssh_hosts: SshCluster):
     """Every host: a default route into a black hole, and a counter on it."""
     nodes = range(len(ssh_hosts.hosts.names))  # the control host too: it is air-gapped as well
     for index in nodes:
-        assert "default" not in _ok(_ns(ssh_hosts, index, "ip", "route", "show")), "the test hosts have no route out"
+        assert "default" not in ok_output(_ns(ssh_hosts, index, "ip", "route", "show")), "the test hosts have no route out"
         # a veth pair whose far end has no address: what is routed into it goes nowhere
-        _ok(_ns(ssh_hosts, index, "ip", "link", "add", "trap0", "type", "veth", "peer", "name", "trap1"))
-        _ok(_ns(ssh_hosts, index, "ip", "link", "set", "trap1", "up"))
-        _ok(_ns(ssh_hosts, index, "ip", "link", "set", "trap0", "up"))
-        _ok(_ns(ssh_hosts, index, "ip", "route", "add", "default", "dev", "trap0"))
-        _ok(_ns(ssh_hosts, index, "iptables", "-w", "-I", *TRAP))
+        ok_output(_ns(ssh_hosts, index, "ip", "link", "add", "trap0", "type", "veth", "peer", "name", "trap1"))
+        ok_output(_ns(ssh_hosts, index, "ip", "link", "set", "trap1", "up"))
+        ok_output(_ns(ssh_hosts, index, "ip", "link", "set", "trap0", "up"))
+        ok_output(_ns(ssh_hosts, index, "ip", "route", "add", "default", "dev", "trap0"))
+        ok_output(_ns(ssh_hosts, index, "iptables", "-w", "-I", *TRAP))
     yield lambda: {index: _trapped_packets(ssh_hosts, index) for index in nodes}
     for index in nodes:
         _ns(ssh_hosts, index, "iptables", "-w", "-D", *TRAP)
@@ -65,7 +60,7 @@ def trapped(ssh_hosts: SshCluster):
 
 
 def _trapped_packets(cluster: SshCluster, index: int) -> int:
-    out = _ok(_ns(cluster, index, "iptables", "-w", "-nvxL", "OUTPUT"))
+    out = ok_output(_ns(cluster, index, "iptables", "-w", "-nvxL", "OUTPUT"))
     line = next(line for line in out.splitlines() if "vllmgen-bundle-trap" in line)
     return int(line.split()[0])
 
@@ -147,7 +142,7 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
     assert f"vllmgen/{NAME}:v0.32.0 is not on the node, and offline: true forbids building or pulling it" in early.stderr
     assert not [c for d in ssh_hosts.daemons for c in d.client().containers.list(all=True) if NAME in c.name]
 
-    log = _ok(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
+    log = ok_output(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
     assert "every SHA-256 matches the manifest" in log
     assert "n0: image vllmgen/vg-bundle:v0.32.0: loaded" in log and "n1: image vllmgen/vg-bundle:v0.32.0: loaded" in log
     for index, node in enumerate(ssh_hosts.daemons):
@@ -160,7 +155,7 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
             assert not (placed / name).is_symlink() and (placed / name).read_bytes() == (source / name).read_bytes()
 
     carried_spec = air / spec.name
-    applied = _ok(ssh_hosts.vllmgen("apply", str(carried_spec), "--all", "--build-dir", str(air / "build"),
+    applied = ok_output(ssh_hosts.vllmgen("apply", str(carried_spec), "--all", "--build-dir", str(air / "build"),
                                     "--base-image", TESTBASE, "--no-gpus", "--timeout", str(VLLM_READY_S), "--yes"))
     assert "n0: image: unchanged" in applied and "n1: image: unchanged" in applied
     assert "building" not in applied
@@ -174,7 +169,7 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
                                           "config.json"]).output.decode()
         assert "LlamaForCausalLM" in seen
 
-    again = _ok(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
+    again = ok_output(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
     assert "nothing new to transfer" in again and ": loaded" not in again and ": placed" not in again
     assert trapped() == {0: 0, 1: 0, 2: 0}, "a host tried to reach outside the test network"
-    _ok(ssh_hosts.vllmgen("down", str(carried_spec), "--all"))
+    ok_output(ssh_hosts.vllmgen("down", str(carried_spec), "--all"))

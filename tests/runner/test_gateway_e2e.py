@@ -25,8 +25,8 @@ from infra.images import ensure_nginx_image
 
 from vllmgen.plan import gateway
 
-from .support import VLLM_READY_S, Cluster, apply_args, write_spec
-from .test_vllm_e2e import _ok, _spec
+from .support import VLLM_READY_S, Cluster, apply_args, ok_stderr, write_spec
+from .test_vllm_e2e import _spec
 
 pytestmark = pytest.mark.slow
 KEY = "door-test.key+0123456789/abcdef"
@@ -130,7 +130,7 @@ def door(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory, pyth
     try:
         result = cluster.vllmgen(*apply_args(path, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S)),
                                  "--output", "json", env=ENV)
-        yield Door(cluster, tmp_path, path, _ok(result), json.loads(result.stdout))
+        yield Door(cluster, tmp_path, path, ok_stderr(result), json.loads(result.stdout))
     finally:
         cluster.vllmgen("down", str(path), "--all")  # a no-op after the last test's own down
         cluster.clear()
@@ -199,10 +199,10 @@ def test_bench_runs_vllm_bench_inside_the_container_and_compares(door: Door) -> 
 
 def test_reapply_changes_nothing_and_down_removes_the_gateway_first(door: Door) -> None:
     cluster = door.cluster
-    again = _ok(cluster.vllmgen(*apply_args(door.spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S)),
+    again = ok_stderr(cluster.vllmgen(*apply_args(door.spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S)),
                                 env=ENV))
     assert "nothing changed" in again, again
-    down = _ok(cluster.vllmgen("down", str(door.spec), "--all"))
+    down = ok_stderr(cluster.vllmgen("down", str(door.spec), "--all"))
     lines = [line for line in down.splitlines() if "down: removed" in line]
     assert "vg-door-gateway" in lines[0], down  # the front door goes first
     assert cluster.daemons[0].client().containers.list(all=True, filters={"name": "vg-door"}) == []

@@ -30,9 +30,9 @@ import pytest
 from infra import cache
 from infra.images import ROOTFS, ensure_base_images, ensure_nginx_image
 
-from .support import PATH, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, apply_args, ok_stderr, wait_for, write_spec
 from .test_gateway_e2e import GATEWAY_PORT, KEY, PORT, ROUTER_PORT, _attack, _check
-from .test_vllm_e2e import _ok, _spec
+from .test_vllm_e2e import _spec
 
 pytestmark = pytest.mark.slow
 ROUTER_VERSION = "0.1.17"
@@ -152,7 +152,7 @@ def deployment(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory
     try:
         result = cluster.vllmgen(*apply_args(path, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S),
                                              "--router-base-image", ROUTER_BASE), env=ENV)
-        yield Deployment(cluster, path, _ok(result), f"http://{PUBLIC}:{GATEWAY_PORT}",
+        yield Deployment(cluster, path, ok_stderr(result), f"http://{PUBLIC}:{GATEWAY_PORT}",
                          {"rep-a": f"http://{a}:{PORT}", "rep-b": f"http://{b}:{PORT}"})
     finally:
         cluster.vllmgen("down", str(path), "--all", env=ENV)  # a no-op after the last test's own down
@@ -230,7 +230,7 @@ def test_a_stopped_replica_is_routed_around_and_named_by_status(deployment: Depl
 
 def test_down_removes_the_gateway_first_then_the_router(deployment: Deployment) -> None:
     cluster = deployment.cluster
-    down = _ok(cluster.vllmgen("down", str(deployment.spec), "--all", env=ENV))
+    down = ok_stderr(cluster.vllmgen("down", str(deployment.spec), "--all", env=ENV))
     removed = [line for line in down.splitlines() if "down: removed" in line]
     assert "vg-rep-gateway" in removed[0] and "rep-a: down: removed vg-rep-router (router)" in removed[1], down
     for daemon in cluster.daemons:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import PATH, VLLM_READY_S, Cluster, apply_args, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, apply_args, ok_stderr, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +52,6 @@ def _spec(name: str, vllm: tuple[str, str], python: str, folder: Path, nodes: li
     return spec
 
 
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stderr
-
-
 def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, python_prefix: str,
                                        vllm: tuple[str, str]) -> None:
     head, worker = two_hosts.hosts.addresses
@@ -71,10 +66,10 @@ def test_real_vllm_mp_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pytho
     spec = write_spec(tmp_path, _spec("vg-mp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
                                       backend="mp", nic="vg0"))
     try:
-        log = _ok(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
+        log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "node-0: cluster: ok (2 node(s), /health 200)" in log
         assert "verify: chat completion answered" in log
         worker_cmd = two_hosts.daemons[1].client().containers.get("vg-mp-node-1").attrs["Config"]["Cmd"]
         assert worker_cmd[-3:] == ["--node-rank", "1", "--headless"]
     finally:
-        _ok(two_hosts.vllmgen("down", str(spec), "--all"))
+        ok_stderr(two_hosts.vllmgen("down", str(spec), "--all"))
