@@ -19,6 +19,7 @@ from vllmgen.gateway import GatewayPlan, plan_gateway
 from vllmgen.router import RouterPlan, plan_router
 from vllmgen.shell import Anchored, host_word
 from vllmgen.spec import Node, SecretRef, Spec
+from vllmgen.targets.kubernetes.plan import KubernetesPlan, plan_kubernetes
 
 CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
@@ -140,7 +141,7 @@ class Plan:
     model_ref: str
     ready_timeout_s: int = VLLM_DEFAULT_READY_S
     monitoring: MonitoringPlan | None = None
-    runtime: Literal["docker", "process"] = "docker"
+    runtime: Literal["docker", "process", "kubernetes"] = "docker"
     router: RouterPlan | None = None
     process_user: str | None = None  # runtime.user: the systemd unit's User= (process runtime)
     process_home: str | None = None  # that user's home: a system unit's %h is root's, whatever User= says
@@ -149,6 +150,7 @@ class Plan:
     gateway_container: Container | None = None
     head_endpoint: Endpoint | None = None  # the head's own API server, as vllmgen reaches it (behind the gateway)
     server_urls: tuple[tuple[str, str], ...] = ()  # (node, URL) of every API server, head first
+    kubernetes: KubernetesPlan | None = None  # runtime.kind: kubernetes: what its manifests hold
 
     @property
     def direct_endpoint(self) -> Endpoint:
@@ -209,7 +211,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
     endpoint = head_endpoint  # what clients use: the front door when there is one
     if gateway is not None:
         endpoint = replace(head_endpoint, address=gateway.public_host, port=gateway.port)
-    return Plan(
+    plan = Plan(
         name=spec.name,
         spec_file=spec_file,
         backend=backend,
@@ -234,6 +236,9 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         server_urls=tuple((node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec)),
         offline=spec.offline,
     )
+    if spec.runtime.kind == "kubernetes":
+        plan = replace(plan, kubernetes=plan_kubernetes(spec, plan))
+    return plan
 
 
 def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | None) -> Container:

@@ -21,17 +21,15 @@ def markdown() -> str:
 def _rows(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
-        inner, is_list = _inner_model(field.annotation)
+        inner, is_list = _inner_models(field.annotation)
         lines.append(f"| `{path}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
-        if inner is not None:
-            _rows(inner, f"{path}[]." if is_list else f"{path}.", lines)
+        for model_type in inner:  # a union of models (runtime: one per kind): each one's fields
+            _rows(model_type, f"{path}[]." if is_list else f"{path}.", lines)
 
 
-def _inner_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    for arg in _flatten(annotation):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg, typing.get_origin(_strip_optional(annotation)) is list
-    return None, False
+def _inner_models(annotation: Any) -> tuple[list[type[BaseModel]], bool]:
+    models = [arg for arg in _flatten(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+    return models, bool(models) and typing.get_origin(_strip_optional(annotation)) is list
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -59,7 +57,8 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):
-        return " \\| ".join(_type_name(a) for a in args if a is not type(None)) + " (optional)"
+        optional = " (optional)" if type(None) in args else ""
+        return " \\| ".join(_type_name(a) for a in args if a is not type(None)) + optional
     if origin is list:
         return f"list of {_type_name(args[0])}"
     if origin is dict:

@@ -161,6 +161,12 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
     """Every artifact of one deployment, sorted by path, the manifest last."""
     from vllmgen.gateway_artifacts import open_ports
 
+    if plan.kubernetes is not None:  # manifests only: no Dockerfile, scripts, compose or host monitoring
+        from vllmgen.targets.kubernetes.render import artifacts as kubernetes_files
+
+        files = sorted((Artifact(path, text) for path, text in kubernetes_files(plan, header(plan))),
+                       key=lambda artifact: artifact.path)
+        return [*files, Artifact(MANIFEST, _manifest(plan, files, made_from))]
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan), "ports": open_ports(plan)}
     if plan.runtime == "process":
         return _finish(plan, _process_artifacts(plan, context), made_from)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WrapValidator, field_validator, model_validator
 
 from vllmgen.formats import (  # noqa: F401 - looks_like_secret is this module's to others
     empty_dict,
@@ -39,6 +39,7 @@ from vllmgen.formats import (  # noqa: F401 - looks_like_secret is this module's
 )
 from vllmgen.spec_gateway import Gateway
 from vllmgen.spec_parallel import DataParallel, ExpertParallel, Router
+from vllmgen.targets.kubernetes.spec import KubernetesRuntime, is_kubernetes
 
 SPEC_VERSION = 1
 
@@ -262,6 +263,16 @@ class Monitoring(Model):
         False, description="let anyone who reaches Grafana view the dashboards without logging in (Viewer)")
 
 
+def _runtime_by_kind(data: Any, handler: Any) -> Any:
+    """One model per runtime kind, chosen by ``kind``: the wrong kind's fields are unknown keys, and errors
+    keep the spec's own path (a tagged union would put its tag into every error's path)."""
+    if is_kubernetes(data):
+        return KubernetesRuntime.model_validate(data)
+    if isinstance(data, dict):
+        return Runtime.model_validate(data)
+    return handler(data)
+
+
 class Spec(Model):
     """A vLLM deployment: the image, the model, the hosts and how vLLM serves across them."""
 
@@ -271,7 +282,9 @@ class Spec(Model):
     docker: Docker = Field(default_factory=Docker, description="Docker daemon settings (-> daemon.json)")
     model: ModelSource = Field(description="what is served and where its weights come from")
     secrets: Secrets = Field(default_factory=Secrets, description="references to secrets, resolved at start time")
-    runtime: Runtime = Field(default_factory=Runtime, description="container options shared by every node")
+    runtime: Annotated[Runtime | KubernetesRuntime, WrapValidator(_runtime_by_kind)] = Field(
+        default_factory=Runtime, description="container options shared by every node (kind: docker or process), "
+        "or the Kubernetes target's settings (kind: kubernetes)")
     cluster: Cluster = Field(default_factory=Cluster, description="how nodes form one vLLM instance")
     nodes: list[Node] = Field(min_length=1, description="the hosts; exactly one head")
     serve: Serve = Field(default_factory=Serve, description="vllm serve options (-> serve-config.yaml)")

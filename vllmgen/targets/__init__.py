@@ -1,0 +1,1 @@
+"""Runtime targets: one package per runtime (``runtime.kind``)."""
