@@ -8,6 +8,8 @@ secrets only as ``secretKeyRef``, no Service links (a Service named ``vllm`` wou
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from vllmgen import gateway as front_door
@@ -138,14 +140,22 @@ def _volumes(k8s: KubernetesPlan) -> list[dict[str, Any]]:
     return volumes
 
 
+CONFIG_HASH = f"{LABEL_PREFIX}.config-hash"  # a changed ConfigMap alone restarts no pod: its hash in the template does
+
+
+def config_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def pod_template(k8s: KubernetesPlan, pod: Pod) -> dict[str, Any]:
     labels = {**_labels(k8s, pod.role), ENGINE_LABEL: k8s.name}
-    metadata: dict[str, Any] = {"labels": labels}
+    metadata: dict[str, Any] = {"labels": labels, "annotations": {CONFIG_HASH: config_hash(k8s.serve_config)}}
     if pod.serves_http:
         labels[API_LABEL] = k8s.name
+    if pod.serves_http and k8s.scrape:
         # monitoring: Prometheus's kubernetes_sd reads these (see the README: no ServiceMonitor CRD needed)
-        metadata["annotations"] = {"prometheus.io/scrape": "true", "prometheus.io/port": str(k8s.port),
-                                   "prometheus.io/path": "/metrics"}
+        metadata["annotations"].update({"prometheus.io/scrape": "true", "prometheus.io/port": str(k8s.port),
+                                        "prometheus.io/path": "/metrics"})
     spec: dict[str, Any] = {
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
@@ -291,7 +301,8 @@ def gateway_objects(k8s: KubernetesPlan, header: str) -> list[tuple[str, dict[st
         "kind": "Deployment",
         "metadata": _meta(k8s, name, front_door.ROLE),
         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
+                 "template": {"metadata": {"labels": labels, "annotations": {
+                                  CONFIG_HASH: config_hash(gateway.conf, gateway.entrypoint)}},
                               "spec": {"enableServiceLinks": False, "automountServiceAccountToken": False,
                                        "containers": [container],
                                        "volumes": [{"name": "config", "configMap": {"name": name}},

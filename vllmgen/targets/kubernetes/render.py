@@ -4,6 +4,7 @@ sorted, written by the project's YAML writer (every string double-quoted)."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from vllmgen import yamlout
@@ -52,7 +53,9 @@ def readme(plan: Plan, k8s: KubernetesPlan, header: str) -> str:
               f"{k8s.leader.gpus} GPU(s) each; the leader runs the API server, the workers are headless"
               if k8s.layout == "leaderworkerset" else
               f"one Deployment of {k8s.replicas} replica(s), {k8s.leader.gpus} GPU(s) each")
-    secret_args = " ".join(f"--from-literal={key}=\"${key}\"" for key in k8s.secret_keys)
+    secret_args = " ".join(f"--from-file={key}={shlex.quote(where)}" if how == "file"
+                           else f"--from-file={key}=<(printf '%s' \"${{{where}}}\")"
+                           for key, how, where in k8s.secret_sources)
     lines = [
         f"<!-- {header} -->",
         f"# {plan.name} on Kubernetes",
@@ -67,6 +70,7 @@ def readme(plan: Plan, k8s: KubernetesPlan, header: str) -> str:
     if k8s.layout == "leaderworkerset":
         lines.append("# needs the LeaderWorkerSet controller: https://lws.sigs.k8s.io/docs/installation/")
     if k8s.secret_keys:
+        lines.append("# bash: each value goes through a pipe, never on a command line (secret.template.yaml: its keys)")
         lines.append(f"kubectl{where} create secret generic {k8s.secret_name} {secret_args}")
     lines += [
         f"kubectl apply -k build/{plan.name}",
