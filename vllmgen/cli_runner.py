@@ -58,6 +58,16 @@ def _transport_errors() -> Iterator[None]:
                           "run the command again (it is safe to repeat)") from exc
 
 
+def _kubernetes(command: str, spec: Path, build_dir: Path = Path("build"), dry_run: bool = False) -> None:
+    """A Kubernetes spec: vllmgen reaches no cluster; print the kubectl command and exit (the others go on)."""
+    from vllmgen.targets.kubernetes.runner import intercept
+
+    answer = intercept(command, spec, build_dir, dry_run=dry_run)
+    if answer is not None:
+        click.echo(answer.text, nl=False, err=answer.exit_code not in (0, EXIT_DRIFT))
+        sys.exit(answer.exit_code)
+
+
 BASE_IMAGE = click.option("--base-image", metavar="IMAGE",
                           help="Build FROM this image instead of the spec's base (a local copy).")
 NO_GPUS = click.option("--no-gpus", is_flag=True,
@@ -121,6 +131,7 @@ def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes
     """
     from vllmgen.runner import targets
 
+    _kubernetes("apply", spec, build_dir, dry_run)
     if dry_run:
         click.echo(f"# vllmgen apply --dry-run {spec}: the commands apply would run, in order; nothing was changed")
 
@@ -178,6 +189,7 @@ def plan(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, buil
     """
     from vllmgen.runner import targets
 
+    _kubernetes("plan", spec, build_dir)
     runner = _runner(spec, node_name, all_nodes, "plan", dry_run=dry_run, build_dir=build_dir,
                      daemon_json=daemon_json, options_kw=dict(gpus=not no_gpus, base_image=base_image))
     try:
@@ -201,6 +213,7 @@ def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None
     from vllmgen.runner import status as status_report
     from vllmgen.runner import targets
 
+    _kubernetes("status", spec)
     _, plan = plan_file(spec)
     names = _scope(plan, node_name, all_nodes, spec, "status")
     executors = targets.executors(plan, names, remote=all_nodes)
@@ -235,6 +248,7 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
     from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.down import down as run_down
 
+    _kubernetes("down", spec, dry_run=dry_run)
     _, plan = plan_file(spec)
     names = _scope(plan, node_name, all_nodes, spec, "down")
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=Recorder() if dry_run else None)

@@ -8,6 +8,7 @@ fields, over a partial spec of whatever validated (``vllmgen.partial``).
 
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -132,14 +133,14 @@ def _from_pydantic(error: Any, loaded: LoadedSpec) -> Diagnostic | None:
     if on_key:
         loc = loc[:-1]
     kind = error["type"]
-    message = _message(error, loc)
+    message = _message(error, loc, _data_at(loaded.data, loc[:-1]) if kind == "extra_forbidden" else None)
     if kind == "missing":  # point at the mapping that lacks the key
         line, col = loaded.positions.of(loc[:-1])
         return Diagnostic(loaded.file, line, col, format_path(loc), message)
     return loaded.diagnostic(loc, message, key=on_key or kind == "extra_forbidden")
 
 
-def _message(error: dict[str, Any], loc: Path) -> str:
+def _message(error: dict[str, Any], loc: Path, parent: Any = None) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "missing":
         return "required field is missing"
@@ -147,7 +148,7 @@ def _message(error: dict[str, Any], loc: Path) -> str:
         return f"expected at least {error['ctx']['min_length']} item(s)"
     if kind == "extra_forbidden":
         unknown = str(loc[-1])
-        allowed = _fields_at(loc[:-1])
+        allowed = _fields_at(loc[:-1], parent)
         import difflib  # only for a misspelt key
 
         hint = difflib.get_close_matches(unknown[:100], allowed, n=1, cutoff=0.6)
@@ -166,8 +167,31 @@ def _message(error: dict[str, Any], loc: Path) -> str:
     return msg
 
 
-def _fields_at(loc: Path) -> list[str]:
-    """Field names of the model that sits at ``loc`` in the spec (for did-you-mean)."""
+def _data_at(data: Any, loc: Path) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _by_kind(annotation: Any, data: Any) -> Any:
+    """The model of a union of models (runtime: one per kind) that ``data``'s ``kind`` chooses."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    kind = data.get("kind") if isinstance(data, dict) else None
+    for model in models:
+        field = model.model_fields.get("kind")
+        if field is not None and kind in typing.get_args(field.annotation):
+            return model
+    return models[0] if models else annotation
+
+
+def _fields_at(loc: Path, data: Any = None) -> list[str]:
+    """Field names of the model that sits at ``loc`` in the spec (for did-you-mean); ``data`` is what the
+    spec holds there, which chooses among a union's models."""
     current: Any = Spec
     for part in loc:
         current = unwrap(current)
@@ -180,7 +204,7 @@ def _fields_at(loc: Path) -> list[str]:
             current = field.annotation
         else:
             return []
-    current = unwrap(current)
+    current = _by_kind(unwrap(current), data)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(current.model_fields)
     return []

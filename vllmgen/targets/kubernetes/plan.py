@@ -22,8 +22,12 @@ if TYPE_CHECKING:  # the shared plan imports this module to fill Plan.kubernetes
 
 LEADER_ADDRESS = "$(LWS_LEADER_ADDRESS)"
 WORKER_INDEX = "$(LWS_WORKER_INDEX)"
+HOST_IP = "$(VLLM_HOST_IP)"  # the pod's own IP (the downward API), defined before it is used
+# the leader's name (LWS_LEADER_ADDRESS) as an IPv4 address, waiting for its DNS record
+RESOLVE_LEADER = ('until leader="$(getent ahostsv4 "$LWS_LEADER_ADDRESS" | awk \'NR == 1 {print $1}\')" '
+                  '&& [ -n "$leader" ]; do sleep 2; done; ')
 EVERY_ADDRESS = "0.0.0.0"  # the pod's own network namespace: the NetworkPolicy decides who reaches it
-# serve-config.yaml options that name the head's address: on the leader's command line instead
+# serve-config.yaml options that name the head's address: on each pod's command line instead
 ADDRESS_OPTIONS = ("master-addr", "data-parallel-address")
 SECRET_SUFFIX = "secrets"
 API_LABEL = "io.vllmgen.api"  # on pods that run an API server: the Service and the router select them
@@ -160,18 +164,26 @@ def pod_args(plan: Plan, node: NodePlan, spec: Spec) -> tuple[tuple[str, ...], t
             start_rank = next(words)
         else:
             args.append(word)
-    group = len(plan.nodes) > 1 and not parallel.replicas(spec)
-    if group:
-        for option in ADDRESS_OPTIONS:
-            if option in plan.serve_config:
-                args += [f"--{option}", LEADER_ADDRESS]
-    if start_rank is None:
+    shell: list[str] = []  # what only a shell in the pod can work out, before exec
+    if "master-addr" in plan.serve_config:  # torch.distributed resolves the leader's name itself
+        args += ["--master-addr", LEADER_ADDRESS]
+    if "data-parallel-address" in plan.serve_config:
+        # vLLM's DP coordinator takes an IPv4 literal: the leader's own pod IP, or the leader's name resolved
+        if node.rank == 0:
+            args += ["--data-parallel-address", HOST_IP]
+        else:
+            shell += [RESOLVE_LEADER, '--data-parallel-address "$leader"']
+    if start_rank is not None:
+        local = parallel.ranks(spec, parallel.ordered(spec))[node.rank].local
+        if local == 1 and not shell:
+            args += ["--data-parallel-start-rank", WORKER_INDEX]
+        else:  # a worker's first DP rank is its index times its local ranks: arithmetic only a shell does
+            shell.append(f'--data-parallel-start-rank "$((LWS_WORKER_INDEX * {local}))"')
+    if not shell:
         return (node.container.entrypoint,), tuple(args)
-    local = parallel.ranks(spec, parallel.ordered(spec))[node.rank].local
-    if local == 1:
-        return (node.container.entrypoint,), (*args, "--data-parallel-start-rank", WORKER_INDEX)
-    # the first DP rank of a worker is its index times its local ranks: arithmetic only a shell does
-    script = f'exec vllm "$@" --data-parallel-start-rank "$((LWS_WORKER_INDEX * {local}))"'
+    prelude = [part for part in shell if part == RESOLVE_LEADER]
+    flags = [part for part in shell if part != RESOLVE_LEADER]
+    script = "".join(prelude) + 'exec vllm "$@" ' + " ".join(flags)
     return ("/bin/sh", "-c", script, "vllm"), tuple(args)
 
 
