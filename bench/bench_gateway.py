@@ -77,8 +77,8 @@ def _upstream(port: int, delay: float) -> http.server.ThreadingHTTPServer:
 
 
 def _gateway(folder: Path, port: int, upstream: int) -> subprocess.Popen[bytes]:
-    from vllmgen import gateway
-    from vllmgen.compile import compile_file
+    from vllmgen.plan import gateway
+    from vllmgen.render.compile import compile_file
 
     plan = compile_file(ROOT / "specs" / "china-mirror.yaml").plan
     assert plan.gateway is not None

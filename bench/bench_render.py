@@ -18,7 +18,7 @@ What it measures (targets from issue 6, each marked PASS or MISS):
    (1,000 nodes <= 1 s; growth no worse than linear: every 10x step in nodes costs at most
    10x, with 20% for noise). Writing 3,000 files is shown beside it: it is the disk's time
    more than vllmgen's (--write-dir puts it on another file system, e.g. /dev/shm)
-4. ``python -X importtime -c "import vllmgen.cli"``: top five by cumulative time (and the same
+4. ``python -X importtime -c "import vllmgen.cli.commands"``: top five by cumulative time (and the same
    for the modules the render path imports lazily)
 5. the docker SDK, vllmgen.runner and network modules are NOT imported by validate, render
    or render --check (checked in sys.modules of a process that ran all three)
@@ -108,8 +108,8 @@ def vllmgen_command() -> tuple[list[str], str]:
         # the console script, run by the same interpreter as the floor (no shim's own start-up)
         return [sys.executable, str(script)], f"{Path(sys.executable).name} {script}"
     # what the console script does, for an interpreter that has none (a venv with vllmgen on its path)
-    code = "import sys; from vllmgen.entry import main; sys.argv[0] = 'vllmgen'; sys.exit(main())"
-    return [sys.executable, "-c", code], f"{Path(sys.executable).name} -c 'vllmgen.entry:main'"
+    code = "import sys; from vllmgen.cli.entry import main; sys.argv[0] = 'vllmgen'; sys.exit(main())"
+    return [sys.executable, "-c", code], f"{Path(sys.executable).name} -c 'vllmgen.cli.entry:main'"
 
 
 # Every timed process runs with bytecode caches, as after any install: PYTHONDONTWRITEBYTECODE (set in
@@ -270,12 +270,12 @@ def bench_scale(sizes: tuple[int, ...], repeats: int, tmp: Path, backend: str, w
 
 def _worker_scale(spec: str, out: str, repeats: str) -> dict:
     """Timed in one warm process: imports are done before the clock starts."""
-    from vllmgen import load
-    from vllmgen.load import load_file
-    from vllmgen.plan import build_plan
-    from vllmgen.render import render
-    from vllmgen.validate import validate
-    from vllmgen.write import write
+    from vllmgen.spec import load
+    from vllmgen.spec.load import load_file
+    from vllmgen.plan.plan import build_plan
+    from vllmgen.render.artifacts import render
+    from vllmgen.spec.validate import validate
+    from vllmgen.render.write import write
 
     samples: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total", "with_write")}
     first: dict[str, float] = {}
@@ -312,8 +312,8 @@ def _worker_memory(spec: str, out: str) -> dict:
     import resource
     import tracemalloc
 
-    from vllmgen.compile import compile_file
-    from vllmgen.write import write
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import write
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
@@ -367,14 +367,14 @@ def importtime(code: str, runs: int) -> list[dict]:
 
 
 def bench_imports(runs: int) -> dict:
-    cli = importtime("import vllmgen.cli", runs)
-    render_path = importtime("import vllmgen.cli, vllmgen.compile, vllmgen.write", runs)
+    cli = importtime("import vllmgen.cli.commands", runs)
+    render_path = importtime("import vllmgen.cli.commands, vllmgen.render.compile, vllmgen.render.write", runs)
     floor = importtime(FLOOR_CODE, runs)
     floor_total = sum(row["cumulative_ms"] for row in floor if row["level"] == 0)
     return {
         "runs": runs,
         "cli_top5": cli[:5],
-        "render_path_top5": [row for row in render_path if row["level"] > 0 or row["module"] != "vllmgen.cli"][:5],
+        "render_path_top5": [row for row in render_path if row["level"] > 0 or row["module"] != "vllmgen.cli.commands"][:5],
         "render_path_top5_self": sorted(render_path, key=lambda row: -row["self_ms"])[:5],
         "cli_total_ms": sum(row["cumulative_ms"] for row in cli if row["level"] == 0),
         "render_path_total_ms": sum(row["cumulative_ms"] for row in render_path if row["level"] == 0),
@@ -387,7 +387,7 @@ def bench_imports(runs: int) -> dict:
 
 def _worker_modules(spec: str, out: str) -> dict:
     """Run validate, render and render --check through the CLI, then report sys.modules."""
-    from vllmgen.cli import main
+    from vllmgen.cli.commands import main
 
     codes = {}
     for name, argv in {
@@ -502,12 +502,12 @@ def _print_scale(scale: dict) -> None:
 
 def _print_imports(imports: dict) -> None:
     print(f"4. python -X importtime (median of {imports['runs']}; start-up/site excluded)")
-    print(f"   import vllmgen.cli: {imports['cli_total_ms']:.0f} ms in all"
+    print(f"   import vllmgen.cli.commands: {imports['cli_total_ms']:.0f} ms in all"
           f" (the floor's four libraries: {imports['floor_total_ms']:.0f} ms)")
     for row in imports["cli_top5"]:
         print(f"     {row['cumulative_ms']:7.1f} ms cumulative {row['self_ms']:7.1f} ms self   "
               f"{'  ' * row['level']}{row['module']}")
-    print(f"   + what render imports lazily (vllmgen.compile, vllmgen.write): "
+    print(f"   + what render imports lazily (vllmgen.render.compile, vllmgen.render.write): "
           f"{imports['render_path_total_ms']:.0f} ms in all")
     for row in imports["render_path_top5"]:
         print(f"     {row['cumulative_ms']:7.1f} ms cumulative {row['self_ms']:7.1f} ms self   "

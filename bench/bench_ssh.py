@@ -51,10 +51,10 @@ from infra.images import write_fake_vllm  # noqa: E402
 from runner.support import PATH, SshCluster, apply_args, make_ssh_cluster, write_spec  # noqa: E402
 from runner.test_vllm_e2e import _spec  # noqa: E402
 
-from vllmgen.compile import compile_file  # noqa: E402
-from vllmgen.runner import dockerargs  # noqa: E402
+from vllmgen.render.compile import compile_file  # noqa: E402
+from vllmgen.targets.docker import dockerargs  # noqa: E402
 from vllmgen.runner.executor import RunRequest  # noqa: E402
-from vllmgen.shell import Anchored  # noqa: E402
+from vllmgen.render.shell import Anchored  # noqa: E402
 
 NAME = "vg-bench"
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))

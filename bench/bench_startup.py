@@ -35,10 +35,10 @@ from infra.images import ensure_compiler_image  # noqa: E402
 from runner.support import Cluster, apply_args, make_cluster, write_spec  # noqa: E402
 from runner.test_vllm_e2e import _spec  # noqa: E402
 
-from vllmgen.compile import compile_file  # noqa: E402
-from vllmgen.runner import dockerargs  # noqa: E402
+from vllmgen.render.compile import compile_file  # noqa: E402
+from vllmgen.targets.docker import dockerargs  # noqa: E402
 from vllmgen.runner.executor import RunRequest  # noqa: E402
-from vllmgen.shell import Anchored  # noqa: E402
+from vllmgen.render.shell import Anchored  # noqa: E402
 
 
 def _run(cluster: Cluster, *args: str) -> tuple[float, subprocess.CompletedProcess]:

@@ -40,9 +40,9 @@ def deep_input(rng: random.Random) -> str:
     return "version: 1\nname: deep\nnodes:\n  " + opener * depth + "x\n"
 
 
-# the console script's main(), timed from after the interpreter and vllmgen.cli are loaded
+# the console script's main(), timed from after the interpreter and vllmgen.cli.commands are loaded
 CHILD = """import sys, time
-from vllmgen.cli import main
+from vllmgen.cli.commands import main
 wall, cpu = time.perf_counter(), time.process_time()
 try:
     main()

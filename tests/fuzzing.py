@@ -179,7 +179,7 @@ class Outcome:
 
 def run_cli(args: list[str]) -> Outcome:
     """``vllmgen ARGS`` in this process, as the console script runs it; its exit code and output."""
-    from vllmgen.cli import main
+    from vllmgen.cli.commands import main
 
     out = io.StringIO()
     old_argv = sys.argv

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from vllmgen.errors import SpecError
-from vllmgen.validate import validate_file
+from vllmgen.spec.validate import validate_file
 
 BROKEN = Path(__file__).parent / "broken"
 

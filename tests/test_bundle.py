@@ -91,8 +91,8 @@ class FakeEngine:
 @pytest.fixture
 def deployment(tmp_path: Path) -> Path:
     """An offline one-node spec, rendered, and a model folder of random files (one in a sub-folder)."""
-    from vllmgen.compile import compile_file
-    from vllmgen.write import write
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import write
 
     model = tmp_path / "weights"
     (model / "tokenizer").mkdir(parents=True)

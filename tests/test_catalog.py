@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-from vllmgen.catalog import (
+from vllmgen.spec.catalog import (
     Catalog,
     available_versions,
     load_catalog,
@@ -29,7 +29,7 @@ def test_shipped_versions():
 
 def test_catalog_files_are_canonical_json():
     # make_catalog.py writes sorted keys and a trailing newline; hand edits show up here
-    for entry in (resources.files("vllmgen") / "catalogs").iterdir():
+    for entry in (resources.files("vllmgen.spec") / "catalogs").iterdir():
         text = entry.read_text("utf-8")
         data = json.loads(text)
         assert text == json.dumps(data, indent=1, sort_keys=True) + "\n", entry.name

@@ -141,7 +141,8 @@ def test_schema_matches_committed_copy():
 def test_internal_error_exits_123_without_traceback(tmp_path, monkeypatch, capsys):
     import pytest
 
-    from vllmgen import cli, write
+    from vllmgen.cli import commands as cli
+    from vllmgen.render import write
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
@@ -165,7 +166,7 @@ def test_an_output_folder_under_a_file_is_a_usage_error(tmp_path):
 
 
 def test_readme_reference_is_generated_from_the_models():
-    from vllmgen.reference import markdown
+    from vllmgen.review.reference import markdown
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- reference:start -->\n")[1].split("<!-- reference:end -->")[0]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllmgen.endpoints import Endpoint, EndpointError, parse
+from vllmgen.spec.endpoints import Endpoint, EndpointError, parse
 
 
 @pytest.mark.parametrize(("text", "expected"), [

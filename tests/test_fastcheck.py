@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen import fastcheck, fingerprint
-from vllmgen.entry import _check_arguments
+from vllmgen.render import fastcheck, fingerprint
+from vllmgen.cli.entry import _check_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "tests" / "fixtures" / "diff" / "before.yaml"
@@ -20,7 +20,7 @@ HEAVY = ("pydantic", "jinja2", "click", "ruamel", "importlib.metadata", "pathlib
 # runs `vllmgen ARGS` in a fresh interpreter, then names the heavy modules it imported
 PROBE = """
 import sys
-from vllmgen.entry import main
+from vllmgen.cli.entry import main
 sys.argv = ["vllmgen", *sys.argv[1:]]
 code = 0
 try:

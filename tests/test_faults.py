@@ -1,4 +1,4 @@
-"""Fatal lines in a vLLM log (vllmgen.faults): what ends apply's wait at once, and what must not.
+"""Fatal lines in a vLLM log (vllmgen.runner.faults): what ends apply's wait at once, and what must not.
 
 The failing logs are written in vLLM's own formats (its logger's prefix on every traceback line, as
 `logger.exception("EngineCore failed to start.")` prints them; the API server's RuntimeError after
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen import faults
+from vllmgen.runner import faults
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENGINE = "(EngineCore_DP0 pid=241794) ERROR 09-18 10:34:29 [core.py:718] "

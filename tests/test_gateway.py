@@ -1,5 +1,5 @@
 """The front door: rendered nginx configs pass the real `nginx -t`; the entrypoint refuses keys it cannot
-write safely; where each server listens (vllmgen.exposure); and a real nginx started by the rendered
+write safely; where each server listens (vllmgen.plan.exposure); and a real nginx started by the rendered
 entrypoint, in front of a stand-in upstream on loopback, refuses every path without the key and forwards
 only the client API with it (the slow tier does the same in front of a real vLLM and vllm-router)."""
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen import gateway
-from vllmgen.compile import compile_file
+from vllmgen.plan import gateway
+from vllmgen.render.compile import compile_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
@@ -231,10 +231,10 @@ def test_real_nginx_streams_server_sent_events_as_they_come(front_door) -> None:
 
 def test_docker_publishes_a_bridge_server_on_the_chosen_address_only() -> None:
     """`--publish 127.0.0.1:8000:8000` reaches the SDK as a (host IP, port) pair: never every interface."""
-    from vllmgen.runner import dockerargs
+    from vllmgen.targets.docker import dockerargs
     from vllmgen.runner.executor import RunRequest
     from vllmgen.runner.host import LocalHost
-    from vllmgen.runner.sdk import DockerSdkExecutor
+    from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
     plan = compile_file(ROOT / "specs" / "china-mirror.yaml").plan
     request = RunRequest(plan.head.container, "/srv/deploy", {"HF_TOKEN": "x", "VLLM_API_KEY": "y"}, True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SPECS
-from vllmgen.compile import compile_file
-from vllmgen.write import check
+from vllmgen.render.compile import compile_file
+from vllmgen.render.write import check
 
 BUILD = ROOT / "build"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen import nccl, phases
+from vllmgen.plan import nccl
+from vllmgen.runner import phases
 
 H100 = Path(__file__).parent / "fixtures" / "gpu" / "h100"
 

@@ -7,10 +7,10 @@ import sys
 import pytest
 from conftest import ROOT
 
-from vllmgen import compose, load
+from vllmgen.spec import compose, load
 from vllmgen.errors import SpecError
-from vllmgen.load import load_file, load_text
-from vllmgen.validate import validate
+from vllmgen.spec.load import load_file, load_text
+from vllmgen.spec.validate import validate
 
 SPEC = (ROOT / "specs" / "seed-two-node-ray.yaml").read_text()
 MINIMAL = "version: 1\nname: demo\nmodel: {source: org/model}\nnodes: [{name: a, address: 192.0.2.1, gpus: 1}]\n"
@@ -165,9 +165,9 @@ def test_ipv6_duplicates_are_seen_in_canonical_form():
 
 
 def test_ipv6_is_bracketed_in_urls_and_host_port():
-    from vllmgen.compile import Compiled
-    from vllmgen.plan import build_plan
-    from vllmgen.render import render
+    from vllmgen.render.compile import Compiled
+    from vllmgen.plan.plan import build_plan
+    from vllmgen.render.artifacts import render
 
     text = SPEC.replace("192.0.2.1", "fd00::1").replace("192.0.2.2", "fd00::2")
     plan = build_plan(validate(load_text(text, "s.yaml")).spec, "s.yaml")

@@ -17,9 +17,9 @@ FORBIDDEN = ("docker", "vllmgen.runner", "urllib3", "requests", "http.client", "
 PIPELINE = """
 import json, sys
 from pathlib import Path
-from vllmgen.cli import main
-from vllmgen.compile import compile_file
-from vllmgen.write import check, write
+from vllmgen.cli.commands import main
+from vllmgen.render.compile import compile_file
+from vllmgen.render.write import check, write
 
 spec, out = sys.argv[1], Path(sys.argv[2])
 compiled = compile_file(spec)
@@ -46,11 +46,11 @@ def test_pipeline_imports_no_docker_runner_or_http(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["codes"] == [0, 0, 0], result.stderr
     modules = report["modules"]
-    assert "vllmgen.compile" in modules and "vllmgen.write" in modules  # the pipeline did run
+    assert "vllmgen.render.compile" in modules and "vllmgen.render.write" in modules  # the pipeline did run
     imported = [m for m in modules for name in FORBIDDEN if m == name or m.startswith(name + ".")]
     assert imported == []
     # nor the modules of the other commands (the runner's, the review tools')
-    assert [m for m in ("vllmgen.cli_runner", "vllmgen.cli_review") if m in modules] == []
+    assert [m for m in ("vllmgen.cli.runner", "vllmgen.cli.review") if m in modules] == []
 
 
 def test_no_model_field_takes_a_builtin_as_default_factory():
@@ -58,7 +58,7 @@ def test_no_model_field_takes_a_builtin_as_default_factory():
     whose regexes cost every start ~5 ms: formats.empty_list / empty_dict instead."""
     from pydantic import BaseModel
 
-    from vllmgen.spec import Spec
+    from vllmgen.spec.model import Spec
 
     seen, builtin = set(), []
     todo: list[type] = [Spec]

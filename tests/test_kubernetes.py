@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, SPECS
-from vllmgen.compile import compile_file
-from vllmgen.engine import ready_timeout
+from vllmgen.render.compile import compile_file
+from vllmgen.plan.engine import ready_timeout
 from vllmgen.targets.kubernetes.render import KUSTOMIZATION, SECRET_TEMPLATE
 from vllmgen.targets.kubernetes.strict import KUBERNETES_VERSION, ManifestError, validate_folder, validate_object
 

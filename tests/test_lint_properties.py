@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from vllmgen import yamlout
+from vllmgen.render import yamlout
 from vllmgen.errors import SpecError
-from vllmgen.load import load_text
-from vllmgen.plan import build_plan
-from vllmgen.render import render
-from vllmgen.validate import validate
-from vllmgen.write import write
+from vllmgen.spec.load import load_text
+from vllmgen.plan.plan import build_plan
+from vllmgen.render.artifacts import render
+from vllmgen.spec.validate import validate
+from vllmgen.render.write import write
 
 BASE: dict[str, Any] = {
     "version": 1,

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from vllmgen import load
+from vllmgen.spec import load
 from vllmgen.errors import SpecError
-from vllmgen.load import load_text
+from vllmgen.spec.load import load_text
 
 YAML_FILES = sorted([*ROOT.glob("specs/*.yaml"), *ROOT.glob("tests/**/*.yaml")])
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.compile import compile_file
-from vllmgen.monitoring import metric_names
+from vllmgen.render.compile import compile_file
+from vllmgen.render.monitoring import metric_names
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -95,7 +95,7 @@ def test_grafana_never_starts_with_the_default_admin_password():
 
 def test_monitoring_node_and_ports_are_checked_with_positions(tmp_path):
     from vllmgen.errors import SpecError
-    from vllmgen.validate import validate_file
+    from vllmgen.spec.validate import validate_file
 
     spec = tmp_path / "mon.yaml"
     spec.write_text("version: 1\nname: mon\nmodel: {source: a/b-8B}\n"
@@ -115,7 +115,7 @@ def test_monitoring_node_and_ports_are_checked_with_positions(tmp_path):
 # --- what monitoring exposes (issue 17) ------------------------------------------------------------
 
 def _compiled(tmp_path: Path, address: str, monitoring: str = ""):
-    from vllmgen.validate import validate_file
+    from vllmgen.spec.validate import validate_file
 
     spec = tmp_path / "mon.yaml"
     spec.write_text("version: 1\nname: mon\nmodel: {source: a/b-8B}\n"

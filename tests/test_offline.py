@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.compile import compile_file, plan_file
-from vllmgen.rules_offline import OFFLINE_ENV, floating
+from vllmgen.render.compile import compile_file, plan_file
+from vllmgen.spec.rules.offline import OFFLINE_ENV, floating
 
 ROOT = Path(__file__).resolve().parents[1]
 

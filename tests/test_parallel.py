@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vllmgen.compile import compile_file
-from vllmgen.engine import ready_timeout
+from vllmgen.render.compile import compile_file
+from vllmgen.plan.engine import ready_timeout
 from vllmgen.runner.executor import ContainerState
 from vllmgen.runner.orphans import orphans
-from vllmgen.validate import SpecError, validate_file
+from vllmgen.spec.validate import SpecError, validate_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def _compile(tmp_path: Path, spec: dict):
 
 
 def _tails(plan) -> dict[str, list[str]]:
-    """Each node's flags after `--config FILE`, but its --host (vllmgen.exposure's, tested in test_gateway.py)."""
+    """Each node's flags after `--config FILE`, but its --host (vllmgen.plan.exposure's, tested in test_gateway.py)."""
     tails = {}
     for node in plan.nodes:
         words = list(node.container.command[4:])
@@ -167,7 +167,8 @@ def test_a_router_is_refused_with_the_process_runtime(tmp_path):
 def test_a_flag_the_layout_needs_missing_from_the_catalog_warns(tmp_path, monkeypatch):
     from dataclasses import replace as dc_replace
 
-    from vllmgen import catalog, rules_catalog
+    from vllmgen.spec import catalog
+    from vllmgen.spec.rules import catalog as rules_catalog
 
     real, _ = catalog.load_catalog("0.32.0")
     older = dc_replace(real, flags={k: v for k, v in real.flags.items() if k != "--data-parallel-hybrid-lb"},

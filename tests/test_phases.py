@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vllmgen.phases import parse, table
+from vllmgen.runner.phases import parse, table
 
 LOGS = Path(__file__).resolve().parent / "fixtures" / "vllm-logs"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vllmgen.cli import cli
-from vllmgen.precommit import select
+from vllmgen.cli.commands import cli
+from vllmgen.review.precommit import select
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "tests" / "fixtures" / "diff" / "before.yaml"

@@ -2,7 +2,7 @@
 
 The scripts pass bash -n and shellcheck, the unit passes the real `systemd-analyze verify`, and
 the command run.sh execs is word for word the one `apply --dry-run` prints (both come from
-vllmgen.process.launch)."""
+vllmgen.targets.process.process.launch)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from vllmgen.cli import cli
-from vllmgen.compile import compile_file
-from vllmgen.render import render
+from vllmgen.cli.commands import cli
+from vllmgen.render.compile import compile_file
+from vllmgen.render.artifacts import render
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "process-two-node-mp.yaml"
@@ -220,7 +220,7 @@ def test_python_env_only_with_the_process_runtime(tmp_path: Path) -> None:
 
 
 def test_docker_gpu_selection_in_start_sh_compose_and_sdk(tmp_path: Path) -> None:
-    from vllmgen.runner.dockerargs import sdk_kwargs
+    from vllmgen.targets.docker.dockerargs import sdk_kwargs
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(BASE % {"kind": "docker", "extra": "", "a": ", gpu_ids: [0, 1]", "b": ", gpu_ids: [2, 3]"})

@@ -17,15 +17,15 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from vllmgen.dockercli import run_argv
+from vllmgen.targets.docker.dockercli import run_argv
 from vllmgen.errors import SpecError
-from vllmgen import yamlout
+from vllmgen.render import yamlout
 from vllmgen.errors import format_path
-from vllmgen.load import load_text
-from vllmgen.plan import build_plan
-from vllmgen.render import render
-from vllmgen.validate import validate
-from vllmgen.write import check, write
+from vllmgen.spec.load import load_text
+from vllmgen.plan.plan import build_plan
+from vllmgen.render.artifacts import render
+from vllmgen.spec.validate import validate
+from vllmgen.render.write import check, write
 
 FAKE_DOCKER = """#!/usr/bin/env python3
 import os, sys

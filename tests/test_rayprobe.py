@@ -1,4 +1,4 @@
-"""serve.sh and `vllmgen apply` wait for the Ray cluster with one probe (vllmgen/rayprobe.py)."""
+"""serve.sh and `vllmgen apply` wait for the Ray cluster with one probe (vllmgen/render/rayprobe.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from vllmgen.rayprobe import RAY_PROBE
+from vllmgen.render.rayprobe import RAY_PROBE
 from vllmgen.runner.executor import parse_cluster_view
 
 ROOT = Path(__file__).resolve().parent.parent

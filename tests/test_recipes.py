@@ -17,8 +17,8 @@ from fuzzing import check, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vllmgen.compile import compile_file
-from vllmgen.load import load_file
+from vllmgen.render.compile import compile_file
+from vllmgen.spec.load import load_file
 from vllmgen.recipes.record import read_record
 from vllmgen.recipes.source import open_source
 
@@ -403,7 +403,7 @@ def test_hostile_recipe_values_give_a_valid_spec_or_a_reason(names, args, env, s
 
 def test_a_checkout_is_read_without_network_code(tmp_path):
     """The default form is offline: init from a checkout imports no HTTP client."""
-    code = ("import sys; from vllmgen.cli import main; sys.argv = ['vllmgen', *sys.argv[1:]]\n"
+    code = ("import sys; from vllmgen.cli.commands import main; sys.argv = ['vllmgen', *sys.argv[1:]]\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
             "print([m for m in sys.modules if m.startswith(('urllib.request', 'http.client'))])")
     result = subprocess.run([sys.executable, "-c", code, "init", "--recipe", str(SOURCE), *CASES["wide-moe-dep"],

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from vllmgen.errors import SpecError
-from vllmgen.formats import floating_image, token_kind, url_credentials
-from vllmgen.load import load_text
-from vllmgen.rules_secrets import is_secret_name
-from vllmgen.validate import validate
+from vllmgen.spec.formats import floating_image, token_kind, url_credentials
+from vllmgen.spec.load import load_text
+from vllmgen.spec.rules.secrets import is_secret_name
+from vllmgen.spec.validate import validate
 
 MINIMAL = "version: 1\nname: demo\nmodel: {source: org/model}\nnodes: [{name: a, address: 192.0.2.1, gpus: 1}]\n"
 

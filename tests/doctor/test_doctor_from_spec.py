@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vllmgen.compile import plan_file
+from vllmgen.render.compile import plan_file
 from vllmgen.doctor.from_spec import expectation, model_fit, node_ports
 from vllmgen.doctor.host import check_host, gpu_facts
 from vllmgen.doctor.probe import RecordedProbe

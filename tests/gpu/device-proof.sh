@@ -27,7 +27,7 @@ left() {  # vLLM processes still there (zombies are not processes that run)
 }
 
 step_probe() {
-  git rev-parse --abbrev-ref HEAD 2>&1; ls vllmgen/runner/procexec.py 2>&1
+  git rev-parse --abbrev-ref HEAD 2>&1; ls vllmgen/targets/process/procexec.py 2>&1
   nvidia-smi -L; nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
   python3 -V
 }

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.compile import plan_file
-from vllmgen.plan import CONFIG_IN_CONTAINER
+from vllmgen.render.compile import plan_file
+from vllmgen.plan.plan import CONFIG_IN_CONTAINER
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vllmgen.compile import compile_file
-from vllmgen.plan import CONFIG_IN_CONTAINER
+from vllmgen.render.compile import compile_file
+from vllmgen.plan.plan import CONFIG_IN_CONTAINER
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.realparser]

@@ -12,9 +12,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fuzzing import run_cli  # noqa: E402
 from test_recipes import CASES, SOURCE  # noqa: E402
 
-from vllmgen.compile import compile_file  # noqa: E402
-from vllmgen.plan import CONFIG_IN_CONTAINER  # noqa: E402
-from vllmgen.write import write  # noqa: E402
+from vllmgen.render.compile import compile_file  # noqa: E402
+from vllmgen.plan.plan import CONFIG_IN_CONTAINER  # noqa: E402
+from vllmgen.render.write import write  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.realparser]
 

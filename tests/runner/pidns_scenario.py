@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from vllmgen.compile import compile_file
+from vllmgen.render.compile import compile_file
 from vllmgen.runner.executor import EngineError, RunRequest
-from vllmgen.runner.procexec import ProcessExecutor, start_time
+from vllmgen.targets.process.procexec import ProcessExecutor, start_time
 
 DEPLOYMENT, NODE, NAME = "fake-proc", "n0", "fake-proc-n0"
 MARK = f"VLLMGEN_NODE={DEPLOYMENT}/{NODE}"

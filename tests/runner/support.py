@@ -153,8 +153,8 @@ def make_cluster(count: int, tag: str, config: dict | None = None) -> Cluster:
 
 def write_spec(folder: Path, spec: dict) -> Path:
     """Write SPEC and render it into folder/build, as a person would before `apply`."""
-    from vllmgen.compile import compile_file
-    from vllmgen.write import write
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import write
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{spec['name']}.yaml"

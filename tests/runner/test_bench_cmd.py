@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from vllmgen.cli import cli
+from vllmgen.cli.commands import cli
 from vllmgen.runner import benchmark, benchrun
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import ContainerState, ExecResult

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.compile import compile_file
+from vllmgen.render.compile import compile_file
 from vllmgen.errors import RunnerError
-from vllmgen.runner import daemon_json, daemon_step
+from vllmgen.targets.docker import daemon_json, daemon_step
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import ContainerState, EngineError, EngineInfo
 from vllmgen.runner.host import REPLACE_SCRIPT, LocalHost
@@ -241,7 +241,7 @@ echo "configuration OK"
 
 def test_dockerd_validate_runs_on_the_host_through_a_temporary_file(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from vllmgen.runner.sdk import DockerSdkExecutor
+    from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "dockerd").write_text(FAKE_DOCKERD)

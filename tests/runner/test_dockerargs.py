@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.compile import compile_file
-from vllmgen.runner import dockerargs
+from vllmgen.render.compile import compile_file
+from vllmgen.targets.docker import dockerargs
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import RunRequest
 from vllmgen.runner.host import LocalHost
-from vllmgen.runner.sdk import DockerSdkExecutor
+from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

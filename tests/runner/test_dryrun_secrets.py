@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.plan import SecretEnv
+from vllmgen.plan.plan import SecretEnv
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ import pytest
 from infra import cache
 from infra.images import ensure_nginx_image
 
-from vllmgen import gateway
+from vllmgen.plan import gateway
 
 from .support import Cluster, apply_args, write_spec
 from .test_vllm_e2e import _ok, _spec

@@ -126,7 +126,7 @@ def test_inference_probes_ask_for_one_token() -> None:
 def test_verify_says_what_passed_before_it_fails(prefix_guarded: str) -> None:
     import io
 
-    from vllmgen.plan import Endpoint
+    from vllmgen.plan.plan import Endpoint
     from vllmgen.runner.verify import verify
 
     out = io.StringIO()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from vllmgen.monitoring import metric_names
+from vllmgen.render.monitoring import metric_names
 
 from .support import PATH, ROOT, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
 

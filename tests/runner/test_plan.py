@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vllmgen.cli import cli
+from vllmgen.cli.commands import cli
 from vllmgen.errors import RunnerError
 from vllmgen.runner import changes
 from vllmgen.runner.executor import IMAGE_HASH_LABEL, ContainerState, dockerfile_for, image_hash

@@ -119,7 +119,7 @@ def test_the_gateway_closes_what_the_server_leaves_open(tmp_path: Path) -> None:
     """The stand-in guards /v1 only, as vLLM does: probed directly it serves /invocations without the key;
     apply's verify probes the front door, where every path refuses a client without it."""
     from vllmgen.runner import keyless
-    from vllmgen.runner.procexec import ProcessExecutor
+    from vllmgen.targets.process.procexec import ProcessExecutor
 
     port = _port()
     spec = _spec(tmp_path, port)

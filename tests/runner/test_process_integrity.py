@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from vllmgen.compile import compile_file
-from vllmgen.render import render
+from vllmgen.render.compile import compile_file
+from vllmgen.render.artifacts import render
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_vllm.py")

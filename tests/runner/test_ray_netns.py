@@ -48,7 +48,7 @@ def test_apply_all_forms_the_ray_cluster_and_serves(two_hosts: Cluster, tmp_path
     # the serve command ran inside the head, its output in the head's log (as serve.sh does it)
     logs = head.logs().decode()
     assert ('fake vllm argv: ["serve", "/models/tiny", "--config", "/etc/vllmgen/serve-config.yaml", '
-            '"--host", "10.77.0.1"]') in logs  # where the server listens is each node's (vllmgen.exposure)
+            '"--host", "10.77.0.1"]') in logs  # where the server listens is each node's (vllmgen.plan.exposure)
     # Ray's autoscaler view lags the cluster vLLM already sees (ray.nodes() lists both nodes while
     # `ray status` still says "No cluster status"): wait for it, with a deadline
     ray_status = wait_for(lambda: head.exec_run(["ray", "status"]).output.decode(), lambda out: "0.0/8.0 GPU" in out,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from vllmgen import phases
+from vllmgen.runner import phases
 from vllmgen.runner import status, targets
 from vllmgen.runner.dryrun import Recorder
 from vllmgen.runner.executor import ContainerState

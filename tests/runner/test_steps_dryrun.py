@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vllmgen.cli import cli, main
-from vllmgen.compile import compile_file
+from vllmgen.cli.commands import cli, main
+from vllmgen.render.compile import compile_file
 from vllmgen.errors import RunnerError
-from vllmgen.runner import daemon_json, identity, status, targets
+from vllmgen.targets.docker import daemon_json
+from vllmgen.runner import identity, status, targets
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
@@ -33,7 +34,7 @@ from vllmgen.runner.progress import Progress, WaitTimeout, wait_for
 from vllmgen.runner.secrets import resolve
 from vllmgen.runner.down import down
 from vllmgen.runner.steps import Apply, Options, plan_steps
-from vllmgen.write import check
+from vllmgen.render.write import check
 
 ROOT = Path(__file__).resolve().parents[2]
 # the Kubernetes target runs no step: apply prints kubectl commands (tests/kubernetes/test_kubernetes_runner.py)
@@ -263,7 +264,7 @@ def test_secrets_never_printed_and_missing_ones_listed() -> None:
 
 
 def test_secret_from_file(tmp_path: Path) -> None:
-    from vllmgen.plan import SecretEnv
+    from vllmgen.plan.plan import SecretEnv
 
     (tmp_path / "key").write_text("s3cret\n")
     values = resolve((SecretEnv("VLLM_API_KEY", from_file="~/key"),), environ={}, home=str(tmp_path))
@@ -443,7 +444,7 @@ def test_wait_for_reports_progress_and_times_out() -> None:
 def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     """What DockerSdkExecutor hands the engine for the seed's Ray worker (no daemon needed)."""
     from vllmgen.runner.executor import RunRequest
-    from vllmgen.runner.sdk import DockerSdkExecutor
+    from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
     compiled, deploy_dir = _compiled(spec)

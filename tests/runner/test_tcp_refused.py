@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vllmgen.cli import cli
-from vllmgen.endpoints import TCP_REFUSED
+from vllmgen.cli.commands import cli
+from vllmgen.spec.endpoints import TCP_REFUSED
 from vllmgen.errors import SpecError
 from vllmgen.runner import host as hosts
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import EngineError
-from vllmgen.runner.sdk import DockerSdkExecutor
+from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = """version: 1

@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vllmgen.cli import cli, main
-from vllmgen.endpoints import EndpointError, parse
+from vllmgen.cli.commands import cli, main
+from vllmgen.spec.endpoints import EndpointError, parse
 from vllmgen.runner import ssh, status, targets
 from vllmgen.runner.executor import EngineError
 from vllmgen.runner.host import HostError, SshHost
-from vllmgen.runner.sdk import DockerSdkExecutor
+from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllmgen.plan import Plan
+from vllmgen.plan.plan import Plan
 from vllmgen.runner.executor import IMAGE_HASH_LABEL, dockerfile_for, image_hash
 from vllmgen.runner.servers import router_dockerfile
 

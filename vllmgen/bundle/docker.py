@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from vllmgen.bundle.contents import ImageNeed
-from vllmgen.runner.sdk import BUILD_TIMEOUT, DockerSdkExecutor, ImageStreams
+from vllmgen.targets.docker.sdk import BUILD_TIMEOUT, DockerSdkExecutor, ImageStreams
 
 
 class DockerEngine:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from vllmgen.bundle import archive
 from vllmgen.bundle.archive import BundleError, human, rate
-from vllmgen.fingerprint import spec_sha256
+from vllmgen.render.fingerprint import spec_sha256
 from vllmgen.runner import host as hosts
 
 MARKER = ".vllmgen-bundle"  # in a model folder bundle load placed: the digest of what it holds
@@ -65,8 +65,8 @@ def item_digest(item: Mapping[str, Any]) -> str:
 
 def place_deployment(folder: Path, manifest: Mapping[str, Any], to: Path) -> tuple[Path, bool]:
     """The spec and build/<name>/ under ``to``; (the spec's path, whether anything was written)."""
-    from vllmgen.render import Artifact
-    from vllmgen.write import check, write
+    from vllmgen.render.artifacts import Artifact
+    from vllmgen.render.write import check, write
 
     item = next((i for i in manifest["items"] if i["kind"] == "deployment"), None)
     if item is None:
@@ -229,7 +229,7 @@ def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Cal
         engine_for: Callable[[str, str | None], NodeEngine]) -> Loaded:
     """The whole load: deployment, checks, then node by node. ``engine_for(node, endpoint)``: None is
     this machine's engine (``--node``), else the node's docker_host (``--all``)."""
-    from vllmgen.compile import plan_file
+    from vllmgen.render.compile import plan_file
     from vllmgen.runner import targets
 
     manifest = archive.read_manifest(folder)

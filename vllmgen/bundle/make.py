@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from vllmgen import __version__
 from vllmgen.bundle import archive, contents
 from vllmgen.bundle.archive import BundleError, Item, Source, human, rate
-from vllmgen.fingerprint import spec_sha256
+from vllmgen.render.fingerprint import spec_sha256
 
 DEPLOYMENT, MODEL = "deployment", "model"
 
@@ -56,8 +56,8 @@ def deployment_files(spec: Path, name: str, artifacts: Iterable[Any]) -> dict[st
 
 
 def _compiled(request: Request):  # noqa: ANN202
-    from vllmgen.compile import compile_file
-    from vllmgen.write import check
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.write import check
 
     compiled = compile_file(request.spec)
     deploy_dir = request.build_dir / compiled.plan.name

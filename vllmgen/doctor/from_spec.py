@@ -8,8 +8,8 @@ from vllmgen.doctor import fit, storage
 from vllmgen.doctor.checks import CheckResult, skip
 from vllmgen.doctor.host import GpuFacts, HostExpectation
 from vllmgen.doctor.probe import Probe
-from vllmgen.plan import NodePlan, Plan
-from vllmgen.spec import Spec
+from vllmgen.plan.plan import NodePlan, Plan
+from vllmgen.spec.model import Spec
 
 IMAGE_DISK_BYTES = 30 * 1024**3  # a vLLM image unpacked, with room for one rebuild
 DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install
@@ -17,7 +17,7 @@ DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install
 
 def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
     """Ports this node listens on: the API servers, Ray's GCS, the torch master or DP RPC port, the router."""
-    from vllmgen import parallel
+    from vllmgen.plan import parallel
 
     ports = set()
     if node.container.healthcheck is not None:  # an API server: the head, or every node with replicas/hybrid

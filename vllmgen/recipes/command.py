@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vllmgen import addresses, catalog
+from vllmgen.spec import addresses, catalog
 from vllmgen.recipes.resolve import Resolution, offered_strategies, resolve
 from vllmgen.recipes.source import RecipeError, RecipeUsageError, Source, open_source
 from vllmgen.recipes.tospec import DOC_ADDRESSES, Hosts, Made, make_spec

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllmgen import catalog
+from vllmgen.spec import catalog
 from vllmgen.errors import VllmgenError
 from vllmgen.recipes.record import read_record, record
 from vllmgen.recipes.resolve import group_args, resolve

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vllmgen import catalog
+from vllmgen.spec import catalog
 from vllmgen.recipes.source import Recipe, RecipeError, Source, unknown_choice
 
 # deploy types vllmgen turns into a spec; pd_cluster and kv_store_lb need more than one engine

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vllmgen.errors import EXIT_INVALID, EXIT_USAGE, SpecError, VllmgenError
-from vllmgen.load import load_bytes
+from vllmgen.spec.load import load_bytes
 
 MAX_BYTES = 1 << 20  # one recipe or index file; the largest real recipe is ~40 KiB
 URL_TIMEOUT_S = 20

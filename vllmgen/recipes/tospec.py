@@ -15,14 +15,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllmgen import catalog
+from vllmgen.spec import catalog
 from vllmgen.errors import SpecError
-from vllmgen.load import load_text
+from vllmgen.spec.load import load_text
 from vllmgen.recipes.resolve import LAYOUT_ORIGIN, Arg, Resolution, flag_key
 from vllmgen.recipes.record import comment_safe, header
 from vllmgen.recipes.source import RecipeError
-from vllmgen.rules import OWNED_ENV, OWNED_FLAGS
-from vllmgen.validate import validate
+from vllmgen.spec.rules.core import OWNED_ENV, OWNED_FLAGS
+from vllmgen.spec.validate import validate
 
 DOC_ADDRESSES = "192.0.2.{}"  # RFC 5737 TEST-NET-1: never a real host
 DEFAULT_NIC = "eth0"

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vllmgen.plan import Plan
+from vllmgen.plan.plan import Plan
 from vllmgen.runner import benchmark
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError

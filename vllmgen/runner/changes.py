@@ -14,7 +14,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from vllmgen.runner import daemon_step, identity, orphans
+from vllmgen.targets.docker import daemon_step
+from vllmgen.runner import identity, orphans
 from vllmgen.runner.executor import GPUS_LABEL, IMAGE_HASH_LABEL, dockerfile_for, image_hash
 from vllmgen.runner.progress import fail
 

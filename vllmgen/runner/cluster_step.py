@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vllmgen.plan import NodePlan
+from vllmgen.plan.plan import NodePlan
 from vllmgen.runner import verify
 from vllmgen.runner.progress import WaitTimeout, fail, wait_for
 

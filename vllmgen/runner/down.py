@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vllmgen.plan import Plan
+from vllmgen.plan.plan import Plan
 from vllmgen.runner import orphans
 from vllmgen.runner.executor import ContainerState, EngineError, Executor
 from vllmgen.runner.progress import Progress, fail

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from vllmgen import endpoints
-from vllmgen.plan import SecretEnv
-from vllmgen.runner import dockerargs
+from vllmgen.spec import endpoints
+from vllmgen.plan.plan import SecretEnv
+from vllmgen.targets.docker import dockerargs
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import (
     _FROM,
@@ -32,7 +32,7 @@ from vllmgen.runner.executor import (
     RunRequest,
 )
 from vllmgen.runner.secrets import placeholders
-from vllmgen.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
+from vllmgen.render.shell import Anchored, Word, curl_with_key, join_words, quote_word, secret_expression
 
 
 @dataclass(frozen=True)
@@ -308,8 +308,8 @@ def assignments(secrets: tuple[SecretEnv, ...]) -> str:
 def process_line(request: RunRequest) -> str:
     """``setsid env NAME=VALUE ... vllm serve ...``: the process runtime's start (nodes/<node>/run.sh), as
     one shell line. Secrets are passed by name; their values are never printed."""
-    from vllmgen.plan import LABEL_PREFIX
-    from vllmgen.process import MARKER_ENV, launch, marker
+    from vllmgen.plan.plan import LABEL_PREFIX
+    from vllmgen.targets.process.process import MARKER_ENV, launch, marker
 
     plan = launch(request.container)
 

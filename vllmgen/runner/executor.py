@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vllmgen.plan import Container
-from vllmgen.rayprobe import RAY_PROBE  # noqa: F401 - the runner's name for it
+from vllmgen.plan.plan import Container
+from vllmgen.render.rayprobe import RAY_PROBE  # noqa: F401 - the runner's name for it
 from vllmgen.runner import host as hosts
 
 if TYPE_CHECKING:

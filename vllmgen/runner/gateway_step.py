@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from vllmgen.gateway import ROLE
-from vllmgen.plan import LABEL_PREFIX, Plan
+from vllmgen.plan.gateway import ROLE
+from vllmgen.plan.plan import LABEL_PREFIX, Plan
 from vllmgen.runner import identity, verify
 from vllmgen.runner.executor import EngineError, Executor, RunRequest
 from vllmgen.runner.host import HostError

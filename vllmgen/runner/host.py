@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from vllmgen import endpoints
-from vllmgen.endpoints import Endpoint
-from vllmgen.runner import daemon_json, ssh
+from vllmgen.spec import endpoints
+from vllmgen.spec.endpoints import Endpoint
+from vllmgen.targets.docker import daemon_json
+from vllmgen.runner import ssh
 
 DEFAULT_RESTART = ("systemctl", "restart", "docker")
 PUT_SCRIPT = 'set -e; mkdir -p -- "$1"; tar -x -o -f - -C "$1"'  # the deployment files arrive as a tar on stdin

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vllmgen.errors import RunnerError
-from vllmgen.plan import LABEL_PREFIX
+from vllmgen.plan.plan import LABEL_PREFIX
 
 HASH_LABEL = f"{LABEL_PREFIX}.config-hash"
 IMAGE_LABEL = f"{LABEL_PREFIX}.image-id"

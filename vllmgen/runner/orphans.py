@@ -7,7 +7,7 @@ left the spec altogether is not (``docker ps --filter label=io.vllmgen.deploymen
 
 from __future__ import annotations
 
-from vllmgen.plan import LABEL_PREFIX, Plan
+from vllmgen.plan.plan import LABEL_PREFIX, Plan
 from vllmgen.runner.executor import ContainerState
 
 NODE_LABEL = f"{LABEL_PREFIX}.node"

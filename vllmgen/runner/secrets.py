@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from vllmgen.plan import SecretEnv
+from vllmgen.plan.plan import SecretEnv
 from vllmgen.runner.progress import fail
 
 

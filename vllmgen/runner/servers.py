@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllmgen.plan import LABEL_PREFIX, Endpoint, Plan
-from vllmgen.router import Worker
-from vllmgen.router_artifacts import ROLE, router_container
+from vllmgen.plan.plan import LABEL_PREFIX, Endpoint, Plan
+from vllmgen.plan.router import Worker
+from vllmgen.render.router_artifacts import ROLE, router_container
 from vllmgen.runner import identity, verify
 from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, image_hash

@@ -3,7 +3,7 @@
 Every ssh this runner starts comes from ``ssh_argv``: BatchMode (never a prompt), a connect
 timeout, keep-alives, host keys checked against the user's known_hosts (``StrictHostKeyChecking
 yes``: an unknown key is an error, never accepted), and ``--`` before the destination, whose
-parts come from a parsed ``vllmgen.endpoints.Endpoint`` (the user through ``-l``). Key, user
+parts come from a parsed ``vllmgen.spec.endpoints.Endpoint`` (the user through ``-l``). Key, user
 and known_hosts otherwise come from the user's own ssh configuration.
 
 One connection per host per run: the first ssh to a host starts a master connection (OpenSSH's
@@ -32,7 +32,7 @@ import tempfile
 import threading
 from typing import Any
 
-from vllmgen.endpoints import Endpoint
+from vllmgen.spec.endpoints import Endpoint
 
 CONNECT_TIMEOUT = 10  # seconds, ssh's ConnectTimeout
 ALIVE_INTERVAL, ALIVE_COUNT = 5, 3  # a silent peer is given up after 15 s

@@ -1,11 +1,11 @@
 """A serving node's start, phase by phase: the runner's own clock (image build or pull, container start,
-first healthy answer, first token) around what vLLM's log says (``vllmgen.phases``: model load,
+first healthy answer, first token) around what vLLM's log says (``vllmgen.runner.phases``: model load,
 compile, CUDA graphs, engine init, API server), read with ``docker logs --timestamps``.
 
 ``Clock`` collects the runner's seconds per node during ``apply``; ``report`` joins them with the
 log's phases (from the container's or process's start: the time before vLLM's first line is a phase of
 its own). ``read`` and ``report_nccl``: every node's whole log, with the transports NCCL chose on a multi-GPU
-deployment (``vllmgen.nccl``), after apply and in status, for both runtimes.
+deployment (``vllmgen.plan.nccl``), after apply and in status, for both runtimes.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from vllmgen import nccl, phases
-from vllmgen.plan import Plan
+from vllmgen.plan import nccl
+from vllmgen.runner import phases
+from vllmgen.plan.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vllmgen import faults, phases
-from vllmgen.plan import Plan
+from vllmgen.runner import faults, phases
+from vllmgen.plan.plan import Plan
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
 from vllmgen.runner import gateway_step, identity, keyless, servers, startup
@@ -106,7 +106,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
 
 
 def engine_faults(plan: Plan, logs: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Per running node, the fatal line its engine logged since its latest start (``vllmgen.faults``):
+    """Per running node, the fatal line its engine logged since its latest start (``vllmgen.runner.faults``):
     an engine that died behind an API server still running."""
     found = []
     for node in plan.nodes:

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vllmgen import phases
+from vllmgen.runner import phases
 from vllmgen.doctor.docker import PERMISSION_FIX, START_FIX, TOOLKIT_FIX, classify_error
 from vllmgen.errors import RunnerError
-from vllmgen.plan import LABEL_PREFIX, NodePlan, Plan
-from vllmgen.runner import changes, cluster_step, daemon_step, gateway_step, identity, secrets, servers, startup, verify
+from vllmgen.plan.plan import LABEL_PREFIX, NodePlan, Plan
+from vllmgen.runner import changes, cluster_step, gateway_step, identity, secrets, servers, startup, verify
+from vllmgen.targets.docker import daemon_step
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     SERVE_WRAPPER,

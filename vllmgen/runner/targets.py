@@ -13,14 +13,14 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 
-from vllmgen import endpoints
-from vllmgen.addresses import url_host
-from vllmgen.plan import Plan
+from vllmgen.spec import endpoints
+from vllmgen.spec.addresses import url_host
+from vllmgen.plan.plan import Plan
 from vllmgen.runner import host as hosts
 from vllmgen.runner import ssh
 from vllmgen.runner.dryrun import DryRunExecutor, Recorder
 from vllmgen.runner.executor import ClusterView, Executor
-from vllmgen.runner.sdk import DockerSdkExecutor
+from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
 
 def scope(plan: Plan, node: str | None, all_nodes: bool) -> tuple[str, ...]:
@@ -97,7 +97,7 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
         if plan.runtime == "process" and dry_run is None:
             from pathlib import Path
 
-            from vllmgen.runner.procexec import ProcessExecutor
+            from vllmgen.targets.process.procexec import ProcessExecutor
 
             deploy_dir = Path.home() / ".vllmgen" / "deployments" / plan.name
             out[name] = ProcessExecutor(name, deploy_dir, node.vllm or "vllm", host)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from vllmgen.plan import Endpoint
+from vllmgen.plan.plan import Endpoint
 from vllmgen.runner import keyless, watch
 from vllmgen.runner.executor import Executor, HttpResult
 from vllmgen.runner.progress import Progress, WaitTimeout, fail

@@ -3,7 +3,7 @@ and its end the moment it comes.
 
 Apply's waits read these instead of sleeping: ready is the moment vLLM logs that it serves (Uvicorn's
 "Application startup complete"), confirmed by one /health; an engine that logs a fatal line
-(``vllmgen.faults``) ends the wait within seconds, quoting it, even while its API server lives on;
+(``vllmgen.runner.faults``) ends the wait within seconds, quoting it, even while its API server lives on;
 a container or process that exits is seen at once. /health is still polled, at a short interval,
 for a server whose log says nothing we know.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Protocol
 
-from vllmgen import faults, phases
+from vllmgen.runner import faults, phases
 from vllmgen.runner.progress import Progress, WaitTimeout, fail
 
 READY = re.compile(r"Application startup complete|Uvicorn running on")

@@ -12,10 +12,10 @@ import hashlib
 import json
 from typing import Any
 
-from vllmgen import gateway as front_door
-from vllmgen import yamlout
-from vllmgen.engine import CACHE_IN_CONTAINER
-from vllmgen.plan import CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER, LABEL_PREFIX, SERVE_CONFIG_FILE
+from vllmgen.plan import gateway as front_door
+from vllmgen.render import yamlout
+from vllmgen.plan.engine import CACHE_IN_CONTAINER
+from vllmgen.plan.plan import CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER, LABEL_PREFIX, SERVE_CONFIG_FILE
 from vllmgen.targets.kubernetes.plan import API_LABEL, KubernetesPlan, Pod
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"

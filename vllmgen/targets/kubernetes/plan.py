@@ -12,13 +12,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from vllmgen import gateway as front_door
-from vllmgen import parallel
-from vllmgen.spec import Spec
+from vllmgen.plan import gateway as front_door
+from vllmgen.plan import parallel
+from vllmgen.spec.model import Spec
 from vllmgen.targets.kubernetes.spec import GPU_RESOURCE, KubernetesRuntime
 
 if TYPE_CHECKING:  # the shared plan imports this module to fill Plan.kubernetes
-    from vllmgen.plan import NodePlan, Plan
+    from vllmgen.plan.plan import NodePlan, Plan
 
 LEADER_ADDRESS = "$(LWS_LEADER_ADDRESS)"
 WORKER_INDEX = "$(LWS_WORKER_INDEX)"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from vllmgen import yamlout
-from vllmgen.plan import Plan
-from vllmgen.router_artifacts import dockerfile as router_dockerfile
+from vllmgen.render import yamlout
+from vllmgen.plan.plan import Plan
+from vllmgen.render.router_artifacts import dockerfile as router_dockerfile
 from vllmgen.targets.kubernetes.manifests import LWS_API, objects, secret_template
 from vllmgen.targets.kubernetes.plan import KubernetesPlan
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from vllmgen.formats import EnvMap, ImageRef, Model, Name, empty_dict
+from vllmgen.spec.formats import EnvMap, ImageRef, Model, Name, empty_dict
 
 # Kubernetes' resource.Quantity as written in manifests: a number and an optional suffix
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")

@@ -1,0 +1,317 @@
+"""The runner's commands: ``apply``, ``plan``, ``status``, ``down``, ``bench``. The runner itself is
+imported inside each command, never when the command line loads (render/validate stay light)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from vllmgen.errors import EXIT_DRIFT
+
+SPEC = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _warn(diagnostics) -> None:  # noqa: ANN001
+    for diagnostic in diagnostics:
+        click.echo(str(diagnostic), err=True)
+
+
+# --- scope and options ---------------------------------------------------------------------------------
+
+NODE = click.option("--node", "node_name", metavar="NAME",
+                    help="Act on this node only, from its own host (local Docker).")
+ALL = click.option("--all", "all_nodes", is_flag=True,
+                   help="Act on every node, each through its docker_host (a node without one: only if it is this machine).")
+BUILD_DIR = click.option(
+    "--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"), show_default=True,
+    help="Folder holding <name>/ as `vllmgen render` wrote it.",
+)
+
+
+def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: str) -> tuple[str, ...]:  # noqa: ANN001
+    """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
+    from vllmgen.runner import targets
+
+    try:
+        names = targets.scope(plan, node_name, all_nodes)
+        if all_nodes:
+            targets.require_endpoints(plan, names, str(spec))
+    except ValueError as exc:
+        raise click.UsageError(str(exc).replace("COMMAND", command)) from exc
+    return names
+
+
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """A broken pipe or reset from a node must not reach click, which exits 1 silently on EPIPE."""
+    from vllmgen.errors import RunnerError
+
+    try:
+        yield
+    except (BrokenPipeError, ConnectionError) as exc:
+        raise RunnerError(f"the connection to a node broke: {type(exc).__name__}: {exc}; "
+                          "run the command again (it is safe to repeat)") from exc
+
+
+def _kubernetes(command: str, spec: Path, build_dir: Path = Path("build"), dry_run: bool = False) -> None:
+    """A Kubernetes spec: vllmgen reaches no cluster; print the kubectl command and exit (the others go on)."""
+    from vllmgen.targets.kubernetes.runner import intercept
+
+    answer = intercept(command, spec, build_dir, dry_run=dry_run)
+    if answer is not None:
+        click.echo(answer.text, nl=False, err=answer.exit_code not in (0, EXIT_DRIFT))
+        sys.exit(answer.exit_code)
+
+
+BASE_IMAGE = click.option("--base-image", metavar="IMAGE",
+                          help="Build FROM this image instead of the spec's base (a local copy).")
+NO_GPUS = click.option("--no-gpus", is_flag=True,
+                       help="Start containers without --gpus: a rehearsal of the mechanics on hosts without the NVIDIA runtime.")
+DAEMON_JSON = click.option("--daemon-json", default="/etc/docker/daemon.json", show_default=True,
+                           help="The Docker daemon's config file on each node.")
+
+
+def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *, dry_run: bool, build_dir: Path,
+            options_kw: dict, daemon_json: str, docker_restart: str = "systemctl restart docker"):  # noqa: ANN202
+    """The Apply that ``apply`` runs and ``plan`` previews: one construction, the same executors."""
+    import shlex
+
+    from vllmgen.render.compile import compile_file
+    from vllmgen.runner import targets
+    from vllmgen.runner.dryrun import Recorder
+    from vllmgen.runner.steps import Apply, Options
+    from vllmgen.render.write import check as check_tree
+
+    compiled = compile_file(spec)
+    _warn(compiled.valid.warnings)
+    plan = compiled.plan
+    deploy_dir = build_dir / plan.name
+    names = _scope(plan, node_name, all_nodes, spec, command)
+    recorder = Recorder(stream=sys.stderr if command == "plan" else None) if dry_run else None
+    options = Options(dry_run=dry_run, **options_kw)
+    executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
+                                  restart_command=tuple(shlex.split(docker_restart)))
+    return Apply(plan, executors, deploy_dir, options=options, drift=check_tree(compiled.artifacts, deploy_dir))
+
+
+@click.command()
+@SPEC
+@NODE
+@ALL
+@click.option("--dry-run", is_flag=True, help="Print the docker commands apply would run, in order; change nothing.")
+@click.option("-y", "--yes", is_flag=True,
+              help="Replace running containers, rewrite daemon.json and restart Docker without asking.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=1200, show_default=True,
+              help="Seconds to wait for the cluster, and again for the model to load.")
+@BUILD_DIR
+@NO_GPUS
+@BASE_IMAGE
+@click.option("--router-base-image", metavar="IMAGE", help="Build the router FROM this image instead of router.base_image.")
+@DAEMON_JSON
+@click.option("--docker-restart", default="systemctl restart docker", show_default=True,
+              help="Command that restarts Docker on a node after its daemon.json changed.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: the plan, the outcomes and the startup phases on stdout when apply ends.")
+def apply(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, yes: bool, timeout: float,
+          build_dir: Path, no_gpus: bool, base_image: str | None, router_base_image: str | None, daemon_json: str,
+          docker_restart: str, fmt: str) -> None:
+    """Run SPEC's rendered deployment: preflight, plan, daemon.json, image, head, workers, cluster, serve, verify.
+
+    \b
+    On one host:        vllmgen apply SPEC --node NAME
+    From one machine:   vllmgen apply SPEC --all        (each node through its docker_host)
+    It prints the plan (as `vllmgen plan`) first. Before stopping a running container (a replacement,
+    an orphan) it asks on a terminal; without a terminal it needs --yes, else it stops there (exit 2).
+    Idempotent: containers whose config-hash label matches the spec are left alone.
+    """
+    from vllmgen.runner import targets
+
+    _kubernetes("apply", spec, build_dir, dry_run)
+    if dry_run:
+        click.echo(f"# vllmgen apply --dry-run {spec}: the commands apply would run, in order; nothing was changed")
+
+    def confirm(question: str) -> bool:
+        if yes or dry_run:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        return click.confirm(question, default=False, err=True)
+
+    def confirm_replace(question: str) -> bool:
+        if yes or dry_run:
+            return True
+        if not sys.stdin.isatty():
+            click.echo(question.replace("\nGo on?", ""), err=True)
+            raise click.UsageError("apply would stop running containers and there is no terminal to ask: "
+                                   "rerun with --yes (nothing was changed; `vllmgen plan` shows the changes)")
+        return click.confirm(question, default=False, err=True)
+
+    runner = _runner(spec, node_name, all_nodes, "apply", dry_run=dry_run, build_dir=build_dir,
+                     daemon_json=daemon_json, docker_restart=docker_restart,
+                     options_kw=dict(timeout=timeout, gpus=not no_gpus, base_image=base_image,
+                                     router_base_image=router_base_image, confirm=confirm,
+                                     confirm_replace=confirm_replace))
+    try:
+        with _transport_errors():
+            report = runner.run()
+    finally:
+        targets.close(runner.executors)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(report.as_dict(runner.changes), indent=2, sort_keys=True))
+
+
+@click.command()
+@SPEC
+@NODE
+@ALL
+@click.option("--dry-run", is_flag=True, help="Print the read-only docker commands the plan needs; reach no node.")
+@BUILD_DIR
+@NO_GPUS
+@BASE_IMAGE
+@DAEMON_JSON
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, build_dir: Path, no_gpus: bool,
+         base_image: str | None, daemon_json: str, fmt: str) -> None:
+    """What `apply` would do on each node, given what runs there now; changes nothing.
+
+    \b
+    Per node: daemon.json keys that change, an image build, the container created, replaced (and
+    which part of its identity changed: definition, image, a secret's value) or left alone; and
+    orphans to remove. Give apply's own --base-image / --no-gpus: they change the answer.
+    Exit 0 nothing to do, 1 changes pending (as `terraform plan -detailed-exitcode`); errors keep theirs.
+    """
+    from vllmgen.runner import targets
+
+    _kubernetes("plan", spec, build_dir)
+    runner = _runner(spec, node_name, all_nodes, "plan", dry_run=dry_run, build_dir=build_dir,
+                     daemon_json=daemon_json, options_kw=dict(gpus=not no_gpus, base_image=base_image))
+    try:
+        with _transport_errors():
+            changes = runner.preview()
+    finally:
+        targets.close(runner.executors)
+    click.echo(changes.as_json() if fmt == "json" else changes.text(), nl=False)
+    if changes.pending:
+        sys.exit(EXIT_DRIFT)
+
+
+@click.command()
+@SPEC
+@NODE
+@ALL
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None:
+    """Show each node's containers, the cluster view and the endpoint's health; exit 1 if anything is unhealthy."""
+    from vllmgen.render.compile import plan_file
+    from vllmgen.runner import status as status_report
+    from vllmgen.runner import targets
+
+    _kubernetes("status", spec)
+    _, plan = plan_file(spec)
+    names = _scope(plan, node_name, all_nodes, spec, "status")
+    executors = targets.executors(plan, names, remote=all_nodes)
+    api_key = None
+    if plan.endpoint.api_key:
+        source = plan.endpoint.api_key
+        api_key = os.environ.get(source.from_env or source.name) if not source.from_file else None
+        if source.from_file:
+            try:
+                api_key = Path(os.path.expanduser(source.from_file)).read_text(encoding="utf-8").strip()
+            except OSError:
+                api_key = None
+    try:
+        with _transport_errors():
+            report = status_report.collect(plan, executors, api_key)
+    finally:
+        targets.close(executors)
+    click.echo(status_report.as_json(report) if fmt == "json" else status_report.table(report))
+    if not report["healthy"]:
+        sys.exit(EXIT_DRIFT)
+
+
+@click.command()
+@SPEC
+@NODE
+@ALL
+@click.option("--dry-run", is_flag=True, help="Print the docker commands; remove nothing.")
+def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> None:
+    """Remove the containers apply started (by their labels), workers first."""
+    from vllmgen.render.compile import plan_file
+    from vllmgen.runner import targets
+    from vllmgen.runner.dryrun import Recorder
+    from vllmgen.runner.down import down as run_down
+
+    _kubernetes("down", spec, dry_run=dry_run)
+    _, plan = plan_file(spec)
+    names = _scope(plan, node_name, all_nodes, spec, "down")
+    executors = targets.executors(plan, names, remote=all_nodes, dry_run=Recorder() if dry_run else None)
+    try:
+        with _transport_errors():
+            removed = run_down(plan, executors)
+    finally:
+        targets.close(executors)
+    if not dry_run:
+        click.echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
+
+
+@click.command()
+@SPEC
+@click.option("--preset", type=click.Choice(["chat", "long", "smoke"]), default="chat", show_default=True,
+              help="chat: random 1000 in / 200 out at 1, 4, 16 concurrent; long: 8000 / 500 at 1, 4; smoke: 64 / 16 "
+                   "at 1, 2 (a quick proof). Shrunk to fit max-model-len, saying so.")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder keeping the runs, one sub-folder per deployment (default: .vllmgen/bench/ beside SPEC).")
+@click.option("--dry-run", is_flag=True, help="Print the docker exec commands; run nothing.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--timeout", type=click.IntRange(min=60), default=3600, show_default=True,
+              help="Seconds one concurrency level may run.")
+def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str, timeout: int) -> None:
+    """Run vLLM's own `vllm bench serve` inside the serving (head) container against the deployed server.
+
+    \b
+    The head is reached through its docker_host, else the local Docker. The API key goes as
+    OPENAI_API_KEY in the exec's environment, never on a command line. Each run is kept with the
+    spec's hash under --results and compared with the last run of the same spec and preset:
+    requests/s, output tokens/s, TTFT and ITL percentiles (ms).
+    """
+    import json
+
+    from vllmgen.render.compile import compile_file
+    from vllmgen.render.fingerprint import spec_sha256
+    from vllmgen.runner import benchmark, benchrun, secrets, targets
+    from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+    from vllmgen.runner.progress import Progress
+    from vllmgen.targets.docker.sdk import DockerSdkExecutor
+
+    compiled = compile_file(spec)
+    _warn(compiled.valid.warnings)
+    plan = compiled.plan
+    head = plan.head
+    api_key = None
+    if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read
+        values = secrets.placeholders(plan.secrets) if dry_run else secrets.resolve(plan.secrets)
+        api_key = values.get("VLLM_API_KEY")
+    executor = (DryRunExecutor(head.name, head.docker_host, Recorder(), secrets=plan.secrets) if dry_run
+                else DockerSdkExecutor(head.name, head.docker_host, timeout=timeout))
+    folder = results or spec.parent / ".vllmgen" / "bench"
+    try:
+        with _transport_errors():
+            run = benchrun.run(plan, executor, preset=benchmark.PRESETS[preset], api_key=api_key, results=folder,
+                               spec_sha256=spec_sha256(spec.read_bytes()), progress=Progress(), dry_run=dry_run)
+    finally:
+        targets.close({head.name: executor})
+    if dry_run:
+        click.echo(f"# the benchmark would run {run.where}; nothing was run")
+    elif fmt == "json":
+        click.echo(json.dumps(run.as_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(run.text(), nl=False)

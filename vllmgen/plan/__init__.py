@@ -1,0 +1,1 @@
+"""Stage 3, plan: a valid Spec -> a pure, typed description of what runs where."""

@@ -1,0 +1,104 @@
+"""The router's container and files: router/Dockerfile, start.sh (health-gated), stop.sh, compose.yaml.
+
+The router container is a ``Container`` like a node's, so the start script, compose file, runner
+and dry-run all read the same definition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from vllmgen.spec.addresses import host_port
+from vllmgen.plan.exposure import EVERY_INTERFACE
+from vllmgen.plan.plan import LABEL_PREFIX, Container, Healthcheck, Plan, _host_mount, container_hash
+from vllmgen.plan.router import RouterPlan
+
+ROLE = "router"
+PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
+
+
+def router_container(plan: Plan) -> Container:
+    router = plan.router
+    assert router is not None
+    container = Container(
+        name=router.container_name,
+        image=router.image,
+        entrypoint="vllm-router",
+        command=router.argv(),
+        env=router.env,
+        secrets=(),
+        mounts=tuple(_host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
+        labels=(),
+        ipc_host=False,
+        gpus="",
+        healthcheck=Healthcheck(command=f'python3 -c "{PROBE}" {_health_url(router)}',
+                                start_period_s=60, interval_s=10),
+    )
+    labels = (
+        (f"{LABEL_PREFIX}.deployment", plan.name),
+        (f"{LABEL_PREFIX}.node", router.node),
+        (f"{LABEL_PREFIX}.role", ROLE),
+        (f"{LABEL_PREFIX}.config-hash", container_hash(container, json.dumps([router.base_image, router.version]))),
+    )
+    return replace(container, labels=labels)
+
+
+def _health_url(router: RouterPlan) -> str:
+    host = "127.0.0.1" if router.host in EVERY_INTERFACE else router.host
+    return f"http://{host_port(host, router.port)}/health"
+
+
+def dockerfile(router: RouterPlan, header: str) -> str:
+    return (
+        f"# {header}\n"
+        f"# vllm-router for '{router.container_name}': docker build -t {router.image} -f router/Dockerfile router\n"
+        f"FROM {router.base_image}\n\n"
+        "# a base that already has this exact version (a mirror image for air-gapped hosts) downloads nothing\n"
+        f"RUN python3 -c \"import importlib.metadata as m, sys; sys.exit(m.version('vllm-router') != '{router.version}')\" \\\n"
+        f"    || pip install --no-cache-dir vllm-router=={router.version}\n\n"
+        'ENTRYPOINT ["vllm-router"]\n'
+    )
+
+
+def artifacts(plan: Plan) -> dict[str, str]:
+    """router/ files, by path."""
+    from vllmgen.targets.docker.dockercli import run_options
+    from vllmgen.render.artifacts import _template, compose_file, header
+
+    router = plan.router
+    assert router is not None
+    container = router_container(plan)
+    top = header(plan)
+    context = {"plan": plan, "header": top, "router": router, "container": container,
+               "options": run_options(container), "workers": [worker.url for worker in router.workers]}
+    compose_text = (f"{top}\nvllm-router of '{plan.name}' on node {router.node}: start every API server first; "
+                    f"docker compose -f compose.yaml up -d --build")
+    compose = compose_file(container, ROLE, compose_text)
+    # compose builds the image from the Dockerfile beside it
+    compose = compose.replace(f'    image: "{container.image}"\n',
+                              f'    image: "{container.image}"\n    build:\n      context: "."\n', 1)
+    return {
+        "router/Dockerfile": dockerfile(router, top),
+        "router/start.sh": _template("router-start.sh.j2", **context),
+        "router/stop.sh": _stop(container.name, top),
+        "router/compose.yaml": compose,
+    }
+
+
+def _stop(name: str, top: str) -> str:
+    from vllmgen.render.shell import quote_word
+
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# {top}\n"
+        "# Stops and removes the router container.\n"
+        "set -euo pipefail\n\n"
+        f"container={quote_word(name)}\n"
+        'if docker container inspect "${container}" >/dev/null 2>&1; then\n'
+        '    docker rm --force "${container}" >/dev/null\n'
+        "    printf 'removed %s\\n' \"${container}\"\n"
+        "else\n"
+        "    printf '%s is not there\\n' \"${container}\"\n"
+        "fi\n"
+    )

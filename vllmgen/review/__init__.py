@@ -1,0 +1,1 @@
+"""Review: what a change does (plans compared), the pre-commit hook, the spec reference."""

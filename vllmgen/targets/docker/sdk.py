@@ -1,0 +1,395 @@
+"""``DockerSdkExecutor``: a node's Docker engine through the docker SDK at ``unix://`` or
+``ssh://user@host`` (never ``tcp://``: ``vllmgen.spec.endpoints.TCP_REFUSED``); the node's host through ``host``.
+
+The docker SDK is imported here, lazily, and nowhere else in vllmgen.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vllmgen.spec import endpoints
+from vllmgen.targets.docker import daemon_json, dockerargs
+from vllmgen.runner import ssh
+from vllmgen.runner import host as hosts
+from vllmgen.runner.executor import (
+    RAY_PROBE,
+    SERVING_PROBE,
+    ClusterView,
+    ContainerState,
+    EngineError,
+    EngineInfo,
+    ExecResult,
+    HttpResult,
+    RunRequest,
+    parse_cluster_view,
+)
+from vllmgen.runner.httpcheck import http_request
+from vllmgen.runner.watch import StreamFollow
+
+
+API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
+BUILD_TIMEOUT = 3600  # a build's output may pause for long (a big pip install)
+ATTEMPTS = 3  # a call whose connection dropped is tried again, twice, when repeating it is harmless
+
+
+class DockerSdkExecutor:
+    """A node's Docker engine through the docker SDK; its host through ``host``."""
+
+    concurrent = True
+
+    def __init__(self, node: str, endpoint: str | None, host: hosts.Host | None = None, *,
+                 timeout: float = API_TIMEOUT):
+        self.node = node
+        self.endpoint = endpoint
+        self.host = host or hosts.for_endpoint(endpoint)
+        self._timeout = timeout
+        self._client: Any = None
+        self._dialer: Any = None
+
+    @property
+    def _where(self) -> str:
+        return self.endpoint or hosts.default_endpoint()
+
+    # the client is made on first use, and asks the engine its API version then
+    def _docker(self) -> Any:
+        if self._client is None:
+            why = endpoints.refused(self._where)  # DOCKER_HOST too: the spec's docker_host is validated already
+            if why:
+                raise EngineError(why)
+            import docker
+
+            if self.endpoint and self.endpoint.startswith("ssh://"):
+                client, self._dialer = ssh.docker_client(endpoints.parse(self.endpoint), self._timeout)
+            else:
+                client = docker.DockerClient(base_url=self._where, version="1.41", timeout=self._timeout)
+                client.api.trust_env = False  # the engine, never a proxy from the environment
+            self._client = client
+            client.api._version = client.api.version(api_version=False)["ApiVersion"]
+        return self._client
+
+    def _call(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
+        """``fn`` with the engine's errors as EngineError; a dropped connection tried again when ``retry``."""
+        import docker
+        import requests
+
+        for attempt in range(ATTEMPTS):
+            try:
+                return fn()
+            except docker.errors.APIError as exc:
+                raise EngineError(exc.explanation or str(exc)) from exc
+            except requests.exceptions.Timeout as exc:
+                self.close()
+                raise EngineError(f"the Docker engine at {self._where} did not answer within "
+                                  f"{self._timeout:g}s ({exc})") from exc
+            except (requests.exceptions.ConnectionError, OSError, docker.errors.DockerException) as exc:
+                # OSError: BrokenPipeError, ConnectionResetError, a missing ssh binary
+                why = self._dialer.last_error() if self._dialer else ""
+                explained = ssh.explain(endpoints.parse(self._where), why) if why and self._dialer else ""
+                self.close()
+                if retry and not explained and attempt < ATTEMPTS - 1:
+                    time.sleep(1 + attempt)
+                    continue
+                detail = explained or f"cannot reach the Docker engine at {self._where}: {why or exc}"
+                raise EngineError(detail) from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+        if self._dialer is not None:
+            self._dialer.close()
+            self._dialer = None
+
+    def ping(self) -> EngineInfo:
+        self.close()  # after a daemon restart the old connection is gone
+        version = self._call(lambda: self._docker().version())
+        info = self._call(lambda: self._docker().info())
+        return EngineInfo(version.get("Version", "?"), version.get("ApiVersion", "?"),
+                          tuple(sorted((info.get("Runtimes") or {}).keys())))
+
+    def read_daemon_json(self) -> str | None:
+        return self.host.read_text(self.host.daemon_json_path)
+
+    def write_daemon_json(self, text: str, backup: str | None) -> None:
+        self.host.replace_text(self.host.daemon_json_path, text, backup)
+
+    def validate_daemon_json(self, text: str) -> tuple[bool | None, str]:
+        out = self.host.run(["sh", "-c", daemon_json.VALIDATE_SCRIPT, "vllmgen"], input=text, timeout=60)
+        return daemon_json.validation(out.rc, out.stdout + out.stderr)
+
+    def restore_daemon_json(self, original: str | None) -> None:
+        if original is None:
+            self.host.remove(self.host.daemon_json_path)
+        else:
+            self.host.replace_text(self.host.daemon_json_path, original, None)
+
+    def restart_daemon(self) -> None:
+        self.close()
+        out = self.host.run(list(self.host.restart_command), timeout=300)
+        if out.rc != 0:
+            raise EngineError(f"{shlex.join(self.host.restart_command)} failed (exit {out.rc}): "
+                              f"{(out.stderr or out.stdout).strip()}")
+
+    def gpu_count(self) -> int | None:
+        try:
+            out = self.host.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], timeout=60)
+        except hosts.NoHostAccess:  # a tcp:// endpoint: not checked; ssh failures are errors
+            return None
+        if out.rc != 0:
+            return None
+        return len([line for line in out.stdout.splitlines() if line.strip()])
+
+    def image_labels(self, tag: str) -> dict[str, str] | None:
+        import docker
+
+        def get() -> Any:
+            try:
+                return self._docker().images.get(tag)
+            except docker.errors.ImageNotFound:
+                return None
+
+        image = self._call(get)
+        return None if image is None else dict(image.labels or {})
+
+    def image_id(self, tag: str) -> str | None:
+        import docker
+
+        def get() -> Any:
+            try:
+                return self._docker().images.get(tag).id
+            except docker.errors.ImageNotFound:
+                return None
+
+        return self._call(get)
+
+    def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
+                    on_line: Callable[[str], None]) -> None:
+        archive = _context_tar(context, dockerfile)
+        tail: list[str] = []
+
+        def build() -> None:
+            stream = self._docker().api.build(
+                fileobj=archive, custom_context=True, tag=tag, labels=labels, rm=True, forcerm=True,
+                decode=True, network_mode="host", timeout=BUILD_TIMEOUT,
+            )
+            for event in stream:
+                if "error" in event:
+                    raise EngineError(event["error"].strip() + ("\n" + "\n".join(tail) if tail else ""))
+                line = (event.get("stream") or "").rstrip()
+                if not line and event.get("status") and not event.get("progressDetail"):
+                    line = f"{event['status']} {event.get('id', '')}".strip()
+                if line:
+                    tail[:] = (tail + [line])[-20:]
+                    if line.startswith(("Step ", "Pulling", "Status:", "Successfully")):
+                        on_line(line)
+
+        self._call(build, retry=False)
+
+    def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str:
+        if hosts.is_local(self.host):
+            return str(local.resolve())
+        self.host.put_files(remote, {name: (local / name).read_bytes() for name in files})
+        return remote
+
+    def _get(self, name: str) -> Any:
+        import docker
+
+        def get() -> Any:
+            try:
+                return self._docker().containers.get(name)
+            except docker.errors.NotFound:
+                return None
+
+        return self._call(get)
+
+    @staticmethod
+    def _state(container: Any) -> ContainerState:
+        state = container.attrs.get("State", {})
+        return ContainerState(
+            name=container.name,
+            status=state.get("Status", container.status),
+            exit_code=state.get("ExitCode"),
+            labels=dict(container.labels or {}),
+            image=container.attrs.get("Config", {}).get("Image", ""),
+        )
+
+    def inspect(self, name: str) -> ContainerState | None:
+        container = self._get(name)
+        return None if container is None else self._state(container)
+
+    def run(self, request: RunRequest) -> None:
+        try:
+            self._call(lambda: self._docker().containers.run(**self._run_kwargs(request)), retry=False)
+        except EngineError:
+            # created but never started (no GPU driver, no such binary): leave nothing half-made behind
+            leftover = self._get(request.container.name)
+            if leftover is not None and leftover.status == "created":
+                self._call(lambda: leftover.remove(force=True))
+            raise
+
+    def _run_kwargs(self, request: RunRequest) -> dict[str, Any]:
+        argv = dockerargs.resolve_home(dockerargs.run_words(request), self.host.home)
+        return dockerargs.sdk_kwargs(argv, request.secrets)
+
+    def remove(self, name: str, stop_timeout: int = 10) -> None:
+        container = self._get(name)
+        if container is None:
+            return
+        if container.status == "running":
+            self._call(lambda: container.stop(timeout=stop_timeout))
+        self._call(lambda: container.remove(force=True))
+
+    def logs(self, name: str, tail: int | None = 30, timestamps: bool = False) -> str:
+        container = self._get(name)
+        if container is None:
+            return ""
+        lines = "all" if tail is None else tail
+        return self._call(lambda: container.logs(tail=lines, timestamps=timestamps)).decode("utf-8", "replace")
+
+    def follow(self, name: str) -> StreamFollow | None:
+        """The container's output from its start (``logs(stream=True, follow=True)``, read by a thread) and its
+        end: the stream ends when the container stops."""
+        if self._get(name) is None:
+            return None
+
+        def open_stream(since: float | None) -> Any:
+            container = self._get(name)  # again: a retried call may have replaced the client
+            if container is None:
+                return iter(())
+            return container.logs(stream=True, follow=True, timestamps=True, **({"since": since} if since else {}))
+
+        def running() -> bool:
+            state = self.inspect(name)
+            return state is not None and state.running
+
+        def exit_code() -> int | None:
+            state = self.inspect(name)
+            return state.exit_code if state is not None else None
+
+        return StreamFollow(open_stream, running, exit_code, name=f"follow {name}")
+
+    def started_at(self, name: str) -> datetime | None:
+        """The container's State.StartedAt (its latest start), from Docker."""
+        container = self._get(name)
+        stamp = container.attrs.get("State", {}).get("StartedAt", "") if container is not None else ""
+        if not stamp or stamp.startswith("0001-"):  # created, never started
+            return None
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        try:
+            return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
+
+    def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        container = self._get(name)
+        if container is None:
+            raise EngineError(f"no container {name}")
+        environment = dict(env) if env else None  # in the exec's create request, never its argv
+        result = self._call(lambda: container.exec_run(list(argv), detach=detach, environment=environment),
+                            retry=not detach)
+        output = result.output.decode("utf-8", "replace") if isinstance(result.output, bytes) else ""
+        return ExecResult(result.exit_code, output)
+
+    def list_containers(self, deployment: str) -> list[ContainerState]:
+        found = self._call(lambda: self._docker().containers.list(
+            all=True, filters={"label": f"io.vllmgen.deployment={deployment}"}))
+        return sorted((self._state(c) for c in found), key=lambda s: s.name)
+
+    def cluster_view(self, name: str) -> ClusterView | None:
+        result = self.exec(name, ("python3", "-c", RAY_PROBE))
+        return parse_cluster_view(result.output) if result.rc == 0 else None
+
+    def serving(self, name: str) -> bool:
+        result = self.exec(name, ("python3", "-c", SERVING_PROBE))
+        return result.rc == 0 and bool(result.output.strip())
+
+    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
+             timeout: float = 10) -> HttpResult:
+        return http_request(method, url, headers, body, timeout)
+
+
+def _context_tar(context: Path, dockerfile: str) -> io.BytesIO:
+    """The deployment folder as a build context, with ``dockerfile`` as its Dockerfile."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(context.rglob("*")):
+            relative = path.relative_to(context).as_posix()
+            if relative == "Dockerfile" or not path.is_file():
+                continue
+            tar.add(path, arcname=relative)
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+# --- images as streams (vllmgen bundle: save on the connected machine, load on the air-gapped hosts) ---------
+
+
+class ImageStreams:
+    """``docker save`` / ``docker load`` / tag / pull of one engine, streamed: an image never sits in memory.
+
+    Beside ``DockerSdkExecutor`` (which apply uses) and sharing its connection and error handling."""
+
+    def __init__(self, executor: DockerSdkExecutor):
+        self.executor = executor
+
+    def size(self, reference: str) -> int | None:
+        import docker
+
+        def get() -> Any:
+            try:
+                return self.executor._docker().images.get(reference).attrs.get("Size")
+            except docker.errors.ImageNotFound:
+                return None
+
+        return self.executor._call(get)
+
+    def pull(self, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
+        self.executor._call(lambda: self.executor._docker().images.pull(repository, tag=tag or None), retry=False)
+
+    def save(self, image_id: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The image's `docker save` archive, by ID (no tag inside: the bundle's manifest carries the tags)."""
+        import docker
+        import requests
+
+        stream = self.executor._call(lambda: self.executor._docker().api.get_image(image_id, chunk_size=chunk),
+                                     retry=False)
+        try:
+            yield from stream
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"docker save {image_id} broke off: {exc}") from exc
+
+    def load(self, chunks: Iterable[bytes]) -> str:
+        """`docker load` from ``chunks``; the engine's ``Loaded image ID`` (or the error it gave)."""
+        def load() -> str:
+            loaded = ""
+            for event in self.executor._docker().api.load_image(chunks):
+                if "error" in event:
+                    raise EngineError(f"docker load: {event['error'].strip()}")
+                text = event.get("stream") or ""
+                if "Loaded image" in text:
+                    loaded = text.split(":", 1)[1].strip()
+            return loaded
+
+        return self.executor._call(load, retry=False)
+
+    def tag(self, image_id: str, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
+        self.executor._call(lambda: self.executor._docker().api.tag(image_id, repository, tag or "latest", force=True))
