@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SPECS
-from vllmgen.render.compile import compile_file
+
 from vllmgen.plan.engine import ready_timeout
+from vllmgen.render.compile import compile_file
 from vllmgen.targets.kubernetes.render import KUSTOMIZATION, SECRET_TEMPLATE
-from vllmgen.targets.kubernetes.strict import KUBERNETES_VERSION, ManifestError, validate_folder, validate_object
+from vllmgen.targets.kubernetes.strict import (
+    KUBERNETES_VERSION,
+    ManifestError,
+    validate_folder,
+    validate_object,
+)
 
 K8S_SPECS = [spec for spec in SPECS if "kind: kubernetes" in spec.read_text()]
 LWS_SPEC = ROOT / "specs" / "k8s-two-node-lws.yaml"
@@ -231,12 +236,13 @@ def test_core_validation_rejects_an_unknown_field_and_a_wrong_type():
     assert "is not of type 'integer'" in _refused(
         deployment, lambda o: o["spec"].__setitem__("replicas", "2"))
     assert "'shmSize' was unexpected" in _refused(
-        deployment, lambda o: o["spec"]["template"]["spec"]["containers"][0].__setitem__("shmSize", "1Gi"))
+        deployment, lambda o: _containers(o["spec"]["template"])[0].__setitem__("shmSize", "1Gi"))
 
 
 def test_leaderworkerset_fields_are_checked_by_the_strict_schema():
     lws = next(o for o in _objects(LWS_SPEC).values() if o["kind"] == "LeaderWorkerSet")
-    assert "'bogus' was unexpected" in _refused(lws, lambda o: o["spec"]["leaderWorkerTemplate"].__setitem__("bogus", 1))
+    assert "'bogus' was unexpected" in _refused(
+        lws, lambda o: o["spec"]["leaderWorkerTemplate"].__setitem__("bogus", 1))
     assert "'2' is not of type 'integer'" in _refused(
         lws, lambda o: o["spec"]["leaderWorkerTemplate"].__setitem__("size", "2"))
     assert "'Always' is not one of" in _refused(

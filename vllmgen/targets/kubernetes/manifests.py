@@ -13,9 +13,9 @@ import json
 from typing import Any
 
 from vllmgen.plan import gateway as front_door
-from vllmgen.render import yamlout
 from vllmgen.plan.engine import CACHE_IN_CONTAINER
 from vllmgen.plan.plan import CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER, LABEL_PREFIX, SERVE_CONFIG_FILE
+from vllmgen.render import yamlout
 from vllmgen.targets.kubernetes.plan import API_LABEL, KubernetesPlan, Pod
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
@@ -64,7 +64,8 @@ def _meta(k8s: KubernetesPlan, name: str, role: str) -> dict[str, Any]:
 
 
 def serve_config_map(k8s: KubernetesPlan, header: str) -> dict[str, Any]:
-    text = yamlout.dump(k8s.serve_config, f"{header}\nOptions shared by every pod of '{k8s.name}' (vllm serve --config).")
+    text = yamlout.dump(k8s.serve_config,
+                        f"{header}\nOptions shared by every pod of '{k8s.name}' (vllm serve --config).")
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(k8s, f"{k8s.name}-serve-config", "config"),
             "data": {SERVE_CONFIG_FILE: text}}
 
@@ -238,12 +239,14 @@ def router_objects(k8s: KubernetesPlan) -> list[tuple[str, dict[str, Any]]]:
     assert router is not None
     name = k8s.router_name
     labels = _labels(k8s, "router")
+    watch = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
     rbac = [
-        ("serviceaccount-router.yaml", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(k8s, name, "router")}),
+        ("serviceaccount-router.yaml",
+         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(k8s, name, "router")}),
         # service discovery: the router watches the API server pods of this namespace
         ("role-router.yaml", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                               "metadata": _meta(k8s, name, "router"),
-                              "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]}),
+                              "rules": watch}),
         ("rolebinding-router.yaml", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                                      "metadata": _meta(k8s, name, "router"),
                                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},

@@ -7,8 +7,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from vllmgen.render import yamlout
 from vllmgen.plan.plan import Plan
+from vllmgen.render import yamlout
 from vllmgen.render.router_artifacts import dockerfile as router_dockerfile
 from vllmgen.targets.kubernetes.manifests import LWS_API, objects, secret_template
 from vllmgen.targets.kubernetes.plan import KubernetesPlan
@@ -38,9 +38,11 @@ def artifacts(plan: Plan, header: str) -> list[tuple[str, str]]:
                                      "resources": sorted(path for path, _ in made)}
     if k8s.namespace:
         kustomization["namespace"] = k8s.namespace
-    files.append((KUSTOMIZATION, dump(kustomization, f"{header}\nkubectl apply -k . (the Secret first: see README.md)")))
-    files.append((SECRET_TEMPLATE, dump(secret_template(k8s, header), f"{header}\nNames only: fill in the values "
-                                        "outside git, or create it with kubectl (README.md); not in kustomization.yaml")))
+    files.append((KUSTOMIZATION, dump(kustomization,
+                                      f"{header}\nkubectl apply -k . (the Secret first: see README.md)")))
+    secret_note = ("Names only: fill in the values outside git, or create it with kubectl (README.md); "
+                   "not in kustomization.yaml")
+    files.append((SECRET_TEMPLATE, dump(secret_template(k8s, header), f"{header}\n{secret_note}")))
     if plan.router:
         files.append(("router/Dockerfile", router_dockerfile(plan.router, header)))
     files.append(("README.md", readme(plan, k8s, header)))
@@ -56,12 +58,13 @@ def readme(plan: Plan, k8s: KubernetesPlan, header: str) -> str:
     secret_args = " ".join(f"--from-file={key}={shlex.quote(where)}" if how == "file"
                            else f"--from-file={key}=<(printf '%s' \"${{{where}}}\")"
                            for key, how, where in k8s.secret_sources)
+    front, front_port = (k8s.gateway_name, k8s.gateway.port) if k8s.gateway else (
+        (k8s.router_name, k8s.router.port) if k8s.router else (k8s.service_name, k8s.port))
     lines = [
         f"<!-- {header} -->",
         f"# {plan.name} on Kubernetes",
         "",
-        f"Layout: {layout}. Clients use the Service `{k8s.gateway_name if k8s.gateway else k8s.router_name if k8s.router else k8s.service_name}`"
-        f" (port {k8s.gateway.port if k8s.gateway else k8s.router.port if k8s.router else k8s.port}).",
+        f"Layout: {layout}. Clients use the Service `{front}` (port {front_port}).",
         "",
         "vllmgen reaches no cluster: these are the commands to run (or let Argo CD / Flux apply this folder).",
         "",

@@ -8,15 +8,12 @@ monitoring stack) is refused here, where it is set, rather than silently ignored
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from vllmgen.plan import parallel
 from vllmgen.plan.engine import ready_timeout
+from vllmgen.spec.model import Spec
+from vllmgen.spec.rules.core import Finding
 from vllmgen.targets.kubernetes.spec import GPU_RESOURCE, KubernetesRuntime
-
-if TYPE_CHECKING:  # the rules module imports this one to run its rules
-    from vllmgen.spec.rules.core import Finding
-    from vllmgen.spec.model import Spec
 
 # K8s injects <SERVICE>_PORT=tcp://... into pods: a Service 'vllm' sets VLLM_PORT, and vLLM refuses to start
 FORBIDDEN_SERVICE_NAMES = ("vllm",)
@@ -43,8 +40,6 @@ NODE_HOST_ONLY = {
 
 
 def kubernetes_rules(spec: Spec) -> Iterator[Finding]:
-    from vllmgen.spec.rules.core import Finding
-
     settings = spec.runtime
     if not isinstance(settings, KubernetesRuntime):
         return

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from vllmgen.errors import EXIT_DRIFT, EXIT_RUNNER
 from vllmgen.render.artifacts import Artifact
+from vllmgen.render.compile import compile_file
+from vllmgen.render.write import check
 from vllmgen.targets.kubernetes.plan import KubernetesPlan
 from vllmgen.targets.kubernetes.render import KUSTOMIZATION, SECRET_TEMPLATE
 
@@ -84,9 +86,6 @@ def changes(artifacts: list[Artifact], folder: Path) -> Answer:
 
 def intercept(command: str, spec: Path, build_dir: Path, *, dry_run: bool = False) -> Answer | None:
     """The answer for a Kubernetes spec, None for the other targets (their runner goes on)."""
-    from vllmgen.render.compile import compile_file
-    from vllmgen.render.write import check
-
     compiled = compile_file(spec)
     k8s = compiled.plan.kubernetes
     if k8s is None:

@@ -70,7 +70,8 @@ class KubernetesRuntime(Model):
     node_selector: dict[str, str] = Field(default_factory=empty_dict, description="nodeSelector of each vLLM pod")
     probe_period_s: int = Field(10, ge=1, le=300, description="periodSeconds of the vLLM pods' probes")
     startup_failure_threshold: int | None = Field(
-        None, ge=1, description="the startupProbe's failureThreshold (default: enough periods to cover the ready timeout)")
+        None, ge=1,
+        description="the startupProbe's failureThreshold (default: enough periods to cover the ready timeout)")
     gateway_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         "ClusterIP", description="type of the front door's Service")
     env: EnvMap = Field(default_factory=empty_dict, description="environment for every vLLM container")
