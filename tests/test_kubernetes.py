@@ -281,14 +281,15 @@ def test_a_kind_kubernetes_validate_cannot_check_is_refused_not_passed(tmp_path)
 # --- commands: no cluster is reached, nothing pretends to have applied -------------------------------------
 
 
-@pytest.mark.parametrize("command", ["apply", "status", "down"])
+@pytest.mark.parametrize("command", ["apply", "status", "down", "bench"])
 def test_runner_commands_print_kubectl_and_exit_4(command: str):
     result = vllmgen(command, "specs/k8s-two-node-lws.yaml")
     assert result.returncode == 4, result.stderr
     assert "reaches no Kubernetes cluster" in result.stderr
     expected = {"apply": "kubectl apply -k build/qwen3-next-tp16-lws",
                 "status": "kubectl -n llm get leaderworkerset,pods,services -l io.vllmgen.deployment=",
-                "down": "kubectl delete -k build/qwen3-next-tp16-lws"}[command]
+                "down": "kubectl delete -k build/qwen3-next-tp16-lws",
+                "bench": "kubectl -n llm exec -it qwen3-next-tp16-lws-0 -- vllm bench serve"}[command]
     assert expected in result.stderr
     assert result.stdout == ""
 

@@ -292,6 +292,8 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     from vllmgen.runner.progress import Progress
     from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
+    _kubernetes("bench", spec, dry_run=dry_run)
+
     compiled = compile_file(spec)
     _warn(compiled.valid.warnings)
     plan = compiled.plan

@@ -33,7 +33,9 @@ class Answer:
 def kubectl(command: str, k8s: KubernetesPlan, folder: Path) -> str:
     where = ["-n", k8s.namespace] if k8s.namespace else []
     kind = "leaderworkerset" if k8s.layout == "leaderworkerset" else "deployment"
+    leader = f"{k8s.name}-0" if k8s.layout == "leaderworkerset" else f"deployment/{k8s.name}"  # LWS: group 0's
     words = {
+        "bench": ["kubectl", *where, "exec", "-it", leader, "--", "vllm", "bench", "serve", "--help"],
         "apply": ["kubectl", "apply", "-k", folder.as_posix()],
         "down": ["kubectl", "delete", "-k", folder.as_posix()],
         "status": ["kubectl", *where, "get", f"{kind},pods,services", "-l", f"io.vllmgen.deployment={k8s.name}"],
@@ -46,7 +48,8 @@ def act(command: str, k8s: KubernetesPlan, folder: Path, *, dry_run: bool, stale
     run = kubectl(command, k8s, folder)
     if dry_run:
         return Answer(f"# vllmgen {command} --dry-run: {NO_CLUSTER}; the command to run:\n{run}\n", 0)
-    done = {"apply": "nothing was applied", "status": "no status was read", "down": "nothing was removed"}[command]
+    done = {"apply": "nothing was applied", "status": "no status was read", "down": "nothing was removed",
+            "bench": "no benchmark was run (vllm bench serve runs inside the leader pod)"}[command]
     gitops = f" (or let Argo CD / Flux apply {folder.as_posix()})" if command == "apply" else ""
     lines = [f"{NO_CLUSTER}: {done}. Run it yourself{gitops}:", f"  {run}"]
     if stale and command == "apply":
