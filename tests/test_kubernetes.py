@@ -167,6 +167,15 @@ def test_single_node_replicas_are_one_deployment_behind_router_and_gateway():
     label, value = router_args[router_args.index("--selector") + 1].split("=")
     assert selector == {label: value}
     assert deployment["spec"]["template"]["metadata"]["labels"][label] == value
+    # only the gateway reaches the router (its admin paths take no key); the engines: own pods and Prometheus
+    router_policy = kinds[f"NetworkPolicy/{name}-router"]["spec"]
+    assert router_policy["ingress"] == [{"from": [{"podSelector": {"matchLabels": {
+        "io.vllmgen.deployment": name, "io.vllmgen.role": "gateway"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}]
+    engine_policy = kinds[f"NetworkPolicy/{name}-engine"]["spec"]
+    assert engine_policy["podSelector"]["matchLabels"] == {"io.vllmgen.engine": name}
+    assert [rule.get("ports") for rule in engine_policy["ingress"]] == [None, [{"port": 8000, "protocol": "TCP"}]]
+    assert engine_policy["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"}
     # the front door is the project's own nginx config, its upstream the router's Service
     conf = kinds[f"ConfigMap/{name}-gateway"]["data"]["nginx.conf"]
     assert f"server {name}-router:8080;" in conf and "if ($vllmgen_key_ok != 1)" in conf

@@ -218,20 +218,38 @@ def service(k8s: KubernetesPlan, name: str, selector: dict[str, str], port: int)
     }
 
 
-def network_policy(k8s: KubernetesPlan) -> dict[str, Any]:
-    """The vLLM pods take connections from the deployment's own pods (ranks, router, gateway) and, on the
-    API port, from anyone only when no front door checks a key; egress is left open (downloads, NCCL)."""
-    same = {"podSelector": {"matchLabels": {DEPLOYMENT_LABEL: k8s.name}}}
-    rules: list[dict[str, Any]] = [{"from": [same]}]
-    if k8s.gateway is None and k8s.router is None:
-        rules.append({"ports": [{"port": k8s.port, "protocol": "TCP"}]})
+def _policy(k8s: KubernetesPlan, name: str, pods: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(k8s, f"{k8s.name}-engine", "policy"),
-        "spec": {"podSelector": {"matchLabels": {ENGINE_LABEL: k8s.name}},
-                 "policyTypes": ["Ingress"], "ingress": rules},
+        "metadata": _meta(k8s, name, "policy"),
+        "spec": {"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": rules},
     }
+
+
+def network_policy(k8s: KubernetesPlan) -> dict[str, Any]:
+    """The vLLM pods take connections from the deployment's own pods (ranks, router, gateway), on the API
+    port from the monitoring namespace's pods (/metrics), and from anyone only when neither router nor
+    gateway stands in front; egress is left open (downloads, NCCL)."""
+    port = [{"port": k8s.port, "protocol": "TCP"}]
+    rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": {DEPLOYMENT_LABEL: k8s.name}}}]}]
+    if k8s.gateway is None and k8s.router is None:
+        rules.append({"ports": port})
+    elif k8s.prometheus_namespace:
+        namespace = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": k8s.prometheus_namespace}}}
+        rules.append({"from": [namespace], "ports": port})
+    return _policy(k8s, f"{k8s.name}-engine", {ENGINE_LABEL: k8s.name}, rules)
+
+
+def router_policy(k8s: KubernetesPlan) -> dict[str, Any]:
+    """vllm-router's admin paths (/add_worker, /remove_worker) take no key: with a gateway, only the gateway
+    reaches it; without one, the clients do (as on the other runtimes)."""
+    assert k8s.router is not None
+    port = [{"port": k8s.router.port, "protocol": "TCP"}]
+    rule: dict[str, Any] = {"ports": port}
+    if k8s.gateway is not None:
+        rule["from"] = [{"podSelector": {"matchLabels": _labels(k8s, front_door.ROLE)}}]
+    return _policy(k8s, f"{k8s.name}-router", _labels(k8s, "router"), [rule])
 
 
 def router_objects(k8s: KubernetesPlan) -> list[tuple[str, dict[str, Any]]]:
@@ -272,7 +290,8 @@ def router_objects(k8s: KubernetesPlan) -> list[tuple[str, dict[str, Any]]]:
                               "spec": {"serviceAccountName": name, "enableServiceLinks": False,
                                        "containers": [container]}}},
     }
-    return [*rbac, ("deployment-router.yaml", deploy), ("service-router.yaml", service(k8s, name, labels, router.port))]
+    return [*rbac, ("deployment-router.yaml", deploy), ("service-router.yaml", service(k8s, name, labels, router.port)),
+            ("networkpolicy-router.yaml", router_policy(k8s))]
 
 
 def gateway_objects(k8s: KubernetesPlan, header: str) -> list[tuple[str, dict[str, Any]]]:

@@ -97,6 +97,7 @@ class KubernetesPlan:
     router: RouterPod | None
     gateway: GatewayPod | None
     scrape: bool = True  # monitoring.enabled: Prometheus annotations on the API server pods
+    prometheus_namespace: str | None = None  # where the scraping Prometheus runs (the NetworkPolicy lets it in)
 
     @property
     def leader(self) -> Pod:
@@ -244,6 +245,7 @@ def plan_kubernetes(spec: Spec, plan: Plan) -> KubernetesPlan:
         router=_router(plan, name, settings),
         gateway=_gateway(plan, name, settings),
         scrape=spec.monitoring.enabled,
+        prometheus_namespace=settings.prometheus_namespace if spec.monitoring.enabled else None,
     )
 
 

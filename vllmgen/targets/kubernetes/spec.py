@@ -72,6 +72,9 @@ class KubernetesRuntime(Model):
     startup_failure_threshold: int | None = Field(
         None, ge=1,
         description="the startupProbe's failureThreshold (default: enough periods to cover the ready timeout)")
+    prometheus_namespace: Name | None = Field(
+        "monitoring", description="namespace whose pods may scrape the API server pods' /metrics (the "
+        "NetworkPolicy's exception); unset: none beyond the deployment's own pods")
     gateway_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         "ClusterIP", description="type of the front door's Service")
     env: EnvMap = Field(default_factory=empty_dict, description="environment for every vLLM container")
