@@ -2,6 +2,7 @@
 layouts, the validators themselves (they reject what they must), and the commands that reach no cluster."""
 
 import copy
+import json
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,20 @@ def test_output_is_byte_stable_with_sorted_keys():
 
 
 # --- LeaderWorkerSet ------------------------------------------------------------------------------------
+
+
+def test_an_image_that_adds_packages_comes_with_its_dockerfile(tmp_path):
+    spec = tmp_path / "git.yaml"
+    spec.write_text(LWS_SPEC.read_text().replace(
+        "  base: vllm/vllm-openai:v0.32.0\n",
+        "  base: vllm/vllm-openai:v0.32.0\n  git_packages:\n"
+        "    - git+https://github.com/huggingface/transformers.git@v4.57.1\n"))
+    compiled = compile_file(spec)
+    files = {a.path: a.content for a in compiled.artifacts}
+    assert "FROM vllm/vllm-openai:v0.32.0" in files["Dockerfile"] and "transformers.git@v4.57.1" in files["Dockerfile"]
+    lws = yaml.safe_load(files["leaderworkerset.yaml"])
+    assert _containers(lws["spec"]["leaderWorkerTemplate"]["workerTemplate"])[0]["image"] == compiled.plan.image.tag
+    assert "Dockerfile" not in {a.path for a in compile_file(LWS_SPEC).artifacts}  # the base itself: nothing to build
 
 
 def test_multi_node_instance_is_one_leaderworkerset_group():
@@ -342,3 +357,20 @@ def test_diff_summarises_a_kubernetes_spec_change(tmp_path):
     result = vllmgen("diff", str(changed), "--against", str(LWS_SPEC))
     assert result.returncode == 0, result.stderr
     assert "max-model-len" in result.stdout and "16248" in result.stdout and "8192" in result.stdout
+
+
+def test_validate_and_render_of_a_kubernetes_spec_stay_pure(tmp_path):
+    """The same boundary as tests/test_import_boundaries.py, for this target: no Docker SDK, runner or HTTP
+    client, and not the optional strict validation either (render never runs it)."""
+    from test_import_boundaries import FORBIDDEN, PIPELINE
+
+    result = subprocess.run([sys.executable, "-c", PIPELINE, str(LWS_SPEC), str(tmp_path / "build")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["codes"] == [0, 0, 0]
+    forbidden = (*FORBIDDEN, "kubernetes_validate", "jsonschema", "vllmgen.targets.kubernetes.strict",
+                 "vllmgen.targets.kubernetes.runner")
+    modules = report["modules"]
+    assert "vllmgen.targets.kubernetes.manifests" in modules
+    assert [m for m in modules for name in forbidden if m == name or m.startswith(name + ".")] == []

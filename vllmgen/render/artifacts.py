@@ -165,8 +165,10 @@ def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact
     if plan.kubernetes is not None:  # manifests only: no Dockerfile, scripts, compose or host monitoring
         from vllmgen.targets.kubernetes.render import artifacts as kubernetes_files
 
-        files = sorted((Artifact(path, text) for path, text in kubernetes_files(plan, header(plan))),
-                       key=lambda artifact: artifact.path)
+        files = [Artifact(path, text) for path, text in kubernetes_files(plan, header(plan))]
+        if plan.kubernetes.image == plan.image.tag:  # the pods pull an image built from the base: its Dockerfile
+            files.append(Artifact("Dockerfile", _template("Dockerfile.j2", plan=plan, header=header(plan))))
+        files.sort(key=lambda artifact: artifact.path)
         return [*files, Artifact(MANIFEST, _manifest(plan, files, made_from))]
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan), "ports": open_ports(plan)}
     if plan.runtime == "process":

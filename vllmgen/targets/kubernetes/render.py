@@ -93,7 +93,7 @@ def readme(plan: Plan, k8s: KubernetesPlan, header: str) -> str:
     if plan.router:
         lines.append(f"- Router: build and push `{plan.router.image}` from router/Dockerfile; it finds the API "
                      "server pods by label (a Role lets it list them).")
-    if plan.image.requirements and k8s.image == plan.image.tag:
-        lines.append(f"- Image: `{k8s.image}` adds packages to {plan.image.base}: build it (as the Docker target's "
-                     "Dockerfile does) and push it where the cluster pulls from.")
+    if k8s.image == plan.image.tag:
+        lines.append(f"- Image: `{k8s.image}` adds packages to {plan.image.base}: build it from the Dockerfile "
+                     "beside this file and push it where the cluster pulls from (or set runtime.image).")
     return "\n".join(lines) + "\n"
