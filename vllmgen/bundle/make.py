@@ -63,8 +63,13 @@ def deployment_files(spec: Path, name: str, artifacts: Iterable[Any]) -> dict[st
 def _compiled(request: Request):  # noqa: ANN202
     from vllmgen.render.compile import compile_file
     from vllmgen.render.write import check
+    from vllmgen.targets import registry
 
     compiled = compile_file(request.spec)
+    target = registry.target(compiled.plan.runtime)
+    if target.engine is None:  # nothing vllmgen applies on hosts: no `bundle load`, no offline apply
+        raise BundleError(f"a bundle carries a deployment vllmgen applies to hosts; runtime.kind: {target.kind} is "
+                          "applied by kubectl: push its images to the cluster's registry and apply build/ there")
     deploy_dir = request.build_dir / compiled.plan.name
     drift = check(compiled.artifacts, deploy_dir)
     if drift:

@@ -23,6 +23,8 @@ from vllmgen.render.shell import Anchored, host_word
 from vllmgen.spec.model import Node, SecretRef, Spec
 from vllmgen.targets.process.runtime import ProcessRuntime
 from vllmgen.plan import label_names
+from vllmgen.targets.kubernetes.plan import KubernetesPlan, plan_kubernetes
+from vllmgen.targets.kubernetes.spec import KubernetesRuntime
 
 CONFIG_IN_CONTAINER = "/etc/vllmgen/serve-config.yaml"
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
@@ -155,7 +157,7 @@ class Plan:
     model_ref: str
     ready_timeout_s: int = VLLM_DEFAULT_READY_S
     monitoring: MonitoringPlan | None = None
-    runtime: Literal["docker", "process"] = "docker"
+    runtime: Literal["docker", "process", "kubernetes"] = "docker"
     router: RouterPlan | None = None
     process_user: str | None = None  # runtime.user: the systemd unit's User= (process runtime)
     process_home: str | None = None  # that user's home: a system unit's %h is root's, whatever User= says
@@ -164,6 +166,7 @@ class Plan:
     gateway_container: Container | None = None
     head_endpoint: Endpoint | None = None  # the head's own API server, as vllmgen reaches it (behind the gateway)
     server_urls: tuple[tuple[str, str], ...] = ()  # (node, URL) of every API server, head first
+    kubernetes: KubernetesPlan | None = None  # runtime.kind: kubernetes: what its manifests hold
 
     @property
     def direct_endpoint(self) -> Endpoint:
@@ -256,7 +259,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
     endpoint = head_endpoint  # what clients use: the front door when there is one
     if gateway is not None:
         endpoint = replace(head_endpoint, address=gateway.public_host, port=gateway.port)
-    return Plan(
+    plan = Plan(
         name=spec.name,
         spec_file=spec_file,
         backend=backend,
@@ -280,6 +283,9 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         server_urls=server_urls,
         offline=spec.offline,
     )
+    if isinstance(spec.runtime, KubernetesRuntime):
+        plan = replace(plan, kubernetes=plan_kubernetes(spec, plan))
+    return plan
 
 
 def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | None) -> Container:
