@@ -18,13 +18,15 @@ from conftest import ROOT
 MARKER = "# lazy:"
 
 # The runner's step modules take Apply (runner.steps) as a type only, under TYPE_CHECKING, while steps
-# imports them to run them: a cycle of annotations, not of imports that run. Each edge, and why.
+# imports them to run them (and the Kubernetes target's plan reads the shared Plan, which calls it): a
+# cycle of annotations, not of imports that run. Each edge, and why.
 TYPE_ONLY_EDGES = {
     ("vllmgen.runner.changes", "vllmgen.runner.steps"): "decisions read Apply's plan and executors",
     ("vllmgen.runner.cluster_step", "vllmgen.runner.steps"): "the cluster step runs on an Apply",
     ("vllmgen.runner.gateway_step", "vllmgen.runner.steps"): "the gateway step runs on an Apply",
     ("vllmgen.runner.servers", "vllmgen.runner.steps"): "the server steps run on an Apply",
     ("vllmgen.targets.docker.daemon_step", "vllmgen.runner.steps"): "the daemon.json step runs on an Apply",
+    ("vllmgen.targets.kubernetes.plan", "vllmgen.plan.plan"): "it reads the shared Plan; plan.plan calls it to fill Plan.kubernetes",
 }
 
 
@@ -44,9 +46,11 @@ BACK_EDGES = {
     ("vllmgen.spec.rules.offline", "vllmgen.plan.exposure"): "where each server listens, computed once; a rule checks it",
     ("vllmgen.spec.rules.pd", "vllmgen.plan.pd"): "the prefill/decode instances and their ports, computed once; a rule checks them",
 }
-# A target's spec model (targets/<kind>/runtime.py: its `runtime:` section) is part of the spec stage: the
-# spec's union of runtimes and the plan import it as they import any spec model.
-TARGET_SPEC_MODULE = re.compile(r"^vllmgen\.targets\.\w+\.runtime$")
+# A target's own part of a stage counts as that stage: its spec model (runtime.py, or spec.py: its `runtime:`
+# section) and its rules are the spec's, its planning (plan.py) the plan's; the spec's union of runtimes,
+# the rules' list and the shared plan import them as they import their own stage's modules.
+TARGET_STAGE_MODULE = re.compile(r"^vllmgen\.targets\.\w+\.(runtime|spec|rules|plan)$")
+TARGET_STAGES = {"runtime": "spec", "spec": "spec", "rules": "spec", "plan": "plan"}
 
 
 @dataclass
@@ -187,7 +191,8 @@ def _stage(module: str) -> str:
 
 
 def _stage_index(module: str) -> int:
-    return STAGES["spec"] if TARGET_SPEC_MODULE.match(module) else STAGES[_stage(module)]
+    match = TARGET_STAGE_MODULE.match(module)
+    return STAGES[TARGET_STAGES[match.group(1)]] if match else STAGES[_stage(module)]
 
 
 def back_edges(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
@@ -245,4 +250,6 @@ def test_the_checker_finds_each_kind_of_problem(tmp_path):
     assert graph.unmarked == {("pkg.sub.b", "pkg.c")}  # f's; g's run of imports is marked
     assert graph.edges["pkg.sub.b"] == {"pkg.a", "pkg.c"}
     assert back_edges({"vllmgen.spec.x": {"vllmgen.plan.y", "vllmgen.errors", "vllmgen.targets.k.runtime"},
-                       "vllmgen.targets.docker.z": {"vllmgen.runner.w"}}) == {("vllmgen.spec.x", "vllmgen.plan.y")}
+                       "vllmgen.spec.z": {"vllmgen.targets.k.plan"},
+                       "vllmgen.targets.docker.z": {"vllmgen.runner.w"}}) == {("vllmgen.spec.x", "vllmgen.plan.y"),
+                                                                             ("vllmgen.spec.z", "vllmgen.targets.k.plan")}

@@ -291,6 +291,8 @@ def test_the_bundle_carries_every_image_the_rendered_deployment_runs(spec: Path)
     from vllmgen.render.compile import compile_file
 
     compiled = compile_file(spec)
+    if compiled.plan.kubernetes is not None:
+        pytest.skip("a Kubernetes deployment is not bundled (test_a_kubernetes_spec_is_not_bundled)")
     deploy_dir = spec.parents[1] / "build" / compiled.plan.name
     composed: dict[str, set[str]] = {}
     for artifact in compiled.artifacts:
@@ -519,3 +521,12 @@ def test_a_corrupt_image_part_is_refused_by_name_before_the_model_or_any_image_l
     assert f"{victim.relative_to(out)} ({image['key']}) is corrupt" in str(caught.value)
     assert "nothing was loaded" in str(caught.value)
     assert node.loaded == [] and not (tmp_path / "node-model").exists()
+
+
+def test_a_kubernetes_spec_is_not_bundled(tmp_path: Path) -> None:
+    """Nothing of a Kubernetes deployment is applied by vllmgen on hosts: bundle says so and writes nothing."""
+    spec = next(p for p in SPECS if p.stem == "k8s-two-node-lws")
+    out = tmp_path / "bundle"
+    with pytest.raises(BundleError, match="runtime.kind: kubernetes is applied by kubectl"):
+        make.dry_run(make.Request(spec, out, spec.parents[1] / "build", PART), FakeEngine(), None)
+    assert not out.exists()

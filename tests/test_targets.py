@@ -79,8 +79,13 @@ def test_one_gpu_count_for_every_host() -> None:
     assert hosts.UnreachableHost("tcp://192.0.2.1:2376").gpu_count() is None
 
 
+def fake_manual(command: str, spec: Path, build_dir: Path, *, dry_run: bool = False) -> registry.Answer:
+    return registry.Answer(f"kubectl {command} -k {build_dir}/qwen3-next-single: nothing was done\n", 4)
+
+
 def test_a_target_vllmgen_does_not_run_prints_what_to_run_and_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """How Kubernetes plugs in: engine None and a manual; apply/status/down/bench exit 2 saying so."""
+    """How Kubernetes plugs in: engine None and a manual named by import path; apply/status/down/bench print
+    its answer and exit with its code."""
     from click.testing import CliRunner
 
     from vllmgen.cli.commands import cli
@@ -88,12 +93,12 @@ def test_a_target_vllmgen_does_not_run_prints_what_to_run_and_does_nothing(monke
     docker = registry.TARGETS["docker"]
     monkeypatch.setitem(registry.TARGETS, "docker", registry.Target(
         "docker", docker.runtime, docker.artifacts, None, docker=False,
-        manual=lambda plan, command, folder: f"kubectl {command} -k {folder}"))
+        manual="test_targets:fake_manual"))
     spec = str(ROOT / "specs" / "seed-single-node.yaml")
     for argv in (["apply", spec, "--node", "gpu-1"], ["status", spec, "--all"], ["down", spec, "--all"],
                  ["bench", spec]):
         result = CliRunner().invoke(cli, argv)
-        assert result.exit_code == 2, (argv, result.output)
+        assert result.exit_code == 4, (argv, result.output)
         assert f"kubectl {argv[0]} -k build/qwen3-next-single" in result.output and "nothing was done" in result.output
 
 

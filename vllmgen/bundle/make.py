@@ -18,6 +18,7 @@ from vllmgen.render.compile import compile_file
 from vllmgen.render.fingerprint import spec_sha256
 from vllmgen.render.write import check
 from vllmgen.spec.container_layout import HF_CACHE_IN_CONTAINER
+from vllmgen.targets import registry
 
 DEPLOYMENT, MODEL = "deployment", "model"
 
@@ -63,8 +64,11 @@ def deployment_files(spec: Path, name: str, artifacts: Iterable[Any]) -> dict[st
 
 
 def _compiled(request: Request):  # noqa: ANN202
-
     compiled = compile_file(request.spec)
+    target = registry.target(compiled.plan.runtime)
+    if target.engine is None:  # nothing vllmgen applies on hosts: no `bundle load`, no offline apply
+        raise BundleError(f"a bundle carries a deployment vllmgen applies to hosts; runtime.kind: {target.kind} is "
+                          "applied by kubectl: push its images to the cluster's registry and apply build/ there")
     deploy_dir = request.build_dir / compiled.plan.name
     drift = check(compiled.artifacts, deploy_dir)
     if drift:

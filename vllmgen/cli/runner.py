@@ -4,6 +4,7 @@ imported inside each command, never when the command line loads (render/validate
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -34,12 +35,13 @@ BUILD_DIR = click.option(
 )
 
 
-def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: str) -> tuple[str, ...]:  # noqa: ANN001
+def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: str,  # noqa: ANN001
+           build_dir: Path = Path("build"), dry_run: bool = False) -> tuple[str, ...]:
     """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
     # lazy: start-up time
     from vllmgen.runner import targets
 
-    refuse_without_engine(plan, command)
+    refuse_without_engine(plan, command, spec, build_dir, dry_run)
     try:
         names = targets.scope(plan, node_name, all_nodes)
         if all_nodes:
@@ -49,17 +51,21 @@ def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: st
     return names
 
 
-def refuse_without_engine(plan, command: str, build_dir: Path = Path("build")) -> None:  # noqa: ANN001
-    """A target vllmgen does not run (no engine in the registry): say so, print what to run instead, do nothing."""
+def refuse_without_engine(plan, command: str, spec: Path, build_dir: Path = Path("build"),  # noqa: ANN001
+                          dry_run: bool = False) -> None:
+    """A target vllmgen does not run (no engine in the registry, e.g. Kubernetes): print what its manual says
+    (what to run instead; nothing is done) and exit with its code."""
     from vllmgen.targets import registry  # lazy: start-up time
 
     target = registry.target(plan.runtime)
     if target.engine is not None:
         return
-    instead = target.manual(plan, command, str(build_dir / plan.name)) if target.manual else ""
-    raise click.UsageError(f"vllmgen does not {command} runtime.kind: {target.kind} deployments itself; nothing was "
-                           f"done. Run instead:\n{instead}" if instead else
-                           f"vllmgen does not {command} runtime.kind: {target.kind} deployments; nothing was done")
+    if target.manual is None:
+        raise click.UsageError(f"vllmgen does not {command} runtime.kind: {target.kind} deployments; nothing was done")
+    module, _, name = target.manual.partition(":")
+    answer = getattr(importlib.import_module(module), name)(command, spec, build_dir, dry_run=dry_run)
+    click.echo(answer.text, nl=False, err=answer.exit_code not in (0, EXIT_DRIFT))
+    sys.exit(answer.exit_code)
 
 
 @contextmanager
@@ -123,7 +129,7 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     _warn(compiled.valid.warnings)
     plan = compiled.plan
     deploy_dir = build_dir / plan.name
-    names = _scope(plan, node_name, all_nodes, spec, command)
+    names = _scope(plan, node_name, all_nodes, spec, command, build_dir, dry_run)
     recorder = Recorder(stream=sys.stderr if command == "plan" else None) if dry_run else None
     options = Options(dry_run=dry_run, **options_kw)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
@@ -291,7 +297,7 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
     from vllmgen.runner.dryrun import Recorder
 
     collect_again()
-    names = _scope(plan, node_name, all_nodes, spec, "down")
+    names = _scope(plan, node_name, all_nodes, spec, "down", dry_run=dry_run)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=Recorder() if dry_run else None)
     try:
         with _transport_errors():
@@ -334,10 +340,11 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     from vllmgen.runner.dryrun import Recorder
     from vllmgen.runner.progress import Progress
 
+
     compiled = compile_file(spec)
     _warn(compiled.valid.warnings)
     plan = compiled.plan
-    refuse_without_engine(plan, "bench")
+    refuse_without_engine(plan, "bench", spec, dry_run=dry_run)
     head = plan.head
     api_key = None
     if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read

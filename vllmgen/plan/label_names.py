@@ -9,6 +9,10 @@ NODE = f"{PREFIX}.node"
 ROLE = f"{PREFIX}.role"
 CONFIG_HASH = f"{PREFIX}.config-hash"  # the plan's hash of the container; the runner's covers image and secrets too
 
+# on the Kubernetes target's pods (targets.kubernetes): selectors for Services, the router and policies
+ENGINE = f"{PREFIX}.engine"  # every vLLM pod (leader, worker, replica)
+API = f"{PREFIX}.api"  # pods that run an API server
+
 # added by the runner when it starts one (runner.identity, runner.executor)
 IMAGE_ID = f"{PREFIX}.image-id"
 SECRETS = f"{PREFIX}.secrets"

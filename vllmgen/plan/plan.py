@@ -25,6 +25,8 @@ from vllmgen.spec.container_layout import CACHE_IN_CONTAINER, CONFIG_IN_CONTAINE
 from vllmgen.spec.model import Node, SecretRef, Spec
 from vllmgen.spec.rules.offline import OFFLINE_ENV
 from vllmgen.spec.rules.process import node_vllm
+from vllmgen.targets.kubernetes.plan import KubernetesPlan, plan_kubernetes
+from vllmgen.targets.kubernetes.spec import KubernetesRuntime
 from vllmgen.targets.process.runtime import ProcessRuntime
 
 SERVE_CONFIG_FILE = "serve-config.yaml"
@@ -156,7 +158,7 @@ class Plan:
     model_ref: str
     ready_timeout_s: int = VLLM_DEFAULT_READY_S
     monitoring: MonitoringPlan | None = None
-    runtime: Literal["docker", "process"] = "docker"
+    runtime: Literal["docker", "process", "kubernetes"] = "docker"
     router: RouterPlan | None = None
     process_user: str | None = None  # runtime.user: the systemd unit's User= (process runtime)
     process_home: str | None = None  # that user's home: a system unit's %h is root's, whatever User= says
@@ -165,6 +167,7 @@ class Plan:
     gateway_container: Container | None = None
     head_endpoint: Endpoint | None = None  # the head's own API server, as vllmgen reaches it (behind the gateway)
     server_urls: tuple[tuple[str, str], ...] = ()  # (node, URL) of every API server, head first
+    kubernetes: KubernetesPlan | None = None  # runtime.kind: kubernetes: what its manifests hold
 
     @property
     def direct_endpoint(self) -> Endpoint:
@@ -257,7 +260,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
     endpoint = head_endpoint  # what clients use: the front door when there is one
     if gateway is not None:
         endpoint = replace(head_endpoint, address=gateway.public_host, port=gateway.port)
-    return Plan(
+    plan = Plan(
         name=spec.name,
         spec_file=spec_file,
         backend=backend,
@@ -281,6 +284,9 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         server_urls=server_urls,
         offline=spec.offline,
     )
+    if isinstance(spec.runtime, KubernetesRuntime):
+        plan = replace(plan, kubernetes=plan_kubernetes(spec, plan))
+    return plan
 
 
 def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | None) -> Container:

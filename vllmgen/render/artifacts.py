@@ -38,16 +38,20 @@ class Artifact:
 def render(plan: Plan, made_from: dict[str, Any] | None = None) -> list[Artifact]:
     """Every artifact of one deployment, sorted by path, the manifest last."""
     context = {"plan": plan, "header": header(plan), "secrets": _secret_sources(plan), "ports": open_ports(plan)}
-    artifacts = [
-        Artifact(SERVE_CONFIG_FILE, _serve_config(plan)),
+    serve_config = _serve_config(plan)
+    kit = RenderKit(context=context, template=template, serve_config=serve_config, compose=_compose,
+                    compose_file=compose_file)
+    target = registry.target(plan.runtime)
+    own = [Artifact(path, text, executable) for path, text, executable in target.artifacts(plan, kit)]
+    if not target.host_files:  # the target's files are the whole folder (Kubernetes: manifests only)
+        own.sort(key=lambda artifact: artifact.path)
+        return [*own, Artifact(MANIFEST, _manifest(plan, own, made_from))]
+    shared = [
+        Artifact(SERVE_CONFIG_FILE, serve_config),
         Artifact("secrets.env.example", template("secrets.env.example.j2", **context)),
         Artifact("README.md", template("README.md.j2", **context)),
     ]
-    kit = RenderKit(context=context, template=template, serve_config=artifacts[0].content, compose=_compose,
-                    compose_file=compose_file)
-    artifacts += [Artifact(path, text, executable)
-                  for path, text, executable in registry.target(plan.runtime).artifacts(plan, kit)]
-    return _finish(plan, artifacts, made_from)
+    return _finish(plan, shared + own, made_from)
 
 
 def _finish(plan: Plan, artifacts: list[Artifact], made_from: dict[str, Any] | None) -> list[Artifact]:

@@ -40,6 +40,7 @@ from vllmgen.spec.parallel import DataParallel, ExpertParallel, Router
 from vllmgen.spec.pd import Disaggregation
 from vllmgen.spec.runtime import kind_of
 from vllmgen.targets.docker.runtime import DockerRuntime
+from vllmgen.targets.kubernetes.spec import KubernetesRuntime
 from vllmgen.targets.process.runtime import ProcessRuntime
 
 SPEC_VERSION = 1
@@ -141,7 +142,8 @@ class ModelSource(Model):
 
 # runtime: each target's own model, picked by ``kind`` (absent: docker)
 Runtime = Annotated[
-    Annotated[DockerRuntime, Tag("docker")] | Annotated[ProcessRuntime, Tag("process")],
+    Annotated[DockerRuntime, Tag("docker")] | Annotated[ProcessRuntime, Tag("process")]
+    | Annotated[KubernetesRuntime, Tag("kubernetes")],
     Discriminator(kind_of),
 ]
 
@@ -251,7 +253,8 @@ class Spec(Model):
     docker: Docker = Field(default_factory=Docker, description="Docker daemon settings (-> daemon.json)")
     model: ModelSource = Field(description="what is served and where its weights come from")
     secrets: Secrets = Field(default_factory=Secrets, description="references to secrets, resolved at start time")
-    runtime: Runtime = Field(default_factory=DockerRuntime, description="container options shared by every node")
+    runtime: Runtime = Field(default_factory=DockerRuntime,
+                             description="where and how each node runs (kind: docker, process or kubernetes) and the options every node shares")
     cluster: Cluster = Field(default_factory=Cluster, description="how nodes form one vLLM instance")
     nodes: list[Node] = Field(min_length=1, description="the hosts; exactly one head")
     serve: Serve = Field(default_factory=Serve, description="vllm serve options (-> serve-config.yaml)")

@@ -18,6 +18,8 @@ from vllmgen.spec.runtime import RuntimeBase
 from vllmgen.targets.docker import render as docker_render
 from vllmgen.targets.docker.runtime import DockerRuntime
 from vllmgen.targets.kit import File, RenderKit
+from vllmgen.targets.kubernetes import render as kubernetes_render
+from vllmgen.targets.kubernetes.spec import KubernetesRuntime
 from vllmgen.targets.process import render as process_render
 from vllmgen.targets.process.runtime import ProcessRuntime
 
@@ -25,18 +27,30 @@ from vllmgen.targets.process.runtime import ProcessRuntime
 @dataclass(frozen=True)
 class Target:
     kind: str  # runtime.kind
-    runtime: type[RuntimeBase]  # its part of the spec
+    runtime: type[RuntimeBase] | type[KubernetesRuntime]  # its part of the spec
     artifacts: Callable[[Plan, RenderKit], list[File]]  # its own files in build/<name>/ (beside the shared ones)
     engine: str | None  # "module:callable" -> the runner's engine for one node; None: nothing is run from
     # here, apply/status/down print the commands to run
     docker: bool  # a Docker daemon on every host: daemon.json, the image, endpoints (docker_host), doctor's Docker checks
-    manual: Callable[[Plan, str, str], str] | None = None  # no engine: (plan, command, build folder) -> what a
-    # person runs instead of `vllmgen apply|status|down` (e.g. kubectl); printed, and nothing is done
+    manual: str | None = None  # no engine: "module:callable", (command, spec file, build dir, dry_run) -> an
+    # Answer (text, exit code): what a person runs instead of `vllmgen apply|plan|status|down|bench` (kubectl)
+    host_files: bool = True  # render adds the hosts' shared files (serve-config.yaml, secrets.env.example,
+    # README.md, the gateway's and monitoring's files); False: the target's artifacts are the whole folder
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a target without an engine answers a runner command: printed, then the command exits with it."""
+
+    text: str
+    exit_code: int
 
 
 TARGETS: dict[str, Target] = {target.kind: target for target in (
     Target("docker", DockerRuntime, docker_render.artifacts, "vllmgen.targets.docker.sdk:engine_for", docker=True),
     Target("process", ProcessRuntime, process_render.artifacts, "vllmgen.targets.process.procexec:engine_for", docker=False),
+    Target("kubernetes", KubernetesRuntime, kubernetes_render.target_artifacts, None, docker=False,
+           manual="vllmgen.targets.kubernetes.runner:intercept", host_files=False),
 )}
 
 

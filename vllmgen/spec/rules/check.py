@@ -14,9 +14,10 @@ from vllmgen.spec.rules.parallel import parallel_rules
 from vllmgen.spec.rules.pd import pd_rules
 from vllmgen.spec.rules.process import RULES as PROCESS_RULES
 from vllmgen.spec.rules.secrets import RULES as SECRET_RULES
+from vllmgen.targets.kubernetes.rules import kubernetes_rules
 
 ALL_RULES = (*CORE_RULES, serve_flags_exist, mount_clashes, *PROCESS_RULES, parallel_rules, *SECRET_RULES,
-             gateway_rules, *OFFLINE_RULES, pd_rules)
+             gateway_rules, *OFFLINE_RULES, pd_rules, kubernetes_rules)
 
 
 def check_rules(spec: Spec, *, lenient: bool = False) -> list[Finding]:

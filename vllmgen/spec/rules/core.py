@@ -163,7 +163,7 @@ def multi_node(spec: Spec) -> Iterator[Finding]:
     if spec.runtime.network != "host":
         yield Finding(("runtime", "network"), "several nodes need host networking (Ray, NCCL and Gloo connect node to node)")
     for index, node in enumerate(spec.nodes):
-        if addresses.parse_ip(node.address) is None:
+        if spec.runtime.kind != "kubernetes" and addresses.parse_ip(node.address) is None:  # pods have their own
             yield Finding(
                 ("nodes", index, "address"),
                 "multi-node deployments need an IP address here: it becomes VLLM_HOST_IP and the Ray/master address",
@@ -204,7 +204,7 @@ def monitoring_node(spec: Spec) -> Iterator[Finding]:
     if watch.node is not None and watch.node not in names:
         yield Finding(("monitoring", "node"), f"no node {watch.node!r}; the nodes are {', '.join(names)}")
         return
-    if not watch.enabled:
+    if not watch.enabled or spec.runtime.kind == "kubernetes":  # pods: Prometheus annotations, no host stack
         return
     if watch.bind is not None and addresses.parse_ip(watch.bind) is None:
         yield Finding(("monitoring", "bind"), "expected an IP address to listen on (a hostname cannot be bound to)")

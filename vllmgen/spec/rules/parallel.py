@@ -63,7 +63,7 @@ def layout(spec: Spec) -> Iterator[Finding]:
 
 def dp_address(spec: Spec) -> Iterator[Finding]:
     """vLLM wants rank 0's IPv4 literal: a default or a name resolving to loopback splits the group."""
-    if not parallel.across_nodes(spec):
+    if not parallel.across_nodes(spec) or spec.runtime.kind == "kubernetes":  # pods resolve the leader's IP
         return
     dp = spec.serve.data_parallel
     head = spec.nodes.index(spec.head)
