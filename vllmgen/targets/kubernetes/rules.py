@@ -47,6 +47,10 @@ def kubernetes_rules(spec: Spec) -> Iterator[Finding]:
 
 
 def _findings(spec: Spec, settings: KubernetesRuntime) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if spec.disaggregation is not None:  # its instances, side channels and P/D router are host artifacts today
+        yield ("disaggregation",), ("prefill/decode disaggregation is rendered for runtime.kind docker and process; "
+                                    "the Kubernetes target does not render it yet: use one of those")
+        return
     group = len(spec.nodes) > 1 and not parallel.replicas(spec)
     if spec.cluster.backend == "ray":
         yield ("cluster", "backend"), ("the Kubernetes target runs multi-node vLLM with the mp backend in a "
