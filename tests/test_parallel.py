@@ -10,7 +10,7 @@ import yaml
 from vllmgen.render.compile import compile_file
 from vllmgen.plan.engine import ready_timeout
 from vllmgen.runner.executor import ContainerState
-from vllmgen.runner.orphans import orphans
+from vllmgen.runner.orphans import orphans, scan
 from vllmgen.spec.validate import SpecError, validate_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +112,19 @@ def test_router_is_an_orphan_only_where_the_spec_has_none(tmp_path):
     here = ContainerState("dp-router", "running", None, {**labels, "io.vllmgen.node": "n0"})
     there = ContainerState("dp-router", "running", None, {**labels, "io.vllmgen.node": "n1"})
     assert orphans(plan, [here]) == [] and orphans(plan, [there]) == [there]
+
+
+def test_one_orphan_scan_counts_a_shared_engines_container_once(tmp_path):
+    """status, down and plan all read orphans.scan: two nodes on one engine list the same stray container."""
+    from types import SimpleNamespace
+
+    plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas")).plan
+    gone = ContainerState("dp-n9", "exited", 1, {"io.vllmgen.deployment": "dp", "io.vllmgen.node": "n9"})
+    mine = ContainerState("dp-n0", "running", None, {"io.vllmgen.deployment": "dp", "io.vllmgen.node": "n0"})
+    shared = {"n0": SimpleNamespace(endpoint=None), "n1": SimpleNamespace(endpoint=None)}
+    assert scan(plan, {"n0": [mine, gone], "n1": [mine, gone]}, shared) == [("n0", gone)]
+    apart = {"n0": SimpleNamespace(endpoint="ssh://a"), "n1": SimpleNamespace(endpoint="ssh://b")}
+    assert scan(plan, {"n0": [gone], "n1": [gone]}, apart) == [("n0", gone), ("n1", gone)]
 
 
 def test_the_ray_backend_refuses_dp_across_nodes(tmp_path):
