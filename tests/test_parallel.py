@@ -106,6 +106,17 @@ def test_replicas_serve_alone(tmp_path):
     assert plan.router.node == "n1" and plan.router.address == "192.0.2.2"
 
 
+def test_one_head_first_list_of_api_servers(tmp_path):
+    """The router's workers, Plan.server_urls and the runner's api_servers are one list, head first."""
+    from vllmgen.runner.servers import api_servers
+
+    spec = _spec(3, 4, {"tensor_parallel_size": 4}, backend="replicas", router={"node": "n2"})
+    plan = _compile(tmp_path, spec).plan
+    assert [node for node, _ in plan.server_urls] == ["n0", "n1", "n2"]
+    assert plan.server_urls == tuple((w.node, w.url) for w in plan.router.workers)
+    assert plan.server_urls == tuple((s.node, s.url) for s in api_servers(plan))
+
+
 def test_router_is_an_orphan_only_where_the_spec_has_none(tmp_path):
     plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas", router={})).plan
     labels = {"io.vllmgen.deployment": "dp", "io.vllmgen.role": "router"}

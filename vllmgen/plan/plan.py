@@ -238,7 +238,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         served_name=_served_name(spec),
         api_key=api_key,
     )
-    server_urls = tuple((node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec))
+    server_urls = exposure.api_servers(spec)
     router = plan_router(spec, ordered, image.tag)
     gateway = plan_gateway(spec, addresses.host_port(router.reach, router.port) if router else None)
     monitoring = plan_monitoring(spec, ordered[0])

@@ -85,7 +85,7 @@ class RouterPlan:
 
 def workers(spec: Spec) -> tuple[Worker, ...]:
     """Every API server of the deployment, head first, at the address it listens on."""
-    return tuple(Worker(node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec))
+    return tuple(Worker(node, url) for node, url in exposure.api_servers(spec))
 
 
 def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan | None:

@@ -37,7 +37,8 @@ def is_router(labels: Mapping[str, str]) -> bool:
 
 
 def api_servers(plan: Plan) -> tuple[Worker, ...]:
-    """Every node that runs an API server, head first (the router's workers when there is one)."""
+    """Every API server, head first, as the plan holds it (Plan.server_urls: exposure.api_servers, or P/D's
+    instances); the router's workers are the same list."""
     return tuple(Worker(node, url) for node, url in plan.server_urls)
 
 
