@@ -117,6 +117,19 @@ def test_one_head_first_list_of_api_servers(tmp_path):
     assert plan.server_urls == tuple((s.node, s.url) for s in api_servers(plan))
 
 
+def test_the_router_container_is_planned(tmp_path):
+    """The plan carries the router's container (as it does the gateway's): apply, the scripts and
+    `vllmgen plan` read it there, not from a render module at apply time."""
+    plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas",
+                                    router={"node": "n1", "port": 8080})).plan
+    container = plan.router_container
+    assert container.name == plan.router.container_name and container.image == plan.router.image
+    labels = dict(container.labels)
+    assert (labels["io.vllmgen.role"], labels["io.vllmgen.node"]) == ("router", "n1")
+    assert container.healthcheck.command.endswith(":8080/health") and not container.gpus
+    assert _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas")).plan.router_container is None
+
+
 def test_router_is_an_orphan_only_where_the_spec_has_none(tmp_path):
     plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas", router={})).plan
     labels = {"io.vllmgen.deployment": "dp", "io.vllmgen.role": "router"}

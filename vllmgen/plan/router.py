@@ -15,6 +15,7 @@ from vllmgen.plan import exposure
 from vllmgen.spec.model import Node, Spec
 
 ROUTER_SUFFIX = "router"
+ROLE = "router"  # its io.vllmgen.role label
 # In P/D mode vllm-router 0.1.17 does not pass the client's Authorization header on: it sends
 # "Bearer $OPENAI_API_KEY" from its own environment to every prefill and decode instance (and checks no key
 # itself: only the gateway may reach it).

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllmgen.plan.plan import Endpoint, Plan
-from vllmgen.plan.router import Worker
-from vllmgen.render.router_artifacts import ROLE, router_container
+from vllmgen.plan.router import ROLE, Worker
 from vllmgen.runner import identity, kvtransfer, secrets as deployment_secrets, verify
 from vllmgen.runner.changes import offline_refused
 from vllmgen.runner.dryrun import DryRunExecutor
@@ -86,7 +85,8 @@ def step_router(run: Apply, step: Step) -> None:
             raise fail(server.node, step.name, f"{server.url}/health answers {result.status or result.body}; "
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
-    container = router_container(plan)
+    container = plan.router_container
+    assert container is not None
     image_id = _router_image(run, step, name) if run.target.docker else ""
     # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as
     # the gateway is replaced
