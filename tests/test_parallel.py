@@ -10,7 +10,7 @@ import yaml
 from vllmgen.render.compile import compile_file
 from vllmgen.plan.engine import ready_timeout
 from vllmgen.runner.executor import ContainerState
-from vllmgen.runner.orphans import orphans
+from vllmgen.runner.orphans import orphans, scan
 from vllmgen.spec.validate import SpecError, validate_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,12 +106,49 @@ def test_replicas_serve_alone(tmp_path):
     assert plan.router.node == "n1" and plan.router.address == "192.0.2.2"
 
 
+def test_one_head_first_list_of_api_servers(tmp_path):
+    """The router's workers, Plan.server_urls and the runner's api_servers are one list, head first."""
+    from vllmgen.runner.servers import api_servers
+
+    spec = _spec(3, 4, {"tensor_parallel_size": 4}, backend="replicas", router={"node": "n2"})
+    plan = _compile(tmp_path, spec).plan
+    assert [node for node, _ in plan.server_urls] == ["n0", "n1", "n2"]
+    assert plan.server_urls == tuple((w.node, w.url) for w in plan.router.workers)
+    assert plan.server_urls == tuple((s.node, s.url) for s in api_servers(plan))
+
+
+def test_the_router_container_is_planned(tmp_path):
+    """The plan carries the router's container (as it does the gateway's): apply, the scripts and
+    `vllmgen plan` read it there, not from a render module at apply time."""
+    plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas",
+                                    router={"node": "n1", "port": 8080})).plan
+    container = plan.router_container
+    assert container.name == plan.router.container_name and container.image == plan.router.image
+    labels = dict(container.labels)
+    assert (labels["io.vllmgen.role"], labels["io.vllmgen.node"]) == ("router", "n1")
+    assert container.healthcheck.command.endswith(":8080/health") and not container.gpus
+    assert _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas")).plan.router_container is None
+
+
 def test_router_is_an_orphan_only_where_the_spec_has_none(tmp_path):
     plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas", router={})).plan
     labels = {"io.vllmgen.deployment": "dp", "io.vllmgen.role": "router"}
     here = ContainerState("dp-router", "running", None, {**labels, "io.vllmgen.node": "n0"})
     there = ContainerState("dp-router", "running", None, {**labels, "io.vllmgen.node": "n1"})
     assert orphans(plan, [here]) == [] and orphans(plan, [there]) == [there]
+
+
+def test_one_orphan_scan_counts_a_shared_engines_container_once(tmp_path):
+    """status, down and plan all read orphans.scan: two nodes on one engine list the same stray container."""
+    from types import SimpleNamespace
+
+    plan = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas")).plan
+    gone = ContainerState("dp-n9", "exited", 1, {"io.vllmgen.deployment": "dp", "io.vllmgen.node": "n9"})
+    mine = ContainerState("dp-n0", "running", None, {"io.vllmgen.deployment": "dp", "io.vllmgen.node": "n0"})
+    shared = {"n0": SimpleNamespace(endpoint=None), "n1": SimpleNamespace(endpoint=None)}
+    assert scan(plan, {"n0": [mine, gone], "n1": [mine, gone]}, shared) == [("n0", gone)]
+    apart = {"n0": SimpleNamespace(endpoint="ssh://a"), "n1": SimpleNamespace(endpoint="ssh://b")}
+    assert scan(plan, {"n0": [gone], "n1": [gone]}, apart) == [("n0", gone), ("n1", gone)]
 
 
 def test_the_ray_backend_refuses_dp_across_nodes(tmp_path):

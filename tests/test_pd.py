@@ -62,10 +62,8 @@ def test_two_node_example_reaches_the_prefill_node_and_sets_ucx_from_its_nics():
 
 
 def test_router_gets_the_key_for_the_instances_from_the_environment_never_argv():
-    from vllmgen.render.router_artifacts import router_container
-
     _, plan = plan_file(ROOT / "specs" / "pd-one-node.yaml")
-    container = router_container(plan)
+    container = plan.router_container
     assert [(s.name, s.from_env) for s in container.secrets] == [("OPENAI_API_KEY", "QWEN_API_KEY")]
     assert "--api-key" not in container.command
     start = (ROOT / "build" / "qwen3-pd" / "router" / "start.sh").read_text()

@@ -154,3 +154,23 @@ def test_a_revision_that_is_not_utf8_is_a_positioned_error(repo, monkeypatch):
                             capture_output=True, text=True, cwd=repo)
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith("HEAD:spec.yaml:1:6: <file>: not UTF-8: byte 0xe9")
+
+
+def test_the_router_and_the_gateway_are_their_own_entries(tmp_path, monkeypatch):
+    """A router policy change and a gateway port change each show under their own container's heading."""
+    import yaml
+
+    monkeypatch.chdir(ROOT)
+    spec = yaml.safe_load((ROOT / "specs" / "dense-replicas-router.yaml").read_text(encoding="utf-8"))
+    spec["router"]["policy"] = "cache_aware"
+    spec.setdefault("gateway", {})["port"] = 8443
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    code, out, _ = _diff(str(changed), "--against", "specs/dense-replicas-router.yaml", "-o", "json")
+    assert code == 0
+    changes = json.loads(out)["changes"]
+    router = {c["item"]: (c["before"], c["after"]) for c in changes if c["scope"] == "the router"}
+    assert router["--policy"] == ("round_robin", "cache_aware")
+    assert "config hash (apply replaces it)" in router
+    gateway = {c["item"] for c in changes if c["scope"] == "the gateway"}
+    assert gateway == {"config hash (apply replaces it)"}

@@ -86,6 +86,12 @@ def api_server_nodes(spec: Spec) -> list[Node]:
     return [node for index, node in enumerate(parallel.ordered(spec)) if parallel.serves_http(spec, index)]
 
 
+def api_servers(spec: Spec) -> tuple[tuple[str, str], ...]:
+    """(node, URL) of every API server, head first: the one list the router's workers, Plan.server_urls
+    (and so the runner's servers.api_servers) are read from; P/D's instances replace it (plan.pd)."""
+    return tuple((node.name, server_url(spec, node)) for node in api_server_nodes(spec))
+
+
 def beyond_loopback(bind: str) -> bool:
     ip = addresses.parse_ip(bind)
     return ip is None or not ip.is_loopback

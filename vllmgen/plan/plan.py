@@ -18,7 +18,8 @@ from vllmgen.plan.engine import VLLM_DEFAULT_READY_S, cache_env, cache_host_path
 from vllmgen.plan.gateway import GatewayPlan, plan_gateway
 from vllmgen.plan.monitoring import MonitoringPlan, plan_monitoring
 from vllmgen.plan.monitoring import Target as MonitoringTarget
-from vllmgen.plan.router import RouterPlan, plan_router
+from vllmgen.plan.router import ROLE as ROUTER_ROLE
+from vllmgen.plan.router import WORKER_KEY_ENV, RouterPlan, plan_router
 from vllmgen.plan.words import Anchored, host_word
 from vllmgen.spec import addresses
 from vllmgen.spec.container_layout import CACHE_IN_CONTAINER, CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER
@@ -165,6 +166,7 @@ class Plan:
     offline: bool = False  # apply uses the images on the nodes and never builds or pulls
     gateway: GatewayPlan | None = None  # the front door; then ``endpoint`` is its public URL
     gateway_container: Container | None = None
+    router_container: Container | None = None  # the router's container, as apply and the scripts run it
     head_endpoint: Endpoint | None = None  # the head's own API server, as vllmgen reaches it (behind the gateway)
     server_urls: tuple[tuple[str, str], ...] = ()  # (node, URL) of every API server, head first
     kubernetes: KubernetesPlan | None = None  # runtime.kind: kubernetes: what its manifests hold
@@ -239,7 +241,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         served_name=_served_name(spec),
         api_key=api_key,
     )
-    server_urls = tuple((node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec))
+    server_urls = exposure.api_servers(spec)
     router = plan_router(spec, ordered, image.tag)
     gateway = plan_gateway(spec, addresses.host_port(router.reach, router.port) if router else None)
     monitoring = plan_monitoring(spec, ordered[0])
@@ -257,6 +259,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
                 MonitoringTarget(addresses.host_port(exposure.reach(pd.bind(spec, i), i.host), i.settings.port),
                                  i.name, i.group) for i in pd.instances(spec)))
     gateway_container = _gateway_container(spec, gateway, api_key) if gateway else None
+    router_container = _router_container(spec, router, api_key) if router else None
     endpoint = head_endpoint  # what clients use: the front door when there is one
     if gateway is not None:
         endpoint = replace(head_endpoint, address=gateway.public_host, port=gateway.port)
@@ -280,6 +283,7 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         router=router,
         gateway=gateway,
         gateway_container=gateway_container,
+        router_container=router_container,
         head_endpoint=head_endpoint if gateway else None,
         server_urls=server_urls,
         offline=spec.offline,
@@ -315,6 +319,41 @@ def _gateway_container(spec: Spec, gateway: GatewayPlan, api_key: SecretEnv | No
         (label_names.NODE, gateway.node),
         (label_names.ROLE, front_door.ROLE),
         (label_names.CONFIG_HASH, container_hash(container, front_door.config_inputs(conf, script))),
+    )
+    return replace(container, labels=labels)
+
+
+# the router's health check: a proxy in the container's environment must not catch a loopback probe
+ROUTER_PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
+
+
+def _router_container(spec: Spec, router: RouterPlan, api_key: SecretEnv | None) -> Container:
+    """vllm-router on its host: no GPUs; the process runtime's run.sh (nodes/<node>.router/) execs it there.
+    In P/D mode it authenticates to the instances with the deployment's key (router.WORKER_KEY_ENV)."""
+    process = not spec.runtime.in_containers
+    worker_key = ((SecretEnv(WORKER_KEY_ENV, api_key.from_env, api_key.from_file),)
+                  if api_key and router.disaggregated else ())
+    probe_host = "127.0.0.1" if router.host in exposure.EVERY_INTERFACE else router.host
+    container = Container(
+        name=router.container_name,
+        image="" if process else router.image,
+        entrypoint=router.executable if process else "vllm-router",
+        command=router.argv(),
+        env=router.env,
+        secrets=worker_key,
+        mounts=tuple(host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
+        labels=(),
+        ipc_host=False,
+        gpus="",
+        healthcheck=Healthcheck(
+            command=f'python3 -c "{ROUTER_PROBE}" http://{addresses.host_port(probe_host, router.port)}/health',
+            start_period_s=60, interval_s=10),
+    )
+    labels = (
+        (label_names.DEPLOYMENT, spec.name),
+        (label_names.NODE, router.node),
+        (label_names.ROLE, ROUTER_ROLE),
+        (label_names.CONFIG_HASH, container_hash(container, json.dumps([router.base_image, router.version]))),
     )
     return replace(container, labels=labels)
 

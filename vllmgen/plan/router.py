@@ -15,6 +15,7 @@ from vllmgen.spec import addresses
 from vllmgen.spec.model import Node, Spec
 
 ROUTER_SUFFIX = "router"
+ROLE = "router"  # its io.vllmgen.role label
 # In P/D mode vllm-router 0.1.17 does not pass the client's Authorization header on: it sends
 # "Bearer $OPENAI_API_KEY" from its own environment to every prefill and decode instance (and checks no key
 # itself: only the gateway may reach it).
@@ -85,7 +86,7 @@ class RouterPlan:
 
 def workers(spec: Spec) -> tuple[Worker, ...]:
     """Every API server of the deployment, head first, at the address it listens on."""
-    return tuple(Worker(node.name, exposure.server_url(spec, node)) for node in exposure.api_server_nodes(spec))
+    return tuple(Worker(node, url) for node, url in exposure.api_servers(spec))
 
 
 def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan | None:

@@ -1,62 +1,17 @@
 """The router's container and files: router/Dockerfile, start.sh (health-gated), stop.sh, compose.yaml.
 
-The router container is a ``Container`` like a node's, so the start script, compose file, runner
-and dry-run all read the same definition.
+The router container is a ``Container`` like a node's, planned (``Plan.router_container``), so the start
+script, compose file, runner, dry run and ``vllmgen plan`` all read the same definition.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
-
-from vllmgen.plan import label_names
-from vllmgen.plan.exposure import EVERY_INTERFACE
-from vllmgen.plan.plan import Container, Healthcheck, Plan, SecretEnv, container_hash, host_mount
-from vllmgen.plan.router import WORKER_KEY_ENV, RouterPlan
+from vllmgen.plan.plan import Plan
+from vllmgen.plan.router import ROLE, RouterPlan
 from vllmgen.render.compose_yaml import compose_file
 from vllmgen.render.shell import quote_word
 from vllmgen.render.templates import header, template
-from vllmgen.spec.addresses import host_port
 from vllmgen.targets.docker.dockercli import run_options
-
-ROLE = "router"
-PROBE = "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)"
-
-
-def router_container(plan: Plan) -> Container:
-    router = plan.router
-    assert router is not None
-    process = plan.runtime == "process"  # then run.sh (nodes/<node>.router/) execs it on the host
-    api_key = next((s for s in plan.secrets if s.name == "VLLM_API_KEY"), None)
-    # P/D mode: the router authenticates to the instances with the deployment's key (router.WORKER_KEY_ENV)
-    worker_key = ((SecretEnv(WORKER_KEY_ENV, api_key.from_env, api_key.from_file),)
-                  if api_key and router.disaggregated else ())
-    container = Container(
-        name=router.container_name,
-        image="" if process else router.image,
-        entrypoint=router.executable if process else "vllm-router",
-        command=router.argv(),
-        env=router.env,
-        secrets=worker_key,
-        mounts=tuple(host_mount(host, inner, read_only) for host, inner, read_only in router.volumes),
-        labels=(),
-        ipc_host=False,
-        gpus="",
-        healthcheck=Healthcheck(command=f'python3 -c "{PROBE}" {_health_url(router)}',
-                                start_period_s=60, interval_s=10),
-    )
-    labels = (
-        (label_names.DEPLOYMENT, plan.name),
-        (label_names.NODE, router.node),
-        (label_names.ROLE, ROLE),
-        (label_names.CONFIG_HASH, container_hash(container, json.dumps([router.base_image, router.version]))),
-    )
-    return replace(container, labels=labels)
-
-
-def _health_url(router: RouterPlan) -> str:
-    host = "127.0.0.1" if router.host in EVERY_INTERFACE else router.host
-    return f"http://{host_port(host, router.port)}/health"
 
 
 def dockerfile(router: RouterPlan, header: str) -> str:
@@ -75,7 +30,8 @@ def artifacts(plan: Plan) -> dict[str, str]:
     """router/ files, by path."""
     router = plan.router
     assert router is not None
-    container = router_container(plan)
+    container = plan.router_container
+    assert container is not None
     top = header(plan)
     context = {"plan": plan, "header": top, "router": router, "container": container,
                "options": run_options(container), "workers": [worker.url for worker in router.workers]}

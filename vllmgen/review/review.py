@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from vllmgen.plan import label_names
 from vllmgen.plan.plan import Container, NodePlan, Plan, SecretEnv
 from vllmgen.targets import registry
 
@@ -21,6 +22,8 @@ CONCERNS = ("layout", "image", "serve", "env", "secrets", "mounts", "devices", "
             "monitoring")
 DEPLOYMENT = "deployment"
 EVERY_NODE = "every node"
+# the containers beside the nodes' (planned as theirs are): scopes no node name can take (a space)
+ROUTER, GATEWAY = "the router", "the gateway"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,28 @@ def compare(old: Plan | None, new: Plan) -> list[Change]:
     changes.extend(_hoist_shared(per_node))
     changes.extend(added)
     changes.extend(Change(name, "layout", "node", _node_line(node), None) for name, node in old_nodes.items())
+    changes.extend(_sidecar(ROUTER, old.router_container, new.router_container,
+                            old.router.node if old.router else "", new.router.node if new.router else ""))
+    changes.extend(_sidecar(GATEWAY, old.gateway_container, new.gateway_container,
+                            old.gateway.node if old.gateway else "", new.gateway.node if new.gateway else ""))
     return changes
+
+
+def _sidecar(scope: str, old: Container | None, new: Container | None, old_node: str, new_node: str
+             ) -> Iterable[Change]:
+    """The router's or the gateway's container: added, removed, or what in it changed (its command's flags,
+    where it runs, and the container itself as a node's is compared)."""
+    if old is None or new is None:
+        yield from _pair(scope, "layout", "container", old and f"{old.name} on {old_node}",
+                         new and f"{new.name} on {new_node}")
+        return
+    yield from _pair(scope, "layout", "on", old_node, new_node)
+    yield from _pair(scope, "image", "image", old.image or None, new.image or None)
+    yield from _keyed(scope, "serve", _flags(old.command), _flags(new.command))
+    yield from _container(scope, old, new)
+    # what its files hold (the gateway's nginx.conf) shows only here: apply replaces the container on it
+    yield from _pair(scope, "runtime", "config hash (apply replaces it)", dict(old.labels).get(label_names.CONFIG_HASH),
+                     dict(new.labels).get(label_names.CONFIG_HASH))
 
 
 def _hoist_shared(per_node: dict[str, list[Change]]) -> list[Change]:
@@ -271,7 +295,7 @@ def _grouped(changes: list[Change]) -> dict[str, list[Change]]:
 
 
 def _scope_title(scope: str) -> str:
-    return scope if scope in (DEPLOYMENT, EVERY_NODE) else f"node {scope}"
+    return scope if scope in (DEPLOYMENT, EVERY_NODE, ROUTER, GATEWAY) else f"node {scope}"
 
 
 def as_text(changes: list[Change]) -> str:

@@ -221,17 +221,10 @@ def offline_refused(node: str, step: str, why: str) -> RunnerError:
 
 
 def _orphans(apply: Apply, names: tuple[str, ...]) -> list[Orphan]:
-    found: list[Orphan] = []
-    seen: set[tuple[str, str]] = set()  # (engine, container): two nodes may share an engine
-    for name in names:
-        executor = apply.executors[name]
-        listed = apply._engine(name, "orphans", lambda e=executor: e.list_containers(apply.plan.name))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
-        for state in orphans.orphans(apply.plan, listed):
-            key = (executor.endpoint or "local", state.name)
-            if key not in seen:
-                seen.add(key)
-                found.append(Orphan(name, state.name, state.labels.get(orphans.NODE_LABEL), state.status))
-    return found
+    listed = {name: apply._engine(name, "orphans", lambda e=apply.executors[name]: e.list_containers(apply.plan.name))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
+              for name in names}
+    return [Orphan(name, state.name, state.labels.get(orphans.NODE_LABEL), state.status)
+            for name, state in orphans.scan(apply.plan, listed, apply.executors)]
 
 
 def _step(apply: Apply, name: str) -> str:

@@ -25,14 +25,9 @@ def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | Non
         except EngineError as exc:
             raise fail(node.name, "down", str(exc), engine_hint(str(exc))) from exc
     removed: list[str] = []
-    seen: set[tuple[str, str]] = set()  # (engine, container): two nodes may share an engine
-    for node in order:
-        for state in orphans.orphans(plan, found[node.name]):
-            key = (executors[node.name].endpoint or "local", state.name)
-            if key not in seen:
-                seen.add(key)
-                _remove(executors[node.name], node.name, state, f"orphan: {orphans.describe(state)}", progress)
-                removed.append(state.name)
+    for name, state in orphans.scan(plan, found, executors):
+        _remove(executors[name], name, state, f"orphan: {orphans.describe(state)}", progress)
+        removed.append(state.name)
     # the gateway first (clients stop reaching anything), then the router, then the servers behind them
     for front, role in ((is_gateway, "gateway"), (is_router, "router")):
         for node in order:

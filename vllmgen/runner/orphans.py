@@ -7,9 +7,11 @@ left the spec altogether is not (``docker ps --filter label=io.vllmgen.deploymen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from vllmgen.plan import label_names
 from vllmgen.plan.plan import Plan
-from vllmgen.runner.executor import ContainerState
+from vllmgen.runner.executor import ContainerState, Executor
 
 NODE_LABEL = label_names.NODE
 DEPLOYMENT_LABEL = label_names.DEPLOYMENT
@@ -23,6 +25,21 @@ def orphans(plan: Plan, found: list[ContainerState]) -> list[ContainerState]:
     return [state for state in found
             if (state.labels.get(NODE_LABEL) != fronts[state.labels[ROLE_LABEL]]
                 if state.labels.get(ROLE_LABEL) in fronts else state.labels.get(NODE_LABEL) not in names)]
+
+
+def scan(plan: Plan, found: Mapping[str, list[ContainerState]],
+         executors: Mapping[str, Executor]) -> list[tuple[str, ContainerState]]:
+    """Every orphan once, as (the node whose engine holds it, its state), in ``found``'s order: two nodes
+    may share an engine, which then lists the same container for both."""
+    stray: list[tuple[str, ContainerState]] = []
+    seen: set[tuple[str, str]] = set()  # (engine, container)
+    for name, listed in found.items():
+        for state in orphans(plan, listed):
+            key = (executors[name].endpoint or "local", state.name)
+            if key not in seen:
+                seen.add(key)
+                stray.append((name, state))
+    return stray
 
 
 def describe(state: ContainerState) -> str:

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from vllmgen.plan import label_names
 from vllmgen.plan.plan import Endpoint, Plan
-from vllmgen.plan.router import Worker
-from vllmgen.render.router_artifacts import ROLE, router_container
+from vllmgen.plan.router import ROLE, Worker
 from vllmgen.runner import identity, kvtransfer, verify
 from vllmgen.runner import secrets as deployment_secrets
 from vllmgen.runner.changes import offline_refused
@@ -38,7 +37,8 @@ def is_router(labels: Mapping[str, str]) -> bool:
 
 
 def api_servers(plan: Plan) -> tuple[Worker, ...]:
-    """Every node that runs an API server, head first (the router's workers when there is one)."""
+    """Every API server, head first, as the plan holds it (Plan.server_urls: exposure.api_servers, or P/D's
+    instances); the router's workers are the same list."""
     return tuple(Worker(node, url) for node, url in plan.server_urls)
 
 
@@ -86,7 +86,8 @@ def step_router(run: Apply, step: Step) -> None:
             raise fail(server.node, step.name, f"{server.url}/health answers {health.status or health.body}; "
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
-    container = router_container(plan)
+    container = plan.router_container
+    assert container is not None
     image_id = _router_image(run, step, name) if run.target.docker else ""
     # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as
     # the gateway is replaced

@@ -17,28 +17,27 @@ from vllmgen.plan.plan import Plan
 from vllmgen.runner import faults, gateway_step, identity, keyless, phases, servers, startup
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
-from vllmgen.runner.orphans import NODE_LABEL, describe, orphans
+from vllmgen.runner.orphans import NODE_LABEL, describe, scan
 from vllmgen.runner.verify import base_url
 from vllmgen.targets.docker.engine import docker_engine, has_images
 
 
 def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None = None) -> dict[str, Any]:
     nodes = []
-    stray: dict[tuple[str, str], dict[str, Any]] = {}  # (engine, container) -> orphan
     head_running = False
     chosen = [node for node in plan.nodes if node.name in executors]
     # each node's engine asked at the same time (over ssh, each host's round trips overlap the others')
     side_by_side = len(chosen) > 1 and all(executors[node.name].concurrent for node in chosen)
     with ThreadPoolExecutor(max_workers=len(chosen) if side_by_side else 1) as pool:
         looked = list(pool.map(lambda node: _look(plan, node, executors[node.name]), chosen))
-    for node, (entry, found) in zip(chosen, looked, strict=True):
+    for node, (entry, _) in zip(chosen, looked, strict=True):
         nodes.append(entry)
-        for state in orphans(plan, found):
-            stray.setdefault((entry["endpoint"], state.name), {
-                "node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
-                "engine of": node.name, "why": describe(state)})
         if node.role == "head" and any(c["status"] == "running" for c in entry["containers"]):
             head_running = True
+    stray = [{"node": state.labels.get(NODE_LABEL), "container": state.name, "status": state.status,
+              "engine of": name, "why": describe(state)}
+             for name, state in scan(plan, {node.name: found for node, (_, found) in zip(chosen, looked, strict=True)},
+                                     executors)]
 
     head = executors.get(plan.head.name)
     cluster: dict[str, Any] | None = None
@@ -89,12 +88,12 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
                                                  started=started)
             endpoint["head_running"] = True
     report: dict[str, Any] = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
-              "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray.values()]}
+              "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray]}
     report.update(servers.report(plan, executors, api_key))
     report.update(gateway_step.report(plan, executors, api_key))
     report["problems"] = problems(report) + servers.problems(report) + gateway_step.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
-        for o in stray.values()]
+        for o in stray]
     running = {entry["node"] for entry in nodes for c in entry["containers"] if c["status"] == "running"}
     logs = startup.node_logs(plan, executors) if running else {}
     report["engine_faults"] = engine_faults(plan, {node: log for node, log in logs.items() if node in running})

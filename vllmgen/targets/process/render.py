@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from vllmgen.plan.plan import Container, NodePlan, Plan
-from vllmgen.render.router_artifacts import router_container
 from vllmgen.targets.kit import File, RenderKit
 from vllmgen.targets.process import process
 
@@ -50,10 +49,10 @@ def gateway_node(plan: Plan) -> NodePlan | None:
 def router_node(plan: Plan) -> NodePlan | None:
     """vllm-router as the process runtime starts it (prefill/decode disaggregation): ``<node>.router``, as the
     gateway is ``<node>.gateway``."""
-    if plan.router is None:
+    if plan.router is None or plan.router_container is None:
         return None
     return NodePlan(name=f"{plan.router.node}.router", address=plan.router.address, role="worker", rank=-1,
-                    gpus=0, container=router_container(plan), docker_host=None)
+                    gpus=0, container=plan.router_container, docker_host=None)
 
 
 def node_files(plan: Plan, node: NodePlan, context: dict[str, Any],
