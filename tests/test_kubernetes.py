@@ -25,6 +25,7 @@ from vllmgen.targets.kubernetes.strict import (
 K8S_SPECS = [spec for spec in SPECS if "kind: kubernetes" in spec.read_text()]
 LWS_SPEC = ROOT / "specs" / "k8s-two-node-lws.yaml"
 REPLICAS_SPEC = ROOT / "specs" / "k8s-replicas-router.yaml"
+PD_SPEC = ROOT / "specs" / "k8s-pd.yaml"
 
 
 def vllmgen(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -54,9 +55,9 @@ def _env(container: dict) -> dict[str, dict]:
 # --- the examples and their goldens ------------------------------------------------------------------
 
 
-def test_the_examples_cover_both_layouts():
+def test_the_examples_cover_every_layout():
     layouts = {compile_file(spec).plan.kubernetes.layout for spec in K8S_SPECS}
-    assert layouts == {"leaderworkerset", "deployment"}
+    assert layouts == {"leaderworkerset", "deployment", "disaggregated"}
 
 
 @pytest.mark.parametrize("spec", K8S_SPECS, ids=lambda p: p.stem)
@@ -196,6 +197,75 @@ def test_single_node_replicas_are_one_deployment_behind_router_and_gateway():
     assert f"server {name}-router:8080;" in conf and "if ($vllmgen_key_ok != 1)" in conf
 
 
+def test_prefill_decode_instances_are_a_deployment_and_service_each_behind_the_pd_router():
+    compiled = compile_file(PD_SPEC)
+    name = compiled.plan.name
+    kinds = _kinds(PD_SPEC)
+    expected = {"decode-0": ("kv_consumer", 4, 8200, 5602), "prefill-0": ("kv_producer", 2, 8100, 5600),
+                "prefill-1": ("kv_producer", 2, 8101, 5601)}
+    engines = {key: obj for key, obj in kinds.items() if obj["kind"] == "Deployment"
+               and obj["spec"]["template"]["spec"]["containers"][0]["name"] == "vllm"}
+    assert set(engines) == {f"Deployment/{name}-{instance}" for instance in expected}
+    assert f"Service/{name}-api" not in kinds and "Service/vllm" not in kinds
+    for instance, (role, gpus, port, side) in expected.items():
+        deployment = kinds[f"Deployment/{name}-{instance}"]
+        assert deployment["spec"]["replicas"] == 1
+        template = deployment["spec"]["template"]
+        container = _containers(template)[0]
+        args = container["args"]
+        assert json.loads(args[args.index("--kv-transfer-config") + 1]) == {"kv_connector": "NixlConnector",
+                                                                            "kv_role": role}
+        assert args[args.index("--port") + 1] == str(port)
+        assert args[args.index("--tensor-parallel-size") + 1] == str(gpus)
+        assert args[args.index("--host") + 1] == "0.0.0.0"
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == gpus
+        env = _env(container)
+        # the side channel on the pod's own IP (the other side dials it), never the spec's host address
+        assert env["VLLM_NIXL_SIDE_CHANNEL_HOST"] == {"name": "VLLM_NIXL_SIDE_CHANNEL_HOST",
+                                                      "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+        assert env["VLLM_NIXL_SIDE_CHANNEL_PORT"]["value"] == str(side)
+        # its Service selects exactly its pod and exposes the API and side-channel ports
+        service = kinds[f"Service/{name}-{instance}"]["spec"]
+        assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        assert all(template["metadata"]["labels"][k] == v for k, v in service["selector"].items())
+        assert {p["port"] for p in service["ports"]} == {port, side}
+    others = [obj for key, obj in engines.items() if key != f"Deployment/{name}-prefill-0"]
+    selector = kinds[f"Service/{name}-prefill-0"]["spec"]["selector"]
+    assert not any(all(o["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
+                   for o in others)
+    # the router: P/D mode, the Services' DNS names, the key only through the Secret, no API access
+    router = kinds[f"Deployment/{name}-router"]["spec"]["template"]
+    container = _containers(router)[0]
+    args = container["args"]
+    assert "--vllm-pd-disaggregation" in args and args[args.index("--kv-connector") + 1] == "nixl"
+    urls = [(flag, url) for flag, url in zip(args, args[1:], strict=False) if flag in ("--prefill", "--decode")]
+    assert urls == [("--prefill", f"http://{name}-prefill-0:8100"), ("--prefill", f"http://{name}-prefill-1:8101"),
+                    ("--decode", f"http://{name}-decode-0:8200")]
+    assert _env(container)["OPENAI_API_KEY"] == {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": compiled.plan.kubernetes.secret_name, "key": "VLLM_API_KEY"}}}
+    assert router["spec"]["automountServiceAccountToken"] is False and f"Role/{name}-router" not in kinds
+    # only the gateway reaches the router; the instances: each other (NIXL, UCX), the router, Prometheus
+    router_policy = kinds[f"NetworkPolicy/{name}-router"]["spec"]
+    assert router_policy["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {
+        "io.vllmgen.deployment": name, "io.vllmgen.role": "gateway"}}}]
+    engine_policy = kinds[f"NetworkPolicy/{name}-engine"]["spec"]["ingress"]
+    assert engine_policy[0] == {"from": [{"podSelector": {"matchLabels": {"io.vllmgen.engine": name}}}]}
+    assert engine_policy[1]["from"] == [{"podSelector": {"matchLabels": {"io.vllmgen.deployment": name,
+                                                                          "io.vllmgen.role": "router"}}}]
+    assert sorted(p["port"] for p in engine_policy[1]["ports"]) == [8100, 8101, 8200]
+    conf = kinds[f"ConfigMap/{name}-gateway"]["data"]["nginx.conf"]
+    assert f"server {name}-router:8080;" in conf
+
+
+def test_prefill_decode_gpu_ids_are_refused_with_their_position(tmp_path):
+    text = PD_SPEC.read_text().replace("{node: gpu-0, port: 8200,", "{node: gpu-0, gpu_ids: [4, 5, 6, 7], port: 8200,")
+    spec = tmp_path / "pd.yaml"
+    spec.write_text(text)
+    result = vllmgen("validate", str(spec))
+    assert result.returncode == 3
+    assert "disaggregation.decode.instances[0].gpu_ids" in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("spec", K8S_SPECS, ids=lambda p: p.stem)
 def test_pods_get_gpus_shm_caches_and_secrets_only_by_reference(spec: Path):
     compiled = compile_file(spec)
@@ -217,8 +287,9 @@ def test_pods_get_gpus_shm_caches_and_secrets_only_by_reference(spec: Path):
                         assert "value" not in item and item["valueFrom"]["secretKeyRef"]["name"] == k8s.secret_name
         if obj["kind"] == "Secret":
             assert set(obj["stringData"]) == secret_names and set(obj["stringData"].values()) == {""}
+    engines = {k8s.name} | {k8s.instance_name(pod) for pod in k8s.pods if pod.instance}
     engine = next(o for o in _objects(spec).values() if o["kind"] in ("LeaderWorkerSet", "Deployment")
-                  and o["metadata"]["name"] == k8s.name)
+                  and o["metadata"]["name"] in engines)
     template = (engine["spec"]["template"] if engine["kind"] == "Deployment"
                 else engine["spec"]["leaderWorkerTemplate"]["leaderTemplate"])
     volumes = {v["name"]: v for v in template["spec"]["volumes"]}

@@ -112,7 +112,7 @@ def _gpus(spec: Spec) -> Iterator[Finding]:
         users: dict[int, list[tuple[Path, pd.Instance]]] = {}
         for path, instance in placed:
             if instance.settings.gpu_ids is None:
-                if len(placed) > 1:
+                if len(placed) > 1 and spec.runtime.kind != "kubernetes":  # there the device plugin picks GPUs
                     yield Finding(path, f"{len(placed)} instances share node {host}: each needs gpu_ids")
                 continue
             for gpu in dict.fromkeys(instance.settings.gpu_ids):

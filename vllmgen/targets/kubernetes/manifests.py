@@ -17,12 +17,14 @@ from vllmgen.plan import label_names
 from vllmgen.plan.engine import CACHE_IN_CONTAINER
 from vllmgen.plan.plan import CONFIG_IN_CONTAINER, HF_CACHE_IN_CONTAINER, SERVE_CONFIG_FILE
 from vllmgen.render import yamlout
-from vllmgen.targets.kubernetes.plan import API_LABEL, KubernetesPlan, Pod
+from vllmgen.targets.kubernetes.plan import API_LABEL, POD_IP_ENV, KubernetesPlan, Pod
+from vllmgen.targets.kubernetes.spec import GPU_RESOURCE
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 DEPLOYMENT_LABEL = label_names.DEPLOYMENT
 ROLE_LABEL = label_names.ROLE
 ENGINE_LABEL = label_names.ENGINE
+INSTANCE_LABEL = label_names.NODE  # a P/D instance's pods: its Deployment's and Service's selector
 CONFIG_DIR = CONFIG_IN_CONTAINER.rsplit("/", 1)[0]
 GATEWAY_DIR = front_door.CONF_IN_CONTAINER.rsplit("/", 1)[0]
 # readiness with an API key: vLLM answers /v1/models only with it; the key is already in the
@@ -37,11 +39,14 @@ def objects(k8s: KubernetesPlan, header: str) -> list[tuple[str, dict[str, Any]]
     out = [("configmap-serve-config.yaml", serve_config_map(k8s, header))]
     if k8s.renders_cache_claim:
         out.append(("pvc-cache.yaml", cache_claim(k8s)))
-    if k8s.layout == "leaderworkerset":
+    if k8s.layout == "disaggregated":
+        out += instance_objects(k8s)
+    elif k8s.layout == "leaderworkerset":
         out.append(("leaderworkerset.yaml", leader_worker_set(k8s)))
     else:
         out.append(("deployment.yaml", deployment(k8s)))
-    out.append(("service-api.yaml", service(k8s, k8s.service_name, {API_LABEL: k8s.name}, k8s.port)))
+    if k8s.layout != "disaggregated":  # P/D: the router's Services per instance; no Service mixes the two sides
+        out.append(("service-api.yaml", service(k8s, k8s.service_name, {API_LABEL: k8s.name}, k8s.port)))
     out.append(("networkpolicy.yaml", network_policy(k8s)))
     if k8s.router:
         out += router_objects(k8s)
@@ -79,12 +84,12 @@ def cache_claim(k8s: KubernetesPlan) -> dict[str, Any]:
             "spec": spec}
 
 
-def _probes(k8s: KubernetesPlan) -> dict[str, Any]:
+def _probes(k8s: KubernetesPlan, port: int) -> dict[str, Any]:
     period = k8s.probe_period_s
     health = {"httpGet": {"path": "/health", "port": "http"}}
     if k8s.api_key:
         ready: dict[str, Any] = {"exec": {"command": ["python3", "-c", READY_WITH_KEY,
-                                                      f"http://127.0.0.1:{k8s.port}/v1/models"]}}
+                                                      f"http://127.0.0.1:{port}/v1/models"]}}
     else:
         ready = {"httpGet": {"path": "/v1/models", "port": "http"}}
     return {
@@ -98,10 +103,11 @@ def _probes(k8s: KubernetesPlan) -> dict[str, Any]:
 
 def _vllm_container(k8s: KubernetesPlan, pod: Pod) -> dict[str, Any]:
     env: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in pod.env]
-    env.append({"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    own_ip = POD_IP_ENV if pod.instance else POD_IP_ENV[:1]  # P/D: NIXL's side channel on the pod's IP too
+    env += [{"name": key, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} for key in own_ip]
     env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": k8s.secret_name, "key": key}}}
             for key in pod.secrets]
-    resources: dict[str, Any] = {"limits": {name: value for name, value in k8s.limits}}
+    resources: dict[str, Any] = {"limits": {**dict(k8s.limits), GPU_RESOURCE: pod.gpus}}
     if k8s.requests:
         resources["requests"] = {name: value for name, value in k8s.requests}
     mounts = [
@@ -124,8 +130,11 @@ def _vllm_container(k8s: KubernetesPlan, pod: Pod) -> dict[str, Any]:
     if pod.cap_add:
         container["securityContext"] = {"capabilities": {"add": list(pod.cap_add)}}
     if pod.serves_http:
-        container["ports"] = [{"name": "http", "containerPort": k8s.port, "protocol": "TCP"}]
-        container.update(_probes(k8s))
+        port = pod.port or k8s.port
+        container["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        container["ports"] += [{"name": f"nixl-{rank}", "containerPort": side, "protocol": "TCP"}
+                               for rank, side in enumerate(pod.side_channel_ports)]
+        container.update(_probes(k8s, port))
     return container
 
 
@@ -150,13 +159,13 @@ def config_hash(*parts: Any) -> str:
 
 
 def pod_template(k8s: KubernetesPlan, pod: Pod) -> dict[str, Any]:
-    labels = {**_labels(k8s, pod.role), ENGINE_LABEL: k8s.name}
+    labels = {**_pod_labels(k8s, pod), ENGINE_LABEL: k8s.name}
     metadata: dict[str, Any] = {"labels": labels, "annotations": {CONFIG_HASH: config_hash(k8s.serve_config)}}
-    if pod.serves_http:
+    if pod.serves_http and not pod.instance:
         labels[API_LABEL] = k8s.name
     if pod.serves_http and k8s.scrape:
         # monitoring: Prometheus's kubernetes_sd reads these (see the README: no ServiceMonitor CRD needed)
-        metadata["annotations"].update({"prometheus.io/scrape": "true", "prometheus.io/port": str(k8s.port),
+        metadata["annotations"].update({"prometheus.io/scrape": "true", "prometheus.io/port": str(pod.port or k8s.port),
                                         "prometheus.io/path": "/metrics"})
     spec: dict[str, Any] = {
         "enableServiceLinks": False,
@@ -169,6 +178,36 @@ def pod_template(k8s: KubernetesPlan, pod: Pod) -> dict[str, Any]:
     if k8s.node_selector:
         spec["nodeSelector"] = dict(k8s.node_selector)
     return {"metadata": metadata, "spec": spec}
+
+
+def _pod_labels(k8s: KubernetesPlan, pod: Pod) -> dict[str, str]:
+    labels = _labels(k8s, pod.role)
+    if pod.instance:
+        labels[INSTANCE_LABEL] = pod.instance
+    return labels
+
+
+def instance_objects(k8s: KubernetesPlan) -> list[tuple[str, dict[str, Any]]]:
+    """A P/D instance: a Deployment of one pod with its GPUs, and a Service for its API port and NIXL side
+    channel(s): the router reaches it by the Service's name."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for pod in k8s.pods:
+        assert pod.instance is not None and pod.port is not None
+        name = k8s.instance_name(pod)
+        labels = _pod_labels(k8s, pod)
+        deploy = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(k8s, name, pod.role),
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                     "template": pod_template(k8s, pod)},
+        }
+        svc = service(k8s, name, labels, pod.port)
+        svc["spec"]["ports"] += [{"name": f"nixl-{rank}", "port": side, "targetPort": side, "protocol": "TCP"}
+                                 for rank, side in enumerate(pod.side_channel_ports)]
+        out += [(f"deployment-{pod.instance}.yaml", deploy), (f"service-{pod.instance}.yaml", svc)]
+    return out
 
 
 def leader_worker_set(k8s: KubernetesPlan) -> dict[str, Any]:
@@ -234,6 +273,12 @@ def network_policy(k8s: KubernetesPlan) -> dict[str, Any]:
     gateway stands in front; egress is left open (downloads, NCCL)."""
     port = [{"port": k8s.port, "protocol": "TCP"}]
     rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": {DEPLOYMENT_LABEL: k8s.name}}}]}]
+    if k8s.layout == "disaggregated":
+        # P/D: the router (API ports) and the instances themselves (NIXL side channel, UCX's own ports)
+        port = [{"port": pod.port, "protocol": "TCP"} for pod in k8s.pods if pod.port is not None]
+        rules = [{"from": [{"podSelector": {"matchLabels": {ENGINE_LABEL: k8s.name}}}]}]
+        if k8s.router is not None:
+            rules.append({"from": [{"podSelector": {"matchLabels": _labels(k8s, "router")}}], "ports": port})
     if k8s.gateway is None and k8s.router is None:
         rules.append({"ports": port})
     elif k8s.prometheus_namespace:
@@ -259,7 +304,7 @@ def router_objects(k8s: KubernetesPlan) -> list[tuple[str, dict[str, Any]]]:
     name = k8s.router_name
     labels = _labels(k8s, "router")
     watch = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
-    rbac: list[tuple[str, dict[str, Any]]] = [
+    rbac: list[tuple[str, dict[str, Any]]] = [] if not router.discovers else [
         ("serviceaccount-router.yaml",
          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(k8s, name, "router")}),
         # service discovery: the router watches the API server pods of this namespace
@@ -272,7 +317,11 @@ def router_objects(k8s: KubernetesPlan) -> list[tuple[str, dict[str, Any]]]:
                                      "subjects": [{"kind": "ServiceAccount", "name": name}]}),
     ]
     env: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in router.env]
-    env.append({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+    if router.discovers:
+        env.append({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+    if router.key_env:  # the Secret's API key under the name vllm-router reads it from
+        env.append({"name": router.key_env,
+                    "valueFrom": {"secretKeyRef": {"name": k8s.secret_name, "key": front_door.KEY_ENV}}})
     container = {
         "name": "router",
         "image": router.image,
@@ -288,9 +337,13 @@ def router_objects(k8s: KubernetesPlan) -> list[tuple[str, dict[str, Any]]]:
         "metadata": _meta(k8s, name, "router"),
         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
-                              "spec": {"serviceAccountName": name, "enableServiceLinks": False,
-                                       "containers": [container]}}},
+                              "spec": {"enableServiceLinks": False, "containers": [container]}}},
     }
+    pod_spec = deploy["spec"]["template"]["spec"]
+    if router.discovers:
+        pod_spec["serviceAccountName"] = name
+    else:  # it lists the instances' Services: no API access at all
+        pod_spec["automountServiceAccountToken"] = False
     return [*rbac, ("deployment-router.yaml", deploy), ("service-router.yaml", service(k8s, name, labels, router.port)),
             ("networkpolicy-router.yaml", router_policy(k8s))]
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from vllmgen.plan import gateway as front_door
-from vllmgen.plan import label_names, parallel
+from vllmgen.plan import label_names, parallel, pd
+from vllmgen.plan.router import WORKER_KEY_ENV, Worker
 from vllmgen.spec.model import Spec
 from vllmgen.targets.kubernetes.spec import GPU_RESOURCE, KubernetesRuntime
 
@@ -37,7 +38,7 @@ API_LABEL = label_names.API  # on pods that run an API server: the Service and t
 class Pod:
     """One vLLM pod template: its command, environment and GPUs."""
 
-    role: Literal["leader", "worker", "replica"]
+    role: Literal["leader", "worker", "replica", "prefill", "decode"]
     command: tuple[str, ...]
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
@@ -45,6 +46,10 @@ class Pod:
     gpus: int
     cap_add: tuple[str, ...]
     serves_http: bool
+    # a prefill/decode instance: its own Deployment and Service (<deployment>-<instance>), its own ports
+    instance: str | None = None
+    port: int | None = None  # its API port (else the deployment's)
+    side_channel_ports: tuple[int, ...] = ()  # NIXL's handshake, one per DP rank
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class RouterPod:
     args: tuple[str, ...]
     port: int
     env: tuple[tuple[str, str], ...]
+    key_env: str | None = None  # fed from the Secret's API key: P/D mode sends it to the instances itself
+    discovers: bool = True  # finds the API server pods by label (a Role lets it); P/D lists the Services
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,8 @@ class KubernetesPlan:
     name: str
     namespace: str | None
     image: str
-    layout: Literal["leaderworkerset", "deployment"]
-    pods: tuple[Pod, ...]  # the leader (or the replica), then the worker
+    layout: Literal["leaderworkerset", "deployment", "disaggregated"]
+    pods: tuple[Pod, ...]  # the leader (or the replica), then the worker; or every P/D instance, decode first
     group_size: int
     replicas: int  # LWS groups, or the Deployment's replicas
     serve_config: dict[str, Any]
@@ -106,6 +113,10 @@ class KubernetesPlan:
     @property
     def worker(self) -> Pod | None:
         return self.pods[1] if len(self.pods) > 1 else None
+
+    def instance_name(self, pod: Pod) -> str:
+        """A P/D instance's Deployment and Service: <deployment>-<instance> (never 'vllm')."""
+        return f"{self.name}-{pod.instance}"
 
     @property
     def router_name(self) -> str:
@@ -188,16 +199,37 @@ def pod_args(plan: Plan, node: NodePlan, spec: Spec) -> tuple[tuple[str, ...], t
     return ("/bin/sh", "-c", script, "vllm"), tuple(args)
 
 
+# the pod's own IP replaces what the plan takes from the host's address (the downward API)
+POD_IP_ENV = ("VLLM_HOST_IP", pd.SIDE_CHANNEL_HOST_ENV)
+
+
 def pod_env(node: NodePlan) -> tuple[tuple[str, str], ...]:
-    """The plan's environment but VLLM_HOST_IP, which the pod's own IP replaces."""
-    return tuple((key, value) for key, value in node.container.env if key != "VLLM_HOST_IP")
+    """The plan's environment but what the pod's own IP replaces."""
+    return tuple((key, value) for key, value in node.container.env if key not in POD_IP_ENV)
+
+
+def instance_url(name: str, instance: str, port: int) -> str:
+    """Where the router reaches a P/D instance: its Service's DNS name."""
+    return f"http://{name}-{instance}:{port}"
+
+
+def _instance_pods(spec: Spec, plan: Plan) -> tuple[Pod, ...]:
+    """Every P/D instance as a pod of its own, from its plan node (the same order: decode first)."""
+    pods = []
+    for node, instance in zip(plan.nodes, pd.instances(spec), strict=True):
+        command, args = pod_args(plan, node, spec)
+        pods.append(Pod(instance.group, command, args, pod_env(node),
+                        tuple(secret.name for secret in node.container.secrets), node.gpus, node.container.cap_add,
+                        True, instance.name, instance.settings.port, tuple(instance.side_channel_ports)))
+    return tuple(pods)
 
 
 def plan_kubernetes(spec: Spec, plan: Plan) -> KubernetesPlan:
     settings = runtime(spec)
+    disaggregated = spec.disaggregation is not None
     replicas_layout = parallel.replicas(spec) or len(plan.nodes) == 1
-    shapes = (plan.nodes[0],) if replicas_layout else (plan.nodes[0], plan.nodes[1])
-    pods = []
+    shapes = () if disaggregated else (plan.nodes[0],) if replicas_layout else (plan.nodes[0], plan.nodes[1])
+    pods = list(_instance_pods(spec, plan)) if disaggregated else []
     for index, node in enumerate(shapes):
         command, args = pod_args(plan, node, spec)
         role: Literal["leader", "worker", "replica"] = "replica" if replicas_layout else (
@@ -216,10 +248,10 @@ def plan_kubernetes(spec: Spec, plan: Plan) -> KubernetesPlan:
         name=name,
         namespace=settings.namespace,
         image=image(spec, plan),
-        layout="deployment" if replicas_layout else "leaderworkerset",
+        layout="disaggregated" if disaggregated else "deployment" if replicas_layout else "leaderworkerset",
         pods=tuple(pods),
-        group_size=1 if replicas_layout else len(plan.nodes),
-        replicas=len(plan.nodes) if replicas_layout else settings.replicas,
+        group_size=1 if replicas_layout or disaggregated else len(plan.nodes),
+        replicas=1 if disaggregated else len(plan.nodes) if replicas_layout else settings.replicas,
         serve_config=serve_config,
         service_name=service_name(spec),
         port=spec.serve.port,
@@ -242,19 +274,29 @@ def plan_kubernetes(spec: Spec, plan: Plan) -> KubernetesPlan:
         secret_sources=tuple((secret.name, "file", secret.from_file) if secret.from_file else
                              (secret.name, "env", secret.from_env or secret.name) for secret in plan.secrets),
         api_key=any(secret.name == front_door.KEY_ENV for secret in plan.secrets),
-        router=_router(plan, name, settings),
+        router=_router(plan, name, settings, pods),
         gateway=_gateway(plan, name, settings),
         scrape=spec.monitoring.enabled,
         prometheus_namespace=settings.prometheus_namespace if spec.monitoring.enabled else None,
     )
 
 
-def _router(plan: Plan, name: str, settings: KubernetesRuntime) -> RouterPod | None:
+def _router(plan: Plan, name: str, settings: KubernetesRuntime, pods: list[Pod]) -> RouterPod | None:
     """vllm-router finds the API server pods itself (its Kubernetes service discovery, by label):
-    a Deployment's pods have no stable addresses to list."""
+    a Deployment's pods have no stable addresses to list. In P/D mode it lists each instance's Service
+    (the plan's argv, the Services' URLs in place of the hosts') and holds the key for them."""
     router = plan.router
     if router is None:
         return None
+    if router.disaggregated:
+        urls = {pod.instance: instance_url(name, pod.instance, pod.port) for pod in pods
+                if pod.instance is not None and pod.port is not None}
+        in_cluster = replace(router, host=EVERY_ADDRESS,
+                             prefill=tuple(Worker(w.node, urls[w.node]) for w in router.prefill),
+                             decode=tuple(Worker(w.node, urls[w.node]) for w in router.decode))
+        api_key = any(secret.name == front_door.KEY_ENV for secret in plan.secrets)
+        return RouterPod(image=router.image, args=in_cluster.argv(), port=router.port, env=router.env,
+                         key_env=WORKER_KEY_ENV if api_key else None, discovers=False)
     args = ("--host", EVERY_ADDRESS, "--port", str(router.port), "--policy", router.policy,
             "--health-check-interval-secs", str(router.health_check_interval_s),
             "--service-discovery", "--selector", f"{API_LABEL}={name}",

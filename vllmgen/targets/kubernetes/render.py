@@ -67,6 +67,10 @@ def readme(plan: Plan, k8s: KubernetesPlan, header: str) -> str:
     layout = (f"one LeaderWorkerSet ({LWS_API}): {k8s.replicas} group(s) of {k8s.group_size} pods, "
               f"{k8s.leader.gpus} GPU(s) each; the leader runs the API server, the workers are headless"
               if k8s.layout == "leaderworkerset" else
+              "prefill/decode disaggregation: a Deployment and a Service per instance (" +
+              ", ".join(f"`{k8s.instance_name(pod)}` {pod.gpus} GPU(s)" for pod in k8s.pods) +
+              "), vllm-router in P/D mode in front"
+              if k8s.layout == "disaggregated" else
               f"one Deployment of {k8s.replicas} replica(s), {k8s.leader.gpus} GPU(s) each")
     secret_args = " ".join(f"--from-file={key}={shlex.quote(where)}" if how == "file"
                            else f"--from-file={key}=<(printf '%s' \"${{{where}}}\")"
@@ -103,7 +107,10 @@ def readme(plan: Plan, k8s: KubernetesPlan, header: str) -> str:
         "- Monitoring: API server pods carry `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path` "
         "annotations for Prometheus's Kubernetes pod discovery.",
     ]
-    if plan.router:
+    if plan.router and k8s.router and not k8s.router.discovers:
+        lines.append(f"- Router: build and push `{plan.router.image}` from router/Dockerfile; it reaches each "
+                     "instance by its Service's name and sends the Secret's API key to them itself.")
+    elif plan.router:
         lines.append(f"- Router: build and push `{plan.router.image}` from router/Dockerfile; it finds the API "
                      "server pods by label (a Role lets it list them).")
     if k8s.image == plan.image.tag:

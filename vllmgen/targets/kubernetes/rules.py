@@ -47,9 +47,9 @@ def kubernetes_rules(spec: Spec) -> Iterator[Finding]:
 
 
 def _findings(spec: Spec, settings: KubernetesRuntime) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    if spec.disaggregation is not None:  # its instances, side channels and P/D router are host artifacts today
-        yield ("disaggregation",), ("prefill/decode disaggregation is rendered for runtime.kind docker and process; "
-                                    "the Kubernetes target does not render it yet: use one of those")
+    if spec.disaggregation is not None:
+        yield from _disaggregation(spec, settings)
+        yield from _common(spec, settings)
         return
     group = len(spec.nodes) > 1 and not parallel.replicas(spec)
     if spec.cluster.backend == "ray":
@@ -81,6 +81,30 @@ def _findings(spec: Spec, settings: KubernetesRuntime) -> Iterator[tuple[tuple[s
                 yield (("nodes", index, field),
                        f"every pod of a {'group' if group else 'Deployment'} is made from one template: "
                        f"{field} must match nodes[0]'s")
+    yield from _common(spec, settings)
+
+
+def _disaggregation(spec: Spec, settings: KubernetesRuntime) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """P/D: each instance is a Deployment of one pod that the scheduler places (instances[].node only names
+    the host the rules check GPUs against); its GPUs come from the group's tensor x data parallel size."""
+    assert spec.disaggregation is not None
+    for group in ("prefill", "decode"):
+        for index, instance in enumerate(getattr(spec.disaggregation, group).instances):
+            if instance.gpu_ids is not None:
+                yield (("disaggregation", group, "instances", index, "gpu_ids"),
+                       "only the Docker and process runtimes read this (a host's GPU indexes; the device plugin "
+                       "picks the GPUs): remove it")
+    if settings.group_size is not None:
+        yield ("runtime", "group_size"), "each prefill/decode instance is a Deployment of one pod: remove group_size"
+    if settings.replicas != 1:
+        yield ("runtime", "replicas"), "each prefill/decode instance is a Deployment of one pod: list more instances"
+    for section in ("limits", "requests"):
+        if GPU_RESOURCE in getattr(settings.resources, section):
+            yield (("runtime", "resources", section, GPU_RESOURCE),
+                   f"each instance's {GPU_RESOURCE} is its tensor x data parallel size: leave it out")
+
+
+def _common(spec: Spec, settings: KubernetesRuntime) -> Iterator[tuple[tuple[str | int, ...], str]]:
     # the startup probe's budget covers the ready timeout vLLM itself allows
     ready = ready_timeout(spec).seconds
     if settings.startup_failure_threshold is not None:
