@@ -100,3 +100,17 @@ def test_router_parser_refuses_pd_mode_without_a_decode():
     cut = argv.index("--decode")
     result = _router_parse([argv[:cut] + argv[cut + 2:]])[0]
     assert not result["ok"] and "requires --decode" in result["error"]
+
+
+def test_the_kubernetes_pd_routers_args_pass_vllm_routers_own_parser():
+    """The router Deployment of a Kubernetes P/D build: its args as rendered, the instances by Service name."""
+    import yaml
+
+    router = yaml.safe_load((ROOT / "build" / "qwen3-pd-k8s" / "deployment-router.yaml").read_text())
+    (container,) = router["spec"]["template"]["spec"]["containers"]
+    result = _router_parse([container["args"]])[0]
+    assert result["ok"], result
+    assert result["pd"] is True and result["kv_connector"] == "nixl"
+    assert [url for url, _bootstrap in result["prefill"]] == ["http://qwen3-pd-k8s-prefill-0:8100",
+                                                             "http://qwen3-pd-k8s-prefill-1:8101"]
+    assert result["decode"] == ["http://qwen3-pd-k8s-decode-0:8200"]
