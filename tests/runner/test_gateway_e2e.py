@@ -25,8 +25,7 @@ from infra.images import ensure_nginx_image
 
 from vllmgen.plan import gateway
 
-from .support import VLLM_READY_S, Cluster, apply_args, ok_stderr, write_spec
-from .test_vllm_e2e import _spec
+from .support import VLLM_READY_S, Cluster, apply_args, cpu_vllm_tp_spec, ok_stderr, write_spec
 
 pytestmark = pytest.mark.slow
 KEY = "door-test.key+0123456789/abcdef"
@@ -123,7 +122,7 @@ def door(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory, pyth
     image = ensure_nginx_image(cluster.daemons[0].client())
     nodes = [{"name": "solo", "address": cluster.hosts.addresses[0], "gpus": 1,
               "docker_host": cluster.daemons[0].endpoint}]
-    spec = _spec("vg-door", vllm, python_prefix, tmp_path, nodes)
+    spec = cpu_vllm_tp_spec("vg-door", vllm, python_prefix, tmp_path, nodes)
     spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
     spec["gateway"] = {"image": image, "port": GATEWAY_PORT}
     path = write_spec(tmp_path, spec)

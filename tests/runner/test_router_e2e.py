@@ -30,9 +30,8 @@ import pytest
 from infra import cache
 from infra.images import ROOTFS, ensure_base_images, ensure_nginx_image
 
-from .support import PATH, VLLM_READY_S, Cluster, apply_args, ok_stderr, wait_for, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, apply_args, cpu_vllm_tp_spec, ok_stderr, wait_for, write_spec
 from .test_gateway_e2e import GATEWAY_PORT, KEY, PORT, ROUTER_PORT, _attack, _check
-from .test_vllm_e2e import _spec
 
 pytestmark = pytest.mark.slow
 ROUTER_VERSION = "0.1.17"
@@ -138,7 +137,7 @@ def deployment(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory
         {"name": "rep-a", "role": "head", "address": a, "gpus": 1, "docker_host": cluster.daemons[0].endpoint},
         {"name": "rep-b", "role": "worker", "address": b, "gpus": 1, "docker_host": cluster.daemons[1].endpoint},
     ]
-    spec = _spec("vg-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
+    spec = cpu_vllm_tp_spec("vg-rep", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="replicas")
     spec["serve"]["tensor_parallel_size"] = 1
     spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
     spec["router"] = {
