@@ -17,15 +17,10 @@ from conftest import ROOT
 
 MARKER = "# lazy:"
 
-# The runner's step modules take Apply (runner.steps) as a type only, under TYPE_CHECKING, while steps
-# imports them to run them (and the Kubernetes target's plan reads the shared Plan, which calls it): a
-# cycle of annotations, not of imports that run. Each edge, and why.
+# Imports under TYPE_CHECKING only, that would close a cycle if they ran: the Kubernetes target's plan
+# reads the shared Plan, which calls it. Each edge, and why. (apply's step helpers are given a
+# runner.context.StepContext, never the step runner: none of them imports runner.steps.)
 TYPE_ONLY_EDGES = {
-    ("vllmgen.runner.changes", "vllmgen.runner.steps"): "decisions read Apply's plan and executors",
-    ("vllmgen.runner.cluster_step", "vllmgen.runner.steps"): "the cluster step runs on an Apply",
-    ("vllmgen.runner.gateway_step", "vllmgen.runner.steps"): "the gateway step runs on an Apply",
-    ("vllmgen.runner.servers", "vllmgen.runner.steps"): "the server steps run on an Apply",
-    ("vllmgen.targets.docker.daemon_step", "vllmgen.runner.steps"): "the daemon.json step runs on an Apply",
     ("vllmgen.targets.kubernetes.plan", "vllmgen.plan.plan"): "it reads the shared Plan; plan.plan calls it to fill Plan.kubernetes",
 }
 
@@ -43,6 +38,7 @@ BACK_EDGES = {
         "daemon.json's keys are the Docker target's; issue 18.1 gives each target its part of the spec",
     ("vllmgen.runner.faults", "vllmgen.doctor.gpu"): "the driver-mismatch advice doctor gives, for the same fault",
     ("vllmgen.runner.steps", "vllmgen.doctor.docker"): "preflight reads Docker's facts with doctor's checks",
+    ("vllmgen.runner.context", "vllmgen.doctor.docker"): "an engine error's advice is doctor's, for the same fault",
     ("vllmgen.spec.rules.offline", "vllmgen.plan.exposure"): "where each server listens, computed once; a rule checks it",
     ("vllmgen.spec.rules.pd", "vllmgen.plan.pd"): "the prefill/decode instances and their ports, computed once; a rule checks them",
 }

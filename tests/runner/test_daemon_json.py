@@ -173,7 +173,7 @@ def test_one_question_lists_every_nodes_change(tmp_path: Path) -> None:
     apply, executors, _ = _two_nodes(tmp_path, {"log-driver": "json-file"},
                                      {"node-0": '{"debug": true}', "node-1": None},
                                      confirm=lambda q: asked.append(q) or True)
-    daemon_step.run(apply, ("node-0", "node-1"))
+    daemon_step.run(apply.context, ("node-0", "node-1"))
     assert len(asked) == 1
     assert "node-0: " + str(tmp_path / "node-0" / "daemon.json") + " (+ log-driver)" in asked[0]
     assert "node-1: " + str(tmp_path / "node-1" / "daemon.json") + " (+ log-driver)" in asked[0]
@@ -186,7 +186,7 @@ def test_a_wrong_type_on_one_node_stops_before_anything_is_written_anywhere(tmp_
     files = {"node-0": '{"log-driver": "local"}\n', "node-1": '{"registry-mirrors": "https://a.example"}\n'}
     apply, executors, _ = _two_nodes(tmp_path, {"registry-mirrors": ["https://m.example"]}, files)
     with pytest.raises(RunnerError, match="node node-1, step daemon-json: .*registry-mirrors is a JSON string"):
-        daemon_step.run(apply, ("node-0", "node-1"))
+        daemon_step.run(apply.context, ("node-0", "node-1"))
     for name, text in files.items():
         assert (tmp_path / name / "daemon.json").read_text() == text
         assert executors[name].restarts == 0
@@ -196,14 +196,14 @@ def test_no_consent_writes_nothing_and_names_every_change(tmp_path: Path) -> Non
     apply, executors, _ = _two_nodes(tmp_path, {"log-driver": "json-file"}, {"node-0": "{}", "node-1": "{}"},
                                      confirm=lambda q: False)
     with pytest.raises(RunnerError, match="(?s)not changed .*node-0: .*node-1: .*rerun with --yes"):
-        daemon_step.run(apply, ("node-0", "node-1"))
+        daemon_step.run(apply.context, ("node-0", "node-1"))
     assert (tmp_path / "node-0" / "daemon.json").read_text() == "{}"
 
 
 def test_docker_not_coming_back_gets_the_old_file_and_a_second_restart(tmp_path: Path) -> None:
     apply, executors, progress = _two_nodes(tmp_path, {"bogus": True}, {"node-0": '{"debug": true}\n', "node-1": None})
     with pytest.raises(RunnerError) as caught:
-        daemon_step.run(apply, ("node-0", "node-1"))
+        daemon_step.run(apply.context, ("node-0", "node-1"))
     message = str(caught.value)
     assert "node node-0, step daemon-json: Docker did not come back with the merged" in message
     assert "vllmgen restored the previous file (a copy stays at" in message and "which answers again" in message
@@ -221,10 +221,10 @@ def test_node_scope_does_not_restart_docker_under_a_running_group_member(tmp_pat
     executors["node-1"].containers = {worker.container.name: ContainerState(worker.container.name, "running", None, {})}
     with pytest.raises(RunnerError, match="restarting Docker would stop qwen3-next-tp16-mp-node-1, one node of a"
                                           " 2-node group, alone; nothing was written"):
-        daemon_step.run(apply, ("node-1",))
+        daemon_step.run(apply.context, ("node-1",))
     assert (tmp_path / "node-1" / "daemon.json").read_text() == "{}" and executors["node-1"].restarts == 0
     executors["node-1"].containers = {}  # nothing running there: the merge goes ahead
-    daemon_step.run(apply, ("node-1",))
+    daemon_step.run(apply.context, ("node-1",))
     assert executors["node-1"].restarts == 1
 
 
@@ -263,12 +263,12 @@ class _Refusing(_Daemon):
 
 def test_a_merged_file_dockerd_refuses_is_never_written(tmp_path: Path) -> None:
     apply, executors, _ = _two_nodes(tmp_path, {"bogus": True}, {"node-0": "{}", "node-1": "{}"})
-    apply.executors = {name: _Refusing(name, executor.recorder, Path(executor.host.daemon_json_path))
-                       for name, executor in executors.items()}
+    refusing = {name: _Refusing(name, executor.recorder, Path(executor.host.daemon_json_path))
+                for name, executor in executors.items()}
     with pytest.raises(RunnerError, match="would not load: the following directives .*: bogus; nothing was written"):
-        daemon_step.run(apply, ("node-0", "node-1"))
+        daemon_step.run(replace(apply.context, executors=refusing), ("node-0", "node-1"))
     assert all((tmp_path / name / "daemon.json").read_text() == "{}" for name in executors)
-    assert all(e.restarts == 0 for e in apply.executors.values())
+    assert all(e.restarts == 0 for e in refusing.values())
 
 
 def test_a_local_file_that_cannot_be_written_is_a_host_error_not_a_crash(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ def test_compute_returns_the_convergence_and_leaves_apply_as_it_was() -> None:
     runner, recorder, _ = _apply(MP, containers=containers, images=images)
     runner._step(runner.steps[0])  # preflight: secrets resolved, engines answer
     before = (runner.daemon_merges, dict(runner.image_plan), dict(runner.image_ids), runner.changes)
-    planned = changes.compute(runner)
+    planned = changes.compute(runner.context)
     assert (runner.daemon_merges, runner.image_plan, runner.image_ids, runner.changes) == before
     assert {name: action for name, (action, _) in planned.images.plan.items()} == {n.name: "build" for n in plan.nodes}
     assert set(planned.images.ids.values()) == {changes.NEW_IMAGE}

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import orphans
+from vllmgen.runner.context import engine_hint
 from vllmgen.runner.executor import ContainerState, EngineError, Executor
 from vllmgen.runner.gateway_step import is_gateway
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.servers import is_router
-from vllmgen.runner.steps import NODE_LABEL, engine_hint
+from vllmgen.runner.steps import NODE_LABEL
 
 
 def down(plan: Plan, executors: Mapping[str, Executor], progress: Progress | None = None) -> list[str]:

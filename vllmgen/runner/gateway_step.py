@@ -9,18 +9,16 @@ with the key, and a request without the key refused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vllmgen.plan import label_names
 from vllmgen.plan.gateway import ROLE
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import identity, secrets, verify
+from vllmgen.runner.context import StepContext
 from vllmgen.runner.executor import EngineError, Executor, RunRequest
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
-
-if TYPE_CHECKING:
-    from vllmgen.runner.steps import Apply, Step
 
 ROLE_LABEL = label_names.ROLE
 STEP = "gateway"
@@ -30,7 +28,7 @@ def is_gateway(labels: Mapping[str, str]) -> bool:
     return labels.get(ROLE_LABEL) == ROLE
 
 
-def wanted_labels(run: Apply) -> dict[str, str]:
+def wanted_labels(run: StepContext) -> dict[str, str]:
     plan = run.plan
     assert plan.gateway is not None and plan.gateway_container is not None
     # the image by its (pinned) reference, not its ID: Docker pulls a missing one only when it starts it
@@ -38,13 +36,13 @@ def wanted_labels(run: Apply) -> dict[str, str]:
                                run.fingerprint)
 
 
-def decide(run: Apply) -> tuple[str, str, bool]:
+def decide(run: StepContext) -> tuple[str, str, bool]:
     """create / replace / unchanged, why, and whether it runs now."""
     plan = run.plan
     assert plan.gateway is not None and plan.gateway_container is not None
     name, container = plan.gateway.node, plan.gateway_container
     executor = run.executors[name]
-    state = run._engine(name, STEP, lambda: executor.inspect(container.name))
+    state = run.engine(name, STEP, lambda: executor.inspect(container.name))
     if state is None:
         return "create", "not there", False
     if state.labels.get(label_names.DEPLOYMENT) != plan.name or not is_gateway(state.labels):
@@ -61,7 +59,7 @@ def decide(run: Apply) -> tuple[str, str, bool]:
     return "unchanged", "running, config-hash matches", True
 
 
-def step_gateway(run: Apply, step: Step) -> None:
+def step_gateway(run: StepContext, step: str) -> None:
     plan = run.plan
     gateway, container = plan.gateway, plan.gateway_container
     assert gateway is not None and container is not None
@@ -72,26 +70,26 @@ def step_gateway(run: Apply, step: Step) -> None:
         files = tuple(m.source for m in container.mounts if m.anchor == "deploy_dir")
         remote = f"{run.options.remote_dir}/{plan.name}"
         if not remote.startswith("/"):
-            remote = run._engine(name, step.name, lambda: f"{executor.host.home()}/{remote}")
-        node_dir = run._engine(name, step.name, lambda: executor.prepare_deploy_dir(run.deploy_dir, files, remote))
+            remote = run.engine(name, step, lambda: f"{executor.host.home()}/{remote}")
+        node_dir = run.engine(name, step, lambda: executor.prepare_deploy_dir(run.deploy_dir, files, remote))
         if action == "replace":
-            run.progress.say(f"{step.name}: removing {container.name}: {why}", name)
-            run._engine(name, step.name, lambda: executor.remove(container.name))
+            run.progress.say(f"{step}: removing {container.name}: {why}", name)
+            run.engine(name, step, lambda: executor.remove(container.name))
         values = {secret.name: run.secrets[secret.name] for secret in container.secrets if secret.name in run.secrets}
         request = RunRequest(container, node_dir, values, False, wanted_labels(run))
-        run._engine(name, step.name, lambda: executor.run(request),
+        run.engine(name, step, lambda: executor.run(request),
                     "the gateway's image or nginx executable is missing? see gateway.image / gateway.nginx")
-        _settle(run, step.name)
+        _settle(run, step)
     api_key = secrets.api_key(plan, run.secrets)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     verify.wait_healthy(_Keyed(executor, headers), plan.endpoint, run.progress, timeout=min(run.options.timeout, 120),  # type: ignore[arg-type]  # _Keyed wraps an Executor and forwards every call it does not change
-                        alive=lambda: _alive(run, step.name), step=step.name,
+                        alive=lambda: _alive(run, step), step=step,
                         what=f"the gateway at {gateway.url} (/health, with the key)", interval=1.0,
                         logs=lambda: executor.logs(container.name, tail=20))
     passed = verify.verify(executor, plan.endpoint, api_key, run.progress,
                            logs=lambda: executor.logs(container.name, tail=40))
     result = {"create": "created", "replace": "replaced", "unchanged": "unchanged"}[action]
-    run._outcome(step.name, name, result, f"{gateway.url} in front of {', '.join(gateway.upstreams)}; "
+    run.record(step, name, result, f"{gateway.url} in front of {', '.join(gateway.upstreams)}; "
                  + "; ".join(passed))
 
 
@@ -106,26 +104,26 @@ class _Keyed:
         return self._executor.http(method, url, {**self._headers, **(headers or {})}, body, timeout)
 
 
-def _settle(run: Apply, step: str) -> None:
+def _settle(run: StepContext, step: str) -> None:
     """nginx that exited already (a bad key, a port in use) is reported here, with its log; a later exit
     is seen by the health wait's ``_alive`` (no fixed wait: readiness is an event)."""
     plan = run.plan
     assert plan.gateway is not None and plan.gateway_container is not None
     name, container = plan.gateway.node, plan.gateway_container.name
     executor = run.executors[name]
-    state = run._engine(name, step, lambda: executor.inspect(container))
+    state = run.engine(name, step, lambda: executor.inspect(container))
     if state is not None and not state.running and state.status != "created":
         raise fail(name, step, f"{container} exited at once (exit code {state.exit_code})",
                    "see its log below; fix the spec (gateway.*) or free the port, and apply again",
                    executor.logs(container))
 
 
-def _alive(run: Apply, step: str) -> None:
+def _alive(run: StepContext, step: str) -> None:
     plan = run.plan
     assert plan.gateway is not None and plan.gateway_container is not None
     name, container = plan.gateway.node, plan.gateway_container.name
     executor = run.executors[name]
-    state = run._engine(name, step, lambda: executor.inspect(container))
+    state = run.engine(name, step, lambda: executor.inspect(container))
     if state is None or not state.running:
         raise fail(name, step, f"{container} is {'gone' if state is None else 'exited'}",
                    "read its log below; then `vllmgen apply` again",

@@ -10,22 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vllmgen.plan import label_names
 from vllmgen.plan.plan import Endpoint, Plan
 from vllmgen.plan.router import ROLE, Worker
-from vllmgen.runner import identity, kvtransfer, verify
+from vllmgen.runner import kvtransfer, verify
 from vllmgen.runner import secrets as deployment_secrets
-from vllmgen.runner.changes import offline_refused
+from vllmgen.runner.changes import decide_router, offline_refused, router_labels
+from vllmgen.runner.context import StepContext
 from vllmgen.runner.dryrun import DryRunExecutor
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, dockerfile_for, image_hash
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import fail
 from vllmgen.targets.docker.engine import docker_engine
-
-if TYPE_CHECKING:
-    from vllmgen.runner.steps import Apply, Step
 
 ROLE_LABEL = label_names.ROLE
 NODE_LABEL = label_names.NODE
@@ -60,7 +58,7 @@ def router_dockerfile(deploy_dir: Path, base: str, override: str | None) -> str:
 # --- apply ------------------------------------------------------------------------------------
 
 
-def step_servers(run: Apply, step: Step) -> None:
+def step_servers(run: StepContext, step: str) -> None:
     """Wait until every API server in scope answers /health, naming the one that does not."""
     for server in api_servers(run.plan):
         if server.node not in run.executors or server.node == run.plan.head.name:
@@ -68,13 +66,13 @@ def step_servers(run: Apply, step: Step) -> None:
         executor = run.executors[server.node]
         container = run.plan.node(server.node).container.name
         verify.wait_healthy(executor, _endpoint_at(run.plan, server.url), run.progress, timeout=run.options.timeout,
-                            alive=lambda: run._alive(step.name), step=step.name,
+                            alive=lambda: run.alive(step), step=step,
                             what=f"the API server at {server.url} (/health)", interval=run.options.health_poll,
-                            logs=lambda e=executor, c=container: e.logs(c, tail=20), watches=run._watching())  # type: ignore[misc]  # mypy cannot type a lambda with defaults
-        run._outcome(step.name, server.node, "ok", f"{server.url}/health 200")
+                            logs=lambda e=executor, c=container: e.logs(c, tail=20), watches=run.watching())  # type: ignore[misc]  # mypy cannot type a lambda with defaults
+        run.record(step, server.node, "ok", f"{server.url}/health 200")
 
 
-def step_router(run: Apply, step: Step) -> None:
+def step_router(run: StepContext, step: str) -> None:
     plan, router = run.plan, run.plan.router
     assert router is not None
     name = router.node
@@ -83,62 +81,60 @@ def step_router(run: Apply, step: Step) -> None:
     for server in router.workers:
         health = executor.http("GET", f"{server.url}/health", timeout=5)
         if health.status != 200:
-            raise fail(server.node, step.name, f"{server.url}/health answers {health.status or health.body}; "
+            raise fail(server.node, step, f"{server.url}/health answers {health.status or health.body}; "
                        "the router is not started in front of a server that is not healthy",
                        f"start node {server.node} first (`vllmgen apply SPEC --node {server.node}`)")
     container = plan.router_container
     assert container is not None
-    image_id = _router_image(run, step, name) if run.target.docker else ""
+    image_id = _router_image(run, step, name) if run.docker else ""
     # in P/D mode the router holds the API key (vllmgen.plan.router.WORKER_KEY_ENV): a new key replaces it, as
-    # the gateway is replaced
+    # the gateway is replaced (changes.router_labels)
     key = deployment_secrets.api_key(plan, run.secrets)
     router_secrets = {secret.name: key for secret in container.secrets if key is not None}
-    wanted = identity.run_labels(dict(container.labels)[identity.HASH_LABEL], image_id,
-                                 run.fingerprint if container.secrets else identity.NO_SECRETS)
-    state = run._engine(name, step.name, lambda: executor.inspect(container.name))
-    if state is not None and state.running and state.labels.get(identity.HASH_LABEL) == wanted[identity.HASH_LABEL]:
+    action, _, _ = decide_router(run, image_id)
+    if action == "unchanged":
         result = "unchanged"
     else:
         node_dir = ""
-        if not run.target.docker:  # its run.sh (nodes/<node>.router/) goes where the node's scripts are
-            node_dir = run._engine(name, step.name, lambda: executor.prepare_deploy_dir(
+        if not run.docker:  # its run.sh (nodes/<node>.router/) goes where the node's scripts are
+            node_dir = run.engine(name, step, lambda: executor.prepare_deploy_dir(
                 run.deploy_dir, (), f"{run.options.remote_dir}/{plan.name}"))
-        if state is not None:
-            run._engine(name, step.name, lambda: executor.remove(container.name))
-        run._engine(name, step.name, lambda: executor.run(RunRequest(container, node_dir, router_secrets, False, wanted)),
-                    "is the vllm-router executable there? see router.executable" if not run.target.docker
-                    else None)
-        result = "created" if state is None else "replaced"
+        if action == "replace":
+            run.engine(name, step, lambda: executor.remove(container.name))
+        request = RunRequest(container, node_dir, router_secrets, False, router_labels(run, image_id))
+        run.engine(name, step, lambda: executor.run(request),
+                   "is the vllm-router executable there? see router.executable" if not run.docker else None)
+        result = "created" if action == "create" else "replaced"
     endpoint = replace(plan.direct_endpoint, address=router.reach, port=router.port)
     verify.wait_healthy(executor, endpoint, run.progress, timeout=min(run.options.timeout, 120),
-                        alive=lambda: None, step=step.name, what=f"the router at {router.url} (/health)",
+                        alive=lambda: None, step=step, what=f"the router at {router.url} (/health)",
                         interval=1.0, logs=lambda: executor.logs(container.name, tail=20))
     api_key = deployment_secrets.api_key(plan, run.secrets)
     passed = verify.verify(executor, endpoint, api_key, run.progress,
                            logs=lambda: executor.logs(container.name, tail=40), public=plan.gateway is None)
-    run._outcome(step.name, name, result, f"{router.url} in front of {len(router.workers)} server(s); "
+    run.record(step, name, result, f"{router.url} in front of {len(router.workers)} server(s); "
                  + "; ".join(passed))
 
 
-def _router_image(run: Apply, step: Step, name: str) -> str:
+def _router_image(run: StepContext, step: str, name: str) -> str:
     """Build router/Dockerfile's image on the router's node unless it is there already; its ID."""
     router = run.plan.router
     assert router is not None
     executor = run.executors[name]
     dockerfile = router_dockerfile(run.deploy_dir, router.base_image, run.options.router_base_image)
     labels = {label_names.IMAGE_HASH: image_hash(dockerfile)}
-    existing = run._engine(name, step.name, lambda: docker_engine(executor).image_labels(router.image))
+    existing = run.engine(name, step, lambda: docker_engine(executor).image_labels(router.image))
     if existing is None or existing.get(label_names.IMAGE_HASH) != labels[label_names.IMAGE_HASH]:
         if run.plan.offline:
-            raise offline_refused(name, step.name, f"{router.image} is not on the node" if existing is None
+            raise offline_refused(name, step, f"{router.image} is not on the node" if existing is None
                                   else f"{router.image} was built from another router/Dockerfile")
-        run._engine(name, step.name, lambda: docker_engine(executor).build_image(
+        run.engine(name, step, lambda: docker_engine(executor).build_image(
             run.deploy_dir / "router", router.image, dockerfile, labels,
-            lambda line: run.progress.say(f"{step.name}: {line}", name)))
-    return run._engine(name, step.name, lambda: docker_engine(executor).image_id(router.image)) or ""
+            lambda line: run.progress.say(f"{step}: {line}", name)))
+    return run.engine(name, step, lambda: docker_engine(executor).image_id(router.image)) or ""
 
 
-def _decode_reading(run: Apply, worker: Worker, headers: Mapping[str, str]) -> tuple[kvtransfer.Counters, str]:
+def _decode_reading(run: StepContext, worker: Worker, headers: Mapping[str, str]) -> tuple[kvtransfer.Counters, str]:
     """A decode instance's NIXL counters (/metrics) and its whole log."""
     executor = run.executors[worker.node]
     metrics = executor.http("GET", f"{worker.url}/metrics", headers, timeout=10)
@@ -146,14 +142,14 @@ def _decode_reading(run: Apply, worker: Worker, headers: Mapping[str, str]) -> t
     return kvtransfer.counters(metrics.body if metrics.status == 200 else ""), log
 
 
-def step_kv_transfer(run: Apply, step: Step) -> None:
+def step_kv_transfer(run: StepContext, step: str) -> None:
     """A completion through the front door, then the proof that a decode instance read its KV cache over NIXL
     (a decode that recomputed the prompt answers too, and fails here)."""
     plan, router = run.plan, run.plan.router
     assert router is not None
     decodes = [worker for worker in router.decode if worker.node in run.executors]
     if not decodes:
-        run._outcome(step.name, router.node, "skipped", "no decode instance in scope (--node)")
+        run.record(step, router.node, "skipped", "no decode instance in scope (--node)")
         return
     api_key = deployment_secrets.api_key(plan, run.secrets)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -163,20 +159,20 @@ def step_kv_transfer(run: Apply, step: Step) -> None:
                                              kvtransfer.completion_body(plan.endpoint.served_name), timeout=120)
     if run.options.dry_run or isinstance(run.executors[router.node], DryRunExecutor):
         # the requests above are printed; what they would read back is not there to judge
-        run._outcome(step.name, router.node, "ok", "(dry run) the decode instances' /metrics and logs would be read")
+        run.record(step, router.node, "ok", "(dry run) the decode instances' /metrics and logs would be read")
         return
     if answer.status != 200:
-        raise fail(router.node, step.name, f"POST {front}/v1/completions: HTTP {answer.status or ''} "
+        raise fail(router.node, step, f"POST {front}/v1/completions: HTTP {answer.status or ''} "
                    f"{' '.join(answer.body.split())[:300]}", "read the router's and the instances' logs")
     evidence = kvtransfer.wait_moved(
         lambda: {worker.node: _decode_reading(run, worker, headers) for worker in decodes}, before)
     if not evidence.moved:
-        raise fail(router.node, step.name, "the completion was answered, but no decode instance read its KV cache "
+        raise fail(router.node, step, "the completion was answered, but no decode instance read its KV cache "
                    "from a prefill instance: " + "; ".join(evidence.lines),
                    "check the NIXL side channel (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT), that nixl is installed beside "
                    "vLLM, and the decode's log below",
                    run.executors[decodes[0].node].logs(plan.node(decodes[0].node).container.name, tail=30))
-    run._outcome(step.name, router.node, "ok", f"{front}/v1/completions answered; " + "; ".join(evidence.lines))
+    run.record(step, router.node, "ok", f"{front}/v1/completions answered; " + "; ".join(evidence.lines))
 
 
 # --- status -----------------------------------------------------------------------------------

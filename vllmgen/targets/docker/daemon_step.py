@@ -13,17 +13,15 @@ Docker down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
+from vllmgen.runner.context import StepContext
 from vllmgen.runner.executor import EngineError
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import WaitTimeout, fail, wait_for
 from vllmgen.targets.docker import daemon_json
 from vllmgen.targets.docker.engine import DockerEngine, docker_engine
-
-if TYPE_CHECKING:
-    from vllmgen.runner.steps import Apply
 
 STEP = "daemon-json"
 
@@ -36,49 +34,51 @@ class Change:
     checked: str = ""  # how the merged file was checked
 
 
-def run(apply: Apply, names: tuple[str, ...]) -> None:
-    if not apply.plan.daemon:
+def run(context: StepContext, names: tuple[str, ...], merges: Mapping[str, Change] | None = None) -> None:
+    """The step on the nodes ``names``; ``merges``: as the plan read them (else read now)."""
+    if not context.plan.daemon:
         for name in names:
-            apply._outcome(STEP, name, "skipped", "the spec sets no daemon.json keys")
+            context.record(STEP, name, "skipped", "the spec sets no daemon.json keys")
         return
-    merges = apply.daemon_merges if apply.daemon_merges is not None else read_all(apply, names)
+    if merges is None:
+        merges = read_all(context, names)
     merges = {name: merges[name] for name in names}
     changes = [change for change in merges.values() if change.merge.changed]
     for change in merges.values():
         if not change.merge.changed:
-            apply._outcome(STEP, change.node, "unchanged", change.path)
+            context.record(STEP, change.node, "unchanged", change.path)
     if not changes:
         return
-    changes = apply._each(tuple(c.node for c in changes), lambda name: _check(apply, merges[name]))
-    _refuse_restart_under_a_group(apply, changes)
-    if not apply.options.confirm(question(changes)):
+    changes = context.each(tuple(c.node for c in changes), lambda name: _check(context, merges[name]))
+    _refuse_restart_under_a_group(context, changes)
+    if not context.options.confirm(question(changes)):
         listed = "; ".join(f"{c.node}: {c.path} needs {', '.join(c.merge.changes)}" for c in changes)
         raise fail(changes[0].node if len(changes) == 1 else None, STEP,
                    f"not changed (no confirmation): {listed}",
                    "rerun with --yes, or merge build/<name>/daemon.json by hand and restart Docker")
     by_node = {change.node: change for change in changes}
-    apply._each(tuple(by_node), lambda name: _write_and_restart(apply, by_node[name]))
+    context.each(tuple(by_node), lambda name: _write_and_restart(context, by_node[name]))
 
 
-def _refuse_restart_under_a_group(apply: Apply, changes: list[Change]) -> None:
+def _refuse_restart_under_a_group(context: StepContext, changes: list[Change]) -> None:
     """A restart stops the node's containers; under ``--node``, one node of a running multi-node group
     would drop out of it alone (the same reason apply never replaces one such container alone)."""
-    if len(apply.plan.nodes) == 1 or len(apply.executors) == len(apply.plan.nodes):
+    if len(context.plan.nodes) == 1 or len(context.executors) == len(context.plan.nodes):
         return
     for change in changes:
-        container = apply.plan.node(change.node).container.name
-        state = apply._engine(change.node, STEP, lambda c=container, n=change.node: apply.executors[n].inspect(c))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
+        container = context.plan.node(change.node).container.name
+        state = context.engine(change.node, STEP, lambda c=container, n=change.node: context.executors[n].inspect(c))  # type: ignore[misc]  # mypy cannot type a lambda with defaults
         if state is not None and state.running:
             raise fail(change.node, STEP,
                        f"{change.path} needs {', '.join(change.merge.changes)}, and restarting Docker would stop"
-                       f" {container}, one node of a {len(apply.plan.nodes)}-node group, alone; nothing was written",
+                       f" {container}, one node of a {len(context.plan.nodes)}-node group, alone; nothing was written",
                        "apply with --all (the whole group restarts together), or `vllmgen down SPEC --node NAME` on"
                        " every node first")
 
 
-def read_all(apply: Apply, names: tuple[str, ...]) -> dict[str, Change]:
+def read_all(context: StepContext, names: tuple[str, ...]) -> dict[str, Change]:
     """Every node's daemon.json read and merged in memory; nothing written."""
-    return dict(zip(names, apply._each(names, lambda name: _read(apply, name)), strict=True))
+    return dict(zip(names, context.each(names, lambda name: _read(context, name)), strict=True))
 
 
 def question(changes: list[Change]) -> str:
@@ -87,43 +87,43 @@ def question(changes: list[Change]) -> str:
             " which stops containers without a restart policy. Write and restart?")
 
 
-def _read(apply: Apply, name: str) -> Change:
-    executor = docker_engine(apply.executors[name])
+def _read(context: StepContext, name: str) -> Change:
+    executor = docker_engine(context.executors[name])
     path = executor.host.daemon_json_path
-    current = apply._engine(name, STEP, executor.read_daemon_json)
+    current = context.engine(name, STEP, executor.read_daemon_json)
     try:
-        return Change(name, path, daemon_json.merge(current, apply.plan.daemon, f"{path} on {name}"))
+        return Change(name, path, daemon_json.merge(current, context.plan.daemon, f"{path} on {name}"))
     except daemon_json.DaemonJsonError as exc:
         raise fail(name, STEP, str(exc)) from exc
 
 
-def _check(apply: Apply, change: Change) -> Change:
+def _check(context: StepContext, change: Change) -> Change:
     """The change, with how its merged file was checked; a RunnerError (nothing written) when it would not load."""
-    executor = docker_engine(apply.executors[change.node])
-    valid, words = apply._engine(change.node, STEP, lambda: executor.validate_daemon_json(change.merge.text))
+    executor = docker_engine(context.executors[change.node])
+    valid, words = context.engine(change.node, STEP, lambda: executor.validate_daemon_json(change.merge.text))
     if valid is False:
         raise fail(change.node, STEP, f"the merged {change.path} would not load: {words}; nothing was written",
                    "fix docker.daemon in the spec (or the key on the host), then apply again")
     if valid:
         return replace(change, checked="dockerd --validate: configuration OK")
-    problem = daemon_json.own_check(change.merge.merged, apply.plan.daemon, f"the merged {change.path}")
+    problem = daemon_json.own_check(change.merge.merged, context.plan.daemon, f"the merged {change.path}")
     if problem:
         raise fail(change.node, STEP, problem + "; nothing was written",
                    "fix the value in the spec or on the host, then apply again")
     return replace(change, checked="the keys vllmgen writes checked (this dockerd has no --validate)")
 
 
-def _write_and_restart(apply: Apply, change: Change) -> None:
+def _write_and_restart(context: StepContext, change: Change) -> None:
     name, path, merge = change.node, change.path, change.merge
-    executor = docker_engine(apply.executors[name])
+    executor = docker_engine(context.executors[name])
     backup = daemon_json.backup_name(path) if merge.original is not None else None
-    apply._engine(name, STEP, lambda: executor.write_daemon_json(merge.text, backup))
-    apply.progress.say(f"{STEP}: wrote {path}" + (f" (backup {backup})" if backup else "") + f"; {change.checked}", name)
-    why = _restart_and_wait(apply, executor)
+    context.engine(name, STEP, lambda: executor.write_daemon_json(merge.text, backup))
+    context.progress.say(f"{STEP}: wrote {path}" + (f" (backup {backup})" if backup else "") + f"; {change.checked}", name)
+    why = _restart_and_wait(context, executor)
     if why is None:
-        apply._outcome(STEP, name, "merged", ", ".join(merge.changes))
+        context.record(STEP, name, "merged", ", ".join(merge.changes))
         return
-    apply.progress.say(f"{STEP}: {why}; putting the previous {path} back", name)
+    context.progress.say(f"{STEP}: {why}; putting the previous {path} back", name)
     kept = f" (a copy stays at {backup})" if backup else ""
     try:
         executor.restore_daemon_json(merge.original)
@@ -131,7 +131,7 @@ def _write_and_restart(apply: Apply, change: Change) -> None:
         by_hand = f"cp {backup} {path}" if backup else f"rm {path}"
         raise fail(name, STEP, f"Docker did not come back with the merged {path} ({why}), and putting the previous"
                    f" file back failed: {exc}", f"restore it by hand ({by_hand}), then restart Docker") from exc
-    again = _restart_and_wait(apply, executor)
+    again = _restart_and_wait(context, executor)
     previous = "the previous file" if merge.original is not None else "no file (as before)"
     if again is None:
         raise fail(name, STEP, f"Docker did not come back with the merged {path}; vllmgen restored {previous}{kept}"
@@ -142,7 +142,7 @@ def _write_and_restart(apply: Apply, change: Change) -> None:
                "check `journalctl -u docker` on the node; the file is as it was before this apply")
 
 
-def _restart_and_wait(apply: Apply, executor: DockerEngine) -> str | None:
+def _restart_and_wait(context: StepContext, executor: DockerEngine) -> str | None:
     """None once Docker answers again; else what went wrong."""
     try:
         executor.restart_daemon()
@@ -157,8 +157,8 @@ def _restart_and_wait(apply: Apply, executor: DockerEngine) -> str | None:
             return None, str(exc)
 
     try:
-        wait_for(apply.progress, "Docker to come back after the restart", answers,
-                 timeout=apply.options.daemon_timeout, interval=1, node=executor.node)
+        wait_for(context.progress, "Docker to come back after the restart", answers,
+                 timeout=context.options.daemon_timeout, interval=1, node=executor.node)
     except WaitTimeout as exc:
         return f"Docker did not answer within {exc.waited:.0f}s ({exc.last})"
     return None
