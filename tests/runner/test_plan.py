@@ -151,3 +151,40 @@ def test_compute_returns_the_convergence_and_leaves_apply_as_it_was() -> None:
     assert not [c for c in recorder.calls if c.op in WRITES]
     kept = runner.preview()
     assert kept == runner.changes and runner.image_ids == planned.images.ids
+
+
+ROUTER = ROOT / "specs" / "dense-replicas-router.yaml"
+
+
+def test_the_router_is_its_own_entry_in_the_plan() -> None:
+    """`vllmgen plan` lists the router as it lists the gateway, from an inspect of its container: created,
+    unchanged once it runs as apply left it, replaced (a running one: apply asks first) when it changed."""
+    plan, containers, images = _deployed(ROUTER)
+    assert plan.router is not None and plan.router_container is not None
+    router, node = plan.router_container, plan.router.node
+    runner, recorder, _ = _apply(ROUTER, containers=containers, images=images)
+    planned = runner.preview()
+    assert planned.router is not None
+    assert (planned.router.node, planned.router.container, planned.router.action) == (node, router.name, "create")
+    assert f"router on {node}:\n  container    create {router.name} (not there)\n" in planned.text()
+    assert planned.pending and "1 container(s) to create or replace" in planned.text()
+    assert planned.as_dict()["router"] == {"node": node, "container": router.name, "action": "create",
+                                           "why": "not there", "running": False}
+    assert f"{node} inspect {router.name}" in [f"{c.node} {c.op} {c.detail}" for c in recorder.calls]
+    assert not [c for c in recorder.calls if c.op in WRITES]
+
+    labels = dict(router.labels)  # as apply leaves it: its image's ID, no secret (it holds no key here)
+    labels |= identity.run_labels(labels["io.vllmgen.config-hash"], "sha256:router-image", identity.NO_SECRETS)
+    containers[router.name] = ContainerState(router.name, "running", None, labels)
+    runner, _, _ = _apply(ROUTER, containers=containers, images=images)
+    planned = runner.preview()
+    assert planned.router is not None and planned.router.action == "unchanged" and not planned.pending, planned.text()
+    assert f"router on {node}:\n  container    nothing {router.name} (running, config-hash matches)" in planned.text()
+
+    containers[router.name] = replace(containers[router.name],
+                                      labels={**labels, "io.vllmgen.config-hash": "0000"})
+    runner, _, _ = _apply(ROUTER, containers=containers, images=images)
+    planned = runner.preview()
+    assert planned.router is not None and planned.router.action == "replace"
+    assert planned.router.why.startswith("its definition changed")
+    assert any(line.startswith(f"{router.name} on {node}") for line in planned.disruptive())

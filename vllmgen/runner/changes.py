@@ -173,7 +173,9 @@ def compute(context: StepContext) -> Convergence:
         nodes.append(NodeChange(name, context.plan.node(name).container.name, action, why, running,
                                 images[name][0], images[name][1], keys, change.path if change else ""))
     plan = context.plan
-    router = None  # listed by the next commit
+    router = None
+    if plan.router and plan.router.node in context.executors and plan.router_container:
+        router = FrontChange(plan.router.node, plan.router_container.name, *decide_router(context))
     gateway = None
     if plan.gateway and plan.gateway.node in context.executors and plan.gateway_container:
         gateway = FrontChange(plan.gateway.node, plan.gateway_container.name, *decide_gateway(context))
