@@ -445,3 +445,36 @@ def test_validate_and_render_of_a_kubernetes_spec_stay_pure(tmp_path):
     modules = report["modules"]
     assert "vllmgen.targets.kubernetes.manifests" in modules
     assert [m for m in modules for name in forbidden if m == name or m.startswith(name + ".")] == []
+
+
+def _without_node_addresses(spec: Path, folder: Path) -> Path:
+    data = yaml.safe_load(spec.read_text())
+    for node in data["nodes"]:
+        node.pop("address", None)
+    out = folder / spec.name  # the same file name: the headers name it
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+@pytest.mark.parametrize("spec", K8S_SPECS, ids=[s.stem for s in K8S_SPECS])
+def test_nodes_need_no_address_on_kubernetes_and_the_manifests_do_not_depend_on_it(spec: Path, tmp_path):
+    """A pod has its own address: nodes[].address may be left out, and every file but manifest.json (the
+    spec's hash) is the same as with the addresses."""
+    bare = compile_file(_without_node_addresses(spec, tmp_path))
+    assert bare.valid.warnings == []
+    with_addresses = {a.path: a.data for a in compile_file(spec).artifacts if a.path != "manifest.json"}
+    assert {a.path: a.data for a in bare.artifacts if a.path != "manifest.json"} == with_addresses
+
+
+def test_docker_and_process_nodes_still_need_an_address(tmp_path):
+    for spec in (ROOT / "specs" / "seed-single-node.yaml", ROOT / "specs" / "process-two-node-mp.yaml"):
+        result = vllmgen("validate", str(_without_node_addresses(spec, tmp_path)))
+        assert result.returncode == 3, result.stderr
+        assert f"{spec.name}:" in result.stderr and "nodes[0].address: required field is missing" in result.stderr
+
+
+def test_doctor_says_host_checks_do_not_apply_and_exits_4():
+    result = vllmgen("doctor", "specs/k8s-two-node-lws.yaml")
+    assert result.returncode == 4, result.stderr
+    assert "no host was checked" in result.stderr and "checks do not apply" in result.stderr
+    assert "kubectl get nodes -o" in result.stderr and "Traceback" not in result.stderr and result.stdout == ""

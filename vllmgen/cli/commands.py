@@ -239,6 +239,7 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     Exit status 1 when any check fails.
     """
     # lazy: start-up time
+    from vllmgen.cli.runner import refuse_without_engine
     from vllmgen.doctor import report
     from vllmgen.doctor.checks import exit_code
     from vllmgen.doctor.from_spec import expectation, model_fit
@@ -250,6 +251,7 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
 
     valid, plan = plan_file(spec)
     _warn(valid.warnings)
+    refuse_without_engine(plan, "doctor")  # a target vllmgen does not run (Kubernetes): no host of ours to check
     names = [node.name for node in plan.nodes]
     if node_name is None and len(names) > 1:
         raise click.UsageError(f"{spec} has several nodes; name this host's with --node ({', '.join(names)})")

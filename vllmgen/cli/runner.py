@@ -36,12 +36,12 @@ BUILD_DIR = click.option(
 
 
 def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: str,  # noqa: ANN001
-           build_dir: Path = Path("build"), dry_run: bool = False) -> tuple[str, ...]:
+           build_dir: Path = Path("build"), dry_run: bool = False, artifacts=None) -> tuple[str, ...]:  # noqa: ANN001
     """The nodes apply/status/down act on, the same way for the three; usage errors before anything runs."""
     # lazy: start-up time
     from vllmgen.runner import targets
 
-    refuse_without_engine(plan, command, spec, build_dir, dry_run)
+    refuse_without_engine(plan, command, build_dir, dry_run, artifacts)
     try:
         names = targets.scope(plan, node_name, all_nodes)
         if all_nodes:
@@ -51,10 +51,11 @@ def _scope(plan, node_name: str | None, all_nodes: bool, spec: Path, command: st
     return names
 
 
-def refuse_without_engine(plan, command: str, spec: Path, build_dir: Path = Path("build"),  # noqa: ANN001
-                          dry_run: bool = False) -> None:
+def refuse_without_engine(plan, command: str, build_dir: Path = Path("build"),  # noqa: ANN001
+                          dry_run: bool = False, artifacts=None) -> None:  # noqa: ANN001
     """A target vllmgen does not run (no engine in the registry, e.g. Kubernetes): print what its manual says
-    (what to run instead; nothing is done) and exit with its code."""
+    (what to run instead; nothing is done) and exit with its code. ``artifacts``: the rendered files, where
+    the command compiled the spec (its manual compares them with build/ for plan and apply)."""
     from vllmgen.targets import registry  # lazy: start-up time
 
     target = registry.target(plan.runtime)
@@ -63,7 +64,7 @@ def refuse_without_engine(plan, command: str, spec: Path, build_dir: Path = Path
     if target.manual is None:
         raise click.UsageError(f"vllmgen does not {command} runtime.kind: {target.kind} deployments; nothing was done")
     module, _, name = target.manual.partition(":")
-    answer = getattr(importlib.import_module(module), name)(command, spec, build_dir, dry_run=dry_run)
+    answer = getattr(importlib.import_module(module), name)(command, plan, artifacts, build_dir, dry_run=dry_run)
     click.echo(answer.text, nl=False, err=answer.exit_code not in (0, EXIT_DRIFT))
     sys.exit(answer.exit_code)
 
@@ -129,7 +130,7 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     _warn(compiled.valid.warnings)
     plan = compiled.plan
     deploy_dir = build_dir / plan.name
-    names = _scope(plan, node_name, all_nodes, spec, command, build_dir, dry_run)
+    names = _scope(plan, node_name, all_nodes, spec, command, build_dir, dry_run, compiled.artifacts)
     recorder = Recorder(stream=sys.stderr if command == "plan" else None) if dry_run else None
     options = Options(dry_run=dry_run, **options_kw)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
@@ -344,7 +345,7 @@ def bench(spec: Path, preset: str, results: Path | None, dry_run: bool, fmt: str
     compiled = compile_file(spec)
     _warn(compiled.valid.warnings)
     plan = compiled.plan
-    refuse_without_engine(plan, "bench", spec, dry_run=dry_run)
+    refuse_without_engine(plan, "bench", dry_run=dry_run)
     head = plan.head
     api_key = None
     if plan.endpoint.api_key:  # a dry run reads no secret: it prints where each one is read

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from vllmgen.spec import addresses
 from vllmgen.spec.formats import (
     IMAGE_REF,
     Address,
@@ -162,9 +163,17 @@ class Cluster(Model):
     )
 
 
+def _address_not_always_required(schema: dict[str, Any]) -> None:
+    """The editor's schema: Spec says when nodes[].address is required (ADDRESS_REQUIRED)."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "address"]
+
+
 class Node(Model):
+    model_config = ConfigDict(**Model.model_config, json_schema_extra=_address_not_always_required)
+
     name: Name = Field(description="node name (DNS label); names its folder in build/ and its container")
-    address: Address = Field(description="control IP or hostname; also VLLM_HOST_IP")
+    address: Address = Field(description="control IP or hostname; also VLLM_HOST_IP. Required for runtime.kind "
+                             "docker and process; a Kubernetes pod has its own (status.podIP): leave it out")
     role: Literal["head", "worker"] | None = Field(None, description="exactly one head; optional for one node")
     gpus: int = Field(ge=1, le=64, description="GPUs on this node used by the deployment")
     nic: IfName | None = Field(None, description="overrides cluster.nic")
@@ -244,8 +253,18 @@ class Monitoring(Model):
         False, description="let anyone who reaches Grafana view the dashboards without logging in (Viewer)")
 
 
+# in the editor's schema: nodes[].address is required unless runtime.kind is kubernetes
+ADDRESS_REQUIRED: dict[str, Any] = {
+    "if": {"properties": {"runtime": {"properties": {"kind": {"const": "kubernetes"}}, "required": ["kind"]}},
+           "required": ["runtime"]},
+    "else": {"properties": {"nodes": {"items": {"required": ["address"]}}}},
+}
+
+
 class Spec(Model):
     """A vLLM deployment: the image, the model, the hosts and how vLLM serves across them."""
+
+    model_config = ConfigDict(**Model.model_config, json_schema_extra={"allOf": [ADDRESS_REQUIRED]})
 
     version: Literal[1] = Field(description="spec format version")
     name: Name = Field(description="deployment name; build/<name>/ holds its artifacts")
@@ -270,6 +289,21 @@ class Spec(Model):
         False, description="the hosts have no internet: every serving container or process gets HF_HUB_OFFLINE, "
         "TRANSFORMERS_OFFLINE, VLLM_NO_USAGE_STATS and DO_NOT_TRACK; validate refuses what would fetch at run time; "
         "apply uses images `vllmgen bundle load` placed and never builds or pulls")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pods_have_their_own_address(cls, data: Any) -> Any:
+        """runtime.kind: kubernetes: a pod learns its address when it starts, so nodes[].address may be left
+        out; the node's name (a DNS label, so a hostname) stands in for it where the shared plan wants a host.
+        Nothing rendered for Kubernetes reads it (the manifests are the same whatever it is). Other runtimes:
+        a missing address is the model's own 'required field is missing', at the node."""
+        if not (isinstance(data, dict) and isinstance(data.get("runtime"), dict)
+                and data["runtime"].get("kind") == "kubernetes" and isinstance(data.get("nodes"), list)):
+            return data
+        nodes = [{**node, "address": node["name"]} if isinstance(node, dict) and "address" not in node
+                 and isinstance(node.get("name"), str) and addresses.is_hostname(node["name"]) else node
+                 for node in data["nodes"]]
+        return {**data, "nodes": nodes}
 
     @property
     def head(self) -> Node:

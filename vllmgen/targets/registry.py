@@ -32,8 +32,9 @@ class Target:
     engine: str | None  # "module:callable" -> the runner's engine for one node; None: nothing is run from
     # here, apply/status/down print the commands to run
     docker: bool  # a Docker daemon on every host: daemon.json, the image, endpoints (docker_host), doctor's Docker checks
-    manual: str | None = None  # no engine: "module:callable", (command, spec file, build dir, dry_run) -> an
-    # Answer (text, exit code): what a person runs instead of `vllmgen apply|plan|status|down|bench` (kubectl)
+    manual: str | None = None  # no engine: "module:callable", (command, plan, artifacts or None, build dir,
+    # dry_run) -> an Answer (text, exit code): what a person runs instead of `vllmgen apply|plan|status|down|bench`
+    # (kubectl); artifacts: the rendered files where the command compiled them (plan and apply do)
     host_files: bool = True  # render adds the hosts' shared files (serve-config.yaml, secrets.env.example,
     # README.md, the gateway's and monitoring's files); False: the target's artifacts are the whole folder
 

@@ -3,7 +3,9 @@ prints the kubectl command to run; nothing pretends to have applied.
 
 Exit codes: ``apply``/``status``/``down`` exit 4 (EXIT_RUNNER: the step that would act on the cluster did
 not run; 1 would claim a drift or an unhealthy deployment vllmgen never saw, 2 a mistyped command), and 0
-with ``--dry-run``, whose promise is only to print what would run. ``plan`` compares the rendered objects
+with ``--dry-run``, whose promise is only to print what would run. ``doctor`` exits 4 too: its checks are of
+the host that runs a node, and a pod's host is the scheduler's choice, so none ran (0 would claim they
+passed). ``plan`` compares the rendered objects
 with the committed build/<name>/ (what ``kubectl apply -k`` would send): 0 nothing changes, 1 objects
 change, as for the other targets.
 """
@@ -15,8 +17,8 @@ from pathlib import Path
 
 from vllmgen.errors import EXIT_DRIFT, EXIT_RUNNER
 from vllmgen.plan import label_names
+from vllmgen.plan.plan import Plan
 from vllmgen.render.artifacts import Artifact
-from vllmgen.render.compile import compile_file
 from vllmgen.render.write import check
 from vllmgen.targets.kubernetes.plan import KubernetesPlan
 from vllmgen.targets.kubernetes.render import KUSTOMIZATION, SECRET_TEMPLATE
@@ -34,6 +36,8 @@ def kubectl(command: str, k8s: KubernetesPlan, folder: Path) -> str:
         "apply": ["kubectl", "apply", "-k", folder.as_posix()],
         "down": ["kubectl", "delete", "-k", folder.as_posix()],
         "status": ["kubectl", *where, "get", f"{kind},pods,services", "-l", f"{label_names.DEPLOYMENT}={k8s.name}"],
+        "doctor": ["kubectl", "get", "nodes", "-o",
+                   "custom-columns=NODE:.metadata.name,GPUS:.status.allocatable.nvidia\\.com/gpu"],
     }[command]
     return shlex.join(words)
 
@@ -44,7 +48,11 @@ def act(command: str, k8s: KubernetesPlan, folder: Path, *, dry_run: bool, stale
     if dry_run:
         return Answer(f"# vllmgen {command} --dry-run: {NO_CLUSTER}; the command to run:\n{run}\n", 0)
     done = {"apply": "nothing was applied", "status": "no status was read", "down": "nothing was removed",
-            "bench": "no benchmark was run (vllm bench serve runs inside the leader pod)"}[command]
+            "bench": "no benchmark was run (vllm bench serve runs inside the leader pod)",
+            "doctor": "no host was checked. doctor checks the host a node runs on (Docker, GPUs, network, "
+                      "storage); a pod runs where the scheduler places it, so those checks do not apply. The "
+                      "manifests are checked offline by `vllmgen render --check` (every object strictly "
+                      "validated); the GPUs each cluster node offers"}[command]
     gitops = f" (or let Argo CD / Flux apply {folder.as_posix()})" if command == "apply" else ""
     lines = [f"{NO_CLUSTER}: {done}. Run it yourself{gitops}:", f"  {run}"]
     if stale and command == "apply":
@@ -82,13 +90,15 @@ def changes(artifacts: list[Artifact], folder: Path) -> Answer:
     return Answer(head + f"{len(lines)} object(s) change:\n" + "\n".join(lines) + "\n", EXIT_DRIFT)
 
 
-def intercept(command: str, spec: Path, build_dir: Path, *, dry_run: bool = False) -> Answer | None:
-    """The registry's manual for Kubernetes: what apply/plan/status/down/bench answer (None: not a Kubernetes spec)."""
-    compiled = compile_file(spec)
-    k8s = compiled.plan.kubernetes
-    if k8s is None:
-        return None
-    folder = build_dir / compiled.plan.name
+def intercept(command: str, plan: Plan, artifacts: list[Artifact] | None, build_dir: Path, *,
+              dry_run: bool = False) -> Answer:
+    """The registry's manual for Kubernetes: what apply/plan/status/down/bench/doctor answer, from what the CLI
+    already planned (and rendered: ``plan`` and ``apply`` compare the artifacts with build/<name>/)."""
+    k8s = plan.kubernetes
+    assert k8s is not None  # the registry calls this only for runtime.kind: kubernetes, whose plan fills it
+    folder = build_dir / plan.name
     if command == "plan":
-        return changes(compiled.artifacts, folder)
-    return act(command, k8s, folder, dry_run=dry_run, stale=bool(check(compiled.artifacts, folder)))
+        assert artifacts is not None, "plan compares the rendered objects with build/"
+        return changes(artifacts, folder)
+    stale = command == "apply" and artifacts is not None and bool(check(artifacts, folder))
+    return act(command, k8s, folder, dry_run=dry_run, stale=stale)
