@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vllmgen.plan.plan import Plan
 from vllmgen.render.compile import compile_file
 from vllmgen.runner import host as hosts
 from vllmgen.runner import targets
@@ -79,8 +80,9 @@ def test_one_gpu_count_for_every_host() -> None:
     assert hosts.UnreachableHost("tcp://192.0.2.1:2376").gpu_count() is None
 
 
-def fake_manual(command: str, spec: Path, build_dir: Path, *, dry_run: bool = False) -> registry.Answer:
-    return registry.Answer(f"kubectl {command} -k {build_dir}/qwen3-next-single: nothing was done\n", 4)
+def fake_manual(command: str, plan: Plan, artifacts: list | None, build_dir: Path, *,
+                dry_run: bool = False) -> registry.Answer:
+    return registry.Answer(f"kubectl {command} -k {build_dir}/{plan.name}: nothing was done\n", 4)
 
 
 def test_a_target_vllmgen_does_not_run_prints_what_to_run_and_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +98,7 @@ def test_a_target_vllmgen_does_not_run_prints_what_to_run_and_does_nothing(monke
         manual="test_targets:fake_manual"))
     spec = str(ROOT / "specs" / "seed-single-node.yaml")
     for argv in (["apply", spec, "--node", "gpu-1"], ["status", spec, "--all"], ["down", spec, "--all"],
-                 ["bench", spec]):
+                 ["bench", spec], ["doctor", spec]):
         result = CliRunner().invoke(cli, argv)
         assert result.exit_code == 4, (argv, result.output)
         assert f"kubectl {argv[0]} -k build/qwen3-next-single" in result.output and "nothing was done" in result.output
