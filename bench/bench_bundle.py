@@ -8,9 +8,11 @@ then, in alternating rounds so that background load hits both alike:
                 a journal line per part (the model item of `vllmgen bundle`): each file's bytes copied
                 into the part by copy_file_range and hashed from a mapping in a thread beside it
   tar read      `tar -x -f OUT -C DEST`
-  bundle load   what `bundle load` does for a model (load.place_model): every part's size checked, the
-                parts spliced into `tar -x` beside the place, each hashed on the way (its last MiB
-                held back until it matches), renamed into place (load.PLACE, on this machine)
+  bundle load   what `bundle load` does for a model on this machine (load.place_model): every part's
+                size checked, the tar headers read from the parts and each file's bytes copied out
+                by copy_file_range (bundle.unpack) while a thread hashes every part, renamed into
+                place once all match (load.NAMES/CLEAR/COMMIT); to an ssh node the parts are
+                spliced into `tar -x` instead (load.PLACE), which this bench does not time
   before ...    with --baseline REV: the same two operations by the code of REV (`git archive`), in
                 the same rounds, for a before/after side by side
 
@@ -98,7 +100,7 @@ if op == "write":
     writer.finish({"name": "bench"}, [source.item])
 else:  # load: what `bundle load` does for a model on this machine
     item = archive.read_manifest(folder)["items"][0]
-    if hasattr(load, "place_model"):  # parts hashed while spliced into tar -x
+    if hasattr(load, "place_model"):  # parts hashed while copied out (or, before, spliced into tar -x)
         assert not archive.check_sizes(folder, item)
         result = load.place_model(LocalHost(), folder, item, str(out))
     else:  # before: every part checked, then read again into the pipe
