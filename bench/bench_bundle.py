@@ -25,7 +25,7 @@ or alone with --size-gib 0):
   docker load   `docker -H ENDPOINT load -i OUT` (the image removed first, so that it really loads)
   bundle load   what `bundle load` does for an image (the image removed first): every part hashed
                 (load.check_needed), then the parts streamed into the engine's load (DockerEngine.load),
-                each hashed again as it is read
+                each checked to be the same file as was hashed (archive.read_item)
 
 The daemon does the same work for both sides of a pair; its CPU seconds (from /proc/PID/stat, with
 --dockerd-pid) are shown apart from the client's (the `docker` CLI's, or vllmgen's process).
@@ -118,8 +118,9 @@ if op == "image-write":  # folder: the image ID; what `vllmgen bundle` does for 
     writer.finish({"name": "bench"}, [source.item])
 elif op == "image-load":  # what `bundle load` does for an image missing on the node
     item = archive.read_manifest(folder)["items"][0]
-    assert not archive.check_parts(folder, [item])
-    loaded = engine.load(archive.read_item(folder, item))
+    checked = {}
+    assert not archive.check_parts(folder, [item], checked=checked)
+    loaded = engine.load(archive.read_item(folder, item, checked=checked))
     assert loaded == item["id"], loaded
 elif op == "write":
     writer = archive.Writer(out, part_size, archive.Progress(lambda line: None))

@@ -604,3 +604,45 @@ def test_unpack_refuses_what_a_bundle_never_holds_by_name(tmp_path: Path, member
         unpack.unpack(tmp_path / "bundle", item, dest)
     assert list(dest.iterdir()) == [] and not (tmp_path / "a" / "b" / "evil").exists()
     assert not (tmp_path / "a" / "evil").exists()
+
+
+def test_an_image_part_changed_after_the_check_stops_the_stream_before_its_last_chunk(deployment: Path,
+                                                                                      tmp_path: Path) -> None:
+    """The parts check_needed hashed are read once more without hashing them again: the same file (inode,
+    size, modification time) or the stream breaks off, before the changed part's last chunk."""
+    out = tmp_path / "out"
+    _bundle(deployment, out, FakeEngine())
+    image = _item(out, "image")
+    checked: dict = {}
+    assert archive.check_parts(out, [image], checked=checked) == []
+    assert set(checked) == {part["file"] for part in image["parts"]}
+    victim = out / image["parts"][1]["file"]
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0x01
+    victim.write_bytes(bytes(data))  # same size: only the file's identity tells
+    info = victim.stat()
+    os.utime(victim, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))  # as a write a tick later would
+    got = bytearray()
+    with pytest.raises(BundleError, match=re.escape(f"{image['parts'][1]['file']} ({image['key']}) changed after it was checked")):
+        for chunk in archive.read_item(out, image, checked=checked):
+            got += chunk
+    assert len(got) < image["parts"][0]["size"] + image["parts"][1]["size"]
+
+
+def test_parts_checked_once_are_not_hashed_again_as_they_are_read(deployment: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    built = FakeEngine()
+    _bundle(deployment, out, built)
+    image = _item(out, "image")
+    checked: dict = {}
+    assert archive.check_parts(out, [image], checked=checked) == []
+
+    class NoHashing:
+        def __init__(self) -> None:
+            raise AssertionError("hashed a second time")
+
+    monkeypatch.setattr(archive, "Hasher", NoHashing)
+    assert b"".join(archive.read_item(out, image, checked=checked)) == built.archives[image["id"]]
+    with pytest.raises(AssertionError, match="hashed a second time"):  # unchecked parts are hashed as read
+        b"".join(archive.read_item(out, image))

@@ -194,10 +194,12 @@ def needs(manifest: Mapping[str, Any], spec: Any, names: tuple[str, ...]) -> lis
 
 
 def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine: NodeEngine,
-              say: Callable[[str], None], sent_before: int = 0) -> int:
+              say: Callable[[str], None], sent_before: int = 0,
+              checked: Mapping[str, archive.Identity] | None = None) -> int:
     """One node's model, then its images; the bytes sent to it. The model's parts are hashed while they
-    are sent (``archive.splice_item``) and it is moved into place only when all match: on the first
-    node, before any image is loaded."""
+    are sent (``archive.splice_item``, or ``unpack`` here) and it is moved into place only when all
+    match: on the first node, before any image is loaded. ``checked``: the image parts ``check_needed``
+    hashed, read again without hashing them twice (``archive.read_item``)."""
     sent = 0
     if need.model_path is not None:
         sent += _place_model(folder, manifest, need, engine, say, sent_before)
@@ -213,7 +215,7 @@ def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine:
             say(f"{need.name}: image {', '.join(tags)}: present ({image_id[:19]})")
         else:
             started = time.monotonic()
-            loaded = engine.load(archive.read_item(folder, item))
+            loaded = engine.load(archive.read_item(folder, item, checked=checked))
             if loaded and loaded != image_id:
                 raise BundleError(f"{need.name}: docker load gave {loaded}, the bundle says {image_id}")
             seconds = time.monotonic() - started
@@ -300,9 +302,10 @@ def place_wheels(folder: Path, item: Mapping[str, Any], to: Path, say: Callable[
 
 
 def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad],
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None]) -> dict[str, archive.Identity]:
     """Every part the nodes need checked before anything is loaded, all bad parts named at once: the
-    images' in full; the model's sizes here (a truncated copy), its SHA-256s as it is placed."""
+    images' in full; the model's sizes here (a truncated copy), its SHA-256s as it is placed. The image
+    parts that matched, by file, with what identifies them (``archive.read_item`` trusts those)."""
     keys = {item["key"] for load in loads for item in load.images}
     items = [item for item in manifest["items"] if item["key"] in keys]
     if any(load.model_path for load in loads):
@@ -313,7 +316,8 @@ def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad
                               + "\ncopy the named part(s) again from the connected machine, then load again")
     total = sum(part["size"] for item in items for part in item["parts"])
     started = time.monotonic()
-    problems = archive.check_parts(folder, items)
+    checked: dict[str, archive.Identity] = {}
+    problems = archive.check_parts(folder, items, checked=checked)
     if problems:
         raise BundleError("the bundle is damaged; nothing was loaded:\n  " + "\n  ".join(problems)
                           + "\ncopy the named part(s) again from the connected machine (or run `vllmgen bundle` "
@@ -321,6 +325,7 @@ def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad
     seconds = time.monotonic() - started
     say(f"checked {sum(len(i['parts']) for i in items)} part(s), {human(total)} in {seconds:.1f} s "
         f"({rate(total, seconds)}): every SHA-256 matches the manifest")
+    return checked
 
 
 def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Callable[[str], None],
@@ -342,14 +347,14 @@ def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Cal
     except ValueError as exc:
         raise BundleError(str(exc).replace("COMMAND", "bundle load")) from exc
     loads = needs(manifest, valid.spec, names)
-    check_needed(folder, manifest, loads, say)
+    checked = check_needed(folder, manifest, loads, say)
     for load in loads:
         node = plan.node(load.name)
         engine = engine_for(load.name, node.docker_host if all_nodes else None)
         try:
             if load.images:
                 engine.ping()
-            result.transferred += load_node(folder, manifest, load, engine, say, result.transferred)
+            result.transferred += load_node(folder, manifest, load, engine, say, result.transferred, checked)
         finally:
             engine.close()
     result.lines.append(f"transferred {human(result.transferred)} to {len(loads)} node(s)" if result.transferred
