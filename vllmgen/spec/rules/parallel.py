@@ -153,7 +153,7 @@ def host_ports(spec: Spec) -> Iterator[Finding]:
             cluster[spec.cluster.master_port] = ("cluster", "master_port")
         for path, port in ((("router", "port"), spec.router.port), (("router", "metrics_port"), spec.router.metrics_port)):
             if port in cluster:
-                yield Finding(path, f"port {port} on node {head} is already used by {'.'.join(cluster[port])}")
+                yield Finding(path, f"port {port} on node {head} is already used by {'.'.join(map(str, cluster[port]))}")
 
 
 def catalog_flags(spec: Spec) -> Iterator[Finding]:
