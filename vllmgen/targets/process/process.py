@@ -86,6 +86,12 @@ def launch(container: Container) -> Launch:
     return Launch(argv=argv, env=tuple(sorted(env.items())), secrets=container.secrets)
 
 
+def host_path(container: Container, path: str) -> Word:
+    """A path inside the container where the process finds it on its host (the model folder -> the host
+    folder its mount comes from); a path no mount provides (a Hugging Face repo id) unchanged."""
+    return _translate(path, container.mounts)
+
+
 def resolve(word: Word, home: str, deploy_dir: str) -> str:
     return word.resolve(home, deploy_dir) if isinstance(word, Anchored) else word
 
