@@ -289,6 +289,7 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
         status_line = Path(f"/proc/{record['pid']}/status").read_text()
         assert "CapEff:\t0000000000000000" in status_line and "NoNewPrivs:\t1" in status_line
         assert json.loads((deploy / "run" / "n0.json").read_text())["pid"] == record["pid"]
+        assert record["sid"] == record["pid"] and _all_three(record["pid"])  # its own session, as systemd makes
         shown = _vllmgen(base, "status", str(spec), "--node", "n0", FAKE_KEY="unit-key-123")
         assert "fake-proc-n0  running" in shown.stdout, shown.stdout
         env = {"PATH": os.environ["PATH"], "HOME": str(home), "FAKE_KEY": "unit-key-123"}
@@ -298,7 +299,11 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
         stopped = subprocess.run(["bash", str(home / "build" / "fake-proc" / "nodes" / "n0" / "stop.sh")],
                                  capture_output=True, text=True, env=env, timeout=60)
         assert stopped.returncode == 0 and f"stopped node n0 (PID {record['pid']})" in stopped.stdout, stopped
-        assert service.wait(timeout=20) != 0 and _group(record["pid"]) == []
+        assert service.wait(timeout=20) != 0
+        deadline = time.monotonic() + 10  # the engine core and its worker, SIGKILLed by stop.sh, are reaped
+        while _group(record["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group(record["pid"]) == []
     finally:
         if service is not None and service.poll() is None:
             os.killpg(service.pid, signal.SIGKILL)  # our own unshare: it leads its group
