@@ -80,8 +80,16 @@ def pgid(pid: int) -> int | None:
 
 
 def leaders() -> list[int]:
-    """Servers: marked processes leading their own group (run.sh under setsid, then vLLM)."""
-    return [pid for pid in marked() if pgid(pid) == pid]
+    """Servers: marked processes leading their own session (run.sh under setsid, then vLLM); not the
+    stand-in's worker, which leads a process group of its own inside the server's session."""
+    out = []
+    for pid in marked():
+        try:
+            if os.getsid(pid) == pid:
+                out.append(pid)
+        except ProcessLookupError:
+            pass
+    return out
 
 
 def titled(leader: int, title: bytes) -> int | None:
