@@ -519,9 +519,7 @@ class Writer:
 
 
 class _Rechunk:
-    """Takes exactly ``n`` bytes at a time from a stream of chunks of any size, in pieces of at least
-    ``CHUNK`` (but the last): `docker save` arrives in the HTTP chunks dockerd writes (32 KiB), and each
-    piece handed to the file and the hashing thread costs a wake-up; joined, a save costs half the CPU."""
+    """Takes exactly ``n`` bytes at a time from a stream of chunks of any size."""
 
     def __init__(self, stream: Iterator[bytes]):
         self.stream, self.rest = stream, b""
@@ -530,22 +528,14 @@ class _Rechunk:
         return self.stream
 
     def take(self, n: int) -> Iterator[bytes]:
-        pieces: list[bytes] = []
-        held = 0
         while n > 0:
             if not self.rest:
                 self.rest = next(self.stream, b"")
                 if not self.rest:
-                    break
+                    return
             data, self.rest = self.rest[:n], self.rest[n:]
             n -= len(data)
-            pieces.append(data)
-            held += len(data)
-            if held >= CHUNK:
-                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                pieces, held = [], 0
-        if pieces:
-            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            yield data
 
 
 # --- reading ----------------------------------------------------------------------------------------
