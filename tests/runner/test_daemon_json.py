@@ -19,7 +19,7 @@ import pytest
 from vllmgen.render.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.targets.docker import daemon_json, daemon_step
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import DryRunExecutor, DryRunHttp, Recorder
 from vllmgen.runner.executor import ContainerState, EngineError, EngineInfo
 from vllmgen.runner.host import REPLACE_SCRIPT, LocalHost
 from vllmgen.runner.progress import Progress
@@ -163,7 +163,7 @@ def _two_nodes(tmp_path: Path, daemon: dict, files: dict[str, str | None], confi
             path.write_text(files[node.name])
         executors[node.name] = _Daemon(node.name, recorder, path)
     progress = io.StringIO()
-    apply = Apply(plan, executors, ROOT / "build" / plan.name, progress=Progress(progress),
+    apply = Apply(plan, executors, ROOT / "build" / plan.name, http=DryRunHttp(recorder, plan), progress=Progress(progress),
                   options=Options(confirm=confirm, daemon_timeout=0.2))
     return apply, executors, progress
 

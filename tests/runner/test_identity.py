@@ -119,10 +119,10 @@ def _orphaned(plan, executors) -> None:  # noqa: ANN001
 def test_status_shows_orphans_and_down_removes_them() -> None:
     compiled, _ = _compiled(RAY)
     plan = compiled.plan
-    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True,
-                                  dry_run=Recorder(stream=io.StringIO()))
+    recorder = Recorder(stream=io.StringIO())
+    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     _orphaned(plan, executors)
-    report = status.collect(plan, executors)
+    report = status.collect(plan, executors, targets.http_client(plan, recorder))
     assert report["orphans"] == [{"node": "worker-9", "container": f"{plan.name}-worker-9", "status": "running",
                                   "engine of": "head"}]
     assert (f"orphan: {plan.name}-worker-9 (node worker-9, no longer in the spec) on head's engine:"
@@ -143,13 +143,15 @@ def test_key_file_is_not_made_without_secrets(tmp_path: Path) -> None:
 def test_status_calls_a_container_on_an_older_image_stale() -> None:
     compiled, _ = _compiled(CN)
     plan = compiled.plan
-    executors = targets.executors(plan, [plan.head.name], remote=True, dry_run=Recorder(stream=io.StringIO()))
+    recorder = Recorder(stream=io.StringIO())
+    executors = targets.executors(plan, [plan.head.name], remote=True, dry_run=recorder)
+    http = targets.http_client(plan, recorder)
     head = executors[plan.head.name]
     head.containers = {plan.head.container.name: _applied(plan, plan.head)}
     head.images = {plan.image.tag: {}}  # the image the container was started from
-    assert status.collect(plan, executors)["nodes"][0]["containers"][0]["current"] is True
+    assert status.collect(plan, executors, http)["nodes"][0]["containers"][0]["current"] is True
     head.image_id = lambda tag: "sha256:rebuilt-since"  # type: ignore[method-assign]
-    report = status.collect(plan, executors)
+    report = status.collect(plan, executors, http)
     assert report["nodes"][0]["containers"][0]["current"] is False
     assert f"node {plan.head.name}: {plan.head.container.name} is not the spec's (its definition or image changed):" \
            " apply again" in report["problems"]

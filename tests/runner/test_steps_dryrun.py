@@ -68,7 +68,8 @@ def _apply(spec: Path, names=None, *, containers=None, images=None, cluster=None
         if host is not None:
             executor.host = host
     progress_stream = io.StringIO()
-    runner = Apply(plan, executors, deploy_dir, options=options or Options(confirm=lambda q: True),
+    runner = Apply(plan, executors, deploy_dir, http=targets.http_client(plan, recorder),
+                   options=options or Options(confirm=lambda q: True),
                    progress=Progress(progress_stream), drift=check(compiled.artifacts, deploy_dir), environ=SECRETS,
                    secret_files=SECRET_FILES)
     return runner, recorder, progress_stream
@@ -364,7 +365,7 @@ def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     for executor in executors.values():
         executor.host.home = lambda: "/root"  # what `ssh host 'printf %s "$HOME"'` answers
-    Apply(plan, executors, deploy_dir, options=Options(confirm=lambda q: True),
+    Apply(plan, executors, deploy_dir, http=targets.http_client(plan, recorder), options=Options(confirm=lambda q: True),
           progress=Progress(io.StringIO()),
           environ=SECRETS, secret_files=SECRET_FILES).run()
     text = out.getvalue()
@@ -421,7 +422,7 @@ def test_status_table_and_json() -> None:
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     executors["head"].containers = {plan.head.container.name: ContainerState(
         plan.head.container.name, "running", None, dict(plan.head.container.labels))}
-    report = status.collect(plan, executors)
+    report = status.collect(plan, executors, targets.http_client(plan, recorder))
     text = status.table(report)
     assert "qwen3-next-tp16-ray-head  running  current" in text
     assert "worker-1  worker  -" in text and "absent" in text

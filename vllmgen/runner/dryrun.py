@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from vllmgen.plan import label_names
-from vllmgen.plan.plan import SecretEnv
+from vllmgen.plan.plan import Plan, SecretEnv
 from vllmgen.plan.words import Anchored, Word
 from vllmgen.render.shell import curl_with_key, join_words, quote_word, secret_expression
 from vllmgen.runner import host as hosts
@@ -29,9 +30,9 @@ from vllmgen.runner.executor import (
     EngineError,
     EngineInfo,
     ExecResult,
-    HttpResult,
     RunRequest,
 )
+from vllmgen.runner.http import HttpResult
 from vllmgen.runner.secrets import placeholders
 from vllmgen.spec import endpoints
 from vllmgen.targets.docker import dockerargs
@@ -100,8 +101,7 @@ class DryRunExecutor:
     concurrent = False  # one node after another: the printed script reads top to bottom
 
     def __init__(self, node: str, endpoint: str | None, recorder: Recorder, *, host: hosts.Host | None = None,
-                 assume_cluster: ClusterView | None = None, assume_served: str = "",
-                 assume_api_key: bool = False, containers: dict[str, ContainerState] | None = None,
+                 assume_cluster: ClusterView | None = None, containers: dict[str, ContainerState] | None = None,
                  images: dict[str, dict[str, str]] | None = None, process: bool = False,
                  secrets: tuple[SecretEnv, ...] = ()):
         self.node = node
@@ -112,8 +112,6 @@ class DryRunExecutor:
         self.host = DryHost(self.real_host, self._record)
         self.recorder = recorder
         self.assume_cluster = assume_cluster
-        self.assume_served = assume_served
-        self.assume_api_key = assume_api_key
         self.containers = dict(containers or {})
         self.images = dict(images or {})
         self.served: set[str] = set()  # containers where a dry-run `vllm serve` was started
@@ -272,29 +270,59 @@ class DryRunExecutor:
         self._record("serving", name, self._docker("exec", name, "python3", "-c", SERVING_PROBE))
         return name in self.served
 
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
-             timeout: float = 10) -> HttpResult:
+
+class DryRunHttp:
+    """The dry run's HTTP client: records and prints the ``curl`` equivalent to each probe (the key read from
+    where the spec keeps it, never on an argv), under the node whose server it asks, and answers as a healthy
+    deployment would: with the spec's served model, and 401 to a request without the key (but /health)."""
+
+    def __init__(self, recorder: Recorder, plan: Plan):
+        self.recorder = recorder
+        self.key = next((s for s in plan.secrets if s.name == "VLLM_API_KEY"), SecretEnv("VLLM_API_KEY"))
+        self.served = plan.endpoint.served_name
+        self.api_key = plan.endpoint.api_key is not None
+        self.head = plan.head.name
+        self.nodes = server_nodes(plan)
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
+                timeout: float = 10) -> HttpResult:
         words = ["-sS", "-X", method]
         authorized = any(key.lower() == "authorization" for key in (headers or {}))
         if body is not None:
             words += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
         if authorized:  # the key is a secret: curl reads the header from stdin, the key from where the spec says
-            key = next((s for s in self.secrets if s.name == "VLLM_API_KEY"), SecretEnv("VLLM_API_KEY"))
-            command = curl_with_key(secret_expression(key.name, key.from_env, key.from_file), [*words, url])
+            command = curl_with_key(secret_expression(self.key.name, self.key.from_env, self.key.from_file),
+                                    [*words, url])
         else:
             command = shlex.join(["curl", *words, url])
+        parts = urlsplit(url)
         path = url.split("/", 3)[-1] if url.count("/") >= 3 else ""
-        unauthenticated = " (no key)" if self.assume_api_key and not authorized else ""
-        self._record("http", f"{method} /{path}{unauthenticated}", command)
-        if self.assume_api_key and not authorized and path != "health":  # as through the front door
+        unauthenticated = " (no key)" if self.api_key and not authorized else ""
+        self.recorder.record(self.nodes.get(parts.netloc, self.head), "http", f"{method} /{path}{unauthenticated}",
+                             command)
+        if self.api_key and not authorized and path != "health":  # as through the front door
             return HttpResult(401, '{"error": "Unauthorized"}')
         if path == "v1/models":
-            return HttpResult(200, json.dumps({"data": [{"id": self.assume_served}]}))
+            return HttpResult(200, json.dumps({"data": [{"id": self.served}]}))
         if path.startswith("v1/chat"):
             return HttpResult(200, json.dumps({"choices": [{"message": {"content": "(dry run)"}}]}))
         if path.startswith("v1/completions"):
             return HttpResult(200, json.dumps({"choices": [{"text": "(dry run)"}]}))
         return HttpResult(200, "")
+
+
+def server_nodes(plan: Plan) -> dict[str, str]:
+    """``host:port`` of every server vllmgen probes -> the node it runs on (the head's first)."""
+    front = plan.gateway.node if plan.gateway else plan.head.name
+    urls = [(plan.head.name, plan.direct_endpoint.url), *plan.server_urls, (front, plan.endpoint.url)]
+    if plan.router:
+        urls.append((plan.router.node, plan.router.url))
+    if plan.gateway:
+        urls.append((plan.gateway.node, plan.gateway.url))
+    nodes: dict[str, str] = {}
+    for node, url in urls:
+        nodes.setdefault(urlsplit(url).netloc, node)
+    return nodes
 
 
 def passes_note(secrets: tuple[SecretEnv, ...]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vllmgen.plan import label_names
 from vllmgen.plan.plan import Container
@@ -100,19 +100,10 @@ class ClusterView:
     nodes: tuple[str, ...]  # addresses of the alive nodes
 
 
-@dataclass(frozen=True)
-class HttpResult:
-    status: int  # 0: no answer (refused, timed out); the reason is in body
-    body: str
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 class Executor(Protocol):
     """A target's engine on one node: the verbs every runtime answers (a container or a host process
     behind each name). What only Docker does is ``targets.docker.engine.DockerEngine``; the GPU count is
-    the host's (``host.gpu_count``)."""
+    the host's (``host.gpu_count``); HTTP probes are the control side's (``runner.http``)."""
 
     node: str
     endpoint: str | None  # None: the local default (DOCKER_HOST or /var/run/docker.sock)
@@ -131,8 +122,6 @@ class Executor(Protocol):
              env: Mapping[str, str] | None = None) -> ExecResult: ...  # env: values never printed
     def list_containers(self, deployment: str) -> list[ContainerState]: ...
     def serving(self, name: str) -> bool: ...
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None,
-             body: Any = None, timeout: float = 10) -> HttpResult: ...
     def close(self) -> None: ...
 
 

@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import host as hosts
 from vllmgen.runner import ssh
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import DryRunExecutor, DryRunHttp, Recorder
 from vllmgen.runner.executor import ClusterView, Executor
+from vllmgen.runner.http import DirectHttp, HttpClient
 from vllmgen.spec import endpoints
 from vllmgen.spec.addresses import url_host
 from vllmgen.targets import registry
@@ -106,12 +107,16 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
             out[name] = DryRunExecutor(  # type: ignore[assignment]  # DryRunExecutor's host is a DryHost, not a Host: the same calls, another class
                 name, endpoint, dry_run, host=host,
                 assume_cluster=whole,
-                assume_served=plan.endpoint.served_name, assume_api_key=plan.endpoint.api_key is not None,
                 process=not target.docker, secrets=plan.secrets,
             )
         else:
             out[name] = make(plan, node, endpoint, host, **({} if timeout is None else {"timeout": timeout}))
     return out
+
+
+def http_client(plan: Plan, dry_run: Recorder | None = None) -> HttpClient:
+    """The one HTTP client of a run's probes: from this machine, or the dry run's (printed, never sent)."""
+    return DirectHttp() if dry_run is None else DryRunHttp(dry_run, plan)
 
 
 def engine_factory(path: str) -> Callable[..., Executor]:

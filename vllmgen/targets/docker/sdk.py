@@ -27,11 +27,9 @@ from vllmgen.runner.executor import (
     EngineError,
     EngineInfo,
     ExecResult,
-    HttpResult,
     RunRequest,
     parse_cluster_view,
 )
-from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import StreamFollow
 from vllmgen.spec import endpoints
 from vllmgen.targets.docker import daemon_json, dockerargs
@@ -312,9 +310,6 @@ class DockerSdkExecutor:
         result = self.exec(name, ("python3", "-c", SERVING_PROBE))
         return result.rc == 0 and bool(result.output.strip())
 
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
-             timeout: float = 10) -> HttpResult:
-        return http_request(method, url, headers, body, timeout)
 
 
 def _context_tar(context: Path, dockerfile: str) -> io.BytesIO:

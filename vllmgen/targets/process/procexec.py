@@ -37,10 +37,8 @@ from vllmgen.runner.executor import (
     EngineError,
     EngineInfo,
     ExecResult,
-    HttpResult,
     RunRequest,
 )
-from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import FileFollow
 from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 
@@ -451,10 +449,6 @@ class ProcessExecutor:
     def serving(self, name: str) -> bool:
         state = self.inspect(name)
         return bool(state and state.running)
-
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
-             timeout: float = 10) -> HttpResult:
-        return http_request(method, url, headers, body, timeout)
 
     def close(self) -> None:
         return None
