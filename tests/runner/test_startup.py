@@ -58,7 +58,7 @@ def test_status_carries_the_phases_of_the_running_head() -> None:
     plan = compiled.plan
     recorder = Recorder(stream=io.StringIO())
     executors = targets.executors(plan, ["gpu-1"], remote=True, dry_run=recorder)
-    executors["gpu-1"].containers = {plan.head.container.name: ContainerState(
+    executors["gpu-1"].engine.containers = {plan.head.container.name: ContainerState(
         plan.head.container.name, "running", None, dict(plan.head.container.labels))}
     executors["gpu-1"].logs = lambda name, tail=30, timestamps=False: COLD
     report = status.collect(plan, executors, targets.http_client(plan, recorder))

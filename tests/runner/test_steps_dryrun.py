@@ -21,7 +21,7 @@ from vllmgen.render.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.targets.docker import daemon_json
 from vllmgen.runner import identity, status, targets
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import Printing, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     ClusterView,
@@ -60,13 +60,13 @@ def _apply(spec: Path, names=None, *, containers=None, images=None, cluster=None
     executors = targets.executors(plan, names, remote=True, dry_run=recorder,
                                   daemon_json_path="/nonexistent/vllmgen-test/daemon.json")
     for executor in executors.values():
-        assert isinstance(executor, DryRunExecutor)
-        executor.containers = dict(containers or {})
-        executor.images = dict(images or {})
+        assert isinstance(executor, Printing)
+        executor.engine.containers = dict(containers or {})
+        executor.engine.images = dict(images or {})
         if cluster is not None:
-            executor.assume_cluster = cluster
+            executor.engine.cluster = cluster
         if host is not None:
-            executor.host = host
+            executor.engine.host = executor.host = host  # its daemon.json read (the engine) and printed
     progress_stream = io.StringIO()
     runner = Apply(plan, executors, deploy_dir, http=targets.http_client(plan, recorder),
                    options=options or Options(confirm=lambda q: True),
@@ -195,7 +195,7 @@ def test_second_apply_changes_nothing() -> None:
     runner, recorder, progress = _apply(spec, containers=containers, images=images)
     # the head already serves: the serving probe answers yes
     for executor in runner.executors.values():
-        executor.served = {plan.head.container.name}
+        executor.engine.served = {plan.head.container.name}
     report = runner.run()
     assert report.changed == []
     assert "nothing changed" in progress.getvalue()
@@ -406,7 +406,7 @@ def test_down_workers_first_and_only_ours() -> None:
     recorder = Recorder(stream=io.StringIO())
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     for node in plan.nodes:
-        executors[node.name].containers = {
+        executors[node.name].engine.containers = {
             node.container.name: ContainerState(node.container.name, "running", None, dict(node.container.labels)),
             "someone-else": ContainerState("someone-else", "running", None, {"io.vllmgen.deployment": "other"}),
         }
@@ -420,7 +420,7 @@ def test_status_table_and_json() -> None:
     plan = compiled.plan
     recorder = Recorder(stream=io.StringIO())
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
-    executors["head"].containers = {plan.head.container.name: ContainerState(
+    executors["head"].engine.containers = {plan.head.container.name: ContainerState(
         plan.head.container.name, "running", None, dict(plan.head.container.labels))}
     report = status.collect(plan, executors, targets.http_client(plan, recorder))
     text = status.table(report)

@@ -33,6 +33,7 @@ from vllmgen.runner.executor import (
 from vllmgen.runner.watch import StreamFollow
 from vllmgen.spec import endpoints
 from vllmgen.targets.docker import daemon_json, dockerargs
+from vllmgen.targets.docker.commands import DockerCli
 
 API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
 BUILD_TIMEOUT = 3600  # a build's output may pause for long (a big pip install)
@@ -49,6 +50,7 @@ class DockerSdkExecutor:
         self.node = node
         self.endpoint = endpoint
         self.host = host or hosts.for_endpoint(endpoint)
+        self.commands = DockerCli(endpoint, self.host)  # what the dry run prints for each verb
         self._timeout = timeout
         self._client: Any = None
         self._dialer: Any = None

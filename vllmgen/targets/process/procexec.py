@@ -40,6 +40,7 @@ from vllmgen.runner.executor import (
     RunRequest,
 )
 from vllmgen.runner.watch import FileFollow
+from vllmgen.targets.process.commands import ProcessShell
 from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the group
@@ -213,6 +214,7 @@ class ProcessExecutor:
         self.node = node
         self.endpoint: str | None = None
         self.host = host or hosts.for_endpoint(None)
+        self.commands = ProcessShell()  # what the dry run prints for each verb
         self.deploy_dir = deploy_dir  # ~/.vllmgen/deployments/<name>: its name is the deployment's
         self.vllm = vllm
         self._children: dict[int, subprocess.Popen[bytes]] = {}
