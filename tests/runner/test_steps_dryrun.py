@@ -21,7 +21,7 @@ from vllmgen.render.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.targets.docker import daemon_json
 from vllmgen.runner import identity, status, targets
-from vllmgen.runner.dryrun import Printing, Recorder
+from vllmgen.runner.dryrun import FreshHost, Printing, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     ClusterView,
@@ -136,6 +136,17 @@ def test_step_order(spec: Path) -> None:
     if plan.router and plan.router.disaggregated:
         expected.append("kv-transfer")  # last: a completion through the front door moved the KV cache
     assert names == expected
+
+
+@pytest.mark.parametrize(("spec", "own", "foreign"), [("process-two-node-mp", "setsid env ", "docker"),
+                                                    ("seed-two-node-mp", "docker run ", "setsid")])
+def test_a_dry_run_prints_its_targets_own_commands(spec: str, own: str, foreign: str) -> None:
+    """One fresh host in memory under every target's dry run; what is printed is the target engine's words."""
+    out = io.StringIO()
+    runner, _, _ = _apply(ROOT / "specs" / f"{spec}.yaml", stream=out)
+    runner.run()
+    assert all(type(executor.engine) is FreshHost for executor in runner.executors.values())
+    assert own in out.getvalue() and foreign not in out.getvalue()
 
 
 def test_worker_scope_stops_after_its_container() -> None:

@@ -300,6 +300,7 @@ class DockerPrinting(Printing):
         self._record("read-daemon-json", self.host.daemon_json_path)
         return self.engine.read_daemon_json()
 
+    # daemon.json's write, restore and Docker's restart: printed; the fresh host keeps no state of them
     def write_daemon_json(self, text: str, backup: str | None) -> None:
         path = self.host.daemon_json_path
         self._record("write-daemon-json", path, self.commands.write_daemon_json(path, text, backup))
