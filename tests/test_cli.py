@@ -8,19 +8,25 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT
+from inprocess import run_vllmgen
 
 TWO_NODE = ROOT / "specs" / "seed-two-node-ray.yaml"
 
 
 def vllmgen(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True, cwd=cwd
-    )
+    """In-process (tests/inprocess.py): the tests below are about what the command does."""
+    return run_vllmgen(*args, cwd=cwd)
+
+
+def vllmgen_process(*args: str) -> subprocess.CompletedProcess:
+    """A real `python -m vllmgen` process, for what only a process shows: its exit status and stderr
+    as the interpreter leaves them."""
+    return subprocess.run([sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True)
 
 
 def test_version_and_help():
-    assert vllmgen("--version").stdout.startswith("vllmgen, version ")
-    result = vllmgen("--help")
+    assert vllmgen_process("--version").stdout.startswith("vllmgen, version ")
+    result = vllmgen_process("--help")
     assert result.returncode == 0
     for command in ("init", "validate", "render", "schema"):
         assert command in result.stdout
@@ -41,7 +47,7 @@ def test_usage_error_exits_2():
 def test_invalid_spec_exits_3_without_traceback(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text("version: 1\nname: x\nmodel: {source: a/b}\nnodes: [{name: a, address: 1.2.3.4, gpus: 0}]\n")
-    result = vllmgen("render", str(spec), "-o", str(tmp_path / "out"))
+    result = vllmgen_process("render", str(spec), "-o", str(tmp_path / "out"))
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     assert f"{spec}:4:" in result.stderr and "nodes[0].gpus" in result.stderr
