@@ -177,3 +177,17 @@ def test_readme_reference_is_generated_from_the_models():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- reference:start -->\n")[1].split("<!-- reference:end -->")[0]
     assert section == markdown()
+
+
+def test_the_in_process_command_answers_as_the_process_does(tmp_path):
+    """tests/inprocess.py, which most command-line tests use, against a real process: the same exit status,
+    stdout and stderr, for a spec with a warning and for an invalid one (in a folder of its own: cwd)."""
+    (tmp_path / "latest.yaml").write_text(
+        "version: 1\nname: x\nimage: {base: 'vllm/vllm-openai:latest'}\nmodel: {source: a/b}\n"
+        "nodes: [{name: a, address: 1.2.3.4, gpus: 1}]\n")
+    (tmp_path / "bad.yaml").write_text("version: 1\nname: x\nmodel: {source: a/b}\nnodes: [{name: a, address: 1.2.3.4, gpus: 0}]\n")
+    for args in (["validate", "latest.yaml"], ["render", "bad.yaml", "-o", "out"]):
+        process = subprocess.run([sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True, cwd=tmp_path)
+        inside = vllmgen(*args, cwd=tmp_path)
+        assert (inside.returncode, inside.stdout, inside.stderr) == (process.returncode, process.stdout, process.stderr)
+        assert process.stderr  # a warning, or the errors: something to compare
