@@ -11,7 +11,7 @@ from vllmgen.plan import label_names
 from vllmgen.plan.words import Anchored, Word
 from vllmgen.render.shell import join_words, quote_word
 from vllmgen.runner.executor import RunRequest
-from vllmgen.targets.process.process import MARKER_ENV, launch, marker
+from vllmgen.targets.process.process import KEEP_ENVIRON, MARKER_ENV, launch, marker
 
 
 class ProcessShell:
@@ -35,7 +35,7 @@ class ProcessShell:
 
         labels = dict(request.container.labels)
         mark = marker(labels.get(label_names.DEPLOYMENT, ""), labels.get(label_names.NODE, ""))
-        env = sorted([f"{MARKER_ENV}={quote_word(mark)}",
+        env = sorted([f"{MARKER_ENV}={quote_word(mark)}", "=".join(KEEP_ENVIRON),
                       *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
         return " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
 
