@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from inprocess import run_vllmgen
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_vllm.py")
@@ -50,13 +51,20 @@ gateway: {{port: {_port()}}}
 def _vllmgen(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "HOME": str(tmp_path / "home"), "FAKE_VLLM_RECORD": str(tmp_path / "record.json"),
                "FAKE_KEY": "secret-value-123", **env}
-    return subprocess.run([sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True, env=environ,
-                          cwd=tmp_path, timeout=120)
+    return run_vllmgen(*args, env=environ, cwd=tmp_path)  # in-process: the stand-in vLLM is the real process here
 
 
-def _group(pgid: int) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,pgid,stat"], capture_output=True, text=True).stdout.splitlines()[1:]
-    return [line for line in out if line.split()[1] == str(pgid) and not line.split()[2].startswith("Z")]
+def _group(sid: int) -> list[str]:
+    """The live processes of the session ``sid`` leads: the server, its engine core, the core's worker."""
+    out = subprocess.run(["ps", "-eo", "pid,sid,stat"], capture_output=True, text=True).stdout.splitlines()[1:]
+    return [line for line in out if line.split()[1] == str(sid) and not line.split()[2].startswith("Z")]
+
+
+def _all_three(sid: int) -> bool:
+    deadline = time.monotonic() + 20
+    while len(_group(sid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return len(_group(sid)) == 3
 
 
 NGINX = Path("/usr/sbin/nginx")
@@ -81,7 +89,7 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
         assert not {"AWS_SECRET_ACCESS_KEY", "VLLMGEN_FINGERPRINT_KEY", "FAKE_KEY", "VLLMGEN_RUN_LABELS"} & set(record["env"])
         ours = {name for name in record["env"] if not name.startswith(("PYENV", "_PYENV"))}  # pyenv's python3 shim
         assert ours <= {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHLVL", "_",
-                                      "PWD", "VLLMGEN_NODE", "VLLM_API_KEY", "FAKE_VLLM_RECORD", "CUDA_VISIBLE_DEVICES",
+                                      "PWD", "VLLMGEN_NODE", "SPT_NOENV", "VLLM_API_KEY", "FAKE_VLLM_RECORD", "CUDA_VISIBLE_DEVICES",
                                       "HF_HOME", "VLLM_ENGINE_READY_TIMEOUT_S", "VLLM_HOST_IP"}, sorted(record["env"])
         assert "secret-value-123" not in " ".join(record["argv"])  # ... never on the command line
         assert record["argv"][:3] == ["serve", str(tmp_path), "--config"]
@@ -93,7 +101,7 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
         assert state["run_labels"]["io.vllmgen.secrets"] != "none"  # apply's labels, through run.sh
         assert (deploy / "run").stat().st_mode & 0o777 == 0o700
         assert "secret-value-123" not in (deploy / "run" / "n0.json").read_text()
-        assert len(_group(record["pid"])) == 2  # the server and its child
+        assert _all_three(record["pid"])  # the server, its engine core and the core's worker
 
         status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
         assert status.returncode == 0, status.stdout + status.stderr
@@ -119,7 +127,7 @@ def test_the_gateway_closes_what_the_server_leaves_open(tmp_path: Path) -> None:
     """The stand-in guards /v1 only, as vLLM does: probed directly it serves /invocations without the key;
     apply's verify probes the front door, where every path refuses a client without it."""
     from vllmgen.runner import keyless
-    from vllmgen.targets.process.procexec import ProcessExecutor
+    from vllmgen.runner.http import DirectHttp
 
     port = _port()
     spec = _spec(tmp_path, port)
@@ -129,7 +137,7 @@ def test_the_gateway_closes_what_the_server_leaves_open(tmp_path: Path) -> None:
         assert applied.returncode == 0, applied.stderr
         summary = next(line for line in applied.stderr.splitlines() if "without the API key at" in line)
         assert re.search(r"without the API key at http://127\.0\.0\.1:\d+: (\d+) of \1 paths refused", summary), summary
-        direct = keyless.without_key(ProcessExecutor("n0", tmp_path, "/bin/true"), f"http://127.0.0.1:{port}", "tiny")
+        direct = keyless.without_key(DirectHttp(), f"http://127.0.0.1:{port}", "tiny")
         assert {"/invocations", "/tokenize"} <= {f.probe.path for f in direct.fatal}  # behind the door: open
         assert "secret-value-123" not in applied.stderr + applied.stdout
     finally:
@@ -184,7 +192,9 @@ def test_status_reports_an_engine_that_died_behind_a_living_server(tmp_path: Pat
         deadline = time.monotonic() + 20
         while True:  # the stand-in notices the file within 0.1 s; status is asked until it says so
             status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
-            if status.returncode == 1 or time.monotonic() > deadline:
+            # the fatal log line comes a moment before the server's /health turns 500: wait for both
+            if (status.returncode == 1 and "while the head's API server process runs" in status.stdout
+                    or time.monotonic() > deadline):
                 break
             time.sleep(0.2)
         assert status.returncode == 1, status.stdout
@@ -192,7 +202,7 @@ def test_status_reports_an_engine_that_died_behind_a_living_server(tmp_path: Pat
         assert ("problem: node n0: the engine failed while fake-proc-n0 runs: "
                 "(EngineCore pid=") in status.stdout
         assert "EngineCore encountered a fatal error." in status.stdout
-        assert "/health: 500, while the head's API server process runs" in status.stdout
+        assert "/health: 500, while the head's API server process runs" in status.stdout, status.stdout
     finally:
         assert _vllmgen(tmp_path, "down", str(spec), "--node", "n0").returncode == 0
 
@@ -238,7 +248,7 @@ def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
                 time.sleep(0.1)
         again = subprocess.run(["bash", str(node / "start.sh")], capture_output=True, text=True, env=env, timeout=30)
         assert again.returncode == 0 and f"node n0 is running already (PID {pid})" in again.stderr
-        assert len(_group(pid)) == 2
+        assert _all_three(pid)
         status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
         assert "fake-proc-n0  running" in status.stdout, status.stdout  # started by start.sh, seen by status
     finally:
@@ -263,6 +273,7 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
     service = None
     try:
         spec = _spec(base, _port(), FAKE_VLLM_RECORD=str(home / ".cache" / "record.json"))
+        home.mkdir()  # the output folder's parent (a CLI process made it as a side effect: its template cache)
         assert _vllmgen(base, "render", str(spec), "-o", str(home / "build")).returncode == 0
         deploy = home / ".vllmgen" / "deployments" / "fake-proc"
         shutil.copytree(home / "build" / "fake-proc", deploy)
@@ -281,6 +292,7 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
         status_line = Path(f"/proc/{record['pid']}/status").read_text()
         assert "CapEff:\t0000000000000000" in status_line and "NoNewPrivs:\t1" in status_line
         assert json.loads((deploy / "run" / "n0.json").read_text())["pid"] == record["pid"]
+        assert record["sid"] == record["pid"] and _all_three(record["pid"])  # its own session, as systemd makes
         shown = _vllmgen(base, "status", str(spec), "--node", "n0", FAKE_KEY="unit-key-123")
         assert "fake-proc-n0  running" in shown.stdout, shown.stdout
         env = {"PATH": os.environ["PATH"], "HOME": str(home), "FAKE_KEY": "unit-key-123"}
@@ -290,7 +302,11 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
         stopped = subprocess.run(["bash", str(home / "build" / "fake-proc" / "nodes" / "n0" / "stop.sh")],
                                  capture_output=True, text=True, env=env, timeout=60)
         assert stopped.returncode == 0 and f"stopped node n0 (PID {record['pid']})" in stopped.stdout, stopped
-        assert service.wait(timeout=20) != 0 and _group(record["pid"]) == []
+        assert service.wait(timeout=20) != 0
+        deadline = time.monotonic() + 10  # the engine core and its worker, SIGKILLed by stop.sh, are reaped
+        while _group(record["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group(record["pid"]) == []
     finally:
         if service is not None and service.poll() is None:
             os.killpg(service.pid, signal.SIGKILL)  # our own unshare: it leads its group

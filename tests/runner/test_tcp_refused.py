@@ -4,23 +4,28 @@ ever sent to one, and `apply --all --dry-run` on such a spec is an invalid spec 
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from inprocess import run_vllmgen
 
 from vllmgen.cli.commands import cli
 from vllmgen.spec.endpoints import TCP_REFUSED
 from vllmgen.errors import SpecError
 from vllmgen.runner import host as hosts
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import FreshHost, Recorder, printing
 from vllmgen.runner.executor import EngineError
 from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _dry(node: str, endpoint: str | None):  # noqa: ANN202
+    """The dry run of the Docker target's engine at ``endpoint``."""
+    host = hosts.for_endpoint(endpoint)
+    return printing(FreshHost(node, endpoint, host), DockerSdkExecutor(node, endpoint, host).commands, Recorder())
 SPEC = """version: 1
 name: tcpd
 model: {source: Qwen/Qwen3-8B}
@@ -33,8 +38,7 @@ nodes:
 def test_apply_all_dry_run_on_a_tcp_docker_host_exits_3_not_123(tmp_path):
     spec = tmp_path / "tcp.yaml"
     spec.write_text(SPEC)
-    done = subprocess.run([sys.executable, "-m", "vllmgen", "apply", str(spec), "--all", "--dry-run"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = run_vllmgen("apply", spec, "--all", "--dry-run", cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "nodes[0].docker_host: tcp:// is refused" in done.stderr and "ssh://USER@HOST" in done.stderr
 
@@ -91,11 +95,11 @@ def test_a_tcp_docker_host_in_the_environment_is_refused_too(listener, monkeypat
         DockerSdkExecutor("a", None, hosts.LocalHost()).ping()
     assert str(caught.value) == TCP_REFUSED and accepted == []
     with pytest.raises(EngineError):
-        DryRunExecutor("a", None, Recorder()).ping()
+        _dry("a", None).ping()
 
 
 def test_the_dry_run_says_why_instead_of_crashing_on_a_tcp_endpoint():
-    dry = DryRunExecutor("a", "tcp://192.0.2.1:2376", Recorder())
+    dry = _dry("a", "tcp://192.0.2.1:2376")
     with pytest.raises(EngineError, match="tcp:// is refused"):
         dry.ping()
     with pytest.raises(hosts.NoHostAccess, match="ssh:// docker_host"):

@@ -135,7 +135,8 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     options = Options(dry_run=dry_run, **options_kw)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
                                   restart_command=tuple(shlex.split(docker_restart)))
-    return Apply(plan, executors, deploy_dir, options=options, drift=check_tree(compiled.artifacts, deploy_dir))
+    return Apply(plan, executors, deploy_dir, http=targets.http_client(plan, recorder), options=options,
+                 drift=check_tree(compiled.artifacts, deploy_dir))
 
 
 @click.command()
@@ -272,7 +273,7 @@ def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None
                 api_key = None
     try:
         with _transport_errors():
-            report = status_report.collect(plan, executors, api_key)
+            report = status_report.collect(plan, executors, targets.http_client(plan), api_key)
     finally:
         targets.close(executors)
     click.echo(status_report.as_json(report) if fmt == "json" else status_report.table(report))

@@ -16,15 +16,14 @@ from vllmgen.targets.docker.engine import docker_engine
 
 def run(context: StepContext, step: str) -> None:
     if context.plan.backend == "mp":
-        head = context.executors[context.plan.head.name]
         _note_missing_workers(context)
 
         def alive() -> str:
             context.alive(step)
             return context.phase()
 
-        verify.wait_healthy(head, context.plan.direct_endpoint, context.progress, timeout=context.options.timeout,
-                            alive=alive, step=step,
+        verify.wait_healthy(context.http, context.plan.head.name, context.plan.direct_endpoint, context.progress,
+                            timeout=context.options.timeout, alive=alive, step=step,
                             what="the followers to join and the model to load (/health)",
                             interval=context.options.health_poll, logs=context.head_logs, watches=context.watching())
         context.record(step, context.plan.head.name, "ok", f"{len(context.plan.nodes)} node(s), /health 200")

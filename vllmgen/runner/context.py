@@ -2,7 +2,7 @@
 are given: one small, explicit context that ``steps.Apply`` builds and passes, so that no helper reaches
 back into the step runner.
 
-Its fields are what every step reads (the plan, the executors in scope, the options, where progress goes,
+Its fields are what every step reads (the plan, the executors in scope, the HTTP client, the options, where progress goes,
 the secrets once preflight has resolved them); its methods the few things every step does (run a call per
 node, turn an engine error into a step failure, record an outcome, stop a wait when a container died).
 The context is frozen: preflight gives apply a new one with the secrets filled in. ``watches`` and
@@ -25,6 +25,7 @@ from vllmgen.plan.plan import NodePlan, Plan
 from vllmgen.runner import identity, phases, startup
 from vllmgen.runner.executor import EngineError, Executor, RunRequest
 from vllmgen.runner.host import HostError
+from vllmgen.runner.http import HttpClient
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
 from vllmgen.targets import registry
@@ -71,6 +72,7 @@ def engine_hint(error: str) -> str | None:
 class StepContext:
     plan: Plan
     executors: Mapping[str, Executor]  # the nodes in scope
+    http: HttpClient  # every HTTP probe (health, models, chat, the key checks), from this machine
     deploy_dir: Path  # build/<name>/ on this machine
     options: Options
     progress: Progress

@@ -29,6 +29,7 @@ from vllmgen.plan.plan import Plan
 from vllmgen.runner import changes, cluster_step, gateway_step, identity, secrets, servers, startup, verify
 from vllmgen.runner.context import Options, Outcome, StepContext
 from vllmgen.runner.executor import IMAGE_HASH_LABEL, SERVE_WRAPPER, Executor, RunRequest, dockerfile_for, image_hash
+from vllmgen.runner.http import HttpClient
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
 from vllmgen.targets import registry
@@ -106,13 +107,14 @@ class Apply:
     """One ``vllmgen apply``: the plan's steps over the executors of the nodes in scope. Its helper modules
     are given ``context`` (runner.context.StepContext), never the Apply."""
 
-    def __init__(self, plan: Plan, executors: Mapping[str, Executor], deploy_dir: Path, *,
+    def __init__(self, plan: Plan, executors: Mapping[str, Executor], deploy_dir: Path, *, http: HttpClient,
                  options: Options | None = None, progress: Progress | None = None,
                  drift: list[str] | None = None, environ: Mapping[str, str] | None = None,
                  secret_files: Mapping[str, str] | None = None):
         self.plan = plan
         self.target = registry.target(plan.runtime)
         self.executors = dict(executors)
+        self.http = http  # every HTTP probe (health, models, chat, the key checks), from this machine
         self.deploy_dir = deploy_dir
         self.options = options or Options()
         self.progress = progress or Progress()
@@ -130,7 +132,7 @@ class Apply:
         self.watches: dict[str, Watch] = {}  # node -> its container or process, followed since this run started it
         self.steps = plan_steps(plan, tuple(self.executors))
         # what the helper modules are given; preflight replaces it with one that holds the secrets
-        self.context = StepContext(plan, self.executors, deploy_dir, self.options, self.progress,
+        self.context = StepContext(plan, self.executors, http, deploy_dir, self.options, self.progress,
                                    self.report.outcomes, self.watches)
 
     @property
@@ -335,11 +337,12 @@ class Apply:
             return note
 
         name, container = self.plan.head.name, self.plan.head.container.name
-        verify.wait_healthy(head, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout, alive=alive,
-                            interval=self.options.health_poll, logs=context.head_logs, watches=context.watching())
+        verify.wait_healthy(self.http, name, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout,
+                            alive=alive, interval=self.options.health_poll, logs=context.head_logs,
+                            watches=context.watching())
         self._answered(name, "first healthy answer", "/health 200")
         api_key = secrets.api_key(self.plan, context.secrets)
-        passed = verify.verify(head, self.plan.direct_endpoint, api_key, self.progress,
+        passed = verify.verify(self.http, name, self.plan.direct_endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40), public=self.plan.gateway is None,
                                answered=lambda: self._answered(name, "first token", "a chat completion answered"))
         self.report.outcomes.append(Outcome(step.name, name, "ok", "; ".join(passed)))
