@@ -13,7 +13,7 @@ TCP connection, key exchange or login. ``ssh_argv`` stays the command a person w
 run prints it); ``shared`` adds the multiplexing when vllmgen runs it. Where the master cannot be
 started, ssh runs as before and its own error text explains.
 
-``SshDockerAdapter`` carries the Docker API over ``ssh HOST docker system dial-stdio`` (what the
+``Dialer`` carries the Docker API over ``ssh HOST docker system dial-stdio`` (what the
 docker CLI does for ``ssh://``) on a real socket pair, so every read has the client's timeout,
 and ssh's own error text is kept for the message when a connection fails. It replaces the docker
 SDK's ssh transport, which needs paramiko, reads the pipe without any timeout and surfaces a dead
@@ -219,7 +219,7 @@ def transient(stderr: str) -> bool:
 # --- the Docker API over ssh ---------------------------------------------------------------------
 
 
-class _Dialer:
+class Dialer:
     """Starts ``ssh HOST docker system dial-stdio`` per connection; keeps the newest failures' text."""
 
     def __init__(self, endpoint: Endpoint):
@@ -285,16 +285,15 @@ class _Dialer:
             err.close()
 
 
-def docker_client(endpoint: Endpoint, timeout: float) -> tuple[Any, _Dialer]:
-    """A ``docker.DockerClient`` whose API calls go over ssh, and its dialer (close it after the client)."""
+def docker_client(dialer: Dialer, timeout: float, version: str) -> Any:
+    """A ``docker.DockerClient`` whose API calls go over ssh through ``dialer`` (close it after the client),
+    speaking API ``version`` (the engine's, asked already)."""
     # lazy: the docker SDK and its HTTP stack: only a command that reaches a host needs them
     import docker
     import requests.adapters
     import urllib3.connection
     import urllib3.connectionpool
     from docker.transport.basehttpadapter import BaseHTTPAdapter
-
-    dialer = _Dialer(endpoint)
 
     class Connection(urllib3.connection.HTTPConnection):
         def connect(self) -> None:
@@ -318,10 +317,10 @@ def docker_client(endpoint: Endpoint, timeout: float) -> tuple[Any, _Dialer]:
             self.pool.close()
             requests.adapters.HTTPAdapter.close(self)
 
-    # version pinned here so that constructing talks to nothing; the real one is asked below
-    client = docker.DockerClient(base_url="unix:///nonexistent/vllmgen-ssh", version="1.41", timeout=timeout)
+    # the version given: constructing talks to nothing
+    client = docker.DockerClient(base_url="unix:///nonexistent/vllmgen-ssh", version=version, timeout=timeout)
     api = client.api
     api.mount("http+docker://vllmgen-ssh", Adapter())
     api.base_url = "http+docker://vllmgen-ssh"  # not 'http+docker://ssh': that name means the SDK's pipe
     api.trust_env = False
-    return client, dialer
+    return client
