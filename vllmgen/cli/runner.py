@@ -113,10 +113,10 @@ def _connect(plan, all_nodes: bool, dry_run: bool = False) -> None:  # noqa: ANN
 
 # a `docker_host: ssh://...` line of a block-style spec (a comment or flow style is not matched: the plan's
 # own endpoints, opened after validation, stay the authority)
-_SSH_HOST = re.compile(r"^[ \t]*(?:-[ \t]+)?docker_host:[ \t]*[\"']?(ssh://[^\s\"'#]+)[\"']?[ \t]*(?:#.*)?$", re.MULTILINE)
+SSH_HOST_LINE = re.compile(r"^[ \t]*(?:-[ \t]+)?docker_host:[ \t]*[\"']?(ssh://[^\s\"'#]+)[\"']?[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
-def _connect_early(spec: Path, all_nodes: bool, dry_run: bool = False) -> None:
+def connect_early(spec: Path, all_nodes: bool, dry_run: bool = False) -> None:
     """``--all``: log in to the ssh hosts the spec's text names before the spec is even validated: the logins
     (0.3-0.4 s each, side by side) then overlap importing and validating it (~0.5 s of CPU) instead of
     following them. A login changes nothing on a host; nothing else reaches a host before the spec is
@@ -132,7 +132,7 @@ def _connect_early(spec: Path, all_nodes: bool, dry_run: bool = False) -> None:
     from vllmgen.spec import endpoints
 
     found = []
-    for value in _SSH_HOST.findall(text):
+    for value in SSH_HOST_LINE.findall(text):
         try:
             found.append(endpoints.parse(value))
         except ValueError:
@@ -149,7 +149,7 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
-    _connect_early(spec, all_nodes, dry_run)
+    connect_early(spec, all_nodes, dry_run)
     valid, plan = plan_file(spec)
     _connect(plan, all_nodes, dry_run)
     # lazy: start-up time
@@ -301,7 +301,7 @@ def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
-    _connect_early(spec, all_nodes)
+    connect_early(spec, all_nodes)
     _, plan = plan_file(spec)
     _connect(plan, all_nodes)
     # lazy: start-up time
@@ -340,7 +340,7 @@ def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> N
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
-    _connect_early(spec, all_nodes, dry_run)
+    connect_early(spec, all_nodes, dry_run)
     _, plan = plan_file(spec)
     _connect(plan, all_nodes, dry_run)
     # lazy: start-up time
