@@ -178,3 +178,38 @@ def test_the_h200_warm_start_reused_the_kept_caches() -> None:
         text = (H200 / f"h200-apply-{run}.txt").read_text()
         waited = float(re.search(r"\(/health\): ok after ([\d.]+)s", text)[1])
         assert report["ready_from"] == "start" and abs(report["ready_seconds"] - waited) < 2.0
+
+
+def _failed_start(run: str) -> str:
+    return (H200 / f"h200-failed-start-{run}.txt").read_text()
+
+
+def test_the_h200_engine_core_left_by_a_killed_api_server_outlived_down_before_the_fix() -> None:
+    """tests/gpu/failed-start-proof.sh (2026-12-03, one H200), vllmgen of main before the fix: vLLM titled its
+    engine core over its environment (no marker), so after the API server was killed down proved nothing
+    else ours and the engine core lived on, holding 43 GiB of the GPU."""
+    text = _failed_start("killed-before")
+    assert re.search(r"engine core (\d+): marker VLLMGEN_NODE in /proc/\1/environ: no", text)
+    assert "apply rc=4" in text and "down rc=0" in text
+    left = _section(text, "processes left (vllm, not zombies):").strip().splitlines()
+    assert len(left) == 2 and left[0].endswith("VLLM::EngineCore") and left[1] == "(end)"
+    core = left[0].split()[0]
+    assert _section(text, "nvidia-smi after down").strip().startswith(f"{core}, ")  # its GPU memory held
+
+
+@pytest.mark.parametrize("run", ["killed-after", "memory-after"])
+def test_the_h200_failed_starts_left_nothing_after_down(run: str) -> None:
+    """The same with the fix (run.sh's SPT_NOENV, down reading the session): the engine core kept its marker
+    and down stopped it; and an engine core that could not get its memory (another process held 110 GiB)
+    failed the apply with the root cause, and down left no vLLM process behind."""
+    text = _failed_start(run)
+    assert "apply rc=4" in text and "down rc=0" in text
+    assert _section(text, "processes left (vllm, not zombies):").strip() == "(end)"
+    if run == "killed-after":
+        assert re.search(r"engine core (\d+): marker VLLMGEN_NODE in /proc/\1/environ: yes", text)
+        assert _section(text, "nvidia-smi after down").strip() == "(end)"
+    else:
+        assert "root cause: ValueError: Free memory on device cuda:0" in text
+        blocker = re.search(r"another process \(PID (\d+)\) holds 110 GiB", text)[1]  # type: ignore[index]
+        assert [line.split(",")[0] for line in _section(text, "nvidia-smi after down (the other process, PID "
+                                                               f"{blocker}, only)").strip().splitlines()] == [blocker, "(end)"]

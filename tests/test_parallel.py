@@ -165,7 +165,7 @@ def test_doctor_checks_the_ports_of_dp_and_the_router(tmp_path):
     compiled = _compile(tmp_path, _spec(2, 8, {"data_parallel_size": 16, "data_parallel": {"lb": "hybrid"}},
                                         router={"port": 8080}))
     plan, spec = compiled.plan, compiled.valid.spec
-    assert node_ports(plan, spec, plan.nodes[0]) == (8000, 8080, 29550)  # API, router, DP RPC (no master port)
+    assert node_ports(plan, spec, plan.nodes[0]) == (8000, 8080, 29000, 29550)  # API, router, its metrics, DP RPC
     assert node_ports(plan, spec, plan.nodes[1]) == (8000,)  # hybrid: its own API server
 
 

@@ -60,19 +60,46 @@ def trees(tmp_path_factory):
     return (one, _expected(one, tmp_path_factory.mktemp("a"))), (two, _expected(two, tmp_path_factory.mktemp("b")))
 
 
-def _render_forever(trees, target: Path, start: int) -> None:
+WRITER_FILES = {write_module.__file__, swap.__file__}
+SWITCHES = {"exchange", "_switch_by_two_renames", "rename_new"}  # where build/<name> changes
+
+
+def _render_traced(trees, target: Path, start: int, kill_at: int | None, after_switch: bool = False) -> tuple[int, int]:
+    """Render the two trees in turn from ``start`` (two renders), counting the lines the writer runs
+    (write.py, swap.py); SIGKILL this process just before line ``kill_at`` (counted from the first call of a
+    switch when ``after_switch``). Returns the count and the line at which the first switch was called."""
+    count, switch_at = 0, 0
+
+    def trace(frame, event, arg):  # noqa: ANN001, ANN202
+        nonlocal count, switch_at
+        if event == "call" and frame.f_code.co_name in SWITCHES and not switch_at:
+            switch_at = count
+        if frame.f_code.co_filename not in WRITER_FILES:
+            return None
+        if event == "line":
+            count += 1
+            if kill_at is not None and count == kill_at + (switch_at if after_switch else 0) and \
+                    (switch_at or not after_switch):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return trace
+
+    sys.settrace(trace)
     try:
-        for turn in range(start, 10**9):
+        for turn in range(start, start + 2):
             write(trees[turn % 2][0], target)
     finally:
-        os._exit(0)
+        sys.settrace(None)
+    return count, switch_at
 
 
-def _kill_renders(trees, tmp_path: Path, rounds: int, seed: int, *, atomic: bool) -> tuple[int, int]:
-    """Fork a child that renders the two trees in turn; SIGKILL it after a random delay, while
-    checking that the deployment folder never disappears. Returns how many of the two trees were
-    seen after a kill, and how many kills landed inside a render (leaving a staging folder)."""
-    rng = random.Random(seed)
+def _kill_renders(trees, tmp_path: Path, rounds: int, *, atomic: bool) -> tuple[int, int]:
+    """Fork a child that renders the two trees in turn and SIGKILLs itself just before a chosen line of the
+    writer; after each kill build/<name> must be there (atomic switch) and be the complete old or new tree,
+    and the leftovers must not accumulate. The kill points are counted, not timed (a loaded machine moves
+    timed kills, and what they hit): spread evenly over two renders, plus each of the first lines of the
+    switch (the exchange; the fallback's two renames).
+    Returns how many of the two trees were seen after a kill, and how many kills landed inside a render
+    (leaving a staging folder)."""
     out = tmp_path / "out"
     target = out / "d"
     out.mkdir()
@@ -81,27 +108,27 @@ def _kill_renders(trees, tmp_path: Path, rounds: int, seed: int, *, atomic: bool
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         (target / relative).write_bytes(data)
     expected = [trees[0][1], trees[1][1]]
-    started = time.monotonic()
-    for turn in range(4):
-        write(trees[turn % 2][0], target)
-    span = 2.5 * (time.monotonic() - started) / 4  # kills land before, in and after a switch, however loaded
+    lines, switch_at = _render_traced(trees, target, 1, None)  # tree 1 then tree 0: back where it was
+    assert lines > 100 and 0 < switch_at < lines // 2
+    points = [(1 + i * lines // rounds, False) for i in range(rounds)] + [(offset, True) for offset in range(1, 11)]
     seen = set()
     mid_render = 0
-    for _ in range(rounds):
+    for index, (kill_at, after_switch) in enumerate(points):
         pid = os.fork()
         if pid == 0:
-            _render_forever(trees, target, start=rng.randrange(2))
-        deadline = time.monotonic() + rng.uniform(0, span)
-        while time.monotonic() < deadline:  # "never missing", sampled while the child switches
-            assert os.path.isdir(target) or not atomic, "build/<name> missing during a render"
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+            try:
+                _render_traced(trees, target, index % 2, kill_at, after_switch)
+            finally:
+                os._exit(3)  # never reached the kill: the count was wrong
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (kill_at, after_switch, status)
         if not atomic and not os.path.lexists(target):
             # the fallback's one window: the complete old tree waits in .old-*, restored next time
             retired = [p for p in out.iterdir() if ".d.old-" in p.name]
             assert len(retired) == 1 and _snapshot(retired[0]) in expected
             seen.add("missing")
             continue
+        assert os.path.isdir(target), f"build/<name> missing after a kill at writer line {kill_at}"
         tree = _snapshot(target)
         assert tree in expected, "build/<name> is neither the complete old nor the complete new tree"
         seen.add(expected.index(tree))
@@ -111,12 +138,13 @@ def _kill_renders(trees, tmp_path: Path, rounds: int, seed: int, *, atomic: bool
     write(trees[0][0], target)  # the next render cleans up
     assert sorted(p.name for p in out.iterdir()) == ["d"]
     assert _snapshot(target) == trees[0][1]
-    print(f"{rounds} kills: {mid_render} left a staging folder behind (killed inside a render); trees seen after a kill: {sorted(seen, key=str)}")
+    print(f"{len(points)} kills over {lines} writer lines (switch at {switch_at}): {mid_render} left a staging "
+          f"folder behind (killed inside a render); trees seen after a kill: {sorted(seen, key=str)}")
     return len(seen), mid_render
 
 
 def test_killed_renders_leave_a_complete_tree_and_no_leftovers(trees, tmp_path):
-    seen, mid_render = _kill_renders(trees, tmp_path, rounds=50, seed=1, atomic=True)
+    seen, mid_render = _kill_renders(trees, tmp_path, rounds=50, atomic=True)
     assert seen == 2 and mid_render >= 10  # both trees seen; kills landed inside renders
 
 
@@ -125,12 +153,13 @@ def test_killed_renders_with_the_two_rename_fallback_recover(trees, tmp_path, mo
         raise swap.Unsupported("test")
 
     monkeypatch.setattr(swap, "exchange", unsupported)
-    _kill_renders(trees, tmp_path, rounds=25, seed=2, atomic=False)
+    seen, _ = _kill_renders(trees, tmp_path, rounds=25, atomic=False)
+    assert seen == 3  # both trees, and the window between the two renames (the old tree restored next time)
 
 
 @pytest.mark.slow
 def test_many_killed_renders(trees, tmp_path):
-    seen, mid_render = _kill_renders(trees, tmp_path, rounds=1500, seed=3, atomic=True)
+    seen, mid_render = _kill_renders(trees, tmp_path, rounds=1500, atomic=True)
     assert seen == 2 and mid_render >= 300
 
 

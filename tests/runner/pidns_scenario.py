@@ -80,19 +80,46 @@ def pgid(pid: int) -> int | None:
 
 
 def leaders() -> list[int]:
-    """Servers: marked processes leading their own group (run.sh under setsid, then vLLM)."""
-    return [pid for pid in marked() if pgid(pid) == pid]
-
-
-def engine(leader: int) -> int | None:
-    """The stand-in's engine child in the leader's group (not a passing helper of a python3 shim)."""
+    """Servers: marked processes leading their own session (run.sh under setsid, then vLLM); not the
+    stand-in's worker, which leads a process group of its own inside the server's session."""
+    out = []
     for pid in marked():
         try:
-            if pgid(pid) == leader and b"sleep(600)" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
+            if os.getsid(pid) == pid:
+                out.append(pid)
+        except ProcessLookupError:
+            pass
+    return out
+
+
+def titled(leader: int, title: bytes) -> int | None:
+    """The stand-in's process of that title (its engine core, its worker) in the leader's session, marker or not."""
+    for entry in os.listdir("/proc"):
+        try:
+            if (entry.isdigit() and start_time(int(entry)) is not None and os.getsid(int(entry)) == leader
+                    and Path(f"/proc/{entry}/cmdline").read_bytes().startswith(title + b"\0")):
+                return int(entry)
         except OSError:
             pass
     return None
+
+
+def engine(leader: int) -> int | None:
+    """The stand-in's engine core in the leader's group, up and titled (not a passing helper of a python3 shim)."""
+    pid = titled(leader, b"VLLM::EngineCore")
+    return pid if pid is not None and pgid(pid) == leader else None
+
+
+def session(leader: int) -> list[int]:
+    """Live processes of the session the leader made, whatever their title, group or environment."""
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and start_time(int(entry)) is not None and os.getsid(int(entry)) == leader:
+                out.append(int(entry))
+        except OSError:
+            pass
+    return out
 
 
 def wait_for(what, seconds: float = 20.0) -> bool:  # noqa: ANN001
@@ -219,6 +246,7 @@ def case_leader_died() -> None:
         assert wait_for(lambda: engine(pid) is not None), marked()  # the stand-in's engine child is up
         os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: start_time(pid) is None)
+        assert wait_for(lambda: titled(pid, b"VLLM::Worker") is not None), session(pid)
         state = executor().inspect(NAME)
         assert state is not None and not state.running, state  # the server is gone: not reported running
         if stop == "stop.sh":
@@ -226,7 +254,36 @@ def case_leader_died() -> None:
             assert stopped.returncode == 0 and "stopped node n0" in stopped.stdout, stopped
         else:
             executor().remove(NAME)
+        assert wait_for(lambda: session(pid) == []), session(pid)  # the engine and its worker too
         assert wait_for(lambda: marked() == [impostor.pid]), marked()  # the impostor leads a group of its own
+        untouched()
+
+
+def case_engine_left() -> None:
+    """The API server logs that its engine failed and exits, leaving its engine core (titled over its
+    environment, as vLLM's is) and a worker in a group of its own: down and stop.sh stop both, each proven
+    ours by the marker that run.sh keeps in their environment."""
+    for stop in ("executor", "stop.sh"):
+        if stop == "stop.sh":
+            assert sh("start.sh").returncode == 0
+        else:
+            executor().run(request())
+        pid = json.loads(record.read_text())["pid"]
+        assert wait_for(lambda: start_time(pid) is None), session(pid)  # the API server gave up
+        assert wait_for(lambda: engine(pid) is not None and titled(pid, b"VLLM::Worker") is not None), session(pid)
+        core, worker = engine(pid), titled(pid, b"VLLM::Worker")
+        assert pgid(worker) == worker != pid  # type: ignore[arg-type]
+        for left in (core, worker):
+            assert MARK.encode() in Path(f"/proc/{left}/environ").read_bytes().split(b"\0"), left
+        state = executor().inspect(NAME)
+        assert state is not None and not state.running, state
+        if stop == "stop.sh":
+            stopped = sh("stop.sh")
+            assert stopped.returncode == 0 and "stopped node n0" in stopped.stdout, stopped
+        else:
+            executor().remove(NAME)
+        assert wait_for(lambda: session(pid) == []), session(pid)
+        assert not record.exists()
         untouched()
 
 

@@ -64,3 +64,29 @@ def test_dry_run_names_the_key_never_its_value() -> None:
     assert result.exit_code == 0, result.output
     assert "--env OPENAI_API_KEY" in result.output and "sk-never-printed" not in result.output
     assert "vllm bench serve" in result.output and "the benchmark would run inside container" in result.output
+
+
+def _tokenizer(plan) -> str:  # noqa: ANN001
+    host = BenchHost(plan)
+    benchrun.run(plan, host, preset=benchmark.PRESETS["smoke"], api_key=None, results=Path("/nonexistent"),
+                 spec_sha256="a" * 64, progress=Progress(io.StringIO()), dry_run=True)
+    words = next(argv for argv, _ in host.execs if argv[:3] == ("vllm", "bench", "serve"))
+    return words[words.index("--tokenizer") + 1]
+
+
+def test_a_process_benchmark_reads_the_tokenizer_where_the_server_reads_the_model(tmp_path: Path) -> None:
+    """The process runtime has no /models/model: `vllm bench serve` runs beside the server, on its host, and
+    takes the tokenizer from model.host_path (the head's own, when the node overrides it; ~ is the home)."""
+    plan = _compiled(ROOT / "specs" / "process-two-node-mp.yaml")[0].plan
+    assert plan.model_ref == "/models/model"
+    assert _tokenizer(plan) == "/data/models/qwen3-8b"
+    text = (ROOT / "specs" / "process-two-node-mp.yaml").read_text()
+    spec = tmp_path / "home-model.yaml"
+    spec.write_text(text.replace("host_path: /data/models/qwen3-8b", "host_path: ~/models/qwen3-8b"))
+    assert _tokenizer(_compiled(spec)[0].plan) == f"{Path.home()}/models/qwen3-8b"
+
+
+def test_a_container_benchmark_reads_the_tokenizer_inside_the_container() -> None:
+    plan = _compiled(ROOT / "specs" / "seed-two-node-mp.yaml")[0].plan  # docker, model.host_path set
+    assert plan.runtime == "docker" and _tokenizer(plan) == plan.model_ref == "/models/qwen3-next"  # model.path
+    assert _tokenizer(_compiled(SINGLE)[0].plan) == "Qwen/Qwen3-Next-80B-A3B"  # no host_path: the repo id

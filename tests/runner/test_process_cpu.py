@@ -44,6 +44,11 @@ def _left(pid: int) -> list[str]:
     return [line for line in out if line.split()[1] == str(pid) and not line.split()[2].startswith("Z")]
 
 
+def _session(sid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid,sid,stat"], capture_output=True, text=True).stdout.splitlines()[1:]
+    return [int(line.split()[0]) for line in out if line.split()[1] == str(sid) and not line.split()[2].startswith("Z")]
+
+
 def _with_home(home: Path) -> list[int]:
     """Processes working in ``home`` or with HOME=home in their environment: what apply started for this
     test (the folder is the test's own), found without trusting a pid file a failure may have left unwritten."""
@@ -105,6 +110,12 @@ serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, 
         status = _vllmgen(home, tmp_path, "status", str(spec), "--node", "cpu-0")
         assert status.returncode == 0, status.stdout
         assert "startup of " in status.stdout and "log: first line -> listening" in status.stdout
+        # vLLM titles its engine core (setproctitle): run.sh's SPT_NOENV keeps the marker that proves it ours
+        titles = {member: (Path("/proc") / str(member) / "cmdline").read_bytes().split(b"\0")[0]
+                  for member in _session(pid)}
+        assert b"VLLM::EngineCore" in titles.values(), titles
+        for member in titles:
+            assert b"VLLMGEN_NODE=proc-cpu/cpu-0" in (Path("/proc") / str(member) / "environ").read_bytes().split(b"\0")
     finally:
         down = _vllmgen(home, tmp_path, "down", str(spec), "--node", "cpu-0")
     assert down.returncode == 0, down.stderr

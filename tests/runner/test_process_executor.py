@@ -54,9 +54,17 @@ def _vllmgen(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProc
                           cwd=tmp_path, timeout=120)
 
 
-def _group(pgid: int) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,pgid,stat"], capture_output=True, text=True).stdout.splitlines()[1:]
-    return [line for line in out if line.split()[1] == str(pgid) and not line.split()[2].startswith("Z")]
+def _group(sid: int) -> list[str]:
+    """The live processes of the session ``sid`` leads: the server, its engine core, the core's worker."""
+    out = subprocess.run(["ps", "-eo", "pid,sid,stat"], capture_output=True, text=True).stdout.splitlines()[1:]
+    return [line for line in out if line.split()[1] == str(sid) and not line.split()[2].startswith("Z")]
+
+
+def _all_three(sid: int) -> bool:
+    deadline = time.monotonic() + 20
+    while len(_group(sid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return len(_group(sid)) == 3
 
 
 NGINX = Path("/usr/sbin/nginx")
@@ -81,7 +89,7 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
         assert not {"AWS_SECRET_ACCESS_KEY", "VLLMGEN_FINGERPRINT_KEY", "FAKE_KEY", "VLLMGEN_RUN_LABELS"} & set(record["env"])
         ours = {name for name in record["env"] if not name.startswith(("PYENV", "_PYENV"))}  # pyenv's python3 shim
         assert ours <= {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHLVL", "_",
-                                      "PWD", "VLLMGEN_NODE", "VLLM_API_KEY", "FAKE_VLLM_RECORD", "CUDA_VISIBLE_DEVICES",
+                                      "PWD", "VLLMGEN_NODE", "SPT_NOENV", "VLLM_API_KEY", "FAKE_VLLM_RECORD", "CUDA_VISIBLE_DEVICES",
                                       "HF_HOME", "VLLM_ENGINE_READY_TIMEOUT_S", "VLLM_HOST_IP"}, sorted(record["env"])
         assert "secret-value-123" not in " ".join(record["argv"])  # ... never on the command line
         assert record["argv"][:3] == ["serve", str(tmp_path), "--config"]
@@ -93,7 +101,7 @@ def test_apply_status_down_a_process(tmp_path: Path) -> None:
         assert state["run_labels"]["io.vllmgen.secrets"] != "none"  # apply's labels, through run.sh
         assert (deploy / "run").stat().st_mode & 0o777 == 0o700
         assert "secret-value-123" not in (deploy / "run" / "n0.json").read_text()
-        assert len(_group(record["pid"])) == 2  # the server and its child
+        assert _all_three(record["pid"])  # the server, its engine core and the core's worker
 
         status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
         assert status.returncode == 0, status.stdout + status.stderr
@@ -238,7 +246,7 @@ def test_rendered_start_and_stop_scripts(tmp_path: Path) -> None:
                 time.sleep(0.1)
         again = subprocess.run(["bash", str(node / "start.sh")], capture_output=True, text=True, env=env, timeout=30)
         assert again.returncode == 0 and f"node n0 is running already (PID {pid})" in again.stderr
-        assert len(_group(pid)) == 2
+        assert _all_three(pid)
         status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
         assert "fake-proc-n0  running" in status.stdout, status.stdout  # started by start.sh, seen by status
     finally:
@@ -281,6 +289,7 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
         status_line = Path(f"/proc/{record['pid']}/status").read_text()
         assert "CapEff:\t0000000000000000" in status_line and "NoNewPrivs:\t1" in status_line
         assert json.loads((deploy / "run" / "n0.json").read_text())["pid"] == record["pid"]
+        assert record["sid"] == record["pid"] and _all_three(record["pid"])  # its own session, as systemd makes
         shown = _vllmgen(base, "status", str(spec), "--node", "n0", FAKE_KEY="unit-key-123")
         assert "fake-proc-n0  running" in shown.stdout, shown.stdout
         env = {"PATH": os.environ["PATH"], "HOME": str(home), "FAKE_KEY": "unit-key-123"}
@@ -290,7 +299,11 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
         stopped = subprocess.run(["bash", str(home / "build" / "fake-proc" / "nodes" / "n0" / "stop.sh")],
                                  capture_output=True, text=True, env=env, timeout=60)
         assert stopped.returncode == 0 and f"stopped node n0 (PID {record['pid']})" in stopped.stdout, stopped
-        assert service.wait(timeout=20) != 0 and _group(record["pid"]) == []
+        assert service.wait(timeout=20) != 0
+        deadline = time.monotonic() + 10  # the engine core and its worker, SIGKILLed by stop.sh, are reaped
+        while _group(record["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group(record["pid"]) == []
     finally:
         if service is not None and service.poll() is None:
             os.killpg(service.pid, signal.SIGKILL)  # our own unshare: it leads its group

@@ -1,7 +1,8 @@
 """The process runtime's tamper cases of issue 17, each inside a PID namespace of its own
 (`unshare -pf --mount-proc`, as root) so that a bug cannot signal anything of this machine: the
 rendered start.sh/stop.sh and the ProcessExecutor against records naming PID 1, -1, 0, a string, a
-null start, a foreign live process, symlinks planted in run/, a leader that died leaving its group,
+null start, a foreign live process, symlinks planted in run/, a leader that died leaving its session (an engine core titled over its environment, as vLLM's, and a
+worker in a group of its own), an API server that gives up on a failed engine and leaves it,
 a server that exits at once, and two starts at once. pidns_scenario.py plays each case and asserts
 that bystanders and PID 1 are never signalled, nothing is left behind and nothing is reported
 running that is not. A stand-in vllm (fake_vllm.py) serves; a few seconds a case."""
@@ -58,10 +59,13 @@ serve: {{host: 127.0.0.1, port: {_port()}}}
     shutil.copytree(work / "build" / "fake-proc", deploy)  # where apply's executor runs run.sh from
 
 
-@pytest.mark.parametrize("case", ["pid1", "bad_values", "foreign", "symlinks", "leader_died", "exits_at_once",
-                                  "race"])
+CASE_ENV = {"exits_at_once": {"FAKE_VLLM_EXIT": "2"}, "engine_left": {"FAKE_VLLM_FATAL": "exit"}}
+
+
+@pytest.mark.parametrize("case", ["pid1", "bad_values", "foreign", "symlinks", "leader_died", "engine_left",
+                                  "exits_at_once", "race"])
 def test_tamper_case_in_its_own_pid_namespace(case: str, tmp_path: Path) -> None:
-    _render(tmp_path, **({"FAKE_VLLM_EXIT": "2"} if case == "exits_at_once" else {}))
+    _render(tmp_path, **CASE_ENV.get(case, {}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FAKE_VLLM": str(FAKE), "HOME": str(tmp_path / "home")}
     result = subprocess.run(["unshare", "-pf", "--mount-proc", sys.executable, str(SCENARIO), case, str(tmp_path)],
                             capture_output=True, text=True, env=env, timeout=180)

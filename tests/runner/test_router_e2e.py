@@ -36,6 +36,7 @@ from .test_gateway_e2e import GATEWAY_PORT, KEY, PORT, ROUTER_PORT, _attack, _ch
 pytestmark = pytest.mark.slow
 ROUTER_VERSION = "0.1.17"
 ROUTER_BASE = "local/vllmgen-routerbase:1"
+METRICS_PORT = 18290  # router.metrics_port: vllm-router's Prometheus listener, on loopback
 # stand-in for the version check in router/Dockerfile: the venv with vllm-router is mounted at run time
 PYTHON_STUB = "#!/bin/sh\nexit 0\n"
 
@@ -141,7 +142,8 @@ def deployment(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory
     spec["serve"]["tensor_parallel_size"] = 1
     spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
     spec["router"] = {
-        "node": "rep-a", "port": ROUTER_PORT, "policy": "round_robin", "health_check_interval_s": 2,
+        "node": "rep-a", "port": ROUTER_PORT, "metrics_port": METRICS_PORT, "policy": "round_robin",
+        "health_check_interval_s": 2,
         "volumes": [{"host": python_prefix, "container": python_prefix},
                     {"host": router_venv, "container": router_venv}],
         "extra_env": {"PATH": f"{router_venv}/bin:{PATH}"},
@@ -169,6 +171,7 @@ def test_apply_starts_replicas_router_and_gateway(deployment: Deployment) -> Non
     assert re.search(r"rep-a: gateway: created \(.*without the API key at http://\S+: (\d+) of \1 paths refused", log), log
     router = deployment.cluster.daemons[0].client().containers.get("vg-rep-router").attrs["Config"]["Cmd"]
     assert router[:2] == ["--host", "127.0.0.1"]
+    assert router[4:8] == ["--prometheus-host", "127.0.0.1", "--prometheus-port", str(METRICS_PORT)]
     assert router[-2:] == ["http://127.0.0.1:18000", f"{deployment.replicas['rep-b']}"]
 
 
@@ -192,6 +195,25 @@ def test_nothing_answers_without_the_key_through_the_gateway(deployment: Deploym
                              f"http://127.0.0.1:{ROUTER_PORT}/list_workers"], capture_output=True, text=True,
                             timeout=30, check=True).stdout
     assert "10.77.0.2:9" not in listed, listed
+
+
+def test_the_routers_metrics_listen_on_loopback_only(deployment: Deployment) -> None:
+    """vllm-router's Prometheus listener is where the spec puts it (router.metrics_port, 127.0.0.1 of the
+    router's host): it answers there, and host 1 reaches it on neither of host 0's addresses."""
+    cluster = deployment.cluster
+    inside = ["nsenter", f"--net={cluster.hosts.path(0)}"]
+    listening = subprocess.run([*inside, "ss", "-ltnH", f"sport = :{METRICS_PORT}"], capture_output=True, text=True,
+                               timeout=30, check=True).stdout
+    assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{METRICS_PORT}"], listening
+    local = subprocess.run([*inside, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*",
+                            f"http://127.0.0.1:{METRICS_PORT}/metrics"], capture_output=True, text=True, timeout=30)
+    assert local.stdout == "200", local
+    probe = ("import socket, sys\nfor host in sys.argv[2:]:\n    s = socket.socket(); s.settimeout(3)\n"
+             "    print(s.connect_ex((host, int(sys.argv[1]))))\n")
+    refused = subprocess.run(["nsenter", f"--net={cluster.hosts.path(1)}", sys.executable, "-c", probe,
+                              str(METRICS_PORT), cluster.hosts.addresses[0], PUBLIC], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.split()
+    assert len(refused) == 2 and "0" not in refused, refused  # connection refused from another machine
 
 
 def test_status_reports_servers_router_and_gateway_healthy(deployment: Deployment) -> None:

@@ -5,7 +5,7 @@ From the unit: ProtectSystem=strict (every mount read-only but /proc, /sys, /dev
 (/root and /home are part of that), ReadWritePaths= (bound writable first; a '-' path that does not exist
 is skipped, as systemd does), PrivateTmp=yes (fresh /tmp and /var/tmp), NoNewPrivileges=yes and an empty
 CapabilityBoundingSet= (setpriv: no capability at all, even as uid 0), Environment= and
-EnvironmentFile=; %h is HOME. A private /dev/shm keeps vLLM's psm_* files in this namespace.
+EnvironmentFile=; %h is HOME; a new session (systemd calls setsid() for each service process). A private /dev/shm keeps vLLM's psm_* files in this namespace.
 It checks that the unit has those settings, so what runs here is the unit's sandbox, not a looser one.
 """
 
@@ -76,4 +76,5 @@ for path in settings.get("EnvironmentFile", []):
             env[name.strip()] = value.strip()
 argv = shlex.split(one("ExecStart"))
 caps = ["setpriv", "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--"]
-sys.exit(subprocess.run([*caps, *argv], env=env).returncode)  # the environment systemd gives: nothing else
+# the environment systemd gives (nothing else), in a session of its own, as systemd starts every service process
+sys.exit(subprocess.run([*caps, *argv], env=env, start_new_session=True).returncode)

@@ -17,7 +17,8 @@ DOCKER_ROOT = "/var/lib"  # holds Docker's data root on a default install
 
 
 def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
-    """Ports this node listens on: the API servers, Ray's GCS, the torch master or DP RPC port, the router."""
+    """Ports this node listens on: the API servers, Ray's GCS, the torch master or DP RPC port, the router (its
+    HTTP and its metrics port)."""
     ports = set()
     if node.container.healthcheck is not None:  # an API server: the head, or every node with replicas/hybrid
         ports.add(spec.serve.port)
@@ -30,7 +31,7 @@ def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
         elif plan.backend == "mp":
             ports.add(spec.cluster.master_port)
     if plan.router is not None and plan.router.node == node.name:
-        ports.add(plan.router.port)
+        ports.update((plan.router.port, plan.router.metrics_port))
     return tuple(sorted(ports))
 
 

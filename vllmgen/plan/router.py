@@ -20,6 +20,9 @@ ROLE = "router"  # its io.vllmgen.role label
 # "Bearer $OPENAI_API_KEY" from its own environment to every prefill and decode instance (and checks no key
 # itself: only the gateway may reach it).
 WORKER_KEY_ENV = "OPENAI_API_KEY"
+# vllm-router opens a Prometheus listener besides its HTTP port (0.1.17: 127.0.0.1:29000 unless told): bound to
+# loopback by name, on the spec's port, so no other host reaches it and the port-clash rules know it
+METRICS_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class RouterPlan:
     decode_policy: str | None = None
     kv_connector: str | None = None  # vllm-router's --kv-connector (nixl)
     executable: str = "vllm-router"  # the process runtime's vllm-router on the router's host
+    metrics_port: int = 29000  # its Prometheus listener, on METRICS_HOST
 
     @property
     def disaggregated(self) -> bool:
@@ -65,10 +69,13 @@ class RouterPlan:
     def url(self) -> str:
         return f"http://{addresses.host_port(self.reach, self.port)}"
 
+    def metrics_args(self) -> tuple[str, ...]:
+        return ("--prometheus-host", METRICS_HOST, "--prometheus-port", str(self.metrics_port))
+
     def argv(self) -> tuple[str, ...]:
         """vllm-router's arguments. No --api-key: it would sit in argv; vLLM checks the key behind it, and
         its admin paths (/add_worker, /remove_worker) take no key at all: only the gateway may reach it."""
-        common = ("--host", self.host, "--port", str(self.port), "--policy", self.policy,
+        common = ("--host", self.host, "--port", str(self.port), *self.metrics_args(), "--policy", self.policy,
                   "--health-check-interval-secs", str(self.health_check_interval_s))
         if not self.disaggregated:
             return (*common, "--worker-urls", *(worker.url for worker in self.workers))
@@ -115,6 +122,7 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
         container_name=f"{prefix}-{ROUTER_SUFFIX}",
         workers=(*pd_args["decode"], *pd_args["prefill"]) if pd_args else workers(spec),
         health_check_interval_s=router.health_check_interval_s,
+        metrics_port=router.metrics_port,
         env=tuple(sorted(router.extra_env.items())),
         volumes=tuple((v.host, v.container, v.read_only) for v in router.volumes),
         host=exposure.router_bind(spec),

@@ -2,7 +2,9 @@
 concurrency of the preset, its result files read back through the executor, kept and compared.
 
 The head's image has vLLM and the model's tokenizer; the benchmark calls the server at its own
-address inside the container (``127.0.0.1:PORT``). The API key goes as ``OPENAI_API_KEY`` in the
+address inside the container (``127.0.0.1:PORT``). With the process runtime it runs beside the server,
+on its host: the tokenizer is read from the folder the server reads the model from there (model.host_path),
+not from the container path (/models/model) that only a container has. The API key goes as ``OPENAI_API_KEY`` in the
 exec's environment (never argv; the dry run prints the name only).
 """
 
@@ -20,6 +22,7 @@ from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.targets import registry
+from vllmgen.targets.process.process import deployment_dir, host_path, resolve
 
 STEP = "bench"
 
@@ -66,11 +69,15 @@ def run(plan: Plan, executor: Executor, *, preset: benchmark.Preset, api_key: st
     state = _engine(head.name, lambda: executor.inspect(container))
     if not dry_run and (state is None or not state.running):
         raise fail(head.name, STEP, f"{container} is not running", "apply the spec first: `vllmgen apply SPEC`")
+    tokenizer = plan.model_ref
+    if plan.runtime == "process":  # the runner's host is the process's: its home and deployment folder
+        home = str(Path.home())
+        tokenizer = resolve(host_path(head.container, plan.model_ref), home, deployment_dir(home, plan.name))
     found: list[dict[str, Any]] = []
     for concurrency in fitted.concurrencies:
         name = f"c{concurrency}.json"
         words = benchmark.argv(fitted, concurrency, base_url=plan.direct_endpoint.url,
-                               model=plan.endpoint.served_name, tokenizer=plan.model_ref, result_dir=folder,
+                               model=plan.endpoint.served_name, tokenizer=tokenizer, result_dir=folder,
                                result_file=name)
         progress.say(f"{STEP}: concurrency {concurrency}, {fitted.prompts(concurrency)} requests ({where})", head.name)
         done = _engine(head.name, lambda w=words: executor.exec(container, w, env=env))

@@ -35,7 +35,7 @@ from vllmgen.runner.executor import (
 from vllmgen.runner.secrets import placeholders
 from vllmgen.spec import endpoints
 from vllmgen.targets.docker import dockerargs
-from vllmgen.targets.process.process import MARKER_ENV, launch, marker
+from vllmgen.targets.process.process import KEEP_ENVIRON, MARKER_ENV, launch, marker
 
 
 @dataclass(frozen=True)
@@ -324,6 +324,6 @@ def process_line(request: RunRequest) -> str:
 
     labels = dict(request.container.labels)
     mark = marker(labels.get(label_names.DEPLOYMENT, ""), labels.get(label_names.NODE, ""))
-    env = sorted([f"{MARKER_ENV}={quote_word(mark)}",
+    env = sorted([f"{MARKER_ENV}={quote_word(mark)}", "=".join(KEEP_ENVIRON),
                   *(f"{name}={quote_word(fill(value))}" for name, value in plan.env)])
     return assignments(plan.secrets) + " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])

@@ -49,6 +49,8 @@ class RouterVolume(Model):
 class Router(Model):
     node: Name | None = Field(None, description="the node whose host runs vllm-router (default: the head)")
     port: Port = Field(8080, description="the router's HTTP port on that host")
+    metrics_port: Port = Field(29000, description="vllm-router's Prometheus metrics port on that host; it listens "
+                               "on loopback only (nothing outside the host scrapes it)")
     policy: Literal[ROUTER_POLICIES] = Field("round_robin", description="vllm-router --policy")  # type: ignore[valid-type]
     version: Version = Field("0.1.17", description="PyPI vllm-router version installed in the router image")
     base_image: ImageRef = Field("python:3.12-slim", description="image the router image is built on (has pip); pin the tag")

@@ -30,7 +30,7 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-0 \
     --label io.vllmgen.role=router \
-    --label io.vllmgen.config-hash=b7ed325f83b0ca85 \
+    --label io.vllmgen.config-hash=100ede8d3775ce8a \
     --network host \
     --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://203.0.113.10:8080/health' \
     --health-interval 10s \
@@ -39,4 +39,4 @@ docker run \
     --health-start-period 60s \
     --entrypoint vllm-router \
     vllmgen/deepseek-wide-ep-router:0.1.17 \
-    --host 203.0.113.10 --port 8080 --policy round_robin --health-check-interval-secs 10 --worker-urls http://127.0.0.1:8000 http://203.0.113.11:8000
+    --host 203.0.113.10 --port 8080 --prometheus-host 127.0.0.1 --prometheus-port 29000 --policy round_robin --health-check-interval-secs 10 --worker-urls http://127.0.0.1:8000 http://203.0.113.11:8000

@@ -30,7 +30,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-32b-replicas \
     --label io.vllmgen.node=replica-a \
     --label io.vllmgen.role=router \
-    --label io.vllmgen.config-hash=3c889119298cb11f \
+    --label io.vllmgen.config-hash=89986f00f22c9ba9 \
     --network host \
     --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8080/health' \
     --health-interval 10s \
@@ -39,4 +39,4 @@ docker run \
     --health-start-period 60s \
     --entrypoint vllm-router \
     vllmgen/qwen3-32b-replicas-router:0.1.17 \
-    --host 127.0.0.1 --port 8080 --policy round_robin --health-check-interval-secs 10 --worker-urls http://127.0.0.1:8000 http://198.51.100.21:8000
+    --host 127.0.0.1 --port 8080 --prometheus-host 127.0.0.1 --prometheus-port 29000 --policy round_robin --health-check-interval-secs 10 --worker-urls http://127.0.0.1:8000 http://198.51.100.21:8000

@@ -30,7 +30,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-airgapped \
     --label io.vllmgen.node=gpu-a \
     --label io.vllmgen.role=router \
-    --label io.vllmgen.config-hash=7e8fa0bf26f2d132 \
+    --label io.vllmgen.config-hash=615d7514aa326078 \
     --network host \
     --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://192.0.2.40:8080/health' \
     --health-interval 10s \
@@ -39,4 +39,4 @@ docker run \
     --health-start-period 60s \
     --entrypoint vllm-router \
     vllmgen/qwen3-airgapped-router:0.1.17 \
-    --host 192.0.2.40 --port 8080 --policy round_robin --health-check-interval-secs 10 --worker-urls http://192.0.2.40:8000 http://192.0.2.41:8000
+    --host 192.0.2.40 --port 8080 --prometheus-host 127.0.0.1 --prometheus-port 29000 --policy round_robin --health-check-interval-secs 10 --worker-urls http://192.0.2.40:8000 http://192.0.2.41:8000

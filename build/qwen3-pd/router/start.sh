@@ -33,7 +33,7 @@ docker run \
     --label io.vllmgen.deployment=qwen3-pd \
     --label io.vllmgen.node=decode-0 \
     --label io.vllmgen.role=router \
-    --label io.vllmgen.config-hash=45b154d753b7aca0 \
+    --label io.vllmgen.config-hash=56d914638a83454a \
     --network host \
     --health-cmd 'python3 -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=10)" http://127.0.0.1:8080/health' \
     --health-interval 10s \
@@ -43,4 +43,4 @@ docker run \
     --env OPENAI_API_KEY \
     --entrypoint vllm-router \
     vllmgen/qwen3-pd-router:0.1.17 \
-    --host 127.0.0.1 --port 8080 --policy round_robin --health-check-interval-secs 10 --vllm-pd-disaggregation --kv-connector nixl --prefill http://127.0.0.1:8100 --prefill http://127.0.0.1:8101 --decode http://127.0.0.1:8200
+    --host 127.0.0.1 --port 8080 --prometheus-host 127.0.0.1 --prometheus-port 29000 --policy round_robin --health-check-interval-secs 10 --vllm-pd-disaggregation --kv-connector nixl --prefill http://127.0.0.1:8100 --prefill http://127.0.0.1:8101 --decode http://127.0.0.1:8200

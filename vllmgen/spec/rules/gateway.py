@@ -51,6 +51,7 @@ def _gateway_port(spec: Spec) -> Iterator[Finding]:
         used[("serve", "port")] = spec.serve.port
     if spec.router is not None and (spec.router.node or spec.head.name) == node.name:
         used[("router", "port")] = spec.router.port
+        used[("router", "metrics_port")] = spec.router.metrics_port
     if node.name == spec.head.name:
         if spec.cluster.backend == "ray":
             used[("cluster", "ray_port")] = spec.cluster.ray_port

@@ -117,7 +117,8 @@ def router(spec: Spec) -> Iterator[Finding]:
 
 
 def host_ports(spec: Spec) -> Iterator[Finding]:
-    """Ports on one host do not clash: API, DP RPC, router, Prometheus, Grafana."""
+    """Ports on one host do not clash: API, DP RPC, router (HTTP and metrics), Prometheus, Grafana; the router's
+    with the head's Ray or torch.distributed port too."""
     head = spec.head.name
     per_host: dict[str, list[tuple[Path, int]]] = {}
 
@@ -133,6 +134,7 @@ def host_ports(spec: Spec) -> Iterator[Finding]:
         add(head, (*DP, "rpc_port"), spec.serve.data_parallel.rpc_port)
     if spec.router is not None:
         add(spec.router.node, ("router", "port"), spec.router.port)
+        add(spec.router.node, ("router", "metrics_port"), spec.router.metrics_port)
         if spec.monitoring.enabled:
             add(spec.monitoring.node, ("monitoring", "prometheus_port"), spec.monitoring.prometheus_port)
             add(spec.monitoring.node, ("monitoring", "grafana_port"), spec.monitoring.grafana_port)
@@ -143,6 +145,15 @@ def host_ports(spec: Spec) -> Iterator[Finding]:
                 other = ".".join(map(str, seen[port]))
                 yield Finding(path, f"port {port} on node {host} is already used by {other}")
             seen.setdefault(port, path)
+    if spec.router is not None and (spec.router.node or head) == head:  # rules.ports checks these among themselves
+        cluster: dict[int, Path] = {}
+        if spec.cluster.backend == "ray":
+            cluster[spec.cluster.ray_port] = ("cluster", "ray_port")
+        if spec.cluster.backend == "mp" and len(spec.nodes) > 1:
+            cluster[spec.cluster.master_port] = ("cluster", "master_port")
+        for path, port in ((("router", "port"), spec.router.port), (("router", "metrics_port"), spec.router.metrics_port)):
+            if port in cluster:
+                yield Finding(path, f"port {port} on node {head} is already used by {'.'.join(map(str, cluster[port]))}")
 
 
 def catalog_flags(spec: Spec) -> Iterator[Finding]:

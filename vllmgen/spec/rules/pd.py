@@ -6,7 +6,7 @@
 - prefill tensor parallel not above decode's (NIXL's transfer plan splits a prefill rank's heads over
   decode ranks, not the other way round, for most architectures);
 - per host, every port an instance opens (its API port, one NIXL side-channel port per DP rank)
-  clashes with nothing else there (another instance, router, gateway, Prometheus, Grafana);
+  clashes with nothing else there (another instance, router and its metrics port, gateway, Prometheus, Grafana);
 - the pinned vLLM knows ``--kv-transfer-config`` (its catalog) and is new enough for the NixlConnector.
 """
 
@@ -153,8 +153,9 @@ def _ports(spec: Spec) -> Iterator[Finding]:
             per_host[host].append(((*path, "side_channel_port"), port, rank_note))
     by_name = {node.name: addresses.canonical(node.address) for node in spec.nodes}
     if spec.router is not None:
-        per_host.setdefault(by_name.get(spec.router.node or spec.head.name, ""), []).append(
-            (("router", "port"), spec.router.port, ""))
+        router_host = per_host.setdefault(by_name.get(spec.router.node or spec.head.name, ""), [])
+        router_host.append((("router", "port"), spec.router.port, ""))
+        router_host.append((("router", "metrics_port"), spec.router.metrics_port, " (vllm-router's metrics)"))
     if spec.secrets.api_key is not None:
         gateway = (spec.gateway.node if spec.gateway else None) or (spec.router.node if spec.router else None)
         port = spec.gateway.port if spec.gateway else GATEWAY_PORT

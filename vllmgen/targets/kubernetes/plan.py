@@ -297,7 +297,7 @@ def _router(plan: Plan, name: str, settings: KubernetesRuntime, pods: list[Pod])
         api_key = any(secret.name == front_door.KEY_ENV for secret in plan.secrets)
         return RouterPod(image=router.image, args=in_cluster.argv(), port=router.port, env=router.env,
                          key_env=WORKER_KEY_ENV if api_key else None, discovers=False)
-    args = ("--host", EVERY_ADDRESS, "--port", str(router.port), "--policy", router.policy,
+    args = ("--host", EVERY_ADDRESS, "--port", str(router.port), *router.metrics_args(), "--policy", router.policy,
             "--health-check-interval-secs", str(router.health_check_interval_s),
             "--service-discovery", "--selector", f"{API_LABEL}={name}",
             "--service-discovery-port", str(plan.direct_endpoint.port),

@@ -23,7 +23,12 @@ systemd unit and the runner; every one of them starts the server through the nod
 - vLLM starts with only ``KEPT_ENV`` of what its starter had, the plan's env, its secrets, and
   ``MARKER_ENV=<deployment>/<node>``. A recorded PID is ours only when it is > 1, alive, started at the
   recorded time, runs as our user and carries the marker in /proc/PID/environ; a process of the recorded
-  group (its pgid is the recorded PID) is signalled only when it runs as us and carries the marker.
+  session (its sid is the recorded PID: setsid made it, and children that make a process group of their
+  own stay in it) is signalled only when it runs as us and carries the marker.
+- vLLM names its engine and worker processes with ``setproctitle`` (``VLLM::EngineCore``), which writes the
+  title over the process's environment, marker included: then nothing proves an engine left behind by a
+  failed start ours, and down would leave it holding the GPU. ``KEEP_ENVIRON`` (setproctitle's own switch)
+  keeps /proc/PID/environ intact; the title only loses what does not fit in the command line.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from vllmgen.spec.container_layout import HF_CACHE_IN_CONTAINER
 RUN_DIR = "run"  # under the deployment folder: <node>.lock, <node>.json, <node>.log
 DEPLOYMENTS = ".vllmgen/deployments"  # under $HOME: the runner's and the systemd unit's deployment folders
 MARKER_ENV = "VLLMGEN_NODE"  # <deployment>/<node>, in vLLM's environment: proof a process is ours
+KEEP_ENVIRON = ("SPT_NOENV", "1")  # setproctitle leaves /proc/PID/environ (our marker) alone
 RUN_LABELS_ENV = "VLLMGEN_RUN_LABELS"  # the runner's labels for the record (a flat JSON object), read by run.sh
 LOCK_BUSY = 75  # run.sh's exit status when another server of the node holds the lock (EX_TEMPFAIL)
 # what vLLM keeps of its starter's environment (nothing else: no runner key, no unrelated secret)
@@ -78,6 +84,12 @@ def launch(container: Container) -> Launch:
         if mount.target == HF_CACHE_IN_CONTAINER:
             env["HF_HOME"] = _source(mount)
     return Launch(argv=argv, env=tuple(sorted(env.items())), secrets=container.secrets)
+
+
+def host_path(container: Container, path: str) -> Word:
+    """A path inside the container where the process finds it on its host (the model folder -> the host
+    folder its mount comes from); a path no mount provides (a Hugging Face repo id) unchanged."""
+    return _translate(path, container.mounts)
 
 
 def resolve(word: Word, home: str, deploy_dir: str) -> str:

@@ -9,7 +9,7 @@ start.sh, by systemd or here is one record format, read here (``read_record``) a
 A record is acted on only when it is one run.sh writes (a PID > 1, its start time); a process only
 when it is proven ours (``is_ours``: start time, our user, our marker in its environment), through a
 pidfd so that a PID reused between the check and the signal is never hit. Nothing is found or
-stopped by name, no group is signalled as a whole: each member is proven first.
+stopped by name, no group is signalled as a whole: each member of the server's session is proven first.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import FileFollow
 from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 
-STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the group
-MEMBERS_GRACE_S = 10.0  # the leader died: its group's members get this long after SIGTERM
+STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the session
+MEMBERS_GRACE_S = 10.0  # the leader died: its session's members get this long after SIGTERM
 START_WAIT_S = 60.0  # run.sh reads secrets, takes the lock and writes the record well within this
 MAX_RECORD_BYTES = 65536
 
@@ -104,14 +104,15 @@ def is_ours(pid: int, start: str | None, mark: Mark) -> bool:
     return f"{MARKER_ENV}={mark.marker}".encode() in environ.split(b"\0") or _holds(pid, mark.lock)
 
 
-def members(pgid: int, mark: Mark) -> list[int]:
-    """Our marked processes in process group ``pgid`` (the recorded PID led it: run.sh ran under setsid)."""
+def members(sid: int, mark: Mark) -> list[int]:
+    """Our marked processes in session ``sid`` (the recorded PID leads it: run.sh ran under setsid), in
+    whatever process group of it: a child that made a group of its own is still the server's."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or entry == "1":
             continue
         fields = _stat_fields(int(entry))
-        if fields is not None and fields[2] == str(pgid) and is_ours(int(entry), None, mark):
+        if fields is not None and fields[3] == str(sid) and is_ours(int(entry), None, mark):
             out.append(int(entry))
     return out
 
@@ -374,7 +375,7 @@ class ProcessExecutor:
         pid, start = record.pid, record.start
         if signal_proven(pid, start, mark, signal.SIGTERM):
             self._wait(lambda: is_ours(pid, start, mark), grace, pid)
-        else:  # the leader died (or never was ours): the rest of its group, if any, gets the SIGTERM
+        else:  # the leader died (or never was ours): the rest of its session, if any, gets the SIGTERM
             group = members(pid, mark)
             if not group:
                 return

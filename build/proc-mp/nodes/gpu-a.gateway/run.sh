@@ -72,6 +72,8 @@ for name in $(compgen -e); do
     esac
 done
 export VLLMGEN_NODE=proc-mp/gpu-a.gateway
+# vLLM titles its engine and workers with setproctitle, over their environment (our marker): not with this
+export SPT_NOENV=1
 export VLLM_API_KEY
 
 # the record, whole or not at all: a temporary file in run/, renamed over run/gpu-a.gateway.json

@@ -72,6 +72,8 @@ for name in $(compgen -e); do
     esac
 done
 export VLLMGEN_NODE=proc-mp/gpu-b
+# vLLM titles its engine and workers with setproctitle, over their environment (our marker): not with this
+export SPT_NOENV=1
 export VLLM_API_KEY
 export CUDA_CACHE_MAXSIZE=4294967296
 export CUDA_CACHE_PATH="${HOME}"/.cache/vllmgen-engine/proc-mp/cuda
