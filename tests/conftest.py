@@ -17,3 +17,15 @@ settings.load_profile(os.environ.get("VLLMGEN_HYPOTHESIS", "deterministic"))
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast tier may run on several workers (pytest-xdist, `-n auto`); the slow tier may not: its tests
+    share namespaces, dockerds and /dev/shm, and two vLLMs at once starve each other."""
+    if not hasattr(config, "workerinput"):  # not an xdist worker
+        return
+    refused = pytest.mark.skip(reason="not run: slow tests run one at a time, without -n (pytest-xdist)")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(refused)  # before any fixture of theirs starts a host

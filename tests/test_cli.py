@@ -8,19 +8,25 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT
+from inprocess import run_vllmgen
 
 TWO_NODE = ROOT / "specs" / "seed-two-node-ray.yaml"
 
 
 def vllmgen(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True, cwd=cwd
-    )
+    """In-process (tests/inprocess.py): the tests below are about what the command does."""
+    return run_vllmgen(*args, cwd=cwd)
+
+
+def vllmgen_process(*args: str) -> subprocess.CompletedProcess:
+    """A real `python -m vllmgen` process, for what only a process shows: its exit status and stderr
+    as the interpreter leaves them."""
+    return subprocess.run([sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True)
 
 
 def test_version_and_help():
-    assert vllmgen("--version").stdout.startswith("vllmgen, version ")
-    result = vllmgen("--help")
+    assert vllmgen_process("--version").stdout.startswith("vllmgen, version ")
+    result = vllmgen_process("--help")
     assert result.returncode == 0
     for command in ("init", "validate", "render", "schema"):
         assert command in result.stdout
@@ -41,7 +47,7 @@ def test_usage_error_exits_2():
 def test_invalid_spec_exits_3_without_traceback(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text("version: 1\nname: x\nmodel: {source: a/b}\nnodes: [{name: a, address: 1.2.3.4, gpus: 0}]\n")
-    result = vllmgen("render", str(spec), "-o", str(tmp_path / "out"))
+    result = vllmgen_process("render", str(spec), "-o", str(tmp_path / "out"))
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     assert f"{spec}:4:" in result.stderr and "nodes[0].gpus" in result.stderr
@@ -171,3 +177,17 @@ def test_readme_reference_is_generated_from_the_models():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- reference:start -->\n")[1].split("<!-- reference:end -->")[0]
     assert section == markdown()
+
+
+def test_the_in_process_command_answers_as_the_process_does(tmp_path):
+    """tests/inprocess.py, which most command-line tests use, against a real process: the same exit status,
+    stdout and stderr, for a spec with a warning and for an invalid one (in a folder of its own: cwd)."""
+    (tmp_path / "latest.yaml").write_text(
+        "version: 1\nname: x\nimage: {base: 'vllm/vllm-openai:latest'}\nmodel: {source: a/b}\n"
+        "nodes: [{name: a, address: 1.2.3.4, gpus: 1}]\n")
+    (tmp_path / "bad.yaml").write_text("version: 1\nname: x\nmodel: {source: a/b}\nnodes: [{name: a, address: 1.2.3.4, gpus: 0}]\n")
+    for args in (["validate", "latest.yaml"], ["render", "bad.yaml", "-o", "out"]):
+        process = subprocess.run([sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True, cwd=tmp_path)
+        inside = vllmgen(*args, cwd=tmp_path)
+        assert (inside.returncode, inside.stdout, inside.stderr) == (process.returncode, process.stdout, process.stderr)
+        assert process.stderr  # a warning, or the errors: something to compare

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from inprocess import run_vllmgen
 
 from vllmgen.render import fastcheck, fingerprint
 from vllmgen.cli.entry import _check_arguments
@@ -37,7 +38,7 @@ sys.exit(code)
 def tree(tmp_path: Path) -> tuple[Path, Path]:
     spec = tmp_path / "spec.yaml"
     shutil.copy(SPEC, spec)
-    run = _vllmgen(tmp_path, "render", "spec.yaml", "-o", "out")
+    run = run_vllmgen("render", "spec.yaml", "-o", "out", cwd=tmp_path)  # in-process: only the checks below need a fresh one
     assert run.returncode == 0, run.stderr
     return spec, tmp_path / "out" / "review-demo"
 
@@ -89,7 +90,7 @@ def test_every_other_difference_falls_back(tree, monkeypatch):
 def test_a_spec_with_warnings_always_takes_the_full_path(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC.read_text().replace("  nic: eth0\n", ""))  # no data NIC: a warning
-    assert _vllmgen(tmp_path, "render", "spec.yaml", "-o", "out").returncode == 0
+    assert run_vllmgen("render", "spec.yaml", "-o", "out", cwd=tmp_path).returncode == 0
     run = _vllmgen(tmp_path, "render", "spec.yaml", "--check", "-o", "out")
     assert "warning: no data NIC" in run.stderr and "exit: 0" in run.stderr and "pydantic" in run.stderr
     # the runner validated the spec and printed its warnings itself: it gives their count, which must match
@@ -128,7 +129,7 @@ def test_what_the_review_found_takes_the_full_path(tree, tmp_path):
     renamed = spec.with_name("other.yaml")  # the file name is in every header
     shutil.copy(spec, renamed)
     assert fastcheck.up_to_date(renamed, out) is None
-    assert _vllmgen(spec.parent, "render", "other.yaml", "--check", "-o", "out").returncode == 1
+    assert run_vllmgen("render", "other.yaml", "--check", "-o", "out", cwd=spec.parent).returncode == 1
 
     fifo = tmp_path / "pipe.yaml"
     os.mkfifo(fifo)
@@ -137,7 +138,7 @@ def test_what_the_review_found_takes_the_full_path(tree, tmp_path):
     _rewrite_manifest(target, lambda m: m["files"].pop("Dockerfile"))
     (target / "Dockerfile").unlink()
     assert fastcheck.up_to_date(spec, out) is None  # the file list's own hash no longer matches
-    assert _vllmgen(spec.parent, "render", "spec.yaml", "--check", "-o", "out").returncode == 1
+    assert run_vllmgen("render", "spec.yaml", "--check", "-o", "out", cwd=spec.parent).returncode == 1
 
 
 def test_a_manifest_naming_paths_outside_the_folder_is_not_trusted(tree):

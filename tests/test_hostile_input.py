@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from conftest import ROOT
+from inprocess import run_vllmgen
 
 from vllmgen.spec import load, yamltree
 from vllmgen.errors import SpecError
@@ -206,10 +207,7 @@ def test_messages_never_echo_a_huge_value():
 def test_readme_example_is_what_the_tool_prints():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("a test keeps this output exact):\n\n```text\n", 1)[1].split("```", 1)[0]
-    result = subprocess.run(
-        [sys.executable, "-m", "vllmgen", "validate", "bad.yaml"],
-        capture_output=True, text=True, cwd=ROOT / "tests" / "fixtures" / "readme",
-    )
+    result = run_vllmgen("validate", "bad.yaml", cwd=ROOT / "tests" / "fixtures" / "readme")
     assert result.returncode == 3
     assert result.stderr == block
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, SPECS
+from inprocess import run_vllmgen
 
 from vllmgen.plan.engine import ready_timeout
 from vllmgen.render.compile import compile_file
@@ -29,8 +30,8 @@ PD_SPEC = ROOT / "specs" / "k8s-pd.yaml"
 
 
 def vllmgen(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120, check=False)
+    """In-process (tests/inprocess.py); test_validate_and_render_of_a_kubernetes_spec_stay_pure starts its own."""
+    return run_vllmgen(*args, cwd=cwd)
 
 
 def _objects(spec: Path) -> dict[str, dict]:

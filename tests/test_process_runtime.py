@@ -10,12 +10,12 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from inprocess import run_vllmgen
 
 from vllmgen.cli.commands import cli
 from vllmgen.render.compile import compile_file
@@ -105,12 +105,12 @@ def test_system_unit_runs_as_the_spec_user_and_root_needs_an_opt_in(tmp_path: Pa
     root = SPEC.read_text().replace("user: ops", "user: root")
     spec = tmp_path / "root.yaml"
     spec.write_text(root)
-    out = subprocess.run([sys.executable, "-m", "vllmgen", "validate", str(spec)], capture_output=True, text=True)
+    out = run_vllmgen("validate", spec)
     assert out.returncode == 3 and "runtime.user: a system unit running vLLM" in out.stdout + out.stderr
     spec.write_text(root.replace("user: root", "user: root\n  allow_root: true"))
-    assert subprocess.run([sys.executable, "-m", "vllmgen", "validate", str(spec)], capture_output=True).returncode == 0
+    assert run_vllmgen("validate", spec).returncode == 0
     spec.write_text(SPEC.read_text().replace("user: ops", "user: ops\n  allow_root: true"))
-    out = subprocess.run([sys.executable, "-m", "vllmgen", "validate", str(spec)], capture_output=True, text=True)
+    out = run_vllmgen("validate", spec)
     assert out.returncode == 3 and "runtime.allow_root: only used with runtime.user: root" in out.stdout + out.stderr
 
 
@@ -172,7 +172,7 @@ def test_dry_run_prints_what_run_sh_execs() -> None:
 def _invalid(tmp_path: Path, text: str) -> str:
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "vllmgen", "validate", str(spec)], capture_output=True, text=True)
+    result = run_vllmgen("validate", spec)
     assert result.returncode == 3, result.stdout + result.stderr
     return result.stdout + result.stderr
 
@@ -238,8 +238,7 @@ def test_docker_gpu_selection_in_start_sh_compose_and_sdk(tmp_path: Path) -> Non
 
 def test_all_never_starts_another_hosts_process_here(tmp_path: Path) -> None:
     """--all on a process spec whose nodes are other hosts is refused before anything happens."""
-    result = subprocess.run([sys.executable, "-m", "vllmgen", "apply", str(SPEC), "--all"], capture_output=True,
-                            text=True, env={**__import__("os").environ, "PROC_API_KEY": "x"})
+    result = run_vllmgen("apply", SPEC, "--all", env={**__import__("os").environ, "PROC_API_KEY": "x"})
     assert result.returncode == 2
     assert "gpu-a (192.0.2.21), gpu-b (192.0.2.22) are not this machine; nothing was done" in result.stderr
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from inprocess import run_vllmgen
 
 from vllmgen.cli.commands import cli
 from vllmgen.review.review import Change, _code, as_markdown
@@ -132,8 +132,7 @@ def test_invalid_spec_at_the_revision_is_reported_with_its_revision(repo, monkey
     _git(repo, "commit", "-q", "-am", "broken")
     shutil.copy(FIXTURES / "before.yaml", repo / "spec.yaml")
     monkeypatch.chdir(repo)
-    result = subprocess.run([sys.executable, "-c", "from vllmgen.cli.commands import main; main()", "diff", "spec.yaml"],
-                            capture_output=True, text=True, cwd=repo)
+    result = run_vllmgen("diff", "spec.yaml", cwd=repo)
     assert result.returncode == 3
     assert "HEAD:spec.yaml:3:8: nodes: expected a valid list, got 3\n" in result.stderr
 
@@ -150,8 +149,7 @@ def test_a_revision_that_is_not_utf8_is_a_positioned_error(repo, monkeypatch):
     (repo / "spec.yaml").write_bytes((FIXTURES / "before.yaml").read_bytes().replace(b"# vllmgen", b"# caf\xe9 vllmgen"))
     _git(repo, "commit", "-q", "-am", "latin-1 comment")
     shutil.copy(FIXTURES / "before.yaml", repo / "spec.yaml")
-    result = subprocess.run([sys.executable, "-c", "from vllmgen.cli.commands import main; main()", "diff", "spec.yaml"],
-                            capture_output=True, text=True, cwd=repo)
+    result = run_vllmgen("diff", "spec.yaml", cwd=repo)
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith("HEAD:spec.yaml:1:6: <file>: not UTF-8: byte 0xe9")
 

@@ -5,7 +5,8 @@ from stdin, one item per command:
     {"id": "svc-a", "argv": ["MODEL", "--tensor-parallel-size", "2"],
      "config": "build/svc-a/config.yaml" or null,   # passed as --config PATH
      "validate": false}                              # optional, see below
-and prints a JSON list, in the same order:
+and prints a JSON list, in the same order (with --serve: one such list a line, answered by one JSON line,
+until stdin ends, so a test session imports vLLM once):
     {"id": "svc-a", "ok": true, "error": null, "set": {"tensor_parallel_size": 2}}
 "set" holds every parsed value that differs from its default, so a caller can
 check that a flag (or YAML key) landed where it meant it to. "validate": true
@@ -86,15 +87,22 @@ def check(top, serve, registries: dict, item: dict) -> dict:
 
 
 def main() -> int:
-    items = json.load(sys.stdin)
+    serving = sys.argv[1:] == ["--serve"]
+    items = None if serving else json.load(sys.stdin)
     # vLLM logs to stdout; keep the real stdout for the JSON alone.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     top, serve = serve_parsers()
     registries = parser_registries()
-    results = [check(top, serve, registries, item) for item in items]
-    out.write(json.dumps(results, indent=1) + "\n")
-    out.flush()
+    if not serving:
+        results = [check(top, serve, registries, item) for item in items]
+        out.write(json.dumps(results, indent=1) + "\n")
+        out.flush()
+        return 0
+    for line in sys.stdin:
+        results = [check(top, serve, registries, item) for item in json.loads(line)]
+        out.write(json.dumps(results) + "\n")
+        out.flush()
     return 0
 
 

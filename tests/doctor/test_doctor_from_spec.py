@@ -1,10 +1,9 @@
 """The spec wired to the host checks, replayed on the outputs recorded on a real H100 host."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from inprocess import run_vllmgen
 from vllmgen.render.compile import plan_file
 from vllmgen.doctor.from_spec import expectation, model_fit, node_ports
 from vllmgen.doctor.host import check_host, gpu_facts
@@ -87,10 +86,7 @@ def test_model_fit_uses_the_gpu_memory_the_host_reports(tmp_path):
 
 def test_doctor_cli_on_this_machine_fails_with_fixes():
     # this machine has no GPU and no Docker daemon running: both must be named, each with its fix
-    result = subprocess.run(
-        [sys.executable, "-m", "vllmgen", "doctor", str(ROOT / "specs" / "seed-single-node.yaml"), "--output", "json"],
-        capture_output=True, text=True,
-    )
+    result = run_vllmgen("doctor", ROOT / "specs" / "seed-single-node.yaml", "--output", "json")
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     failed = {r["name"]: r for r in report["results"] if r["status"] == "fail"}
@@ -99,20 +95,14 @@ def test_doctor_cli_on_this_machine_fails_with_fixes():
 
 
 def test_doctor_needs_node_for_multi_node_specs():
-    result = subprocess.run(
-        [sys.executable, "-m", "vllmgen", "doctor", str(ROOT / "specs" / "seed-two-node-ray.yaml")],
-        capture_output=True, text=True,
-    )
+    result = run_vllmgen("doctor", ROOT / "specs" / "seed-two-node-ray.yaml")
     assert result.returncode == 2
     assert "--node (head, worker-1)" in result.stderr
 
 
 def test_validate_estimates_fit_offline():
-    result = subprocess.run(
-        [sys.executable, "-m", "vllmgen", "validate", str(ROOT / "specs" / "seed-two-node-ray.yaml"),
-         "--model-config", str(QWEN_CONFIG), "--gpu-memory-gib", "79.65"],
-        capture_output=True, text=True,
-    )
+    result = run_vllmgen("validate", ROOT / "specs" / "seed-two-node-ray.yaml",
+                         "--model-config", QWEN_CONFIG, "--gpu-memory-gib", "79.65")
     assert result.returncode == 0, result.stderr
     assert "model fit (16 x 79.65 GiB): fits with" in result.stdout
 
@@ -152,8 +142,7 @@ def test_the_doctor_command_skips_docker_for_a_process_spec(tmp_path):
     """`vllmgen doctor` on this machine: no Docker check for runtime.kind: process, without --no-docker."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(PROCESS_SPEC % {"vllm": "/nonexistent/bin/vllm", "gpu": 0})
-    out = subprocess.run([sys.executable, "-m", "vllmgen", "doctor", str(spec), "--output", "json"],
-                         capture_output=True, text=True, timeout=120)
+    out = run_vllmgen("doctor", spec, "--output", "json")
     results = {r["name"]: r for r in json.loads(out.stdout)["results"]}
     assert results["docker"]["status"] == "skip"
     assert results["process.vllm"]["status"] == "fail"

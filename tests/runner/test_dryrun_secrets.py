@@ -8,10 +8,10 @@ import io
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from inprocess import run_vllmgen
 from loopback_http import recorder, serving, url
 
 from vllmgen.plan.plan import SecretEnv
@@ -23,8 +23,7 @@ SECRET_VARS = ("HF_TOKEN", "QWEN_API_KEY", "VLLM_API_KEY")
 
 def _dry(*argv: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
-    return subprocess.run([sys.executable, "-m", "vllmgen", *argv, "--dry-run"], capture_output=True, text=True,
-                          cwd=ROOT, env=env)
+    return run_vllmgen(*argv, "--dry-run", cwd=ROOT, env=env)
 
 
 def test_dry_run_needs_no_secret_values_and_passes_the_variable_the_spec_names():

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from inprocess import run_vllmgen
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_vllm.py")
@@ -50,8 +51,7 @@ gateway: {{port: {_port()}}}
 def _vllmgen(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "HOME": str(tmp_path / "home"), "FAKE_VLLM_RECORD": str(tmp_path / "record.json"),
                "FAKE_KEY": "secret-value-123", **env}
-    return subprocess.run([sys.executable, "-m", "vllmgen", *args], capture_output=True, text=True, env=environ,
-                          cwd=tmp_path, timeout=120)
+    return run_vllmgen(*args, env=environ, cwd=tmp_path)  # in-process: the stand-in vLLM is the real process here
 
 
 def _group(sid: int) -> list[str]:
@@ -192,7 +192,9 @@ def test_status_reports_an_engine_that_died_behind_a_living_server(tmp_path: Pat
         deadline = time.monotonic() + 20
         while True:  # the stand-in notices the file within 0.1 s; status is asked until it says so
             status = _vllmgen(tmp_path, "status", str(spec), "--node", "n0")
-            if status.returncode == 1 or time.monotonic() > deadline:
+            # the fatal log line comes a moment before the server's /health turns 500: wait for both
+            if (status.returncode == 1 and "while the head's API server process runs" in status.stdout
+                    or time.monotonic() > deadline):
                 break
             time.sleep(0.2)
         assert status.returncode == 1, status.stdout
@@ -200,7 +202,7 @@ def test_status_reports_an_engine_that_died_behind_a_living_server(tmp_path: Pat
         assert ("problem: node n0: the engine failed while fake-proc-n0 runs: "
                 "(EngineCore pid=") in status.stdout
         assert "EngineCore encountered a fatal error." in status.stdout
-        assert "/health: 500, while the head's API server process runs" in status.stdout
+        assert "/health: 500, while the head's API server process runs" in status.stdout, status.stdout
     finally:
         assert _vllmgen(tmp_path, "down", str(spec), "--node", "n0").returncode == 0
 
@@ -271,6 +273,7 @@ def test_the_units_exec_start_in_its_sandbox_is_seen_and_stopped() -> None:
     service = None
     try:
         spec = _spec(base, _port(), FAKE_VLLM_RECORD=str(home / ".cache" / "record.json"))
+        home.mkdir()  # the output folder's parent (a CLI process made it as a side effect: its template cache)
         assert _vllmgen(base, "render", str(spec), "-o", str(home / "build")).returncode == 0
         deploy = home / ".vllmgen" / "deployments" / "fake-proc"
         shutil.copytree(home / "build" / "fake-proc", deploy)

@@ -4,13 +4,12 @@ ever sent to one, and `apply --all --dry-run` on such a spec is an invalid spec 
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from inprocess import run_vllmgen
 
 from vllmgen.cli.commands import cli
 from vllmgen.spec.endpoints import TCP_REFUSED
@@ -33,8 +32,7 @@ nodes:
 def test_apply_all_dry_run_on_a_tcp_docker_host_exits_3_not_123(tmp_path):
     spec = tmp_path / "tcp.yaml"
     spec.write_text(SPEC)
-    done = subprocess.run([sys.executable, "-m", "vllmgen", "apply", str(spec), "--all", "--dry-run"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = run_vllmgen("apply", spec, "--all", "--dry-run", cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "nodes[0].docker_host: tcp:// is refused" in done.stderr and "ssh://USER@HOST" in done.stderr
 
