@@ -11,9 +11,11 @@ from click.testing import CliRunner
 
 from vllmgen.cli.commands import cli
 from vllmgen.runner import benchmark, benchrun
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import FreshHost, Recorder, printing
 from vllmgen.runner.executor import ContainerState, ExecResult
+from vllmgen.runner.host import LocalHost
 from vllmgen.runner.progress import Progress
+from vllmgen.targets.docker.commands import DockerCli
 
 from .test_steps_dryrun import ROOT, _compiled
 
@@ -21,11 +23,11 @@ FIXTURES = ROOT / "tests" / "fixtures" / "vllm-bench"
 SINGLE = ROOT / "specs" / "seed-single-node.yaml"
 
 
-class BenchHost(DryRunExecutor):
+class BenchHost(FreshHost):
     """The head as a running server whose `vllm bench serve` wrote the recorded result files."""
 
     def __init__(self, plan):  # noqa: ANN001
-        super().__init__(plan.head.name, None, Recorder(stream=io.StringIO()))
+        super().__init__(plan.head.name, None, LocalHost())
         self.containers = {plan.head.container.name: ContainerState(plan.head.container.name, "running", None, {})}
         self.execs: list[tuple[tuple[str, ...], dict]] = []
 
@@ -37,19 +39,25 @@ class BenchHost(DryRunExecutor):
         return ExecResult(0, "")
 
 
+def _dry(engine: BenchHost):  # noqa: ANN202
+    """The head's engine in a dry run of the Docker target: the docker exec lines printed."""
+    return printing(engine, DockerCli(None, engine.host), Recorder(stream=io.StringIO()))
+
+
 def test_bench_runs_in_the_head_keeps_and_compares(tmp_path: Path) -> None:
     plan = _compiled(SINGLE)[0].plan
     host = BenchHost(plan)
+    head = _dry(host)
     kwargs = dict(preset=benchmark.PRESETS["smoke"], api_key="sk-bench-secret-1", results=tmp_path,
                   spec_sha256="a" * 64, progress=Progress(io.StringIO()))
-    first = benchrun.run(plan, host, stamp="20261126T100000Z", **kwargs)
+    first = benchrun.run(plan, head, stamp="20261126T100000Z", **kwargs)
     assert first.where == f"inside container {plan.head.container.name} on node {plan.head.name}"
     assert [r.concurrency for r in first.rows] == [1, 2] and first.previous is None
     benches = [(argv, env) for argv, env in host.execs if argv[:3] == ("vllm", "bench", "serve")]
     assert len(benches) == 2 and all(env == {"OPENAI_API_KEY": "sk-bench-secret-1"} for _, env in benches)
     assert not any("sk-bench" in word for argv, _ in host.execs for word in argv)
     assert host.execs[-1][0][:2] == ("rm", "-rf")
-    second = benchrun.run(plan, host, stamp="20261126T110000Z", **kwargs)
+    second = benchrun.run(plan, head, stamp="20261126T110000Z", **kwargs)
     assert second.previous is not None and "vs last: req/s +0%" in second.text()
     assert f"vllm bench serve ran inside container {plan.head.container.name}" in second.text()
     stored = json.loads(second.path.read_text())

@@ -19,7 +19,8 @@ import pytest
 from vllmgen.render.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.targets.docker import daemon_json, daemon_step
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.targets.docker.commands import DockerCli
+from vllmgen.runner.dryrun import DockerPrinting, DryRunHttp, FreshHost, Recorder
 from vllmgen.runner.executor import ContainerState, EngineError, EngineInfo
 from vllmgen.runner.host import REPLACE_SCRIPT, LocalHost
 from vllmgen.runner.progress import Progress
@@ -116,15 +117,17 @@ def test_the_ssh_write_script_goes_through_a_symlink_keeping_mode_and_owner(tmp_
 # --- the step -----------------------------------------------------------------------------------------
 
 
-class _Daemon(DryRunExecutor):
-    """A dry-run executor whose daemon.json is a real file, and whose Docker answers after a restart only
+class _Daemon(DockerPrinting):
+    """A dry-run Docker engine whose daemon.json is a real file, and whose Docker answers after a restart only
     when that file has no key named ``bogus`` (as dockerd refuses an unknown key). Nodes at once, as the
     SDK executors run them."""
 
     concurrent = True
 
     def __init__(self, node: str, recorder: Recorder, path: Path):
-        super().__init__(node, None, recorder, host=LocalHost(daemon_json_path=str(path)))
+        host = LocalHost(daemon_json_path=str(path))
+        super().__init__(FreshHost(node, None, host), DockerCli(None, host), recorder)
+        self.host = host  # the file is real: read, written and restored here
         self.up = True
         self.restarts = 0
 
@@ -163,7 +166,8 @@ def _two_nodes(tmp_path: Path, daemon: dict, files: dict[str, str | None], confi
             path.write_text(files[node.name])
         executors[node.name] = _Daemon(node.name, recorder, path)
     progress = io.StringIO()
-    apply = Apply(plan, executors, ROOT / "build" / plan.name, progress=Progress(progress),
+    apply = Apply(plan, executors, ROOT / "build" / plan.name, http=DryRunHttp(recorder, plan),
+                  progress=Progress(progress),
                   options=Options(confirm=confirm, daemon_timeout=0.2))
     return apply, executors, progress
 
@@ -218,12 +222,12 @@ def test_node_scope_does_not_restart_docker_under_a_running_group_member(tmp_pat
     apply, executors, _ = _two_nodes(tmp_path, {"log-driver": "json-file"}, {"node-0": "{}", "node-1": "{}"})
     worker = apply.plan.node("node-1")
     del apply.executors["node-0"]  # --node node-1
-    executors["node-1"].containers = {worker.container.name: ContainerState(worker.container.name, "running", None, {})}
+    executors["node-1"].engine.containers = {worker.container.name: ContainerState(worker.container.name, "running", None, {})}
     with pytest.raises(RunnerError, match="restarting Docker would stop qwen3-next-tp16-mp-node-1, one node of a"
                                           " 2-node group, alone; nothing was written"):
         daemon_step.run(apply, ("node-1",))
     assert (tmp_path / "node-1" / "daemon.json").read_text() == "{}" and executors["node-1"].restarts == 0
-    executors["node-1"].containers = {}  # nothing running there: the merge goes ahead
+    executors["node-1"].engine.containers = {}  # nothing running there: the merge goes ahead
     daemon_step.run(apply, ("node-1",))
     assert executors["node-1"].restarts == 1
 

@@ -15,7 +15,7 @@ import pytest
 
 from vllmgen.render.compile import compile_file
 from vllmgen.targets.docker import dockerargs
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import FreshHost, Printing, Recorder, printing
 from vllmgen.runner.executor import RunRequest
 from vllmgen.runner.host import LocalHost
 from vllmgen.targets.docker.sdk import DockerSdkExecutor
@@ -25,7 +25,7 @@ SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 HOME = "/home/ops"
 
 
-def _printed_argv(executor: DryRunExecutor, stream: io.StringIO, request: RunRequest) -> list[str]:
+def _printed_argv(executor: Printing, stream: io.StringIO, request: RunRequest) -> list[str]:
     stream.seek(0)
     stream.truncate()
     executor.run(request)
@@ -50,9 +50,9 @@ def test_dry_run_prints_what_the_sdk_runs(spec: Path, gpus: bool, monkeypatch: p
     for node in plan.nodes:
         secrets = {s.name: f"value-of-{s.name}" for s in node.container.secrets}
         request = RunRequest(node.container, f"/srv/deploy/{plan.name}", secrets, gpus)
-        dry = DryRunExecutor(node.name, "ssh://ops@192.0.2.10", Recorder(stream=stream), host=host)
+        sdk = DockerSdkExecutor(node.name, "ssh://ops@192.0.2.10", host)  # what it runs, and what it says it runs
+        dry = printing(FreshHost(node.name, "ssh://ops@192.0.2.10", host), sdk.commands, Recorder(stream=stream))
         printed = _printed_argv(dry, stream, request)
-        sdk = DockerSdkExecutor(node.name, "ssh://ops@192.0.2.10", host)
         assert dockerargs.sdk_kwargs(printed, secrets) == sdk._run_kwargs(request)
         # and every secret went by name only
         text = " ".join(printed)

@@ -8,6 +8,7 @@ import io
 import os
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from inprocess import run_vllmgen
 from loopback_http import recorder, serving, url
 
 from vllmgen.plan.plan import SecretEnv
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.render.compile import compile_file
+from vllmgen.runner.dryrun import DryRunHttp, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_VARS = ("HF_TOKEN", "QWEN_API_KEY", "VLLM_API_KEY")
@@ -85,9 +87,10 @@ def test_the_printed_curl_sends_the_key_from_the_specs_source_and_never_on_argv(
               "file": SecretEnv("VLLM_API_KEY", from_file=str(home / "keys dir" / "api key")),
               "home file": SecretEnv("VLLM_API_KEY", from_file="~/keys dir/api key")}[where]
     printed = io.StringIO()
-    executor = DryRunExecutor("a", None, Recorder(stream=printed), secrets=(secret,))
-    executor.http("GET", "http://192.0.2.1:8000/v1/models", {"Authorization": "Bearer <from the dry run>"})
-    executor.http("POST", "http://192.0.2.1:8000/v1/chat/completions", {"Authorization": "Bearer x"}, {"m": 1})
+    plan = replace(compile_file(ROOT / "specs" / "china-mirror.yaml").plan, secrets=(secret,))
+    http = DryRunHttp(Recorder(stream=printed), plan)
+    http.request("GET", "http://192.0.2.1:8000/v1/models", {"Authorization": "Bearer <from the dry run>"})
+    http.request("POST", "http://192.0.2.1:8000/v1/chat/completions", {"Authorization": "Bearer x"}, {"m": 1})
     lines = [line for line in printed.getvalue().splitlines() if line.startswith("printf")]
     assert len(lines) == 2 and KEY not in printed.getvalue()
     address, seen = server
@@ -103,5 +106,6 @@ def test_the_printed_curl_sends_the_key_from_the_specs_source_and_never_on_argv(
 
 def test_a_request_without_the_key_is_printed_without_a_header():
     printed = io.StringIO()
-    DryRunExecutor("a", None, Recorder(stream=printed)).http("GET", "http://192.0.2.1:8000/health")
+    plan = compile_file(ROOT / "specs" / "seed-single-node.yaml").plan
+    DryRunHttp(Recorder(stream=printed), plan).request("GET", "http://192.0.2.1:8000/health")
     assert re.search(r"^curl -sS -X GET http://192\.0\.2\.1:8000/health$", printed.getvalue(), re.M)

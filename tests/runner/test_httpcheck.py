@@ -4,7 +4,7 @@ where a second real server records every request it gets (the key must never arr
 import pytest
 from loopback_http import Quiet, recorder, serving, url
 
-from vllmgen.runner.httpcheck import http_request
+from vllmgen.runner.http import DirectHttp
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def redirector(attacker):
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_redirect_is_reported_and_never_followed_with_the_key(redirector, attacker, code, method):
-    result = http_request(method, f"{redirector}/redirect/{code}", {"Authorization": "Bearer the-deployments-key"},
+    result = DirectHttp().request(method, f"{redirector}/redirect/{code}", {"Authorization": "Bearer the-deployments-key"},
                           body={"x": 1} if method == "POST" else None, timeout=5)
     assert result.status == code
     assert "not followed" in result.body and f":{attacker[0].server_address[1]}/" in result.body
@@ -42,5 +42,5 @@ def test_a_redirect_is_reported_and_never_followed_with_the_key(redirector, atta
 
 def test_the_recorder_does_record(attacker):  # the check above could not pass by a deaf recorder
     port = attacker[0].server_address[1]
-    result = http_request("GET", f"http://127.0.0.1:{port}/v1/models", {"Authorization": "Bearer k"}, timeout=5)
+    result = DirectHttp().request("GET", f"http://127.0.0.1:{port}/v1/models", {"Authorization": "Bearer k"}, timeout=5)
     assert result.status == 200 and attacker[1][0]["Authorization"] == "Bearer k"

@@ -108,8 +108,8 @@ def test_node_scope_still_starts_a_missing_container() -> None:
 def _orphaned(plan, executors) -> None:  # noqa: ANN001
     """On the head's engine: ours, plus a container of a node the spec no longer has."""
     labels = {"io.vllmgen.deployment": plan.name, "io.vllmgen.node": "worker-9", "io.vllmgen.role": "worker"}
-    executors[plan.head.name].images = {plan.image.tag: {}}
-    executors[plan.head.name].containers = {
+    executors[plan.head.name].engine.images = {plan.image.tag: {}}
+    executors[plan.head.name].engine.containers = {
         plan.head.container.name: _applied(plan, plan.head),
         f"{plan.name}-worker-9": ContainerState(f"{plan.name}-worker-9", "running", None, labels),
         "someone-else": ContainerState("someone-else", "running", None, {"io.vllmgen.deployment": "other"}),
@@ -119,10 +119,10 @@ def _orphaned(plan, executors) -> None:  # noqa: ANN001
 def test_status_shows_orphans_and_down_removes_them() -> None:
     compiled, _ = _compiled(RAY)
     plan = compiled.plan
-    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True,
-                                  dry_run=Recorder(stream=io.StringIO()))
+    recorder = Recorder(stream=io.StringIO())
+    executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     _orphaned(plan, executors)
-    report = status.collect(plan, executors)
+    report = status.collect(plan, executors, targets.http_client(plan, recorder))
     assert report["orphans"] == [{"node": "worker-9", "container": f"{plan.name}-worker-9", "status": "running",
                                   "engine of": "head"}]
     assert (f"orphan: {plan.name}-worker-9 (node worker-9, no longer in the spec) on head's engine:"
@@ -132,7 +132,7 @@ def test_status_shows_orphans_and_down_removes_them() -> None:
     assert f"head      -       {plan.name}-worker-9  running  orphan (worker-9)" in text
     removed = down(plan, executors, Progress(io.StringIO()))
     assert removed == [f"{plan.name}-worker-9", plan.head.container.name]
-    assert list(executors[plan.head.name].containers) == ["someone-else"]
+    assert list(executors[plan.head.name].engine.containers) == ["someone-else"]
 
 
 def test_key_file_is_not_made_without_secrets(tmp_path: Path) -> None:
@@ -143,13 +143,15 @@ def test_key_file_is_not_made_without_secrets(tmp_path: Path) -> None:
 def test_status_calls_a_container_on_an_older_image_stale() -> None:
     compiled, _ = _compiled(CN)
     plan = compiled.plan
-    executors = targets.executors(plan, [plan.head.name], remote=True, dry_run=Recorder(stream=io.StringIO()))
+    recorder = Recorder(stream=io.StringIO())
+    executors = targets.executors(plan, [plan.head.name], remote=True, dry_run=recorder)
+    http = targets.http_client(plan, recorder)
     head = executors[plan.head.name]
-    head.containers = {plan.head.container.name: _applied(plan, plan.head)}
-    head.images = {plan.image.tag: {}}  # the image the container was started from
-    assert status.collect(plan, executors)["nodes"][0]["containers"][0]["current"] is True
+    head.engine.containers = {plan.head.container.name: _applied(plan, plan.head)}
+    head.engine.images = {plan.image.tag: {}}  # the image the container was started from
+    assert status.collect(plan, executors, http)["nodes"][0]["containers"][0]["current"] is True
     head.image_id = lambda tag: "sha256:rebuilt-since"  # type: ignore[method-assign]
-    report = status.collect(plan, executors)
+    report = status.collect(plan, executors, http)
     assert report["nodes"][0]["containers"][0]["current"] is False
     assert f"node {plan.head.name}: {plan.head.container.name} is not the spec's (its definition or image changed):" \
            " apply again" in report["problems"]

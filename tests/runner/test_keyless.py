@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from vllmgen.runner import keyless
-from vllmgen.runner.httpcheck import http_request
+from vllmgen.runner.http import DirectHttp
 from vllmgen.runner.progress import Progress
 from vllmgen.runner.verify import refused_without_key
 from vllmgen.errors import RunnerError
@@ -20,16 +20,14 @@ KEY = "k-test-123"
 
 
 class _Http:
-    """The Executor's http verb, and nothing else: what the probes use."""
-
-    node = "n0"
+    """The control side's HTTP client, recording what it sends."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, dict]] = []
 
-    def http(self, method, url, headers=None, body=None, timeout=10):  # noqa: ANN001, ANN201
+    def request(self, method, url, headers=None, body=None, timeout=10):  # noqa: ANN001, ANN201
         self.calls.append((method, url, dict(headers or {})))
-        return http_request(method, url, headers, body, timeout)
+        return DirectHttp().request(method, url, headers, body, timeout)
 
 
 def _server(guard: str) -> Iterator[str]:
@@ -88,14 +86,14 @@ def test_a_server_guarded_like_vllm_is_open_on_its_other_paths(prefix_guarded: s
     assert "/v1/chat/completions" not in open_paths and "/v1/models" not in open_paths
     assert {f.probe.path for f in found.leaks} == {"/metrics", "/openapi.json", "/get_server_info"}  # reported, not fatal
     with pytest.raises(RunnerError) as raised:
-        refused_without_key(_Http(), (prefix_guarded,), "tiny")
+        refused_without_key(_Http(), "n0", (prefix_guarded,), "tiny")
     assert "OPEN: POST /invocations HTTP 200" in str(raised.value)
     assert "POST /add_worker HTTP 400" in str(raised.value)  # an open router path answers 400
 
 
 def test_a_server_guarded_on_every_path_passes(fully_guarded: str) -> None:
     http = _Http()
-    lines = refused_without_key(http, (fully_guarded, fully_guarded), "tiny")
+    lines = refused_without_key(http, "n0", (fully_guarded, fully_guarded), "tiny")
     probes = keyless.unauthenticated_probes("tiny")
     assert lines == [f"without the API key at {fully_guarded}: {len(probes)} of {len(probes)} paths refused"]
     assert len(http.calls) == len(probes)  # the same URL twice is probed once
@@ -132,6 +130,6 @@ def test_verify_says_what_passed_before_it_fails(prefix_guarded: str) -> None:
     out = io.StringIO()
     host, port = prefix_guarded.removeprefix("http://").split(":")
     with pytest.raises(RunnerError):
-        verify(_Http(), Endpoint(host, int(port), "tiny", None), KEY, Progress(out))
+        verify(_Http(), "n0", Endpoint(host, int(port), "tiny", None), KEY, Progress(out))
     text = out.getvalue()
     assert "a text completion answered" in text and KEY not in text

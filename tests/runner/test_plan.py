@@ -86,7 +86,7 @@ def test_orphans_are_planned_and_removed_by_apply() -> None:
                                                                  "io.vllmgen.node": "gpu-9"})
     runner, recorder, _ = _apply(SINGLE, containers=containers, images=images)
     for executor in runner.executors.values():
-        executor.served = {plan.head.container.name}
+        executor.engine.served = {plan.head.container.name}
     planned = runner.preview()
     assert planned.pending and [o.container for o in planned.orphans] == ["old"]
     assert "orphan: remove old on gpu-1's engine (node gpu-9 is no longer in the spec; running)" in planned.text()

@@ -127,7 +127,7 @@ def test_the_gateway_closes_what_the_server_leaves_open(tmp_path: Path) -> None:
     """The stand-in guards /v1 only, as vLLM does: probed directly it serves /invocations without the key;
     apply's verify probes the front door, where every path refuses a client without it."""
     from vllmgen.runner import keyless
-    from vllmgen.targets.process.procexec import ProcessExecutor
+    from vllmgen.runner.http import DirectHttp
 
     port = _port()
     spec = _spec(tmp_path, port)
@@ -137,7 +137,7 @@ def test_the_gateway_closes_what_the_server_leaves_open(tmp_path: Path) -> None:
         assert applied.returncode == 0, applied.stderr
         summary = next(line for line in applied.stderr.splitlines() if "without the API key at" in line)
         assert re.search(r"without the API key at http://127\.0\.0\.1:\d+: (\d+) of \1 paths refused", summary), summary
-        direct = keyless.without_key(ProcessExecutor("n0", tmp_path, "/bin/true"), f"http://127.0.0.1:{port}", "tiny")
+        direct = keyless.without_key(DirectHttp(), f"http://127.0.0.1:{port}", "tiny")
         assert {"/invocations", "/tokenize"} <= {f.probe.path for f in direct.fatal}  # behind the door: open
         assert "secret-value-123" not in applied.stderr + applied.stdout
     finally:

@@ -56,11 +56,12 @@ def test_apply_reports_runner_and_log_phases_in_order() -> None:
 def test_status_carries_the_phases_of_the_running_head() -> None:
     compiled, _ = _compiled(SINGLE)
     plan = compiled.plan
-    executors = targets.executors(plan, ["gpu-1"], remote=True, dry_run=Recorder(stream=io.StringIO()))
-    executors["gpu-1"].containers = {plan.head.container.name: ContainerState(
+    recorder = Recorder(stream=io.StringIO())
+    executors = targets.executors(plan, ["gpu-1"], remote=True, dry_run=recorder)
+    executors["gpu-1"].engine.containers = {plan.head.container.name: ContainerState(
         plan.head.container.name, "running", None, dict(plan.head.container.labels))}
     executors["gpu-1"].logs = lambda name, tail=30, timestamps=False: COLD
-    report = status.collect(plan, executors)
+    report = status.collect(plan, executors, targets.http_client(plan, recorder))
     phases = {row["name"]: row["seconds"] for row in report["endpoint"]["startup"]["phases"]}
     assert phases["engine init"] == 58.27 and "image" not in phases
     assert "startup of qwen3-next-single-gpu-1 on gpu-1:" in status.table(report)

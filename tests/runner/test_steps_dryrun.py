@@ -21,7 +21,7 @@ from vllmgen.render.compile import compile_file
 from vllmgen.errors import RunnerError
 from vllmgen.targets.docker import daemon_json
 from vllmgen.runner import identity, status, targets
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import FreshHost, Printing, Recorder
 from vllmgen.runner.executor import (
     IMAGE_HASH_LABEL,
     ClusterView,
@@ -60,15 +60,16 @@ def _apply(spec: Path, names=None, *, containers=None, images=None, cluster=None
     executors = targets.executors(plan, names, remote=True, dry_run=recorder,
                                   daemon_json_path="/nonexistent/vllmgen-test/daemon.json")
     for executor in executors.values():
-        assert isinstance(executor, DryRunExecutor)
-        executor.containers = dict(containers or {})
-        executor.images = dict(images or {})
+        assert isinstance(executor, Printing)
+        executor.engine.containers = dict(containers or {})
+        executor.engine.images = dict(images or {})
         if cluster is not None:
-            executor.assume_cluster = cluster
+            executor.engine.cluster = cluster
         if host is not None:
-            executor.host = host
+            executor.engine.host = executor.host = host  # its daemon.json read (the engine) and printed
     progress_stream = io.StringIO()
-    runner = Apply(plan, executors, deploy_dir, options=options or Options(confirm=lambda q: True),
+    runner = Apply(plan, executors, deploy_dir, http=targets.http_client(plan, recorder),
+                   options=options or Options(confirm=lambda q: True),
                    progress=Progress(progress_stream), drift=check(compiled.artifacts, deploy_dir), environ=SECRETS,
                    secret_files=SECRET_FILES)
     return runner, recorder, progress_stream
@@ -137,6 +138,17 @@ def test_step_order(spec: Path) -> None:
     assert names == expected
 
 
+@pytest.mark.parametrize(("spec", "own", "foreign"), [("process-two-node-mp", "setsid env ", "docker"),
+                                                    ("seed-two-node-mp", "docker run ", "setsid")])
+def test_a_dry_run_prints_its_targets_own_commands(spec: str, own: str, foreign: str) -> None:
+    """One fresh host in memory under every target's dry run; what is printed is the target engine's words."""
+    out = io.StringIO()
+    runner, _, _ = _apply(ROOT / "specs" / f"{spec}.yaml", stream=out)
+    runner.run()
+    assert all(type(executor.engine) is FreshHost for executor in runner.executors.values())
+    assert own in out.getvalue() and foreign not in out.getvalue()
+
+
 def test_worker_scope_stops_after_its_container() -> None:
     spec = ROOT / "specs" / "seed-two-node-ray.yaml"
     runner, recorder, _ = _apply(spec, ["worker-1"])
@@ -194,7 +206,7 @@ def test_second_apply_changes_nothing() -> None:
     runner, recorder, progress = _apply(spec, containers=containers, images=images)
     # the head already serves: the serving probe answers yes
     for executor in runner.executors.values():
-        executor.served = {plan.head.container.name}
+        executor.engine.served = {plan.head.container.name}
     report = runner.run()
     assert report.changed == []
     assert "nothing changed" in progress.getvalue()
@@ -364,7 +376,7 @@ def test_ssh_node_gets_its_files_copied_and_commands_through_ssh() -> None:
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     for executor in executors.values():
         executor.host.home = lambda: "/root"  # what `ssh host 'printf %s "$HOME"'` answers
-    Apply(plan, executors, deploy_dir, options=Options(confirm=lambda q: True),
+    Apply(plan, executors, deploy_dir, http=targets.http_client(plan, recorder), options=Options(confirm=lambda q: True),
           progress=Progress(io.StringIO()),
           environ=SECRETS, secret_files=SECRET_FILES).run()
     text = out.getvalue()
@@ -405,7 +417,7 @@ def test_down_workers_first_and_only_ours() -> None:
     recorder = Recorder(stream=io.StringIO())
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
     for node in plan.nodes:
-        executors[node.name].containers = {
+        executors[node.name].engine.containers = {
             node.container.name: ContainerState(node.container.name, "running", None, dict(node.container.labels)),
             "someone-else": ContainerState("someone-else", "running", None, {"io.vllmgen.deployment": "other"}),
         }
@@ -419,9 +431,9 @@ def test_status_table_and_json() -> None:
     plan = compiled.plan
     recorder = Recorder(stream=io.StringIO())
     executors = targets.executors(plan, [n.name for n in plan.nodes], remote=True, dry_run=recorder)
-    executors["head"].containers = {plan.head.container.name: ContainerState(
+    executors["head"].engine.containers = {plan.head.container.name: ContainerState(
         plan.head.container.name, "running", None, dict(plan.head.container.labels))}
-    report = status.collect(plan, executors)
+    report = status.collect(plan, executors, targets.http_client(plan, recorder))
     text = status.table(report)
     assert "qwen3-next-tp16-ray-head  running  current" in text
     assert "worker-1  worker  -" in text and "absent" in text

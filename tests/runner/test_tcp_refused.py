@@ -15,11 +15,17 @@ from vllmgen.cli.commands import cli
 from vllmgen.spec.endpoints import TCP_REFUSED
 from vllmgen.errors import SpecError
 from vllmgen.runner import host as hosts
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import FreshHost, Recorder, printing
 from vllmgen.runner.executor import EngineError
 from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _dry(node: str, endpoint: str | None):  # noqa: ANN202
+    """The dry run of the Docker target's engine at ``endpoint``."""
+    host = hosts.for_endpoint(endpoint)
+    return printing(FreshHost(node, endpoint, host), DockerSdkExecutor(node, endpoint, host).commands, Recorder())
 SPEC = """version: 1
 name: tcpd
 model: {source: Qwen/Qwen3-8B}
@@ -89,11 +95,11 @@ def test_a_tcp_docker_host_in_the_environment_is_refused_too(listener, monkeypat
         DockerSdkExecutor("a", None, hosts.LocalHost()).ping()
     assert str(caught.value) == TCP_REFUSED and accepted == []
     with pytest.raises(EngineError):
-        DryRunExecutor("a", None, Recorder()).ping()
+        _dry("a", None).ping()
 
 
 def test_the_dry_run_says_why_instead_of_crashing_on_a_tcp_endpoint():
-    dry = DryRunExecutor("a", "tcp://192.0.2.1:2376", Recorder())
+    dry = _dry("a", "tcp://192.0.2.1:2376")
     with pytest.raises(EngineError, match="tcp:// is refused"):
         dry.ping()
     with pytest.raises(hosts.NoHostAccess, match="ssh:// docker_host"):

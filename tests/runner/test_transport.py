@@ -215,7 +215,7 @@ def test_status_problems_name_nodes_and_keep_full_text() -> None:
 
 
 def test_http_checks_ignore_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vllmgen.runner.httpcheck import http_request
+    from vllmgen.runner.http import DirectHttp
 
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
@@ -236,7 +236,7 @@ def test_http_checks_ignore_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> N
     server = http.server.HTTPServer(("127.0.0.2", 0), Ok)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        result = http_request("GET", f"http://127.0.0.2:{server.server_port}/health", timeout=5)
+        result = DirectHttp().request("GET", f"http://127.0.0.2:{server.server_port}/health", timeout=5)
     finally:
         server.shutdown()
     assert (result.status, result.body) == (200, "direct")

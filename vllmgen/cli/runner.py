@@ -146,10 +146,10 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     # lazy: start-up time
     import shlex
 
+    connect_early(spec, all_nodes, dry_run)
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
-    connect_early(spec, all_nodes, dry_run)
     valid, plan = plan_file(spec)
     _connect(plan, all_nodes, dry_run)
     # lazy: start-up time
@@ -165,7 +165,8 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     options = Options(dry_run=dry_run, **options_kw)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
                                   restart_command=tuple(shlex.split(docker_restart)))
-    return Apply(plan, executors, deploy_dir, options=options, drift=_drift(spec, valid, plan, build_dir))
+    return Apply(plan, executors, deploy_dir, http=targets.http_client(plan, recorder), options=options,
+                 drift=_drift(spec, valid, plan, build_dir))
 
 
 def _drift(spec: Path, valid, plan, build_dir: Path) -> list[str]:  # noqa: ANN001
@@ -298,10 +299,10 @@ def plan(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, buil
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None:
     """Show each node's containers, the cluster view and the endpoint's health; exit 1 if anything is unhealthy."""
+    connect_early(spec, all_nodes)
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
-    connect_early(spec, all_nodes)
     _, plan = plan_file(spec)
     _connect(plan, all_nodes)
     # lazy: start-up time
@@ -322,7 +323,7 @@ def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None
                 api_key = None
     try:
         with _transport_errors():
-            report = status_report.collect(plan, executors, api_key)
+            report = status_report.collect(plan, executors, targets.http_client(plan), api_key)
     finally:
         targets.close(executors)
     click.echo(status_report.as_json(report) if fmt == "json" else status_report.table(report))
@@ -337,10 +338,10 @@ def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None
 @click.option("--dry-run", is_flag=True, help="Print the docker commands; remove nothing.")
 def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> None:
     """Remove the containers apply started (by their labels), workers first."""
+    connect_early(spec, all_nodes, dry_run)
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
-    connect_early(spec, all_nodes, dry_run)
     _, plan = plan_file(spec)
     _connect(plan, all_nodes, dry_run)
     # lazy: start-up time

@@ -7,9 +7,9 @@ It never re-derives a flag: every container, command and mount comes from the pl
     (the engines live in their targets: targets/docker/sdk.py, targets/process/procexec.py;
      what only Docker does is targets/docker/engine.py's DockerEngine)
     startup     the engine's log read back after apply and in status: start-up phases, NCCL transports
-    dryrun      DryRunExecutor and Recorder: prints the equivalent commands, changes nothing
+    dryrun      Printing(engine) over a FreshHost, DryRunHttp and Recorder: prints what each target would run; changes nothing
     dockerargs  a planned container as `docker run` words, and those words as SDK arguments (one translation)
-    httpcheck   HTTP requests to the endpoint (health, models, chat)
+    http        the control side's HTTP client (health, models, chat, the key checks): one, passed to the steps
     host        subprocess access to a node's host: files (daemon.json), $HOME, restart docker, nvidia-smi
     daemon_json merge of the plan's daemon.json keys into a host's file, never clobbering it
     secrets     SecretEnv -> values, at apply time, never logged

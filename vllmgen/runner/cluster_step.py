@@ -20,10 +20,9 @@ if TYPE_CHECKING:
 
 def run(apply: Apply, step: str) -> None:
     if apply.plan.backend == "mp":
-        head = apply.executors[apply.plan.head.name]
         _note_missing_workers(apply)
-        verify.wait_healthy(head, apply.plan.direct_endpoint, apply.progress, timeout=apply.options.timeout,
-                            alive=lambda: (apply._alive(step), apply._phase())[1], step=step,
+        verify.wait_healthy(apply.http, apply.plan.head.name, apply.plan.direct_endpoint, apply.progress,
+                            timeout=apply.options.timeout, alive=lambda: (apply._alive(step), apply._phase())[1], step=step,
                             what="the followers to join and the model to load (/health)",
                             interval=apply.options.health_poll, logs=apply._head_logs, watches=apply._watching())
         apply._outcome(step, apply.plan.head.name, "ok", f"{len(apply.plan.nodes)} node(s), /health 200")

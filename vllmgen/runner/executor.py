@@ -1,9 +1,10 @@
 """The Executor: the verbs every target's engine answers on a node, and their data types.
 
 Implementations: ``targets.docker.sdk.DockerSdkExecutor`` (a Docker engine through the docker SDK; it is
-also a ``targets.docker.engine.DockerEngine``: images, daemon.json, Ray's view), ``targets.process.procexec.
-ProcessExecutor`` (host processes) and ``dryrun.DryRunExecutor`` (prints the equivalent commands, changes
-nothing). The node's files, commands and GPU count are its ``host``'s (``runner.host``).
+also a ``targets.docker.engine.DockerEngine``: images, daemon.json, Ray's view) and ``targets.process.procexec.
+ProcessExecutor`` (host processes). Each engine's ``commands`` say what it would run for a verb, as a shell line:
+a dry run (``runner.dryrun.Printing``) prints them and changes nothing. The node's files, commands and GPU count
+are its ``host``'s (``runner.host``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vllmgen.plan import label_names
 from vllmgen.plan.plan import Container
@@ -100,24 +101,33 @@ class ClusterView:
     nodes: tuple[str, ...]  # addresses of the alive nodes
 
 
-@dataclass(frozen=True)
-class HttpResult:
-    status: int  # 0: no answer (refused, timed out); the reason is in body
-    body: str
+class Commands(Protocol):
+    """What a target's engine would run for each verb, as one shell line: the words a dry run prints (and, where
+    the engine runs words, the ones it runs). None: the verb has no command of its own (it reads what the
+    engine keeps, as the process target reads its records)."""
 
-    def json(self) -> Any:
-        return json.loads(self.body)
+    where: str  # where the commands go: the dry run's node header
+
+    def ping(self) -> str | None: ...  # EngineError where the engine would refuse the endpoint
+    def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str | None: ...
+    def run(self, request: RunRequest) -> str: ...  # secrets by name: the caller says where each is read
+    def remove(self, name: str, stop_timeout: int) -> str: ...
+    def exec(self, name: str, argv: tuple[str, ...], detach: bool, env: tuple[str, ...]) -> str: ...  # env: names
+    def list_containers(self, deployment: str) -> str | None: ...
+    def started_at(self, name: str) -> str | None: ...
+    def serving(self, name: str) -> str | None: ...
 
 
 class Executor(Protocol):
     """A target's engine on one node: the verbs every runtime answers (a container or a host process
     behind each name). What only Docker does is ``targets.docker.engine.DockerEngine``; the GPU count is
-    the host's (``host.gpu_count``)."""
+    the host's (``host.gpu_count``); HTTP probes are the control side's (``runner.http``)."""
 
     node: str
     endpoint: str | None  # None: the local default (DOCKER_HOST or /var/run/docker.sock)
     host: hosts.Host
     concurrent: bool  # may the steps drive several executors at once?
+    commands: Commands  # what it would run for each verb (the dry run prints them)
 
     def ping(self) -> EngineInfo: ...
     def prepare_deploy_dir(self, local: Path, files: tuple[str, ...], remote: str) -> str: ...
@@ -131,8 +141,6 @@ class Executor(Protocol):
              env: Mapping[str, str] | None = None) -> ExecResult: ...  # env: values never printed
     def list_containers(self, deployment: str) -> list[ContainerState]: ...
     def serving(self, name: str) -> bool: ...
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None,
-             body: Any = None, timeout: float = 10) -> HttpResult: ...
     def close(self) -> None: ...
 
 

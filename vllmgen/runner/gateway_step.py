@@ -17,6 +17,7 @@ from vllmgen.plan.plan import Plan
 from vllmgen.runner import identity, secrets, verify
 from vllmgen.runner.executor import EngineError, Executor, RunRequest
 from vllmgen.runner.host import HostError
+from vllmgen.runner.http import HttpClient, Keyed
 from vllmgen.runner.progress import fail
 
 if TYPE_CHECKING:
@@ -84,26 +85,15 @@ def step_gateway(run: Apply, step: Step) -> None:
         _settle(run, step.name)
     api_key = secrets.api_key(plan, run.secrets)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    verify.wait_healthy(_Keyed(executor, headers), plan.endpoint, run.progress, timeout=min(run.options.timeout, 120),  # type: ignore[arg-type]  # _Keyed wraps an Executor and forwards every call it does not change
-                        alive=lambda: _alive(run, step.name), step=step.name,
+    verify.wait_healthy(Keyed(run.http, headers), name, plan.endpoint, run.progress,
+                        timeout=min(run.options.timeout, 120), alive=lambda: _alive(run, step.name), step=step.name,
                         what=f"the gateway at {gateway.url} (/health, with the key)", interval=1.0,
                         logs=lambda: executor.logs(container.name, tail=20))
-    passed = verify.verify(executor, plan.endpoint, api_key, run.progress,
+    passed = verify.verify(run.http, name, plan.endpoint, api_key, run.progress,
                            logs=lambda: executor.logs(container.name, tail=40))
     result = {"create": "created", "replace": "replaced", "unchanged": "unchanged"}[action]
     run._outcome(step.name, name, result, f"{gateway.url} in front of {', '.join(gateway.upstreams)}; "
                  + "; ".join(passed))
-
-
-class _Keyed:
-    """An executor whose HTTP requests carry the API key (the gateway's /health wants it)."""
-
-    def __init__(self, executor: Executor, headers: dict[str, str]):
-        self._executor, self._headers, self.node = executor, headers, executor.node
-
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
-             timeout: float = 10) -> Any:
-        return self._executor.http(method, url, {**self._headers, **(headers or {})}, body, timeout)
 
 
 def _settle(run: Apply, step: str) -> None:
@@ -135,7 +125,7 @@ def _alive(run: Apply, step: str) -> None:
 # --- status -----------------------------------------------------------------------------------
 
 
-def report(plan: Plan, executors: Mapping[str, Executor], api_key: str | None) -> dict[str, Any]:
+def report(plan: Plan, executors: Mapping[str, Executor], http: HttpClient, api_key: str | None) -> dict[str, Any]:
     gateway, container = plan.gateway, plan.gateway_container
     if gateway is None or container is None or gateway.node not in executors:
         return {}
@@ -149,9 +139,9 @@ def report(plan: Plan, executors: Mapping[str, Executor], api_key: str | None) -
     except (EngineError, HostError) as exc:
         entry["status"] = f"unreachable: {exc}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    health = executor.http("GET", f"{gateway.url}/health", headers, timeout=3)
+    health = http.request("GET", f"{gateway.url}/health", headers, timeout=3)
     entry["health"] = health.status or health.body
-    refused = executor.http("GET", f"{gateway.url}/v1/models", timeout=3)
+    refused = http.request("GET", f"{gateway.url}/v1/models", timeout=3)
     entry["without_key"] = refused.status or refused.body
     return {"gateway": entry}
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vllmgen.runner.executor import Executor, HttpResult
+from vllmgen.runner.http import HttpClient, HttpResult
 
 Kind = Literal["inference", "admin", "info"]
 CLOSED = frozenset({401, 403, 404})
@@ -89,11 +89,11 @@ def authenticated_probes(model: str) -> tuple[Probe, ...]:
     )
 
 
-def probe(executor: Executor, url: str, probes: tuple[Probe, ...],
+def probe(http: HttpClient, url: str, probes: tuple[Probe, ...],
           headers: Mapping[str, str] | None = None) -> list[Finding]:
     out = []
     for one in probes:
-        result: HttpResult = executor.http(one.method, f"{url}{one.path}", headers, one.body, timeout=30)
+        result: HttpResult = http.request(one.method, f"{url}{one.path}", headers, one.body, timeout=30)
         out.append(Finding(url, one, result.status, " ".join(result.body.split())[:120]))
     return out
 
@@ -130,11 +130,11 @@ class Exposure:
                 "readable": [f"{f.probe.method} {f.probe.path}" for f in self.leaks]}
 
 
-def without_key(executor: Executor, url: str, model: str) -> Exposure:
-    return Exposure(url, tuple(probe(executor, url, unauthenticated_probes(model))))
+def without_key(http: HttpClient, url: str, model: str) -> Exposure:
+    return Exposure(url, tuple(probe(http, url, unauthenticated_probes(model))))
 
 
-def with_key(executor: Executor, url: str, model: str, api_key: str) -> list[Finding]:
+def with_key(http: HttpClient, url: str, model: str, api_key: str) -> list[Finding]:
     """The client paths with the key; the ones that did not answer 200 are returned."""
-    found = probe(executor, url, authenticated_probes(model), {"Authorization": f"Bearer {api_key}"})
+    found = probe(http, url, authenticated_probes(model), {"Authorization": f"Bearer {api_key}"})
     return [f for f in found if f.status != 200]

@@ -18,9 +18,10 @@ from vllmgen.plan.router import ROLE, Worker
 from vllmgen.runner import identity, kvtransfer, verify
 from vllmgen.runner import secrets as deployment_secrets
 from vllmgen.runner.changes import offline_refused
-from vllmgen.runner.dryrun import DryRunExecutor
+from vllmgen.runner.dryrun import DryRunHttp
 from vllmgen.runner.executor import EngineError, Executor, RunRequest, dockerfile_for, image_hash
 from vllmgen.runner.host import HostError
+from vllmgen.runner.http import HttpClient
 from vllmgen.runner.progress import fail
 from vllmgen.targets.docker.engine import docker_engine
 
@@ -67,7 +68,8 @@ def step_servers(run: Apply, step: Step) -> None:
             continue  # the head's server is waited for by verify
         executor = run.executors[server.node]
         container = run.plan.node(server.node).container.name
-        verify.wait_healthy(executor, _endpoint_at(run.plan, server.url), run.progress, timeout=run.options.timeout,
+        verify.wait_healthy(run.http, server.node, _endpoint_at(run.plan, server.url), run.progress,
+                            timeout=run.options.timeout,
                             alive=lambda: run._alive(step.name), step=step.name,
                             what=f"the API server at {server.url} (/health)", interval=run.options.health_poll,
                             logs=lambda e=executor, c=container: e.logs(c, tail=20), watches=run._watching())  # type: ignore[misc]  # mypy cannot type a lambda with defaults
@@ -81,7 +83,7 @@ def step_router(run: Apply, step: Step) -> None:
     executor = run.executors[name]
     # only healthy servers go behind the router: each one's /health once more, now
     for server in router.workers:
-        health = executor.http("GET", f"{server.url}/health", timeout=5)
+        health = run.http.request("GET", f"{server.url}/health", timeout=5)
         if health.status != 200:
             raise fail(server.node, step.name, f"{server.url}/health answers {health.status or health.body}; "
                        "the router is not started in front of a server that is not healthy",
@@ -110,11 +112,11 @@ def step_router(run: Apply, step: Step) -> None:
                     else None)
         result = "created" if state is None else "replaced"
     endpoint = replace(plan.direct_endpoint, address=router.reach, port=router.port)
-    verify.wait_healthy(executor, endpoint, run.progress, timeout=min(run.options.timeout, 120),
+    verify.wait_healthy(run.http, name, endpoint, run.progress, timeout=min(run.options.timeout, 120),
                         alive=lambda: None, step=step.name, what=f"the router at {router.url} (/health)",
                         interval=1.0, logs=lambda: executor.logs(container.name, tail=20))
     api_key = deployment_secrets.api_key(plan, run.secrets)
-    passed = verify.verify(executor, endpoint, api_key, run.progress,
+    passed = verify.verify(run.http, name, endpoint, api_key, run.progress,
                            logs=lambda: executor.logs(container.name, tail=40), public=plan.gateway is None)
     run._outcome(step.name, name, result, f"{router.url} in front of {len(router.workers)} server(s); "
                  + "; ".join(passed))
@@ -141,7 +143,7 @@ def _router_image(run: Apply, step: Step, name: str) -> str:
 def _decode_reading(run: Apply, worker: Worker, headers: Mapping[str, str]) -> tuple[kvtransfer.Counters, str]:
     """A decode instance's NIXL counters (/metrics) and its whole log."""
     executor = run.executors[worker.node]
-    metrics = executor.http("GET", f"{worker.url}/metrics", headers, timeout=10)
+    metrics = run.http.request("GET", f"{worker.url}/metrics", headers, timeout=10)
     log = executor.logs(run.plan.node(worker.node).container.name, tail=None)
     return kvtransfer.counters(metrics.body if metrics.status == 200 else ""), log
 
@@ -159,9 +161,9 @@ def step_kv_transfer(run: Apply, step: Step) -> None:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     before = {worker.node: _decode_reading(run, worker, headers)[0] for worker in decodes}
     front = plan.endpoint.url if plan.gateway else router.url
-    answer = run.executors[router.node].http("POST", f"{front}/v1/completions", headers,
-                                             kvtransfer.completion_body(plan.endpoint.served_name), timeout=120)
-    if run.options.dry_run or isinstance(run.executors[router.node], DryRunExecutor):
+    answer = run.http.request("POST", f"{front}/v1/completions", headers,
+                              kvtransfer.completion_body(plan.endpoint.served_name), timeout=120)
+    if run.options.dry_run or isinstance(run.http, DryRunHttp):
         # the requests above are printed; what they would read back is not there to judge
         run._outcome(step.name, router.node, "ok", "(dry run) the decode instances' /metrics and logs would be read")
         return
@@ -182,16 +184,15 @@ def step_kv_transfer(run: Apply, step: Step) -> None:
 # --- status -----------------------------------------------------------------------------------
 
 
-def report(plan: Plan, executors: Mapping[str, Executor], api_key: str | None) -> dict[str, Any]:
+def report(plan: Plan, executors: Mapping[str, Executor], http: HttpClient, api_key: str | None) -> dict[str, Any]:
     """Per API server health, and the router's container and health."""
     out: dict[str, Any] = {}
-    probe = next(iter(executors.values()), None)
-    if probe is None:
+    if not executors:
         return out
     if several(plan):
         out["servers"] = []
         for server in api_servers(plan):
-            health = probe.http("GET", f"{server.url}/health", timeout=3)
+            health = http.request("GET", f"{server.url}/health", timeout=3)
             out["servers"].append({"node": server.node, "url": server.url, "health": health.status or health.body})
     router = plan.router
     if router is not None and router.node in executors:
@@ -202,12 +203,12 @@ def report(plan: Plan, executors: Mapping[str, Executor], api_key: str | None) -
             entry["status"] = state.status if state else "absent"
         except (EngineError, HostError) as exc:
             entry["status"] = f"unreachable: {exc}"
-        health = executor.http("GET", f"{router.url}/health", timeout=3)
+        health = http.request("GET", f"{router.url}/health", timeout=3)
         entry["health"] = health.status or health.body
         out["router"] = entry
         if router.disaggregated:  # how much KV cache each decode instance has read over NIXL so far
             out["kv_transfer"] = {worker.node: kvtransfer.counters(
-                metrics.body if (metrics := probe.http("GET", f"{worker.url}/metrics", timeout=5)).status == 200
+                metrics.body if (metrics := http.request("GET", f"{worker.url}/metrics", timeout=5)).status == 200
                 else "").as_dict() for worker in router.decode}
     return out
 

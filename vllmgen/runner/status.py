@@ -17,12 +17,13 @@ from vllmgen.plan.plan import Plan
 from vllmgen.runner import faults, gateway_step, identity, keyless, phases, servers, startup
 from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
+from vllmgen.runner.http import HttpClient
 from vllmgen.runner.orphans import NODE_LABEL, describe, scan
 from vllmgen.runner.verify import base_url
 from vllmgen.targets.docker.engine import docker_engine, has_images
 
 
-def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None = None) -> dict[str, Any]:
+def collect(plan: Plan, executors: Mapping[str, Executor], http: HttpClient, api_key: str | None = None) -> dict[str, Any]:
     nodes = []
     head_running = False
     chosen = [node for node in plan.nodes if node.name in executors]
@@ -59,11 +60,11 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
     endpoint: dict[str, Any] = {"url": base_url(plan.direct_endpoint), "served_name": plan.endpoint.served_name}
     if head is not None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        health = head.http("GET", f"{endpoint['url']}/health", headers, timeout=3)
+        health = http.request("GET", f"{endpoint['url']}/health", headers, timeout=3)
         endpoint["health"] = health.status or health.body
         if health.status == 401 and plan.endpoint.api_key and not api_key:
             endpoint["health"] = "401 (behind the API key; set its variable to check health)"
-        models = head.http("GET", f"{endpoint['url']}/v1/models", headers, timeout=3)
+        models = http.request("GET", f"{endpoint['url']}/v1/models", headers, timeout=3)
         endpoint["models_status"] = models.status or models.body
         if models.status == 200:
             try:
@@ -76,7 +77,7 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             # what clients reach: the front door (a gateway always fronts a keyed deployment); the servers
             # and router behind it listen on loopback or the private network, where vLLM's holes are known
             urls = [base_url(plan.endpoint)] + ([plan.router.url] if plan.router and not plan.gateway else [])
-            endpoint["without_key"] = [keyless.without_key(head, url, plan.endpoint.served_name).as_dict()
+            endpoint["without_key"] = [keyless.without_key(http, url, plan.endpoint.served_name).as_dict()
                                        for url in dict.fromkeys(urls)]
         if head_running:  # the serving node's start, phase by phase, from its log, since it started
             container = plan.head.container.name
@@ -89,8 +90,8 @@ def collect(plan: Plan, executors: Mapping[str, Executor], api_key: str | None =
             endpoint["head_running"] = True
     report: dict[str, Any] = {"deployment": plan.name, "backend": plan.backend, "nodes": nodes, "cluster": cluster,
               "endpoint": endpoint, "orphans": [{k: v for k, v in o.items() if k != "why"} for o in stray]}
-    report.update(servers.report(plan, executors, api_key))
-    report.update(gateway_step.report(plan, executors, api_key))
+    report.update(servers.report(plan, executors, http, api_key))
+    report.update(gateway_step.report(plan, executors, http, api_key))
     report["problems"] = problems(report) + servers.problems(report) + gateway_step.problems(report) + [
         f"orphan: {o['container']} ({o['why']}) on {o['engine of']}'s engine: `vllmgen down SPEC` removes it"
         for o in stray]

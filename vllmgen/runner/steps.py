@@ -39,6 +39,7 @@ from vllmgen.runner.executor import (
     image_hash,
 )
 from vllmgen.runner.host import HostError
+from vllmgen.runner.http import HttpClient
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.runner.watch import Watch
 from vllmgen.targets import registry
@@ -150,13 +151,14 @@ def engine_hint(error: str) -> str | None:
 class Apply:
     """One ``vllmgen apply``: the plan's steps over the executors of the nodes in scope."""
 
-    def __init__(self, plan: Plan, executors: Mapping[str, Executor], deploy_dir: Path, *,
+    def __init__(self, plan: Plan, executors: Mapping[str, Executor], deploy_dir: Path, *, http: HttpClient,
                  options: Options | None = None, progress: Progress | None = None,
                  drift: list[str] | None = None, environ: Mapping[str, str] | None = None,
                  secret_files: Mapping[str, str] | None = None):
         self.plan = plan
         self.target = registry.target(plan.runtime)
         self.executors = dict(executors)
+        self.http = http  # every HTTP probe (health, models, chat, the key checks), from this machine
         self.deploy_dir = deploy_dir
         self.options = options or Options()
         self.progress = progress or Progress()
@@ -429,11 +431,12 @@ class Apply:
             return note
 
         name, container = self.plan.head.name, self.plan.head.container.name
-        verify.wait_healthy(head, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout, alive=alive,
-                            interval=self.options.health_poll, logs=self._head_logs, watches=self._watching())
+        verify.wait_healthy(self.http, name, self.plan.direct_endpoint, self.progress, timeout=self.options.timeout,
+                            alive=alive, interval=self.options.health_poll, logs=self._head_logs,
+                            watches=self._watching())
         self._answered(name, "first healthy answer", "/health 200")
         api_key = secrets.api_key(self.plan, self.secrets)
-        passed = verify.verify(head, self.plan.direct_endpoint, api_key, self.progress,
+        passed = verify.verify(self.http, name, self.plan.direct_endpoint, api_key, self.progress,
                                logs=lambda: head.logs(container, tail=40), public=self.plan.gateway is None,
                                answered=lambda: self._answered(name, "first token", "a chat completion answered"))
         self.report.outcomes.append(Outcome(step.name, name, "ok", "; ".join(passed)))

@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from vllmgen.plan.plan import Plan
 from vllmgen.runner import host as hosts
 from vllmgen.runner import ssh
-from vllmgen.runner.dryrun import DryRunExecutor, Recorder
+from vllmgen.runner.dryrun import DryRunHttp, FreshHost, Recorder, printing
 from vllmgen.runner.executor import ClusterView, Executor
+from vllmgen.runner.http import DirectHttp, HttpClient
 from vllmgen.spec import endpoints
 from vllmgen.spec.addresses import url_host
 from vllmgen.targets import registry
@@ -86,8 +87,8 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
               daemon_json_path: str = hosts.daemon_json.DEFAULT_PATH,
               restart_command: tuple[str, ...] = hosts.DEFAULT_RESTART,
               timeout: float | None = None) -> dict[str, Executor]:
-    """One executor per node in ``names``: the engine the target's registry line names (a dry run: the
-    recorder); ``remote``: through each node's docker_host; ``timeout``: per engine call, where it has one."""
+    """One executor per node in ``names``: the engine the target's registry line names (a dry run: its printing,
+    into the recorder); ``remote``: through each node's docker_host; ``timeout``: per engine call, where it has one."""
     target = registry.target(plan.runtime)
     if target.engine is None:
         raise ValueError(f"runtime.kind: {plan.runtime} is not run from here: apply the rendered files with "
@@ -102,16 +103,16 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
         node = plan.node(name)
         endpoint = node.docker_host if remote else None
         host = hosts.for_endpoint(endpoint, daemon_json_path=daemon_json_path, restart_command=restart_command)
-        if dry_run is not None:
-            out[name] = DryRunExecutor(  # type: ignore[assignment]  # DryRunExecutor's host is a DryHost, not a Host: the same calls, another class
-                name, endpoint, dry_run, host=host,
-                assume_cluster=whole,
-                assume_served=plan.endpoint.served_name, assume_api_key=plan.endpoint.api_key is not None,
-                process=not target.docker, secrets=plan.secrets,
-            )
-        else:
-            out[name] = make(plan, node, endpoint, host, **({} if timeout is None else {"timeout": timeout}))
+        engine = make(plan, node, endpoint, host, **({} if timeout is None else {"timeout": timeout}))
+        # a dry run: the target's engine says what it would run; a fresh host in memory answers, and no host is reached
+        out[name] = engine if dry_run is None else printing(FreshHost(name, endpoint, host, cluster=whole),
+                                                            engine.commands, dry_run, plan.secrets)
     return out
+
+
+def http_client(plan: Plan, dry_run: Recorder | None = None) -> HttpClient:
+    """The one HTTP client of a run's probes: from this machine, or the dry run's (printed, never sent)."""
+    return DirectHttp() if dry_run is None else DryRunHttp(dry_run, plan)
 
 
 def engine_factory(path: str) -> Callable[..., Executor]:

@@ -1,8 +1,8 @@
 """Proof that a deployment serves: /health, /v1/models, a chat and a text completion, and that
 without the API key nothing answers (``exposure`` probes every client, engine and admin path).
 
-Requests go through the head's executor (``Executor.http``): the SDK executor sends them with
-urllib from this machine, the dry-run prints the equivalent ``curl``.
+Requests go through the control side's HTTP client (``runner.http``): urllib from this machine, or the
+dry run's, which prints the equivalent ``curl``. ``node`` names the node whose server is asked, in messages.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from vllmgen.plan.plan import Endpoint
 from vllmgen.runner import keyless, watch
-from vllmgen.runner.executor import Executor, HttpResult
+from vllmgen.runner.http import HttpClient, HttpResult
 from vllmgen.runner.progress import Progress, WaitTimeout, fail
 from vllmgen.runner.watch import Watch
 
@@ -30,7 +30,7 @@ def _short(result: HttpResult) -> str:
     return f"HTTP {result.status}" + (f": {body[:200]}" if body else "")
 
 
-def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, timeout: float,
+def wait_healthy(http: HttpClient, node: str, endpoint: Endpoint, progress: Progress, *, timeout: float,
                  alive: Callable[[], str | None], what: str = "the model to load (/health)",
                  step: str = STEP, interval: float = 3.0, logs: Callable[[], str] | None = None,
                  watches: Sequence[Watch] = ()) -> None:
@@ -42,19 +42,19 @@ def wait_healthy(executor: Executor, endpoint: Endpoint, progress: Progress, *, 
 
     def check() -> tuple[bool, str]:
         note = alive()
-        result = executor.http("GET", url, timeout=5)
+        result = http.request("GET", url, timeout=5)
         return result.status == 200, _short(result) + (f"; {note}" if note else "")
 
     try:
-        watch.wait(progress, what, executor.node, check, watches=watches, timeout=timeout, interval=interval,
+        watch.wait(progress, what, node, check, watches=watches, timeout=timeout, interval=interval,
                    step=step)
     except WaitTimeout as exc:
-        raise fail(executor.node, step, f"{url} is not healthy after {exc.waited:.0f}s: {exc.last}",
+        raise fail(node, step, f"{url} is not healthy after {exc.waited:.0f}s: {exc.last}",
                    "read the server's log below; raise --timeout if the model is still loading",
                    logs() if logs else None) from exc
 
 
-def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress: Progress,
+def verify(http: HttpClient, node: str, endpoint: Endpoint, api_key: str | None, progress: Progress,
            logs: Callable[[], str] | None = None, answered: Callable[[], None] | None = None,
            also: tuple[str, ...] = (), public: bool = True) -> list[str]:
     """The checks after /health is 200; returns one line per check passed, raises on the first failure.
@@ -69,58 +69,58 @@ def verify(executor: Executor, endpoint: Endpoint, api_key: str | None, progress
 
     def ok(line: str) -> None:  # said at once: a later failure must not hide what passed
         passed.append(line)
-        progress.say(f"verify: {line}", executor.node)
+        progress.say(f"verify: {line}", node)
 
-    models = executor.http("GET", f"{url}/v1/models", headers)
+    models = http.request("GET", f"{url}/v1/models", headers)
     if models.status != 200:
-        raise fail(executor.node, STEP, f"GET {url}/v1/models: {_short(models)}",
+        raise fail(node, STEP, f"GET {url}/v1/models: {_short(models)}",
                    "the API key vllmgen sent was refused" if models.status == 401 else None)
     try:
         names = [model.get("id") for model in models.json().get("data", [])]
     except (ValueError, AttributeError) as exc:
-        raise fail(executor.node, STEP, f"GET {url}/v1/models did not answer a model list: {_short(models)}") from exc
+        raise fail(node, STEP, f"GET {url}/v1/models did not answer a model list: {_short(models)}") from exc
     if endpoint.served_name not in names:
-        raise fail(executor.node, STEP, f"/v1/models lists {names}, not {endpoint.served_name!r}",
+        raise fail(node, STEP, f"/v1/models lists {names}, not {endpoint.served_name!r}",
                    "another server answers on this port? check `docker ps` on the head")
     ok(f"/v1/models lists {endpoint.served_name}")
 
     body = {"model": endpoint.served_name, "messages": [{"role": "user", "content": "Say hello."}],
             "max_tokens": 8, "temperature": 0}
-    chat = executor.http("POST", f"{url}/v1/chat/completions", headers, body, timeout=120)
+    chat = http.request("POST", f"{url}/v1/chat/completions", headers, body, timeout=120)
     if chat.status != 200:
-        raise fail(executor.node, STEP, f"POST {url}/v1/chat/completions: {_short(chat)}",
+        raise fail(node, STEP, f"POST {url}/v1/chat/completions: {_short(chat)}",
                    "the server's log below has the cause", logs() if logs and chat.status >= 500 else None)
     try:
         answer = chat.json()["choices"][0]["message"].get("content")
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise fail(executor.node, STEP, f"the chat completion has no message: {_short(chat)}") from exc
+        raise fail(node, STEP, f"the chat completion has no message: {_short(chat)}") from exc
     if answered:
         answered()
     ok(f"chat completion answered {json.dumps((answer or '')[:40])}")
 
     body = {"model": endpoint.served_name, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
-    text = executor.http("POST", f"{url}/v1/completions", headers, body, timeout=120)
+    text = http.request("POST", f"{url}/v1/completions", headers, body, timeout=120)
     if text.status != 200:
-        raise fail(executor.node, STEP, f"POST {url}/v1/completions: {_short(text)}",
+        raise fail(node, STEP, f"POST {url}/v1/completions: {_short(text)}",
                    "the server's log below has the cause", logs() if logs and text.status >= 500 else None)
     ok("a text completion answered")
 
     if api_key and public:
-        for line in refused_without_key(executor, (url, *also), endpoint.served_name):
+        for line in refused_without_key(http, node, (url, *also), endpoint.served_name):
             ok(line)
     elif not api_key:
         ok(f"no API key in the spec: every path at {url} answers whoever reaches it")
     return passed
 
 
-def refused_without_key(executor: Executor, urls: tuple[str, ...], served_name: str) -> list[str]:
+def refused_without_key(http: HttpClient, node: str, urls: tuple[str, ...], served_name: str) -> list[str]:
     """Every client, engine and admin path at each URL, without the key; fails (exit 4) naming the
     paths that answered. Paths that only leak information (/metrics, /openapi.json) are reported."""
     lines = []
     for url in dict.fromkeys(urls):
-        found = keyless.without_key(executor, url, served_name)
+        found = keyless.without_key(http, url, served_name)
         if found.fatal:
-            raise fail(executor.node, STEP, f"{found.summary()}: a client without the API key gets inference "
+            raise fail(node, STEP, f"{found.summary()}: a client without the API key gets inference "
                        "or administration there",
                        "clients must reach the deployment only through its front door (the gateway), which "
                        "checks the key on every path; vLLM's own key check covers /v1 only")

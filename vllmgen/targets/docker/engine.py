@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from vllmgen.runner.executor import ClusterView, EngineError, Executor
+from vllmgen.runner.executor import ClusterView, Commands, EngineError, Executor
 
 
 @runtime_checkable
@@ -25,6 +25,18 @@ class DockerEngine(Executor, Protocol):
     def validate_daemon_json(self, text: str) -> tuple[bool | None, str]: ...  # None: no dockerd --validate
     def restore_daemon_json(self, original: str | None) -> None: ...  # None: remove the file
     def restart_daemon(self) -> None: ...
+
+
+@runtime_checkable
+class DockerCommands(Commands, Protocol):
+    """The shell lines of the Docker-only verbs (``DockerEngine``'s), beside every engine's."""
+
+    def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str]) -> str: ...
+    def cluster_view(self, name: str) -> str: ...
+    def write_daemon_json(self, path: str, text: str, backup: str | None) -> str: ...
+    def validate_daemon_json(self) -> str: ...
+    def restore_daemon_json(self, path: str, original: str | None) -> str: ...
+    def restart_daemon(self, command: tuple[str, ...]) -> str: ...
 
 
 def docker_engine(executor: Executor) -> DockerEngine:

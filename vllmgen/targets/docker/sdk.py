@@ -30,14 +30,13 @@ from vllmgen.runner.executor import (
     EngineError,
     EngineInfo,
     ExecResult,
-    HttpResult,
     RunRequest,
     parse_cluster_view,
 )
-from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import StreamFollow
 from vllmgen.spec import endpoints
 from vllmgen.targets.docker import daemon_json, dockerargs
+from vllmgen.targets.docker.commands import DockerCli
 
 API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
 BUILD_TIMEOUT = 3600  # a build's output may pause for long (a big pip install)
@@ -54,6 +53,7 @@ class DockerSdkExecutor:
         self.node = node
         self.endpoint = endpoint
         self.host = host or hosts.for_endpoint(endpoint)
+        self.commands = DockerCli(endpoint, self.host)  # what the dry run prints for each verb
         self._timeout = timeout
         self._client: Any = None  # the docker SDK's, made when a call needs it (engineapi answers the reads)
         self._reader: engineapi.EngineApi | None = None
@@ -316,9 +316,6 @@ class DockerSdkExecutor:
         result = self.exec(name, ("python3", "-c", SERVING_PROBE))
         return result.rc == 0 and bool(result.output.strip())
 
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
-             timeout: float = 10) -> HttpResult:
-        return http_request(method, url, headers, body, timeout)
 
 
 def _failure(exc: Exception) -> str | None:

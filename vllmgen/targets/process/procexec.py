@@ -37,11 +37,10 @@ from vllmgen.runner.executor import (
     EngineError,
     EngineInfo,
     ExecResult,
-    HttpResult,
     RunRequest,
 )
-from vllmgen.runner.httpcheck import http_request
 from vllmgen.runner.watch import FileFollow
+from vllmgen.targets.process.commands import ProcessShell
 from vllmgen.targets.process.process import DEPLOYMENTS, KEPT_ENV, LOCK_BUSY, MARKER_ENV, RUN_DIR, RUN_LABELS_ENV, launch, marker
 
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM stop its engine and workers; then SIGKILL to the session
@@ -216,6 +215,7 @@ class ProcessExecutor:
         self.node = node
         self.endpoint: str | None = None
         self.host = host or hosts.for_endpoint(None)
+        self.commands = ProcessShell()  # what the dry run prints for each verb
         self.deploy_dir = deploy_dir  # ~/.vllmgen/deployments/<name>: its name is the deployment's
         self.vllm = vllm
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -452,10 +452,6 @@ class ProcessExecutor:
     def serving(self, name: str) -> bool:
         state = self.inspect(name)
         return bool(state and state.running)
-
-    def http(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None,
-             timeout: float = 10) -> HttpResult:
-        return http_request(method, url, headers, body, timeout)
 
     def close(self) -> None:
         return None
