@@ -8,19 +8,35 @@ then, in alternating rounds so that background load hits both alike:
                 a journal line per part (the model item of `vllmgen bundle`): each file's bytes copied
                 into the part by copy_file_range and hashed from a mapping in a thread beside it
   tar read      `tar -x -f OUT -C DEST`
-  bundle load   what `bundle load` does for a model (load.place_model): every part's size checked, the
-                parts spliced into `tar -x` beside the place, each hashed on the way (its last MiB
-                held back until it matches), renamed into place (load.PLACE, on this machine)
+  bundle load   what `bundle load` does for a model on this machine (load.place_model): every part's
+                size checked, the tar headers read from the parts and each file's bytes copied out
+                by copy_file_range (bundle.unpack) while a thread hashes every part, renamed into
+                place once all match (load.NAMES/CLEAR/COMMIT); to an ssh node the parts are
+                spliced into `tar -x` instead (load.PLACE), which this bench does not time
   before ...    with --baseline REV: the same two operations by the code of REV (`git archive`), in
                 the same rounds, for a before/after side by side
 
+With --docker ENDPOINT --image REF, the same rounds for one image of that engine (after the folder's,
+or alone with --size-gib 0):
+
+  docker save   `docker -H ENDPOINT save -o OUT ID`
+  bundle save   vllmgen's writer on the image's `docker save` stream (DockerEngine.save: the Docker
+                SDK's 1 MiB chunks), cut into parts, each hashed in a thread beside the write
+  docker load   `docker -H ENDPOINT load -i OUT` (the image removed first, so that it really loads)
+  bundle load   what `bundle load` does for an image (the image removed first): every part hashed
+                (load.check_needed), then the parts streamed into the engine's load (DockerEngine.load),
+                each checked to be the same file as was hashed (archive.read_item)
+
+The daemon does the same work for both sides of a pair; its CPU seconds (from /proc/PID/stat, with
+--dockerd-pid) are shown apart from the client's (the `docker` CLI's, or vllmgen's process).
+
 Each bundle operation runs in a fresh interpreter and is timed inside it (imports excluded).
 The page cache is not dropped (that needs privileges over the whole machine): the folder was just
-written, so reads come mostly from memory for both. `docker save` by hand is not in this run (it
-needs a Docker engine with a multi-GB image; the slow test compares nothing against it).
+written, so reads come mostly from memory for both.
 
     python bench/bench_bundle.py [--size-gib 2] [--rounds 2] [--part-size 1G] [--dir /var/tmp]
                                  [--baseline REV] [--json]
+                                 [--docker unix:///PATH/docker.sock --image REF [--dockerd-pid PID]]
 """
 
 from __future__ import annotations
@@ -91,14 +107,29 @@ op, folder, out, part_size = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), 
 import os
 cpu = lambda: sum(os.times()[:4])  # user and system, this process and the children it waited for (tar)
 started, cpu_started = time.monotonic(), cpu()
-if op == "write":
+if op in ("image-write", "image-load"):
+    from vllmgen.bundle.docker import DockerEngine
+    engine = DockerEngine("bench", sys.argv[6])
+if op == "image-write":  # folder: the image ID; what `vllmgen bundle` does for one image
+    writer = archive.Writer(out, part_size, archive.Progress(lambda line: None))
+    source = archive.Source(archive.Item("image", "image", str(folder), None, {"id": str(folder)}),
+                            lambda offset: engine.save(str(folder)), seekable=False)
+    writer.write(source)
+    writer.finish({"name": "bench"}, [source.item])
+elif op == "image-load":  # what `bundle load` does for an image missing on the node
+    item = archive.read_manifest(folder)["items"][0]
+    checked = {}
+    assert not archive.check_parts(folder, [item], checked=checked)
+    loaded = engine.load(archive.read_item(folder, item, checked=checked))
+    assert loaded == item["id"], loaded
+elif op == "write":
     writer = archive.Writer(out, part_size, archive.Progress(lambda line: None))
     source = make.model_source(folder, "/models/m")
     writer.write(source)
     writer.finish({"name": "bench"}, [source.item])
 else:  # load: what `bundle load` does for a model on this machine
     item = archive.read_manifest(folder)["items"][0]
-    if hasattr(load, "place_model"):  # parts hashed while spliced into tar -x
+    if hasattr(load, "place_model"):  # parts hashed while copied out (or, before, spliced into tar -x)
         assert not archive.check_sizes(folder, item)
         result = load.place_model(LocalHost(), folder, item, str(out))
     else:  # before: every part checked, then read again into the pipe
@@ -110,12 +141,69 @@ print(time.monotonic() - started, cpu() - cpu_started)
 """
 
 
-def bundle_op(tree: Path, op: str, source: Path, out: Path, part_size: int) -> tuple[float, float]:
+def bundle_op(tree: Path, op: str, source: Path | str, out: Path, part_size: int, endpoint: str = "") -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one operation."""
-    done = subprocess.run([sys.executable, "-c", ONE, str(tree), op, str(source), str(out), str(part_size)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", ONE, str(tree), op, str(source), str(out), str(part_size), endpoint],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bundle {op} failed:\n{done.stderr}")
     wall, cpu = done.stdout.strip().splitlines()[-1].split()
     return float(wall), float(cpu)
+
+
+def daemon_cpu(pid: int | None) -> float:
+    """The daemon's own CPU seconds so far (user + system), 0 without --dockerd-pid."""
+    if not pid:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def image_rounds(args: argparse.Namespace, work: Path, part_size: int, root: Path) -> dict:
+    """docker save/load by hand against bundle's image write and load, alternating; (wall, CPU, daemon CPU)."""
+    docker = ["docker", "-H", args.docker]
+    image_id = subprocess.run([*docker, "image", "inspect", "-f", "{{.Id}}", args.image], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    size = int(subprocess.run([*docker, "image", "inspect", "-f", "{{.Size}}", args.image], check=True,
+                              capture_output=True, text=True).stdout.strip())
+    times: dict[str, list[tuple[float, float, float]]] = {n: [] for n in
+                                                           ("docker save", "bundle save", "docker load", "bundle load")}
+
+    def remove() -> None:  # untagged and removed, so that a load loads it all again
+        subprocess.run([*docker, "image", "rm", "-f", image_id], check=True, capture_output=True)
+
+    def measure(name: str, fn) -> None:  # noqa: ANN001
+        before = daemon_cpu(args.dockerd_pid)
+        wall, cpu = fn()
+        times[name].append((wall, cpu, daemon_cpu(args.dockerd_pid) - before))
+
+    saved, bundled = work / "image.tar", work / "image-bundle"
+    for round_ in range(args.rounds):
+        for kind in (["docker", "bundle"] if round_ % 2 == 0 else ["bundle", "docker"]):
+            if kind == "docker":
+                measure("docker save", lambda: timed(lambda: subprocess.run([*docker, "save", "-o", str(saved), image_id],
+                                                                            check=True)))
+                remove()
+                measure("docker load", lambda: timed(lambda: subprocess.run([*docker, "load", "-q", "-i", str(saved)],
+                                                                            check=True, capture_output=True)))
+                saved.unlink()
+            else:
+                measure("bundle save", lambda: bundle_op(root, "image-write", image_id, bundled, part_size, args.docker))
+                remove()
+                measure("bundle load", lambda: bundle_op(root, "image-load", bundled, bundled, part_size, args.docker))
+                shutil.rmtree(bundled)
+    subprocess.run([*docker, "tag", image_id, args.image], check=True)
+    result: dict = {"image": args.image, "id": image_id, "image_bytes": size}
+    for name, runs in times.items():
+        wall = statistics.median(w for w, _, _ in runs)
+        result[name] = {"median_s": round(wall, 3), "mib_per_s": round(size / MIB / wall, 1),
+                        "cpu_s": round(statistics.median(c for _, c, _ in runs), 3),
+                        "daemon_cpu_s": round(statistics.median(d for _, _, d in runs), 3),
+                        "all_s": [round(w, 3) for w, _, _ in runs]}
+    for op, by_hand in (("save", "docker save"), ("load", "docker load")):
+        result[f"bundle {op} vs docker"] = round(result[f"bundle {op}"]["median_s"] / result[by_hand]["median_s"], 3)
+        result[f"bundle {op} cpu vs docker"] = round(result[f"bundle {op}"]["cpu_s"] / result[by_hand]["cpu_s"], 3)
+    return result
 
 
 def main() -> None:
@@ -126,61 +214,104 @@ def main() -> None:
     parser.add_argument("--dir", default="/var/tmp", help="where the folder and outputs go (one disk for all)")
     parser.add_argument("--baseline", metavar="REV", help="also time the bundle code of this git revision")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--docker", metavar="ENDPOINT", help="also compare docker save/load of --image on this engine")
+    parser.add_argument("--image", help="the image for --docker (a multi-GB one)")
+    parser.add_argument("--dockerd-pid", type=int, help="that engine's dockerd, to show its CPU seconds")
     args = parser.parse_args()
+    if args.docker and not args.image:
+        parser.error("--docker needs --image")
+    started_load = os.getloadavg()
     size, part_size = int(args.size_gib * (1 << 30)), parse_size(args.part_size)
     work = Path(tempfile.mkdtemp(prefix="vllmgen-bench-bundle-", dir=args.dir))
     root = Path(__file__).resolve().parents[1]
-    trees = {"bundle": root}
     try:
-        if args.baseline:
-            trees["before"] = work / "baseline"
-            trees["before"].mkdir()  # the revision's files only: no worktree registered in the repository
-            archived = subprocess.run(["git", "-C", str(root), "archive", args.baseline, "vllmgen"], check=True,
-                                      capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(trees["before"])], input=archived, check=True)
-        folder = work / "model"
-        make_folder(folder, size)
-        total = sum(p.stat().st_size for p in folder.iterdir())
-        names = ["tar write", *(f"{k} write" for k in trees), "tar read", *(f"{k} load" for k in trees)]
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-        kinds = ["tar", *trees]
-        for round_ in range(args.rounds):
-            for kind in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:  # each goes first in turn
-                out, dest = work / f"{kind}-out", work / f"{kind}-dest"
-                if kind == "tar":
-                    times["tar write"].append(timed(lambda: tar_write(folder, out.with_suffix(".tar"))))
-                    times["tar read"].append(timed(lambda: tar_read(out.with_suffix(".tar"), dest)))
-                    out.with_suffix(".tar").unlink()
-                else:
-                    times[f"{kind} write"].append(bundle_op(trees[kind], "write", folder, out, part_size))
-                    times[f"{kind} load"].append(bundle_op(trees[kind], "load", out, dest, part_size))
-                    shutil.rmtree(out)
-                shutil.rmtree(dest)
-        result: dict = {"bytes": total, "part_size": args.part_size, "rounds": args.rounds, "baseline": args.baseline}
-        for name, runs in times.items():
-            wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
-            result[name] = {"median_s": round(wall, 3), "mib_per_s": round(total / MIB / wall, 1),
-                            "cpu_s": round(cpu, 3), "all_s": [round(w, 3) for w, _ in runs]}
-        for kind in trees:
-            for op, tar in (("write", "tar write"), ("load", "tar read")):
-                result[f"{kind} {op} vs tar"] = round(result[f"{kind} {op}"]["median_s"] / result[tar]["median_s"], 3)
-                result[f"{kind} {op} cpu vs tar"] = round(result[f"{kind} {op}"]["cpu_s"] / result[tar]["cpu_s"], 3)
+        result: dict = {"load_average_start": [round(x, 2) for x in started_load]}
+        if size:
+            result["folder"] = folder_rounds(args, work, size, part_size, root)
+        if args.docker:
+            result["image"] = image_rounds(args, work, part_size, root)
+        result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         if args.json:
             print(json.dumps(result, indent=2))
         else:
-            print(f"{total / (1 << 30):.2f} GiB of random data, part size {args.part_size}, {args.rounds} round(s)"
-                  + (f", before = {args.baseline}" if args.baseline else ""))
-            for name in names:
-                entry = result[name]
-                print(f"  {name:<13} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  "
-                      f"CPU {entry['cpu_s']:6.2f} s  {entry['all_s']}")
-            for kind in trees:
-                print(f"  {kind}/tar: write {result[f'{kind} write vs tar']:.3f} (CPU "
-                      f"{result[f'{kind} write cpu vs tar']:.3f}), load {result[f'{kind} load vs tar']:.3f} "
-                      f"(CPU {result[f'{kind} load cpu vs tar']:.3f})")
+            report(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+
+def sha256_alone(folder: Path) -> None:
+    """The hash floor: OpenSSL's SHA-256 (SHA-NI where the CPU has it) over the same files, nothing written.
+    (coreutils' sha256sum does not use SHA-NI: several times slower here.)"""
+    subprocess.run(["openssl", "dgst", "-sha256", *sorted(str(p) for p in folder.iterdir())], check=True,
+                   capture_output=True)
+
+
+def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: int, root: Path) -> dict:
+    trees = {"bundle": root}
+    if args.baseline:
+        trees["before"] = work / "baseline"
+        trees["before"].mkdir()  # the revision's files only: no worktree registered in the repository
+        archived = subprocess.run(["git", "-C", str(root), "archive", args.baseline, "vllmgen"], check=True,
+                                  capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(trees["before"])], input=archived, check=True)
+    folder = work / "model"
+    make_folder(folder, size)
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    names = ["sha256 alone", "tar write", *(f"{k} write" for k in trees), "tar read", *(f"{k} load" for k in trees)]
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    kinds = ["tar", *trees]
+    for round_ in range(args.rounds):
+        times["sha256 alone"].append(timed(lambda: sha256_alone(folder)))
+        for kind in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:  # each goes first in turn
+            out, dest = work / f"{kind}-out", work / f"{kind}-dest"
+            if kind == "tar":
+                times["tar write"].append(timed(lambda: tar_write(folder, out.with_suffix(".tar"))))
+                times["tar read"].append(timed(lambda: tar_read(out.with_suffix(".tar"), dest)))
+                out.with_suffix(".tar").unlink()
+            else:
+                times[f"{kind} write"].append(bundle_op(trees[kind], "write", folder, out, part_size))
+                times[f"{kind} load"].append(bundle_op(trees[kind], "load", out, dest, part_size))
+                shutil.rmtree(out)
+            shutil.rmtree(dest)
+    shutil.rmtree(folder)
+    result: dict = {"bytes": total, "part_size": args.part_size, "rounds": args.rounds, "baseline": args.baseline}
+    for name, runs in times.items():
+        wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+        result[name] = {"median_s": round(wall, 3), "mib_per_s": round(total / MIB / wall, 1),
+                        "cpu_s": round(cpu, 3), "all_s": [round(w, 3) for w, _ in runs],
+                        "all_cpu_s": [round(c, 3) for _, c in runs]}
+    for kind in trees:
+        for op, tar in (("write", "tar write"), ("load", "tar read")):
+            result[f"{kind} {op} vs tar"] = round(result[f"{kind} {op}"]["median_s"] / result[tar]["median_s"], 3)
+            result[f"{kind} {op} cpu vs tar"] = round(result[f"{kind} {op}"]["cpu_s"] / result[tar]["cpu_s"], 3)
+    result["trees"] = list(trees)
+    return result
+
+
+def report(result: dict) -> None:
+    print(f"load average at the start {result['load_average_start']}, at the end {result['load_average_end']}")
+    if "folder" in result:
+        folder = result["folder"]
+        print(f"{folder['bytes'] / (1 << 30):.2f} GiB of random data, part size {folder['part_size']}, "
+              f"{folder['rounds']} round(s)" + (f", before = {folder['baseline']}" if folder["baseline"] else ""))
+        for name, entry in folder.items():
+            if isinstance(entry, dict):
+                print(f"  {name:<13} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  "
+                      f"CPU {entry['cpu_s']:6.2f} s  wall {entry['all_s']}  CPU {entry['all_cpu_s']}")
+        for kind in folder["trees"]:
+            print(f"  {kind}/tar: write {folder[f'{kind} write vs tar']:.3f} (CPU "
+                  f"{folder[f'{kind} write cpu vs tar']:.3f}), load {folder[f'{kind} load vs tar']:.3f} "
+                  f"(CPU {folder[f'{kind} load cpu vs tar']:.3f})")
+    if "image" in result:
+        image = result["image"]
+        print(f"image {image['image']} ({image['id'][:19]}), {image['image_bytes'] / (1 << 30):.2f} GiB")
+        for name, entry in image.items():
+            if isinstance(entry, dict):
+                print(f"  {name:<12} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  "
+                      f"client CPU {entry['cpu_s']:6.2f} s  dockerd CPU {entry['daemon_cpu_s']:6.2f} s  {entry['all_s']}")
+        print(f"  bundle/docker: save {image['bundle save vs docker']:.3f} (client CPU "
+              f"{image['bundle save cpu vs docker']:.3f}), load {image['bundle load vs docker']:.3f} "
+              f"(client CPU {image['bundle load cpu vs docker']:.3f})")
 
 if __name__ == "__main__":
     main()

@@ -530,3 +530,119 @@ def test_a_kubernetes_spec_is_not_bundled(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="runtime.kind: kubernetes is applied by kubectl"):
         make.dry_run(make.Request(spec, out, spec.parents[1] / "build", PART), FakeEngine(), None)
     assert not out.exists()
+
+
+def _tree_state(root: Path) -> dict[str, tuple[bytes | None, int, int]]:
+    """Every file and folder under ``root``: its bytes (None for a folder), mode and mtime."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        info = path.stat()
+        out[str(path.relative_to(root))] = (path.read_bytes() if path.is_file() else None, info.st_mode & 0o777,
+                                            int(info.st_mtime))
+    return out
+
+
+def test_the_model_unpacked_here_is_what_tar_unpacks_from_the_spliced_parts(deployment: Path, tmp_path: Path) -> None:
+    """On this machine the parts are copied out in the kernel (unpack); to an ssh node they are spliced into
+    `tar -x` (PLACE): the same folder either way, files, modes and times."""
+    out = tmp_path / "out"
+    _bundle(deployment, out, FakeEngine())
+    model = _item(out, "model")
+    assert len(model["parts"]) > 2  # files cross part boundaries
+    here, piped = tmp_path / "here", tmp_path / "piped"
+    assert load.place_model(LocalHost(), out, model, str(here)).rc == 0
+    done = load.pipe(LocalHost(), ["sh", "-c", load.PLACE, "vllmgen", str(piped), load.item_digest(model)],
+                     lambda fd: archive.splice_item(out, model, fd))
+    assert done.rc == 0, done.stderr
+    assert _tree_state(here) == _tree_state(piped)
+    source = deployment.parent / "weights"
+    assert (here / "tokenizer" / "tokenizer.json").read_bytes() == (source / "tokenizer" / "tokenizer.json").read_bytes()
+    assert (here / load.MARKER).read_text() == load.item_digest(model)
+
+
+@pytest.mark.parametrize("index", [0, -1])
+def test_a_corrupt_part_spliced_into_tar_never_reaches_its_place(deployment: Path, tmp_path: Path, index: int) -> None:
+    out = tmp_path / "out"
+    _bundle(deployment, out, FakeEngine())
+    model = _item(out, "model")
+    victim = out / model["parts"][index]["file"]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0x01
+    victim.write_bytes(bytes(data))
+    target = tmp_path / "piped"
+    with pytest.raises(BundleError, match=re.escape(f"{model['parts'][index]['file']} (model) is corrupt")):
+        load.pipe(LocalHost(), ["sh", "-c", load.PLACE, "vllmgen", str(target), load.item_digest(model)],
+                  lambda fd: archive.splice_item(out, model, fd))
+    assert not target.exists()
+
+
+def _one_part_item(folder: Path, data: bytes) -> dict:
+    (folder / "parts").mkdir(parents=True)
+    (folder / "parts" / "model.0000").write_bytes(data)
+    return {"key": "model", "parts": [{"file": "parts/model.0000", "size": len(data),
+                                       "sha256": hashlib.sha256(data).hexdigest()}]}
+
+
+@pytest.mark.parametrize("member", ["../evil", "/etc/evil", "link", "sub/../../evil"])
+def test_unpack_refuses_what_a_bundle_never_holds_by_name(tmp_path: Path, member: str) -> None:
+    """A bundle is input: a name out of the folder, or a link, is refused even when its checksums match."""
+    from vllmgen.bundle import unpack
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(member)
+        if member == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+    item = _one_part_item(tmp_path / "bundle", buffer.getvalue())
+    dest = tmp_path / "a" / "b" / "dest"
+    dest.mkdir(parents=True)
+    with pytest.raises(BundleError, match=re.escape(repr(member)) + ".*does not unpack"):
+        unpack.unpack(tmp_path / "bundle", item, dest)
+    assert list(dest.iterdir()) == [] and not (tmp_path / "a" / "b" / "evil").exists()
+    assert not (tmp_path / "a" / "evil").exists()
+
+
+def test_an_image_part_changed_after_the_check_stops_the_stream_before_its_last_chunk(deployment: Path,
+                                                                                      tmp_path: Path) -> None:
+    """The parts check_needed hashed are read once more without hashing them again: the same file (inode,
+    size, modification time) or the stream breaks off, before the changed part's last chunk."""
+    out = tmp_path / "out"
+    _bundle(deployment, out, FakeEngine())
+    image = _item(out, "image")
+    checked: dict = {}
+    assert archive.check_parts(out, [image], checked=checked) == []
+    assert set(checked) == {part["file"] for part in image["parts"]}
+    victim = out / image["parts"][1]["file"]
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0x01
+    victim.write_bytes(bytes(data))  # same size: only the file's identity tells
+    info = victim.stat()
+    os.utime(victim, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))  # as a write a tick later would
+    got = bytearray()
+    with pytest.raises(BundleError, match=re.escape(f"{image['parts'][1]['file']} ({image['key']}) changed after it was checked")):
+        for chunk in archive.read_item(out, image, checked=checked):
+            got += chunk
+    assert len(got) < image["parts"][0]["size"] + image["parts"][1]["size"]
+
+
+def test_parts_checked_once_are_not_hashed_again_as_they_are_read(deployment: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    built = FakeEngine()
+    _bundle(deployment, out, built)
+    image = _item(out, "image")
+    checked: dict = {}
+    assert archive.check_parts(out, [image], checked=checked) == []
+
+    class NoHashing:
+        def __init__(self) -> None:
+            raise AssertionError("hashed a second time")
+
+    monkeypatch.setattr(archive, "Hasher", NoHashing)
+    assert b"".join(archive.read_item(out, image, checked=checked)) == built.archives[image["id"]]
+    with pytest.raises(AssertionError, match="hashed a second time"):  # unchecked parts are hashed as read
+        b"".join(archive.read_item(out, image))

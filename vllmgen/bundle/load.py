@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from vllmgen.bundle import archive, hfcache
+from vllmgen.bundle import archive, hfcache, unpack
 from vllmgen.bundle.archive import BundleError, human, rate
 from vllmgen.render.artifacts import Artifact
 from vllmgen.render.compile import plan_file
@@ -35,13 +35,17 @@ MARKER = ".vllmgen-bundle"  # in a model folder bundle load placed: the digest o
 # sh -c PROBE vllmgen PATH: what is at a model's place now
 PROBE = ('if [ -f "$1/%s" ]; then printf "ours:"; cat -- "$1/%s"; elif [ ! -e "$1" ]; then echo absent; '
          'elif [ -d "$1" ] && [ -z "$(ls -A -- "$1")" ]; then echo empty; else echo foreign; fi') % (MARKER, MARKER)
+INCOMING = ".vllmgen-incoming"  # beside a model's place while it is unpacked
 # sh -c PLACE vllmgen PATH DIGEST < model.tar: unpacked beside PATH, then renamed into place; a half
-# transfer leaves only PATH.vllmgen-incoming, which the next load replaces
-PLACE = ('set -e; t="$1"; n="$t.vllmgen-incoming"; rm -rf -- "$n"; mkdir -p -- "$n"; tar -x -f - -C "$n"; '
-         'printf %s "$2" > "$n/' + MARKER + '"; '
-         'if [ -e "$t" ]; then if [ -f "$t/' + MARKER + '" ] || [ -z "$(ls -A -- "$t")" ]; then rm -rf -- "$t"; '
-         'else echo "$t holds files vllmgen did not place" >&2; exit 3; fi; fi; '
-         'mkdir -p -- "$(dirname -- "$t")"; mv -- "$n" "$t"')
+# transfer leaves only PATH.vllmgen-incoming, which the next load replaces. On this machine the
+# unpacking between CLEAR and COMMIT is ``unpack.unpack`` instead of tar (one copy fewer).
+NAMES = 'set -e; t="$1"; n="$t' + INCOMING + '"; '
+CLEAR = 'rm -rf -- "$n"; mkdir -p -- "$n"; '
+COMMIT = ('printf %s "$2" > "$n/' + MARKER + '"; '
+          'if [ -e "$t" ]; then if [ -f "$t/' + MARKER + '" ] || [ -z "$(ls -A -- "$t")" ]; then rm -rf -- "$t"; '
+          'else echo "$t holds files vllmgen did not place" >&2; exit 3; fi; fi; '
+          'mkdir -p -- "$(dirname -- "$t")"; mv -- "$n" "$t"')
+PLACE = NAMES + CLEAR + 'tar -x -f - -C "$n"; ' + COMMIT
 
 # sh -c WRITE_REF vllmgen REFS BRANCH COMMIT: the branch names the commit in the node's HF cache
 WRITE_REF = ('set -e; f="$1/$2"; [ "$(cat -- "$f" 2>/dev/null)" = "$3" ] && exit 0; '
@@ -190,10 +194,12 @@ def needs(manifest: Mapping[str, Any], spec: Any, names: tuple[str, ...]) -> lis
 
 
 def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine: NodeEngine,
-              say: Callable[[str], None], sent_before: int = 0) -> int:
+              say: Callable[[str], None], sent_before: int = 0,
+              checked: Mapping[str, archive.Identity] | None = None) -> int:
     """One node's model, then its images; the bytes sent to it. The model's parts are hashed while they
-    are sent (``archive.splice_item``) and it is moved into place only when all match: on the first
-    node, before any image is loaded."""
+    are sent (``archive.splice_item``, or ``unpack`` here) and it is moved into place only when all
+    match: on the first node, before any image is loaded. ``checked``: the image parts ``check_needed``
+    hashed, read again without hashing them twice (``archive.read_item``)."""
     sent = 0
     if need.model_path is not None:
         sent += _place_model(folder, manifest, need, engine, say, sent_before)
@@ -209,7 +215,7 @@ def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine:
             say(f"{need.name}: image {', '.join(tags)}: present ({image_id[:19]})")
         else:
             started = time.monotonic()
-            loaded = engine.load(archive.read_item(folder, item))
+            loaded = engine.load(archive.read_item(folder, item, checked=checked))
             if loaded and loaded != image_id:
                 raise BundleError(f"{need.name}: docker load gave {loaded}, the bundle says {image_id}")
             seconds = time.monotonic() - started
@@ -223,10 +229,22 @@ def load_node(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine:
 
 
 def place_model(host: hosts.Host, folder: Path, item: Mapping[str, Any], path: str) -> hosts.Completed:
-    """The model item unpacked beside ``path`` on the host and renamed into place (PLACE), its parts
-    spliced into the command's stdin and hashed on the way; a BundleError names a bad part."""
-    return pipe(host, ["sh", "-c", PLACE, "vllmgen", path, item_digest(item)],
-                lambda fd: archive.splice_item(folder, dict(item), fd))
+    """The model item unpacked beside ``path`` on the host and renamed into place (PLACE), every part's
+    SHA-256 checked on the way; a BundleError names a bad part. On this machine the parts are unpacked
+    by ``unpack`` (copied in the kernel); on another they are spliced into ``tar -x`` over ssh."""
+    digest = item_digest(item)
+    if not hosts.is_local(host):
+        return pipe(host, ["sh", "-c", PLACE, "vllmgen", path, digest],
+                    lambda fd: archive.splice_item(folder, dict(item), fd))
+    cleared = host.run(["sh", "-c", NAMES + CLEAR, "vllmgen", path, digest])
+    if cleared.rc != 0:
+        return cleared
+    try:
+        unpack.unpack(folder, item, Path(path + INCOMING))
+    except OSError as exc:
+        host.run(["rm", "-rf", "--", path + INCOMING])
+        return hosts.Completed(1, "", f"unpacking into {path + INCOMING}: {exc}")
+    return host.run(["sh", "-c", NAMES + COMMIT, "vllmgen", path, digest])
 
 
 def _place_model(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engine: NodeEngine,
@@ -247,7 +265,7 @@ def _place_model(folder: Path, manifest: Mapping[str, Any], need: NodeLoad, engi
     try:
         out = place_model(engine.host, folder, item, path)
     except BundleError as exc:
-        engine.host.run(["rm", "-rf", "--", path + ".vllmgen-incoming"])
+        engine.host.run(["rm", "-rf", "--", path + INCOMING])
         done = "nothing was loaded" if not sent_before else f"the model was not placed on {need.name}"
         raise BundleError(f"the bundle is damaged; {done}:\n  {exc}\ncopy the named part again from the "
                           "connected machine (or run `vllmgen bundle` there again: it resumes), then load again"
@@ -284,9 +302,10 @@ def place_wheels(folder: Path, item: Mapping[str, Any], to: Path, say: Callable[
 
 
 def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad],
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None]) -> dict[str, archive.Identity]:
     """Every part the nodes need checked before anything is loaded, all bad parts named at once: the
-    images' in full; the model's sizes here (a truncated copy), its SHA-256s as it is placed."""
+    images' in full; the model's sizes here (a truncated copy), its SHA-256s as it is placed. The image
+    parts that matched, by file, with what identifies them (``archive.read_item`` trusts those)."""
     keys = {item["key"] for load in loads for item in load.images}
     items = [item for item in manifest["items"] if item["key"] in keys]
     if any(load.model_path for load in loads):
@@ -297,7 +316,8 @@ def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad
                               + "\ncopy the named part(s) again from the connected machine, then load again")
     total = sum(part["size"] for item in items for part in item["parts"])
     started = time.monotonic()
-    problems = archive.check_parts(folder, items)
+    checked: dict[str, archive.Identity] = {}
+    problems = archive.check_parts(folder, items, checked=checked)
     if problems:
         raise BundleError("the bundle is damaged; nothing was loaded:\n  " + "\n  ".join(problems)
                           + "\ncopy the named part(s) again from the connected machine (or run `vllmgen bundle` "
@@ -305,6 +325,7 @@ def check_needed(folder: Path, manifest: Mapping[str, Any], loads: list[NodeLoad
     seconds = time.monotonic() - started
     say(f"checked {sum(len(i['parts']) for i in items)} part(s), {human(total)} in {seconds:.1f} s "
         f"({rate(total, seconds)}): every SHA-256 matches the manifest")
+    return checked
 
 
 def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Callable[[str], None],
@@ -326,14 +347,14 @@ def run(folder: Path, node_name: str | None, all_nodes: bool, to: Path, say: Cal
     except ValueError as exc:
         raise BundleError(str(exc).replace("COMMAND", "bundle load")) from exc
     loads = needs(manifest, valid.spec, names)
-    check_needed(folder, manifest, loads, say)
+    checked = check_needed(folder, manifest, loads, say)
     for load in loads:
         node = plan.node(load.name)
         engine = engine_for(load.name, node.docker_host if all_nodes else None)
         try:
             if load.images:
                 engine.ping()
-            result.transferred += load_node(folder, manifest, load, engine, say, result.transferred)
+            result.transferred += load_node(folder, manifest, load, engine, say, result.transferred, checked)
         finally:
             engine.close()
     result.lines.append(f"transferred {human(result.transferred)} to {len(loads)} node(s)" if result.transferred

@@ -228,14 +228,19 @@ def schema(fmt: str) -> None:
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--no-docker", is_flag=True, help="Skip the Docker checks (daemon, socket, NVIDIA runtime, --gpus smoke).")
 @click.option("--image-cuda", metavar="X.Y", help="CUDA version of the image, to check the driver against.")
-def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, image_cuda: str | None) -> None:
+@click.option("--base-image", metavar="IMAGE", help="As given to apply: the vLLM image is built FROM it.")
+@click.option("--router-base-image", metavar="IMAGE", help="As given to apply: the router is built FROM it.")
+def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, image_cuda: str | None,
+           base_image: str | None, router_base_image: str | None) -> None:
     """Check this host against SPEC before starting anything, and say how to fix what is wrong.
 
     \b
-    Docker: daemon reachable, socket permission, NVIDIA runtime, a real `--gpus all` run, mirrors.
+    Docker: daemon reachable, socket permission, NVIDIA runtime, a real `--gpus all` run, mirrors,
+            the image of each of the node's containers (vLLM, router, gateway, monitoring).
     GPUs: nvidia-smi inventory vs the node's GPU count, one model and driver, driver vs CUDA.
     Network: the node's address is local, the data NIC exists, ports are free, InfiniBand HCAs.
-    Storage: /dev/shm, free disk, the model folder; and whether the model fits the GPUs.
+    Storage: /dev/shm, free disk, the model folder or its Hugging Face cache snapshot; whether it fits.
+    With offline: true a missing image or model fails (apply and vLLM would not fetch it).
     Exit status 1 when any check fails.
     """
     # lazy: start-up time
@@ -245,6 +250,7 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
     from vllmgen.doctor.gpu import format_inventory
     from vllmgen.doctor.host import docker_checks, gpu_facts, network_checks, storage_checks
     from vllmgen.doctor.probe import LiveProbe
+    from vllmgen.doctor.workloads import node_images
     from vllmgen.render.compile import plan_file
     from vllmgen.targets import registry
 
@@ -259,7 +265,8 @@ def doctor(spec: Path, node_name: str | None, output: str, no_docker: bool, imag
         raise click.UsageError(f"no node {node_name!r} in {spec}; nodes: {', '.join(names)}") from None
     probe = LiveProbe()
     docker = not no_docker and registry.target(plan.runtime).docker  # no Docker: no Docker checks
-    expect = expectation(plan, valid.spec, node, docker=docker, image_cuda=image_cuda)
+    images = node_images(spec, node.name, base_image=base_image, router_base_image=router_base_image) if docker else ()
+    expect = expectation(plan, valid.spec, node, docker=docker, image_cuda=image_cuda, images=images)
     facts = gpu_facts(probe, expect)
     results = [*facts.results, *network_checks(probe, expect), *storage_checks(probe, expect)]
     results += docker_checks(probe, expect)

@@ -7,6 +7,7 @@ import os
 from vllmgen.doctor import fit, storage
 from vllmgen.doctor.checks import CheckResult, skip
 from vllmgen.doctor.host import GpuFacts, HostExpectation
+from vllmgen.doctor.offline import ImageExpectation, SnapshotExpectation
 from vllmgen.doctor.probe import Probe
 from vllmgen.plan import parallel
 from vllmgen.plan.plan import NodePlan, Plan
@@ -35,9 +36,15 @@ def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
-def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_cuda: str | None) -> HostExpectation:
+def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_cuda: str | None,
+                images: tuple[ImageExpectation, ...] = ()) -> HostExpectation:
+    """``images``: those of the node's containers (``doctor.workloads.node_images``), checked when Docker is."""
     source = next(n for n in spec.nodes if n.name == node.name)
     model_path = source.model_host_path or spec.model.host_path
+    snapshot = None
+    if not model_path and not spec.model.modelscope and plan.kubernetes is None:  # pods have their own cache
+        hf_cache = os.path.expanduser(source.hf_cache or spec.model.hf_cache)
+        snapshot = SnapshotExpectation(hf_cache, spec.model.source, spec.model.revision)
     shm = None if spec.runtime.ipc_host else storage.parse_size(spec.runtime.shm_size or "64m")
     return HostExpectation(
         gpus=node.gpus,
@@ -57,6 +64,10 @@ def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_c
         registry_mirrors=tuple(spec.docker.registry_mirrors),
         gpu_ids=node.gpu_ids,
         vllm=node.vllm,
+        node=node.name,
+        offline=plan.offline,
+        images=images if docker else (),
+        hf_snapshot=snapshot,
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from vllmgen.doctor import cuda, docker, gpu, network, storage
 from vllmgen.doctor.checks import CheckResult, skip
+from vllmgen.doctor.offline import ImageExpectation, SnapshotExpectation, check_image, check_snapshot, with_carry
 from vllmgen.doctor.probe import Probe
 from vllmgen.doctor.selection import check_gpu_ids, check_vllm_executable
 
@@ -35,6 +36,10 @@ class HostExpectation:
     registry_mirrors: tuple[str, ...] = field(default_factory=tuple)
     gpu_ids: tuple[int, ...] | None = None  # nodes[].gpu_ids: these GPUs of the host, not all of them
     vllm: str | None = None  # runtime.kind: process: the vllm executable
+    node: str = "this node"  # its name in the spec (for the fixes that name it)
+    offline: bool = False  # the spec's offline: true: what apply or vLLM would fetch must be here already
+    images: tuple[ImageExpectation, ...] = ()  # the images of this node's containers
+    hf_snapshot: SnapshotExpectation | None = None  # the model from the node's Hugging Face cache
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,10 @@ def storage_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
         index = None
         if entries and storage.INDEX in entries:
             index = probe.read_json(f"{expect.model_path.rstrip('/')}/{storage.INDEX}")
-        results.append(storage.check_model_path(expect.model_path, entries, index))
+        found = storage.check_model_path(expect.model_path, entries, index)
+        results.append(with_carry(found, expect.node) if expect.offline else found)
+    if expect.hf_snapshot is not None:
+        results.append(check_snapshot(expect.node, probe, expect.hf_snapshot, expect.offline))
     return results
 
 
@@ -109,6 +117,10 @@ def docker_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
     results = [docker.check_daemon(error, info), docker.check_socket_permission(error)]
     results.append(docker.check_nvidia_runtime(info))
     results.append(docker.check_registry_mirrors(info, expect.registry_mirrors))
+    for image in expect.images:
+        found = probe.image(image.reference) if info is not None else None
+        results.append(check_image(expect.node, image, found, expect.offline) if info is not None
+                       else skip(f"image.{image.role}", f"{image.reference}: no daemon to ask"))
     if info is not None:
         rc, out = probe.docker_gpu_smoke(expect.docker_image)
         results.append(docker.check_gpu_smoke(rc, out))

@@ -48,6 +48,8 @@ class Probe(Protocol):
     def read_json(self, path: str) -> dict[str, Any] | None: ...
     def docker_info(self) -> tuple[dict[str, Any] | None, str | None]: ...
     def docker_gpu_smoke(self, image: str | None) -> tuple[int | None, str]: ...
+    def read_text(self, path: str) -> str | None: ...
+    def image(self, reference: str) -> tuple[str, dict[str, str]] | None: ...
 
 
 def run_command(argv: Sequence[str], timeout: float = 30) -> CommandResult:
@@ -182,6 +184,20 @@ class LiveProbe:
         except (OSError, ValueError):
             return None
 
+    def read_text(self, path: str) -> str | None:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            return None
+
+    def image(self, reference: str) -> tuple[str, dict[str, str]] | None:
+        """The image's ID and labels on this host's engine; None when it is not there (or cannot be asked)."""
+        try:
+            found = self._client().images.get(reference)
+        except Exception:  # ImageNotFound, or the daemon's error (docker.daemon reports that)
+            return None
+        return found.id, dict(found.labels or {})
+
     def _client(self) -> Any:
         import docker  # lazy: the docker SDK: optional on GPU hosts, and slow to import
 
@@ -292,6 +308,16 @@ class RecordedProbe:
         files: Mapping[str, str] = self._json("files.json") or {}
         name = files.get(path)
         return None if name is None else self._json(name)
+
+    def read_text(self, path: str) -> str | None:
+        files: Mapping[str, str] = self._json("files.json") or {}
+        name = files.get(path)
+        return None if name is None else self._text(name)
+
+    def image(self, reference: str) -> tuple[str, dict[str, str]] | None:
+        images: Mapping[str, Mapping[str, Any]] = self._json("images.json") or {}
+        found = images.get(reference)
+        return None if found is None else (str(found["id"]), dict(found.get("labels") or {}))
 
     def docker_info(self) -> tuple[dict[str, Any] | None, str | None]:
         info = self._json("docker_info.json")
