@@ -49,7 +49,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from infra import cache  # noqa: E402
 from infra.images import write_fake_vllm  # noqa: E402
 from runner.support import PATH, SshCluster, apply_args, command_env, make_ssh_cluster, write_spec  # noqa: E402
-from runner.test_vllm_e2e import _spec  # noqa: E402
+from runner.support import cpu_vllm_tp_spec as _spec  # noqa: E402
 
 from vllmgen.render.compile import compile_file  # noqa: E402
 from vllmgen.targets.docker import dockerargs  # noqa: E402

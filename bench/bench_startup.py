@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from infra import cache  # noqa: E402
 from infra.images import ensure_compiler_image  # noqa: E402
 from runner.support import Cluster, apply_args, make_cluster, write_spec  # noqa: E402
-from runner.test_vllm_e2e import _spec  # noqa: E402
+from runner.support import cpu_vllm_tp_spec as _spec  # noqa: E402
 
 from vllmgen.render.compile import compile_file  # noqa: E402
 from vllmgen.targets.docker import dockerargs  # noqa: E402

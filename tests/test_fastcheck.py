@@ -93,6 +93,10 @@ def test_a_spec_with_warnings_always_takes_the_full_path(tmp_path):
     assert run_vllmgen("render", "spec.yaml", "-o", "out", cwd=tmp_path).returncode == 0
     run = _vllmgen(tmp_path, "render", "spec.yaml", "--check", "-o", "out")
     assert "warning: no data NIC" in run.stderr and "exit: 0" in run.stderr and "pydantic" in run.stderr
+    # the runner validated the spec and printed its warnings itself: it gives their count, which must match
+    assert fastcheck.up_to_date(spec, tmp_path / "out") is None
+    assert fastcheck.up_to_date(spec, tmp_path / "out", warnings=1) == str(tmp_path / "out" / "review-demo")
+    assert fastcheck.up_to_date(spec, tmp_path / "out", warnings=2) is None
 
 
 @pytest.mark.parametrize(("argv", "expected"), [

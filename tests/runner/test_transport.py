@@ -302,3 +302,23 @@ def test_the_dry_run_prints_ssh_as_a_person_types_it(tmp_path: Path) -> None:
                              "docker_host": "ssh://root@203.0.113.3"}])
     result = CliRunner().invoke(cli, ["apply", str(spec), "--all", "--dry-run", "--build-dir", str(tmp_path / "build")])
     assert result.exit_code == 0 and "ssh -o BatchMode=yes" in result.output and "Control" not in result.output
+
+
+def test_the_early_logins_go_to_the_ssh_hosts_the_spec_names_and_no_other(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """apply/plan/status/down --all log in before validating: block-style docker_host lines only, never one in a
+    comment, never for a dry run or a single node."""
+    from vllmgen.cli import runner as cli_runner
+
+    opened: list = []
+    monkeypatch.setattr(ssh.CONNECTIONS, "open", lambda found, **kw: opened.append(list(found)))
+    spec = tmp_path / "s.yaml"
+    spec.write_text("nodes:\n  - name: a\n    docker_host: ssh://root@10.0.0.1\n"
+                    "  - name: b\n    # docker_host: ssh://old@192.0.2.1\n    docker_host: 'ssh://ops@[fd00::1]:2222'  # b\n"
+                    "  - name: c\n    docker_host: ssh://-oProxyCommand=x\n")
+    cli_runner.connect_early(spec, all_nodes=True)
+    assert opened == [[parse("ssh://root@10.0.0.1"), parse("ssh://ops@[fd00::1]:2222")]]  # the bad one: validation's
+    cli_runner.connect_early(spec, all_nodes=True, dry_run=True)
+    cli_runner.connect_early(spec, all_nodes=False)
+    cli_runner.connect_early(tmp_path / "missing.yaml", all_nodes=True)
+    assert len(opened) == 1

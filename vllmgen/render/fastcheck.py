@@ -23,8 +23,9 @@ from vllmgen.render import fingerprint
 _NAME = re.compile(rb"^name:[ \t]*[\"']?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)[\"']?[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
-def up_to_date(spec: str | os.PathLike[str], output: str | os.PathLike[str]) -> str | None:
-    """The deployment folder when it is provably up to date; None: run the full check."""
+def up_to_date(spec: str | os.PathLike[str], output: str | os.PathLike[str], warnings: int = 0) -> str | None:
+    """The deployment folder when it is provably up to date; None: run the full check. ``warnings``: how many
+    the spec has, when the caller validated it and printed them (the runner); ``render --check`` has not."""
     try:
         if not stat.S_ISREG(os.stat(spec).st_mode):  # a pipe read here would be empty for the full check
             return None
@@ -41,7 +42,7 @@ def up_to_date(spec: str | os.PathLike[str], output: str | os.PathLike[str]) -> 
             or manifest.get("deployment") != names[0].decode()):
         return None  # the spec's file name is in every header: another name is another output
     recorded, files = manifest["inputs"], manifest["files"]
-    if recorded.get("warnings") != 0 or recorded.get("outputs_sha256") != fingerprint.outputs_sha256(files):
+    if recorded.get("warnings") != warnings or recorded.get("outputs_sha256") != fingerprint.outputs_sha256(files):
         return None
     if recorded.get("spec_sha256") != fingerprint.spec_sha256(data):
         return None

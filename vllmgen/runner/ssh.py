@@ -13,7 +13,7 @@ TCP connection, key exchange or login. ``ssh_argv`` stays the command a person w
 run prints it); ``shared`` adds the multiplexing when vllmgen runs it. Where the master cannot be
 started, ssh runs as before and its own error text explains.
 
-``SshDockerAdapter`` carries the Docker API over ``ssh HOST docker system dial-stdio`` (what the
+``Dialer`` carries the Docker API over ``ssh HOST docker system dial-stdio`` (what the
 docker CLI does for ``ssh://``) on a real socket pair, so every read has the client's timeout,
 and ssh's own error text is kept for the message when a connection fails. It replaces the docker
 SDK's ssh transport, which needs paramiko, reads the pipe without any timeout and surfaces a dead
@@ -72,6 +72,8 @@ class Connections:
         self._sockets: dict[Endpoint, str] = {}
         self._failed: dict[Endpoint, str] = {}  # endpoint -> what ssh said when its master could not log in
         self._dir: str | None = None
+        self._streams: dict[Endpoint, Stream] = {}  # a Docker API stream started with the master, not yet taken
+        self._asked: set[Endpoint] = set()  # hosts whose first stream was started or asked for: one each
 
     def _socket(self, endpoint: Endpoint) -> str:
         with self._lock:
@@ -112,17 +114,41 @@ class Connections:
                     return argv
         return [argv[0], "-o", f"ControlPath={path}", "-o", "ControlMaster=no", *argv[1:]]
 
-    def open(self, endpoints: list[Endpoint]) -> None:
+    def open(self, endpoints: list[Endpoint], *, docker: bool = False) -> None:
         """Start the masters of ``endpoints`` now, all at once, in the background: their logins overlap
-        with each other and with what vllmgen does before it first needs a host (imports, the spec)."""
+        with each other and with what vllmgen does before it first needs a host (imports, the spec).
+        ``docker``: then each host's first Docker API stream too (``Dialer.dial`` takes it): the remote
+        `docker system dial-stdio` starting (0.1-0.4 s) overlaps the same wait."""
         for endpoint in dict.fromkeys(endpoints):
-            threading.Thread(target=self._open_one, args=(endpoint,), daemon=True, name=f"ssh {where(endpoint)}").start()
+            threading.Thread(target=self._open_one, args=(endpoint, docker), daemon=True,
+                             name=f"ssh {where(endpoint)}").start()
 
-    def _open_one(self, endpoint: Endpoint) -> None:
+    def _open_one(self, endpoint: Endpoint, docker: bool) -> None:
         try:
             self.shared(endpoint, ssh_argv(endpoint, ""))
         except SshRefused:
-            pass  # kept: the first command on that host reports it
+            return  # kept: the first command on that host reports it
+        if docker:
+            with self._lock:
+                if endpoint in self._asked or self._dir is None:  # started, or asked for; or closed meanwhile
+                    return
+                self._asked.add(endpoint)
+            try:
+                stream = Stream.start(endpoint)
+            except (SshRefused, OSError):
+                return  # the first dial starts its own, and reports
+            with self._lock:
+                if self._dir is not None:
+                    self._streams[endpoint] = stream
+                    return
+            stream.socket.close()  # closed meanwhile: vllmgen is on its way out
+            stream.end()
+
+    def take_stream(self, endpoint: Endpoint) -> Stream | None:
+        """The host's Docker API stream started by ``open``, once; None when there is none (yet)."""
+        with self._lock:
+            self._asked.add(endpoint)
+            return self._streams.pop(endpoint, None)
 
     @staticmethod
     def _start(endpoint: Endpoint, path: str) -> str | None:
@@ -147,10 +173,14 @@ class Connections:
         return said or f"ssh exited {rc}"
 
     def close(self) -> None:
-        """Ends every master of this run and removes the sockets' folder."""
+        """Ends every master of this run (and a stream never taken) and removes the sockets' folder."""
         with self._lock:
             sockets, self._sockets = dict(self._sockets), {}
             folder, self._dir = self._dir, None
+            streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream.socket.close()
+            stream.end()
         stopping = []
         for endpoint, path in sockets.items():  # every host's at once: this is on the way out of every command
             if os.path.exists(path):
@@ -219,8 +249,47 @@ def transient(stderr: str) -> bool:
 # --- the Docker API over ssh ---------------------------------------------------------------------
 
 
-class _Dialer:
-    """Starts ``ssh HOST docker system dial-stdio`` per connection; keeps the newest failures' text."""
+class Stream:
+    """One ``ssh HOST docker system dial-stdio`` over the host's master: our end of its socket pair, the ssh
+    process (in a session of its own: Ctrl-C reaches vllmgen, which ends it) and its stderr (a file)."""
+
+    def __init__(self, socket_: socket.socket, proc: subprocess.Popen, err: Any):
+        self.socket, self.proc, self.err = socket_, proc, err
+
+    @classmethod
+    def start(cls, endpoint: Endpoint) -> Stream:
+        """SshRefused when the master could not log in (see ``Connections.shared``)."""
+        argv = shared(endpoint, ssh_argv(endpoint, DIAL))
+        ours, theirs = socket.socketpair()
+        err = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=err,
+                                    start_new_session=True)
+        except BaseException:
+            ours.close()
+            err.close()
+            raise
+        finally:
+            theirs.close()
+        return cls(ours, proc, err)
+
+    def end(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+
+
+class Dialer:
+    """Starts ``ssh HOST docker system dial-stdio`` per connection (the first one may have been started with
+    the host's master: ``Connections.open``); keeps the newest failures' text."""
 
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
@@ -229,24 +298,19 @@ class _Dialer:
         self._procs: list[tuple[subprocess.Popen, Any]] = []
 
     def dial(self, timeout: float | None) -> socket.socket:
-        ours, theirs = socket.socketpair()
-        try:
-            argv = shared(self.endpoint, ssh_argv(self.endpoint, DIAL))
-        except SshRefused as exc:  # no ssh to start: a stream that ends at once, with ssh's words kept
-            theirs.close()
-            self._refused = exc.stderr
-            return ours
-        err = tempfile.TemporaryFile()
-        try:
-            proc = subprocess.Popen(argv, stdin=theirs.fileno(),
-                                    stdout=theirs.fileno(), stderr=err,
-                                    start_new_session=True)  # Ctrl-C reaches vllmgen, which closes it
-        finally:
-            theirs.close()
+        stream = CONNECTIONS.take_stream(self.endpoint)
+        if stream is None:
+            try:
+                stream = Stream.start(self.endpoint)
+            except SshRefused as exc:  # no ssh to start: a stream that ends at once, with ssh's words kept
+                self._refused = exc.stderr
+                ours, theirs = socket.socketpair()
+                theirs.close()
+                return ours
         with self._lock:
-            self._procs = [(p, f) for p, f in self._procs if not self._reap(p, f)] + [(proc, err)]
-        ours.settimeout(timeout)
-        return ours
+            self._procs = [(p, f) for p, f in self._procs if not self._reap(p, f)] + [(stream.proc, stream.err)]
+        stream.socket.settimeout(timeout)
+        return stream.socket
 
     @staticmethod
     def _reap(proc: subprocess.Popen, err: Any) -> bool:
@@ -285,16 +349,15 @@ class _Dialer:
             err.close()
 
 
-def docker_client(endpoint: Endpoint, timeout: float) -> tuple[Any, _Dialer]:
-    """A ``docker.DockerClient`` whose API calls go over ssh, and its dialer (close it after the client)."""
+def docker_client(dialer: Dialer, timeout: float, version: str) -> Any:
+    """A ``docker.DockerClient`` whose API calls go over ssh through ``dialer`` (close it after the client),
+    speaking API ``version`` (the engine's, asked already)."""
     # lazy: the docker SDK and its HTTP stack: only a command that reaches a host needs them
     import docker
     import requests.adapters
     import urllib3.connection
     import urllib3.connectionpool
     from docker.transport.basehttpadapter import BaseHTTPAdapter
-
-    dialer = _Dialer(endpoint)
 
     class Connection(urllib3.connection.HTTPConnection):
         def connect(self) -> None:
@@ -318,10 +381,10 @@ def docker_client(endpoint: Endpoint, timeout: float) -> tuple[Any, _Dialer]:
             self.pool.close()
             requests.adapters.HTTPAdapter.close(self)
 
-    # version pinned here so that constructing talks to nothing; the real one is asked below
-    client = docker.DockerClient(base_url="unix:///nonexistent/vllmgen-ssh", version="1.41", timeout=timeout)
+    # the version given: constructing talks to nothing
+    client = docker.DockerClient(base_url="unix:///nonexistent/vllmgen-ssh", version=version, timeout=timeout)
     api = client.api
     api.mount("http+docker://vllmgen-ssh", Adapter())
     api.base_url = "http+docker://vllmgen-ssh"  # not 'http+docker://ssh': that name means the SDK's pipe
     api.trust_env = False
-    return client, dialer
+    return client

@@ -97,7 +97,7 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
     out: dict[str, Executor] = {}
     if remote and dry_run is None:  # every host's one ssh connection, opened now and side by side
         ssh.CONNECTIONS.open([endpoints.parse(endpoint) for endpoint in (plan.node(name).docker_host for name in names)
-                              if endpoint and endpoint.startswith("ssh://")])
+                              if endpoint and endpoint.startswith("ssh://")], docker=target.docker)
     whole = ClusterView(sum(n.gpus for n in plan.nodes), tuple(sorted(n.address for n in plan.nodes)))
     for name in names:
         node = plan.node(name)

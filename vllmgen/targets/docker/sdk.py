@@ -1,13 +1,16 @@
-"""``DockerSdkExecutor``: a node's Docker engine through the docker SDK at ``unix://`` or
-``ssh://user@host`` (never ``tcp://``: ``vllmgen.spec.endpoints.TCP_REFUSED``); the node's host through ``host``.
+"""``DockerSdkExecutor``: a node's Docker engine at ``unix://`` or ``ssh://user@host`` (never ``tcp://``:
+``vllmgen.spec.endpoints.TCP_REFUSED``); the node's host through ``host``.
 
-The docker SDK is imported here, lazily, and nowhere else in vllmgen.
+Reads (version, info, inspect, list, logs) go through ``engineapi``; what changes an engine or streams
+through the docker SDK, imported here, lazily, and nowhere else in vllmgen.
 """
 
 from __future__ import annotations
 
 import io
 import shlex
+import socket
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -17,8 +20,8 @@ from typing import Any
 
 from vllmgen.plan import label_names
 from vllmgen.plan.plan import NodePlan, Plan
+from vllmgen.runner import engineapi, ssh
 from vllmgen.runner import host as hosts
-from vllmgen.runner import ssh
 from vllmgen.runner.executor import (
     RAY_PROBE,
     SERVING_PROBE,
@@ -52,46 +55,65 @@ class DockerSdkExecutor:
         self.host = host or hosts.for_endpoint(endpoint)
         self.commands = DockerCli(endpoint, self.host)  # what the dry run prints for each verb
         self._timeout = timeout
-        self._client: Any = None
-        self._dialer: Any = None
+        self._client: Any = None  # the docker SDK's, made when a call needs it (engineapi answers the reads)
+        self._reader: engineapi.EngineApi | None = None
+        self._dialer: ssh.Dialer | None = None
 
     @property
     def _where(self) -> str:
         return self.endpoint or hosts.default_endpoint()
 
-    # the client is made on first use, and asks the engine its API version then
-    def _docker(self) -> Any:
-        if self._client is None:
-            why = endpoints.refused(self._where)  # DOCKER_HOST too: the spec's docker_host is validated already
+    def _api(self) -> engineapi.EngineApi:
+        """The read calls' client; it asks the engine its API version when made."""
+        if self._reader is None:
+            where = self._where
+            why = endpoints.refused(where)  # DOCKER_HOST too: the spec's docker_host is validated already
             if why:
                 raise EngineError(why)
-            import docker  # lazy: the runner's dependency: validate and render never import it
-
-            if self.endpoint and self.endpoint.startswith("ssh://"):
-                client, self._dialer = ssh.docker_client(endpoints.parse(self.endpoint), self._timeout)
+            dial: Callable[[float | None], socket.socket]
+            if where.startswith("ssh://"):
+                self._dialer = ssh.Dialer(endpoints.parse(where))
+                dial = self._dialer.dial
+            elif where.startswith("unix://"):
+                dial = engineapi.unix_dialer(where.removeprefix("unix://"))
             else:
-                client = docker.DockerClient(base_url=self._where, version="1.41", timeout=self._timeout)
-                client.api.trust_env = False  # the engine, never a proxy from the environment
-            self._client = client
-            client.api._version = client.api.version(api_version=False)["ApiVersion"]
+                raise EngineError(f"{where}: vllmgen reaches a Docker engine at unix:///PATH or ssh://USER@HOST")
+            reader = engineapi.EngineApi(dial, self._timeout)
+            self._reader = reader
+            reader.ask_version()  # kept as reader.answered_version for ping
+        return self._reader
+
+    def _docker(self) -> Any:
+        """The docker SDK's client, on the same engine, connection and API version as ``_api``."""
+        if self._client is None:
+            reader = self._api()
+            import docker  # lazy: the runner's dependency, for what changes an engine: no-op commands never import it
+
+            if self._dialer is not None:
+                self._client = ssh.docker_client(self._dialer, self._timeout, reader.version)
+            else:
+                self._client = docker.DockerClient(base_url=self._where, version=reader.version, timeout=self._timeout)
+                self._client.api.trust_env = False  # the engine, never a proxy from the environment
         return self._client
 
     def _call(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
-        """``fn`` with the engine's errors as EngineError; a dropped connection tried again when ``retry``."""
-        # lazy: the runner's dependencies: validate and render never import them
-        import docker
-        import requests
-
+        """``fn`` with the engine's errors as EngineError; a dropped connection tried again when ``retry``.
+        The docker SDK's errors are told apart only when it is loaded: an error of it cannot happen before."""
         for attempt in range(ATTEMPTS):
             try:
                 return fn()
-            except docker.errors.APIError as exc:
-                raise EngineError(exc.explanation or str(exc)) from exc
-            except requests.exceptions.Timeout as exc:
-                self.close()
-                raise EngineError(f"the Docker engine at {self._where} did not answer within "
-                                  f"{self._timeout:g}s ({exc})") from exc
-            except (requests.exceptions.ConnectionError, OSError, docker.errors.DockerException) as exc:
+            except EngineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - sorted below; anything else is raised as it is
+                kind = _failure(exc)
+                if kind is None:
+                    raise
+                if kind == "engine":
+                    raise EngineError(getattr(exc, "explanation", None) or str(exc)) from exc
+                if kind == "timeout":
+                    self.close()
+                    raise EngineError(f"the Docker engine at {self._where} did not answer within "
+                                      f"{self._timeout:g}s ({exc})") from exc
                 # OSError: BrokenPipeError, ConnectionResetError, a missing ssh binary
                 why = self._dialer.last_error() if self._dialer else ""
                 explained = ssh.explain(endpoints.parse(self._where), why) if why and self._dialer else ""
@@ -104,19 +126,22 @@ class DockerSdkExecutor:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._client is not None:
-            try:
+        try:
+            if self._client is not None:
                 self._client.close()
-            finally:
-                self._client = None
-        if self._dialer is not None:
-            self._dialer.close()
-            self._dialer = None
+        finally:
+            self._client = None
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            if self._dialer is not None:
+                self._dialer.close()
+                self._dialer = None
 
     def ping(self) -> EngineInfo:
         self.close()  # after a daemon restart the old connection is gone
-        version = self._call(lambda: self._docker().version())
-        info = self._call(lambda: self._docker().info())
+        version = self._call(lambda: self._api().answered_version)
+        info = self._call(lambda: self._api().get("/info"))
         return EngineInfo(version.get("Version", "?"), version.get("ApiVersion", "?"),
                           tuple(sorted((info.get("Runtimes") or {}).keys())))
 
@@ -145,29 +170,12 @@ class DockerSdkExecutor:
 
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
-        # lazy: the runner's dependencies: validate and render never import them
-        import docker
-
-        def get() -> Any:
-            try:
-                return self._docker().images.get(tag)
-            except docker.errors.ImageNotFound:
-                return None
-
-        image = self._call(get)
-        return None if image is None else dict(image.labels or {})
+        image = self._call(lambda: self._api().image(tag))
+        return None if image is None else dict((image.get("Config") or {}).get("Labels") or {})
 
     def image_id(self, tag: str) -> str | None:
-        # lazy: the runner's dependencies: validate and render never import them
-        import docker
-
-        def get() -> Any:
-            try:
-                return self._docker().images.get(tag).id
-            except docker.errors.ImageNotFound:
-                return None
-
-        return self._call(get)
+        image = self._call(lambda: self._api().image(tag))
+        return None if image is None else image.get("Id")
 
     def build_image(self, context: Path, tag: str, dockerfile: str, labels: dict[str, str],
                     on_line: Callable[[str], None]) -> None:
@@ -198,32 +206,28 @@ class DockerSdkExecutor:
         self.host.put_files(remote, {name: (local / name).read_bytes() for name in files})
         return remote
 
-    def _get(self, name: str) -> Any:
-        # lazy: the runner's dependencies: validate and render never import them
-        import docker
+    def _get(self, name: str) -> dict[str, Any] | None:
+        """The container's inspect document (``docker inspect``), None when there is none."""
+        return self._call(lambda: self._api().container(name))
 
-        def get() -> Any:
-            try:
-                return self._docker().containers.get(name)
-            except docker.errors.NotFound:
-                return None
-
-        return self._call(get)
+    def _model(self, attrs: dict[str, Any]) -> Any:
+        """The docker SDK's Container for an inspect document, without asking the engine again."""
+        return self._docker().containers.prepare_model(attrs)
 
     @staticmethod
-    def _state(container: Any) -> ContainerState:
-        state = container.attrs.get("State", {})
+    def _state(attrs: Mapping[str, Any]) -> ContainerState:
+        state, config = attrs.get("State") or {}, attrs.get("Config") or {}
         return ContainerState(
-            name=container.name,
-            status=state.get("Status", container.status),
+            name=str(attrs.get("Name", "")).lstrip("/"),
+            status=state.get("Status", ""),
             exit_code=state.get("ExitCode"),
-            labels=dict(container.labels or {}),
-            image=container.attrs.get("Config", {}).get("Image", ""),
+            labels=dict(config.get("Labels") or {}),
+            image=config.get("Image", ""),
         )
 
     def inspect(self, name: str) -> ContainerState | None:
-        container = self._get(name)
-        return None if container is None else self._state(container)
+        attrs = self._get(name)
+        return None if attrs is None else self._state(attrs)
 
     def run(self, request: RunRequest) -> None:
         try:
@@ -231,8 +235,8 @@ class DockerSdkExecutor:
         except EngineError:
             # created but never started (no GPU driver, no such binary): leave nothing half-made behind
             leftover = self._get(request.container.name)
-            if leftover is not None and leftover.status == "created":
-                self._call(lambda: leftover.remove(force=True))
+            if leftover is not None and self._state(leftover).status == "created":
+                self._call(lambda: self._docker().api.remove_container(leftover["Id"], force=True))
             raise
 
     def _run_kwargs(self, request: RunRequest) -> dict[str, Any]:
@@ -240,19 +244,18 @@ class DockerSdkExecutor:
         return dockerargs.sdk_kwargs(argv, request.secrets)
 
     def remove(self, name: str, stop_timeout: int = 10) -> None:
-        container = self._get(name)
-        if container is None:
+        attrs = self._get(name)
+        if attrs is None:
             return
-        if container.status == "running":
-            self._call(lambda: container.stop(timeout=stop_timeout))
-        self._call(lambda: container.remove(force=True))
+        if self._state(attrs).running:
+            self._call(lambda: self._docker().api.stop(attrs["Id"], timeout=stop_timeout))
+        self._call(lambda: self._docker().api.remove_container(attrs["Id"], force=True))
 
     def logs(self, name: str, tail: int | None = 30, timestamps: bool = False) -> str:
-        container = self._get(name)
-        if container is None:
+        attrs = self._get(name)
+        if attrs is None:
             return ""
-        lines = "all" if tail is None else tail
-        return self._call(lambda: container.logs(tail=lines, timestamps=timestamps)).decode("utf-8", "replace")
+        return self._call(lambda: self._api().logs(attrs, tail, timestamps)).decode("utf-8", "replace")
 
     def follow(self, name: str) -> StreamFollow | None:
         """The container's output from its start (``logs(stream=True, follow=True)``, read by a thread) and its
@@ -261,10 +264,10 @@ class DockerSdkExecutor:
             return None
 
         def open_stream(since: float | None) -> Any:
-            container = self._get(name)  # again: a retried call may have replaced the client
-            if container is None:
+            attrs = self._get(name)  # again: a retried call may have replaced the client
+            if attrs is None:
                 return iter(())
-            return container.logs(stream=True, follow=True, timestamps=True, **({"since": since} if since else {}))
+            return self._model(attrs).logs(stream=True, follow=True, timestamps=True, **({"since": since} if since else {}))
 
         def running() -> bool:
             state = self.inspect(name)
@@ -278,8 +281,8 @@ class DockerSdkExecutor:
 
     def started_at(self, name: str) -> datetime | None:
         """The container's State.StartedAt (its latest start), from Docker."""
-        container = self._get(name)
-        stamp = container.attrs.get("State", {}).get("StartedAt", "") if container is not None else ""
+        attrs = self._get(name)
+        stamp = (attrs.get("State") or {}).get("StartedAt", "") if attrs is not None else ""
         if not stamp or stamp.startswith("0001-"):  # created, never started
             return None
         head, _, frac = stamp.rstrip("Z").partition(".")
@@ -290,9 +293,10 @@ class DockerSdkExecutor:
 
     def exec(self, name: str, argv: tuple[str, ...], *, detach: bool = False,
              env: Mapping[str, str] | None = None) -> ExecResult:
-        container = self._get(name)
-        if container is None:
+        attrs = self._get(name)
+        if attrs is None:
             raise EngineError(f"no container {name}")
+        container = self._model(attrs)
         environment = dict(env) if env else None  # in the exec's create request, never its argv
         result = self._call(lambda: container.exec_run(list(argv), detach=detach, environment=environment),
                             retry=not detach)
@@ -300,9 +304,9 @@ class DockerSdkExecutor:
         return ExecResult(result.exit_code, output)
 
     def list_containers(self, deployment: str) -> list[ContainerState]:
-        found = self._call(lambda: self._docker().containers.list(
-            all=True, filters={"label": f"{label_names.DEPLOYMENT}={deployment}"}))
-        return sorted((self._state(c) for c in found), key=lambda s: s.name)
+        listed = self._call(lambda: self._api().containers(f"{label_names.DEPLOYMENT}={deployment}"))
+        found = [attrs for entry in listed if (attrs := self._get(entry["Id"])) is not None]  # as `docker inspect` has it
+        return sorted((self._state(attrs) for attrs in found), key=lambda s: s.name)
 
     def cluster_view(self, name: str) -> ClusterView | None:
         result = self.exec(name, ("python3", "-c", RAY_PROBE))
@@ -312,6 +316,19 @@ class DockerSdkExecutor:
         result = self.exec(name, ("python3", "-c", SERVING_PROBE))
         return result.rc == 0 and bool(result.output.strip())
 
+
+
+def _failure(exc: Exception) -> str | None:
+    """engine (it refused), timeout, connection (none, or it broke), or None (not the engine's)."""
+    docker = sys.modules.get("docker")
+    requests = sys.modules.get("requests")
+    if isinstance(exc, engineapi.ApiError) or (docker is not None and isinstance(exc, docker.errors.APIError)):
+        return "engine"
+    if isinstance(exc, TimeoutError) or (requests is not None and isinstance(exc, requests.exceptions.Timeout)):
+        return "timeout"
+    if isinstance(exc, OSError) or (docker is not None and isinstance(exc, docker.errors.DockerException)):
+        return "connection"  # requests' ConnectionError is an OSError too
+    return None
 
 
 def _context_tar(context: Path, dockerfile: str) -> io.BytesIO:
@@ -344,16 +361,8 @@ class ImageStreams:
         self.executor = executor
 
     def size(self, reference: str) -> int | None:
-        # lazy: the runner's dependencies: validate and render never import them
-        import docker
-
-        def get() -> Any:
-            try:
-                return self.executor._docker().images.get(reference).attrs.get("Size")
-            except docker.errors.ImageNotFound:
-                return None
-
-        return self.executor._call(get)
+        image = self.executor._call(lambda: self.executor._api().image(reference))
+        return None if image is None else image.get("Size")
 
     def pull(self, reference: str) -> None:
         repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")

@@ -1,0 +1,165 @@
+"""The Docker Engine API reads without the docker SDK (runner/engineapi.py), against a stand-in engine
+on a unix socket that answers as dockerd 20.10 does: the executor's read verbs give what the SDK gave, over
+one kept-alive connection, and never import the SDK."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from vllmgen.runner import host as hosts
+from vllmgen.runner.executor import EngineError
+from vllmgen.runner import engineapi
+from vllmgen.targets.docker.sdk import DockerSdkExecutor
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNING = {"Id": "abc123", "Name": "/vg-head", "State": {"Status": "running", "ExitCode": 0,
+                                                          "StartedAt": "2026-12-03T10:00:00.123456789Z"},
+           "Config": {"Labels": {"io.vllmgen.deployment": "vg", "io.vllmgen.node": "head"}, "Image": "vllmgen/vg:1",
+                      "Tty": False}}
+EXITED = {"Id": "def456", "Name": "/vg-worker", "State": {"Status": "exited", "ExitCode": 137, "StartedAt": ""},
+          "Config": {"Labels": {"io.vllmgen.deployment": "vg"}, "Image": "vllmgen/vg:1", "Tty": False}}
+
+
+def _frame(stream: int, text: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(text).to_bytes(4, "big") + text
+
+
+class _Engine(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as dockerd
+    seen: list[str] = []
+    connections: list[int] = []
+
+    def setup(self) -> None:
+        super().setup()
+        _Engine.connections.append(1)
+
+    def log_message(self, *args) -> None:  # noqa: ANN002
+        pass
+
+    def _answer(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        _Engine.seen.append(self.path)
+        containers = {"vg-head": RUNNING, "abc123": RUNNING, "vg-worker": EXITED, "def456": EXITED}
+        if url.path == "/version":
+            return self._answer(200, json.dumps({"Version": "20.10.24", "ApiVersion": "1.41"}).encode())
+        if url.path == "/v1.41/info":
+            return self._answer(200, json.dumps({"Runtimes": {"runc": {}, "nvidia": {}}}).encode())
+        if url.path == "/v1.41/containers/json":
+            assert query["all"] == ["1"]
+            label = json.loads(query["filters"][0])["label"][0]
+            listed = [{"Id": c["Id"]} for c in (RUNNING, EXITED) if label in {f"{k}={v}" for k, v in c["Config"]["Labels"].items()}]
+            return self._answer(200, json.dumps(listed).encode())
+        if url.path.startswith("/v1.41/containers/") and url.path.endswith("/json"):
+            found = containers.get(url.path.split("/")[3])
+            if found is None:
+                return self._answer(404, b'{"message":"No such container: x"}\n')
+            return self._answer(200, json.dumps(found).encode())
+        if url.path == "/v1.41/containers/abc123/logs":
+            assert query["tail"] == ["2"] and query["stdout"] == ["1"] and query["stderr"] == ["1"]
+            return self._answer(200, _frame(1, b"INFO started\n") + _frame(2, b"WARNING slow\n"),
+                                "application/vnd.docker.raw-stream")
+        if url.path == "/v1.41/images/vllmgen/vg:1/json":
+            return self._answer(200, json.dumps({"Id": "sha256:feed", "Config": {"Labels": {"k": "v"}}, "Size": 7}).encode())
+        if url.path.startswith("/v1.41/images/"):
+            return self._answer(404, b'{"message":"No such image: nope:1"}\n')
+        return self._answer(500, b'{"message":"the stand-in engine does not know this"}\n')
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    path = tmp_path / "docker.sock"
+    server = _Server(str(path), _Engine)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Engine.seen, _Engine.connections = [], []
+    executor = DockerSdkExecutor("head", f"unix://{path}", hosts.LocalHost())
+    yield executor
+    executor.close()
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_the_read_verbs_answer_as_the_sdk_did_over_one_connection(engine: DockerSdkExecutor) -> None:
+    info = engine.ping()
+    assert (info.version, info.api_version, info.runtimes) == ("20.10.24", "1.41", ("nvidia", "runc"))
+    head = engine.inspect("vg-head")
+    assert head is not None and head.name == "vg-head" and head.running and head.image == "vllmgen/vg:1"
+    assert head.labels == {"io.vllmgen.deployment": "vg", "io.vllmgen.node": "head"}
+    assert engine.inspect("vg-gone") is None
+    assert [(s.name, s.status, s.exit_code) for s in engine.list_containers("vg")] == [
+        ("vg-head", "running", 0), ("vg-worker", "exited", 137)]
+    assert engine.logs("vg-head", tail=2) == "INFO started\nWARNING slow\n"  # both streams, in order
+    assert engine.logs("vg-gone") == ""
+    started = engine.started_at("vg-head")
+    assert started is not None and started.isoformat() == "2026-12-03T10:00:00.123456+00:00"
+    assert engine.started_at("vg-worker") is None
+    assert engine.image_id("vllmgen/vg:1") == "sha256:feed" and engine.image_labels("vllmgen/vg:1") == {"k": "v"}
+    assert engine.image_id("nope:1") is None and engine.image_labels("nope:1") is None
+    assert _Engine.seen[0] == "/version" and all(p.startswith("/v1.41/") for p in _Engine.seen[1:])
+    assert len(_Engine.connections) == 1  # kept alive: one connection for every call
+
+
+def test_an_engine_error_is_its_own_message(engine: DockerSdkExecutor) -> None:
+    engine.ping()
+    with pytest.raises(EngineError, match="^the stand-in engine does not know this$"):
+        engine._call(lambda: engine._api().get("/nothing"))
+
+
+def test_no_engine_is_named_as_the_doctor_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # the two retries of a dropped connection
+    executor = DockerSdkExecutor("head", f"unix://{tmp_path}/none.sock", hosts.LocalHost())
+    with pytest.raises(EngineError) as caught:
+        executor.ping()
+    text = str(caught.value)
+    assert text.startswith(f"cannot reach the Docker engine at unix://{tmp_path}/none.sock: ")
+    assert "FileNotFoundError(2" in text  # what doctor.docker.classify_error knows as "no daemon"
+
+
+def test_other_endpoints_are_refused_in_words() -> None:
+    with pytest.raises(EngineError, match="vllmgen reaches a Docker engine at unix:///PATH or ssh://USER@HOST"):
+        DockerSdkExecutor("head", "npipe:////./pipe/docker_engine", hosts.LocalHost()).ping()
+
+
+def test_demux_joins_the_frames_in_order_and_drops_a_torn_tail() -> None:
+    body = _frame(1, b"a\n") + _frame(2, b"b\n") + _frame(1, b"c")
+    assert engineapi.demux(body) == b"a\nb\nc"
+    assert engineapi.demux(body + b"\x01\x00\x00") == b"a\nb\nc"
+
+
+def test_reading_an_engine_does_not_import_the_docker_sdk(engine: DockerSdkExecutor) -> None:
+    """In a fresh interpreter: the reads of a no-op apply, and no docker, requests or urllib3 loaded."""
+    socket_path = engine.endpoint
+    code = (
+        "import sys\n"
+        "from vllmgen.runner import host as hosts\n"
+        "from vllmgen.targets.docker.sdk import DockerSdkExecutor\n"
+        f"e = DockerSdkExecutor('head', {socket_path!r}, hosts.LocalHost())\n"
+        "e.ping(); e.inspect('vg-head'); e.list_containers('vg'); e.logs('vg-head', tail=2); e.image_id('vllmgen/vg:1')\n"
+        "e.close()\n"
+        "print(sorted(m for m in ('docker', 'requests', 'urllib3') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
