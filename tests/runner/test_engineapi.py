@@ -1,4 +1,4 @@
-"""The Docker Engine API reads without the docker SDK (runner/engineapi.py), against a stand-in engine
+"""The Docker Engine API reads without the docker SDK (targets/docker/engineapi.py), against a stand-in engine
 on a unix socket that answers as dockerd 20.10 does: the executor's read verbs give what the SDK gave, over
 one kept-alive connection, and never import the SDK."""
 
@@ -17,7 +17,7 @@ import pytest
 
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import EngineError
-from vllmgen.runner import engineapi
+from vllmgen.targets.docker import engineapi
 from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
 ROOT = Path(__file__).resolve().parents[2]

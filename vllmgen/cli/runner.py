@@ -161,7 +161,11 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     collect_again()
     _warn(valid.warnings)
     deploy_dir = build_dir / plan.name
-    names = _scope(plan, node_name, all_nodes, spec, command, build_dir, dry_run, compiled.artifacts)
+    from vllmgen.targets import registry  # lazy: start-up time
+
+    # a target vllmgen does not run gets the rendered objects: its manual compares them with build/
+    manual_artifacts = None if registry.target(plan.runtime).engine else _rendered(spec, valid, plan)
+    names = _scope(plan, node_name, all_nodes, spec, command, build_dir, dry_run, manual_artifacts)
     recorder = Recorder(stream=sys.stderr if command == "plan" else None) if dry_run else None
     options = Options(dry_run=dry_run, **options_kw)
     executors = targets.executors(plan, names, remote=all_nodes, dry_run=recorder, daemon_json_path=daemon_json,
@@ -181,12 +185,18 @@ def _drift(spec: Path, valid, plan, build_dir: Path) -> list[str]:  # noqa: ANN0
     if up_to_date(spec, build_dir, warnings=len(valid.warnings)) == str(deploy_dir):
         return []
     # lazy: start-up time
-    from vllmgen.render.artifacts import render
-    from vllmgen.render.fingerprint import inputs
     from vllmgen.render.write import check as check_tree
 
-    # as render.compile.compile_file renders it, from the spec validated and planned already
-    return check_tree(render(plan, inputs(spec.read_bytes(), len(valid.warnings))), deploy_dir)
+    return check_tree(_rendered(spec, valid, plan), deploy_dir)
+
+
+def _rendered(spec: Path, valid, plan):  # noqa: ANN001, ANN202
+    """The artifacts as render.compile.compile_file renders them, from the spec validated and planned already."""
+    # lazy: start-up time
+    from vllmgen.render.artifacts import render
+    from vllmgen.render.fingerprint import inputs
+
+    return render(plan, inputs(spec.read_bytes(), len(valid.warnings)))
 
 
 @click.command()

@@ -23,7 +23,8 @@ NOT_COMPILER = frozenset({
     "__main__.py", "plan/nccl.py", "render/fastcheck.py", "render/swap.py", "render/write.py",
     # the runner's engines, kept beside their target but not read by render
     "targets/docker/daemon_json.py", "targets/docker/daemon_step.py", "targets/docker/dockerargs.py",
-    "targets/docker/engine.py", "targets/docker/sdk.py", "targets/process/procexec.py",
+    "targets/docker/commands.py", "targets/docker/engine.py", "targets/docker/engineapi.py", "targets/docker/sdk.py",
+    "targets/process/commands.py", "targets/process/procexec.py",
 })
 
 

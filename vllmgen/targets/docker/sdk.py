@@ -20,8 +20,8 @@ from typing import Any
 
 from vllmgen.plan import label_names
 from vllmgen.plan.plan import NodePlan, Plan
-from vllmgen.runner import engineapi, ssh
 from vllmgen.runner import host as hosts
+from vllmgen.runner import ssh
 from vllmgen.runner.executor import (
     RAY_PROBE,
     SERVING_PROBE,
@@ -35,7 +35,7 @@ from vllmgen.runner.executor import (
 )
 from vllmgen.runner.watch import StreamFollow
 from vllmgen.spec import endpoints
-from vllmgen.targets.docker import daemon_json, dockerargs
+from vllmgen.targets.docker import daemon_json, dockerargs, engineapi
 from vllmgen.targets.docker.commands import DockerCli
 
 API_TIMEOUT = 60  # seconds for one API call or exec probe; a silent engine is an error, not a hang
