@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -583,6 +584,37 @@ def _one_part_item(folder: Path, data: bytes) -> dict:
                                        "sha256": hashlib.sha256(data).hexdigest()}]}
 
 
+def test_unpack_applies_the_umask_and_sets_a_read_only_folder_last(tmp_path: Path) -> None:
+    """A bundle is input: world-writable modes lose what the umask takes (as a user's tar -x), and a 0555
+    folder still receives its files (its mode is set once they are in), here and through PLACE's tar."""
+    from vllmgen.bundle import unpack
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folder = tarfile.TarInfo("ro")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o555
+        tar.addfile(folder)
+        weights = tarfile.TarInfo("ro/weights.bin")
+        weights.size, weights.mode = 4, 0o666
+        tar.addfile(weights, io.BytesIO(b"wxyz"))
+    item = _one_part_item(tmp_path / "bundle", buffer.getvalue())
+    old = os.umask(0o022)
+    try:
+        here = tmp_path / "here"
+        here.mkdir()
+        unpack.unpack(tmp_path / "bundle", item, here)
+        piped = tmp_path / "piped"
+        done = load.pipe(LocalHost(), ["sh", "-c", load.PLACE, "vllmgen", str(piped), "d"],
+                         lambda fd: archive.splice_item(tmp_path / "bundle", item, fd))
+        assert done.rc == 0, done.stderr
+    finally:
+        os.umask(old)
+    for root in (here, piped):
+        assert (root / "ro" / "weights.bin").read_bytes() == b"wxyz"
+        assert stat.S_IMODE((root / "ro" / "weights.bin").stat().st_mode) == 0o644
+        assert stat.S_IMODE((root / "ro").stat().st_mode) == 0o555
+
+
 @pytest.mark.parametrize("member", ["../evil", "/etc/evil", "link", "sub/../../evil"])
 def test_unpack_refuses_what_a_bundle_never_holds_by_name(tmp_path: Path, member: str) -> None:
     """A bundle is input: a name out of the folder, or a link, is refused even when its checksums match."""
@@ -606,10 +638,12 @@ def test_unpack_refuses_what_a_bundle_never_holds_by_name(tmp_path: Path, member
     assert not (tmp_path / "a" / "evil").exists()
 
 
+@pytest.mark.parametrize("mtime_shift", [1_000_000, 0])  # 0: the modification time set back as it was
 def test_an_image_part_changed_after_the_check_stops_the_stream_before_its_last_chunk(deployment: Path,
-                                                                                      tmp_path: Path) -> None:
+                                                                                      tmp_path: Path,
+                                                                                      mtime_shift: int) -> None:
     """The parts check_needed hashed are read once more without hashing them again: the same file (inode,
-    size, modification time) or the stream breaks off, before the changed part's last chunk."""
+    size, modification and change time) or the stream breaks off, before the changed part's last chunk."""
     out = tmp_path / "out"
     _bundle(deployment, out, FakeEngine())
     image = _item(out, "image")
@@ -620,8 +654,8 @@ def test_an_image_part_changed_after_the_check_stops_the_stream_before_its_last_
     data = bytearray(victim.read_bytes())
     data[0] ^= 0x01
     victim.write_bytes(bytes(data))  # same size: only the file's identity tells
-    info = victim.stat()
-    os.utime(victim, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))  # as a write a tick later would
+    before = checked[image["parts"][1]["file"]]
+    os.utime(victim, ns=(victim.stat().st_atime_ns, before[3] + mtime_shift))  # a tick later, or set back
     got = bytearray()
     with pytest.raises(BundleError, match=re.escape(f"{image['parts'][1]['file']} ({image['key']}) changed after it was checked")):
         for chunk in archive.read_item(out, image, checked=checked):

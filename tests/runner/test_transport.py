@@ -306,8 +306,9 @@ def test_the_dry_run_prints_ssh_as_a_person_types_it(tmp_path: Path) -> None:
 
 def test_the_early_logins_go_to_the_ssh_hosts_the_spec_names_and_no_other(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """apply/plan/status/down --all log in before validating: block-style docker_host lines only, never one in a
-    comment, never for a dry run or a single node."""
+    """apply/plan/status/down --all log in before validating: to the nodes' docker_host values only, as the
+    bounded loader reads them (never one in a comment or inside another field's text), never for a dry run,
+    --node, a non-Docker runtime or a file that is not YAML."""
     from vllmgen.cli import runner as cli_runner
 
     opened: list = []
@@ -315,10 +316,19 @@ def test_the_early_logins_go_to_the_ssh_hosts_the_spec_names_and_no_other(tmp_pa
     spec = tmp_path / "s.yaml"
     spec.write_text("nodes:\n  - name: a\n    docker_host: ssh://root@10.0.0.1\n"
                     "  - name: b\n    # docker_host: ssh://old@192.0.2.1\n    docker_host: 'ssh://ops@[fd00::1]:2222'  # b\n"
-                    "  - name: c\n    docker_host: ssh://-oProxyCommand=x\n")
+                    "  - name: c\n    docker_host: ssh://-oProxyCommand=x\n"
+                    "serve:\n  extra_args:\n    - >-\n      docker_host: ssh://evil@198.51.100.9\n"
+                    "other:\n  docker_host: ssh://evil@198.51.100.8\n")
     cli_runner.connect_early(spec, all_nodes=True)
     assert opened == [[parse("ssh://root@10.0.0.1"), parse("ssh://ops@[fd00::1]:2222")]]  # the bad one: validation's
     cli_runner.connect_early(spec, all_nodes=True, dry_run=True)
     cli_runner.connect_early(spec, all_nodes=False)
+    cli_runner.connect_early(spec, all_nodes=True, node_name="a")  # a usage error follows: no login before it
     cli_runner.connect_early(tmp_path / "missing.yaml", all_nodes=True)
+    process = tmp_path / "p.yaml"
+    process.write_text("runtime:\n  kind: process\nnodes:\n  - name: a\n    docker_host: ssh://root@10.0.0.1\n")
+    cli_runner.connect_early(process, all_nodes=True)
+    broken = tmp_path / "b.yaml"
+    broken.write_text("nodes: [\n  docker_host: ssh://root@10.0.0.1\n")
+    cli_runner.connect_early(broken, all_nodes=True)
     assert len(opened) == 1

@@ -554,12 +554,13 @@ def check_sizes(folder: Path, item: dict[str, Any]) -> list[str]:
     return problems
 
 
-Identity = tuple[int, int, int, int]
+Identity = tuple[int, int, int, int, int]
 
 
 def identity(info: os.stat_result) -> Identity:
-    """What changes when a file is written or replaced: its device, inode, size and modification time."""
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    """What changes when a file is written or replaced: its device, inode, size, modification time and change
+    time (the kernel sets ctime on every write and utime; no user can set it back, as one can mtime)."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def check_parts(folder: Path, items: Iterable[dict[str, Any]], on_bytes: Callable[[int], None] = lambda n: None,

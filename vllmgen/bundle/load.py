@@ -45,7 +45,8 @@ COMMIT = ('printf %s "$2" > "$n/' + MARKER + '"; '
           'if [ -e "$t" ]; then if [ -f "$t/' + MARKER + '" ] || [ -z "$(ls -A -- "$t")" ]; then rm -rf -- "$t"; '
           'else echo "$t holds files vllmgen did not place" >&2; exit 3; fi; fi; '
           'mkdir -p -- "$(dirname -- "$t")"; mv -- "$n" "$t"')
-PLACE = NAMES + CLEAR + 'tar -x -f - -C "$n"; ' + COMMIT
+# as a user's tar -x even as root: owned by who loads, modes less the umask (a bundle is input)
+PLACE = NAMES + CLEAR + 'tar -x --no-same-owner --no-same-permissions -f - -C "$n"; ' + COMMIT
 
 # sh -c WRITE_REF vllmgen REFS BRANCH COMMIT: the branch names the commit in the node's HF cache
 WRITE_REF = ('set -e; f="$1/$2"; [ "$(cat -- "$f" 2>/dev/null)" = "$3" ] && exit 0; '

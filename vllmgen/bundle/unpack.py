@@ -150,7 +150,12 @@ def unpack(folder: Path, item: Mapping[str, Any], dest: Path) -> None:
 
 
 def _copy_out(folder: Path, item: Mapping[str, Any], dest: Path, hasher: PartHasher) -> None:
-    folders: list[tuple[Path, int]] = []
+    folders: list[tuple[Path, int, int]] = []
+    umask = os.umask(0)
+    os.umask(umask)
+    # as tar -x as a user: the bundle's modes less the umask (a bundle is input: no group- or world-writable
+    # weights because the carried cache was); a folder's mode once its files are in (a 0555 one stays writable till then)
+    keep = 0o777 & ~umask
     with PartsReader(folder, item) as reader, tarfile.open(fileobj=reader, mode="r:") as tar:
         for member in tar:
             if hasher.bad.is_set():
@@ -158,11 +163,10 @@ def _copy_out(folder: Path, item: Mapping[str, Any], dest: Path, hasher: PartHas
             path = _member_path(dest, member, item["key"])
             if member.isdir():
                 path.mkdir(parents=True, exist_ok=True)
-                os.chmod(path, member.mode & 0o777)
-                folders.append((path, int(member.mtime)))
+                folders.append((path, member.mode & keep, int(member.mtime)))
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, member.mode & 0o777)
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 if member.offset_data + member.size > reader.size:
                     raise BundleError(f"{item['key']}: {member.name} runs past the item's end")
@@ -170,11 +174,12 @@ def _copy_out(folder: Path, item: Mapping[str, Any], dest: Path, hasher: PartHas
                     _copy_run(fd, at, count, out, hasher)
                     if hasher.bad.is_set():
                         return
-                os.fchmod(out, member.mode & 0o777)
+                os.fchmod(out, member.mode & keep)
             finally:
                 os.close(out)
             os.utime(path, (member.mtime, member.mtime))
-    for path, mtime in reversed(folders):  # as tar does: a folder's time once its files are in
+    for path, mode, mtime in reversed(folders):  # as tar does: a folder's mode and time once its files are in
+        os.chmod(path, mode)
         os.utime(path, (mtime, mtime))
 
 

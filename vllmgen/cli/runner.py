@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import importlib
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,32 +111,38 @@ def _connect(plan, all_nodes: bool, dry_run: bool = False) -> None:  # noqa: ANN
                           if node.docker_host and node.docker_host.startswith("ssh://")], docker=True)
 
 
-# a `docker_host: ssh://...` line of a block-style spec (a comment or flow style is not matched: the plan's
-# own endpoints, opened after validation, stay the authority)
-SSH_HOST_LINE = re.compile(r"^[ \t]*(?:-[ \t]+)?docker_host:[ \t]*[\"']?(ssh://[^\s\"'#]+)[\"']?[ \t]*(?:#.*)?$", re.MULTILINE)
-
-
-def connect_early(spec: Path, all_nodes: bool, dry_run: bool = False) -> None:
-    """``--all``: log in to the ssh hosts the spec's text names before the spec is even validated: the logins
-    (0.3-0.4 s each, side by side) then overlap importing and validating it (~0.5 s of CPU) instead of
-    following them. A login changes nothing on a host; nothing else reaches a host before the spec is
-    valid, and an invalid spec still exits 3 (the masters end with vllmgen)."""
-    if not all_nodes or dry_run:
+def connect_early(spec: Path, all_nodes: bool, dry_run: bool = False, node_name: str | None = None) -> None:
+    """``--all``: log in to the nodes' ssh hosts before the spec is validated: the logins (0.3-0.4 s each, side
+    by side) then overlap importing and validating it (~0.5 s of CPU) instead of following them. Only what the
+    spec says plainly: the ``nodes[].docker_host`` values of a Docker spec, read by the same bounded YAML
+    loader validation uses (no pydantic yet); nothing reaches an engine before the spec is valid, and an
+    invalid spec still exits 3 (the masters end with vllmgen)."""
+    if not all_nodes or dry_run or node_name:  # --node with --all is a usage error: no login first
         return
+    # lazy: start-up time
+    from vllmgen.errors import SpecError
+    from vllmgen.spec.load import load_file
+
     try:
-        text = spec.read_text(encoding="utf-8")
-    except (OSError, ValueError):
+        data = load_file(spec).data
+    except SpecError:
         return  # the validation says why
+    runtime = data.get("runtime")
+    nodes = data.get("nodes")
+    if (isinstance(runtime, dict) and runtime.get("kind", "docker") != "docker") or not isinstance(nodes, list):
+        return  # only the Docker target reaches hosts over ssh
     # lazy: start-up time
     from vllmgen.runner import ssh
     from vllmgen.spec import endpoints
 
     found = []
-    for value in SSH_HOST_LINE.findall(text):
-        try:
-            found.append(endpoints.parse(value))
-        except ValueError:
-            continue  # the validation says why
+    for node in nodes:
+        value = node.get("docker_host") if isinstance(node, dict) else None
+        if isinstance(value, str) and value.startswith("ssh://"):
+            try:
+                found.append(endpoints.parse(value))
+            except ValueError:
+                continue  # the validation says why
     ssh.CONNECTIONS.open(found)
 
 
@@ -147,7 +152,7 @@ def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *,
     # lazy: start-up time
     import shlex
 
-    connect_early(spec, all_nodes, dry_run)
+    connect_early(spec, all_nodes, dry_run, node_name)
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
@@ -310,7 +315,7 @@ def plan(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool, buil
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None:
     """Show each node's containers, the cluster view and the endpoint's health; exit 1 if anything is unhealthy."""
-    connect_early(spec, all_nodes)
+    connect_early(spec, all_nodes, node_name=node_name)
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
@@ -349,7 +354,7 @@ def status(spec: Path, node_name: str | None, all_nodes: bool, fmt: str) -> None
 @click.option("--dry-run", is_flag=True, help="Print the docker commands; remove nothing.")
 def down(spec: Path, node_name: str | None, all_nodes: bool, dry_run: bool) -> None:
     """Remove the containers apply started (by their labels), workers first."""
-    connect_early(spec, all_nodes, dry_run)
+    connect_early(spec, all_nodes, dry_run, node_name)
     # lazy: start-up time
     from vllmgen.render.compile import plan_file
 
