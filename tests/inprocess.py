@@ -21,6 +21,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from vllmgen.cli.entry import main
+from vllmgen.runner import ssh
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -37,6 +38,8 @@ def run_vllmgen(*args: str | Path, cwd: str | Path | None = None, env: Mapping[s
     saved_argv, saved_cwd, collecting = sys.argv, os.getcwd(), gc.isenabled()
     handlers = {number: signal.getsignal(number) for number in _SIGNALS}
     code: int = 0
+    # a command's ssh masters are its own, as in a process of its own: ended when it returns (at exit there)
+    saved_connections, ssh.CONNECTIONS = ssh.CONNECTIONS, ssh.Connections()
     with CliRunner().isolation(input=input, env=changes) as (out, err, _):
         sys.argv = argv
         try:
@@ -54,6 +57,8 @@ def run_vllmgen(*args: str | Path, cwd: str | Path | None = None, env: Mapping[s
             sys.stderr.flush()
             sys.argv = saved_argv
             os.chdir(saved_cwd)
+            ssh.CONNECTIONS.close()
+            ssh.CONNECTIONS = saved_connections
             # the command turns the collector off and freezes what it made, for a process about to end
             gc.unfreeze()
             if collecting:

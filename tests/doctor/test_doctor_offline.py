@@ -15,7 +15,7 @@ import yaml
 from vllmgen.bundle import contents
 from vllmgen.doctor.from_spec import expectation
 from vllmgen.doctor.host import docker_checks, storage_checks
-from vllmgen.doctor.probe import RecordedProbe
+from vllmgen.doctor.probe import ImageUnknown, RecordedProbe
 from vllmgen.doctor.workloads import node_images
 from vllmgen.render.compile import compile_file, plan_file
 from vllmgen.render.write import write
@@ -90,6 +90,23 @@ def test_offline_a_missing_or_stale_image_fails_with_the_bundle_load_that_brings
     assert "offline: true forbids" in router.detail and "--router-base-image" in router.fix
     model = _rows(storage_checks(_host(tmp_path / "host", present), expect))["storage.model_path"]
     assert model.status == "fail" and "vllmgen bundle load DIR --node gpu-a" in model.fix
+
+
+def test_an_engine_that_cannot_say_is_not_a_missing_image(tmp_path: Path) -> None:
+    """An engine error (permission, a 500, a timeout) is said as such: not "not on this host", whose fix, a
+    bundle load, would not help."""
+    path, valid, plan = _airgapped(tmp_path)
+    images = node_images(path, "gpu-a")
+    expect = expectation(plan, valid.spec, plan.node("gpu-a"), docker=True, image_cuda=None, images=images)
+
+    class Refusing(RecordedProbe):
+        def image(self, reference: str):  # noqa: ANN202 - the Probe verb
+            raise ImageUnknown("500 Server Error: layer store busy")
+
+    rows = _rows(docker_checks(Refusing(_host(tmp_path / "host", {}).folder), expect))
+    gateway = rows["image.gateway"]
+    assert gateway.status == "skip" and "the engine did not answer (500 Server Error: layer store busy)" in gateway.detail
+    assert all(rows[f"image.{role}"].status == "skip" for role in ("vllm", "router", "gateway", "prometheus", "grafana"))
 
 
 def test_without_offline_the_image_rows_say_what_apply_will_build_or_pull(tmp_path: Path) -> None:

@@ -66,6 +66,8 @@ class _Engine(BaseHTTPRequestHandler):
             label = json.loads(query["filters"][0])["label"][0]
             listed = [{"Id": c["Id"]} for c in (RUNNING, EXITED) if label in {f"{k}={v}" for k, v in c["Config"]["Labels"].items()}]
             return self._answer(200, json.dumps(listed).encode())
+        if url.path == "/v1.41/containers/vg-busy/json":
+            return self._answer(500, b'{"message":"the stand-in engine does not know this"}\n')
         if url.path.startswith("/v1.41/containers/") and url.path.endswith("/json"):
             found = containers.get(url.path.split("/")[3])
             if found is None:
@@ -124,7 +126,7 @@ def test_the_read_verbs_answer_as_the_sdk_did_over_one_connection(engine: Docker
 def test_an_engine_error_is_its_own_message(engine: DockerSdkExecutor) -> None:
     engine.ping()
     with pytest.raises(EngineError, match="^the stand-in engine does not know this$"):
-        engine._call(lambda: engine._api().get("/nothing"))
+        engine.inspect("vg-busy")  # a 500, not a 404: the engine's words, not "no such container"
 
 
 def test_no_engine_is_named_as_the_doctor_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

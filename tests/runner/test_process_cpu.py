@@ -111,11 +111,18 @@ serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, 
         assert status.returncode == 0, status.stdout
         assert "startup of " in status.stdout and "log: first line -> listening" in status.stdout
         # vLLM titles its engine core (setproctitle): run.sh's SPT_NOENV keeps the marker that proves it ours
-        titles = {member: (Path("/proc") / str(member) / "cmdline").read_bytes().split(b"\0")[0]
-                  for member in _session(pid)}
+        # short-lived children (compile workers, lscpu) may end between the listing and the reads: skipped
+        titles: dict[int, bytes] = {}
+        environs: dict[int, list[bytes]] = {}
+        for member in _session(pid):
+            try:
+                titles[member] = (Path("/proc") / str(member) / "cmdline").read_bytes().split(b"\0")[0]
+                environs[member] = (Path("/proc") / str(member) / "environ").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):
+                titles.pop(member, None)
         assert b"VLLM::EngineCore" in titles.values(), titles
         for member in titles:
-            assert b"VLLMGEN_NODE=proc-cpu/cpu-0" in (Path("/proc") / str(member) / "environ").read_bytes().split(b"\0")
+            assert b"VLLMGEN_NODE=proc-cpu/cpu-0" in environs[member], titles[member]
     finally:
         down = _vllmgen(home, tmp_path, "down", str(spec), "--node", "cpu-0")
     assert down.returncode == 0, down.stderr

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from vllmgen.doctor import cuda, docker, gpu, network, storage
 from vllmgen.doctor.checks import CheckResult, skip
 from vllmgen.doctor.offline import ImageExpectation, SnapshotExpectation, check_image, check_snapshot, with_carry
-from vllmgen.doctor.probe import Probe
+from vllmgen.doctor.probe import ImageUnknown, Probe
 from vllmgen.doctor.selection import check_gpu_ids, check_vllm_executable
 
 
@@ -118,9 +118,15 @@ def docker_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
     results.append(docker.check_nvidia_runtime(info))
     results.append(docker.check_registry_mirrors(info, expect.registry_mirrors))
     for image in expect.images:
-        found = probe.image(image.reference) if info is not None else None
-        results.append(check_image(expect.node, image, found, expect.offline) if info is not None
-                       else skip(f"image.{image.role}", f"{image.reference}: no daemon to ask"))
+        if info is None:
+            results.append(skip(f"image.{image.role}", f"{image.reference}: no daemon to ask"))
+            continue
+        try:
+            found = probe.image(image.reference)
+        except ImageUnknown as exc:
+            results.append(skip(f"image.{image.role}", f"{image.reference}: the engine did not answer ({exc})"))
+            continue
+        results.append(check_image(expect.node, image, found, expect.offline))
     if info is not None:
         rc, out = probe.docker_gpu_smoke(expect.docker_image)
         results.append(docker.check_gpu_smoke(rc, out))

@@ -52,6 +52,10 @@ class Probe(Protocol):
     def image(self, reference: str) -> tuple[str, dict[str, str]] | None: ...
 
 
+class ImageUnknown(Exception):
+    """The engine could not say whether an image is there (its own error, a timeout)."""
+
+
 def run_command(argv: Sequence[str], timeout: float = 30) -> CommandResult:
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
@@ -191,11 +195,16 @@ class LiveProbe:
             return None
 
     def image(self, reference: str) -> tuple[str, dict[str, str]] | None:
-        """The image's ID and labels on this host's engine; None when it is not there (or cannot be asked)."""
+        """The image's ID and labels on this host's engine; None when it is not there. An engine that does
+        not answer is ImageUnknown, not "missing": its fix is not a bundle load."""
+        import docker.errors  # lazy: the docker SDK: optional on GPU hosts, and slow to import
+
         try:
             found = self._client().images.get(reference)
-        except Exception:  # ImageNotFound, or the daemon's error (docker.daemon reports that)
+        except docker.errors.ImageNotFound:
             return None
+        except Exception as exc:  # noqa: BLE001 - the daemon's error, a timeout, a refused socket: said as is
+            raise ImageUnknown(str(exc) or type(exc).__name__) from None
         return found.id, dict(found.labels or {})
 
     def _client(self) -> Any:

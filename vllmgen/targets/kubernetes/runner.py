@@ -95,10 +95,12 @@ def intercept(command: str, plan: Plan, artifacts: list[Artifact] | None, build_
     """The registry's manual for Kubernetes: what apply/plan/status/down/bench/doctor answer, from what the CLI
     already planned (and rendered: ``plan`` and ``apply`` compare the artifacts with build/<name>/)."""
     k8s = plan.kubernetes
-    assert k8s is not None  # the registry calls this only for runtime.kind: kubernetes, whose plan fills it
+    if k8s is None:  # the registry calls this only for runtime.kind: kubernetes, whose plan fills it
+        raise RuntimeError(f"the Kubernetes manual was asked about a runtime.kind: {plan.runtime} plan")
     folder = build_dir / plan.name
     if command == "plan":
-        assert artifacts is not None, "plan compares the rendered objects with build/"
+        if artifacts is None:
+            raise RuntimeError("vllmgen plan on Kubernetes compares the rendered objects with build/: none were given")
         return changes(artifacts, folder)
     stale = command == "apply" and artifacts is not None and bool(check(artifacts, folder))
     return act(command, k8s, folder, dry_run=dry_run, stale=stale)

@@ -40,7 +40,7 @@ class ProcessShell:
         return " ".join(["setsid", "env", *env, join_words([fill(word) for word in plan.argv])])
 
     def remove(self, name: str, stop_timeout: int) -> str:
-        return "kill -TERM <the recorded PID, if proven ours> (then SIGKILL to its group's proven members)"
+        return "kill -TERM <the recorded PID, if proven ours> (then SIGKILL to its session's proven members)"
 
     def exec(self, name: str, argv: tuple[str, ...], detach: bool, env: tuple[str, ...]) -> str:
         return shlex.join(argv)  # no container to enter: on this host, beside the process (ProcessExecutor.exec)

@@ -135,7 +135,7 @@ def signal_proven(pid: int, start: str | None, mark: Mark, sig: signal.Signals) 
 
 @dataclass(frozen=True)
 class Record:
-    """run/<node>.json as run.sh writes it: the server's PID (its process group's too) and start time."""
+    """run/<node>.json as run.sh writes it: the server's PID (its session's and process group's too) and start time."""
 
     node: str
     name: str
