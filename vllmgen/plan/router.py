@@ -7,7 +7,7 @@ a healthy server. This module only decides; ``vllmgen.render.router_artifacts`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vllmgen.plan import exposure, pd
@@ -54,7 +54,7 @@ class RouterPlan:
     decode_policy: str | None = None
     kv_connector: str | None = None  # vllm-router's --kv-connector (nixl)
     executable: str = "vllm-router"  # the process runtime's vllm-router on the router's host
-    metrics_port: int = 29000  # its Prometheus listener, on METRICS_HOST
+    metrics_port: int = field(kw_only=True)  # its Prometheus listener, on METRICS_HOST (the spec's router.metrics_port)
 
     @property
     def disaggregated(self) -> bool:
