@@ -31,6 +31,16 @@ setup() {
   rm -rf /tmp/tiny-llama && cp -r .gpu-kit/tiny-llama /tmp/tiny-llama
 }
 
+down_and_left() {  # down_and_left SRC NOTE: vllmgen down, then what is left of vLLM and on the GPU
+  echo "### vllmgen down"
+  vg "$1" down "$SPEC" --node h200; echo "down rc=$?"
+  sleep 3
+  echo "### processes left (vllm, not zombies):"
+  left; echo "(end)"
+  echo "### nvidia-smi after down$2"
+  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; echo "(end)"
+}
+
 killed() {  # killed NAME SRC
   local name=$1 src=$2 build="/tmp/fs-build-$1" pid="" core="" apply
   vg "$src" render "$SPEC" -o "$build" >/dev/null || return 1
@@ -57,13 +67,7 @@ killed() {  # killed NAME SRC
     echo "### the API server (PID $pid) is killed with SIGKILL"
     kill -KILL "$pid"
     wait "$apply"; echo "apply rc=$?"
-    echo "### vllmgen down"
-    vg "$src" down "$SPEC" --node h200; echo "down rc=$?"
-    sleep 3
-    echo "### processes left (vllm, not zombies):"
-    left; echo "(end)"
-    echo "### nvidia-smi after down"
-    nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; echo "(end)"
+    down_and_left "$src" ""
   } 2>&1 | tee "$OUT/$name.txt"
   pid=$(grep -o 'recorded PID [0-9]*' "$OUT/$name.txt" | head -1 | awk '{print $3}')
   for member in $(session "$pid"); do kill -KILL "$member"; done  # what this script started and down left
@@ -81,13 +85,7 @@ memory() {  # memory NAME SRC
     echo "### $name: another process (PID $blocker) holds 110 GiB; vllmgen apply h200-failed-start.yaml --node h200 (vllmgen from $src, $(date -u +%FT%TZ))"
     nvidia-smi --query-gpu=index,name,memory.used,memory.total --format=csv,noheader
     vg "$src" apply "$SPEC" --node h200 --build-dir "$build" --timeout 300; echo "apply rc=$?"
-    echo "### vllmgen down"
-    vg "$src" down "$SPEC" --node h200; echo "down rc=$?"
-    sleep 3
-    echo "### processes left (vllm, not zombies):"
-    left; echo "(end)"
-    echo "### nvidia-smi after down (the other process, PID $blocker, only)"
-    nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; echo "(end)"
+    down_and_left "$src" " (the other process, PID $blocker, only)"
   } 2>&1 | tee "$OUT/$name.txt"
   kill -KILL "$blocker"
   cp "$RUN/h200.log" "$OUT/$name-engine.log" 2>/dev/null

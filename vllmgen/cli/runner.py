@@ -105,10 +105,8 @@ def _connect(plan, all_nodes: bool, dry_run: bool = False) -> None:  # noqa: ANN
         return
     # lazy: start-up time
     from vllmgen.runner import ssh
-    from vllmgen.spec import endpoints
 
-    ssh.CONNECTIONS.open([endpoints.parse(node.docker_host) for node in plan.nodes
-                          if node.docker_host and node.docker_host.startswith("ssh://")], docker=True)
+    ssh.CONNECTIONS.open_docker_hosts((node.docker_host for node in plan.nodes), docker=True)
 
 
 def connect_early(spec: Path, all_nodes: bool, dry_run: bool = False, node_name: str | None = None) -> None:
@@ -133,17 +131,8 @@ def connect_early(spec: Path, all_nodes: bool, dry_run: bool = False, node_name:
         return  # only the Docker target reaches hosts over ssh
     # lazy: start-up time
     from vllmgen.runner import ssh
-    from vllmgen.spec import endpoints
 
-    found = []
-    for node in nodes:
-        value = node.get("docker_host") if isinstance(node, dict) else None
-        if isinstance(value, str) and value.startswith("ssh://"):
-            try:
-                found.append(endpoints.parse(value))
-            except ValueError:
-                continue  # the validation says why
-    ssh.CONNECTIONS.open(found)
+    ssh.CONNECTIONS.open_docker_hosts(node.get("docker_host") for node in nodes if isinstance(node, dict))
 
 
 def _runner(spec: Path, node_name: str | None, all_nodes: bool, command: str, *, dry_run: bool, build_dir: Path,

@@ -30,9 +30,10 @@ import socket
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable
 from typing import Any
 
-from vllmgen.spec.endpoints import Endpoint
+from vllmgen.spec.endpoints import Endpoint, parse
 
 CONNECT_TIMEOUT = 10  # seconds, ssh's ConnectTimeout
 ALIVE_INTERVAL, ALIVE_COUNT = 5, 3  # a silent peer is given up after 15 s
@@ -122,6 +123,18 @@ class Connections:
         for endpoint in dict.fromkeys(endpoints):
             threading.Thread(target=self._open_one, args=(endpoint, docker), daemon=True,
                              name=f"ssh {where(endpoint)}").start()
+
+    def open_docker_hosts(self, values: Iterable[object], *, docker: bool = False) -> None:
+        """``open`` for the ``ssh://`` ones among nodes' ``docker_host`` values; any other value, or one that does
+        not parse (only before validation: a plan's always do), is left to the validation to report."""
+        found = []
+        for value in values:
+            if isinstance(value, str) and value.startswith("ssh://"):
+                try:
+                    found.append(parse(value))
+                except ValueError:
+                    continue
+        self.open(found, docker=docker)
 
     def _open_one(self, endpoint: Endpoint, docker: bool) -> None:
         try:

@@ -20,7 +20,6 @@ from vllmgen.runner import ssh
 from vllmgen.runner.dryrun import DryRunHttp, FreshHost, Recorder, printing
 from vllmgen.runner.executor import ClusterView, Executor
 from vllmgen.runner.http import DirectHttp, HttpClient
-from vllmgen.spec import endpoints
 from vllmgen.spec.addresses import url_host
 from vllmgen.targets import registry
 
@@ -96,8 +95,7 @@ def executors(plan: Plan, names: Sequence[str], *, remote: bool, dry_run: Record
     make = engine_factory(target.engine)
     out: dict[str, Executor] = {}
     if remote and dry_run is None:  # every host's one ssh connection, opened now and side by side
-        ssh.CONNECTIONS.open([endpoints.parse(endpoint) for endpoint in (plan.node(name).docker_host for name in names)
-                              if endpoint and endpoint.startswith("ssh://")], docker=target.docker)
+        ssh.CONNECTIONS.open_docker_hosts((plan.node(name).docker_host for name in names), docker=target.docker)
     whole = ClusterView(sum(n.gpus for n in plan.nodes), tuple(sorted(n.address for n in plan.nodes)))
     for name in names:
         node = plan.node(name)
