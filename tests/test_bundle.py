@@ -533,13 +533,15 @@ def test_a_kubernetes_spec_is_not_bundled(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def _tree_state(root: Path) -> dict[str, tuple[bytes | None, int, int]]:
-    """Every file and folder under ``root``: its bytes (None for a folder), mode and mtime."""
+def _tree_state(root: Path) -> dict[str, tuple[bytes | None, int, int | None]]:
+    """Every file and folder under ``root``: its bytes (None for a folder), mode and mtime. The marker is
+    written when the folder is placed, so its time is the placing's own (two placings may straddle a second)."""
     out = {}
     for path in sorted(root.rglob("*")):
         info = path.stat()
+        mtime = None if path.name == load.MARKER else int(info.st_mtime)
         out[str(path.relative_to(root))] = (path.read_bytes() if path.is_file() else None, info.st_mode & 0o777,
-                                            int(info.st_mtime))
+                                            mtime)
     return out
 
 
