@@ -230,7 +230,7 @@ def test_real_nginx_streams_server_sent_events_as_they_come(front_door) -> None:
 
 
 def test_docker_publishes_a_bridge_server_on_the_chosen_address_only() -> None:
-    """`--publish 127.0.0.1:8000:8000` reaches the SDK as a (host IP, port) pair: never every interface."""
+    """`--publish 127.0.0.1:8000:8000` reaches the engine as a (host IP, port) binding: never every interface."""
     from vllmgen.targets.docker import dockerargs
     from vllmgen.runner.executor import RunRequest
     from vllmgen.runner.host import LocalHost
@@ -238,13 +238,15 @@ def test_docker_publishes_a_bridge_server_on_the_chosen_address_only() -> None:
 
     plan = compile_file(ROOT / "specs" / "china-mirror.yaml").plan
     request = RunRequest(plan.head.container, "/srv/deploy", {"HF_TOKEN": "x", "VLLM_API_KEY": "y"}, True)
-    kwargs = DockerSdkExecutor("n", None, LocalHost())._run_kwargs(request)
-    assert kwargs["ports"] == {"8000/tcp": ("127.0.0.1", 8000)}
-    assert dockerargs.sdk_kwargs(["docker", "run", "--publish", "[fd00::1]:8000:8000", "img"], {})["ports"] == {
-        "8000/tcp": ("fd00::1", 8000)}
+    _, body = DockerSdkExecutor("n", None, LocalHost())._create_request(request)
+    assert body["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}
+    assert body["ExposedPorts"] == {"8000/tcp": {}}
+    _, v6 = dockerargs.create_request(["docker", "run", "--detach", "--publish", "[fd00::1]:8000:8000", "img"], {})
+    assert v6["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "fd00::1", "HostPort": "8000"}]}
     gateway = plan.gateway_container
     assert gateway is not None
-    door = DockerSdkExecutor("n", None, LocalHost())._run_kwargs(RunRequest(gateway, "/srv/deploy", {"VLLM_API_KEY": "k"},
-                                                                            False))
-    assert door["network_mode"] == "host" and "ports" not in door and door["environment"]["VLLM_API_KEY"] == "k"
-    assert "k" not in door["command"] and not door.get("ipc_mode")
+    _, door = DockerSdkExecutor("n", None, LocalHost())._create_request(RunRequest(gateway, "/srv/deploy",
+                                                                                   {"VLLM_API_KEY": "k"}, False))
+    assert door["HostConfig"]["NetworkMode"] == "host" and door["HostConfig"]["PortBindings"] == {}
+    assert "VLLM_API_KEY=k" in door["Env"]
+    assert "k" not in door["Cmd"] and not door["HostConfig"]["IpcMode"]

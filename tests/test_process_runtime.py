@@ -219,8 +219,8 @@ def test_python_env_only_with_the_process_runtime(tmp_path: Path) -> None:
     assert "runtime.python_env: only used with runtime.kind: process" in out
 
 
-def test_docker_gpu_selection_in_start_sh_compose_and_sdk(tmp_path: Path) -> None:
-    from vllmgen.targets.docker.dockerargs import sdk_kwargs
+def test_docker_gpu_selection_in_start_sh_compose_and_apply(tmp_path: Path) -> None:
+    from vllmgen.targets.docker.dockerargs import create_request
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(BASE % {"kind": "docker", "extra": "", "a": ", gpu_ids: [0, 1]", "b": ", gpu_ids: [2, 3]"})
@@ -231,8 +231,9 @@ def test_docker_gpu_selection_in_start_sh_compose_and_sdk(tmp_path: Path) -> Non
     assert compose["services"]["b"]["deploy"]["resources"]["reservations"]["devices"] == [
         {"device_ids": ["2", "3"], "capabilities": ["gpu"]}]
     node = compiled.plan.node("b")
-    kwargs = sdk_kwargs(["docker", "run", "--gpus", node.container.gpus, "img"], {})
-    assert kwargs["device_requests"][0]["DeviceIDs"] == ["2", "3"]
+    _, body = create_request(["docker", "run", "--detach", "--gpus", node.container.gpus, "img"], {})
+    assert body["HostConfig"]["DeviceRequests"] == [
+        {"Driver": "", "Count": 0, "DeviceIDs": ["2", "3"], "Capabilities": [["gpu"]], "Options": {}}]
     assert "CUDA_VISIBLE_DEVICES" not in dict(node.container.env)  # Docker selects the devices itself
 
 

@@ -1,8 +1,8 @@
-"""compose.yaml = start.sh: for every spec in specs/, both make the same container on a real dockerd.
+"""compose.yaml = start.sh = apply: for every spec in specs/, all make the same container on a real dockerd.
 
-Each node's container is created once by its start.sh and once by `docker compose create` from its
-compose.yaml, with the same secret values in the environment, and the two `docker inspect`s are
-compared: image, entrypoint, command, env with the secret values, labels, mounts, devices, GPU
+Each node's container is created once by its start.sh, once by `docker compose create` from its
+compose.yaml, and once by the create request apply sends the engine (``dockerargs.create_request``, over
+``engineapi``), with the same secret values, and the `docker inspect`s are compared: image, entrypoint, command, env with the secret values, labels, mounts, devices, GPU
 request, caps, ulimits, network, ports, IPC, shm, restart policy.
 
 Containers are created, not started: start.sh's `docker run --detach` reaches Docker as
@@ -28,6 +28,10 @@ from pathlib import Path
 import pytest
 import yaml
 from infra.images import ROOTFS
+
+from vllmgen.render.compile import compile_file
+from vllmgen.runner.executor import RunRequest
+from vllmgen.targets.docker import dockerargs, engineapi
 
 from .support import ROOT, Cluster, write_spec
 
@@ -84,6 +88,18 @@ def _empty_is_none(value):  # noqa: ANN001, ANN202
     return value if value not in ([], {}, "") else None
 
 
+def _differing(left: dict, right: dict) -> dict:
+    """Each part that differs, as (left, right), one level into Config and HostConfig."""
+    out = {}
+    for key in left.keys() | right.keys():
+        a, b = left.get(key), right.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key in ("Config", "HostConfig"):
+            out.update({f"{key}.{k}": v for k, v in _differing(a, b).items()})
+        elif a != b:
+            out[key] = (a, b)
+    return out
+
+
 def _bind(bind: str) -> str:
     return bind if bind.count(":") >= 2 else bind + ":rw"
 
@@ -109,6 +125,8 @@ def test_compose_creates_the_container_start_sh_creates(one_host: Cluster, tmp_p
     (shim / "docker").write_text(DOCKER_SHIM.replace("REAL", docker))
     (shim / "docker").chmod(0o755)
     client = daemon.client()
+    api = engineapi.EngineApi(engineapi.unix_dialer(daemon.endpoint.removeprefix("unix://")), 60)
+    plans: dict = {}
     compared = []
     for spec in SPECS:
         deployment, secrets = _local_spec(spec, tmp_path / spec.stem)
@@ -132,6 +150,18 @@ def test_compose_creates_the_container_start_sh_creates(one_host: Cluster, tmp_p
 
             assert _comparable(by_compose) == _comparable(by_script), f"{spec.name} {node.name}"
             values = dict(item.split("=", 1) for item in by_script["Config"]["Env"])
+            planned = plans.setdefault(deployment, compile_file(deployment.parent.parent / f"{deployment.name}.yaml"))
+            container = planned.plan.node(node.name).container
+            request = RunRequest(container, str(deployment), {s.name: values[s.name] for s in container.secrets})
+            words = dockerargs.resolve_home(dockerargs.run_words(request), lambda: str(home))
+            created, body = dockerargs.create_request(words, request.secrets)
+            api.send("POST", "/containers/create", {"name": created}, body)
+            by_apply = _inspect(docker, daemon.endpoint, name)
+            # start.sh runs `docker run --detach`, which sends Attach* false; the stand-in's `docker create` true
+            detached = {**by_script, "Config": {**by_script["Config"], "AttachStdout": False, "AttachStderr": False}}
+            assert _comparable(by_apply) == _comparable(detached), \
+                f"apply: {spec.name} {node.name}: {_differing(_comparable(by_apply), _comparable(detached))}"
+            assert by_apply["Config"]["Volumes"] == by_script["Config"]["Volumes"]  # not normalised above
             for name in {"VLLM_API_KEY", "HF_TOKEN"} & values.keys():  # real values, the same both ways
                 assert values[name] in (*SECRET_VALUES.values(), FILE_SECRET), (name, values[name])
             if deployment.name == "qwen3-cn":  # api_key: {env: QWEN_API_KEY}: the issue's empty key

@@ -1,8 +1,8 @@
-"""What `apply --dry-run` prints for a container is what the SDK executor hands the engine.
+"""What `apply --dry-run` prints for a container is what the Docker executor hands the engine.
 
 For every node of every spec in specs/: the dry run's printed `docker run` line, read back as a
 shell would read it (``${HOME}`` expanded, the secret passed by name from the environment), gives
-the same SDK arguments as DockerSdkExecutor computes for that container.
+the same Engine API create request as DockerSdkExecutor sends for that container.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _printed_argv(executor: Printing, stream: io.StringIO, request: RunRequest) 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("gpus", [True, False], ids=["gpus", "no-gpus"])
-def test_dry_run_prints_what_the_sdk_runs(spec: Path, gpus: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dry_run_prints_what_the_executor_creates(spec: Path, gpus: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = compile_file(spec).plan
     if plan.runtime == "process":
         pytest.skip("no docker run for a process (tests/test_process_runtime.py compares run.sh and the dry run)")
@@ -53,12 +53,21 @@ def test_dry_run_prints_what_the_sdk_runs(spec: Path, gpus: bool, monkeypatch: p
         sdk = DockerSdkExecutor(node.name, "ssh://ops@192.0.2.10", host)  # what it runs, and what it says it runs
         dry = printing(FreshHost(node.name, "ssh://ops@192.0.2.10", host), sdk.commands, Recorder(stream=stream))
         printed = _printed_argv(dry, stream, request)
-        assert dockerargs.sdk_kwargs(printed, secrets) == sdk._run_kwargs(request)
+        assert dockerargs.create_request(printed, secrets) == sdk._create_request(request)
         # and every secret went by name only
         text = " ".join(printed)
         assert not any(value in text for value in secrets.values())
 
 
 def test_an_option_without_translation_is_refused() -> None:
-    with pytest.raises(ValueError, match="--privileged has no SDK translation"):
-        dockerargs.sdk_kwargs(["docker", "run", "--privileged", "x", "img"], {})
+    with pytest.raises(ValueError, match="--privileged has no Engine API translation"):
+        dockerargs.create_request(["docker", "run", "--detach", "--privileged", "x", "img"], {})
+    with pytest.raises(ValueError, match="without --detach"):
+        dockerargs.create_request(["docker", "run", "img"], {})
+
+
+@pytest.mark.parametrize(("text", "size"), [("1g", 1 << 30), ("10.24g", 10995116277), ("512m", 512 << 20),
+                                            ("64MiB", 64 << 20), ("100", 100), ("2 GB", 2 << 30)])
+def test_shm_size_is_read_as_the_docker_cli_reads_it(text: str, size: int) -> None:
+    _, body = dockerargs.create_request(["docker", "run", "--detach", "--shm-size", text, "img"], {})
+    assert body["HostConfig"]["ShmSize"] == size

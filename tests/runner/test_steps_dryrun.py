@@ -455,8 +455,9 @@ def test_wait_for_reports_progress_and_times_out() -> None:
                  sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
 
 
-def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What DockerSdkExecutor hands the engine for the seed's Ray worker (no daemon needed)."""
+def test_create_request_matches_the_generated_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What DockerSdkExecutor sends the engine to create the seed's Ray worker (no daemon needed): the docker
+    CLI's create body for start.sh's words (the zero values it sends are left out here)."""
     from vllmgen.runner.executor import RunRequest
     from vllmgen.targets.docker.sdk import DockerSdkExecutor
 
@@ -466,36 +467,39 @@ def test_sdk_run_arguments_match_the_generated_flags(monkeypatch: pytest.MonkeyP
     host = LocalHost()
     monkeypatch.setattr(host, "home", lambda: "/home/ops")
     executor = DockerSdkExecutor("worker-1", "unix:///nonexistent.sock", host)
-    kwargs = executor._run_kwargs(RunRequest(worker.container, str(deploy_dir), {"HF_TOKEN": "hf_x"}))
-    request = kwargs.pop("device_requests")[0]
-    assert (request["Count"], request["Capabilities"]) == (-1, [["gpu"]])
-    ulimit = kwargs.pop("ulimits")[0]
-    assert (ulimit["Name"], ulimit["Soft"], ulimit["Hard"]) == ("memlock", -1, -1)
-    assert kwargs == {
-        "image": "vllmgen/qwen3-next-tp16-ray:v0.32.0",
-        "name": "qwen3-next-tp16-ray-worker-1",
-        "entrypoint": ["ray"],
-        "command": ["start", "--block", "--address=192.0.2.1:6379", "--node-ip-address=192.0.2.2", "--num-gpus=8",
-                    "--disable-usage-stats"],
-        "detach": True,
-        "labels": dict(worker.container.labels),
-        "network_mode": "host",
-        "environment": {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_DEBUG": "INFO", "NCCL_IB_HCA": "mlx5_0",
-                        "NCCL_SOCKET_IFNAME": "eth0",
-                        "VLLM_HOST_IP": "192.0.2.2", "HF_TOKEN": "hf_x", "VLLM_ENGINE_READY_TIMEOUT_S": "900",
-                        "CUDA_CACHE_MAXSIZE": "4294967296", "CUDA_CACHE_PATH": "/var/cache/vllmgen/cuda",
-                        "FLASHINFER_WORKSPACE_BASE": "/var/cache/vllmgen/flashinfer",
-                        "TORCHINDUCTOR_CACHE_DIR": "/var/cache/vllmgen/inductor",
-                        "TRITON_CACHE_DIR": "/var/cache/vllmgen/triton", "VLLM_CACHE_ROOT": "/var/cache/vllmgen/vllm"},
-        "volumes": ["/home/ops/.cache/huggingface:/root/.cache/huggingface:rw",
-                    "/mnt/data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro",
-                    "/home/ops/.cache/vllmgen-engine/qwen3-next-tp16-ray:/var/cache/vllmgen:rw"],
-        "shm_size": "10.24g",
-        "devices": ["/dev/infiniband:/dev/infiniband:rwm"],
-        "cap_add": ["IPC_LOCK"],
+    name, body = executor._create_request(RunRequest(worker.container, str(deploy_dir), {"HF_TOKEN": "hf_x"}))
+    assert name == "qwen3-next-tp16-ray-worker-1"
+    config = {key: body[key] for key in ("Image", "Entrypoint", "Cmd", "Labels", "AttachStdout")}
+    config["Env"] = sorted(body["Env"])  # start.sh's order; the order has no meaning
+    assert config == {
+        "Image": "vllmgen/qwen3-next-tp16-ray:v0.32.0",
+        "Entrypoint": ["ray"],
+        "Cmd": ["start", "--block", "--address=192.0.2.1:6379", "--node-ip-address=192.0.2.2", "--num-gpus=8",
+                "--disable-usage-stats"],
+        "Labels": dict(worker.container.labels),
+        "Env": sorted(["GLOO_SOCKET_IFNAME=eth0", "NCCL_DEBUG=INFO", "NCCL_IB_HCA=mlx5_0", "NCCL_SOCKET_IFNAME=eth0",
+                       "VLLM_HOST_IP=192.0.2.2", "HF_TOKEN=hf_x", "VLLM_ENGINE_READY_TIMEOUT_S=900",
+                       "CUDA_CACHE_MAXSIZE=4294967296", "CUDA_CACHE_PATH=/var/cache/vllmgen/cuda",
+                       "FLASHINFER_WORKSPACE_BASE=/var/cache/vllmgen/flashinfer",
+                       "TORCHINDUCTOR_CACHE_DIR=/var/cache/vllmgen/inductor",
+                       "TRITON_CACHE_DIR=/var/cache/vllmgen/triton", "VLLM_CACHE_ROOT=/var/cache/vllmgen/vllm"]),
+        "AttachStdout": False,  # --detach
     }
-    without = executor._run_kwargs(RunRequest(worker.container, str(deploy_dir), {"HF_TOKEN": "x"}, gpus=False))
-    assert "device_requests" not in without and without["labels"]["io.vllmgen.gpus"] == "none"
+    host_config = body["HostConfig"]
+    assert {key: host_config[key] for key in ("Binds", "NetworkMode", "ShmSize", "Devices", "CapAdd", "Ulimits",
+                                              "DeviceRequests")} == {
+        "Binds": ["/home/ops/.cache/huggingface:/root/.cache/huggingface",
+                  "/mnt/data/models/Qwen/Qwen3-Next-80B-A3B-Thinking:/models/qwen3-next:ro",
+                  "/home/ops/.cache/vllmgen-engine/qwen3-next-tp16-ray:/var/cache/vllmgen"],
+        "NetworkMode": "host",
+        "ShmSize": 10995116277,  # 10.24g, as the CLI's units.RAMInBytes reads it
+        "Devices": [{"PathOnHost": "/dev/infiniband", "PathInContainer": "/dev/infiniband", "CgroupPermissions": "rwm"}],
+        "CapAdd": ["CAP_IPC_LOCK"],  # as the docker CLI sends --cap-add IPC_LOCK
+        "Ulimits": [{"Name": "memlock", "Hard": -1, "Soft": -1}],
+        "DeviceRequests": [{"Driver": "", "Count": -1, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}],
+    }
+    _, without = executor._create_request(RunRequest(worker.container, str(deploy_dir), {"HF_TOKEN": "x"}, gpus=False))
+    assert without["HostConfig"]["DeviceRequests"] is None and without["Labels"]["io.vllmgen.gpus"] == "none"
 
 
 def test_offline_apply_refuses_to_build_a_missing_image_and_changes_nothing() -> None:

@@ -1,6 +1,6 @@
 """The Docker target's verbs as the ``docker`` CLI lines that do the same (``runner.executor.Commands``): what
-``apply --dry-run`` prints for a Docker node. ``run`` prints ``dockerargs.run_words``, the words the SDK engine
-turns into its ``containers.run`` arguments; the host's part (daemon.json, the restart, the deployment folder)
+``apply --dry-run`` prints for a Docker node. ``run`` prints ``dockerargs.run_words``, the words the engine
+turns into the docker CLI's create request; the host's part (daemon.json, the restart, the deployment folder)
 runs on the host, directly or through ssh."""
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """A planned container as ``docker run`` arguments: the one translation both executors use.
 
 ``run_words`` is ``dockercli.run_argv`` (what start.sh runs) with the deployment folder filled
-in; the dry run prints those words, and the SDK executor turns the same words, with ``$HOME``
-resolved on the node, into ``containers.run`` keyword arguments through ``sdk_kwargs``. So what
-the dry run shows is what runs, option for option (tests/runner/test_dockerargs.py compares them).
+in; the dry run prints those words, and the Docker executor turns the same words, with ``$HOME``
+resolved on the node, into the Engine API's create request through ``create_request``, as the docker
+CLI would send them. So what the dry run shows is what runs, option for option
+(tests/runner/test_dockerargs.py compares them; tests/runner/test_compose_parity.py compares the
+containers on a real dockerd).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,104 +40,134 @@ def resolve_home(words: list[Word], home: Callable[[], str]) -> list[str]:
     return [resolve(word) for word in words]
 
 
-def _gpus(value: str) -> Any:
-    # lazy: the docker SDK: only apply needs it, render never
-    from docker.types import DeviceRequest
-
+def _device_request(value: str) -> dict[str, Any]:
     value = value.strip('"')  # '"device=0,1"': quoted for the docker CLI's CSV parser
     if value.startswith("device="):
-        return DeviceRequest(device_ids=value.removeprefix("device=").split(","), capabilities=[["gpu"]])
-    return DeviceRequest(count=-1 if value == "all" else int(value), capabilities=[["gpu"]])
+        return {"Driver": "", "Count": 0, "DeviceIDs": value.removeprefix("device=").split(","),
+                "Capabilities": [["gpu"]], "Options": {}}
+    return {"Driver": "", "Count": -1 if value == "all" else int(value), "DeviceIDs": None,
+            "Capabilities": [["gpu"]], "Options": {}}
 
 
-def _ulimit(value: str) -> Any:
-    # lazy: the docker SDK: only apply needs it, render never
-    from docker.types import Ulimit
-
+def _ulimit(value: str) -> dict[str, Any]:
     name, limits = value.split("=", 1)
     soft, hard = limits.split(":", 1)
-    return Ulimit(name=name, soft=int(soft), hard=int(hard))
+    return {"Name": name, "Hard": int(hard), "Soft": int(soft)}
 
 
-def _publish(kwargs: dict[str, Any], value: str) -> None:
+def _publish(config: dict[str, Any], host: dict[str, Any], value: str) -> None:
     """``[IP:]HOST_PORT:PORT`` (an IPv6 IP in brackets), as ``docker run --publish`` reads it."""
-    host, inner = value.rsplit(":", 1)
-    if ":" in host:  # bound to one address of the host
-        ip, port = host.rsplit(":", 1)
-        kwargs.setdefault("ports", {})[f"{inner}/tcp"] = (ip.strip("[]"), int(port))
-    else:
-        kwargs.setdefault("ports", {})[f"{inner}/tcp"] = int(host)
+    outer, inner = value.rsplit(":", 1)
+    ip, _, port = outer.rpartition(":")
+    config["ExposedPorts"][f"{inner}/tcp"] = {}
+    host["PortBindings"].setdefault(f"{inner}/tcp", []).append({"HostIp": ip.strip("[]"), "HostPort": port})
 
 
-def _volume(value: str) -> str:
-    return value if value.endswith((":ro", ":rw")) else value + ":rw"
+def _capability(value: str) -> str:
+    """As the docker CLI sends a capability: upper case, with its CAP_ prefix (ALL as it is)."""
+    upper = value.upper()
+    return upper if upper == "ALL" or upper.startswith("CAP_") else f"CAP_{upper}"
+
+
+_RAM_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def _ram_bytes(value: str) -> int:
+    """``--shm-size``'s text as the docker CLI reads it (``units.RAMInBytes``: 1g = 1024^3, fractions kept)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", value)
+    if match is None:
+        raise ValueError(f"--shm-size {value!r} is not a size")
+    return int(float(match.group(1)) * _RAM_UNITS[(match.group(2) or "").lower()])
 
 
 _NS = 1_000_000_000
 
 
-def _health(kwargs: dict[str, Any], field: str, value: str) -> None:
-    check = kwargs.setdefault("healthcheck", {})
+def _health(config: dict[str, Any], field: str, value: str) -> None:
+    check = config.setdefault("Healthcheck", {})
     if field == "cmd":
-        check["test"] = ["CMD-SHELL", value]  # as the docker CLI sends --health-cmd
+        check["Test"] = ["CMD-SHELL", value]  # as the docker CLI sends --health-cmd
     elif field == "retries":
-        check["retries"] = int(value)
+        check["Retries"] = int(value)
     else:  # interval, timeout, start-period: "30s" -> nanoseconds, as the engine API takes them
-        key = {"interval": "interval", "timeout": "timeout", "start-period": "start_period"}[field]
+        key = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod"}[field]
         check[key] = int(value.removesuffix("s")) * _NS
 
 
-def sdk_kwargs(argv: list[str], secrets: Mapping[str, str]) -> dict[str, Any]:
-    """``docker run`` words (as ``run_words`` makes them, ``$HOME`` resolved) -> SDK ``containers.run``
-    keyword arguments. A bare ``--env NAME`` takes its value from ``secrets``. Unknown options fail:
+def create_request(argv: list[str], secrets: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """``docker run --detach`` words (as ``run_words`` makes them, ``$HOME`` resolved) -> the container's name
+    and the Engine API's ``POST /containers/create`` body the docker CLI sends for them (its zero values
+    included, so ``docker inspect`` shows the same container either way: tests/runner/test_compose_parity.py).
+    A bare ``--env NAME`` takes its value from ``secrets`` (in the body, never an argv). Unknown options fail:
     a new option in dockercli must be taught here too."""
     if argv[:2] != ["docker", "run"]:
         raise ValueError(f"not a docker run command: {argv[:2]}")
-    kwargs: dict[str, Any] = {"detach": False, "labels": {}, "environment": {}, "volumes": []}
+    config: dict[str, Any] = {
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": True,
+        "AttachStderr": True, "ExposedPorts": {}, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": [],
+        "Cmd": None, "Image": "", "Volumes": {}, "WorkingDir": "", "Entrypoint": None, "OnBuild": None,
+        "Labels": {}}
+    host: dict[str, Any] = {
+        "Binds": [], "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}}, "NetworkMode": "default",
+        "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": False,
+        "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None, "CapDrop": None,
+        "CgroupnsMode": "", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+        "IpcMode": "", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+        "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
+        "ShmSize": 0, "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "",
+        "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
+        "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0,
+        "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+        "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0,
+        "MemorySwappiness": -1, "OomKillDisable": False, "PidsLimit": 0, "Ulimits": [], "CpuCount": 0,
+        "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None}
+    name = ""
     words = argv[2:]
     i = 0
     while i < len(words) and words[i].startswith("--"):
         flag = words[i]
         if flag == "--detach":
-            kwargs["detach"] = True
+            config["AttachStdout"] = config["AttachStderr"] = False
             i += 1
             continue
         value = words[i + 1]
         i += 2
         if flag == "--name":
-            kwargs["name"] = value
+            name = value
         elif flag == "--label":
             key, _, label = value.partition("=")
-            kwargs["labels"][key] = label
+            config["Labels"][key] = label
         elif flag == "--gpus":
-            kwargs["device_requests"] = [_gpus(value)]
+            host["DeviceRequests"] = [_device_request(value)]
         elif flag == "--network":
-            kwargs["network_mode"] = value
+            host["NetworkMode"] = value
         elif flag == "--publish":
-            _publish(kwargs, value)
+            _publish(config, host, value)
         elif flag == "--ipc":
-            kwargs["ipc_mode"] = value
+            host["IpcMode"] = value
         elif flag == "--shm-size":
-            kwargs["shm_size"] = value
+            host["ShmSize"] = _ram_bytes(value)
         elif flag == "--device":
-            kwargs.setdefault("devices", []).append(f"{value}:{value}:rwm")
+            host["Devices"].append({"PathOnHost": value, "PathInContainer": value, "CgroupPermissions": "rwm"})
         elif flag == "--cap-add":
-            kwargs.setdefault("cap_add", []).append(value)
+            host["CapAdd"] = [*(host["CapAdd"] or []), _capability(value)]
         elif flag == "--ulimit":
-            kwargs.setdefault("ulimits", []).append(_ulimit(value))
+            host["Ulimits"].append(_ulimit(value))
         elif flag == "--restart":
-            kwargs["restart_policy"] = {"Name": value}
+            host["RestartPolicy"] = {"Name": value, "MaximumRetryCount": 0}
         elif flag == "--env":
             key, eq, env = value.partition("=")
-            kwargs["environment"][key] = env if eq else secrets[key]
+            config["Env"].append(f"{key}={env if eq else secrets[key]}")
         elif flag == "--volume":
-            kwargs["volumes"].append(_volume(value))
+            host["Binds"].append(value)
         elif flag.startswith("--health-"):
-            _health(kwargs, flag.removeprefix("--health-"), value)
+            _health(config, flag.removeprefix("--health-"), value)
         elif flag == "--entrypoint":
-            kwargs["entrypoint"] = [value]
+            config["Entrypoint"] = [value]
         else:
-            raise ValueError(f"docker run option {flag} has no SDK translation")
-    kwargs["image"] = words[i]
-    kwargs["command"] = list(words[i + 1:])
-    return kwargs
+            raise ValueError(f"docker run option {flag} has no Engine API translation")
+    if config["AttachStdout"]:
+        raise ValueError("vllmgen starts containers detached: docker run without --detach")
+    config["Image"] = words[i]
+    config["Cmd"] = list(words[i + 1:]) or None
+    return name, {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": {}}}

@@ -1,10 +1,11 @@
-"""The Docker Engine API's read calls (version, info, inspect, list, logs) over ``http.client``.
+"""The Docker Engine API over ``http.client``: reads (version, info, inspect, list, logs), a container's
+create, start, stop and removal, and its log followed.
 
-What a no-op ``apply``, ``plan``, ``status`` or ``down`` asks an engine, without the docker SDK: importing
-it with ``requests`` and ``urllib3`` cost ~0.15 s of CPU per command, more than the calls themselves.
-The SDK stays for what changes an engine or streams (run, remove, exec, build, follow, save/load), on the
-same connection's dialer (``sdk.DockerSdkExecutor``). Answers are the engine's own JSON, as the SDK's
-``attrs`` hold them.
+What ``apply`` needs up to a started and followed container, and what a no-op ``apply``, ``plan``,
+``status`` or ``down`` asks, without the docker SDK: importing it with ``requests`` and ``urllib3`` cost
+~0.15 s of CPU per command, more than the calls themselves, and apply paid it before its container
+started. The SDK stays for exec, build, pull and save/load, on the same connection's dialer
+(``sdk.DockerSdkExecutor``). Answers are the engine's own JSON, as the SDK's ``attrs`` hold them.
 """
 
 from __future__ import annotations
@@ -74,25 +75,34 @@ class EngineApi:
         for connection in idle:
             connection.close()
 
-    def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> tuple[int, bytes]:
+    def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None,
+                 body: Any = None) -> tuple[int, bytes]:
         url = path + ("?" + urlencode(params) if params else "")
+        headers = {"Host": "docker"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
         with self._lock:
             connection = self._idle.pop() if self._idle else None
         for attempt in (0, 1):
             fresh = connection is None
             if connection is None:
                 connection = _Connection(self._dial, self._timeout)
+            sent = False
             try:
-                connection.request(method, url, headers={"Host": "docker"})
+                connection.request(method, url, body=data, headers=headers)
+                sent = True
                 response = connection.getresponse()
-                body = response.read()
+                answer = response.read()
             except TimeoutError:
                 connection.close()
                 raise
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()
                 connection = None
-                if not fresh and attempt == 0:  # a kept connection the engine had closed: once more, anew
+                # a kept connection the engine had closed: once more, anew; a change only if it was never sent
+                if not fresh and attempt == 0 and (method == "GET" or not sent):
                     continue
                 raise Unreachable(repr(exc.__cause__ or exc) if isinstance(exc, http.client.HTTPException)
                                   else repr(exc)) from exc
@@ -101,7 +111,7 @@ class EngineApi:
             else:
                 with self._lock:
                     self._idle.append(connection)
-            return response.status, body
+            return response.status, answer
         raise AssertionError("unreachable")
 
     def get(self, path: str, params: Mapping[str, Any] | None = None, *, missing: Any = ...) -> Any:
@@ -112,6 +122,13 @@ class EngineApi:
         if status >= 400:
             raise ApiError(status, _message(status, body))
         return json.loads(body) if body else None
+
+    def send(self, method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        """``method`` /v<version><path> (a change: create, start, stop, remove); its JSON answer, or None."""
+        status, answer = self._request(method, f"/v{self.version}{path}", params, body)
+        if status >= 400:
+            raise ApiError(status, _message(status, answer))
+        return json.loads(answer) if answer else None
 
     def ask_version(self) -> dict[str, Any]:
         """The engine's /version (unversioned path), and its API version used from then on."""
@@ -143,6 +160,71 @@ class EngineApi:
         if (attrs.get("Config") or {}).get("Tty"):
             return body
         return demux(body)
+
+
+    def follow_logs(self, attrs: Mapping[str, Any], since: float | None) -> LogStream:
+        """The container's output from its start (or ``since``, seconds since the epoch), time-stamped, as
+        it is written, on a connection of its own; the stream ends when the container stops."""
+        params: dict[str, Any] = {"stdout": "1", "stderr": "1", "timestamps": "1", "follow": "1", "tail": "all"}
+        if since:
+            params["since"] = since
+        connection = _Connection(self._dial, self._timeout)
+        path = f"/v{self.version}/containers/{quote(attrs['Id'], safe='')}/logs?{urlencode(params)}"
+        try:
+            connection.request("GET", path, headers={"Host": "docker"})
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            raise
+        if response.status >= 400:
+            message = _message(response.status, response.read())
+            connection.close()
+            raise ApiError(response.status, message)
+        return LogStream(connection, response, bool((attrs.get("Config") or {}).get("Tty")))
+
+
+class LogStream:
+    """A followed log: its chunks of output (each frame's text; a TTY's bytes as they come) until the
+    engine ends it; ``close`` ends it from another thread."""
+
+    def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, tty: bool):
+        self._connection = connection
+        self._response = response
+        self._tty = tty
+        self._buffer = b""
+
+    def __iter__(self) -> LogStream:
+        return self
+
+    def _more(self) -> bool:
+        data = self._response.read1(65536)  # what has come, without waiting for more
+        self._buffer += data
+        return bool(data)
+
+    def __next__(self) -> bytes:
+        if self._tty:
+            if not self._buffer and not self._more():
+                raise StopIteration
+            data, self._buffer = self._buffer, b""
+            return data
+        while len(self._buffer) < 8:
+            if not self._more():
+                raise StopIteration
+        size = int.from_bytes(self._buffer[4:8], "big")
+        while len(self._buffer) < 8 + size:
+            if not self._more():
+                raise StopIteration
+        data, self._buffer = self._buffer[8:8 + size], self._buffer[8 + size:]
+        return data
+
+    def close(self) -> None:
+        sock = self._connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
+            except OSError:
+                pass
+        self._connection.close()
 
 
 def demux(body: bytes) -> bytes:

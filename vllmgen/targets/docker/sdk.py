@@ -1,8 +1,9 @@
 """``DockerSdkExecutor``: a node's Docker engine at ``unix://`` or ``ssh://user@host`` (never ``tcp://``:
 ``vllmgen.spec.endpoints.TCP_REFUSED``); the node's host through ``host``.
 
-Reads (version, info, inspect, list, logs) go through ``engineapi``; what changes an engine or streams
-through the docker SDK, imported here, lazily, and nowhere else in vllmgen.
+Reads (version, info, inspect, list, logs), a container's create, start, stop and removal, and its log
+followed go through ``engineapi``; exec, build, pull and image streams through the docker SDK, imported
+here, lazily, and nowhere else in vllmgen.
 """
 
 from __future__ import annotations
@@ -230,26 +231,41 @@ class DockerSdkExecutor:
         return None if attrs is None else self._state(attrs)
 
     def run(self, request: RunRequest) -> None:
+        """``docker run --detach`` of the request, as the docker CLI sends it: create (the image pulled first
+        when the engine has none, as ``docker run`` does), then start."""
+        name, body = self._create_request(request)
+
+        def create() -> str:
+            try:
+                return self._api().send("POST", "/containers/create", {"name": name}, body)["Id"]
+            except engineapi.ApiError as exc:
+                if exc.status != 404:  # 404: no such image
+                    raise
+            self._docker().images.pull(body["Image"])
+            return self._api().send("POST", "/containers/create", {"name": name}, body)["Id"]
+
+        created = self._call(create, retry=False)
         try:
-            self._call(lambda: self._docker().containers.run(**self._run_kwargs(request)), retry=False)
+            self._call(lambda: self._api().send("POST", f"/containers/{created}/start"), retry=False)
         except EngineError:
             # created but never started (no GPU driver, no such binary): leave nothing half-made behind
-            leftover = self._get(request.container.name)
+            leftover = self._get(created)
             if leftover is not None and self._state(leftover).status == "created":
-                self._call(lambda: self._docker().api.remove_container(leftover["Id"], force=True))
+                self._call(lambda: self._api().send("DELETE", f"/containers/{created}", {"force": "1"}))
             raise
 
-    def _run_kwargs(self, request: RunRequest) -> dict[str, Any]:
+    def _create_request(self, request: RunRequest) -> tuple[str, dict[str, Any]]:
         argv = dockerargs.resolve_home(dockerargs.run_words(request), self.host.home)
-        return dockerargs.sdk_kwargs(argv, request.secrets)
+        return dockerargs.create_request(argv, request.secrets)
 
     def remove(self, name: str, stop_timeout: int = 10) -> None:
         attrs = self._get(name)
         if attrs is None:
             return
-        if self._state(attrs).running:
-            self._call(lambda: self._docker().api.stop(attrs["Id"], timeout=stop_timeout))
-        self._call(lambda: self._docker().api.remove_container(attrs["Id"], force=True))
+        ident = attrs["Id"]
+        if self._state(attrs).running:  # the engine answers within stop_timeout (10 s), inside API_TIMEOUT
+            self._call(lambda: self._api().send("POST", f"/containers/{ident}/stop", {"t": str(stop_timeout)}))
+        self._call(lambda: self._api().send("DELETE", f"/containers/{ident}", {"force": "1"}))
 
     def logs(self, name: str, tail: int | None = 30, timestamps: bool = False) -> str:
         attrs = self._get(name)
@@ -258,7 +274,7 @@ class DockerSdkExecutor:
         return self._call(lambda: self._api().logs(attrs, tail, timestamps)).decode("utf-8", "replace")
 
     def follow(self, name: str) -> StreamFollow | None:
-        """The container's output from its start (``logs(stream=True, follow=True)``, read by a thread) and its
+        """The container's output from its start (the Engine API's followed log, read by a thread) and its
         end: the stream ends when the container stops."""
         if self._get(name) is None:
             return None
@@ -267,7 +283,7 @@ class DockerSdkExecutor:
             attrs = self._get(name)  # again: a retried call may have replaced the client
             if attrs is None:
                 return iter(())
-            return self._model(attrs).logs(stream=True, follow=True, timestamps=True, **({"since": since} if since else {}))
+            return self._api().follow_logs(attrs, since)
 
         def running() -> bool:
             state = self.inspect(name)
