@@ -1,6 +1,6 @@
-"""The Docker Engine API reads without the docker SDK (targets/docker/engineapi.py), against a stand-in engine
+"""The Docker Engine API without the docker SDK (targets/docker/engineapi.py), against a stand-in engine
 on a unix socket that answers as dockerd 20.10 does: the executor's read verbs give what the SDK gave, over
-one kept-alive connection, and never import the SDK."""
+one kept-alive connection; a container is created, started, followed and removed; none of it imports the SDK."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def _frame(stream: int, text: bytes) -> bytes:
 class _Engine(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as dockerd
     seen: list[str] = []
+    bodies: list = []
     connections: list[int] = []
 
     def setup(self) -> None:
@@ -81,7 +82,36 @@ class _Engine(BaseHTTPRequestHandler):
             return self._answer(200, json.dumps({"Id": "sha256:feed", "Config": {"Labels": {"k": "v"}}, "Size": 7}).encode())
         if url.path.startswith("/v1.41/images/"):
             return self._answer(404, b'{"message":"No such image: nope:1"}\n')
+        if url.path == "/v1.41/containers/def456/logs" and query.get("follow") == ["1"]:
+            # chunked, as dockerd streams a followed log, with frames torn across chunks; the end: it exited
+            assert query["timestamps"] == ["1"]
+            frames = (_frame(1, b"2026-12-03T10:00:00.1Z INFO starting\n")
+                      + _frame(2, b"2026-12-03T10:00:01.2Z INFO:     Application startup complete.\n"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.docker.multiplexed-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (frames[:5], frames[5:30], frames[30:]):
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return None
         return self._answer(500, b'{"message":"the stand-in engine does not know this"}\n')
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Engine.seen.append(f"POST {self.path}")
+        _Engine.bodies.append(json.loads(body) if body else None)
+        if urlsplit(self.path).path == "/v1.41/containers/create":
+            return self._answer(201, b'{"Id":"new1","Warnings":[]}\n')
+        self.send_response(204)
+        self.end_headers()
+        return None
+
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server's name
+        _Engine.seen.append(f"DELETE {self.path}")
+        self.send_response(204)
+        self.end_headers()
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -94,7 +124,7 @@ def engine(tmp_path: Path):
     server = _Server(str(path), _Engine)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    _Engine.seen, _Engine.connections = [], []
+    _Engine.seen, _Engine.bodies, _Engine.connections = [], [], []
     executor = DockerSdkExecutor("head", f"unix://{path}", hosts.LocalHost())
     yield executor
     executor.close()
@@ -165,3 +195,51 @@ def test_reading_an_engine_does_not_import_the_docker_sdk(engine: DockerSdkExecu
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_container_is_created_started_followed_and_removed_without_the_sdk(tmp_path: Path) -> None:
+    """In a fresh interpreter against the stand-in engine: run (create, then start), a container's log followed
+    from a chunked stream with torn frames to its end (it exited), remove; no docker, requests or urllib3."""
+    path = tmp_path / "docker.sock"
+    server = _Server(str(path), _Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Engine.seen, _Engine.bodies, _Engine.connections = [], [], []
+    code = (
+        "import json, sys\n"
+        "from vllmgen.runner import host as hosts\n"
+        "from vllmgen.runner.watch import Watch\n"
+        "from vllmgen.targets.docker.sdk import DockerSdkExecutor\n"
+        "from vllmgen.targets.docker import dockerargs\n"
+        f"e = DockerSdkExecutor('head', 'unix://{path}', hosts.LocalHost())\n"
+        "e._create_request = lambda request: dockerargs.create_request(\n"
+        "    ['docker', 'run', '--detach', '--name', 'vg-head', '--env', 'VLLM_API_KEY', 'img', 'serve'],\n"
+        "    {'VLLM_API_KEY': 'k-secret'})\n"
+        "e.run(None)\n"
+        "follow = e.follow('vg-worker')\n"
+        "watch = Watch('worker', 'vg-worker', follow)\n"
+        "import time\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not watch.ended and time.monotonic() < deadline:\n"
+        "    watch.pump(); time.sleep(0.05)\n"
+        "e.remove('vg-worker')\n"
+        "e.close()\n"
+        "print(json.dumps({'lines': watch.lines, 'ready': watch.ready_at is not None, 'ended': watch.ended,\n"
+        "                  'sdk': sorted(m for m in ('docker', 'requests', 'urllib3') if m in sys.modules)}))\n"
+    )
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                                check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer == {"lines": ["INFO starting", "INFO:     Application startup complete."], "ready": True,
+                      "ended": True, "sdk": []}
+    assert [s for s in _Engine.seen if s.startswith(("POST", "DELETE"))] == [
+        "POST /v1.41/containers/create?name=vg-head", "POST /v1.41/containers/new1/start",
+        "DELETE /v1.41/containers/def456?force=1"]  # the exited worker: removed, not stopped first
+    created = _Engine.bodies[0]
+    assert created["Image"] == "img" and created["Cmd"] == ["serve"] and created["Env"] == ["VLLM_API_KEY=k-secret"]
+    assert created["AttachStdout"] is False and created["HostConfig"]["RestartPolicy"] == {"Name": "no",
+                                                                                         "MaximumRetryCount": 0}
