@@ -7,11 +7,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from infra import cache
 from infra.dockerd import Dockerd
 from infra.images import NGINX_IMAGE, TESTBASE, ensure_base_images, ensure_nginx_image
 from infra.netns import Hosts, make_hosts
@@ -191,6 +192,21 @@ def ok_output(result: subprocess.CompletedProcess) -> str:
     """As ok_stderr, returning stdout and stderr together."""
     ok_stderr(result)
     return result.stdout + result.stderr
+
+
+def seed_kept_caches(name: str, homes: Iterable[Path], vllm: tuple[str, str]) -> None:
+    """vLLM's model-class inspection in the kept engine caches of deployment ``name`` (caches.keep, the default
+    host_path under ~) in each of ``homes``, as an earlier start there leaves it: the ssh hosts' homes are
+    made per session, so their `vllm serve` would inspect the class in a subprocess of its own on every run
+    (tests/infra/cache.py, vllm_cache_root)."""
+    from vllmgen.spec.container_layout import CACHE_ENV
+    from vllmgen.spec.model import Caches
+
+    venv, model = vllm
+    relative = Caches().host_path.removeprefix("~/")
+    for home in homes:
+        cache.seed_vllm_cache(home / relative / name / CACHE_ENV["VLLM_CACHE_ROOT"], Path(venv) / "bin" / "python",
+                              Path(model))
 
 
 def cpu_vllm_spec(name: str, venv: str, model: str, python_prefix: str, folder: Path, nodes: list[dict], *,

@@ -27,7 +27,7 @@ from infra.images import TESTBASE
 from vllmgen.bundle import archive, make
 from vllmgen.bundle.docker import DockerEngine
 
-from .support import PATH, VLLM_READY_S, Cluster, SshCluster, ok_output, write_spec
+from .support import PATH, VLLM_READY_S, Cluster, SshCluster, ok_output, seed_kept_caches, write_spec
 
 pytestmark = pytest.mark.slow
 NAME = "vg-bundle"
@@ -94,7 +94,9 @@ def _hub_cache(model: Path, hub: Path) -> None:
 def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str) -> Path:
     venv = cache.vllm_venv()
     folder = tmp_path_factory.mktemp("bundle")
-    _hub_cache(cache.tiny_model(venv / "bin" / "python"), folder / "connected-hf" / "hub")
+    model = cache.tiny_model(venv / "bin" / "python")
+    _hub_cache(model, folder / "connected-hf" / "hub")
+    seed_kept_caches(NAME, [server.home for server in ssh_hosts.servers], (str(venv), str(model)))
     nodes = []
     for index, server in enumerate(ssh_hosts.servers):
         nodes.append({"name": f"n{index}", "role": "head" if index == 0 else "worker", "address": server.address,

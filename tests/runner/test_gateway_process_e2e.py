@@ -56,6 +56,7 @@ serve: {{port: {PORT}, max_model_len: 256, enforce_eager: true, extra_args: [--l
 gateway: {{port: {GATEWAY_PORT}}}
 """)
     home = tmp_path / "home"
+    cache.seed_vllm_cache(home / ".cache" / "vllm", venv / "bin" / "python", model)  # as an earlier start leaves it
     rendered = _vllmgen(two_hosts, home, "render", str(spec), "-o", str(tmp_path / "build"))
     assert rendered.returncode == 0, rendered.stderr
     build = ["--build-dir", str(tmp_path / "build")]

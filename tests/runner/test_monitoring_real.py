@@ -89,6 +89,8 @@ def watched(one_host_made: Cluster, tmp_path_factory: pytest.TempPathFactory, py
         "nodes": [{"name": "solo", "address": "127.0.0.1", "gpus": 1, "docker_host": daemon.endpoint}],
         "serve": {"max_model_len": 256, "enforce_eager": True, "port": PORT, "extra_args": ["--load-format", "dummy"]},
     })
+    # the kept caches as an earlier start on this machine leaves them (default caches.host_path: ~/.cache)
+    cache.seed_vllm_cache(tmp_path / "engine-caches" / "vg-watch" / "vllm", venv / "bin" / "python", model)
     apply = apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S), daemon=daemon)
     try:
         applied = cluster.vllmgen(*apply)

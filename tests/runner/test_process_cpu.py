@@ -95,6 +95,7 @@ nodes: [{{name: cpu-0, address: 127.0.0.1, gpus: 1}}]
 serve: {{host: 127.0.0.1, port: 18437, max_model_len: 256, enforce_eager: true, extra_args: [--load-format, dummy]}}
 """)
     assert _vllmgen(home, tmp_path, "render", str(spec)).returncode == 0
+    cache.seed_vllm_cache(home / ".cache" / "vllm", venv / "bin" / "python", model)  # as an earlier start leaves it
     applied = _vllmgen(home, tmp_path, "apply", str(spec), "--node", "cpu-0", "--timeout", str(VLLM_READY_S),
                        private_shm=True)
     record = home / ".vllmgen" / "deployments" / "proc-cpu" / "run" / "cpu-0.json"
@@ -173,6 +174,7 @@ serve: {{host: 127.0.0.1, port: {port}, max_model_len: 256, enforce_eager: true,
     deploy = home / ".vllmgen" / "deployments" / "proc-unit"
     shutil.copytree(home / "build" / "proc-unit", deploy)  # as the unit's header says
     (home / ".cache").mkdir(exist_ok=True)
+    cache.seed_vllm_cache(home / ".cache" / "vllm", venv / "bin" / "python", model)  # as an earlier start leaves it
     (home / ".config" / "vllmgen").mkdir(parents=True)
     env_file = home / ".config" / "vllmgen" / "proc-unit.env"
     env_file.write_text("UNIT_KEY=unit-key-123\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import VLLM_READY_S, SshCluster, apply_args, cpu_vllm_tp_spec, ok_stderr, write_spec
+from .support import VLLM_READY_S, SshCluster, apply_args, cpu_vllm_tp_spec, ok_stderr, seed_kept_caches, write_spec
 from .test_vllm_e2e import vllm  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
@@ -26,6 +26,7 @@ def test_real_vllm_mp_across_two_ssh_hosts(ssh_hosts: SshCluster, tmp_path: Path
     ]
     spec = write_spec(tmp_path, cpu_vllm_tp_spec("vg-sshmp", vllm, python_prefix, tmp_path, nodes, ipc_host=False,
                                       backend="mp", nic="vg0"))
+    seed_kept_caches("vg-sshmp", [server.home for server in ssh_hosts.servers], vllm)
     try:
         log = ok_stderr(ssh_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
         assert "node-0: cluster: ok (2 node(s), /health 200)" in log
