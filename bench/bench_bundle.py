@@ -20,8 +20,10 @@ With --docker ENDPOINT --image REF, the same rounds for one image of that engine
 or alone with --size-gib 0):
 
   docker save   `docker -H ENDPOINT save -o OUT ID`
-  bundle save   vllmgen's writer on the image's `docker save` stream (DockerEngine.save: the Docker
-                SDK's 1 MiB chunks), cut into parts, each hashed in a thread beside the write
+  bundle save   vllmgen's writer on the image's `docker save` stream (DockerEngine.save: on a unix
+                socket the Engine API's GET /images/ID/get read by http.client into 8 MiB buffers),
+                cut into parts, each buffer written and hashed in a thread beside the write
+  before save   with --baseline REV: the same by the code of REV, in the same rounds
   docker load   `docker -H ENDPOINT load -i OUT` (the image removed first, so that it really loads)
   bundle load   what `bundle load` does for an image (the image removed first): every part hashed
                 (load.check_needed), then the parts streamed into the engine's load (DockerEngine.load),
@@ -36,7 +38,8 @@ written, so reads come mostly from memory for both.
 
     python bench/bench_bundle.py [--size-gib 2] [--rounds 2] [--part-size 1G] [--dir /var/tmp]
                                  [--baseline REV] [--json]
-                                 [--docker unix:///PATH/docker.sock --image REF [--dockerd-pid PID]]
+                                 [--docker unix:///PATH/docker.sock --image REF [--dockerd-pid PID]
+                                  [--save-only]]
 """
 
 from __future__ import annotations
@@ -112,8 +115,11 @@ if op in ("image-write", "image-load"):
     engine = DockerEngine("bench", sys.argv[6])
 if op == "image-write":  # folder: the image ID; what `vllmgen bundle` does for one image
     writer = archive.Writer(out, part_size, archive.Progress(lambda line: None))
-    source = archive.Source(archive.Item("image", "image", str(folder), None, {"id": str(folder)}),
-                            lambda offset: engine.save(str(folder)), seekable=False)
+    item = archive.Item("image", "image", str(folder), None, {"id": str(folder)})
+    if "stream" in archive.Source.__dataclass_fields__:  # read into the writer's buffers
+        source = archive.Source(item, stream=lambda: engine.save(str(folder)))
+    else:  # before: an iterator of the SDK's chunks
+        source = archive.Source(item, lambda offset: engine.save(str(folder)), seekable=False)
     writer.write(source)
     writer.finish({"name": "bench"}, [source.item])
 elif op == "image-load":  # what `bundle load` does for an image missing on the node
@@ -159,15 +165,18 @@ def daemon_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def image_rounds(args: argparse.Namespace, work: Path, part_size: int, root: Path) -> dict:
-    """docker save/load by hand against bundle's image write and load, alternating; (wall, CPU, daemon CPU)."""
+def image_rounds(args: argparse.Namespace, work: Path, part_size: int, trees: dict[str, Path]) -> dict:
+    """docker save/load by hand against bundle's image write and load (and --baseline's save), each going
+    first in turn; (wall, CPU, daemon CPU)."""
     docker = ["docker", "-H", args.docker]
     image_id = subprocess.run([*docker, "image", "inspect", "-f", "{{.Id}}", args.image], check=True,
                               capture_output=True, text=True).stdout.strip()
     size = int(subprocess.run([*docker, "image", "inspect", "-f", "{{.Size}}", args.image], check=True,
                               capture_output=True, text=True).stdout.strip())
-    times: dict[str, list[tuple[float, float, float]]] = {n: [] for n in
-                                                           ("docker save", "bundle save", "docker load", "bundle load")}
+    names = ["docker save", *(f"{k} save" for k in trees)]
+    if not args.save_only:
+        names += ["docker load", "bundle load"]
+    times: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
 
     def remove() -> None:  # untagged and removed, so that a load loads it all again
         subprocess.run([*docker, "image", "rm", "-f", image_id], check=True, capture_output=True)
@@ -178,19 +187,24 @@ def image_rounds(args: argparse.Namespace, work: Path, part_size: int, root: Pat
         times[name].append((wall, cpu, daemon_cpu(args.dockerd_pid) - before))
 
     saved, bundled = work / "image.tar", work / "image-bundle"
+    kinds = ["docker", *trees]
     for round_ in range(args.rounds):
-        for kind in (["docker", "bundle"] if round_ % 2 == 0 else ["bundle", "docker"]):
+        for kind in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:  # each goes first in turn
             if kind == "docker":
                 measure("docker save", lambda: timed(lambda: subprocess.run([*docker, "save", "-o", str(saved), image_id],
                                                                             check=True)))
-                remove()
-                measure("docker load", lambda: timed(lambda: subprocess.run([*docker, "load", "-q", "-i", str(saved)],
-                                                                            check=True, capture_output=True)))
+                if not args.save_only:
+                    remove()
+                    measure("docker load", lambda: timed(lambda: subprocess.run(
+                        [*docker, "load", "-q", "-i", str(saved)], check=True, capture_output=True)))
                 saved.unlink()
             else:
-                measure("bundle save", lambda: bundle_op(root, "image-write", image_id, bundled, part_size, args.docker))
-                remove()
-                measure("bundle load", lambda: bundle_op(root, "image-load", bundled, bundled, part_size, args.docker))
+                measure(f"{kind} save", lambda: bundle_op(trees[kind], "image-write", image_id, bundled, part_size,
+                                                          args.docker))
+                if kind == "bundle" and not args.save_only:
+                    remove()
+                    measure("bundle load", lambda: bundle_op(trees[kind], "image-load", bundled, bundled, part_size,
+                                                             args.docker))
                 shutil.rmtree(bundled)
     subprocess.run([*docker, "tag", image_id, args.image], check=True)
     result: dict = {"image": args.image, "id": image_id, "image_bytes": size}
@@ -201,8 +215,11 @@ def image_rounds(args: argparse.Namespace, work: Path, part_size: int, root: Pat
                         "daemon_cpu_s": round(statistics.median(d for _, _, d in runs), 3),
                         "all_s": [round(w, 3) for w, _, _ in runs]}
     for op, by_hand in (("save", "docker save"), ("load", "docker load")):
-        result[f"bundle {op} vs docker"] = round(result[f"bundle {op}"]["median_s"] / result[by_hand]["median_s"], 3)
-        result[f"bundle {op} cpu vs docker"] = round(result[f"bundle {op}"]["cpu_s"] / result[by_hand]["cpu_s"], 3)
+        for kind in trees:
+            if f"{kind} {op}" in result:
+                result[f"{kind} {op} vs docker"] = round(result[f"{kind} {op}"]["median_s"] / result[by_hand]["median_s"], 3)
+                result[f"{kind} {op} cpu vs docker"] = round(result[f"{kind} {op}"]["cpu_s"] / result[by_hand]["cpu_s"], 3)
+    result["trees"] = list(trees)
     return result
 
 
@@ -217,6 +234,7 @@ def main() -> None:
     parser.add_argument("--docker", metavar="ENDPOINT", help="also compare docker save/load of --image on this engine")
     parser.add_argument("--image", help="the image for --docker (a multi-GB one)")
     parser.add_argument("--dockerd-pid", type=int, help="that engine's dockerd, to show its CPU seconds")
+    parser.add_argument("--save-only", action="store_true", help="with --docker: time the saves, not the loads")
     args = parser.parse_args()
     if args.docker and not args.image:
         parser.error("--docker needs --image")
@@ -225,11 +243,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vllmgen-bench-bundle-", dir=args.dir))
     root = Path(__file__).resolve().parents[1]
     try:
+        trees = {"bundle": root}
+        if args.baseline:
+            trees["before"] = work / "baseline"
+            trees["before"].mkdir()  # the revision's files only: no worktree registered in the repository
+            archived = subprocess.run(["git", "-C", str(root), "archive", args.baseline, "vllmgen"], check=True,
+                                      capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(trees["before"])], input=archived, check=True)
         result: dict = {"load_average_start": [round(x, 2) for x in started_load]}
         if size:
-            result["folder"] = folder_rounds(args, work, size, part_size, root)
+            result["folder"] = folder_rounds(args, work, size, part_size, trees)
         if args.docker:
-            result["image"] = image_rounds(args, work, part_size, root)
+            result["image"] = image_rounds(args, work, part_size, trees)
         result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         if args.json:
             print(json.dumps(result, indent=2))
@@ -246,14 +271,7 @@ def sha256_alone(folder: Path) -> None:
                    capture_output=True)
 
 
-def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: int, root: Path) -> dict:
-    trees = {"bundle": root}
-    if args.baseline:
-        trees["before"] = work / "baseline"
-        trees["before"].mkdir()  # the revision's files only: no worktree registered in the repository
-        archived = subprocess.run(["git", "-C", str(root), "archive", args.baseline, "vllmgen"], check=True,
-                                  capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(trees["before"])], input=archived, check=True)
+def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: int, trees: dict[str, Path]) -> dict:
     folder = work / "model"
     make_folder(folder, size)
     total = sum(p.stat().st_size for p in folder.iterdir())
@@ -309,9 +327,11 @@ def report(result: dict) -> None:
             if isinstance(entry, dict):
                 print(f"  {name:<12} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  "
                       f"client CPU {entry['cpu_s']:6.2f} s  dockerd CPU {entry['daemon_cpu_s']:6.2f} s  {entry['all_s']}")
-        print(f"  bundle/docker: save {image['bundle save vs docker']:.3f} (client CPU "
-              f"{image['bundle save cpu vs docker']:.3f}), load {image['bundle load vs docker']:.3f} "
-              f"(client CPU {image['bundle load cpu vs docker']:.3f})")
+        for kind in image["trees"]:
+            for op in ("save", "load"):
+                if f"{kind} {op} vs docker" in image:
+                    print(f"  {kind}/docker {op}: {image[f'{kind} {op} vs docker']:.3f} wall (client CPU "
+                          f"{image[f'{kind} {op} cpu vs docker']:.3f})")
 
 if __name__ == "__main__":
     main()
