@@ -42,7 +42,7 @@ JOURNAL = "journal.jsonl"
 PARTS = "parts"
 CHUNK = 1 << 20
 WINDOW = 8 << 20  # a file's bytes are copied and hashed this many at a time
-STREAM_BUFFERS = 4  # an image stream's buffers of WINDOW bytes: one filled and written while others are hashed
+STREAM_BUFFERS = 8  # an image stream's buffers of CHUNK bytes: one filled and written while others are hashed
 BLOCK = 512
 
 
@@ -503,7 +503,7 @@ class Writer:
         where it lies, and hashed there in the hashing thread, which hands it back once hashed."""
         free: queue.Queue[memoryview] = queue.Queue()
         for _ in range(STREAM_BUFFERS):
-            free.put(memoryview(bytearray(WINDOW)))
+            free.put(memoryview(bytearray(CHUNK)))
         written, ended = 0, False
         while not ended:
             name = f"{PARTS}/{item.key}.{index:04d}"

@@ -3,8 +3,9 @@
 
 What a no-op ``apply``, ``plan``, ``status`` or ``down`` asks an engine, without the docker SDK: importing
 it with ``requests`` and ``urllib3`` cost ~0.15 s of CPU per command, more than the calls themselves.
-The SDK stays for what changes an engine or streams (run, remove, exec, build, follow, save/load), on the
-same connection's dialer (``sdk.DockerSdkExecutor``). Answers are the engine's own JSON, as the SDK's
+The SDK stays for what changes an engine or streams (run, remove, exec, build, follow, load, and save
+over ssh), on the same connection's dialer (``sdk.DockerSdkExecutor``). An image's archive on a local
+socket is read here (``stream``): through the SDK it cost about twice the client's CPU. Answers are the engine's own JSON, as the SDK's
 ``attrs`` hold them.
 """
 

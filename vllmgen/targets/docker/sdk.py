@@ -1,8 +1,8 @@
 """``DockerSdkExecutor``: a node's Docker engine at ``unix://`` or ``ssh://user@host`` (never ``tcp://``:
 ``vllmgen.spec.endpoints.TCP_REFUSED``); the node's host through ``host``.
 
-Reads (version, info, inspect, list, logs) go through ``engineapi``; what changes an engine or streams
-through the docker SDK, imported here, lazily, and nowhere else in vllmgen.
+Reads (version, info, inspect, list, logs, and an image's save on a local socket) go through ``engineapi``;
+what changes an engine or streams through the docker SDK, imported here, lazily, and nowhere else in vllmgen.
 """
 
 from __future__ import annotations
