@@ -79,14 +79,15 @@ def make_folder(folder: Path, size: int) -> None:
         (folder / f"extra-{index}.json").write_bytes(os.urandom(64 * 1024))
 
 
-def timed(fn) -> tuple[float, float]:  # noqa: ANN001
-    """(wall seconds, CPU seconds of the children it ran: tar's user and system time)."""
+def timed(fn) -> tuple[float, float, float]:  # noqa: ANN001
+    """(wall seconds, CPU seconds of the children it ran: tar's user and system time, user time alone)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     fn()
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    user = after.ru_utime - before.ru_utime
+    return wall, user + (after.ru_stime - before.ru_stime), user
 
 
 def tar_write(folder: Path, out: Path) -> None:
@@ -109,7 +110,7 @@ from vllmgen.runner.host import LocalHost
 op, folder, out, part_size = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
 import os
 cpu = lambda: sum(os.times()[:4])  # user and system, this process and the children it waited for (tar)
-started, cpu_started = time.monotonic(), cpu()
+started, cpu_started, user_started = time.monotonic(), cpu(), os.times()[0] + os.times()[2]
 if op in ("image-write", "image-load"):
     from vllmgen.bundle.docker import DockerEngine
     engine = DockerEngine("bench", sys.argv[6])
@@ -143,18 +144,19 @@ else:  # load: what `bundle load` does for a model on this machine
         result = load.pipe(LocalHost(), ["sh", "-c", load.PLACE, "vllmgen", str(out), load.item_digest(item)],
                            archive.read_item(folder, item))
     assert result.rc == 0, result.stderr
-print(time.monotonic() - started, cpu() - cpu_started)
+print(time.monotonic() - started, cpu() - cpu_started, os.times()[0] + os.times()[2] - user_started)
 """
 
 
-def bundle_op(tree: Path, op: str, source: Path | str, out: Path, part_size: int, endpoint: str = "") -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one operation."""
+def bundle_op(tree: Path, op: str, source: Path | str, out: Path, part_size: int, endpoint: str = ""
+              ) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, user CPU seconds) of one operation."""
     done = subprocess.run([sys.executable, "-c", ONE, str(tree), op, str(source), str(out), str(part_size), endpoint],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"bundle {op} failed:\n{done.stderr}")
-    wall, cpu = done.stdout.strip().splitlines()[-1].split()
-    return float(wall), float(cpu)
+    wall, cpu, user = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu), float(user)
 
 
 def daemon_cpu(pid: int | None) -> float:
@@ -176,15 +178,15 @@ def image_rounds(args: argparse.Namespace, work: Path, part_size: int, trees: di
     names = ["docker save", *(f"{k} save" for k in trees)]
     if not args.save_only:
         names += ["docker load", "bundle load"]
-    times: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
+    times: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in names}
 
     def remove() -> None:  # untagged and removed, so that a load loads it all again
         subprocess.run([*docker, "image", "rm", "-f", image_id], check=True, capture_output=True)
 
     def measure(name: str, fn) -> None:  # noqa: ANN001
         before = daemon_cpu(args.dockerd_pid)
-        wall, cpu = fn()
-        times[name].append((wall, cpu, daemon_cpu(args.dockerd_pid) - before))
+        wall, cpu, user = fn()
+        times[name].append((wall, cpu, daemon_cpu(args.dockerd_pid) - before, user))
 
     saved, bundled = work / "image.tar", work / "image-bundle"
     kinds = ["docker", *trees]
@@ -209,11 +211,13 @@ def image_rounds(args: argparse.Namespace, work: Path, part_size: int, trees: di
     subprocess.run([*docker, "tag", image_id, args.image], check=True)
     result: dict = {"image": args.image, "id": image_id, "image_bytes": size}
     for name, runs in times.items():
-        wall = statistics.median(w for w, _, _ in runs)
+        wall = statistics.median(w for w, _, _, _ in runs)
         result[name] = {"median_s": round(wall, 3), "mib_per_s": round(size / MIB / wall, 1),
-                        "cpu_s": round(statistics.median(c for _, c, _ in runs), 3),
-                        "daemon_cpu_s": round(statistics.median(d for _, _, d in runs), 3),
-                        "all_s": [round(w, 3) for w, _, _ in runs]}
+                        "cpu_s": round(statistics.median(c for _, c, _, _ in runs), 3),
+                        "user_cpu_s": round(statistics.median(u for _, _, _, u in runs), 3),
+                        "all_cpu_s": [round(c, 3) for _, c, _, _ in runs],
+                        "daemon_cpu_s": round(statistics.median(d for _, _, d, _ in runs), 3),
+                        "all_s": [round(w, 3) for w, _, _, _ in runs]}
     for op, by_hand in (("save", "docker save"), ("load", "docker load")):
         for kind in trees:
             if f"{kind} {op}" in result:
@@ -276,7 +280,7 @@ def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: in
     make_folder(folder, size)
     total = sum(p.stat().st_size for p in folder.iterdir())
     names = ["sha256 alone", "tar write", *(f"{k} write" for k in trees), "tar read", *(f"{k} load" for k in trees)]
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     kinds = ["tar", *trees]
     for round_ in range(args.rounds):
         times["sha256 alone"].append(timed(lambda: sha256_alone(folder)))
@@ -294,10 +298,10 @@ def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: in
     shutil.rmtree(folder)
     result: dict = {"bytes": total, "part_size": args.part_size, "rounds": args.rounds, "baseline": args.baseline}
     for name, runs in times.items():
-        wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+        wall, cpu = statistics.median(w for w, _, _ in runs), statistics.median(c for _, c, _ in runs)
         result[name] = {"median_s": round(wall, 3), "mib_per_s": round(total / MIB / wall, 1),
-                        "cpu_s": round(cpu, 3), "all_s": [round(w, 3) for w, _ in runs],
-                        "all_cpu_s": [round(c, 3) for _, c in runs]}
+                        "cpu_s": round(cpu, 3), "all_s": [round(w, 3) for w, _, _ in runs],
+                        "all_cpu_s": [round(c, 3) for _, c, _ in runs]}
     for kind in trees:
         for op, tar in (("write", "tar write"), ("load", "tar read")):
             result[f"{kind} {op} vs tar"] = round(result[f"{kind} {op}"]["median_s"] / result[tar]["median_s"], 3)
@@ -326,7 +330,8 @@ def report(result: dict) -> None:
         for name, entry in image.items():
             if isinstance(entry, dict):
                 print(f"  {name:<12} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  "
-                      f"client CPU {entry['cpu_s']:6.2f} s  dockerd CPU {entry['daemon_cpu_s']:6.2f} s  {entry['all_s']}")
+                      f"client CPU {entry['cpu_s']:6.2f} s (user {entry['user_cpu_s']:5.2f} s)  "
+                      f"dockerd CPU {entry['daemon_cpu_s']:6.2f} s  wall {entry['all_s']}  CPU {entry['all_cpu_s']}")
         for kind in image["trees"]:
             for op in ("save", "load"):
                 if f"{kind} {op} vs docker" in image:
