@@ -22,7 +22,6 @@ from vllmgen.runner.executor import EngineError, Executor
 from vllmgen.runner.host import HostError
 from vllmgen.runner.progress import Progress, fail
 from vllmgen.targets import registry
-from vllmgen.targets.process.process import deployment_dir, host_path, resolve
 
 STEP = "bench"
 
@@ -60,7 +59,8 @@ def run(plan: Plan, executor: Executor, *, preset: benchmark.Preset, api_key: st
         spec_sha256: str, progress: Progress, dry_run: bool = False, stamp: str | None = None) -> Run:
     head = plan.head
     container = head.container.name
-    where = (f"inside container {container} on node {head.name}" if registry.target(plan.runtime).docker
+    target = registry.target(plan.runtime)
+    where = (f"inside container {container} on node {head.name}" if target.docker
              else f"beside process {container} on node {head.name}")
     fitted, note = benchmark.fitted(preset, plan.serve_config.get("max-model-len"))
     stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -69,10 +69,7 @@ def run(plan: Plan, executor: Executor, *, preset: benchmark.Preset, api_key: st
     state = _engine(head.name, lambda: executor.inspect(container))
     if not dry_run and (state is None or not state.running):
         raise fail(head.name, STEP, f"{container} is not running", "apply the spec first: `vllmgen apply SPEC`")
-    tokenizer = plan.model_ref
-    if plan.runtime == "process":  # the runner's host is the process's: its home and deployment folder
-        home = str(Path.home())
-        tokenizer = resolve(host_path(head.container, plan.model_ref), home, deployment_dir(home, plan.name))
+    tokenizer = target.exec_path(plan.name, head.container, plan.model_ref)
     found: list[dict[str, Any]] = []
     for concurrency in fitted.concurrencies:
         name = f"c{concurrency}.json"

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vllmgen.plan.plan import Plan
+from vllmgen.plan.plan import Container, Plan
 from vllmgen.spec.runtime import RuntimeBase
 from vllmgen.targets.docker import render as docker_render
 from vllmgen.targets.docker.runtime import DockerRuntime
 from vllmgen.targets.kit import File, RenderKit
 from vllmgen.targets.kubernetes import render as kubernetes_render
 from vllmgen.targets.kubernetes.spec import KubernetesRuntime
+from vllmgen.targets.process import process as process_paths
 from vllmgen.targets.process import render as process_render
 from vllmgen.targets.process.runtime import ProcessRuntime
 
@@ -37,6 +38,9 @@ class Target:
     # (kubectl); artifacts: the rendered files where the command compiled them (plan and apply do)
     host_files: bool = True  # render adds the hosts' shared files (serve-config.yaml, secrets.env.example,
     # README.md, the gateway's and monitoring's files); False: the target's artifacts are the whole folder
+    exec_path: Callable[[str, Container, str], str] = lambda _deployment, _container, path: path
+    # (deployment, container, path inside it) -> where a command the engine's ``exec`` runs finds that path
+    # (vllm bench's tokenizer): a container's own exec sees its own paths; a process's, the host's
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class Answer:
 
 TARGETS: dict[str, Target] = {target.kind: target for target in (
     Target("docker", DockerRuntime, docker_render.artifacts, "vllmgen.targets.docker.sdk:engine_for", docker=True),
-    Target("process", ProcessRuntime, process_render.artifacts, "vllmgen.targets.process.procexec:engine_for", docker=False),
+    Target("process", ProcessRuntime, process_render.artifacts, "vllmgen.targets.process.procexec:engine_for", docker=False,
+           exec_path=process_paths.exec_path),
     Target("kubernetes", KubernetesRuntime, kubernetes_render.target_artifacts, None, docker=False,
            manual="vllmgen.targets.kubernetes.runner:intercept", host_files=False),
 )}

@@ -34,6 +34,7 @@ systemd unit and the runner; every one of them starts the server through the nod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from vllmgen.plan.plan import Container, Mount, SecretEnv
 from vllmgen.plan.words import Anchored, Word
@@ -106,3 +107,10 @@ def marker(deployment: str, node: str) -> str:
 
 def deployment_dir(home: str, deployment: str) -> str:
     return f"{home}/{DEPLOYMENTS}/{deployment}"
+
+
+def exec_path(deployment: str, container: Container, path: str) -> str:
+    """Where a command run beside the server (the runner's ``exec``: as this user, on this host) finds a
+    path the container would see: the model folder is the host folder its mount comes from."""
+    home = str(Path.home())
+    return resolve(host_path(container, path), home, deployment_dir(home, deployment))
