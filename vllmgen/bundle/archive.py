@@ -9,7 +9,7 @@ Everything streams in chunks of ``CHUNK`` bytes: no model or image is ever held 
 bytes take the shortest way: into a part by ``copy_file_range`` (in the kernel), out of parts into a
 pipe by ``splice``, and hashed from a mapping of the file, beside the copy in a thread of its own (on
 these machines a memory copy costs as much as SHA-256: each one saved counts); an image's stream is
-read into a few large buffers, each written and hashed from where it was read. A write
+read into buffers of ``CHUNK`` bytes, each written and hashed from where it was read. A write
 that was interrupted resumes: parts already on disk whose size and checksum match the journal are
 kept; a seekable item (a folder) starts reading at the first missing part, an image stream is read
 again and its first bytes checked against the kept parts before anything new is written.
@@ -499,8 +499,9 @@ class Writer:
         return written
 
     def _stream_parts(self, item: Item, stream: ByteStream, index: int, advance: Callable[[int], None]) -> int:
-        """A stream into parts through a few large buffers: each is filled by ``readinto``, written from
-        where it lies, and hashed there in the hashing thread, which hands it back once hashed."""
+        """A stream into parts through ``STREAM_BUFFERS`` buffers of ``CHUNK`` bytes (larger ones cost more
+        system time to write here): each is filled by ``readinto``, written from where it lies, and hashed
+        there in the hashing thread, which hands it back once hashed."""
         free: queue.Queue[memoryview] = queue.Queue()
         for _ in range(STREAM_BUFFERS):
             free.put(memoryview(bytearray(CHUNK)))
