@@ -21,8 +21,8 @@ or alone with --size-gib 0):
 
   docker save   `docker -H ENDPOINT save -o OUT ID`
   bundle save   vllmgen's writer on the image's `docker save` stream (DockerEngine.save: on a unix
-                socket the Engine API's GET /images/ID/get read by http.client into 8 MiB buffers),
-                cut into parts, each buffer written and hashed in a thread beside the write
+                socket the Engine API's GET /images/ID/get read by http.client into 1 MiB buffers),
+                cut into parts, each buffer written (32 KiB at a time) and hashed in a thread beside
   before save   with --baseline REV: the same by the code of REV, in the same rounds
   docker load   `docker -H ENDPOINT load -i OUT` (the image removed first, so that it really loads)
   bundle load   what `bundle load` does for an image (the image removed first): every part hashed
