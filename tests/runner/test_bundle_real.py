@@ -187,10 +187,12 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
         assert rows["image.vllm"]["status"] == "ok", rows
         assert rows["image.vllm"]["detail"] == (f"vllmgen/{NAME}:v0.32.0 is here "
                                                 f"({image['id'].removeprefix('sha256:')[:12]})")
-        # the snapshot is found where vLLM looks; the test model has no weights (vLLM serves it with
-        # --load-format dummy, which the doctor does not read), and the row says exactly that
+        # the snapshot is found where vLLM looks; the test model has no weights, which vLLM serving it with
+        # --load-format dummy never reads: the row says so and passes
         placed = spec.parent / f"hf-n{index}" / "hub" / "models--test--tiny" / "snapshots" / COMMIT
-        assert rows["model.hf_snapshot"]["detail"] == f"test/tiny@{COMMIT}: {placed}: config.json but no weights", rows
+        assert rows["model.hf_snapshot"]["status"] == "ok", rows
+        assert rows["model.hf_snapshot"]["detail"] == (f"test/tiny@{COMMIT}: {placed}: config.json (no weights, "
+                                                       "none read: --load-format dummy)"), rows
 
     carried_spec = air / spec.name
     applied = ok_output(ssh_hosts.vllmgen("apply", str(carried_spec), "--all", "--build-dir", str(air / "build"),
