@@ -20,8 +20,10 @@ With --docker ENDPOINT --image REF, the same rounds for one image of that engine
 or alone with --size-gib 0):
 
   docker save   `docker -H ENDPOINT save -o OUT ID`
-  bundle save   vllmgen's writer on the image's `docker save` stream (DockerEngine.save: the Docker
-                SDK's 1 MiB chunks), cut into parts, each hashed in a thread beside the write
+  bundle save   vllmgen's writer on the image's `docker save` stream (DockerEngine.save: on a unix
+                socket the Engine API's GET /images/ID/get read by http.client into 1 MiB buffers),
+                cut into parts, each buffer written (32 KiB at a time) and hashed in a thread beside
+  before save   with --baseline REV: the same by the code of REV, in the same rounds
   docker load   `docker -H ENDPOINT load -i OUT` (the image removed first, so that it really loads)
   bundle load   what `bundle load` does for an image (the image removed first): every part hashed
                 (load.check_needed), then the parts streamed into the engine's load (DockerEngine.load),
@@ -36,7 +38,8 @@ written, so reads come mostly from memory for both.
 
     python bench/bench_bundle.py [--size-gib 2] [--rounds 2] [--part-size 1G] [--dir /var/tmp]
                                  [--baseline REV] [--json]
-                                 [--docker unix:///PATH/docker.sock --image REF [--dockerd-pid PID]]
+                                 [--docker unix:///PATH/docker.sock --image REF [--dockerd-pid PID]
+                                  [--save-only]]
 """
 
 from __future__ import annotations
@@ -76,14 +79,15 @@ def make_folder(folder: Path, size: int) -> None:
         (folder / f"extra-{index}.json").write_bytes(os.urandom(64 * 1024))
 
 
-def timed(fn) -> tuple[float, float]:  # noqa: ANN001
-    """(wall seconds, CPU seconds of the children it ran: tar's user and system time)."""
+def timed(fn) -> tuple[float, float, float]:  # noqa: ANN001
+    """(wall seconds, CPU seconds of the children it ran: tar's user and system time, user time alone)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     fn()
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    user = after.ru_utime - before.ru_utime
+    return wall, user + (after.ru_stime - before.ru_stime), user
 
 
 def tar_write(folder: Path, out: Path) -> None:
@@ -106,14 +110,17 @@ from vllmgen.runner.host import LocalHost
 op, folder, out, part_size = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
 import os
 cpu = lambda: sum(os.times()[:4])  # user and system, this process and the children it waited for (tar)
-started, cpu_started = time.monotonic(), cpu()
+started, cpu_started, user_started = time.monotonic(), cpu(), os.times()[0] + os.times()[2]
 if op in ("image-write", "image-load"):
     from vllmgen.bundle.docker import DockerEngine
     engine = DockerEngine("bench", sys.argv[6])
 if op == "image-write":  # folder: the image ID; what `vllmgen bundle` does for one image
     writer = archive.Writer(out, part_size, archive.Progress(lambda line: None))
-    source = archive.Source(archive.Item("image", "image", str(folder), None, {"id": str(folder)}),
-                            lambda offset: engine.save(str(folder)), seekable=False)
+    item = archive.Item("image", "image", str(folder), None, {"id": str(folder)})
+    if "stream" in archive.Source.__dataclass_fields__:  # read into the writer's buffers
+        source = archive.Source(item, stream=lambda: engine.save(str(folder)))
+    else:  # before: an iterator of the SDK's chunks
+        source = archive.Source(item, lambda offset: engine.save(str(folder)), seekable=False)
     writer.write(source)
     writer.finish({"name": "bench"}, [source.item])
 elif op == "image-load":  # what `bundle load` does for an image missing on the node
@@ -137,18 +144,19 @@ else:  # load: what `bundle load` does for a model on this machine
         result = load.pipe(LocalHost(), ["sh", "-c", load.PLACE, "vllmgen", str(out), load.item_digest(item)],
                            archive.read_item(folder, item))
     assert result.rc == 0, result.stderr
-print(time.monotonic() - started, cpu() - cpu_started)
+print(time.monotonic() - started, cpu() - cpu_started, os.times()[0] + os.times()[2] - user_started)
 """
 
 
-def bundle_op(tree: Path, op: str, source: Path | str, out: Path, part_size: int, endpoint: str = "") -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one operation."""
+def bundle_op(tree: Path, op: str, source: Path | str, out: Path, part_size: int, endpoint: str = ""
+              ) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, user CPU seconds) of one operation."""
     done = subprocess.run([sys.executable, "-c", ONE, str(tree), op, str(source), str(out), str(part_size), endpoint],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"bundle {op} failed:\n{done.stderr}")
-    wall, cpu = done.stdout.strip().splitlines()[-1].split()
-    return float(wall), float(cpu)
+    wall, cpu, user = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu), float(user)
 
 
 def daemon_cpu(pid: int | None) -> float:
@@ -159,50 +167,63 @@ def daemon_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def image_rounds(args: argparse.Namespace, work: Path, part_size: int, root: Path) -> dict:
-    """docker save/load by hand against bundle's image write and load, alternating; (wall, CPU, daemon CPU)."""
+def image_rounds(args: argparse.Namespace, work: Path, part_size: int, trees: dict[str, Path]) -> dict:
+    """docker save/load by hand against bundle's image write and load (and --baseline's save), each going
+    first in turn; (wall, CPU, daemon CPU)."""
     docker = ["docker", "-H", args.docker]
     image_id = subprocess.run([*docker, "image", "inspect", "-f", "{{.Id}}", args.image], check=True,
                               capture_output=True, text=True).stdout.strip()
     size = int(subprocess.run([*docker, "image", "inspect", "-f", "{{.Size}}", args.image], check=True,
                               capture_output=True, text=True).stdout.strip())
-    times: dict[str, list[tuple[float, float, float]]] = {n: [] for n in
-                                                           ("docker save", "bundle save", "docker load", "bundle load")}
+    names = ["docker save", *(f"{k} save" for k in trees)]
+    if not args.save_only:
+        names += ["docker load", "bundle load"]
+    times: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in names}
 
     def remove() -> None:  # untagged and removed, so that a load loads it all again
         subprocess.run([*docker, "image", "rm", "-f", image_id], check=True, capture_output=True)
 
     def measure(name: str, fn) -> None:  # noqa: ANN001
         before = daemon_cpu(args.dockerd_pid)
-        wall, cpu = fn()
-        times[name].append((wall, cpu, daemon_cpu(args.dockerd_pid) - before))
+        wall, cpu, user = fn()
+        times[name].append((wall, cpu, daemon_cpu(args.dockerd_pid) - before, user))
 
     saved, bundled = work / "image.tar", work / "image-bundle"
+    kinds = ["docker", *trees]
     for round_ in range(args.rounds):
-        for kind in (["docker", "bundle"] if round_ % 2 == 0 else ["bundle", "docker"]):
+        for kind in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:  # each goes first in turn
             if kind == "docker":
                 measure("docker save", lambda: timed(lambda: subprocess.run([*docker, "save", "-o", str(saved), image_id],
                                                                             check=True)))
-                remove()
-                measure("docker load", lambda: timed(lambda: subprocess.run([*docker, "load", "-q", "-i", str(saved)],
-                                                                            check=True, capture_output=True)))
+                if not args.save_only:
+                    remove()
+                    measure("docker load", lambda: timed(lambda: subprocess.run(
+                        [*docker, "load", "-q", "-i", str(saved)], check=True, capture_output=True)))
                 saved.unlink()
             else:
-                measure("bundle save", lambda: bundle_op(root, "image-write", image_id, bundled, part_size, args.docker))
-                remove()
-                measure("bundle load", lambda: bundle_op(root, "image-load", bundled, bundled, part_size, args.docker))
+                measure(f"{kind} save", lambda: bundle_op(trees[kind], "image-write", image_id, bundled, part_size,
+                                                          args.docker))
+                if kind == "bundle" and not args.save_only:
+                    remove()
+                    measure("bundle load", lambda: bundle_op(trees[kind], "image-load", bundled, bundled, part_size,
+                                                             args.docker))
                 shutil.rmtree(bundled)
     subprocess.run([*docker, "tag", image_id, args.image], check=True)
     result: dict = {"image": args.image, "id": image_id, "image_bytes": size}
     for name, runs in times.items():
-        wall = statistics.median(w for w, _, _ in runs)
+        wall = statistics.median(w for w, _, _, _ in runs)
         result[name] = {"median_s": round(wall, 3), "mib_per_s": round(size / MIB / wall, 1),
-                        "cpu_s": round(statistics.median(c for _, c, _ in runs), 3),
-                        "daemon_cpu_s": round(statistics.median(d for _, _, d in runs), 3),
-                        "all_s": [round(w, 3) for w, _, _ in runs]}
+                        "cpu_s": round(statistics.median(c for _, c, _, _ in runs), 3),
+                        "user_cpu_s": round(statistics.median(u for _, _, _, u in runs), 3),
+                        "all_cpu_s": [round(c, 3) for _, c, _, _ in runs],
+                        "daemon_cpu_s": round(statistics.median(d for _, _, d, _ in runs), 3),
+                        "all_s": [round(w, 3) for w, _, _, _ in runs]}
     for op, by_hand in (("save", "docker save"), ("load", "docker load")):
-        result[f"bundle {op} vs docker"] = round(result[f"bundle {op}"]["median_s"] / result[by_hand]["median_s"], 3)
-        result[f"bundle {op} cpu vs docker"] = round(result[f"bundle {op}"]["cpu_s"] / result[by_hand]["cpu_s"], 3)
+        for kind in trees:
+            if f"{kind} {op}" in result:
+                result[f"{kind} {op} vs docker"] = round(result[f"{kind} {op}"]["median_s"] / result[by_hand]["median_s"], 3)
+                result[f"{kind} {op} cpu vs docker"] = round(result[f"{kind} {op}"]["cpu_s"] / result[by_hand]["cpu_s"], 3)
+    result["trees"] = list(trees)
     return result
 
 
@@ -217,6 +238,7 @@ def main() -> None:
     parser.add_argument("--docker", metavar="ENDPOINT", help="also compare docker save/load of --image on this engine")
     parser.add_argument("--image", help="the image for --docker (a multi-GB one)")
     parser.add_argument("--dockerd-pid", type=int, help="that engine's dockerd, to show its CPU seconds")
+    parser.add_argument("--save-only", action="store_true", help="with --docker: time the saves, not the loads")
     args = parser.parse_args()
     if args.docker and not args.image:
         parser.error("--docker needs --image")
@@ -225,11 +247,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vllmgen-bench-bundle-", dir=args.dir))
     root = Path(__file__).resolve().parents[1]
     try:
+        trees = {"bundle": root}
+        if args.baseline:
+            trees["before"] = work / "baseline"
+            trees["before"].mkdir()  # the revision's files only: no worktree registered in the repository
+            archived = subprocess.run(["git", "-C", str(root), "archive", args.baseline, "vllmgen"], check=True,
+                                      capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(trees["before"])], input=archived, check=True)
         result: dict = {"load_average_start": [round(x, 2) for x in started_load]}
         if size:
-            result["folder"] = folder_rounds(args, work, size, part_size, root)
+            result["folder"] = folder_rounds(args, work, size, part_size, trees)
         if args.docker:
-            result["image"] = image_rounds(args, work, part_size, root)
+            result["image"] = image_rounds(args, work, part_size, trees)
         result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         if args.json:
             print(json.dumps(result, indent=2))
@@ -246,19 +275,12 @@ def sha256_alone(folder: Path) -> None:
                    capture_output=True)
 
 
-def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: int, root: Path) -> dict:
-    trees = {"bundle": root}
-    if args.baseline:
-        trees["before"] = work / "baseline"
-        trees["before"].mkdir()  # the revision's files only: no worktree registered in the repository
-        archived = subprocess.run(["git", "-C", str(root), "archive", args.baseline, "vllmgen"], check=True,
-                                  capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(trees["before"])], input=archived, check=True)
+def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: int, trees: dict[str, Path]) -> dict:
     folder = work / "model"
     make_folder(folder, size)
     total = sum(p.stat().st_size for p in folder.iterdir())
     names = ["sha256 alone", "tar write", *(f"{k} write" for k in trees), "tar read", *(f"{k} load" for k in trees)]
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     kinds = ["tar", *trees]
     for round_ in range(args.rounds):
         times["sha256 alone"].append(timed(lambda: sha256_alone(folder)))
@@ -276,10 +298,10 @@ def folder_rounds(args: argparse.Namespace, work: Path, size: int, part_size: in
     shutil.rmtree(folder)
     result: dict = {"bytes": total, "part_size": args.part_size, "rounds": args.rounds, "baseline": args.baseline}
     for name, runs in times.items():
-        wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+        wall, cpu = statistics.median(w for w, _, _ in runs), statistics.median(c for _, c, _ in runs)
         result[name] = {"median_s": round(wall, 3), "mib_per_s": round(total / MIB / wall, 1),
-                        "cpu_s": round(cpu, 3), "all_s": [round(w, 3) for w, _ in runs],
-                        "all_cpu_s": [round(c, 3) for _, c in runs]}
+                        "cpu_s": round(cpu, 3), "all_s": [round(w, 3) for w, _, _ in runs],
+                        "all_cpu_s": [round(c, 3) for _, c, _ in runs]}
     for kind in trees:
         for op, tar in (("write", "tar write"), ("load", "tar read")):
             result[f"{kind} {op} vs tar"] = round(result[f"{kind} {op}"]["median_s"] / result[tar]["median_s"], 3)
@@ -308,10 +330,13 @@ def report(result: dict) -> None:
         for name, entry in image.items():
             if isinstance(entry, dict):
                 print(f"  {name:<12} {entry['median_s']:7.2f} s  {entry['mib_per_s']:8.1f} MiB/s  "
-                      f"client CPU {entry['cpu_s']:6.2f} s  dockerd CPU {entry['daemon_cpu_s']:6.2f} s  {entry['all_s']}")
-        print(f"  bundle/docker: save {image['bundle save vs docker']:.3f} (client CPU "
-              f"{image['bundle save cpu vs docker']:.3f}), load {image['bundle load vs docker']:.3f} "
-              f"(client CPU {image['bundle load cpu vs docker']:.3f})")
+                      f"client CPU {entry['cpu_s']:6.2f} s (user {entry['user_cpu_s']:5.2f} s)  "
+                      f"dockerd CPU {entry['daemon_cpu_s']:6.2f} s  wall {entry['all_s']}  CPU {entry['all_cpu_s']}")
+        for kind in image["trees"]:
+            for op in ("save", "load"):
+                if f"{kind} {op} vs docker" in image:
+                    print(f"  {kind}/docker {op}: {image[f'{kind} {op} vs docker']:.3f} wall (client CPU "
+                          f"{image[f'{kind} {op} cpu vs docker']:.3f})")
 
 if __name__ == "__main__":
     main()

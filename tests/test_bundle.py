@@ -20,6 +20,7 @@ from vllmgen.bundle import archive, load, make
 from vllmgen.bundle.archive import BundleError
 from vllmgen.bundle.cli import parse_size
 from vllmgen.runner.host import LocalHost
+from vllmgen.targets.docker.sdk import ChunkReader
 
 PART = 64 * 1024
 
@@ -63,7 +64,10 @@ class FakeEngine:
     def pull(self, reference: str) -> None:
         self._make(reference, {}, reference.encode())
 
-    def save(self, image_id: str) -> Iterator[bytes]:
+    def save(self, image_id: str) -> ChunkReader:
+        return ChunkReader(self._save(image_id))
+
+    def _save(self, image_id: str) -> Iterator[bytes]:
         self.saves += 1
         data = self.archives[image_id]
         if self.salt:  # a save that is not byte-identical to the last one

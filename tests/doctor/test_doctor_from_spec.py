@@ -146,3 +146,21 @@ def test_the_doctor_command_skips_docker_for_a_process_spec(tmp_path):
     results = {r["name"]: r for r in json.loads(out.stdout)["results"]}
     assert results["docker"]["status"] == "skip"
     assert results["process.vllm"]["status"] == "fail"
+
+
+def test_a_model_served_with_dummy_weights_needs_only_its_config(tmp_path):
+    """vLLM's --load-format dummy makes the weights up: a folder with config.json alone passes, and only then."""
+    from vllmgen.doctor import storage
+    from vllmgen.doctor.from_spec import reads_weights
+
+    assert reads_weights([]) and reads_weights(["--load-format", "safetensors"])
+    assert not reads_weights(["--load-format", "dummy"]) and not reads_weights(["--max-num-seqs", "4", "--load-format=dummy"])
+    assert reads_weights(["--load-format"])  # no value: vLLM's parser refuses it, the doctor assumes weights
+    dummy = H100_SPEC.replace("gpu_memory_utilization: 0.9}", "gpu_memory_utilization: 0.9, extra_args: [--load-format, dummy]}")
+    for text, weights in ((H100_SPEC, True), (dummy, False)):
+        valid, plan = _plan(tmp_path, text)
+        assert expectation(plan, valid.spec, plan.head, docker=False, image_cuda="12.8").weights is weights
+    assert storage.check_model_path("/m", ["config.json"]).status == "fail"
+    found = storage.check_model_path("/m", ["config.json"], weights=False)
+    assert (found.status, found.detail) == ("ok", "/m: config.json (no weights, none read: --load-format dummy)")
+    assert storage.check_model_path("/m", ["tokenizer.json"], weights=False).status == "fail"  # config.json is still needed

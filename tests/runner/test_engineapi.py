@@ -4,6 +4,7 @@ one kept-alive connection; a container is created, started, followed and removed
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socketserver
 import subprocess
@@ -15,10 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from vllmgen.bundle import archive
 from vllmgen.runner import host as hosts
 from vllmgen.runner.executor import EngineError
 from vllmgen.targets.docker import engineapi
-from vllmgen.targets.docker.sdk import DockerSdkExecutor
+from vllmgen.targets.docker.sdk import DockerSdkExecutor, ImageStreams
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNING = {"Id": "abc123", "Name": "/vg-head", "State": {"Status": "running", "ExitCode": 0,
@@ -27,6 +29,9 @@ RUNNING = {"Id": "abc123", "Name": "/vg-head", "State": {"Status": "running", "E
                       "Tty": False}}
 EXITED = {"Id": "def456", "Name": "/vg-worker", "State": {"Status": "exited", "ExitCode": 137, "StartedAt": ""},
           "Config": {"Labels": {"io.vllmgen.deployment": "vg"}, "Image": "vllmgen/vg:1", "Tty": False}}
+
+
+ARCHIVE = b"".join(i.to_bytes(4, "big") for i in range(80_000)) + b"tail"  # 320 KiB and 4 bytes: an image's save
 
 
 def _frame(stream: int, text: bytes) -> bytes:
@@ -52,6 +57,20 @@ class _Engine(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _chunked(self, body: bytes, whole: bool) -> None:
+        """As dockerd sends `docker save`: HTTP chunks of 32 KiB; a torn one stops without the last chunk."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-tar")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for at in range(0, len(body), 32768):
+            piece = body[at:at + 32768]
+            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        if whole:
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         url = urlsplit(self.path)
@@ -80,6 +99,8 @@ class _Engine(BaseHTTPRequestHandler):
                                 "application/vnd.docker.raw-stream")
         if url.path == "/v1.41/images/vllmgen/vg:1/json":
             return self._answer(200, json.dumps({"Id": "sha256:feed", "Config": {"Labels": {"k": "v"}}, "Size": 7}).encode())
+        if url.path in ("/v1.41/images/sha256:feed/get", "/v1.41/images/sha256:torn/get"):
+            return self._chunked(ARCHIVE if url.path.endswith("feed/get") else ARCHIVE[:100_000], url.path.endswith("feed/get"))
         if url.path.startswith("/v1.41/images/"):
             return self._answer(404, b'{"message":"No such image: nope:1"}\n')
         if url.path == "/v1.41/containers/def456/logs" and query.get("follow") == ["1"]:
@@ -243,3 +264,20 @@ def test_a_container_is_created_started_followed_and_removed_without_the_sdk(tmp
     assert created["Image"] == "img" and created["Cmd"] == ["serve"] and created["Env"] == ["VLLM_API_KEY=k-secret"]
     assert created["AttachStdout"] is False and created["HostConfig"]["RestartPolicy"] == {"Name": "no",
                                                                                          "MaximumRetryCount": 0}
+
+
+def test_an_image_save_is_read_from_the_engine_api_into_parts(engine: DockerSdkExecutor, tmp_path: Path) -> None:
+    streams = ImageStreams(engine)
+    writer = archive.Writer(tmp_path / "bundle", 100_000, archive.Progress(lambda line: None))
+    source = archive.Source(archive.Item("image", "image", "sha256:feed", None), stream=lambda: streams.save("sha256:feed"))
+    writer.write(source)
+    parts = [(tmp_path / "bundle" / p.file).read_bytes() for p in source.item.parts]
+    assert b"".join(parts) == ARCHIVE and [len(p) for p in parts] == [100_000, 100_000, 100_000, 20_004]
+    assert [p.sha256 for p in source.item.parts] == [hashlib.sha256(p).hexdigest() for p in parts]
+    assert source.item.size == len(ARCHIVE)
+    assert "/v1.41/images/sha256:feed/get" in _Engine.seen
+    with pytest.raises(EngineError, match="^docker save sha256:torn broke off: .*IncompleteRead"):
+        archive.Writer(tmp_path / "torn", 100_000, archive.Progress(lambda line: None)).write(
+            archive.Source(archive.Item("image", "image", "sha256:torn", None), stream=lambda: streams.save("sha256:torn")))
+    with pytest.raises(EngineError, match="^No such image: nope:1$"):
+        streams.save("sha256:nope")

@@ -8,7 +8,8 @@ manifest with the SHA-256 of every part and the spec's hash.
 Everything streams in chunks of ``CHUNK`` bytes: no model or image is ever held in memory. A file's
 bytes take the shortest way: into a part by ``copy_file_range`` (in the kernel), out of parts into a
 pipe by ``splice``, and hashed from a mapping of the file, beside the copy in a thread of its own (on
-these machines a memory copy costs as much as SHA-256: each one saved counts). A write
+these machines a memory copy costs as much as SHA-256: each one saved counts); an image's stream is
+read into buffers of ``CHUNK`` bytes, each written and hashed from where it was read. A write
 that was interrupted resumes: parts already on disk whose size and checksum match the journal are
 kept; a seekable item (a folder) starts reading at the first missing part, an image stream is read
 again and its first bytes checked against the kept parts before anything new is written.
@@ -16,6 +17,7 @@ again and its first bytes checked against the kept parts before anything new is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import mmap
@@ -30,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from vllmgen.errors import RunnerError
 
@@ -40,6 +42,8 @@ JOURNAL = "journal.jsonl"
 PARTS = "parts"
 CHUNK = 1 << 20
 WINDOW = 8 << 20  # a file's bytes are copied and hashed this many at a time
+WRITE_SLICE = 32 << 10  # written this many at a time: 1 MiB write(2)s cost ~3x the system time here (2 GiB image)
+STREAM_BUFFERS = 8  # an image stream's buffers of CHUNK bytes: one filled and written while others are hashed
 BLOCK = 512
 
 
@@ -181,15 +185,24 @@ class Item:
                 "parts": [{"file": p.file, "size": p.size, "sha256": p.sha256} for p in self.parts]}
 
 
+class ByteStream(Protocol):
+    """A stream read into the caller's buffer (an image's `docker save` archive): ``readinto`` returns how
+    many bytes it put there, 0 at the end."""
+
+    def readinto(self, buffer: memoryview) -> int: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class Source:
     """An item with how to read it: ``open(offset)`` streams from that offset; ``seekable`` says if it
     really skips (a folder) or reads and hashes again (an image, checked against the kept parts)."""
 
     item: Item
-    open: Callable[[int], Iterable[bytes]]
-    seekable: bool
+    open: Callable[[int], Iterable[bytes]] | None = None
+    seekable: bool = False
     segments: list[Segment] | None = None  # a folder's stream: written by copy_segments, not through ``open``
+    stream: Callable[[], ByteStream] | None = None  # an image's: read from its start, into the writer's buffers
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -259,22 +272,26 @@ class Hasher:
 
     def __init__(self) -> None:
         self.digest = hashlib.sha256()
-        self.queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=8)
+        self.queue: queue.Queue[tuple[bytes | memoryview, Callable[[], None] | None] | None] = queue.Queue(maxsize=8)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while True:
-            data = self.queue.get()
-            if data is None:
+            entry = self.queue.get()
+            if entry is None:
                 self.queue.task_done()
                 return
-            self.digest.update(data)
-            data = None  # a view of a mapping is let go at once: the file can be unmapped
+            then = entry[1]
+            self.digest.update(entry[0])
+            entry = None  # a view of a mapping is let go at once: the file can be unmapped
+            if then is not None:
+                then()
             self.queue.task_done()
 
-    def update(self, data: bytes | memoryview) -> None:
-        self.queue.put(data)
+    def update(self, data: bytes | memoryview, then: Callable[[], None] | None = None) -> None:
+        """Hash ``data`` (in order), then call ``then`` (the buffer it lies in may be filled again)."""
+        self.queue.put((data, then))
 
     def drain(self) -> None:
         """Wait until everything handed over is hashed (before a mapping it came from is closed)."""
@@ -444,29 +461,25 @@ class Writer:
         written = 0
         if not complete and source.segments is not None:
             written = self._segment_parts(item, source.segments, offset, len(kept), advance)
+        elif not complete and source.stream is not None:
+            stream = source.stream()
+            try:
+                if kept and not _starts_as(stream, kept, advance):
+                    stream.close()
+                    kept, offset, item.parts = [], 0, []
+                    stream = source.stream()
+                written = self._stream_parts(item, stream, len(kept), advance)
+            finally:
+                stream.close()
         elif not complete:
-            stream = _Rechunk(iter(source.open(offset if source.seekable else 0)))
-            if kept and not source.seekable and not self._same_start(stream, kept, advance):
-                kept, offset, item.parts = [], 0, []
-                stream = _Rechunk(iter(source.open(0)))
-            written = self._parts(item, stream, len(kept), advance)
+            assert source.open is not None and source.seekable, "a stream that cannot skip is read by ``stream``"
+            written = self._parts(item, _Rechunk(iter(source.open(offset))), len(kept), advance)
         if item.size is None:
             item.size = offset + written
         for stale in sorted((self.folder / PARTS).glob(f"{item.key}.*")):
             if stale.name not in {Path(p.file).name for p in item.parts}:
                 stale.unlink()
         return Written(item, written, offset, time.monotonic() - started)
-
-    def _same_start(self, buffer: _Rechunk, kept: list[Part], advance: Callable[[int], None]) -> bool:
-        """Read the stream's first bytes again; True when they hash as the kept parts (nothing written)."""
-        for part in kept:
-            digest = hashlib.sha256()
-            for data in buffer.take(part.size):
-                digest.update(data)
-                advance(len(data))
-            if digest.hexdigest() != part.sha256:
-                return False
-        return True
 
     def _segment_parts(self, item: Item, segments: list[Segment], offset: int, index: int,
                        advance: Callable[[int], None]) -> int:
@@ -484,6 +497,48 @@ class Writer:
             item.parts.append(part)
             self._record(item, index, part)
             written, offset, index = written + size, offset + size, index + 1
+        return written
+
+    def _stream_parts(self, item: Item, stream: ByteStream, index: int, advance: Callable[[int], None]) -> int:
+        """A stream into parts through ``STREAM_BUFFERS`` buffers of ``CHUNK`` bytes (larger ones cost more
+        system time to write here): each is filled by ``readinto``, written from where it lies, and hashed
+        there in the hashing thread, which hands it back once hashed."""
+        free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(STREAM_BUFFERS):
+            free.put(memoryview(bytearray(CHUNK)))
+        written, ended = 0, False
+        while not ended:
+            name = f"{PARTS}/{item.key}.{index:04d}"
+            path = self.folder / name
+            digest, size = Hasher(), 0
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                while size < self.part_size:
+                    buffer = free.get()
+                    wanted = min(len(buffer), self.part_size - size)
+                    filled = _fill(stream, buffer[:wanted])
+                    ended = filled < wanted
+                    if filled:
+                        for at in range(0, filled, WRITE_SLICE):
+                            _write_all(fd, buffer[at:min(filled, at + WRITE_SLICE)])
+                        digest.update(buffer[:filled], then=functools.partial(free.put, buffer))
+                        size += filled
+                        advance(filled)
+                    else:
+                        free.put(buffer)
+                    if ended:
+                        break
+            finally:
+                os.close(fd)
+            sha256 = digest.hexdigest()
+            if size == 0 and index > 0:
+                path.unlink()
+                return written
+            part = Part(name, size, sha256)
+            item.parts.append(part)
+            self._record(item, index, part)
+            written += size
+            index += 1
         return written
 
     def _parts(self, item: Item, buffer: _Rechunk, index: int, advance: Callable[[int], None]) -> int:
@@ -516,6 +571,34 @@ class Writer:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(temporary, self.folder / MANIFEST)
         (self.folder / JOURNAL).unlink(missing_ok=True)
+
+
+def _fill(stream: ByteStream, buffer: memoryview) -> int:
+    """Read until ``buffer`` is full or the stream ends; how many bytes it holds."""
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(buffer[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _starts_as(stream: ByteStream, kept: list[Part], advance: Callable[[int], None]) -> bool:
+    """Read the stream's first bytes again; True when they hash as the kept parts (nothing written)."""
+    buffer = memoryview(bytearray(WINDOW))
+    for part in kept:
+        digest, left = hashlib.sha256(), part.size
+        while left:
+            count = _fill(stream, buffer[:min(len(buffer), left)])
+            if not count:
+                return False
+            digest.update(buffer[:count])
+            left -= count
+            advance(count)
+        if digest.hexdigest() != part.sha256:
+            return False
+    return True
 
 
 class _Rechunk:

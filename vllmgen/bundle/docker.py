@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from vllmgen.bundle.contents import ImageNeed
-from vllmgen.targets.docker.sdk import BUILD_TIMEOUT, DockerSdkExecutor, ImageStreams
+from vllmgen.targets.docker.sdk import BUILD_TIMEOUT, DockerSdkExecutor, ImageStreams, SaveStream
 
 
 class DockerEngine:
@@ -35,7 +35,7 @@ class DockerEngine:
     def pull(self, reference: str) -> None:
         self.streams.pull(reference)
 
-    def save(self, image_id: str) -> Iterable[bytes]:
+    def save(self, image_id: str) -> SaveStream:
         return self.streams.save(image_id)
 
     def load(self, chunks: Iterable[bytes]) -> str:

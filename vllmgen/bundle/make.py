@@ -31,7 +31,7 @@ class Engine(Protocol):
     def size(self, reference: str) -> int | None: ...
     def build(self, need: contents.ImageNeed, on_line: Callable[[str], None]) -> None: ...
     def pull(self, reference: str) -> None: ...
-    def save(self, image_id: str) -> Iterable[bytes]: ...
+    def save(self, image_id: str) -> archive.ByteStream: ...
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def _make(request: Request, engine: Engine | None, say: Callable[[str], None], w
     for image_id, meta in _group(needs, ids).items():
         item = Item(f"image-{image_id.removeprefix('sha256:')[:12]}", "image", image_id, None,
                     {"id": image_id, **meta})
-        sources.append(Source(item, lambda offset, i=image_id: engine.save(i), seekable=False))  # type: ignore[union-attr,misc]
+        sources.append(Source(item, stream=lambda i=image_id: engine.save(i)))  # type: ignore[union-attr,misc]
     if request.with_vllmgen:
         built = wheels.build(wheelhouse, say, dependencies=request.wheel_dependencies)
         say(f"wheels: {len(built)} wheel(s), {human(sum(w.stat().st_size for w in built))}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from vllmgen.doctor import fit, storage
 from vllmgen.doctor.checks import CheckResult, skip
@@ -36,6 +37,17 @@ def node_ports(plan: Plan, spec: Spec, node: NodePlan) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
+def reads_weights(extra_args: Sequence[str]) -> bool:
+    """False when vLLM is told to make up the weights (``--load-format dummy``): then none need be here."""
+    for index, arg in enumerate(extra_args):
+        flag, equals, value = arg.partition("=")
+        if flag == "--load-format":
+            value = value if equals else (extra_args[index + 1] if index + 1 < len(extra_args) else "")
+            if value == "dummy":
+                return False
+    return True
+
+
 def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_cuda: str | None,
                 images: tuple[ImageExpectation, ...] = ()) -> HostExpectation:
     """``images``: those of the node's containers (``doctor.workloads.node_images``), checked when Docker is."""
@@ -58,6 +70,7 @@ def expectation(plan: Plan, spec: Spec, node: NodePlan, *, docker: bool, image_c
         shm_bytes=shm,
         disk=((DOCKER_ROOT, IMAGE_DISK_BYTES, "the vLLM image"),) if docker else (),
         model_path=os.path.expanduser(model_path) if model_path else None,
+        weights=reads_weights(spec.serve.extra_args),
         multi_node=len(spec.nodes) > 1 and plan.backend != "replicas",
         docker=docker,
         docker_image=plan.image.tag,

@@ -30,6 +30,7 @@ class HostExpectation:
     shm_bytes: int | None = None
     disk: tuple[tuple[str, int, str], ...] = ()  # (path, bytes needed, what for)
     model_path: str | None = None  # host path holding config.json
+    weights: bool = True  # vLLM reads the model's weights (False: --load-format dummy, config.json is enough)
     multi_node: bool = False  # the node connects to others (Gloo, NCCL, a DP group)
     docker: bool = True
     docker_image: str | None = None  # for the --gpus all smoke run
@@ -101,10 +102,10 @@ def storage_checks(probe: Probe, expect: HostExpectation) -> list[CheckResult]:
         index = None
         if entries and storage.INDEX in entries:
             index = probe.read_json(f"{expect.model_path.rstrip('/')}/{storage.INDEX}")
-        found = storage.check_model_path(expect.model_path, entries, index)
+        found = storage.check_model_path(expect.model_path, entries, index, weights=expect.weights)
         results.append(with_carry(found, expect.node) if expect.offline else found)
     if expect.hf_snapshot is not None:
-        results.append(check_snapshot(expect.node, probe, expect.hf_snapshot, expect.offline))
+        results.append(check_snapshot(expect.node, probe, expect.hf_snapshot, expect.offline, weights=expect.weights))
     return results
 
 

@@ -78,7 +78,8 @@ def _snapshot_commit(probe: Any, repo: str, revision: str) -> str | None:
     return text.strip() if text and text.strip() else None
 
 
-def check_snapshot(node: str, probe: Any, expect: SnapshotExpectation, offline: bool) -> CheckResult:
+def check_snapshot(node: str, probe: Any, expect: SnapshotExpectation, offline: bool, *,
+                   weights: bool = True) -> CheckResult:
     """The snapshot of source@revision where vLLM (HF_HUB_OFFLINE=1) looks it up: refs/ names the commit
     for a branch or tag, snapshots/<commit> holds config.json and the weights its index names."""
     name = "model.hf_snapshot"
@@ -92,7 +93,7 @@ def check_snapshot(node: str, probe: Any, expect: SnapshotExpectation, offline: 
         entries = probe.list_dir(folder)
         if entries is not None:
             index = probe.read_json(f"{folder}/{storage.INDEX}") if storage.INDEX in entries else None
-            found = storage.check_model_path(folder, entries, index)
+            found = storage.check_model_path(folder, entries, index, weights=weights)
             if found.status == "ok" or offline:
                 found = with_carry(found, node) if offline else found
                 return replace(found, name=name, detail=f"{expect.source}@{revision}: {found.detail}")

@@ -78,9 +78,10 @@ def check_free_disk(path: str, free_bytes: int | None, required_bytes: int, what
 
 
 def check_model_path(
-    path: str, entries: Sequence[str] | None, index: Mapping[str, object] | None = None
+    path: str, entries: Sequence[str] | None, index: Mapping[str, object] | None = None, *, weights: bool = True
 ) -> CheckResult:
-    """The directory exists and holds config.json plus weights; a safetensors index names no missing shard."""
+    """The directory exists and holds config.json plus weights; a safetensors index names no missing shard.
+    ``weights=False``: vLLM reads no weights (``--load-format dummy``), so config.json is enough."""
     name = "storage.model_path"
     if entries is None:
         return fail(name, f"{path} does not exist on this node", "download the model there or fix the host path")
@@ -104,4 +105,6 @@ def check_model_path(
         return ok(name, f"{path}: config.json, {', '.join(shards)}")
     if any(f.endswith(".bin") for f in files):
         return warn(name, f"{path}: config.json and .bin weights only", "prefer safetensors weights (faster, safer)")
+    if not weights:
+        return ok(name, f"{path}: config.json (no weights, none read: --load-format dummy)")
     return fail(name, f"{path}: config.json but no weights", "download the weights (*.safetensors)")
