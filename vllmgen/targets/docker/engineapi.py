@@ -145,9 +145,14 @@ class EngineApi:
     def stream(self, path: str) -> Body:
         """GET /v<version><path> on a connection of its own, its body read as it arrives (never held whole):
         an image's archive, read straight into the caller's buffers."""
+        return Body(*self._open(f"/v{self.version}{path}"))
+
+    def _open(self, url: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """GET ``url`` on a connection of its own, for an answer read as it arrives (an archive, a followed
+        log): the kept connections stay free for the calls made meanwhile."""
         connection = _Connection(self._dial, self._timeout)
         try:
-            connection.request("GET", f"/v{self.version}{path}", headers={"Host": "docker"})
+            connection.request("GET", url, headers={"Host": "docker"})
             response = connection.getresponse()
         except TimeoutError:
             connection.close()
@@ -161,7 +166,7 @@ class EngineApi:
             finally:
                 connection.close()
             raise ApiError(response.status, _message(response.status, body))
-        return Body(connection, response)
+        return connection, response
 
     def container(self, name: str) -> dict[str, Any] | None:
         return self.get(f"/containers/{quote(name, safe='')}/json", missing=None)
@@ -184,25 +189,14 @@ class EngineApi:
             return body
         return demux(body)
 
-
     def follow_logs(self, attrs: Mapping[str, Any], since: float | None) -> LogStream:
         """The container's output from its start (or ``since``, seconds since the epoch), time-stamped, as
         it is written, on a connection of its own; the stream ends when the container stops."""
         params: dict[str, Any] = {"stdout": "1", "stderr": "1", "timestamps": "1", "follow": "1", "tail": "all"}
         if since:
             params["since"] = since
-        connection = _Connection(self._dial, self._timeout)
-        path = f"/v{self.version}/containers/{quote(attrs['Id'], safe='')}/logs?{urlencode(params)}"
-        try:
-            connection.request("GET", path, headers={"Host": "docker"})
-            response = connection.getresponse()
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            raise
-        if response.status >= 400:
-            message = _message(response.status, response.read())
-            connection.close()
-            raise ApiError(response.status, message)
+        connection, response = self._open(
+            f"/v{self.version}/containers/{quote(attrs['Id'], safe='')}/logs?{urlencode(params)}")
         return LogStream(connection, response, bool((attrs.get("Config") or {}).get("Tty")))
 
 
