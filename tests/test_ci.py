@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -71,5 +72,7 @@ def test_a_system_python_is_refused_before_anything_runs(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to another user")
 def test_the_slow_tiers_need_root():
+    if any(not folder.stat().st_mode & 0o001 for folder in Path(__file__).resolve().parents):
+        pytest.skip("another user cannot reach this checkout (a folder above it is closed to others, as /root)")
     result = _lib("ci_prerequisites all", user=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
     assert result.returncode == 1 and "missing: root" in result.stdout and "bash .ci/run --fast" in result.stdout
