@@ -138,27 +138,6 @@ def segments_size(segments: list[Segment]) -> int:
     return sum(s.length for s in segments)
 
 
-def read_segments(segments: list[Segment], offset: int = 0) -> Iterator[bytes]:
-    """The stream from ``offset`` on; whole segments before it are skipped without reading them."""
-    for segment in segments:
-        if offset >= segment.length:
-            offset -= segment.length
-            continue
-        if segment.path is None:
-            yield segment.data[offset:]
-        else:
-            remaining = segment.length - offset
-            with open(segment.path, "rb") as handle:
-                handle.seek(offset)
-                while remaining > 0:
-                    data = handle.read(min(CHUNK, remaining))
-                    if not data:
-                        raise BundleError(f"{segment.path} shrank while it was being bundled")
-                    remaining -= len(data)
-                    yield data
-        offset = 0
-
-
 # --- items and the manifest -------------------------------------------------------------------------
 
 
@@ -195,14 +174,13 @@ class ByteStream(Protocol):
 
 @dataclass
 class Source:
-    """An item with how to read it: ``open(offset)`` streams from that offset; ``seekable`` says if it
-    really skips (a folder) or reads and hashes again (an image, checked against the kept parts)."""
+    """An item with how to read it, one of two: a folder's ``segments`` (written by ``copy_segments`` from
+    any offset: a resumed write skips the kept parts) or an image's ``stream`` (read from its start into the
+    writer's buffers: a resumed write reads the kept parts' bytes again and checks them)."""
 
     item: Item
-    open: Callable[[int], Iterable[bytes]] | None = None
-    seekable: bool = False
-    segments: list[Segment] | None = None  # a folder's stream: written by copy_segments, not through ``open``
-    stream: Callable[[], ByteStream] | None = None  # an image's: read from its start, into the writer's buffers
+    segments: list[Segment] | None = None
+    stream: Callable[[], ByteStream] | None = None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -472,8 +450,7 @@ class Writer:
             finally:
                 stream.close()
         elif not complete:
-            assert source.open is not None and source.seekable, "a stream that cannot skip is read by ``stream``"
-            written = self._parts(item, _Rechunk(iter(source.open(offset))), len(kept), advance)
+            raise ValueError(f"{item.key}: a Source has segments or a stream")
         if item.size is None:
             item.size = offset + written
         for stale in sorted((self.folder / PARTS).glob(f"{item.key}.*")):
@@ -541,29 +518,6 @@ class Writer:
             index += 1
         return written
 
-    def _parts(self, item: Item, buffer: _Rechunk, index: int, advance: Callable[[int], None]) -> int:
-        written = 0
-        while True:
-            name = f"{PARTS}/{item.key}.{index:04d}"
-            path = self.folder / name
-            digest, size = Hasher(), 0
-            with open(path, "wb") as handle:
-                for data in buffer.take(self.part_size):
-                    handle.write(data)
-                    digest.update(data)
-                    size += len(data)
-                    advance(len(data))
-            if size == 0 and index > 0:
-                path.unlink()
-                return written
-            part = Part(name, size, digest.hexdigest())
-            item.parts.append(part)
-            self._record(item, index, part)
-            written += size
-            index += 1
-            if size < self.part_size:
-                return written
-
     def finish(self, manifest: dict[str, Any], items: list[Item]) -> None:
         """The manifest, in one rename: from now on the bundle is whole. The journal is no longer needed."""
         data = {"format": FORMAT, **manifest, "part_size": self.part_size, "items": [i.as_dict() for i in items]}
@@ -599,26 +553,6 @@ def _starts_as(stream: ByteStream, kept: list[Part], advance: Callable[[int], No
         if digest.hexdigest() != part.sha256:
             return False
     return True
-
-
-class _Rechunk:
-    """Takes exactly ``n`` bytes at a time from a stream of chunks of any size."""
-
-    def __init__(self, stream: Iterator[bytes]):
-        self.stream, self.rest = stream, b""
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.stream
-
-    def take(self, n: int) -> Iterator[bytes]:
-        while n > 0:
-            if not self.rest:
-                self.rest = next(self.stream, b"")
-                if not self.rest:
-                    return
-            data, self.rest = self.rest[:n], self.rest[n:]
-            n -= len(data)
-            yield data
 
 
 # --- reading ----------------------------------------------------------------------------------------

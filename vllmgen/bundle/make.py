@@ -83,7 +83,7 @@ def _deployment_source(files: dict[str, tuple[bytes, int]]) -> Source:
     for segment in segments:
         digest.update(segment.data)
     item = Item(DEPLOYMENT, "deployment", digest.hexdigest(), archive.segments_size(segments))
-    return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True)
+    return Source(item, segments=segments)
 
 
 def model_source(folder: Path, container_path: str, snapshot: hfcache.Snapshot | None = None) -> Source:
@@ -99,7 +99,7 @@ def model_source(folder: Path, container_path: str, snapshot: hfcache.Snapshot |
         meta["hf"] = {"source": snapshot.source, "revision": snapshot.revision, "commit": snapshot.commit,
                       "ref": snapshot.ref}
     item = Item(MODEL, "model", archive.tree_key(files), archive.segments_size(segments), meta)
-    return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True, segments=segments)
+    return Source(item, segments=segments)
 
 
 def _group(needs: list[contents.ImageNeed], ids: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -141,7 +141,7 @@ def wheels_source(folder: Path) -> Source:
     segments = archive.tar_segments(files)
     item = Item(wheels.WHEELS, "wheels", archive.tree_key(files), archive.segments_size(segments),
                 {"files": [f.name for f in files if not f.folder]})
-    return Source(item, lambda offset: archive.read_segments(segments, offset), seekable=True, segments=segments)
+    return Source(item, segments=segments)
 
 
 def _make(request: Request, engine: Engine | None, say: Callable[[str], None], wheelhouse: Path) -> Summary:
