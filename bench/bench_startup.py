@@ -1,6 +1,6 @@
 """Start-up costs of `vllmgen apply` on the CPU vLLM, one namespace host with its own dockerd, side by side.
 
-  apply      `vllmgen apply --all` of the single-node CPU spec (eager, as tests/runner/test_vllm_e2e.py),
+  apply      `vllmgen apply --all` of the single-node CPU spec (eager, as the slow tier's specs),
              from nothing to a verified chat completion: the whole command, process start to exit
   by hand    the same container (dockerargs.run_words: the words apply runs) started with `docker run`,
              `/health` polled every second until 200, then one chat completion: what a person scripts

@@ -19,13 +19,38 @@ def root() -> Path:
     return ROOT
 
 
+# The slow tier's files by their measured cost (seconds, `--durations` of the slow tier on 2026-12-04),
+# heaviest first. The slow tier runs on two workers, a file to a worker (`--dist loadfile`), and starting
+# the heaviest first lets both end together (the longest file alone is a fifth of the tier).
+SLOW_FILE_SECONDS = {
+    "tests/runner/test_dp_e2e.py": 326, "tests/runner/test_gateway_e2e.py": 124,
+    "tests/runner/test_router_e2e.py": 94, "tests/runner/test_ssh_hosts.py": 88,
+    "tests/runner/test_bundle_real.py": 87, "tests/runner/test_gateway_process_e2e.py": 64, "tests/test_write.py": 85,
+    "tests/runner/test_ray_netns.py": 79, "tests/runner/test_vllm_ssh.py": 65,
+    "tests/runner/test_process_cpu.py": 44, "tests/runner/test_engine.py": 61,
+    "tests/runner/test_monitoring_real.py": 60, "tests/runner/test_pd_process_e2e.py": 42,
+    "tests/test_install.py": 41, "tests/runner/test_idempotence_real.py": 36,
+    "tests/runner/test_daemon_json_real.py": 36, "tests/test_lint_properties.py": 35,
+}
+# how the slow tier may be spread over pytest-xdist workers: a module's tests share one deployment (module
+# fixtures), so a module must stay on one worker
+WHOLE_FILES = {"loadfile", "loadscope"}
+
+
+def pytest_configure_node(node) -> None:  # noqa: ANN001 - pytest-xdist's hook, on the controller
+    """A worker's own options say `--dist no`: pass it the controller's, for the check below."""
+    node.workerinput["dist"] = node.config.getoption("dist")
+
+
 @pytest.hookimpl(trylast=True)  # after -m has deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fast tier may run on several workers (pytest-xdist, `-n auto`); the slow tier may not: its tests
-    share namespaces, dockerds and /dev/shm, and two vLLMs at once starve each other."""
-    if not hasattr(config, "workerinput"):  # not an xdist worker
+    """Heaviest slow files first (a stable sort: each file's tests stay together, in file order). Under
+    pytest-xdist the slow tier runs only a file to a worker: each worker's hosts are its own (namespace
+    names carry its pid), and a module's tests share one deployment."""
+    items.sort(key=lambda item: -SLOW_FILE_SECONDS.get(item.nodeid.split("::", 1)[0], 0))
+    if not hasattr(config, "workerinput") or config.workerinput.get("dist") in WHOLE_FILES:
         return
-    refused = pytest.mark.skip(reason="not run: slow tests run one at a time, without -n (pytest-xdist)")
+    refused = pytest.mark.skip(reason="not run: under pytest-xdist the slow tier needs --dist loadfile")
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(refused)  # before any fixture of theirs starts a host

@@ -118,3 +118,22 @@ def shm_psm_files() -> set[str]:
         return {name for name in os.listdir("/dev/shm") if name.startswith(("psm_", "sem.mp-"))}
     except OSError:
         return set()
+
+
+def shm_files_in_use() -> set[str]:
+    """The /dev/shm names some living process still has open or mapped: another test session's vLLM (the slow
+    tier runs on two workers) or anyone else's. Only a file no process holds is left behind."""
+    held: set[str] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            held.update(line.split("/dev/shm/", 1)[1].split()[0]
+                        for line in (entry / "maps").read_text().splitlines() if "/dev/shm/" in line)
+            for fd in (entry / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("/dev/shm/"):
+                    held.add(target.removeprefix("/dev/shm/").split()[0])
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return held

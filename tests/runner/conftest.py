@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 from infra import sshd
-from infra.dockerd import missing_tools, shm_psm_files
+from infra.dockerd import missing_tools, shm_files_in_use, shm_psm_files
 from infra.images import write_fake_vllm
 
 from .support import Cluster, SshCluster, make_cluster, make_ssh_cluster
@@ -43,10 +43,11 @@ def infra_ready() -> None:
 
 @pytest.fixture(scope="session", autouse=False)
 def psm_cleanup() -> Iterator[None]:
-    """torch in `--ipc host` containers leaves /dev/shm/psm_* behind; remove those that appeared."""
+    """torch in `--ipc host` containers leaves /dev/shm/psm_* behind; remove those that appeared and that no
+    process holds (the other worker's vLLM may be running)."""
     before = shm_psm_files()
     yield
-    for name in shm_psm_files() - before:
+    for name in shm_psm_files() - before - shm_files_in_use():
         try:
             os.unlink(f"/dev/shm/{name}")
         except OSError:
@@ -60,6 +61,13 @@ def python_prefix(infra_ready: None) -> str:
     except RuntimeError as exc:
         _unavailable(str(exc))
         raise
+
+
+@pytest.fixture(scope="session")
+def vllm(infra_ready: None) -> tuple[str, str]:
+    """The cached CPU vLLM venv and the tiny model it serves (built on first use, minutes; then cached)."""
+    venv = cache.vllm_venv()
+    return str(venv), str(cache.tiny_model(venv / "bin" / "python"))
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,34 @@ def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return environment
 
 
+def group_left(pgid: int) -> list[str]:
+    """`ps` lines of the living (not zombie) processes in process group ``pgid``: what `down` must have ended."""
+    out = subprocess.run(["ps", "-eo", "pid,pgid,stat,cmd"], capture_output=True, text=True).stdout.splitlines()[1:]
+    return [line for line in out if line.split()[1] == str(pgid) and not line.split()[2].startswith("Z")]
+
+
+def session_members(sid: int) -> list[int]:
+    """The living processes of session ``sid``: a process-runtime server and everything it started."""
+    out = subprocess.run(["ps", "-eo", "pid,sid,stat"], capture_output=True, text=True).stdout.splitlines()[1:]
+    return [int(line.split()[0]) for line in out if line.split()[1] == str(sid) and not line.split()[2].startswith("Z")]
+
+
+def with_home(home: Path) -> list[int]:
+    """Processes working in ``home`` or with HOME=home in their environment: what a test's vllmgen started (the
+    folder is the test's own), found without trusting a pid file a failure may have left unwritten."""
+    wanted = f"HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                inside = os.readlink(entry / "cwd").startswith(f"{home}/")
+                if inside or wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def wait_for(probe: Callable[[], T], done: Callable[[T], bool], *, timeout: float, every: float = 0.5) -> T:
     """Ask ``probe`` until ``done`` says its answer is the awaited one, or ``timeout`` seconds passed;
     return the last answer either way (the test's assert then shows what was seen). For state that

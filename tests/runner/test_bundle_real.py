@@ -113,7 +113,7 @@ def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python
         "runtime": {"network": "host",
                     "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
                                 {"host": str(venv), "container": str(venv), "read_only": True}],
-                    # TORCH_COMPILE_DISABLE: no g++ in the test image (as test_vllm_e2e)
+                    # TORCH_COMPILE_DISABLE: no g++ in the test image (as support.cpu_vllm_spec)
                     "env": {"PATH": f"{venv}/bin:{PATH}", "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1"}},
         "cluster": {"backend": "replicas"},
         "nodes": nodes,

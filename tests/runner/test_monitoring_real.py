@@ -64,7 +64,7 @@ class Watched:
 @pytest.fixture(scope="module")
 def watched(one_host_made: Cluster, tmp_path_factory: pytest.TempPathFactory, python_prefix: str) -> Iterator[Watched]:
     """One keyless CPU vLLM with monitoring on the namespace host, applied once for this module's tests (each
-    real CPU vLLM takes 35-90 s to start; the one-host end-to-end test of test_vllm_e2e.py had its own);
+    real CPU vLLM takes 35-90 s to start);
     downed and the host put back as it was made after them."""
     cluster = one_host_made
     cluster.clear()

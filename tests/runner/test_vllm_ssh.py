@@ -1,6 +1,7 @@
 """A real vLLM (CPU build, tiny model) served across two ssh hosts with the mp backend, from a control host.
 
-The remote version of test_vllm_e2e's two-host test: `vllmgen apply --all` on the control host
+The slow tier's tensor-parallel test across two hosts (it had a twin over plain TCP endpoints; those are
+proven by every other two-host test): `vllmgen apply --all` on the control host
 reaches each node's dockerd over its sshd (`docker_host: ssh://root@ADDR`); node 1 runs
 `vllm serve --headless`; verify's chat completion goes straight from the control host to the head.
 """
@@ -12,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from .support import VLLM_READY_S, SshCluster, apply_args, cpu_vllm_tp_spec, ok_stderr, seed_kept_caches, write_spec
-from .test_vllm_e2e import vllm  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 
 
 def test_real_vllm_mp_across_two_ssh_hosts(ssh_hosts: SshCluster, tmp_path: Path, python_prefix: str,
-                                           vllm: tuple[str, str]) -> None:  # noqa: F811
+                                           vllm: tuple[str, str]) -> None:
     head, worker = ssh_hosts.servers
     nodes = [
         {"name": "node-0", "role": "head", "address": head.address, "gpus": 1, "docker_host": head.endpoint},
