@@ -25,10 +25,10 @@ def root() -> Path:
 SLOW_FILE_SECONDS = {
     "tests/runner/test_dp_e2e.py": 326, "tests/runner/test_gateway_e2e.py": 124,
     "tests/runner/test_router_e2e.py": 94, "tests/runner/test_ssh_hosts.py": 88,
-    "tests/runner/test_bundle_real.py": 87, "tests/runner/test_gateway_process_e2e.py": 64, "tests/test_write.py": 85,
-    "tests/runner/test_ray_netns.py": 79, "tests/runner/test_vllm_ssh.py": 65,
-    "tests/runner/test_process_cpu.py": 44, "tests/runner/test_engine.py": 61,
-    "tests/runner/test_monitoring_real.py": 60, "tests/runner/test_pd_process_e2e.py": 42,
+    "tests/runner/test_bundle_real.py": 87, "tests/test_write.py": 85, "tests/runner/test_ray_netns.py": 79,
+    "tests/runner/test_vllm_ssh.py": 65, "tests/runner/test_gateway_process_e2e.py": 64,
+    "tests/runner/test_engine.py": 61, "tests/runner/test_monitoring_real.py": 60,
+    "tests/runner/test_process_cpu.py": 44, "tests/runner/test_pd_process_e2e.py": 42,
     "tests/test_install.py": 41, "tests/runner/test_idempotence_real.py": 36,
     "tests/runner/test_daemon_json_real.py": 36, "tests/test_lint_properties.py": 35,
 }
