@@ -4,15 +4,15 @@ gateway/entrypoint.sh, both as processes; an attacker on host 1 tries every path
 public address and the server's own port: nothing but 401/404 or a refused connection. Along the way, what the
 process runtime promises of itself: verify's answers, the startup report (from the process start, in apply and
 status), vLLM's engine core titled and marked as this node's. `down` stops both, and nothing of them is left.
-vLLM and nginx run under a private /dev/shm (unshare + tmpfs), as in test_process_cpu.py.
+vLLM and nginx run under a private /dev/shm (unshare + tmpfs): the psm_* files vLLM makes stay there.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import subprocess
 import sys
