@@ -58,6 +58,19 @@ def test_internal_lb_ranks_per_node(tmp_path):
     assert [n.container.healthcheck is not None for n in plan.nodes] == [True, False, False]
 
 
+@pytest.mark.parametrize(("lb", "serving"), [("internal", ["n0"]), ("hybrid", ["n0", "n1"])])
+def test_api_server_count_goes_only_to_nodes_that_serve(tmp_path, lb, serving):
+    """vLLM's `serve` refuses --api-server-count beside --headless: across nodes the count is a serving node's
+    own flag, not a line of the serve-config.yaml every node reads."""
+    serve = {"data_parallel_size": 16, "data_parallel": {"lb": lb, "api_server_count": 2}}
+    plan = _compile(tmp_path, _spec(2, 8, serve, **({"router": {}} if lb == "hybrid" else {}))).plan
+    assert "api-server-count" not in plan.serve_config
+    counted = [name for name, tail in _tails(plan).items() if tail[-2:] == ["--api-server-count", "2"]]
+    assert counted == serving
+    alone = {"data_parallel_size": 8, "data_parallel": {"api_server_count": 2}}  # one node: every flag shared
+    assert _compile(tmp_path, _spec(1, 8, alone)).plan.serve_config["api-server-count"] == 2
+
+
 def test_hybrid_lb_every_node_serves_and_the_router_fronts_them(tmp_path):
     spec = _spec(2, 8, {"data_parallel_size": 16, "data_parallel": {"lb": "hybrid", "address": "192.0.2.1"}},
                  router={"port": 8080})

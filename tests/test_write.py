@@ -92,12 +92,12 @@ def _render_traced(trees, target: Path, start: int, kill_at: int | None, after_s
     return count, switch_at
 
 
-def _kill_renders(trees, tmp_path: Path, rounds: int, *, atomic: bool) -> tuple[int, int]:
+def _kill_renders(trees, tmp_path: Path, rounds: int | None, *, atomic: bool) -> tuple[int, int]:
     """Fork a child that renders the two trees in turn and SIGKILLs itself just before a chosen line of the
     writer; after each kill build/<name> must be there (atomic switch) and be the complete old or new tree,
     and the leftovers must not accumulate. The kill points are counted, not timed (a loaded machine moves
     timed kills, and what they hit): spread evenly over two renders, plus each of the first lines of the
-    switch (the exchange; the fallback's two renames).
+    switch (the exchange; the fallback's two renames). ``rounds=None``: a kill before every line, each once.
     Returns how many of the two trees were seen after a kill, and how many kills landed inside a render
     (leaving a staging folder)."""
     out = tmp_path / "out"
@@ -110,6 +110,7 @@ def _kill_renders(trees, tmp_path: Path, rounds: int, *, atomic: bool) -> tuple[
     expected = [trees[0][1], trees[1][1]]
     lines, switch_at = _render_traced(trees, target, 1, None)  # tree 1 then tree 0: back where it was
     assert lines > 100 and 0 < switch_at < lines // 2
+    rounds = rounds or lines
     points = [(1 + i * lines // rounds, False) for i in range(rounds)] + [(offset, True) for offset in range(1, 11)]
     seen = set()
     mid_render = 0
@@ -158,9 +159,11 @@ def test_killed_renders_with_the_two_rename_fallback_recover(trees, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_many_killed_renders(trees, tmp_path):
-    seen, mid_render = _kill_renders(trees, tmp_path, rounds=1500, atomic=True)
-    assert seen == 2 and mid_render >= 300
+def test_a_kill_before_every_writer_line(trees, tmp_path):
+    """Exhaustive: two renders run ~900 writer lines, and a kill lands before each of them once (it was 1,500
+    kills spread over them, most lines hit twice); most of them inside a render."""
+    seen, mid_render = _kill_renders(trees, tmp_path, rounds=None, atomic=True)
+    assert seen == 2 and mid_render >= 450
 
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:

@@ -92,9 +92,10 @@ def test_internal_lb_head_and_headless_follower(parsed):
         assert values["data_parallel_size"] == 8 and values["tensor_parallel_size"] == 2
         assert values["data_parallel_size_local"] == 4
         assert values["data_parallel_address"] == "203.0.113.10" and values["data_parallel_rpc_port"] == 13345
-        assert values["api_server_count"] == 4
         assert not values.get("data_parallel_hybrid_lb") and not values.get("data_parallel_external_lb")
     assert "headless" not in head and head.get("data_parallel_start_rank") in (None, 0)
+    # the API servers run on the head alone: vLLM's `serve` refuses --api-server-count beside --headless
+    assert head["api_server_count"] == 4 and follower.get("api_server_count") is None
     assert follower["headless"] is True and follower["data_parallel_start_rank"] == 4
 
 

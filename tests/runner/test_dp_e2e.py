@@ -28,7 +28,10 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
     ]
     # private /dev/shm per container (ipc_host false), as separate machines have
     spec = cpu_vllm_tp_spec("vg-dp", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
-    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=2, data_parallel={"rpc_port": 13345})
+    # one API server process (vLLM's default for internal LB is one per DP rank, each importing vLLM and torch
+    # again): the head's own flag, which the headless node must not get (vLLM refuses it there)
+    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=2,
+                         data_parallel={"rpc_port": 13345, "api_server_count": 1})
     spec = write_spec(tmp_path, spec)
     try:
         log = ok_stderr(two_hosts.vllmgen(*apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S))))
@@ -36,6 +39,8 @@ def test_real_vllm_dp2_across_two_hosts(two_hosts: Cluster, tmp_path: Path, pyth
         client = two_hosts.daemons[1].client()
         worker_cmd = client.containers.get("vg-dp-dp-1").attrs["Config"]["Cmd"]
         assert worker_cmd[-5:] == ["--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless"]
+        head_cmd = two_hosts.daemons[0].client().containers.get("vg-dp-dp-0").attrs["Config"]["Cmd"]
+        assert head_cmd[head_cmd.index("--api-server-count") + 1] == "1" and "--api-server-count" not in worker_cmd
         head_logs = two_hosts.daemons[0].client().containers.get("vg-dp-dp-0").logs().decode(errors="replace")
         worker_logs = client.containers.get("vg-dp-dp-1").logs().decode(errors="replace")
         # rank 0's engine beside the API server, rank 1's on the other host, joined through the DP coordinator
@@ -64,7 +69,9 @@ def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path:
          "docker_host": two_hosts.daemons[1].endpoint},
     ]
     spec = cpu_vllm_tp_spec("vg-hy", vllm, python_prefix, tmp_path, nodes, ipc_host=False, backend="mp", nic="vg0")
-    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=4, data_parallel={"lb": "hybrid"})
+    # one API server process per node (vLLM's default for hybrid LB is one per local rank)
+    spec["serve"].update(tensor_parallel_size=1, data_parallel_size=4,
+                         data_parallel={"lb": "hybrid", "api_server_count": 1})
     spec["router"] = {"port": 18080, "health_check_interval_s": 2,
                       "volumes": [{"host": python_prefix, "container": python_prefix},
                                   {"host": router_venv, "container": router_venv}],
@@ -77,8 +84,8 @@ def test_real_vllm_dp4_hybrid_lb_behind_the_router(two_hosts: Cluster, tmp_path:
         assert "hy-1: servers: ok" in log and "hy-0: router: created" in log
         cmd = clients[1].containers.get("vg-hy-hy-1").attrs["Config"]["Cmd"]
         # the rank flags, then where this server listens (its own address: the router is on the other host)
-        assert cmd[-6:] == ["--data-parallel-size-local", "2", "--data-parallel-start-rank", "2", "--host",
-                            two_hosts.hosts.addresses[1]]
+        assert cmd[-8:] == ["--data-parallel-size-local", "2", "--data-parallel-start-rank", "2",
+                            "--api-server-count", "1", "--host", two_hosts.hosts.addresses[1]]
         before = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]
         assert _chats(two_hosts, f"http://{head}:18080", 4) == [200] * 4
         after = [_served(c, f"vg-hy-hy-{i}") for i, c in enumerate(clients)]

@@ -70,8 +70,8 @@ def shared_options(spec: Spec) -> dict[str, Any]:
         options["data-parallel-rpc-port"] = dp.rpc_port
         if dp.lb == "hybrid":
             options["data-parallel-hybrid-lb"] = True
-    if dp.api_server_count is not None:
-        options["api-server-count"] = dp.api_server_count
+    if dp.api_server_count is not None and not across_nodes(spec):
+        options["api-server-count"] = dp.api_server_count  # across nodes: node_args, serving nodes only
     ep = spec.serve.expert_parallel
     if ep.enabled:
         options["enable-expert-parallel"] = True
@@ -97,6 +97,9 @@ def node_args(spec: Spec, ordered: list[Node], index: int) -> tuple[str, ...]:
         args += ["--data-parallel-start-rank", str(mine.start)]
         if lb == "internal":
             args.append("--headless")
+    count = spec.serve.data_parallel.api_server_count
+    if count is not None and serves_http(spec, index):  # vLLM refuses --api-server-count with --headless
+        args += ["--api-server-count", str(count)]
     return tuple(args)
 
 
