@@ -23,14 +23,13 @@ def root() -> Path:
 # heaviest first. The slow tier runs on two workers, a file to a worker (`--dist loadfile`), and starting
 # the heaviest first lets both end together (the longest file alone is a fifth of the tier).
 SLOW_FILE_SECONDS = {
-    "tests/runner/test_dp_e2e.py": 326, "tests/runner/test_gateway_e2e.py": 124,
-    "tests/runner/test_router_e2e.py": 94, "tests/runner/test_ssh_hosts.py": 88,
-    "tests/runner/test_bundle_real.py": 87, "tests/test_write.py": 85, "tests/runner/test_ray_netns.py": 79,
-    "tests/runner/test_vllm_ssh.py": 65, "tests/runner/test_gateway_process_e2e.py": 64,
-    "tests/runner/test_engine.py": 61, "tests/runner/test_monitoring_real.py": 60,
-    "tests/runner/test_process_cpu.py": 44, "tests/runner/test_pd_process_e2e.py": 42,
-    "tests/test_install.py": 41, "tests/runner/test_idempotence_real.py": 36,
-    "tests/runner/test_daemon_json_real.py": 36, "tests/test_lint_properties.py": 35,
+    "tests/runner/test_dp_e2e.py": 190, "tests/runner/test_gateway_e2e.py": 104,
+    "tests/runner/test_router_e2e.py": 93, "tests/runner/test_ssh_hosts.py": 86, "tests/runner/test_ray_netns.py": 78,
+    "tests/runner/test_bundle_real.py": 72, "tests/runner/test_gateway_process_e2e.py": 64,
+    "tests/runner/test_vllm_ssh.py": 62, "tests/runner/test_engine.py": 58, "tests/test_write.py": 55,
+    "tests/runner/test_monitoring_real.py": 53, "tests/runner/test_process_cpu.py": 44,
+    "tests/test_lint_properties.py": 42, "tests/runner/test_pd_process_e2e.py": 41, "tests/test_install.py": 40,
+    "tests/runner/test_daemon_json_real.py": 39, "tests/runner/test_idempotence_real.py": 35,
 }
 # how the slow tier may be spread over pytest-xdist workers: a module's tests share one deployment (module
 # fixtures), so a module must stay on one worker

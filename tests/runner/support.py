@@ -237,6 +237,15 @@ def seed_kept_caches(name: str, homes: Iterable[Path], vllm: tuple[str, str]) ->
                               Path(model))
 
 
+# What every test's CPU vLLM runs with. TORCH_COMPILE_DISABLE: with tensor parallelism a sampling op still goes
+# through torch.compile, which needs g++ (absent from the test image) even with --enforce-eager.
+# VLLM_CPU_OMP_THREADS_BIND=nobind: the CPU build pins its worker (the process and all its threads) to the first
+# core, keeping the other for "the rest"; with tests side by side on a 2-core machine every worker of every
+# deployment sat on core 0 (seen with taskset), and the scheduler spreads them better.
+CPU_VLLM_ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1",
+                "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+
+
 def cpu_vllm_spec(name: str, venv: str, model: str, python_prefix: str, folder: Path, nodes: list[dict], *,
                   port: int, **sections: dict) -> dict:
     """A spec that serves the tiny model with the real CPU vLLM (tests/infra/cache.py) inside the test
@@ -251,10 +260,7 @@ def cpu_vllm_spec(name: str, venv: str, model: str, python_prefix: str, folder: 
         "runtime": {
             "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
                         {"host": venv, "container": venv, "read_only": True}],
-            # TORCH_COMPILE_DISABLE: with tensor parallelism a sampling op still goes through torch.compile,
-            # which needs g++ (absent from the test image) even with --enforce-eager
-            "env": {"PATH": f"{venv}/bin:{PATH}", "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-                    "TORCH_COMPILE_DISABLE": "1"},
+            "env": {"PATH": f"{venv}/bin:{PATH}", **CPU_VLLM_ENV},
         },
         "nodes": nodes,
         "serve": {"max_model_len": 256, "enforce_eager": True, "port": port, "extra_args": ["--load-format", "dummy"]},

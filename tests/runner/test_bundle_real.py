@@ -31,7 +31,7 @@ from infra.images import TESTBASE
 from vllmgen.bundle import archive, make
 from vllmgen.bundle.docker import DockerEngine
 
-from .support import (COMMAND_S, PATH, ROOT, VLLM_READY_S, Cluster, SshCluster, command_env, ok_output, seed_kept_caches,
+from .support import (COMMAND_S, CPU_VLLM_ENV, PATH, ROOT, VLLM_READY_S, Cluster, SshCluster, command_env, ok_output, seed_kept_caches,
                       write_spec)
 
 pytestmark = pytest.mark.slow
@@ -113,8 +113,9 @@ def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python
         "runtime": {"network": "host",
                     "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
                                 {"host": str(venv), "container": str(venv), "read_only": True}],
-                    # TORCH_COMPILE_DISABLE: no g++ in the test image (as support.cpu_vllm_spec)
-                    "env": {"PATH": f"{venv}/bin:{PATH}", "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1"}},
+                    # not HF_HUB_OFFLINE: offline: true sets it (and TRANSFORMERS_OFFLINE), asserted below
+                    "env": {"PATH": f"{venv}/bin:{PATH}",
+                            **{k: v for k, v in CPU_VLLM_ENV.items() if k != "HF_HUB_OFFLINE"}}},
         "cluster": {"backend": "replicas"},
         "nodes": nodes,
         "serve": {"port": 18000, "max_model_len": 256, "enforce_eager": True,

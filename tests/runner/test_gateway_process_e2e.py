@@ -67,7 +67,7 @@ secrets: {{api_key: {{env: VG_DOOR_KEY}}}}
 runtime:
   kind: process
   python_env: {venv}
-  env: {{VLLM_CPU_KVCACHE_SPACE: "1", HF_HUB_OFFLINE: "1"}}
+  env: {{VLLM_CPU_KVCACHE_SPACE: "1", HF_HUB_OFFLINE: "1", VLLM_CPU_OMP_THREADS_BIND: nobind}}
 caches: {{keep: false}}
 nodes: [{{name: cpu-0, address: {a}, gpus: 1}}]
 serve: {{port: {PORT}, max_model_len: 256, enforce_eager: true, extra_args: [--load-format, dummy]}}

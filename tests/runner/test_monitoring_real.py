@@ -18,7 +18,7 @@ from infra import cache
 
 from vllmgen.render.monitoring import metric_names
 
-from .support import PATH, ROOT, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
+from .support import CPU_VLLM_ENV, PATH, ROOT, VLLM_READY_S, Cluster, apply_args, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 PORT = 18020
@@ -81,8 +81,7 @@ def watched(one_host_made: Cluster, tmp_path_factory: pytest.TempPathFactory, py
         "runtime": {
             "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
                         {"host": str(venv), "container": str(venv), "read_only": True}],
-            "env": {"PATH": f"{venv}/bin:{PATH}", "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-                    "TORCH_COMPILE_DISABLE": "1"},
+            "env": {"PATH": f"{venv}/bin:{PATH}", **CPU_VLLM_ENV},
         },
         "caches": {"host_path": str(tmp_path / "engine-caches")},
         "monitoring": {"prometheus_port": PROMETHEUS_PORT, "scrape_interval": "1s"},
