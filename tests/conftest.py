@@ -19,9 +19,9 @@ def root() -> Path:
     return ROOT
 
 
-# The slow tier's files by their measured cost (seconds, `--durations` of the slow tier on 2026-12-04),
-# heaviest first. The slow tier runs on two workers, a file to a worker (`--dist loadfile`), and starting
-# the heaviest first lets both end together (the longest file alone is a fifth of the tier).
+# The slow tier's files by their measured cost (seconds, one at a time, 2026-12-04), heaviest first. The slow
+# tier runs on three workers, a file to a worker (`--dist loadfile`), and starting the heaviest first lets them
+# end together (the longest file alone is a seventh of the tier).
 SLOW_FILE_SECONDS = {
     "tests/runner/test_dp_e2e.py": 190, "tests/runner/test_gateway_e2e.py": 104,
     "tests/runner/test_router_e2e.py": 93, "tests/runner/test_ssh_hosts.py": 86, "tests/runner/test_ray_netns.py": 78,
