@@ -1,5 +1,5 @@
 """The slow tier on pytest-xdist workers (tests/conftest.py): whole files to a worker or not at all, and the
-heaviest files first, so that two workers end together."""
+heaviest files first, so that the workers end together."""
 
 from __future__ import annotations
 
