@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from infra import cache
 
-from .support import ROOT, Cluster, group_left, session_members, with_home
+from .support import ROOT, Cluster, cpu_vllm_env_yaml, group_left, session_members, with_home
 from .test_gateway_e2e import GATEWAY_PORT, KEY, PORT, _attack, _check
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ secrets: {{api_key: {{env: VG_DOOR_KEY}}}}
 runtime:
   kind: process
   python_env: {venv}
-  env: {{VLLM_CPU_KVCACHE_SPACE: "1", HF_HUB_OFFLINE: "1", VLLM_CPU_OMP_THREADS_BIND: nobind}}
+  env: {cpu_vllm_env_yaml()}
 caches: {{keep: false}}
 nodes: [{{name: cpu-0, address: {a}, gpus: 1}}]
 serve: {{port: {PORT}, max_model_len: 256, enforce_eager: true, extra_args: [--load-format, dummy]}}

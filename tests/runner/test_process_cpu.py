@@ -21,7 +21,7 @@ import pytest
 
 from infra import cache
 
-from .support import COMMAND_S, group_left
+from .support import COMMAND_S, cpu_vllm_env_yaml, group_left
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ runtime:
   kind: process
   python_env: {venv}
   # this vLLM runs in the machine's own network namespace: no usage report may leave it
-  env: {{VLLM_CPU_KVCACHE_SPACE: "1", HF_HUB_OFFLINE: "1", VLLM_CPU_OMP_THREADS_BIND: nobind, VLLM_NO_USAGE_STATS: "1", DO_NOT_TRACK: "1"}}
+  env: {cpu_vllm_env_yaml(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")}
 caches: {{keep: false}}
 monitoring: {{enabled: false}}
 nodes: [{{name: cpu-0, address: 127.0.0.1, gpus: 1}}]
