@@ -2,7 +2,7 @@
 
 Needs root and the slow tier's cache (tests/infra/setup.sh all): it builds the ssh test bed (a
 control namespace and two node namespaces, each node with its own dockerd and sshd), then, from
-the control host, on the CPU vLLM mp deployment of tests/runner/test_vllm_ssh.py:
+the control host, on a CPU vLLM mp deployment (support.cpu_vllm_tp_spec) across the two hosts:
 
   warm-up   apply --all once (builds the image on both nodes, copies the deployment folder), down
   apply     `vllmgen apply --all` from nothing: containers created, followers joined, /health 200,

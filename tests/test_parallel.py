@@ -241,3 +241,45 @@ def test_hybrid_with_one_rank_per_node_says_write_external(tmp_path):
         validate_file(str(path))
     assert any("vLLM switches hybrid to external load balancing there; write lb: external" in str(d)
                for d in caught.value.diagnostics)
+
+
+@pytest.mark.parametrize("backend", ["mp", "ray"])
+def test_nodes_that_talk_to_each_other_know_each_others_names_without_dns(tmp_path, backend):
+    """torch names its peers by reverse DNS (tests/runner/test_bundle_real.py's trap caught the queries on an
+    air-gapped host): every container of a cluster gets every node's IP under its container name, head
+    first, and no /etc/hosts line appears where nodes do not talk."""
+    spec = _spec(3, 8, {"tensor_parallel_size": 24}, backend=backend)
+    spec["nodes"][0]["role"], spec["nodes"][1]["role"] = "worker", "head"
+    if backend == "ray":
+        spec["cluster"] = {"backend": "ray", "nic": "eth0"}
+    plan = _compile(tmp_path, spec).plan
+    expected = tuple((name, ip) for name, v4 in (("dp-n1", "192.0.2.2"), ("dp-n0", "192.0.2.1"), ("dp-n2", "192.0.2.3"))
+                     for ip in (v4, f"::ffff:{v4}"))  # as an IPv6 socket names an IPv4 peer, too
+    assert [n.container.extra_hosts for n in plan.nodes] == [expected] * 3
+    from vllmgen.targets.docker.dockercli import run_argv
+    argv = run_argv(plan.nodes[2].container)
+    assert argv[argv.index("--network") + 2:argv.index("--network") + 6] == [
+        "--add-host", "dp-n1:192.0.2.2", "--add-host", "dp-n1:::ffff:192.0.2.2"]
+
+    alone = _compile(tmp_path, _spec(2, 4, {"tensor_parallel_size": 4}, backend="replicas")).plan
+    assert [n.container.extra_hosts for n in alone.nodes] == [(), ()]
+
+
+def test_a_container_without_extra_hosts_keeps_the_hash_it_had():
+    """extra_hosts came later: a container that has none hashes as before it existed, so an upgrade of vllmgen
+    does not replace every running container for a field none of them uses."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from vllmgen.plan.plan import Container, container_hash
+
+    container = Container(name="c", image="i", entrypoint="vllm", command=("serve", "m"), env=(("A", "1"),),
+                          secrets=(), mounts=(), labels=(("k", "v"),))
+    before = {f.name: getattr(container, f.name) for f in dataclasses.fields(container) if f.name != "extra_hosts"}
+    before = json.loads(json.dumps(before))  # tuples as lists, as the hash sees them
+    before["labels"] = []
+    expected = hashlib.sha256(json.dumps([before, "inputs"], sort_keys=True).encode()).hexdigest()[:16]
+    assert container_hash(container, "inputs") == expected
+    with_hosts = dataclasses.replace(container, extra_hosts=(("c", "192.0.2.1"),))
+    assert container_hash(with_hosts, "inputs") != expected

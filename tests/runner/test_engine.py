@@ -4,7 +4,7 @@ What is real: dockerd 20.10 (vfs, no registry), the generated Dockerfile built w
 swapped for a local image (its `RUN uv pip install ...` runs, with a recording `uv`), the
 generated container flags, daemon.json merged into the file the daemon is restarted with.
 What is not: GPUs (`--gpus all` fails here, asserted below; the rest runs with --no-gpus) and
-vLLM itself (a stand-in serves the OpenAI routes; tests/runner/test_vllm_ssh.py and the other e2e modules run the real one).
+vLLM itself (a stand-in serves the OpenAI routes; tests/runner/test_bundle_real.py and the other e2e modules run the real one).
 """
 
 from __future__ import annotations

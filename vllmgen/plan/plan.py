@@ -74,6 +74,7 @@ class Container:
     ulimits: tuple[tuple[str, int, int], ...] = ()
     restart: str = "no"
     healthcheck: Healthcheck | None = None
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, IP) lines of the container's /etc/hosts
 
 
 @dataclass(frozen=True)
@@ -498,7 +499,7 @@ def _node_plan(
     if process:
         entrypoint = node_vllm(spec, node) or "vllm"
     container = Container(
-        name=f"{spec.runtime.container_prefix or spec.name}-{node.name}",
+        name=_container_name(spec, node),
         image="" if process else image,
         entrypoint=entrypoint,
         command=command,
@@ -517,6 +518,7 @@ def _node_plan(
         restart=spec.runtime.restart,
         healthcheck=_healthcheck(spec, node) if answers_http and not process else None,
         gpus=_gpus(node),
+        extra_hosts=() if process else _peer_hosts(spec, backend),
     )
     labels = (
         (label_names.DEPLOYMENT, spec.name),
@@ -547,6 +549,32 @@ def _instance_plan(spec: Spec, instance: pd.Instance, rank: int, image: str, sec
     role: Literal["head", "worker"] = "head" if rank == 0 else "worker"
     labels = tuple((key, role if key == label_names.ROLE else value) for key, value in planned.container.labels)
     return replace(planned, role=role, rank=rank, container=replace(planned.container, labels=labels))
+
+
+def _container_name(spec: Spec, node: Node) -> str:
+    return f"{spec.runtime.container_prefix or spec.name}-{node.name}"
+
+
+def _peer_hosts(spec: Spec, backend: Backend) -> tuple[tuple[str, str], ...]:
+    """Where the nodes talk to each other (mp or Ray across hosts), every node's IP address under its container's
+    name, for the containers' /etc/hosts. torch names the peers of its store's sockets with getnameinfo, a reverse
+    DNS query that an air-gapped host can only send into the void and wait out (caught by
+    tests/runner/test_bundle_real.py's trap: PTR? 2.0.77.10.in-addr.arpa from every node). Those sockets are IPv6
+    ones, so an IPv4 peer comes as ::ffff:10.77.0.2, which glibc's /etc/hosts lookup matches only in that
+    spelling (its DNS lookup unmaps it): each IPv4 address is written both ways. Such nodes have IP addresses (the
+    rules say so); an IPv6 address with a %scope has no /etc/hosts form."""
+    if backend not in ("mp", "ray"):
+        return ()
+    hosts: list[tuple[str, str]] = []
+    for node in _ordered_nodes(spec):
+        ip = addresses.parse_ip(node.address)
+        if ip is None or getattr(ip, "scope_id", None) is not None:
+            continue
+        name = _container_name(spec, node)
+        hosts.append((name, str(ip)))
+        if ip.version == 4:
+            hosts.append((name, f"::ffff:{ip}"))
+    return tuple(hosts)
 
 
 def _gpus(node: Node) -> str:
@@ -634,8 +662,14 @@ def container_hash(container: Container, inputs: str) -> str:
     """Identifies a container's definition: the runner leaves a container alone when it matches."""
     plain = _plain(container)
     plain["labels"] = []  # the labels carry the hash itself
+    for name in _HASHED_WHEN_SET:  # fields added later: containers made before them are not replaced for them
+        if not plain[name]:
+            del plain[name]
     data = json.dumps([plain, inputs], sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+_HASHED_WHEN_SET = ("extra_hosts",)
 
 
 def _plain(value: Any) -> Any:

@@ -32,6 +32,8 @@ def compose_file(container: Container, service_name: str, text: str, gpu_ids: tu
         "command": [_compose_escape(arg) for arg in container.command],
         "network_mode": container.network_mode,
     }
+    if container.extra_hosts:  # NAME:IP, split at the first colon (a list: one name may have two addresses)
+        service["extra_hosts"] = [f"{name}:{ip}" for name, ip in container.extra_hosts]
     if container.ports:
         service["ports"] = [f"{host}:{inner}" for host, inner in container.ports]
     if container.ipc_host:

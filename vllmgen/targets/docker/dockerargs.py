@@ -141,6 +141,8 @@ def create_request(argv: list[str], secrets: Mapping[str, str]) -> tuple[str, di
             host["DeviceRequests"] = [_device_request(value)]
         elif flag == "--network":
             host["NetworkMode"] = value
+        elif flag == "--add-host":
+            host["ExtraHosts"] = [*(host["ExtraHosts"] or []), value]  # NAME:IP, as the CLI sends it
         elif flag == "--publish":
             _publish(config, host, value)
         elif flag == "--ipc":

@@ -24,6 +24,7 @@ def run_options(container: Container) -> list[tuple[Word, ...]]:
     if container.gpus:  # empty: the runner's --no-gpus rehearsal
         options.append(("--gpus", container.gpus))
     options.append(("--network", container.network_mode))
+    options += [("--add-host", f"{name}:{ip}") for name, ip in container.extra_hosts]
     options += [("--publish", f"{host}:{inner}") for host, inner in container.ports]
     if container.ipc_host:
         options.append(("--ipc", "host"))

@@ -22,9 +22,13 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=4615751ef1988d0c \
+    --label io.vllmgen.config-hash=b344c2817f85c3f8 \
     --gpus all \
     --network host \
+    --add-host deepseek-wide-ep-ep-0:203.0.113.10 \
+    --add-host deepseek-wide-ep-ep-0:::ffff:203.0.113.10 \
+    --add-host deepseek-wide-ep-ep-1:203.0.113.11 \
+    --add-host deepseek-wide-ep-ep-1:::ffff:203.0.113.11 \
     --ipc host \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \

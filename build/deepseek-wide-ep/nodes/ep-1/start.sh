@@ -22,9 +22,13 @@ docker run \
     --label io.vllmgen.deployment=deepseek-wide-ep \
     --label io.vllmgen.node=ep-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=2ebdec621828befe \
+    --label io.vllmgen.config-hash=3aa9a9df402092c0 \
     --gpus all \
     --network host \
+    --add-host deepseek-wide-ep-ep-0:203.0.113.10 \
+    --add-host deepseek-wide-ep-ep-0:::ffff:203.0.113.10 \
+    --add-host deepseek-wide-ep-ep-1:203.0.113.11 \
+    --add-host deepseek-wide-ep-ep-1:::ffff:203.0.113.11 \
     --ipc host \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \

@@ -22,9 +22,13 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-0 \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=04da37299b917735 \
+    --label io.vllmgen.config-hash=ea2b54c9278d9c31 \
     --gpus all \
     --network host \
+    --add-host qwen3-next-tp16-mp-node-0:192.0.2.1 \
+    --add-host qwen3-next-tp16-mp-node-0:::ffff:192.0.2.1 \
+    --add-host qwen3-next-tp16-mp-node-1:192.0.2.2 \
+    --add-host qwen3-next-tp16-mp-node-1:::ffff:192.0.2.2 \
     --ipc host \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \

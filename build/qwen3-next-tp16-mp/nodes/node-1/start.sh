@@ -22,9 +22,13 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-mp \
     --label io.vllmgen.node=node-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=bcf625da5f7b6b8a \
+    --label io.vllmgen.config-hash=9861997fe0a4d45b \
     --gpus all \
     --network host \
+    --add-host qwen3-next-tp16-mp-node-0:192.0.2.1 \
+    --add-host qwen3-next-tp16-mp-node-0:::ffff:192.0.2.1 \
+    --add-host qwen3-next-tp16-mp-node-1:192.0.2.2 \
+    --add-host qwen3-next-tp16-mp-node-1:::ffff:192.0.2.2 \
     --ipc host \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \

@@ -22,9 +22,13 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=head \
     --label io.vllmgen.role=head \
-    --label io.vllmgen.config-hash=c14f8a1a1c3d0f95 \
+    --label io.vllmgen.config-hash=02bbd2859df768fc \
     --gpus all \
     --network host \
+    --add-host qwen3-next-tp16-ray-head:192.0.2.1 \
+    --add-host qwen3-next-tp16-ray-head:::ffff:192.0.2.1 \
+    --add-host qwen3-next-tp16-ray-worker-1:192.0.2.2 \
+    --add-host qwen3-next-tp16-ray-worker-1:::ffff:192.0.2.2 \
     --shm-size 10.24g \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \

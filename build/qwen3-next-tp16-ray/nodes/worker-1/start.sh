@@ -21,9 +21,13 @@ docker run \
     --label io.vllmgen.deployment=qwen3-next-tp16-ray \
     --label io.vllmgen.node=worker-1 \
     --label io.vllmgen.role=worker \
-    --label io.vllmgen.config-hash=9adba98e2a1d99cb \
+    --label io.vllmgen.config-hash=c84e3ef1d931f2b5 \
     --gpus all \
     --network host \
+    --add-host qwen3-next-tp16-ray-head:192.0.2.1 \
+    --add-host qwen3-next-tp16-ray-head:::ffff:192.0.2.1 \
+    --add-host qwen3-next-tp16-ray-worker-1:192.0.2.2 \
+    --add-host qwen3-next-tp16-ray-worker-1:::ffff:192.0.2.2 \
     --shm-size 10.24g \
     --device /dev/infiniband \
     --cap-add IPC_LOCK \
