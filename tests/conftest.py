@@ -27,7 +27,7 @@ SLOW_FILE_SECONDS = {
     "tests/runner/test_router_e2e.py": 93, "tests/runner/test_ssh_hosts.py": 86, "tests/runner/test_ray_netns.py": 78,
     "tests/runner/test_gateway_process_e2e.py": 64,
     "tests/runner/test_engine.py": 58, "tests/test_write.py": 55,
-    "tests/runner/test_monitoring_real.py": 53, "tests/runner/test_process_cpu.py": 44,
+    "tests/runner/test_process_cpu.py": 44,
     "tests/test_lint_properties.py": 42, "tests/runner/test_pd_process_e2e.py": 41, "tests/test_install.py": 40,
     "tests/runner/test_daemon_json_real.py": 39, "tests/runner/test_idempotence_real.py": 35,
 }

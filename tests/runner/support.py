@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,13 @@ def with_home(home: Path) -> list[int]:
                     found.append(int(entry.name))
             except OSError:
                 continue
+    return found
+
+
+def debian_tool(name: str, package: str) -> str:
+    """The path of a program from a Debian package that tests/infra/setup.sh installs (an assert saying so if not)."""
+    found = shutil.which(name)
+    assert found, f"{name} (Debian package {package}) is needed: tests/infra/setup.sh installs it"
     return found
 
 

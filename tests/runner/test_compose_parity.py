@@ -111,6 +111,8 @@ def _comparable(attrs: dict) -> dict:
     assert len({item.split("=", 1)[0] for item in env}) == len(env), env
     config["Labels"] = {k: v for k, v in config["Labels"].items() if not k.startswith("com.docker.compose.")}
     host["Binds"] = sorted(_bind(bind) for bind in host.get("Binds") or [])
+    # compose keeps extra hosts in a map of name to addresses: it sends them in Go's map order, which varies
+    host["ExtraHosts"] = sorted(host.get("ExtraHosts") or [])
     mounts = sorted(({**m, "Mode": m["Mode"] or ("rw" if m["RW"] else "ro")} for m in attrs["Mounts"]),
                     key=lambda m: m["Destination"])
     return _empty_is_none({"Config": config, "Env": sorted(env), "HostConfig": host, "Mounts": mounts,

@@ -3,8 +3,10 @@
 Debian's nginx), then an attacker on another namespace host, without the key, tries every client and admin
 path through the public address and the servers' and router's own ports: nothing answers but 401/404 or a
 refused connection. A client with the key gets completions, streamed ones too. On the same deployment (one
-apply for the module), apply's and status's startup report and `vllmgen bench` (`vllm bench serve` inside
-the container, run twice, compared) are tested too: they had a CPU vLLM of their own in test_bench_real.py.
+apply for the module, with the daemon.json merge), apply's and status's startup report, `vllmgen bench` (`vllm
+bench serve` inside the container, run twice, compared) and the rendered monitoring are tested too: a real
+Prometheus (Debian's) on the node scrapes the server behind the front door, with samples for every metric
+family the dashboard reads. They had CPU vLLMs of their own (test_bench_real.py, test_monitoring_real.py).
 The replicas and router behind the gateway are tested on the deployment test_router_e2e.py shares between
 its tests (this module's helpers attack it).
 """
@@ -15,6 +17,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +27,13 @@ from infra import cache
 from infra.images import ensure_nginx_image
 
 from vllmgen.plan import gateway
+from vllmgen.render.monitoring import metric_names
 
-from .support import VLLM_READY_S, Cluster, apply_args, cpu_vllm_tp_spec, ok_stderr, write_spec
+from .support import VLLM_READY_S, Cluster, apply_args, cpu_vllm_tp_spec, debian_tool, ok_stderr, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 KEY = "door-test.key+0123456789/abcdef"
-PORT, GATEWAY_PORT, ROUTER_PORT = 18000, 18800, 18080
+PORT, GATEWAY_PORT, ROUTER_PORT, PROMETHEUS_PORT = 18000, 18800, 18080, 19090
 ENV = {"VG_DOOR_KEY": KEY}
 
 ATTACK = r"""
@@ -125,14 +129,19 @@ def door(two_hosts_made: Cluster, tmp_path_factory: pytest.TempPathFactory, pyth
     spec = cpu_vllm_tp_spec("vg-door", vllm, python_prefix, tmp_path, nodes)
     spec["secrets"] = {"api_key": {"env": "VG_DOOR_KEY"}}
     spec["gateway"] = {"image": image, "port": GATEWAY_PORT}
+    spec["monitoring"] = {"prometheus_port": PROMETHEUS_PORT, "scrape_interval": "1s"}
     path = write_spec(tmp_path, spec)
     try:
-        result = cluster.vllmgen(*apply_args(path, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S)),
-                                 "--output", "json", env=ENV)
+        result = cluster.vllmgen(*_apply(cluster, path), "--output", "json", env=ENV)
         yield Door(cluster, tmp_path, path, ok_stderr(result), json.loads(result.stdout))
     finally:
         cluster.vllmgen("down", str(path), "--all")  # a no-op after the last test's own down
         cluster.clear()
+
+
+def _apply(cluster: Cluster, spec: Path) -> list[str]:
+    """apply with host 0's daemon.json merged (and its dockerd restarted) where the spec's keys are missing."""
+    return apply_args(spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S), daemon=cluster.daemons[0])
 
 
 def test_single_node_behind_the_real_gateway(door: Door) -> None:
@@ -153,6 +162,43 @@ def test_single_node_behind_the_real_gateway(door: Door) -> None:
     assert status.returncode == 0, status.stdout + status.stderr
     report = json.loads(status.stdout)
     assert report["gateway"]["health"] == 200 and report["gateway"]["without_key"] == 401
+
+
+def _on_node(cluster: Cluster, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", f"--net={cluster.hosts.path(0)}", *argv], capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def _query(cluster: Cluster, expr: str) -> list[dict]:
+    url = f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query?query={urllib.parse.quote(expr)}"
+    result = _on_node(cluster, "curl", "-fsS", "--noproxy", "*", url)
+    return json.loads(result.stdout)["data"]["result"] if result.returncode == 0 else []
+
+
+def test_real_prometheus_scrapes_the_server_behind_the_gateway(door: Door) -> None:
+    """The rendered prometheus.yml, in a real Prometheus on the node: it scrapes the server the front door hides
+    (its /metrics answers nobody through the gateway: test_single_node_behind_the_real_gateway), every metric
+    family the dashboard reads is there, and the completions served so far are counted."""
+    cluster, folder = door.cluster, door.folder
+    config = folder / "build" / "vg-door" / "monitoring" / "prometheus.yml"
+    prometheus = subprocess.Popen(
+        ["nsenter", f"--net={cluster.hosts.path(0)}", debian_tool("prometheus", "prometheus"),
+         f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        up = wait_for(lambda: _query(cluster, 'up{job="vllm",deployment="vg-door"} == 1'), bool, timeout=60, every=1)
+        assert up, "Prometheus never scraped vLLM"
+        live = _on_node(cluster, "curl", "-fsS", "--noproxy", "*", f"http://127.0.0.1:{PORT}/metrics").stdout
+        for name in sorted(metric_names()):
+            family = name.removesuffix("_bucket")
+            assert f"# TYPE {family} " in live, f"the dashboard reads {name}, which the live server lacks"
+        served = wait_for(lambda: _query(cluster, 'vllm:request_success_total{deployment="vg-door",node="solo"}'),
+                          lambda found: sum(float(s["value"][1]) for s in found) >= 1, timeout=30, every=1)
+        assert served and sum(float(s["value"][1]) for s in served) >= 1, served
+        assert wait_for(lambda: _query(cluster, 'vllm:kv_cache_usage_perc{deployment="vg-door"}'), bool, timeout=30)
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=20)
 
 
 def test_startup_phases_from_apply_and_status(door: Door) -> None:
@@ -198,8 +244,7 @@ def test_bench_runs_vllm_bench_inside_the_container_and_compares(door: Door) -> 
 
 def test_reapply_changes_nothing_and_down_removes_the_gateway_first(door: Door) -> None:
     cluster = door.cluster
-    again = ok_stderr(cluster.vllmgen(*apply_args(door.spec, "--all", "--no-gpus", "--timeout", str(VLLM_READY_S)),
-                                env=ENV))
+    again = ok_stderr(cluster.vllmgen(*_apply(cluster, door.spec), env=ENV))
     assert "nothing changed" in again, again
     down = ok_stderr(cluster.vllmgen("down", str(door.spec), "--all"))
     lines = [line for line in down.splitlines() if "down: removed" in line]
