@@ -43,10 +43,15 @@ def pytest_configure_node(node) -> None:  # noqa: ANN001 - pytest-xdist's hook, 
 
 @pytest.hookimpl(trylast=True)  # after -m has deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Heaviest slow files first (a stable sort: each file's tests stay together, in file order). Under
-    pytest-xdist the slow tier runs only a file to a worker: each worker's hosts are its own (namespace
-    names carry its pid), and a module's tests share one deployment."""
-    items.sort(key=lambda item: -SLOW_FILE_SECONDS.get(item.nodeid.split("::", 1)[0], 0))
+    """Heaviest slow files first, then the other files with slow tests, then the fast tier's (a stable sort by
+    file: each file's tests stay together, in file order); in one session the fast files fill the cores the
+    slow tier's last files leave idle. Under pytest-xdist the slow tier runs only a file to a worker: each
+    worker's hosts are its own (namespace names carry its pid), and a module's tests share one deployment."""
+    weight: dict[str, float] = {}
+    for item in items:
+        file = item.nodeid.split("::", 1)[0]
+        weight[file] = max(weight.get(file, 0), SLOW_FILE_SECONDS.get(file, 1 if item.get_closest_marker("slow") else 0))
+    items.sort(key=lambda item: -weight[item.nodeid.split("::", 1)[0]])
     if not hasattr(config, "workerinput") or config.workerinput.get("dist") in WHOLE_FILES:
         return
     refused = pytest.mark.skip(reason="not run: under pytest-xdist the slow tier needs --dist loadfile")

@@ -50,15 +50,18 @@ def test_under_another_dist_slow_tests_are_skipped_saying_why(tmp_path: Path) ->
 
 
 def test_the_heaviest_files_go_first_each_files_tests_together_in_order() -> None:
-    def item(nodeid: str) -> SimpleNamespace:
-        return SimpleNamespace(nodeid=nodeid, get_closest_marker=lambda name: None)
+    """Measured slow files by their cost, then unmeasured files with a slow test (a file with one slow test is
+    weighed as a slow file), then the fast files, in collection order."""
+    def item(nodeid: str, slow: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(nodeid=nodeid, get_closest_marker=lambda name: slow and name == "slow")
 
-    nodeids = ["tests/test_cheap.py::test_1", "tests/runner/test_engine.py::test_1",
-               "tests/runner/test_engine.py::test_2", "tests/runner/test_dp_e2e.py::test_1",
-               "tests/runner/test_dp_e2e.py::test_2", "tests/test_cheap.py::test_2"]
-    items = [item(nodeid) for nodeid in nodeids]
+    items = [item("tests/test_cheap.py::test_1"), item("tests/test_mixed.py::test_fast"),
+             item("tests/runner/test_engine.py::test_1", True), item("tests/runner/test_engine.py::test_2", True),
+             item("tests/runner/test_dp_e2e.py::test_1", True), item("tests/test_mixed.py::test_slow", True),
+             item("tests/runner/test_dp_e2e.py::test_2", True), item("tests/test_cheap.py::test_2")]
     conftest.pytest_collection_modifyitems(SimpleNamespace(), items)  # type: ignore[arg-type]
     assert [i.nodeid for i in items] == [
         "tests/runner/test_dp_e2e.py::test_1", "tests/runner/test_dp_e2e.py::test_2",
         "tests/runner/test_engine.py::test_1", "tests/runner/test_engine.py::test_2",
+        "tests/test_mixed.py::test_fast", "tests/test_mixed.py::test_slow",
         "tests/test_cheap.py::test_1", "tests/test_cheap.py::test_2"]
