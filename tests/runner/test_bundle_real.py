@@ -15,7 +15,7 @@ hf_cache, where vLLM finds it with HF_HUB_OFFLINE=1.
 The trap: each host's namespace gets a default route into a veth pair that leads nowhere (a black hole) and an
 iptables rule counting every packet that leaves for anything but loopback and the test network; the
 counters must stay at zero through load and apply (a DNS query or an outside connection would count). It
-caught torch's reverse DNS query for each node's own address, two packets a node, when TP spans the nodes:
+caught torch's reverse DNS query for the head's address, two packets from each node, when TP spans the nodes:
 the containers' /etc/hosts now name every node (vllmgen.plan.plan's peer hosts).
 """
 
