@@ -94,7 +94,7 @@ def plan_gateway(spec: Spec, router_upstream: str | None) -> GatewayPlan | None:
         nginx=settings.nginx,
         max_body_size=settings.max_body_size,
         timeout_s=settings.timeout_s,
-        container_name=f"{spec.runtime.container_prefix or spec.name}-{ROLE}",
+        container_name=f"{spec.container_prefix}-{ROLE}",
     )
 
 

@@ -93,7 +93,7 @@ def plan_monitoring(spec: Spec, head: Node) -> MonitoringPlan | None:
         grafana_image=settings.grafana_image,
         prometheus_port=settings.prometheus_port,
         grafana_port=settings.grafana_port,
-        container_prefix=spec.runtime.container_prefix or spec.name,
+        container_prefix=spec.container_prefix,
         # a hostname cannot be bound to: loopback then (validate warns), never every interface unasked
         bind=settings.bind or (where.address if addresses.parse_ip(where.address) else "127.0.0.1"),
         grafana_anonymous=settings.grafana_anonymous,

@@ -227,8 +227,9 @@ def build_plan(spec: Spec, spec_file: str) -> Plan:
         nodes = tuple(_instance_plan(spec, instance, rank, image.tag, secrets, serve_base, inputs)
                       for rank, instance in enumerate(pd.instances(spec)))
     else:
+        peers = _peer_hosts(spec, backend)
         nodes = tuple(
-            _node_plan(spec, node, rank, backend, image.tag, secrets, serve_base, inputs)
+            _node_plan(spec, node, rank, backend, image.tag, secrets, serve_base, inputs, peers)
             for rank, node in enumerate(ordered)
         )
     serve_exec = None
@@ -476,7 +477,9 @@ def _node_plan(
     secrets: tuple[SecretEnv, ...],
     serve_base: tuple[str, ...],
     inputs: str,
+    peers: tuple[tuple[str, str], ...] = (),
 ) -> NodePlan:
+    """One node's container; ``peers``: the cluster's /etc/hosts lines (_peer_hosts), one tuple for every node."""
     role: Literal["head", "worker"] = "head" if rank == 0 else "worker"
     serves = backend != "ray"
     if backend == "ray":
@@ -518,7 +521,7 @@ def _node_plan(
         restart=spec.runtime.restart,
         healthcheck=_healthcheck(spec, node) if answers_http and not process else None,
         gpus=_gpus(node),
-        extra_hosts=() if process else _peer_hosts(spec, backend),
+        extra_hosts=() if process else peers,
     )
     labels = (
         (label_names.DEPLOYMENT, spec.name),
@@ -552,7 +555,7 @@ def _instance_plan(spec: Spec, instance: pd.Instance, rank: int, image: str, sec
 
 
 def _container_name(spec: Spec, node: Node) -> str:
-    return f"{spec.runtime.container_prefix or spec.name}-{node.name}"
+    return f"{spec.container_prefix}-{node.name}"
 
 
 def _peer_hosts(spec: Spec, backend: Backend) -> tuple[tuple[str, str], ...]:

@@ -101,7 +101,7 @@ def plan_router(spec: Spec, ordered: list[Node], image_tag: str) -> RouterPlan |
     if router is None:
         return None
     where = next((node for node in spec.nodes if node.name == router.node), ordered[0])
-    prefix = spec.runtime.container_prefix or spec.name
+    prefix = spec.container_prefix
     pd_args: dict[str, Any] = {}
     if spec.disaggregation is not None:
         sides = {group: tuple(Worker(i.name, pd.url(spec, i)) for i in pd.instances(spec) if i.group == group)

@@ -312,5 +312,10 @@ class Spec(Model):
         return next(node for node in self.nodes if node.role == "head")
 
     @property
+    def container_prefix(self) -> str:
+        """What every container name of the deployment starts with: runtime.container_prefix, else its name."""
+        return self.runtime.container_prefix or self.name
+
+    @property
     def total_gpus(self) -> int:
         return sum(node.gpus for node in self.nodes)
